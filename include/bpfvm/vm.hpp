@@ -1,0 +1,147 @@
+// bpfvm: preparing and running programs (interpreter and JIT behind one interface).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "bpfvm/insn.hpp"
+#include "bpfvm/result.hpp"
+
+namespace bpfvm {
+
+// Helpers use the kernel's convention: five 64-bit arguments in r1..r5, result in r0.
+// A helper that needs the running program's state calls current_run().
+using HelperFn = uint64_t (*)(uint64_t r1, uint64_t r2, uint64_t r3, uint64_t r4, uint64_t r5);
+
+struct HelperDef {
+  int32_t id = 0;
+  std::string name;
+  HelperFn fn = nullptr;
+  // A tail-call helper (bpf_tail_call) returns the `const Executable*` to continue in, or 0 when
+  // the call falls through (no program at that index, or the chain limit of 33 reached).
+  // The engine then runs that program with the same context and exits with its result.
+  bool tail_call = false;
+};
+
+// The helpers a program may call, by id. Different environments have different tables: programs
+// with a kernel program type get kernel-numbered helpers; the conformance suite has its own.
+class HelperTable {
+ public:
+  void add(int32_t id, std::string name, HelperFn fn, bool tail_call = false);
+  void add(HelperDef def);
+  const HelperDef* find(int32_t id) const;
+  std::string_view name_of(int32_t id) const;  // "" when unknown
+  const std::unordered_map<int32_t, HelperDef>& all() const { return by_id_; }
+
+  // The bpf_conformance environment: helper 5 returns its first argument (and 0..4 are absent).
+  static HelperTable conformance();
+
+ private:
+  std::unordered_map<int32_t, HelperDef> by_id_;
+};
+
+// A program ready to be prepared: the IR (see insn.hpp) and a name for messages.
+struct Program {
+  std::string name;
+  std::vector<Insn> insns;
+};
+
+enum class EngineKind { Interpreter, Jit };
+const char* engine_name(EngineKind kind);
+
+struct ExecOptions {
+  EngineKind engine = EngineKind::Interpreter;
+  // Interpreter: validate every memory access against the regions the program may touch
+  // (its stack, RunArgs::regions, memory returned by helpers) and stop with a MemoryFault.
+  bool checked = false;
+  // Stop with ErrorCode::Budget after this many executed instructions (0 = no limit).
+  uint64_t insn_budget = 0;
+  // JIT: blind immediates (as the kernel's bpf_jit_harden).
+  bool jit_harden = false;
+};
+
+// A span of memory a program may access in checked mode.
+struct MemRegion {
+  uint64_t start = 0;
+  uint64_t size = 0;
+  bool writable = false;
+  std::string_view name;  // "mem", "ctx", "packet", "map value"... used in fault messages
+};
+
+// Inputs of one run.
+struct RunArgs {
+  uint64_t r1 = 0;  // usually the context pointer
+  uint64_t r2 = 0;  // for plain-memory programs: the memory length
+  std::vector<MemRegion> regions;
+  // Packet for the legacy LD_ABS / LD_IND instructions (socket filters).
+  const uint8_t* packet = nullptr;
+  size_t packet_len = 0;
+  void* user = nullptr;  // embedder data, visible to helpers via current_run()->args->user
+};
+
+struct RunStats {
+  uint64_t insns_executed = 0;  // counted only when ExecOptions::insn_budget is set
+};
+
+class Executable;
+
+// State of the run in progress on this thread, for helpers.
+struct RunContext {
+  const RunArgs* args = nullptr;
+  const Executable* exe = nullptr;
+  // Memory a helper handed to the program (e.g. a map value); checked mode allows access to it.
+  std::vector<MemRegion> dynamic_regions;
+  void allow_region(uint64_t start, uint64_t size, bool writable, std::string_view name) {
+    dynamic_regions.push_back(MemRegion{start, size, writable, name});
+  }
+  // Number of tail calls taken so far in this run (the kernel allows 33).
+  int tail_calls = 0;
+  // Set by the engine for helpers that call back into the program (bpf_loop, for_each_map_elem):
+  // calls the BPF function starting at instruction `insn` of the running program with r1..r5 and
+  // returns its r0 (or an error).
+  std::function<Result<uint64_t>(int64_t insn, uint64_t r1, uint64_t r2, uint64_t r3, uint64_t r4, uint64_t r5)> call_function;
+};
+constexpr int kMaxTailCalls = 33;
+RunContext* current_run();
+
+// Internal engine interface (interpreter, JIT per architecture).
+class Engine {
+ public:
+  virtual ~Engine() = default;
+  virtual Result<uint64_t> run(const RunArgs& args, RunStats* stats) const = 0;
+  // Runs as the target of a tail call from another program (same thread, RunContext kept).
+  virtual Result<uint64_t> run_tail(uint64_t ctx, RunStats* stats) const = 0;
+  virtual EngineKind kind() const = 0;
+};
+
+// A linked, runnable program. Create once, run many times (concurrently from several threads).
+class Executable {
+ public:
+  static Result<std::unique_ptr<Executable>> create(Program program, const HelperTable& helpers,
+                                                    ExecOptions options = {});
+  ~Executable();
+
+  Result<uint64_t> run(const RunArgs& args, RunStats* stats = nullptr) const;
+  // Convenience for plain-memory programs: r1 = mem, r2 = len; the memory is the only region.
+  Result<uint64_t> run_on_memory(uint8_t* mem, size_t len, RunStats* stats = nullptr) const;
+
+  const Program& program() const { return program_; }
+  const HelperTable& helpers() const { return helpers_; }
+  const ExecOptions& options() const { return options_; }
+  const Engine& engine() const { return *engine_; }
+
+ private:
+  Executable() = default;
+  Program program_;
+  HelperTable helpers_;
+  ExecOptions options_;
+  std::unique_ptr<Engine> engine_;
+};
+
+}  // namespace bpfvm

@@ -1,0 +1,540 @@
+// The interpreter: the IR is decoded once into an array of pre-resolved instructions (handler address,
+// operands, jump target pointer, helper pointer) and run with threaded dispatch (computed goto).
+// Template parameters select checked memory access and instruction counting, so the fast path
+// carries neither.
+#include <array>
+#include <cstring>
+#include <fmt/format.h>
+
+#include "exec/engine.hpp"
+
+namespace bpfvm::detail {
+namespace {
+
+struct DInsn {
+  const void* handler;
+  int64_t imm;
+  union {
+    const DInsn* target;   // jumps, local calls
+    const HelperDef* helper;
+  };
+  uint8_t dst, src;
+  int16_t off;
+  uint32_t pc;  // slot index, for messages
+};
+static_assert(sizeof(DInsn) == 32);
+
+struct Frame {
+  const DInsn* ret;
+  uint64_t saved[4];  // r6..r9
+  uint64_t r10;
+};
+
+constexpr size_t kStackBytes = static_cast<size_t>(kStackSize) * kMaxCallDepth;
+constexpr int32_t kSkfNetOff = -0x100000;
+constexpr int32_t kSkfLlOff = -0x200000;
+
+// Per-run state.
+struct State {
+  const RunArgs* args;
+  RunContext* ctx;
+  uint64_t stack_lo;  // lowest stack address of this run
+  uint64_t stack_hi;
+  uint64_t budget;
+  uint64_t count;
+  const State* parent;  // run that called back into the program (bpf_loop), whose stack stays valid
+  uint64_t* cur_r10;
+  Diagnostic error;
+  bool failed;
+};
+
+class Interpreter;
+
+template <bool Checked, bool Counted>
+struct Exec {
+  // With code == nullptr, returns the handler table (index = Op) instead of running.
+  static uint64_t run(const DInsn* code, const DInsn* start, uint64_t* regs, State* st,
+                      const void*** table_out);
+};
+
+inline bool in_region(uint64_t addr, uint64_t size, uint64_t start, uint64_t len) {
+  return addr >= start && size <= len && addr - start <= len - size;
+}
+
+template <bool Checked>
+inline bool mem_ok(State* st, uint64_t addr, uint64_t size, bool write) {
+  if constexpr (!Checked) {
+    return true;
+  } else {
+    for (const State* s = st; s; s = s->parent)
+      if (in_region(addr, size, s->stack_lo, s->stack_hi - s->stack_lo)) return true;
+    for (const MemRegion& r : st->args->regions)
+      if (in_region(addr, size, r.start, r.size)) return !write || r.writable;
+    for (const MemRegion& r : st->ctx->dynamic_regions)
+      if (in_region(addr, size, r.start, r.size)) return !write || r.writable;
+    return false;
+  }
+}
+
+std::string describe_fault(State* st, uint64_t addr, uint64_t size, bool write) {
+  std::string regions = fmt::format("stack [0x{:x}, 0x{:x})", st->stack_lo, st->stack_hi);
+  for (const MemRegion& r : st->args->regions) {
+    regions += fmt::format(", {} [0x{:x}, 0x{:x}){}", r.name.empty() ? "region" : r.name, r.start,
+                           r.start + r.size, r.writable ? "" : " read-only");
+    if (write && !r.writable && in_region(addr, size, r.start, r.size))
+      return fmt::format("memory fault: write of {} bytes at 0x{:x} into read-only {}", size, addr, r.name);
+  }
+  for (const MemRegion& r : st->ctx->dynamic_regions) {
+    if (write && !r.writable && in_region(addr, size, r.start, r.size))
+      return fmt::format("memory fault: write of {} bytes at 0x{:x} into read-only {}", size, addr, r.name);
+  }
+  return fmt::format("memory fault: {} of {} bytes at 0x{:x} is outside every allowed region ({})",
+                     write ? "write" : "read", size, addr, regions);
+}
+
+template <class T>
+inline T load(uint64_t addr) {
+  T v;
+  std::memcpy(&v, reinterpret_cast<const void*>(addr), sizeof(T));
+  return v;
+}
+template <class T>
+inline void store(uint64_t addr, T v) {
+  std::memcpy(reinterpret_cast<void*>(addr), &v, sizeof(T));
+}
+
+// Legacy packet load: offset relative to the packet (or to its link-layer start for SKF_LL_OFF).
+inline bool packet_load(const RunArgs* a, int32_t off, uint32_t size, uint64_t& out) {
+  int64_t o = off;
+  if (o < 0 && o >= kSkfLlOff && o < kSkfNetOff) o -= kSkfLlOff;
+  if (o < 0 || !a->packet || static_cast<uint64_t>(o) + size > a->packet_len) return false;
+  const uint8_t* p = a->packet + o;
+  switch (size) {
+    case 1: out = p[0]; break;
+    case 2: out = (uint64_t(p[0]) << 8) | p[1]; break;
+    default: out = (uint64_t(p[0]) << 24) | (uint64_t(p[1]) << 16) | (uint64_t(p[2]) << 8) | p[3]; break;
+  }
+  return true;
+}
+
+template <bool Checked, bool Counted>
+uint64_t Exec<Checked, Counted>::run(const DInsn* code, const DInsn* start, uint64_t* r, State* st,
+                                     const void*** table_out) {
+  static const void* table[kOpCount] = {
+#define BPFVM_OP(NAME, CODE, SEL, SELVAL, FIELDS, VERSION, MNEMONIC) &&L_##NAME,
+#include "bpfvm/opcodes.def"
+      &&L_LDDW_HI,
+  };
+  if (!code) {
+    *table_out = table;
+    return 0;
+  }
+  (void)code;
+  const DInsn* pc = start;
+  Frame frames[kMaxCallDepth];
+  int depth = 0;
+  uint64_t m;  // scratch address
+  const HelperDef* h;
+  st->cur_r10 = &r[10];
+
+#define DISPATCH()                                                         \
+  do {                                                                     \
+    if constexpr (Counted) {                                               \
+      if (++st->count > st->budget) goto budget_exceeded;                  \
+    }                                                                      \
+    goto* pc->handler;                                                     \
+  } while (0)
+#define NEXT() \
+  do {         \
+    ++pc;      \
+    DISPATCH(); \
+  } while (0)
+#define JUMP_IF(cond)      \
+  do {                     \
+    if (cond) {            \
+      pc = pc->target;     \
+      DISPATCH();          \
+    }                      \
+    NEXT();                \
+  } while (0)
+#define D r[pc->dst]
+#define S r[pc->src]
+#define IMM pc->imm
+#define U32(x) static_cast<uint32_t>(x)
+#define CHECK(addr, size, write)                                                         \
+  do {                                                                                   \
+    if constexpr (Checked) {                                                             \
+      if (!mem_ok<Checked>(st, (addr), (size), (write))) {                               \
+        st->error = make_error(ErrorCode::MemoryFault, describe_fault(st, (addr), (size), (write)), pc->pc); \
+        goto fail;                                                                       \
+      }                                                                                  \
+    }                                                                                    \
+  } while (0)
+
+  DISPATCH();
+
+  // ---- ALU ----------------------------------------------------------------------------------
+#define ALU_OPS(NAME, EXPR64, EXPR32)                              \
+  L_##NAME##64_IMM : { uint64_t b = static_cast<uint64_t>(IMM); uint64_t a = D; D = (EXPR64); NEXT(); } \
+  L_##NAME##64_REG : { uint64_t b = S; uint64_t a = D; D = (EXPR64); NEXT(); }                         \
+  L_##NAME##32_IMM : { uint32_t b = U32(IMM); uint32_t a = U32(D); D = U32(EXPR32); NEXT(); }          \
+  L_##NAME##32_REG : { uint32_t b = U32(S); uint32_t a = U32(D); D = U32(EXPR32); NEXT(); }
+  ALU_OPS(ADD, a + b, a + b)
+  ALU_OPS(SUB, a - b, a - b)
+  ALU_OPS(MUL, a * b, a * b)
+  ALU_OPS(DIV, b ? a / b : 0, b ? a / b : 0)
+  ALU_OPS(OR, a | b, a | b)
+  ALU_OPS(AND, a & b, a & b)
+  ALU_OPS(LSH, a << (b & 63), a << (b & 31))
+  ALU_OPS(RSH, a >> (b & 63), a >> (b & 31))
+  ALU_OPS(MOD, b ? a % b : a, b ? a % b : a)
+  ALU_OPS(XOR, a ^ b, a ^ b)
+  ALU_OPS(MOV, ((void)a, b), ((void)a, b))
+  ALU_OPS(ARSH, static_cast<uint64_t>(static_cast<int64_t>(a) >> (b & 63)),
+          static_cast<uint32_t>(static_cast<int32_t>(a) >> (b & 31)))
+#define SDIV64(a, b)                                                                                \
+  (b == 0 ? 0                                                                                       \
+   : (static_cast<int64_t>(b) == -1) ? static_cast<uint64_t>(0) - a                                \
+                                     : static_cast<uint64_t>(static_cast<int64_t>(a) / static_cast<int64_t>(b)))
+#define SDIV32(a, b)                                                                                \
+  (b == 0 ? 0u                                                                                      \
+   : (static_cast<int32_t>(b) == -1) ? 0u - a                                                       \
+                                     : static_cast<uint32_t>(static_cast<int32_t>(a) / static_cast<int32_t>(b)))
+#define SMOD64(a, b)                                                                                \
+  (b == 0 ? a                                                                                       \
+   : (static_cast<int64_t>(b) == -1) ? 0                                                            \
+                                     : static_cast<uint64_t>(static_cast<int64_t>(a) % static_cast<int64_t>(b)))
+#define SMOD32(a, b)                                                                                \
+  (b == 0 ? a                                                                                       \
+   : (static_cast<int32_t>(b) == -1) ? 0u                                                           \
+                                     : static_cast<uint32_t>(static_cast<int32_t>(a) % static_cast<int32_t>(b)))
+  ALU_OPS(SDIV, SDIV64(a, b), SDIV32(a, b))
+  ALU_OPS(SMOD, SMOD64(a, b), SMOD32(a, b))
+#undef ALU_OPS
+  L_NEG64 : D = 0 - D; NEXT();
+  L_NEG32 : D = U32(0u - U32(D)); NEXT();
+  L_MOVSX64_8 : D = static_cast<uint64_t>(static_cast<int64_t>(static_cast<int8_t>(S))); NEXT();
+  L_MOVSX64_16 : D = static_cast<uint64_t>(static_cast<int64_t>(static_cast<int16_t>(S))); NEXT();
+  L_MOVSX64_32 : D = static_cast<uint64_t>(static_cast<int64_t>(static_cast<int32_t>(S))); NEXT();
+  L_MOVSX32_8 : D = U32(static_cast<int32_t>(static_cast<int8_t>(S))); NEXT();
+  L_MOVSX32_16 : D = U32(static_cast<int32_t>(static_cast<int16_t>(S))); NEXT();
+  L_LE16 : D = static_cast<uint16_t>(D); NEXT();
+  L_LE32 : D = U32(D); NEXT();
+  L_LE64 : NEXT();
+  L_BE16 :
+  L_BSWAP16 : D = __builtin_bswap16(static_cast<uint16_t>(D)); NEXT();
+  L_BE32 :
+  L_BSWAP32 : D = __builtin_bswap32(U32(D)); NEXT();
+  L_BE64 :
+  L_BSWAP64 : D = __builtin_bswap64(D); NEXT();
+
+  // ---- jumps ---------------------------------------------------------------------------------
+  L_JA : L_JA32 : pc = pc->target; DISPATCH();
+#define JMP_OPS(NAME, CMP64, CMP32)                                                          \
+  L_##NAME##_IMM : { uint64_t a = D, b = static_cast<uint64_t>(IMM); JUMP_IF(CMP64); }       \
+  L_##NAME##_REG : { uint64_t a = D, b = S; JUMP_IF(CMP64); }                                 \
+  L_##NAME##32_IMM : { uint32_t a = U32(D), b = U32(IMM); JUMP_IF(CMP32); }                  \
+  L_##NAME##32_REG : { uint32_t a = U32(D), b = U32(S); JUMP_IF(CMP32); }
+#define S64(x) static_cast<int64_t>(x)
+#define S32(x) static_cast<int32_t>(x)
+  JMP_OPS(JEQ, a == b, a == b)
+  JMP_OPS(JNE, a != b, a != b)
+  JMP_OPS(JGT, a > b, a > b)
+  JMP_OPS(JGE, a >= b, a >= b)
+  JMP_OPS(JLT, a < b, a < b)
+  JMP_OPS(JLE, a <= b, a <= b)
+  JMP_OPS(JSET, (a & b) != 0, (a & b) != 0)
+  JMP_OPS(JSGT, S64(a) > S64(b), S32(a) > S32(b))
+  JMP_OPS(JSGE, S64(a) >= S64(b), S32(a) >= S32(b))
+  JMP_OPS(JSLT, S64(a) < S64(b), S32(a) < S32(b))
+  JMP_OPS(JSLE, S64(a) <= S64(b), S32(a) <= S32(b))
+#undef JMP_OPS
+
+  // ---- calls -----------------------------------------------------------------------------------
+  L_CALL_HELPER : h = pc->helper;
+  call_helper : {
+    uint64_t res = h->fn(r[1], r[2], r[3], r[4], r[5]);
+    if (h->tail_call) {
+      if (res) {
+        auto target = reinterpret_cast<const Executable*>(res);
+        auto out = target->engine().run_tail(r[1], nullptr);
+        if (!out) {
+          st->error = out.error();
+          goto fail;
+        }
+        return *out;
+      }
+      res = static_cast<uint64_t>(-2);  // -ENOENT: the call falls through
+    }
+    r[0] = res;
+    NEXT();
+  }
+  L_CALLX : {
+    uint64_t id = D;
+    const auto* tbl = reinterpret_cast<const std::vector<const HelperDef*>*>(pc->imm);
+    h = id < tbl->size() ? (*tbl)[id] : nullptr;
+    if (!h) {
+      st->error = make_error(ErrorCode::Runtime, fmt::format("callx: no helper with id {}", id), pc->pc);
+      goto fail;
+    }
+    goto call_helper;
+  }
+  L_CALL_KFUNC : {
+    st->error = make_error(ErrorCode::Link, "kfunc call", pc->pc);
+    goto fail;
+  }
+  L_CALL_LOCAL : {
+    if (depth + 1 >= kMaxCallDepth) {
+      st->error = make_error(ErrorCode::CallDepth,
+                             fmt::format("call depth exceeds {} frames", kMaxCallDepth), pc->pc);
+      goto fail;
+    }
+    Frame& f = frames[depth++];
+    f.ret = pc + 1;
+    f.saved[0] = r[6];
+    f.saved[1] = r[7];
+    f.saved[2] = r[8];
+    f.saved[3] = r[9];
+    f.r10 = r[10];
+    r[10] -= kStackSize;
+    pc = pc->target;
+    DISPATCH();
+  }
+  L_EXIT : {
+    if (depth == 0) return r[0];
+    Frame& f = frames[--depth];
+    r[6] = f.saved[0];
+    r[7] = f.saved[1];
+    r[8] = f.saved[2];
+    r[9] = f.saved[3];
+    r[10] = f.r10;
+    pc = f.ret;
+    DISPATCH();
+  }
+
+  // ---- 64-bit immediates (already resolved) -----------------------------------------------------
+  L_LDDW : L_LDDW_MAP_FD : L_LDDW_MAP_VALUE_FD : L_LDDW_VAR_ADDR : L_LDDW_CODE_ADDR : L_LDDW_MAP_IDX :
+  L_LDDW_MAP_VALUE_IDX : D = static_cast<uint64_t>(IMM);
+  pc += 2;
+  DISPATCH();
+  L_LDDW_HI : {
+    st->error = make_error(ErrorCode::Runtime, "executed the second half of lddw", pc->pc);
+    goto fail;
+  }
+
+  // ---- legacy packet loads ----------------------------------------------------------------------
+#define LD_PKT(NAME, SIZE, OFFSET)                                       \
+  L_##NAME : {                                                           \
+    uint64_t v;                                                          \
+    if (!packet_load(st->args, (OFFSET), SIZE, v)) return 0;             \
+    r[0] = v;                                                            \
+    NEXT();                                                              \
+  }
+  LD_PKT(LDABS_W, 4, S32(IMM))
+  LD_PKT(LDABS_H, 2, S32(IMM))
+  LD_PKT(LDABS_B, 1, S32(IMM))
+  LD_PKT(LDIND_W, 4, S32(U32(S) + U32(IMM)))
+  LD_PKT(LDIND_H, 2, S32(U32(S) + U32(IMM)))
+  LD_PKT(LDIND_B, 1, S32(U32(S) + U32(IMM)))
+#undef LD_PKT
+
+  // ---- loads and stores -------------------------------------------------------------------------
+#define LDX(NAME, T, EXT)                 \
+  L_##NAME : {                            \
+    m = S + pc->off;                      \
+    CHECK(m, sizeof(T), false);           \
+    D = static_cast<uint64_t>(static_cast<EXT>(load<T>(m))); \
+    NEXT();                               \
+  }
+  LDX(LDXB, uint8_t, uint64_t)
+  LDX(LDXH, uint16_t, uint64_t)
+  LDX(LDXW, uint32_t, uint64_t)
+  LDX(LDXDW, uint64_t, uint64_t)
+  LDX(LDXSB, int8_t, int64_t)
+  LDX(LDXSH, int16_t, int64_t)
+  LDX(LDXSW, int32_t, int64_t)
+#undef LDX
+#define STORE(NAME, T, VAL)           \
+  L_##NAME : {                        \
+    m = D + pc->off;                  \
+    CHECK(m, sizeof(T), true);        \
+    store<T>(m, static_cast<T>(VAL)); \
+    NEXT();                           \
+  }
+  STORE(STB, uint8_t, IMM)
+  STORE(STH, uint16_t, IMM)
+  STORE(STW, uint32_t, IMM)
+  STORE(STDW, uint64_t, IMM)
+  STORE(STXB, uint8_t, S)
+  STORE(STXH, uint16_t, S)
+  STORE(STXW, uint32_t, S)
+  STORE(STXDW, uint64_t, S)
+#undef STORE
+
+  // ---- atomics ----------------------------------------------------------------------------------
+#define ATOMIC_RMW(NAME, BUILTIN, FETCH)                                               \
+  L_##NAME##32 : {                                                                     \
+    m = D + pc->off;                                                                   \
+    CHECK(m, 4, true);                                                                 \
+    uint32_t old = BUILTIN(reinterpret_cast<uint32_t*>(m), U32(S), __ATOMIC_SEQ_CST);   \
+    if (FETCH) S = old;                                                                \
+    NEXT();                                                                            \
+  }                                                                                    \
+  L_##NAME##64 : {                                                                     \
+    m = D + pc->off;                                                                   \
+    CHECK(m, 8, true);                                                                 \
+    uint64_t old = BUILTIN(reinterpret_cast<uint64_t*>(m), S, __ATOMIC_SEQ_CST);        \
+    if (FETCH) S = old;                                                                \
+    NEXT();                                                                            \
+  }
+  ATOMIC_RMW(ATOMIC_ADD, __atomic_fetch_add, false)
+  ATOMIC_RMW(ATOMIC_OR, __atomic_fetch_or, false)
+  ATOMIC_RMW(ATOMIC_AND, __atomic_fetch_and, false)
+  ATOMIC_RMW(ATOMIC_XOR, __atomic_fetch_xor, false)
+  ATOMIC_RMW(ATOMIC_FETCH_ADD, __atomic_fetch_add, true)
+  ATOMIC_RMW(ATOMIC_FETCH_OR, __atomic_fetch_or, true)
+  ATOMIC_RMW(ATOMIC_FETCH_AND, __atomic_fetch_and, true)
+  ATOMIC_RMW(ATOMIC_FETCH_XOR, __atomic_fetch_xor, true)
+  ATOMIC_RMW(ATOMIC_XCHG, __atomic_exchange_n, true)
+#undef ATOMIC_RMW
+  L_ATOMIC_CMPXCHG32 : {
+    m = D + pc->off;
+    CHECK(m, 4, true);
+    uint32_t expected = U32(r[0]);
+    __atomic_compare_exchange_n(reinterpret_cast<uint32_t*>(m), &expected, U32(S), false, __ATOMIC_SEQ_CST,
+                                __ATOMIC_SEQ_CST);
+    r[0] = expected;
+    NEXT();
+  }
+  L_ATOMIC_CMPXCHG64 : {
+    m = D + pc->off;
+    CHECK(m, 8, true);
+    uint64_t expected = r[0];
+    __atomic_compare_exchange_n(reinterpret_cast<uint64_t*>(m), &expected, S, false, __ATOMIC_SEQ_CST,
+                                __ATOMIC_SEQ_CST);
+    r[0] = expected;
+    NEXT();
+  }
+
+budget_exceeded: __attribute__((unused));
+  st->error = make_error(ErrorCode::Budget,
+                         fmt::format("instruction budget of {} exhausted", st->budget), pc->pc);
+fail:
+  st->failed = true;
+  return 0;
+#undef DISPATCH
+#undef NEXT
+#undef JUMP_IF
+#undef D
+#undef S
+#undef IMM
+#undef U32
+#undef S32
+#undef S64
+#undef CHECK
+}
+
+using RunFn = uint64_t (*)(const DInsn*, const DInsn*, uint64_t*, State*, const void***);
+
+class Interpreter final : public Engine {
+ public:
+  Interpreter(const LinkedProgram& linked, const ExecOptions& options)
+      : exe_(linked.exe), by_id_(linked.by_id), budget_(options.insn_budget) {
+    bool checked = options.checked, counted = options.insn_budget != 0;
+    run_fn_ = checked ? (counted ? &Exec<true, true>::run : &Exec<true, false>::run)
+                      : (counted ? &Exec<false, true>::run : &Exec<false, false>::run);
+    const void** table = nullptr;
+    run_fn_(nullptr, nullptr, nullptr, nullptr, &table);
+    const auto& insns = linked.program->insns;
+    code_.resize(insns.size());
+    for (size_t i = 0; i < insns.size(); ++i) {
+      const Insn& in = insns[i];
+      DInsn& d = code_[i];
+      d.handler = table[static_cast<size_t>(in.op)];
+      d.imm = in.imm;
+      d.dst = in.dst;
+      d.src = in.src;
+      d.off = in.off;
+      d.pc = static_cast<uint32_t>(i);
+      d.target = nullptr;
+      OpKind k = in.info().kind;
+      if (k == OpKind::Jump || k == OpKind::CondJump || in.op == Op::CALL_LOCAL)
+        d.target = &code_[static_cast<size_t>(jump_target(in, static_cast<int64_t>(i)))];
+      else if (in.op == Op::CALL_HELPER)
+        d.helper = linked.helper_at[i];
+      else if (in.op == Op::CALLX)
+        d.imm = reinterpret_cast<int64_t>(&by_id_);
+      else if (in.op == Op::LDDW_CODE_ADDR)
+        d.imm = static_cast<int64_t>(i) + 1 + static_cast<int32_t>(in.imm);  // target insn index
+    }
+  }
+
+  EngineKind kind() const override { return EngineKind::Interpreter; }
+
+  Result<uint64_t> run(const RunArgs& args, RunStats* stats) const override {
+    RunContext ctx;
+    ctx.args = &args;
+    ctx.exe = exe_;
+    ScopedRunContext scope(&ctx);
+    return execute(args, ctx, args.r1, args.r2, stats);
+  }
+
+  Result<uint64_t> run_tail(uint64_t r1, RunStats* stats) const override {
+    RunContext* ctx = current_run();
+    if (!ctx) return make_error(ErrorCode::Runtime, "tail call outside a run");
+    return execute(*ctx->args, *ctx, r1, 0, stats);
+  }
+
+ private:
+  Result<uint64_t> execute(const RunArgs& args, RunContext& ctx, uint64_t r1, uint64_t r2, RunStats* stats,
+                           const State* parent = nullptr, size_t start = 0, const uint64_t* extra = nullptr) const {
+    alignas(16) uint8_t stack[kStackBytes];
+    uint64_t regs[kNumRegs] = {};
+    regs[1] = r1;
+    regs[2] = r2;
+    if (extra) {
+      regs[3] = extra[0];
+      regs[4] = extra[1];
+      regs[5] = extra[2];
+    }
+    regs[10] = reinterpret_cast<uint64_t>(stack) + kStackBytes;
+    State st{};
+    st.parent = parent;
+    if (parent) st.count = parent->count;
+    auto saved_call_function = std::move(ctx.call_function);
+    ctx.call_function = [this, &args, &ctx, &st](int64_t insn, uint64_t a1, uint64_t a2, uint64_t a3, uint64_t a4,
+                                                 uint64_t a5) -> Result<uint64_t> {
+      if (insn < 0 || static_cast<size_t>(insn) >= code_.size())
+        return make_error(ErrorCode::Runtime, fmt::format("callback target {} is outside the program", insn));
+      uint64_t extra3[3] = {a3, a4, a5};
+      RunStats sub;
+      auto res = execute(args, ctx, a1, a2, &sub, &st, static_cast<size_t>(insn), extra3);
+      st.count = sub.insns_executed;
+      return res;
+    };
+    st.args = &args;
+    st.ctx = &ctx;
+    st.stack_lo = reinterpret_cast<uint64_t>(stack);
+    st.stack_hi = st.stack_lo + kStackBytes;
+    st.budget = budget_;
+    uint64_t r0 = run_fn_(code_.data(), code_.data() + start, regs, &st, nullptr);
+    ctx.call_function = std::move(saved_call_function);
+    if (stats) stats->insns_executed = st.count;
+    if (st.failed) return st.error;
+    return r0;
+  }
+
+  const Executable* exe_;
+  std::vector<DInsn> code_;
+  std::vector<const HelperDef*> by_id_;
+  uint64_t budget_;
+  RunFn run_fn_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Engine>> make_interpreter(const LinkedProgram& linked, const ExecOptions& options) {
+  return std::unique_ptr<Engine>(new Interpreter(linked, options));
+}
+
+}  // namespace bpfvm::detail

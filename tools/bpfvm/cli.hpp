@@ -1,0 +1,40 @@
+// The bpfvm CLI: each command lives in its own cmd_*.cpp and registers itself here.
+// The CLI uses only the public API (include/bpfvm/).
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "bpfvm/result.hpp"
+
+namespace bpfvm::cli {
+
+// Exit codes (docs/cli.md): 0 success, 1 program/object rejected or failed, 2 usage or I/O error.
+enum Exit { kOk = 0, kFailed = 1, kUsage = 2 };
+
+// A command adds its subcommand to `app` and sets `run` to what executes it; run returns the exit code.
+struct CommandDef {
+  const char* name;
+  std::function<void(CLI::App& app, std::function<int()>& run)> setup;
+};
+
+std::vector<CommandDef>& commands();
+
+struct RegisterCommand {
+  RegisterCommand(const char* name, std::function<void(CLI::App&, std::function<int()>&)> setup) {
+    commands().push_back(CommandDef{name, std::move(setup)});
+  }
+};
+
+// Prints "bpfvm: <message>" on stderr and returns `code`.
+int fail(int code, const std::string& message);
+int fail(int code, const Diagnostic& diag, const std::string& context = "");
+
+// Reads a whole file; on error returns false and sets err to "cannot read <path>: <reason>".
+bool read_file(const std::string& path, std::string& out, std::string& err);
+bool write_file(const std::string& path, const void* data, size_t size, std::string& err);
+
+}  // namespace bpfvm::cli
