@@ -76,20 +76,42 @@ inline bool mem_ok(State* st, uint64_t addr, uint64_t size, bool write) {
   }
 }
 
+// Describes a faulting access relative to the nearest region ("4 bytes at mem+6, mem is 8 bytes"),
+// so messages are stable across runs and say what the program got wrong.
 std::string describe_fault(State* st, uint64_t addr, uint64_t size, bool write) {
-  std::string regions = fmt::format("stack [0x{:x}, 0x{:x})", st->stack_lo, st->stack_hi);
-  for (const MemRegion& r : st->args->regions) {
-    regions += fmt::format(", {} [0x{:x}, 0x{:x}){}", r.name.empty() ? "region" : r.name, r.start,
-                           r.start + r.size, r.writable ? "" : " read-only");
-    if (write && !r.writable && in_region(addr, size, r.start, r.size))
-      return fmt::format("memory fault: write of {} bytes at 0x{:x} into read-only {}", size, addr, r.name);
+  const char* what = write ? "write" : "read";
+  struct Near {
+    std::string_view name;
+    uint64_t start, len;
+    bool writable;
+  };
+  std::vector<Near> all;
+  all.push_back({"stack", st->stack_lo, st->stack_hi - st->stack_lo, true});
+  for (const MemRegion& r : st->args->regions) all.push_back({r.name.empty() ? "region" : r.name, r.start, r.size, r.writable});
+  for (const MemRegion& r : st->ctx->dynamic_regions) all.push_back({r.name.empty() ? "region" : r.name, r.start, r.size, r.writable});
+  const Near* best = nullptr;
+  uint64_t best_dist = UINT64_MAX;
+  for (const Near& n : all) {
+    if (write && !n.writable && in_region(addr, size, n.start, n.len))
+      return fmt::format("memory fault: {} of {} bytes at {}+{}: {} is read-only", what, size, n.name,
+                         addr - n.start, n.name);
+    uint64_t dist = addr < n.start ? n.start - addr : (addr >= n.start + n.len ? addr - (n.start + n.len) : 0);
+    if (dist < best_dist) {
+      best_dist = dist;
+      best = &n;
+    }
   }
-  for (const MemRegion& r : st->ctx->dynamic_regions) {
-    if (write && !r.writable && in_region(addr, size, r.start, r.size))
-      return fmt::format("memory fault: write of {} bytes at 0x{:x} into read-only {}", size, addr, r.name);
+  if (best && best_dist <= 65536) {
+    if (best->name == "stack") {
+      int64_t rel = static_cast<int64_t>(addr) - static_cast<int64_t>(st->stack_hi);
+      return fmt::format("memory fault: {} of {} bytes at stack{:+} is outside the {}-byte stack", what, size, rel,
+                         st->stack_hi - st->stack_lo);
+    }
+    int64_t rel = static_cast<int64_t>(addr - best->start);
+    return fmt::format("memory fault: {} of {} bytes at {}{:+} is outside {} ({} bytes)", what, size, best->name, rel,
+                       best->name, best->len);
   }
-  return fmt::format("memory fault: {} of {} bytes at 0x{:x} is outside every allowed region ({})",
-                     write ? "write" : "read", size, addr, regions);
+  return fmt::format("memory fault: {} of {} bytes at 0x{:x} is outside every allowed region", what, size, addr);
 }
 
 template <class T>

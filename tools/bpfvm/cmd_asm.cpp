@@ -1,0 +1,75 @@
+// bpfvm asm FILE.s -o FILE.bin [--syntax auto|kernel|conformance]
+// bpfvm disasm FILE [--syntax kernel|conformance] [--format elf|asm|raw] [--section S] [--function F] [--raw]
+#include "bpfvm/asm.hpp"
+#include "cli.hpp"
+#include "input.hpp"
+
+namespace bpfvm::cli {
+namespace {
+
+enum class SyntaxChoice { Auto, Kernel, Conformance };
+const std::map<std::string, SyntaxChoice> kSyntaxes = {
+    {"auto", SyntaxChoice::Auto}, {"kernel", SyntaxChoice::Kernel}, {"conformance", SyntaxChoice::Conformance}};
+
+struct AsmOpts {
+  std::string in, out;
+  SyntaxChoice syntax = SyntaxChoice::Auto;
+};
+
+int asm_command(const AsmOpts& o) {
+  std::string text, err;
+  if (!read_file(o.in, text, err)) return fail(kUsage, err);
+  auto insns = o.syntax == SyntaxChoice::Auto ? assemble_auto(text)
+                                               : assemble(text, o.syntax == SyntaxChoice::Kernel ? Syntax::Kernel
+                                                                                                  : Syntax::Conformance);
+  if (!insns) return fail(kFailed, insns.error(), o.in);
+  if (auto st = check_structure(*insns); !st) return fail(kFailed, st.error(), o.in);
+  auto bytes = to_bytes(encode(*insns));
+  if (!write_file(o.out, bytes.data(), bytes.size(), err)) return fail(kUsage, err);
+  return kOk;
+}
+
+struct DisasmOpts {
+  InputSpec input;
+  SyntaxChoice syntax = SyntaxChoice::Kernel;
+  bool raw = false;
+};
+
+int disasm_command(const DisasmOpts& o) {
+  auto in = read_input(o.input);
+  if (!in) return fail(in.error().code == ErrorCode::Io || in.error().code == ErrorCode::InvalidArgument ? kUsage : kFailed,
+                       in.error(), o.input.path);
+  DisasmOptions d;
+  d.syntax = o.syntax == SyntaxChoice::Conformance ? Syntax::Conformance : Syntax::Kernel;
+  d.show_raw = o.raw;
+  std::fputs(disassemble(in->program.insns, d).c_str(), stdout);
+  return kOk;
+}
+
+RegisterCommand reg_asm("asm", [](CLI::App& app, std::function<int()>& run) {
+  auto o = std::make_shared<AsmOpts>();
+  auto* cmd = app.add_subcommand("asm", "Assemble text (kernel or conformance syntax) into raw bytecode");
+  cmd->add_option("file", o->in, "Assembly source")->required();
+  cmd->add_option("-o,--output", o->out, "Output file (raw bytecode)")->required();
+  cmd->add_option("--syntax", o->syntax, "Source syntax (default: detected)")
+      ->transform(CLI::CheckedTransformer(kSyntaxes, CLI::ignore_case));
+  cmd->callback([o, &run] { run = [o] { return asm_command(*o); }; });
+});
+
+RegisterCommand reg_disasm("disasm", [](CLI::App& app, std::function<int()>& run) {
+  auto o = std::make_shared<DisasmOpts>();
+  auto* cmd = app.add_subcommand("disasm", "Print a program's instructions");
+  cmd->add_option("file", o->input.path, "Program: ELF object, assembly text or raw bytecode")->required();
+  cmd->add_option("--syntax", o->syntax, "Output syntax: kernel (default) or conformance")
+      ->transform(CLI::CheckedTransformer(
+          std::map<std::string, SyntaxChoice>{{"kernel", SyntaxChoice::Kernel}, {"conformance", SyntaxChoice::Conformance}},
+          CLI::ignore_case));
+  cmd->add_option("--section", o->input.section, "ELF section of the program");
+  cmd->add_option("--function", o->input.function, "ELF function to print");
+  add_format_option(cmd, o->input);
+  cmd->add_flag("--raw", o->raw, "Show the raw bytes of each instruction");
+  cmd->callback([o, &run] { run = [o] { return disasm_command(*o); }; });
+});
+
+}  // namespace
+}  // namespace bpfvm::cli
