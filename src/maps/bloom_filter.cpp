@@ -1,0 +1,88 @@
+// Bloom filter map (the kernel's bloom_filter.c): a bit array sized like the kernel's
+// (max_entries * nr_hashes * 7/5 bits, a power of two, at least 64), nr_hashes from map_extra.
+#include <vector>
+
+#include "maps/map_internal.hpp"
+
+namespace bpfvm::maps {
+
+long bloom_check(const MapSpec& s, std::string* why) {
+  constexpr uint32_t kMask = kMapFNumaNode | kMapFZeroSeed | kAccessMask;
+  if (s.key_size != 0) return fail(why, EINVAL, "key_size must be 0 for a bloom filter");
+  if (s.value_size == 0) return fail(why, EINVAL, "value_size must be > 0");
+  if (s.max_entries == 0) return fail(why, EINVAL, "max_entries must be > 0");
+  if ((s.flags & ~kMask) || !access_ok(s.flags)) return fail(why, EINVAL, "unsupported map_flags");
+  if (s.map_extra & ~0xFull) return fail(why, EINVAL, "map_extra: only the low 4 bits (hash count) are valid");
+  if (s.value_size > kKmallocMaxSize) return fail(why, E2BIG, "value_size too large");
+  return 0;
+}
+
+namespace {
+
+class Bloom final : public Map {
+ public:
+  explicit Bloom(const MapSpec& s) : Map(s) {
+    nhash_ = uint32_t(s.map_extra & 0xF);
+    if (nhash_ == 0) nhash_ = 5;
+    uint64_t nbits = uint64_t(s.max_entries) * nhash_;
+    bool overflow = nbits > 0xffffffffull;
+    if (!overflow) {
+      nbits = nbits / 5 * 7;
+      overflow = nbits > 0xffffffffull || nbits > (1ull << 31);
+    }
+    if (overflow) {
+      nbits = 1ull << 32;
+    } else if (nbits <= 64) {
+      nbits = 64;
+    } else {
+      nbits = roundup_pow2(nbits);
+    }
+    mask_ = nbits - 1;
+    bits_ = std::vector<std::atomic<uint64_t>>(nbits / 64);
+    seed_ = (s.flags & kMapFZeroSeed) ? 0 : random_seed();
+  }
+  uint64_t bit(const void* v, uint32_t i) const {
+    return hash_bytes(v, spec_.value_size, seed_ + i) & mask_;
+  }
+  long push(const void* value, uint64_t flags) override {
+    if (flags != kBpfAny) return -EINVAL;
+    for (uint32_t i = 0; i < nhash_; ++i) {
+      uint64_t b = bit(value, i);
+      bits_[b >> 6].fetch_or(1ull << (b & 63), std::memory_order_relaxed);
+    }
+    return 0;
+  }
+  long peek(void* value) override {
+    for (uint32_t i = 0; i < nhash_; ++i) {
+      uint64_t b = bit(value, i);
+      if (!(bits_[b >> 6].load(std::memory_order_relaxed) & (1ull << (b & 63)))) return -ENOENT;
+    }
+    return 0;
+  }
+  long pop(void*) override { return -EOPNOTSUPP; }
+  void* lookup(const void*) override { return nullptr; }
+  long update(const void*, const void*, uint64_t) override { return -EINVAL; }
+  long remove(const void*) override { return -EOPNOTSUPP; }
+  long get_next_key(const void*, void*) override { return -EOPNOTSUPP; }
+  long lookup_copy(const void*, void* value, uint64_t flags) override {
+    if (flags & ~kBpfFLock) return -EINVAL;
+    if (flags & kBpfFLock) return -EINVAL;
+    return peek(value);
+  }
+  long update_user(const void*, const void* value, uint64_t flags) override {
+    if ((flags & kBpfFLock) && !has_lock()) return -EINVAL;
+    return push(value, flags);
+  }
+
+ private:
+  uint32_t nhash_;
+  uint64_t mask_;
+  uint64_t seed_;
+  std::vector<std::atomic<uint64_t>> bits_;
+};
+
+}  // namespace
+
+std::shared_ptr<Map> make_bloom(const MapSpec& s) { return std::make_shared<Bloom>(s); }
+
+}  // namespace bpfvm::maps

@@ -1,0 +1,549 @@
+// Hash family: hash, percpu_hash, lru_hash, lru_percpu_hash, hash_of_maps (the kernel's hashtab.c),
+// also the storage of the typed hash-like maps.
+//
+// Buckets are singly linked lists read without locks; writers hold a striped bucket spin lock.
+// An update links a new element at the head of its bucket before unlinking the old one, so a
+// concurrent reader finds the old or the new element, never a half-written value; unlinked
+// elements go through epoch-based reclamation (epoch.cpp). Per-CPU values and BPF_F_LOCK updates
+// are in place, as in the kernel. LRU maps keep a list (one mutex) with a reference bit set by
+// lookups; eviction is a second-chance scan from the cold end, one element at a time.
+#include <cstdlib>
+#include <mutex>
+#include <vector>
+
+#include "maps/map_internal.hpp"
+
+namespace bpfvm::maps {
+
+long hash_check(const MapSpec& s, std::string* why) {
+  bool percpu = s.type == kMapPercpuHash || s.type == kMapLruPercpuHash;
+  bool lru = s.type == kMapLruHash || s.type == kMapLruPercpuHash;
+  bool percpu_lru = s.flags & kMapFNoCommonLru;
+  bool prealloc = !(s.flags & kMapFNoPrealloc);
+  constexpr uint32_t kMask = kMapFNoPrealloc | kMapFNoCommonLru | kMapFNumaNode | kAccessMask | kMapFZeroSeed;
+  if ((s.flags & ~kMask) || !access_ok(s.flags))
+    return fail(why, EINVAL, "unsupported map_flags for a hash map");
+  if (!lru && percpu_lru) return fail(why, EINVAL, "BPF_F_NO_COMMON_LRU needs an LRU map");
+  if (lru && !prealloc) return fail(why, kENOTSUPP, "LRU maps cannot use BPF_F_NO_PREALLOC");
+  if ((s.flags & kMapFNumaNode) && (percpu || percpu_lru))
+    return fail(why, EINVAL, "per-CPU maps take no NUMA node");
+  if (s.max_entries == 0 || s.key_size == 0 || s.value_size == 0)
+    return fail(why, EINVAL, "max_entries, key_size and value_size must be > 0");
+  if (uint64_t(s.key_size) + s.value_size >= kKmallocMaxSize - 48)
+    return fail(why, E2BIG, "key_size + value_size too large");
+  if (percpu && round_up8(s.value_size) > kPcpuMinUnitSize)
+    return fail(why, E2BIG, "per-CPU value larger than 32 KiB");
+  return 0;
+}
+
+namespace {
+
+struct Elem {
+  std::atomic<Elem*> next;
+  uint32_t hash;
+  uint16_t val_off;          // value offset from the element start
+  uint8_t holder;            // value holds an Owned<Map>* (hash_of_maps)
+  std::atomic<uint8_t> ref;  // LRU reference bit
+  Elem* lru_prev;
+  Elem* lru_next;
+  uint8_t state;             // 0 new, 1 linked, 2 unlinked (changed under the bucket lock)
+  uint8_t in_lru;            // on the LRU list (changed under the LRU mutex)
+  uint8_t* key() { return reinterpret_cast<uint8_t*>(this + 1); }
+  uint8_t* val() { return reinterpret_cast<uint8_t*>(this) + val_off; }
+};
+
+struct MapHolder {
+  std::shared_ptr<Map> ptr;
+  uint32_t id;
+};
+
+void free_elem(void* p) {
+  Elem* e = static_cast<Elem*>(p);
+  if (e->holder) delete *reinterpret_cast<MapHolder**>(e->val());
+  std::free(e);
+}
+
+class HashMap : public Map {
+ public:
+  HashMap(const MapSpec& s, uint32_t internal_value_size) : Map(s) {
+    percpu_ = s.type == kMapPercpuHash || s.type == kMapLruPercpuHash || s.type == kMapPercpuCgroupStorage;
+    lru_ = s.type == kMapLruHash || s.type == kMapLruPercpuHash;
+    ncpus_ = percpu_ ? possible_cpus() : 1;
+    vsize_ = internal_value_size;
+    stride_ = round_up8(vsize_);
+    max_ = s.max_entries;
+    if (lru_ && (s.flags & kMapFNoCommonLru)) {
+      // the kernel splits the entries between CPUs and rounds max_entries up to a multiple of them
+      uint64_t m = (uint64_t(max_) + ncpus_ - 1) / ncpus_ * ncpus_;
+      if (m <= 0xffffffffull) max_ = uint32_t(m);
+    }
+    uint64_t nb = roundup_pow2(std::max<uint32_t>(max_, 1));
+    if (nb > (1u << 24)) nb = 1u << 24;
+    nbuckets_ = nb;
+    mask_ = nb - 1;
+    buckets_ = static_cast<std::atomic<Elem*>*>(std::calloc(nb, sizeof(std::atomic<Elem*>)));
+    if (!buckets_) throw std::bad_alloc();
+    nlocks_ = std::min<uint64_t>(nb, 1024);
+    locks_ = std::make_unique<SpinLock[]>(nlocks_);
+    seed_ = (s.flags & kMapFZeroSeed) ? 0 : random_seed();
+    key_round_ = round_up8(s.key_size);
+    elem_size_ = sizeof(Elem) + key_round_ + stride_ * ncpus_;
+  }
+  ~HashMap() override {
+    for (uint64_t b = 0; b < nbuckets_; ++b) {
+      Elem* e = buckets_[b].load(std::memory_order_relaxed);
+      while (e) {
+        Elem* n = e->next.load(std::memory_order_relaxed);
+        free_elem(e);
+        e = n;
+      }
+    }
+    std::free(buckets_);
+  }
+
+  // ---- internals ----
+  uint32_t hash_of(const void* key) const { return uint32_t(hash_bytes(key, spec_.key_size, seed_)); }
+  std::atomic<Elem*>& bucket(uint32_t h) const { return buckets_[h & mask_]; }
+  SpinLock& lock_of(uint32_t h) const { return locks_[h & mask_ & (nlocks_ - 1)]; }
+  Elem* find(uint32_t h, const void* key) const {
+    for (Elem* e = bucket(h).load(std::memory_order_acquire); e; e = e->next.load(std::memory_order_acquire))
+      if (e->hash == h && std::memcmp(e->key(), key, spec_.key_size) == 0) return e;
+    return nullptr;
+  }
+  int cpu() const { return percpu_ ? current_cpu() % ncpus_ : 0; }
+  uint8_t* cpu_val(Elem* e, int c) const { return e->val() + size_t(c) * stride_; }
+
+  Elem* alloc_elem(uint32_t h, const void* key) {
+    Elem* e = static_cast<Elem*>(std::malloc(elem_size_));
+    if (!e) return nullptr;
+    new (&e->next) std::atomic<Elem*>(nullptr);
+    e->hash = h;
+    e->val_off = uint16_t(sizeof(Elem) + key_round_);
+    e->holder = 0;
+    new (&e->ref) std::atomic<uint8_t>(0);
+    e->lru_prev = e->lru_next = nullptr;
+    e->state = 0;
+    e->in_lru = 0;
+    std::memset(e->key(), 0, key_round_);
+    std::memcpy(e->key(), key, spec_.key_size);
+    return e;
+  }
+  // Sets an element's value: all CPUs from a user-space array, or one CPU (others zero).
+  void fill_value(Elem* e, const void* value, bool onallcpus) {
+    if (!percpu_) {
+      std::memset(e->val(), 0, stride_);
+      copy_value(e->val(), value);
+      return;
+    }
+    int me = cpu();
+    for (int c = 0; c < ncpus_; ++c) {
+      uint8_t* d = cpu_val(e, c);
+      std::memset(d, 0, stride_);
+      if (onallcpus)
+        copy_value(d, static_cast<const uint8_t*>(value) + size_t(c) * stride_);
+      else if (c == me)
+        copy_value(d, value);
+    }
+  }
+  void set_percpu_in_place(Elem* e, const void* value, bool onallcpus) {
+    if (onallcpus) {
+      for (int c = 0; c < ncpus_; ++c)
+        copy_value(cpu_val(e, c), static_cast<const uint8_t*>(value) + size_t(c) * stride_);
+    } else {
+      copy_value(cpu_val(e, cpu()), value);
+    }
+  }
+  static long check_flags(Elem* old, uint64_t flags) {
+    uint64_t f = flags & ~kBpfFLock;
+    if (old && f == kBpfNoexist) return -EEXIST;
+    if (!old && f == kBpfExist) return -ENOENT;
+    return 0;
+  }
+  // Unlinks e (under its bucket lock).
+  void unlink_locked(Elem* e) {
+    std::atomic<Elem*>* pp = &bucket(e->hash);
+    for (Elem* c = pp->load(std::memory_order_relaxed); c; c = c->next.load(std::memory_order_relaxed)) {
+      if (c == e) {
+        pp->store(e->next.load(std::memory_order_relaxed), std::memory_order_release);
+        e->state = 2;
+        return;
+      }
+      pp = &c->next;
+    }
+  }
+  void link_locked(Elem* e) {
+    std::atomic<Elem*>& b = bucket(e->hash);
+    e->next.store(b.load(std::memory_order_relaxed), std::memory_order_relaxed);
+    e->state = 1;
+    b.store(e, std::memory_order_release);
+  }
+
+  // ---- LRU list (lru_mu_) ----
+  void lru_push_head(Elem* e) {
+    e->lru_prev = nullptr;
+    e->lru_next = lru_head_;
+    if (lru_head_) lru_head_->lru_prev = e;
+    lru_head_ = e;
+    if (!lru_tail_) lru_tail_ = e;
+    e->in_lru = 1;
+  }
+  void lru_del(Elem* e) {
+    if (!e->in_lru) return;
+    if (e->lru_prev) e->lru_prev->lru_next = e->lru_next; else lru_head_ = e->lru_next;
+    if (e->lru_next) e->lru_next->lru_prev = e->lru_prev; else lru_tail_ = e->lru_prev;
+    e->lru_prev = e->lru_next = nullptr;
+    e->in_lru = 0;
+  }
+  // Evicts one element (second chance from the cold end). Returns false if none could be.
+  bool evict_one() {
+    std::lock_guard<std::mutex> lk(lru_mu_);
+    size_t budget = 2 * size_t(max_) + 2;
+    Elem* e = lru_tail_;
+    while (e && budget--) {
+      Elem* prev = e->lru_prev;
+      SpinLock& bl = lock_of(e->hash);
+      bl.lock();
+      if (e->state == 1 && !e->ref.load(std::memory_order_relaxed)) {
+        unlink_locked(e);
+        count_.fetch_sub(1, std::memory_order_relaxed);
+        bl.unlock();
+        lru_del(e);
+        retire(e, free_elem);
+        return true;
+      }
+      bl.unlock();
+      if (e->state != 2) {  // referenced or not yet linked: second chance
+        e->ref.store(0, std::memory_order_relaxed);
+        lru_del(e);
+        lru_push_head(e);
+      }
+      e = prev ? prev : lru_tail_;
+    }
+    return false;
+  }
+  // Reserves room for one more element (LRU: evicting if needed).
+  bool reserve_slot() {
+    for (int attempt = 0; attempt < 8; ++attempt) {
+      if (count_.fetch_add(1, std::memory_order_relaxed) < max_) return true;
+      count_.fetch_sub(1, std::memory_order_relaxed);
+      if (!lru_) return false;
+      evict_one();
+    }
+    return false;
+  }
+  void release_slot() { count_.fetch_sub(1, std::memory_order_relaxed); }
+  void lru_add_new(Elem* e) {
+    e->ref.store(1, std::memory_order_relaxed);
+    std::lock_guard<std::mutex> lk(lru_mu_);
+    lru_push_head(e);
+  }
+  void lru_forget(Elem* e) {
+    std::lock_guard<std::mutex> lk(lru_mu_);
+    lru_del(e);
+  }
+
+  // The one update path. onallcpus: user-space per-CPU layout. holder: value is an Owned map.
+  long do_update(const void* key, const void* value, uint64_t flags, bool onallcpus, MapHolder* holder = nullptr) {
+    if (percpu_ || lru_) {
+      if (flags > kBpfExist) return -EINVAL;
+    } else if ((flags & ~kBpfFLock) > kBpfExist) {
+      return -EINVAL;
+    }
+    uint32_t h = hash_of(key);
+    if (flags & kBpfFLock) {
+      if (!has_lock()) return -EINVAL;
+      reader_touch();
+      Elem* old = find(h, key);
+      if (long e = check_flags(old, flags)) return e;
+      if (old) {
+        copy_value_locked(old->val(), value);
+        return 0;
+      }
+    }
+    if (percpu_) return update_percpu(h, key, value, flags, onallcpus);
+    bool slot = false;
+    if (lru_) {
+      if (!reserve_slot()) return -E2BIG;
+      slot = true;
+    }
+    Elem* n = alloc_elem(h, key);
+    if (!n) {
+      if (slot) release_slot();
+      return -ENOMEM;
+    }
+    if (holder) {
+      n->holder = 1;
+      std::memcpy(n->val(), &holder, sizeof(holder));
+    } else {
+      fill_value(n, value, onallcpus);
+    }
+    if (lru_) lru_add_new(n);
+    SpinLock& bl = lock_of(h);
+    bl.lock();
+    Elem* old = find(h, key);
+    long err = check_flags(old, flags);
+    if (!err && !old && !slot) {
+      if (count_.fetch_add(1, std::memory_order_relaxed) >= max_) {
+        count_.fetch_sub(1, std::memory_order_relaxed);
+        err = -E2BIG;
+      }
+    }
+    if (err) {
+      bl.unlock();
+      if (lru_) lru_forget(n);
+      if (slot) release_slot();
+      n->holder = 0;
+      free_elem(n);
+      return err;
+    }
+    link_locked(n);
+    if (old) {
+      unlink_locked(old);
+      if (slot) release_slot();
+    }
+    bl.unlock();
+    if (old) {
+      if (lru_) lru_forget(old);
+      retire(old, free_elem);
+    }
+    return 0;
+  }
+  long update_percpu(uint32_t h, const void* key, const void* value, uint64_t flags, bool onallcpus) {
+    bool slot = false;
+    if (lru_ && flags != kBpfExist) {
+      if (!reserve_slot()) return -E2BIG;
+      slot = true;
+    }
+    SpinLock& bl = lock_of(h);
+    bl.lock();
+    Elem* old = find(h, key);
+    long err = check_flags(old, flags);
+    if (err) {
+      bl.unlock();
+      if (slot) release_slot();
+      return err;
+    }
+    if (old) {
+      set_percpu_in_place(old, value, onallcpus);
+      if (lru_) old->ref.store(1, std::memory_order_relaxed);
+      bl.unlock();
+      if (slot) release_slot();
+      return 0;
+    }
+    if (!slot && count_.fetch_add(1, std::memory_order_relaxed) >= max_) {
+      count_.fetch_sub(1, std::memory_order_relaxed);
+      bl.unlock();
+      return -E2BIG;
+    }
+    Elem* n = alloc_elem(h, key);
+    if (!n) {
+      release_slot();
+      bl.unlock();
+      return -ENOMEM;
+    }
+    fill_value(n, value, onallcpus);
+    if (lru_) {
+      // LRU insertion happens before linking so that eviction never sees a linked element missing
+      // from the list; the LRU mutex is never taken under a bucket lock, so unlock first.
+      bl.unlock();
+      lru_add_new(n);
+      bl.lock();
+      Elem* again = find(h, key);
+      if (again) {  // raced with another insert of the same key
+        bl.unlock();
+        lru_forget(n);
+        release_slot();
+        free_elem(n);
+        return flags == kBpfNoexist ? -EEXIST : update_percpu(h, key, value, flags, onallcpus);
+      }
+    }
+    link_locked(n);
+    bl.unlock();
+    return 0;
+  }
+
+  // ---- program side ----
+  void* lookup(const void* key) override {
+    reader_touch();
+    Elem* e = find(hash_of(key), key);
+    if (!e) return nullptr;
+    if (lru_ && !e->ref.load(std::memory_order_relaxed)) e->ref.store(1, std::memory_order_relaxed);
+    return percpu_ ? cpu_val(e, cpu()) : e->val();
+  }
+  void* lookup_percpu(const void* key, uint32_t c) override {
+    if (!percpu_ || c >= uint32_t(ncpus_)) return nullptr;
+    reader_touch();
+    Elem* e = find(hash_of(key), key);
+    return e ? cpu_val(e, int(c)) : nullptr;
+  }
+  long update(const void* key, const void* value, uint64_t flags) override {
+    return do_update(key, value, flags, false);
+  }
+  long remove(const void* key) override {
+    uint32_t h = hash_of(key);
+    SpinLock& bl = lock_of(h);
+    bl.lock();
+    Elem* e = find(h, key);
+    if (!e) {
+      bl.unlock();
+      return -ENOENT;
+    }
+    unlink_locked(e);
+    count_.fetch_sub(1, std::memory_order_relaxed);
+    bl.unlock();
+    if (lru_) lru_forget(e);
+    retire(e, free_elem);
+    return 0;
+  }
+  long for_each(ForEachFn cb, void* ctx) override {
+    reader_touch();
+    long n = 0;
+    int c = cpu();
+    for (uint64_t b = 0; b < nbuckets_; ++b)
+      for (Elem* e = buckets_[b].load(std::memory_order_acquire); e; e = e->next.load(std::memory_order_acquire)) {
+        ++n;
+        if (cb(ctx, e->key(), percpu_ ? cpu_val(e, c) : e->val())) return n;
+      }
+    return n;
+  }
+
+  // ---- user space ----
+  void copy_out(Elem* e, void* out, uint64_t flags) const {
+    if (percpu_) {
+      for (int c = 0; c < ncpus_; ++c) {
+        uint8_t* o = static_cast<uint8_t*>(out) + size_t(c) * stride_;
+        std::memcpy(o, cpu_val(e, c), stride_);
+        if (has_lock()) std::memset(o + spec_.spin_lock_off, 0, 4);
+      }
+    } else if (flags & kBpfFLock) {
+      copy_value_from_locked(out, e->val());
+    } else {
+      std::memcpy(out, e->val(), spec_.value_size);
+      if (has_lock()) std::memset(static_cast<uint8_t*>(out) + spec_.spin_lock_off, 0, 4);
+    }
+  }
+  long lookup_copy(const void* key, void* out, uint64_t flags) override {
+    if (flags & ~kBpfFLock) return -EINVAL;
+    if ((flags & kBpfFLock) && !has_lock()) return -EINVAL;
+    ReadGuard rg;
+    Elem* e = find(hash_of(key), key);
+    if (!e) return -ENOENT;
+    copy_out(e, out, flags);
+    return 0;
+  }
+  long update_user(const void* key, const void* value, uint64_t flags) override {
+    if ((flags & kBpfFLock) && !has_lock()) return -EINVAL;
+    ReadGuard rg;
+    return do_update(key, value, flags, true);
+  }
+  long get_next_key(const void* key, void* next) override {
+    ReadGuard rg;
+    uint64_t start = 0;
+    if (key) {
+      uint32_t h = hash_of(key);
+      Elem* e = find(h, key);
+      if (e) {
+        Elem* n = e->next.load(std::memory_order_acquire);
+        if (n) {
+          std::memcpy(next, n->key(), spec_.key_size);
+          return 0;
+        }
+        start = (h & mask_) + 1;
+      }
+    }
+    for (uint64_t b = start; b < nbuckets_; ++b) {
+      Elem* e = buckets_[b].load(std::memory_order_acquire);
+      if (e) {
+        std::memcpy(next, e->key(), spec_.key_size);
+        return 0;
+      }
+    }
+    return -ENOENT;
+  }
+  long lookup_and_delete(const void* key, void* out, uint64_t flags) override {
+    if (flags & ~kBpfFLock) return -EINVAL;
+    if ((flags & kBpfFLock) && !has_lock()) return -EINVAL;
+    ReadGuard rg;
+    uint32_t h = hash_of(key);
+    SpinLock& bl = lock_of(h);
+    bl.lock();
+    Elem* e = find(h, key);
+    if (!e) {
+      bl.unlock();
+      return -ENOENT;
+    }
+    copy_out(e, out, flags);
+    unlink_locked(e);
+    count_.fetch_sub(1, std::memory_order_relaxed);
+    bl.unlock();
+    if (lru_) lru_forget(e);
+    retire(e, free_elem);
+    return 0;
+  }
+  size_t user_value_size() const override { return percpu_ ? stride_ * ncpus_ : spec_.value_size; }
+
+ protected:
+  bool percpu_ = false, lru_ = false;
+  uint32_t vsize_ = 0, max_ = 0;
+  size_t stride_ = 0, key_round_ = 0, elem_size_ = 0;
+  uint64_t nbuckets_ = 0, mask_ = 0, nlocks_ = 0, seed_ = 0;
+  std::atomic<Elem*>* buckets_ = nullptr;
+  std::unique_ptr<SpinLock[]> locks_;
+  std::atomic<uint32_t> count_{0};
+  std::mutex lru_mu_;
+  Elem* lru_head_ = nullptr;
+  Elem* lru_tail_ = nullptr;
+};
+
+// hash_of_maps: the value is a held map; programs get the inner Map*, user space its id.
+class HashOfMaps final : public HashMap {
+ public:
+  explicit HashOfMaps(const MapSpec& s) : HashMap(s, 8) {}
+  void* lookup(const void* key) override {
+    reader_touch();
+    Elem* e = find(hash_of(key), key);
+    if (!e) return nullptr;
+    MapHolder* h;
+    std::memcpy(&h, e->val(), sizeof(h));
+    return h->ptr.get();
+  }
+  long update(const void*, const void*, uint64_t) override { return -EINVAL; }
+  long update_user(const void* key, const void* value, uint64_t flags) override {
+    if (flags > kBpfExist) return -EINVAL;
+    std::shared_ptr<Map> m = map_by_id(*static_cast<const uint32_t*>(value));
+    if (!m) return -EBADF;
+    if (!inner_meta_equal(*spec_.inner, m->spec())) return -EINVAL;
+    uint32_t id = m->id();
+    auto* holder = new MapHolder{std::move(m), id};
+    ReadGuard rg;
+    long err = do_update(key, nullptr, flags, true, holder);
+    if (err) delete holder;
+    return err;
+  }
+  long lookup_copy(const void* key, void* out, uint64_t flags) override {
+    if (flags) return -EINVAL;
+    ReadGuard rg;
+    Elem* e = find(hash_of(key), key);
+    if (!e) return -ENOENT;
+    MapHolder* h;
+    std::memcpy(&h, e->val(), sizeof(h));
+    std::memcpy(out, &h->id, 4);
+    return 0;
+  }
+  long lookup_and_delete(const void*, void*, uint64_t flags) override {
+    if (flags & ~kBpfFLock) return -EINVAL;
+    return -kENOTSUPP;
+  }
+  size_t user_value_size() const override { return 4; }
+  long for_each(ForEachFn, void*) override { return -EINVAL; }
+};
+
+}  // namespace
+
+std::shared_ptr<Map> make_hash(const MapSpec& s) { return std::make_shared<HashMap>(s, s.value_size); }
+std::shared_ptr<Map> make_hash_of_maps(const MapSpec& s) { return std::make_shared<HashOfMaps>(s); }
+std::shared_ptr<Map> make_plain_hash_storage(const MapSpec& s) {
+  return std::make_shared<HashMap>(s, s.value_size);
+}
+
+}  // namespace bpfvm::maps

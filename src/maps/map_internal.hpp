@@ -1,0 +1,155 @@
+// Internal pieces shared by the map families (not part of the public API).
+#pragma once
+
+#include <atomic>
+#include <cerrno>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "bpfvm/map.hpp"
+
+namespace bpfvm::maps {
+
+inline constexpr uint32_t kAccessMask = kMapFRdonly | kMapFWronly | kMapFRdonlyProg | kMapFWronlyProg;
+inline constexpr uint64_t kKmallocMaxSize = 1ull << 22;  // x86-64: KMALLOC_MAX_SIZE (4 MiB)
+inline constexpr uint32_t kPcpuMinUnitSize = 32768;      // PCPU_MIN_UNIT_SIZE
+inline constexpr uint32_t kPageSize = 4096;
+
+inline uint64_t round_up8(uint64_t v) { return (v + 7) & ~7ull; }
+inline bool is_pow2(uint64_t v) { return v && !(v & (v - 1)); }
+inline uint64_t roundup_pow2(uint64_t v) {
+  uint64_t r = 1;
+  while (r < v) r <<= 1;
+  return r;
+}
+// bpf_map_flags_access_ok: not both read-only and write-only for programs.
+inline bool access_ok(uint32_t flags) {
+  return (flags & (kMapFRdonlyProg | kMapFWronlyProg)) != (kMapFRdonlyProg | kMapFWronlyProg);
+}
+
+// Sets *why and returns -err (a one-liner for check functions).
+inline long fail(std::string* why, long err, const std::string& msg) {
+  if (why) *why = msg;
+  return -err;
+}
+
+// 64-bit hash of a key (own design: multiply-xorshift over 8-byte words), seeded per map.
+inline uint64_t hash_bytes(const void* p, size_t n, uint64_t seed) {
+  const uint8_t* b = static_cast<const uint8_t*>(p);
+  uint64_t h = seed ^ (n * 0x9E3779B97F4A7C15ull);
+  auto mix = [](uint64_t x) {
+    x ^= x >> 32;
+    x *= 0xD6E8FEB86659FD93ull;
+    x ^= x >> 32;
+    return x;
+  };
+  while (n >= 8) {
+    uint64_t w;
+    std::memcpy(&w, b, 8);
+    h = mix(h ^ (w * 0x9FB21C651E98DF25ull));
+    b += 8;
+    n -= 8;
+  }
+  if (n) {
+    uint64_t w = 0;
+    std::memcpy(&w, b, n);
+    h = mix(h ^ (w * 0x9FB21C651E98DF25ull) ^ (n << 59));
+  }
+  return mix(h);
+}
+
+// A small test-and-test-and-set spin lock (bucket locks; critical sections are tiny).
+class SpinLock {
+ public:
+  void lock() {
+    for (;;) {
+      if (!f_.exchange(true, std::memory_order_acquire)) return;
+      int spins = 0;
+      while (f_.load(std::memory_order_relaxed)) {
+        if (++spins > 64) {
+          std::this_thread::yield();
+          spins = 0;
+        }
+      }
+    }
+  }
+  void unlock() { f_.store(false, std::memory_order_release); }
+
+ private:
+  std::atomic<bool> f_{false};
+};
+
+// Epoch-based reclamation (src/maps/epoch.cpp). retire() hands over memory that may still be read
+// by threads in a read-side section; `del` frees it once no such thread can hold it.
+void retire(void* p, void (*del)(void*));
+// Called by lookup paths: pins the thread conservatively when it is outside any section.
+void reader_touch();
+// RAII for internal short read-side sections (user-space lookups, iteration).
+struct ReadGuard {
+  ReadGuard() { map_read_lock(); }
+  ~ReadGuard() { map_read_unlock(); }
+};
+
+// Random per-map seed (BPF_F_ZERO_SEED gives 0).
+uint64_t random_seed();
+
+// Map ids and the id registry (map_base.cpp).
+uint32_t register_map(Map* m);
+void unregister_map(uint32_t id);
+
+// ---- the one row per map type (registry.cpp) ---------------------------------------------------
+using CheckFn = long (*)(const MapSpec& spec, std::string* why);
+using MakeFn = std::shared_ptr<Map> (*)(const MapSpec& spec);
+struct MapTypeRow {
+  uint32_t type;
+  const char* name;  // bpftool's name
+  CheckFn check;     // the kernel's map_alloc_check rules; 0 or -errno
+  MakeFn make;
+};
+const MapTypeRow* find_row(uint32_t type);
+
+// Family entry points (one file each).
+long array_check(const MapSpec&, std::string*);
+std::shared_ptr<Map> make_array(const MapSpec&);
+std::shared_ptr<Map> make_percpu_array(const MapSpec&);
+long fd_array_check(const MapSpec&, std::string*);
+std::shared_ptr<Map> make_prog_array(const MapSpec&);
+long map_in_map_check(const MapSpec&, std::string*);
+std::shared_ptr<Map> make_array_of_maps(const MapSpec&);
+std::shared_ptr<Map> make_hash_of_maps(const MapSpec&);
+long hash_check(const MapSpec&, std::string*);
+std::shared_ptr<Map> make_hash(const MapSpec&);
+long perf_event_array_check(const MapSpec&, std::string*);
+std::shared_ptr<Map> make_perf_event_array(const MapSpec&);
+long lpm_trie_check(const MapSpec&, std::string*);
+std::shared_ptr<Map> make_lpm_trie(const MapSpec&);
+long queue_stack_check(const MapSpec&, std::string*);
+std::shared_ptr<Map> make_queue_stack(const MapSpec&);
+long bloom_check(const MapSpec&, std::string*);
+std::shared_ptr<Map> make_bloom(const MapSpec&);
+long ringbuf_check(const MapSpec&, std::string*);
+std::shared_ptr<Map> make_ringbuf(const MapSpec&);
+// typed-only families (typed.cpp): kernel key/value rules, basic array or hash storage.
+long devmap_check(const MapSpec&, std::string*);
+long cpumap_check(const MapSpec&, std::string*);
+long xskmap_check(const MapSpec&, std::string*);
+long stack_trace_check(const MapSpec&, std::string*);
+long sockmap_check(const MapSpec&, std::string*);
+long sockhash_check(const MapSpec&, std::string*);
+long cgroup_storage_check(const MapSpec&, std::string*);
+long local_storage_check(const MapSpec&, std::string*);
+long struct_ops_check(const MapSpec&, std::string*);
+long arena_check(const MapSpec&, std::string*);
+std::shared_ptr<Map> make_typed_array(const MapSpec&);
+std::shared_ptr<Map> make_typed_hash(const MapSpec&);
+
+std::string fmt_inner_unsupported(uint32_t type);
+bool inner_meta_equal(const MapSpec& inner, const MapSpec& m);
+
+// Hash-table storage shared by hash maps and the typed hash-like maps (hash.cpp).
+std::shared_ptr<Map> make_plain_hash_storage(const MapSpec& spec);
+
+}  // namespace bpfvm::maps

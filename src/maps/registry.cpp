@@ -1,0 +1,105 @@
+// One row per map type, like the kernel's bpf_types.h: type number, bpftool name, the kernel's
+// creation rules and the factory. Nothing else in bpfvm switches over map types.
+#include <fmt/format.h>
+
+#include "maps/map_internal.hpp"
+
+namespace bpfvm {
+namespace maps {
+namespace {
+
+// clang-format off
+const MapTypeRow kRows[] = {
+  {kMapHash,                "hash",                  hash_check,             make_hash},
+  {kMapArray,               "array",                 array_check,            make_array},
+  {kMapProgArray,           "prog_array",            fd_array_check,         make_prog_array},
+  {kMapPerfEventArray,      "perf_event_array",      perf_event_array_check, make_perf_event_array},
+  {kMapPercpuHash,          "percpu_hash",           hash_check,             make_hash},
+  {kMapPercpuArray,         "percpu_array",          array_check,            make_percpu_array},
+  {kMapStackTrace,          "stack_trace",           stack_trace_check,      make_typed_array},
+  {kMapCgroupArray,         "cgroup_array",          fd_array_check,         make_typed_array},
+  {kMapLruHash,             "lru_hash",              hash_check,             make_hash},
+  {kMapLruPercpuHash,       "lru_percpu_hash",       hash_check,             make_hash},
+  {kMapLpmTrie,             "lpm_trie",              lpm_trie_check,         make_lpm_trie},
+  {kMapArrayOfMaps,         "array_of_maps",         map_in_map_check,       make_array_of_maps},
+  {kMapHashOfMaps,          "hash_of_maps",          map_in_map_check,       make_hash_of_maps},
+  {kMapDevmap,              "devmap",                devmap_check,           make_typed_array},
+  {kMapSockmap,             "sockmap",               sockmap_check,          make_typed_array},
+  {kMapCpumap,              "cpumap",                cpumap_check,           make_typed_array},
+  {kMapXskmap,              "xskmap",                xskmap_check,           make_typed_array},
+  {kMapSockhash,            "sockhash",              sockhash_check,         make_typed_hash},
+  {kMapCgroupStorage,       "cgroup_storage",        cgroup_storage_check,   make_typed_hash},
+  {kMapReuseportSockarray,  "reuseport_sockarray",   sockmap_check,          make_typed_array},
+  {kMapPercpuCgroupStorage, "percpu_cgroup_storage", cgroup_storage_check,   make_typed_hash},
+  {kMapQueue,               "queue",                 queue_stack_check,      make_queue_stack},
+  {kMapStack,               "stack",                 queue_stack_check,      make_queue_stack},
+  {kMapSkStorage,           "sk_storage",            local_storage_check,    make_typed_hash},
+  {kMapDevmapHash,          "devmap_hash",           devmap_check,           make_typed_hash},
+  {kMapStructOps,           "struct_ops",            struct_ops_check,       make_typed_array},
+  {kMapRingbuf,             "ringbuf",               ringbuf_check,          make_ringbuf},
+  {kMapInodeStorage,        "inode_storage",         local_storage_check,    make_typed_hash},
+  {kMapTaskStorage,         "task_storage",          local_storage_check,    make_typed_hash},
+  {kMapBloomFilter,         "bloom_filter",          bloom_check,            make_bloom},
+  {kMapUserRingbuf,         "user_ringbuf",          ringbuf_check,          make_ringbuf},
+  {kMapCgrpStorage,         "cgrp_storage",          local_storage_check,    make_typed_hash},
+  {kMapArena,               "arena",                 arena_check,            make_typed_array},
+};
+// clang-format on
+
+}  // namespace
+
+const MapTypeRow* find_row(uint32_t type) {
+  for (const MapTypeRow& r : kRows)
+    if (r.type == type) return &r;
+  return nullptr;
+}
+
+}  // namespace maps
+
+const char* map_type_name(uint32_t type) {
+  const maps::MapTypeRow* r = maps::find_row(type);
+  return r ? r->name : "";
+}
+
+int map_type_from_name(const std::string& name) {
+  for (const maps::MapTypeRow& r : maps::kRows)
+    if (name == r.name) return int(r.type);
+  return -1;
+}
+
+long check_map_spec(const MapSpec& spec, std::string* why) {
+  const maps::MapTypeRow* row = maps::find_row(spec.type);
+  if (!row) return maps::fail(why, EINVAL, fmt::format("unknown map type {}", spec.type));
+  if (spec.map_extra != 0 && spec.type != kMapBloomFilter && spec.type != kMapArena)
+    return maps::fail(why, EINVAL, "map_extra is only valid for bloom_filter maps");
+  if (spec.spin_lock_off >= 0 && uint64_t(spec.spin_lock_off) + 4 > spec.value_size)
+    return maps::fail(why, EINVAL, "bpf_spin_lock lies outside the value");
+  if (spec.spin_lock_off >= 0 && (spec.spin_lock_off % 4) != 0)
+    return maps::fail(why, EINVAL, "bpf_spin_lock is not 4-byte aligned");
+  return row->check(spec, why);
+}
+
+Result<std::shared_ptr<Map>> create_map(const MapSpec& spec) {
+  std::string why;
+  long err = check_map_spec(spec, &why);
+  const char* name = spec.name.empty() ? "(anonymous)" : spec.name.c_str();
+  if (err) {
+    if (!maps::find_row(spec.type))
+      return make_error(ErrorCode::Load, fmt::format("map '{}': unknown map type {}", name, spec.type));
+    return make_error(ErrorCode::Load, fmt::format("map '{}' ({}): {} ({})", name,
+                                                   map_type_name(spec.type), why,
+                                                   err == -E2BIG ? "-E2BIG" : err == -kENOTSUPP ? "-ENOTSUPP" : err == -ENOMEM ? "-ENOMEM" : "-EINVAL"));
+  }
+  std::shared_ptr<Map> m;
+  try {
+    m = maps::find_row(spec.type)->make(spec);
+  } catch (const std::bad_alloc&) {
+    m = nullptr;
+  }
+  if (!m)
+    return make_error(ErrorCode::Load, fmt::format("map '{}' ({}): cannot allocate {} entries (-ENOMEM)",
+                                                   name, map_type_name(spec.type), spec.max_entries));
+  return m;
+}
+
+}  // namespace bpfvm
