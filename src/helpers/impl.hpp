@@ -1,0 +1,49 @@
+// Internal declarations shared by the helper implementation files.
+#pragma once
+
+#include <cstdint>
+
+#include "bpfvm/helpers.hpp"
+
+namespace bpfvm {
+
+// The implementation of kernel helper `id` for programs of `prog_type` (some helpers behave per
+// type, as in the kernel: bpf_redirect for XDP returns XDP_REDIRECT, for tc TC_ACT_REDIRECT).
+// nullptr when bpfvm does not implement it for that type.
+HelperFn helper_impl_for(int32_t id, uint32_t prog_type);
+
+namespace helpers {
+
+// Registration tables of the implementation files: {id, fn} rows; per-type variants separately.
+struct ImplRow {
+  int32_t id;
+  HelperFn fn;
+};
+struct TypedImplRow {
+  int32_t id;
+  uint32_t prog_type;  // 0 = the default for every type without a specific row
+  HelperFn fn;
+};
+
+// Each implementation file exposes its rows (static registration without globals' init order issues).
+void map_helper_rows(void (*add)(int32_t, HelperFn));
+void misc_helper_rows(void (*add)(int32_t, HelperFn));
+void string_helper_rows(void (*add)(int32_t, HelperFn));
+void net_helper_rows(void (*add)(int32_t, HelperFn), void (*add_typed)(int32_t, uint32_t, HelperFn));
+
+// Deterministic-mode aware sources (runtime.cpp).
+uint64_t clock_ns(int clock_id);  // CLOCK_MONOTONIC, CLOCK_BOOTTIME, ...
+uint32_t next_random_u32();
+bool deterministic();
+const DeterministicConfig& deterministic_config();
+void printk_emit(std::string_view msg);
+
+// Tells checked-mode execution that the program may access [p, p+size).
+void allow(const void* p, uint64_t size, bool writable, std::string_view name);
+
+constexpr long kEPERM = 1, kENOENT = 2, kE2BIG = 7, kEFAULT = 14, kEBUSY = 16, kEEXIST = 17, kEINVAL = 22, kEACCES = 13,
+               kENOSPC = 28, kERANGE = 34, kENOTSUPP = 524, kEOPNOTSUPP = 95;
+inline uint64_t neg(long e) { return static_cast<uint64_t>(-e); }
+
+}  // namespace helpers
+}  // namespace bpfvm
