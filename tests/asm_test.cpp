@@ -151,3 +151,253 @@ TEST(AsmConformance, Errors) {
   EXPECT_EQ(d.message, "mov: r10 is read-only (frame pointer)");
   EXPECT_EQ(d.to_string(), "line 2: mov: r10 is read-only (frame pointer)");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Kernel syntax
+// ---------------------------------------------------------------------------------------------
+
+namespace {
+
+Insn mk(Op op, uint8_t dst = 0, uint8_t src = 0, int16_t off = 0, int64_t imm = 0) {
+  Insn in;
+  in.op = op;
+  in.dst = dst;
+  in.src = src;
+  in.off = off;
+  in.imm = imm;
+  // Normalize through the encoder/decoder, as an assembled or decoded program would be.
+  auto dec = decode(encode(std::vector<Insn>{in}));
+  EXPECT_TRUE(dec.ok()) << dec.error().to_string();
+  return dec.ok() ? (*dec)[0] : in;
+}
+
+std::string_view test_helper_name(int32_t id) {
+  switch (id) {
+    case 1: return "bpf_map_lookup_elem";
+    case 5: return "bpf_ktime_get_ns";
+    default: return "";
+  }
+}
+int32_t test_helper_id(std::string_view name) {
+  if (name == "bpf_map_lookup_elem") return 1;
+  if (name == "bpf_ktime_get_ns") return 5;
+  return -1;
+}
+
+}  // namespace
+
+// The printed format is pinned: these strings are what the kernel's verifier log / bpftool print.
+TEST(AsmKernel, GoldenFormat) {
+  DisasmOptions k;
+  DisasmOptions conf;
+  conf.syntax = Syntax::Conformance;
+  struct Case {
+    Insn in;
+    const char* kernel;
+    const char* conformance;
+  };
+  const Case cases[] = {
+      {mk(Op::ADD32_IMM, 1, 0, 0, 2), "w1 += 2", "add32 %r1, 2"},
+      {mk(Op::ADD64_REG, 1, 3), "r1 += r3", "add %r1, %r3"},
+      {mk(Op::MOV32_REG, 1, 2), "w1 = w2", "mov32 %r1, %r2"},
+      {mk(Op::MOV64_IMM, 0, 0, 0, -1), "r0 = -1", "mov %r0, -1"},
+      {mk(Op::SDIV64_REG, 1, 2), "r1 s/= r2", "sdiv %r1, %r2"},
+      {mk(Op::SMOD32_IMM, 1, 0, 0, 3), "w1 s%= 3", "smod32 %r1, 3"},
+      {mk(Op::ARSH64_IMM, 1, 0, 0, 3), "r1 s>>= 3", "arsh %r1, 3"},
+      {mk(Op::NEG64, 1), "r1 = -r1", "neg %r1"},
+      {mk(Op::NEG32, 4), "w4 = -w4", "neg32 %r4"},
+      {mk(Op::MOVSX64_8, 1, 2), "r1 = (s8)r2", "movsx864 %r1, %r2"},
+      {mk(Op::MOVSX32_16, 1, 2), "w1 = (s16)w2", "movsx1632 %r1, %r2"},
+      {mk(Op::BE16, 1), "r1 = be16 r1", "be16 %r1"},
+      {mk(Op::LE32, 1), "r1 = le32 r1", "le32 %r1"},
+      {mk(Op::BSWAP64, 1), "r1 = bswap64 r1", "bswap64 %r1"},
+      {mk(Op::LDXW, 1, 2, 8), "r1 = *(u32 *)(r2 +8)", "ldxw %r1, [%r2+8]"},
+      {mk(Op::LDXSH, 1, 2, -4), "r1 = *(s16 *)(r2 -4)", "ldxsh %r1, [%r2-4]"},
+      {mk(Op::STXW, 1, 2, 8), "*(u32 *)(r1 +8) = r2", "stxw [%r1+8], %r2"},
+      {mk(Op::STDW, 10, 0, -8, 0), "*(u64 *)(r10 -8) = 0", "stdw [%r10-8], 0"},
+      {mk(Op::LDDW, 1, 0, 0, 0x1122334455667788), "r1 = 0x1122334455667788 ll", "lddw %r1, 0x1122334455667788"},
+      {mk(Op::LDDW_MAP_FD, 1, 0, 0, 3), "r1 = map[fd:3]", "lddw map_fd %r1, 3"},
+      {mk(Op::LDDW_MAP_VALUE_FD, 1, 0, 0, (int64_t{8} << 32) | 3), "r1 = map[fd:3][0]+8",
+       "lddw map_value_fd %r1, 3, 8"},
+      {mk(Op::LDDW_MAP_IDX, 2, 0, 0, 1), "r2 = map[idx:1]", "lddw map_idx %r2, 1"},
+      {mk(Op::LDDW_MAP_VALUE_IDX, 2, 0, 0, 1), "r2 = map[idx:1]+0", "lddw map_value_idx %r2, 1"},
+      {mk(Op::LDDW_VAR_ADDR, 2, 0, 0, 77), "r2 = var[btf:77]", "lddw var_addr %r2, 77"},
+      {mk(Op::LDDW_CODE_ADDR, 2, 0, 0, 5), "r2 = subprog[+5]", "lddw code_addr %r2, 5"},
+      {mk(Op::JEQ_IMM, 0, 0, 2, 0), "if r0 == 0x0 goto pc+2", "jeq %r0, 0, +2"},
+      {mk(Op::JSGT32_REG, 1, 2, -3), "if w1 s> w2 goto pc-3", "jsgt32 %r1, %r2, -3"},
+      {mk(Op::JSET_IMM, 1, 0, 1, 4), "if r1 & 0x4 goto pc+1", "jset %r1, 4, +1"},
+      {mk(Op::JNE_IMM, 1, 0, 0, -1), "if r1 != 0xffffffff goto pc+0", "jne %r1, -1, +0"},
+      {mk(Op::JA, 0, 0, 5), "goto pc+5", "ja +5"},
+      {mk(Op::JA32, 0, 0, 0, 100000), "gotol pc+100000", "ja32 +100000"},
+      {mk(Op::CALL_HELPER, 0, 0, 0, 7), "call #7", "call 7"},
+      {mk(Op::CALL_LOCAL, 0, 0, 0, 3), "call pc+3", "call local +3"},
+      {mk(Op::CALL_KFUNC, 0, 0, 0, 9), "call kfunc#9", "call runtime 9"},
+      {mk(Op::CALLX, 5), "callx r5", "call %r5"},
+      {mk(Op::EXIT), "exit", "exit"},
+      {mk(Op::ATOMIC_ADD32, 1, 2, 0), "lock *(u32 *)(r1 +0) += r2", "lock add32 [%r1], %r2"},
+      {mk(Op::ATOMIC_OR64, 1, 2, 0), "lock *(u64 *)(r1 +0) |= r2", "lock or [%r1], %r2"},
+      {mk(Op::ATOMIC_FETCH_ADD32, 1, 2, 0), "r2 = atomic_fetch_add((u32 *)(r1 +0), r2)",
+       "lock fetch add32 [%r1], %r2"},
+      {mk(Op::ATOMIC_FETCH_AND64, 10, 0, -8), "r0 = atomic64_fetch_and((u64 *)(r10 -8), r0)",
+       "lock fetch and [%r10-8], %r0"},
+      {mk(Op::ATOMIC_XCHG64, 10, 0, -8), "r0 = atomic64_xchg((u64 *)(r10 -8), r0)", "lock xchg [%r10-8], %r0"},
+      {mk(Op::ATOMIC_CMPXCHG64, 1, 2, 0), "r0 = atomic64_cmpxchg((u64 *)(r1 +0), r0, r2)",
+       "lock cmpxchg [%r1], %r2"},
+      {mk(Op::LDABS_H, 0, 0, 0, 12), "r0 = *(u16 *)skb[12]", "ldabsh 12"},
+      {mk(Op::LDIND_B, 0, 1, 0, 14), "r0 = *(u8 *)skb[r1 + 14]", "ldindb %r1, 14"},
+  };
+  for (const auto& c : cases) {
+    EXPECT_EQ(format_insn(c.in, 0, k), c.kernel);
+    EXPECT_EQ(format_insn(c.in, 0, conf), c.conformance);
+  }
+  // Helper names come from the caller's table.
+  DisasmOptions named;
+  named.helper_name = test_helper_name;
+  EXPECT_EQ(format_insn(mk(Op::CALL_HELPER, 0, 0, 0, 1), 0, named), "call bpf_map_lookup_elem#1");
+  EXPECT_EQ(format_insn(mk(Op::CALL_HELPER, 0, 0, 0, 99), 0, named), "call #99");
+}
+
+TEST(AsmKernel, ParsesPrintedAndLlvmForms) {
+  struct Case {
+    const char* text;
+    std::vector<uint8_t> bytes;
+  };
+  const Case cases[] = {
+      {"r1 += r3", {0x0f, 0x31, 0, 0, 0, 0, 0, 0}},
+      {"w1 = w2", {0xbc, 0x21, 0, 0, 0, 0, 0, 0}},
+      {"r0 = 5", {0xb7, 0x00, 0, 0, 5, 0, 0, 0}},
+      {"w0 = -1", {0xb4, 0x00, 0, 0, 0xff, 0xff, 0xff, 0xff}},
+      {"w0 = 0xffffffff", {0xb4, 0x00, 0, 0, 0xff, 0xff, 0xff, 0xff}},
+      {"r1 = -r1", {0x87, 0x01, 0, 0, 0, 0, 0, 0}},
+      {"r1 s/= r2", {0x3f, 0x21, 1, 0, 0, 0, 0, 0}},
+      {"r1 s%= r2", {0x9f, 0x21, 1, 0, 0, 0, 0, 0}},
+      {"r1 = (s8)r2", {0xbf, 0x21, 8, 0, 0, 0, 0, 0}},
+      {"r1 = be16 r1", {0xdc, 0x01, 0, 0, 16, 0, 0, 0}},
+      {"r1 = le32 r1", {0xd4, 0x01, 0, 0, 32, 0, 0, 0}},
+      {"r1 = bswap64 r1", {0xd7, 0x01, 0, 0, 64, 0, 0, 0}},
+      {"r1 = *(u32 *)(r2 +8)", {0x61, 0x21, 8, 0, 0, 0, 0, 0}},
+      {"r1 = *(u32 *)(r2 + 0x8)", {0x61, 0x21, 8, 0, 0, 0, 0, 0}},
+      {"w1 = *(u32 *)(r2 + 8)", {0x61, 0x21, 8, 0, 0, 0, 0, 0}},
+      {"r1 = *(s16 *)(r2 -4)", {0x89, 0x21, 0xfc, 0xff, 0, 0, 0, 0}},
+      {"*(u32 *)(r1 +8) = r2", {0x63, 0x21, 8, 0, 0, 0, 0, 0}},
+      {"*(u64 *)(r10 -8) = 0", {0x7a, 0x0a, 0xf8, 0xff, 0, 0, 0, 0}},
+      {"*(u64 *)(r10 - 0x8) = r1", {0x7b, 0x1a, 0xf8, 0xff, 0, 0, 0, 0}},
+      {"r1 = 0x1122334455667788 ll",
+       {0x18, 0x01, 0, 0, 0x88, 0x77, 0x66, 0x55, 0, 0, 0, 0, 0x44, 0x33, 0x22, 0x11}},
+      {"r1 = 0x1122334455667788", {0x18, 0x01, 0, 0, 0x88, 0x77, 0x66, 0x55, 0, 0, 0, 0, 0x44, 0x33, 0x22, 0x11}},
+      {"r1 = 0 ll", {0x18, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}},
+      {"(18) r1 = 0x5", {0x18, 0x01, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}},
+      {"r1 = map[fd:3]", {0x18, 0x11, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}},
+      {"r1 = map[idx:2]+16", {0x18, 0x61, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 16, 0, 0, 0}},
+      {"r1 = map[idx:2][0]+16", {0x18, 0x61, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 16, 0, 0, 0}},
+      {"r1 = map[fd:4][0]+0", {0x18, 0x21, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}},
+      {"if r0 == 0x0 goto pc+2", {0x15, 0, 2, 0, 0, 0, 0, 0}},
+      {"if w1 s> w2 goto pc-3", {0x6e, 0x21, 0xfd, 0xff, 0, 0, 0, 0}},
+      {"if r1 & 0x4 goto +1 <LBB0_3>", {0x45, 0x01, 1, 0, 4, 0, 0, 0}},
+      {"if r1 != 0xffffffff goto pc+0", {0x55, 0x01, 0, 0, 0xff, 0xff, 0xff, 0xff}},
+      {"goto pc+5", {0x05, 0, 5, 0, 0, 0, 0, 0}},
+      {"gotol pc+100000", {0x06, 0, 0, 0, 0xa0, 0x86, 0x01, 0}},
+      {"call bpf_map_lookup_elem#1", {0x85, 0, 0, 0, 1, 0, 0, 0}},
+      {"call whatever#12", {0x85, 0, 0, 0, 12, 0, 0, 0}},
+      {"call 12", {0x85, 0, 0, 0, 12, 0, 0, 0}},
+      {"call #12", {0x85, 0, 0, 0, 12, 0, 0, 0}},
+      {"call pc+3", {0x85, 0x10, 0, 0, 3, 0, 0, 0}},
+      {"call kfunc#7 off=2", {0x85, 0x20, 2, 0, 7, 0, 0, 0}},
+      {"callx r5", {0x8d, 0x05, 0, 0, 0, 0, 0, 0}},
+      {"exit", {0x95, 0, 0, 0, 0, 0, 0, 0}},
+      {"lock *(u32 *)(r1 +0) += r2", {0xc3, 0x21, 0, 0, 0x00, 0, 0, 0}},
+      {"lock *(u64 *)(r1 +0) |= r2", {0xdb, 0x21, 0, 0, 0x40, 0, 0, 0}},
+      {"lock *(u64 *)(r1 +0) &= r2", {0xdb, 0x21, 0, 0, 0x50, 0, 0, 0}},
+      {"lock *(u32 *)(r1 + 0x0) ^= w2", {0xc3, 0x21, 0, 0, 0xa0, 0, 0, 0}},
+      {"r2 = atomic_fetch_add((u32 *)(r1 +0), r2)", {0xc3, 0x21, 0, 0, 0x01, 0, 0, 0}},
+      {"r0 = atomic64_fetch_and((u64 *)(r10 -8), r0)", {0xdb, 0x0a, 0xf8, 0xff, 0x51, 0, 0, 0}},
+      {"r0 = atomic64_xchg((u64 *)(r10 -8), r0)", {0xdb, 0x0a, 0xf8, 0xff, 0xe1, 0, 0, 0}},
+      {"r0 = atomic64_cmpxchg((u64 *)(r1 +0), r0, r2)", {0xdb, 0x21, 0, 0, 0xf1, 0, 0, 0}},
+      {"r2 = xchg_64(r1 + 0x0, r2)", {0xdb, 0x21, 0, 0, 0xe1, 0, 0, 0}},
+      {"w0 = cmpxchg32_32(r1 + 4, w0, w2)", {0xc3, 0x21, 4, 0, 0xf1, 0, 0, 0}},
+      {"r0 = *(u16 *)skb[12]", {0x28, 0, 0, 0, 12, 0, 0, 0}},
+      {"r0 = *(u8 *)skb[r1 + 14]", {0x50, 0x10, 0, 0, 14, 0, 0, 0}},
+      // index, raw bytes and opcode prefixes are ignored; comments too
+      {"  12: (b7) r0 = 5   ; r0 = 5", {0xb7, 0x00, 0, 0, 5, 0, 0, 0}},
+      {"0: b7 00 00 00 05 00 00 00 r0 = 5", {0xb7, 0x00, 0, 0, 5, 0, 0, 0}},
+      {"       0:\tb7 00 00 00 05 00 00 00\tr0 = 0x5", {0xb7, 0x00, 0, 0, 5, 0, 0, 0}},
+      {"r0 = 5 # comment", {0xb7, 0x00, 0, 0, 5, 0, 0, 0}},
+      {"r0 = 5 // comment", {0xb7, 0x00, 0, 0, 5, 0, 0, 0}},
+  };
+  for (const auto& c : cases) {
+    auto r = assemble(c.text, Syntax::Kernel);
+    ASSERT_TRUE(r.ok()) << c.text << ": " << r.error().to_string();
+    EXPECT_EQ(bytes_of(*r), c.bytes) << c.text;
+    EXPECT_EQ(detect_syntax(c.text), Syntax::Kernel) << c.text;
+  }
+}
+
+TEST(AsmKernel, LabelsAndHelperNames) {
+  auto r = assemble(
+      "0000000000000000 <prog>:\n"
+      "  r0 = 0\n"
+      "loop:\n"
+      "  r0 += 1\n"
+      "  if r0 < 10 goto loop\n"
+      "  call sub\n"
+      "  call bpf_ktime_get_ns\n"
+      "  goto out\n"
+      "out:\n"
+      "  exit\n"
+      "sub:\n"
+      "  r0 = 7\n"
+      "  exit\n",
+      Syntax::Kernel, test_helper_id);
+  ASSERT_TRUE(r.ok()) << r.error().to_string();
+  ASSERT_EQ(r->size(), 9u);
+  EXPECT_EQ((*r)[2].off, -2);
+  EXPECT_EQ((*r)[3].op, Op::CALL_LOCAL);
+  EXPECT_EQ((*r)[3].imm, 3);
+  EXPECT_EQ((*r)[4].op, Op::CALL_HELPER);
+  EXPECT_EQ((*r)[4].imm, 5);
+  EXPECT_EQ((*r)[5].off, 0);
+  // Without a name table a bare helper name is an error naming it.
+  auto e = assemble("call bpf_ktime_get_ns\nexit\n", Syntax::Kernel);
+  ASSERT_FALSE(e.ok());
+  EXPECT_EQ(e.error().to_string(),
+            "line 1:6: undefined label 'bpf_ktime_get_ns' (and no helper-name table to look it up)");
+  auto e2 = assemble("call bpf_nope\nexit\n", Syntax::Kernel, test_helper_id);
+  ASSERT_FALSE(e2.ok());
+  EXPECT_EQ(e2.error().to_string(), "line 1:6: unknown helper or label 'bpf_nope'");
+}
+
+TEST(AsmKernel, Errors) {
+  struct Case {
+    const char* text;
+    int line, column;
+    const char* message;
+  };
+  const Case cases[] = {
+      {"r0 = 1\nr11 = 2", 2, 1, "unknown register r11"},
+      {"w1 += r2", 1, 7, "register r2 does not match the width of w1"},
+      {"goto foo", 1, 6, "undefined label 'foo'"},
+      {"w1 = 0x1ffffffff", 1, 6, "immediate 0x1ffffffff does not fit in 32 bits"},
+      {"r1 += 0x80000000", 1, 7, "value 0x80000000 does not fit in a signed 32-bit field"},
+      {"r1 = *(u32 *)(r2 +40000)", 1, 18, "offset +40000 out of range (16-bit signed: -32768..32767)"},
+      {"r1 = *(u128 *)(r2 +0)", 1, 8, "expected a memory type (u8, u16, u32, u64, s8, s16, s32), found 'u128'"},
+      {"r1 = be16 r2", 1, 11, "be16 works in place: expected r1"},
+      {"r1 = (s32)r2\nw1 = (s32)w2", 2, 7, "no such instruction: w1 = (s32)w2"},
+      {"r1 = *(s64 *)(r2 +0)", 1, 8, "expected a memory type (u8, u16, u32, u64, s8, s16, s32), found 's64'"},
+      {"*(s8 *)(r1 +0) = 1", 1, 1, "no such instruction: store of s8"},
+      {"if r1 =~ r2 goto pc+1", 1, 7, "expected a comparison (==, !=, >, >=, <, <=, s>, s>=, s<, s<=, &), found '=~'"},
+      {"if r1 == r2 goto", 1, 17, "expected a jump target (pc+N, +N or a label) at end of line"},
+      {"r2 = atomic64_fetch_add((u64 *)(r1 +0), r3)", 1, 41,
+       "atomic64_fetch_add returns the old value in its source register: expected r2 here"},
+      {"r1 = atomic64_cmpxchg((u64 *)(r1 +0), r0, r2)", 1, 1, "cmpxchg writes its result to r0"},
+      {"r1 = frob r1", 1, 6, "unknown expression 'frob'"},
+      {"r1 = 1 2", 1, 8, "unexpected '2' after the instruction"},
+      {"r0 = *(u8 *)skb[r1 + 14]\nr1 = *(u8 *)skb[r1 + 14]", 2, 1, "packet loads (skb[...]) write r0"},
+      {"r10 = 1", 1, 0, "mov: r10 is read-only (frame pointer)"},
+  };
+  for (const auto& c : cases) {
+    Diagnostic d = asm_error(c.text, Syntax::Kernel);
+    EXPECT_EQ(d.line, c.line) << c.text;
+    EXPECT_EQ(d.column, c.column) << c.text;
+    EXPECT_EQ(d.message, c.message) << c.text;
+  }
+}

@@ -178,5 +178,9 @@ std::string_view size_name(uint8_t size);               // 1 -> "u8" ...
 bool is_sign_extending_load(const OpInfo& info);
 // Atomic operation of an atomic op: "add", "or", "and", "xor", "xchg", "cmpxchg"; fetch flag.
 std::string_view atomic_operation(const OpInfo& info, bool* fetch);
+// Operation name without the 32-bit suffix: "add32" -> "add", "jeq32" -> "jeq".
+std::string_view base_name(const OpInfo& info);
+bool is_byte_swap(const OpInfo& info);  // le/be/bswap
+bool is_movsx(const OpInfo& info);
 
 }  // namespace bpfvm::asmi
