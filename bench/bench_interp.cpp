@@ -101,6 +101,9 @@ uint64_t baseline_run(const std::vector<RawInsn>& code, uint8_t* mem, uint64_t l
       case 0x0f: r[in.dst] += r[in.src]; break;
       case 0x17: r[in.dst] -= imm; break;
       case 0x27: r[in.dst] *= imm; break;
+      case 0x2f: r[in.dst] *= r[in.src]; break;
+      case 0xaf: r[in.dst] ^= r[in.src]; break;
+      case 0x1f: r[in.dst] -= r[in.src]; break;
       case 0x57: r[in.dst] &= imm; break;
       case 0x67: r[in.dst] <<= (imm & 63); break;
       case 0x77: r[in.dst] >>= (imm & 63); break;

@@ -3,6 +3,7 @@
 // Template parameters select checked memory access and instruction counting, so the fast path
 // carries neither.
 #include <array>
+#include <iterator>
 #include <cstring>
 #include <fmt/format.h>
 
@@ -147,10 +148,22 @@ uint64_t Exec<Checked, Counted>::run(const DInsn* code, const DInsn* start, uint
 #include "bpfvm/opcodes.def"
       &&L_LDDW_HI,
   };
+#define ACC_ALU(NAME) &&A_##NAME##64_IMM, &&A_##NAME##64_REG, &&A_##NAME##32_IMM, &&A_##NAME##32_REG,
+#define ACC_JMP(NAME) &&A_##NAME##_IMM, &&A_##NAME##_REG, &&A_##NAME##32_IMM, &&A_##NAME##32_REG,
+  // Same order as kAccOps below.
+  static const void* acc_table[] = {
+      ACC_ALU(ADD) ACC_ALU(SUB) ACC_ALU(MUL) ACC_ALU(DIV) ACC_ALU(OR) ACC_ALU(AND) ACC_ALU(LSH) ACC_ALU(RSH)
+      ACC_ALU(MOD) ACC_ALU(XOR) ACC_ALU(MOV) ACC_ALU(ARSH) ACC_ALU(SDIV) ACC_ALU(SMOD)
+      ACC_JMP(JEQ) ACC_JMP(JNE) ACC_JMP(JGT) ACC_JMP(JGE) ACC_JMP(JLT) ACC_JMP(JLE) ACC_JMP(JSET)
+      ACC_JMP(JSGT) ACC_JMP(JSGE) ACC_JMP(JSLT) ACC_JMP(JSLE)};
+#undef ACC_ALU
+#undef ACC_JMP
   if (!code) {
-    *table_out = table;
+    table_out[0] = table;
+    table_out[1] = acc_table;
     return 0;
   }
+  uint64_t acc = 0;
   (void)code;
   const DInsn* pc = start;
   Frame frames[kMaxCallDepth];
@@ -196,11 +209,18 @@ uint64_t Exec<Checked, Counted>::run(const DInsn* code, const DInsn* start, uint
   DISPATCH();
 
   // ---- ALU ----------------------------------------------------------------------------------
+// Each ALU handler leaves its result in `acc` too. When the next instruction's destination is the
+// same register and it can only be reached by falling through, its *_ACC variant reads the
+// destination from `acc` instead of memory: no store-to-load round trip on dependency chains.
 #define ALU_OPS(NAME, EXPR64, EXPR32)                              \
-  L_##NAME##64_IMM : { uint64_t b = static_cast<uint64_t>(IMM); uint64_t a = D; D = (EXPR64); NEXT(); } \
-  L_##NAME##64_REG : { uint64_t b = S; uint64_t a = D; D = (EXPR64); NEXT(); }                         \
-  L_##NAME##32_IMM : { uint32_t b = U32(IMM); uint32_t a = U32(D); D = U32(EXPR32); NEXT(); }          \
-  L_##NAME##32_REG : { uint32_t b = U32(S); uint32_t a = U32(D); D = U32(EXPR32); NEXT(); }
+  L_##NAME##64_IMM : { uint64_t b = static_cast<uint64_t>(IMM); uint64_t a = D; D = acc = (EXPR64); NEXT(); } \
+  L_##NAME##64_REG : { uint64_t b = S; uint64_t a = D; D = acc = (EXPR64); NEXT(); }                         \
+  L_##NAME##32_IMM : { uint32_t b = U32(IMM); uint32_t a = U32(D); D = acc = U32(EXPR32); NEXT(); }          \
+  L_##NAME##32_REG : { uint32_t b = U32(S); uint32_t a = U32(D); D = acc = U32(EXPR32); NEXT(); }            \
+  A_##NAME##64_IMM : { uint64_t b = static_cast<uint64_t>(IMM); uint64_t a = acc; D = acc = (EXPR64); NEXT(); } \
+  A_##NAME##64_REG : { uint64_t b = S; uint64_t a = acc; D = acc = (EXPR64); NEXT(); }                         \
+  A_##NAME##32_IMM : { uint32_t b = U32(IMM); uint32_t a = U32(acc); D = acc = U32(EXPR32); NEXT(); }          \
+  A_##NAME##32_REG : { uint32_t b = U32(S); uint32_t a = U32(acc); D = acc = U32(EXPR32); NEXT(); }
   ALU_OPS(ADD, a + b, a + b)
   ALU_OPS(SUB, a - b, a - b)
   ALU_OPS(MUL, a * b, a * b)
@@ -256,7 +276,11 @@ uint64_t Exec<Checked, Counted>::run(const DInsn* code, const DInsn* start, uint
   L_##NAME##_IMM : { uint64_t a = D, b = static_cast<uint64_t>(IMM); JUMP_IF(CMP64); }       \
   L_##NAME##_REG : { uint64_t a = D, b = S; JUMP_IF(CMP64); }                                 \
   L_##NAME##32_IMM : { uint32_t a = U32(D), b = U32(IMM); JUMP_IF(CMP32); }                  \
-  L_##NAME##32_REG : { uint32_t a = U32(D), b = U32(S); JUMP_IF(CMP32); }
+  L_##NAME##32_REG : { uint32_t a = U32(D), b = U32(S); JUMP_IF(CMP32); }                    \
+  A_##NAME##_IMM : { uint64_t a = acc, b = static_cast<uint64_t>(IMM); JUMP_IF(CMP64); }     \
+  A_##NAME##_REG : { uint64_t a = acc, b = S; JUMP_IF(CMP64); }                               \
+  A_##NAME##32_IMM : { uint32_t a = U32(acc), b = U32(IMM); JUMP_IF(CMP32); }                \
+  A_##NAME##32_REG : { uint32_t a = U32(acc), b = U32(S); JUMP_IF(CMP32); }
 #define S64(x) static_cast<int64_t>(x)
 #define S32(x) static_cast<int32_t>(x)
   JMP_OPS(JEQ, a == b, a == b)
@@ -365,7 +389,7 @@ uint64_t Exec<Checked, Counted>::run(const DInsn* code, const DInsn* start, uint
   L_##NAME : {                            \
     m = S + pc->off;                      \
     CHECK(m, sizeof(T), false);           \
-    D = static_cast<uint64_t>(static_cast<EXT>(load<T>(m))); \
+    D = acc = static_cast<uint64_t>(static_cast<EXT>(load<T>(m))); \
     NEXT();                               \
   }
   LDX(LDXB, uint8_t, uint64_t)
@@ -458,6 +482,29 @@ fail:
 
 using RunFn = uint64_t (*)(const DInsn*, const DInsn*, uint64_t*, State*, const void***);
 
+// Index of an op's *_ACC handler in acc_table (same order as there), or -1.
+int acc_index(Op op) {
+  static const Op kFamilies[] = {Op::ADD64_IMM, Op::SUB64_IMM, Op::MUL64_IMM, Op::DIV64_IMM, Op::OR64_IMM,
+                                 Op::AND64_IMM, Op::LSH64_IMM, Op::RSH64_IMM, Op::MOD64_IMM, Op::XOR64_IMM,
+                                 Op::MOV64_IMM, Op::ARSH64_IMM, Op::SDIV64_IMM, Op::SMOD64_IMM, Op::JEQ_IMM,
+                                 Op::JNE_IMM, Op::JGT_IMM, Op::JGE_IMM, Op::JLT_IMM, Op::JLE_IMM, Op::JSET_IMM,
+                                 Op::JSGT_IMM, Op::JSGE_IMM, Op::JSLT_IMM, Op::JSLE_IMM};
+  // Each family is four consecutive enumerators (64 imm, 64 reg, 32 imm, 32 reg) in opcodes.def.
+  for (size_t f = 0; f < std::size(kFamilies); ++f) {
+    int base = static_cast<int>(kFamilies[f]);
+    int o = static_cast<int>(op);
+    if (o >= base && o < base + 4) return static_cast<int>(f * 4) + (o - base);
+  }
+  return -1;
+}
+
+// Ops whose handler leaves the destination's new value in `acc`.
+bool sets_acc(Op op) {
+  if (op_info(op).kind == OpKind::Load) return true;
+  int i = acc_index(op);
+  return i >= 0 && i < 14 * 4;
+}
+
 class Interpreter final : public Engine {
  public:
   Interpreter(const LinkedProgram& linked, const ExecOptions& options)
@@ -465,14 +512,34 @@ class Interpreter final : public Engine {
     bool checked = options.checked, counted = options.insn_budget != 0;
     run_fn_ = checked ? (counted ? &Exec<true, true>::run : &Exec<true, false>::run)
                       : (counted ? &Exec<false, true>::run : &Exec<false, false>::run);
-    const void** table = nullptr;
-    run_fn_(nullptr, nullptr, nullptr, nullptr, &table);
+    const void** tables[2] = {nullptr, nullptr};
+    run_fn_(nullptr, nullptr, nullptr, nullptr, tables);
+    const void** table = tables[0];
+    const void** acc_table = tables[1];
     const auto& insns = linked.program->insns;
     code_.resize(insns.size());
+    // Instructions that can be reached other than by falling through from the previous one.
+    std::vector<bool> entry(insns.size(), false);
+    if (!insns.empty()) entry[0] = true;
+    for (size_t i = 0; i < insns.size(); ++i) {
+      const Insn& in = insns[i];
+      OpKind k = in.info().kind;
+      if (k == OpKind::Jump || k == OpKind::CondJump || in.op == Op::CALL_LOCAL)
+        entry[static_cast<size_t>(jump_target(in, static_cast<int64_t>(i)))] = true;
+      if (in.op == Op::LDDW_CODE_ADDR) {
+        int64_t t = static_cast<int64_t>(i) + 1 + static_cast<int32_t>(in.imm);
+        if (t >= 0 && static_cast<size_t>(t) < insns.size()) entry[static_cast<size_t>(t)] = true;
+      }
+      if (in.op == Op::CALL_LOCAL && i + 1 < insns.size()) entry[i + 1] = true;  // return address
+    }
     for (size_t i = 0; i < insns.size(); ++i) {
       const Insn& in = insns[i];
       DInsn& d = code_[i];
       d.handler = table[static_cast<size_t>(in.op)];
+      if (i > 0 && !entry[i] && sets_acc(insns[i - 1].op) && insns[i - 1].dst == in.dst) {
+        int a = acc_index(in.op);
+        if (a >= 0) d.handler = acc_table[a];
+      }
       d.imm = in.imm;
       d.dst = in.dst;
       d.src = in.src;
