@@ -401,3 +401,146 @@ TEST(AsmKernel, Errors) {
     EXPECT_EQ(d.message, c.message) << c.text;
   }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Round trips
+// ---------------------------------------------------------------------------------------------
+
+namespace {
+
+// Deterministic generator (the property test must be reproducible).
+struct Rng {
+  uint64_t s;
+  uint64_t next() {
+    s ^= s << 13;
+    s ^= s >> 7;
+    s ^= s << 17;
+    return s;
+  }
+  int64_t pick(std::initializer_list<int64_t> edge, int64_t lo, int64_t hi) {
+    if (next() % 3 == 0) return *(edge.begin() + next() % edge.size());
+    return lo + static_cast<int64_t>(next() % static_cast<uint64_t>(hi - lo + 1));
+  }
+};
+
+bool same_ir(const std::vector<Insn>& a, const std::vector<Insn>& b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i)
+    if (a[i].op != b[i].op || a[i].dst != b[i].dst || a[i].src != b[i].src || a[i].off != b[i].off ||
+        a[i].imm != b[i].imm)
+      return false;
+  return true;
+}
+
+std::string reassemble_check(const std::vector<Insn>& prog, const DisasmOptions& opt) {
+  std::string text = disassemble(prog, opt);
+  auto r = assemble(text, opt.syntax);
+  if (!r.ok()) return "assemble failed: " + r.error().to_string() + "\n" + text;
+  if (bytes_of(*r) != bytes_of(prog)) return "bytes differ after reassembly:\n" + text;
+  return {};
+}
+
+}  // namespace
+
+// For every instruction form and many random operands: encode -> decode -> print (both syntaxes,
+// with and without index/raw prefixes) -> assemble -> encode gives the same bytes.
+TEST(AsmRoundTrip, EveryOpRandomOperands) {
+  Rng rng{0x9e3779b97f4a7c15ull};
+  const int kPerOp = 300;
+  size_t total = 0;
+  for (size_t k = 0; k < kOpCount; ++k) {
+    Op op = static_cast<Op>(k);
+    if (op == Op::LDDW_HI) continue;
+    const OpInfo& info = op_info(op);
+    int ok_for_op = 0;
+    for (int t = 0; t < kPerOp; ++t) {
+      Insn in;
+      in.op = op;
+      if (info.fields & F_DST) in.dst = static_cast<uint8_t>(rng.next() % 11);
+      if (info.fields & F_SRC) in.src = static_cast<uint8_t>(rng.next() % 11);
+      if (info.fields & F_OFF) in.off = static_cast<int16_t>(rng.pick({0, 1, -1, 32767, -32768}, -40, 40));
+      if (info.fields & F_IMM) {
+        if (info.kind == OpKind::LoadImm64)
+          in.imm = static_cast<int64_t>(rng.next() >> (rng.next() % 64));
+        else
+          in.imm = static_cast<int32_t>(rng.pick({0, 1, -1, INT32_MAX, INT32_MIN, 0x80000000ll}, -100000, 100000));
+      }
+      if (info.kind == OpKind::Atomic && (op_info(op).selval & 1) && in.src == 10) in.src = 9;
+      if (in.dst == 10 && (info.kind == OpKind::Alu || info.kind == OpKind::Load || info.kind == OpKind::LoadImm64))
+        in.dst = 9;
+      std::vector<Insn> one{in};
+      auto raw = encode(one);
+      auto dec = decode(raw);
+      ASSERT_TRUE(dec.ok()) << info.mnemonic << ": " << dec.error().to_string();
+      const std::vector<uint8_t> want = to_bytes(raw);
+      for (Syntax syn : {Syntax::Kernel, Syntax::Conformance}) {
+        DisasmOptions opt;
+        opt.syntax = syn;
+        if (t % 2) opt.helper_name = test_helper_name;  // `call bpf_map_lookup_elem#1` re-assembles too
+        std::string text = format_insn((*dec)[0], 0, opt);
+        auto r = assemble(text, syn);
+        ASSERT_TRUE(r.ok()) << info.mnemonic << " printed as '" << text << "': " << r.error().to_string();
+        ASSERT_EQ(bytes_of(*r), want) << info.mnemonic << " printed as '" << text << "'";
+        ASSERT_TRUE(same_ir(*r, *dec)) << text;
+        // Detection may pick either syntax for forms both spell alike (`exit`, `call 5`), but the
+        // bytes must not depend on it.
+        auto a = assemble_auto(text);
+        ASSERT_TRUE(a.ok()) << "assemble_auto: " << text;
+        ASSERT_EQ(bytes_of(*a), want) << "assemble_auto: " << text;
+        opt.show_raw = t % 2;
+        opt.show_index = t % 3 != 0;
+        ASSERT_EQ(reassemble_check(*dec, opt), "") << info.mnemonic;
+      }
+      ++ok_for_op;
+    }
+    EXPECT_EQ(ok_for_op, kPerOp) << info.mnemonic;
+    total += ok_for_op;
+  }
+  EXPECT_GT(total, 100u * 50u);
+}
+
+// Every conformance program: disassemble (both syntaxes, with labels/indexes/raw bytes) and
+// assemble again gives identical bytes.
+TEST(AsmRoundTrip, ConformanceSuite) {
+  auto files = testutil::conformance_files();
+  if (files.empty()) GTEST_SKIP() << "conformance suite not found under " << testutil::shared_dir();
+  for (const auto& f : files) {
+    auto r = assemble(f.sections.at("asm"), Syntax::Conformance);
+    ASSERT_TRUE(r.ok()) << f.name;
+    for (Syntax syn : {Syntax::Kernel, Syntax::Conformance})
+      for (int variant = 0; variant < 3; ++variant) {
+        DisasmOptions opt;
+        opt.syntax = syn;
+        opt.show_index = variant != 0;
+        opt.show_raw = variant == 2;
+        EXPECT_EQ(reassemble_check(*r, opt), "") << f.name;
+      }
+  }
+}
+
+TEST(AsmRoundTrip, DisassembleLayout) {
+  auto r = assemble("mov %r0, 0\njeq %r1, 0, +2\nlddw %r2, 0x100000000\nja -4\nexit", Syntax::Conformance);
+  ASSERT_TRUE(r.ok()) << r.error().to_string();
+  DisasmOptions k;
+  EXPECT_EQ(disassemble(*r, k),
+            "   0: r0 = 0\n"
+            "   1: if r1 == 0x0 goto pc+2\n"
+            "   2: r2 = 0x100000000 ll\n"
+            "   4: goto pc-4\n"
+            "   5: exit\n");
+  k.show_raw = true;
+  EXPECT_EQ(disassemble(std::span(*r).subspan(2, 2), k),
+            "   0: 18 02 00 00 00 00 00 00 00 00 00 00 01 00 00 00  r2 = 0x100000000 ll\n");
+  DisasmOptions c;
+  c.syntax = Syntax::Conformance;
+  EXPECT_EQ(disassemble(*r, c),
+            "mov %r0, 0\n"
+            "L1:\n"
+            "jeq %r1, 0, L4\n"
+            "lddw %r2, 0x100000000\n"
+            "L4:\n"
+            "ja L1\n"
+            "exit\n");
+  c.show_index = false;
+  EXPECT_EQ(disassemble(*r, c), "mov %r0, 0\njeq %r1, 0, +2\nlddw %r2, 0x100000000\nja -4\nexit\n");
+}

@@ -349,7 +349,9 @@ void parse_assign(Cursor& c, Builder& b, Insn& in, const Reg& dst, int col, int 
       if (ind) {
         Reg s = kreg(c);
         in.src = s.num;
-        if (c.peek() == '+' || c.peek() == '-') in.imm = imm32(need_number(c, "an offset", true), c.line());
+        // the kernel prints "skb[r1 + -4]" for negative offsets; "skb[r1 - 4]" is accepted too
+        if (c.eat("+")) in.imm = imm32(need_number(c, "an offset"), c.line());
+        else if (c.peek() == '-') in.imm = imm32(need_number(c, "an offset", true), c.line());
       } else {
         in.imm = imm32(need_number(c, "a packet offset"), c.line());
       }

@@ -449,7 +449,17 @@ Syntax detect_syntax(std::string_view text) {
     size_t e = b;
     while (e < line.size() && asmi::is_ident_char(line[e])) ++e;
     std::string_view w = line.substr(b, e - b);
-    if (w.empty() || w == "exit" || w == "call" || w == "callx" || w == "lock") continue;
+    if (w == "call") {  // `call local|helper|runtime ...` are conformance-only
+      size_t b2 = line.find_first_not_of(" \t", e);
+      if (b2 == std::string_view::npos) continue;
+      size_t e2 = b2;
+      while (e2 < line.size() && asmi::is_ident_char(line[e2])) ++e2;
+      std::string_view w2 = line.substr(b2, e2 - b2);
+      bool at_word_end = e2 >= line.size() || line[e2] == ' ' || line[e2] == '\t';
+      if ((w2 == "local" || w2 == "helper" || w2 == "runtime") && at_word_end) return Syntax::Conformance;
+      continue;
+    }
+    if (w.empty() || w == "exit" || w == "callx" || w == "lock") continue;
     if (e < line.size() && line[e] == ':') continue;  // label or index
     for (size_t i = 0; i < kOpCount; ++i) {
       std::string_view mn = op_info(static_cast<Op>(i)).mnemonic;

@@ -132,7 +132,7 @@ std::string format_kernel(const Insn& in, int64_t pc, const DisasmOptions& o) {
     case OpKind::Exit: return "exit";
     case OpKind::LoadImm64: {
       const uint32_t lo = lo32(in), hi = hi32(in);
-      std::string extra = hi ? fmt::format("+{}", hi) : "";
+      std::string extra = hi ? fmt::format(" hi={}", hi) : "";  // non-canonical: second slot imm
       switch (in.op) {
         case Op::LDDW_MAP_FD: return fmt::format("r{} = map[fd:{}]{}", in.dst, lo, extra);
         case Op::LDDW_MAP_VALUE_FD: return fmt::format("r{} = map[fd:{}][0]+{}", in.dst, lo, hi);
