@@ -175,7 +175,7 @@ Result<std::vector<Insn>> decode(std::span<const RawInsn> raw, int isa_version) 
     auto reserved = [&](uint8_t field, Sel selfield) {
       return !(row->fields & field) && row->sel != selfield;
     };
-    if (reserved(F_DST, Sel::NONE) && rr.dst != 0)
+    if (!(row->fields & F_DST) && rr.dst != 0)  // dst is never a selector
       return decode_error(pc, fmt::format("{}: reserved dst field is {} (must be 0)", row->mnemonic, int(rr.dst)));
     if (reserved(F_SRC, Sel::SRC) && rr.src != 0)
       return decode_error(pc, fmt::format("{}: reserved src field is {} (must be 0)", row->mnemonic, int(rr.src)));
