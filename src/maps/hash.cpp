@@ -65,13 +65,13 @@ void free_elem(void* p) {
 
 class HashMap : public Map {
  public:
-  HashMap(const MapSpec& s, uint32_t internal_value_size) : Map(s) {
+  HashMap(const MapSpec& s, uint32_t internal_value_size, uint32_t capacity = 0) : Map(s) {
     percpu_ = s.type == kMapPercpuHash || s.type == kMapLruPercpuHash || s.type == kMapPercpuCgroupStorage;
     lru_ = s.type == kMapLruHash || s.type == kMapLruPercpuHash;
     ncpus_ = percpu_ ? possible_cpus() : 1;
     vsize_ = internal_value_size;
     stride_ = round_up8(vsize_);
-    max_ = s.max_entries;
+    max_ = capacity ? capacity : s.max_entries;
     if (lru_ && (s.flags & kMapFNoCommonLru)) {
       // the kernel splits the entries between CPUs and rounds max_entries up to a multiple of them
       uint64_t m = (uint64_t(max_) + ncpus_ - 1) / ncpus_ * ncpus_;
@@ -233,7 +233,7 @@ class HashMap : public Map {
   }
   void release_slot() { count_.fetch_sub(1, std::memory_order_relaxed); }
   void lru_add_new(Elem* e) {
-    e->ref.store(1, std::memory_order_relaxed);
+    e->ref.store(0, std::memory_order_relaxed);  // new elements enter at the hot end, unreferenced
     std::lock_guard<std::mutex> lk(lru_mu_);
     lru_push_head(e);
   }
@@ -543,7 +543,8 @@ class HashOfMaps final : public HashMap {
 std::shared_ptr<Map> make_hash(const MapSpec& s) { return std::make_shared<HashMap>(s, s.value_size); }
 std::shared_ptr<Map> make_hash_of_maps(const MapSpec& s) { return std::make_shared<HashOfMaps>(s); }
 std::shared_ptr<Map> make_plain_hash_storage(const MapSpec& s) {
-  return std::make_shared<HashMap>(s, s.value_size);
+  // local/cgroup storage has max_entries 0 (one element per kernel object): give it room.
+  return std::make_shared<HashMap>(s, s.value_size, s.max_entries ? 0 : 65536);
 }
 
 }  // namespace bpfvm::maps
