@@ -1,2 +1,36 @@
 #!/usr/bin/env bash
-echo placeholder
+# Golden tests of the CLI contract (docs/cli.md). Each tests/cli/cases/*.t file holds transcripts:
+#   $ bpfvm ARGS...            a command (run by bash in tests/cli/data, `bpfvm` = the binary under test)
+#   expected output lines      stdout and stderr, in order
+#   [exit N]                   the expected exit code
+# Usage: run_golden.sh BPFVM_BINARY CLI_TEST_DIR [--update]
+set -u
+BIN=$(readlink -f "$1")
+DIR=$(readlink -f "$2")
+UPDATE=${3:-}
+pass=0; fail=0
+export BPFVM_SHARED=${BPFVM_SHARED:-$(readlink -f "$DIR/../../../shared" 2>/dev/null || true)}
+for t in "$DIR"/cases/*.t; do
+  actual=$(mktemp)
+  while IFS= read -r line || [ -n "$line" ]; do
+    case "$line" in
+      '$ bpfvm'*)
+        cmd=${line#'$ bpfvm'}
+        echo "$line" >> "$actual"
+        (cd "$DIR/data" && eval "\"$BIN\"$cmd" 2>&1; echo "[exit $?]") >> "$actual"
+        ;;
+      '#'*) echo "$line" >> "$actual" ;;
+      '') echo "" >> "$actual" ;;
+    esac
+  done < <(grep -E '^(\$ bpfvm|#|$)' "$t")
+  # Compare transcripts
+  if diff -u "$t" "$actual" > "$actual.diff"; then
+    pass=$((pass+1))
+  else
+    if [ "$UPDATE" = "--update" ]; then cp "$actual" "$t"; echo "updated $(basename "$t")"; else
+      fail=$((fail+1)); echo "FAIL: $(basename "$t")"; cat "$actual.diff"; fi
+  fi
+  rm -f "$actual" "$actual.diff"
+done
+echo "cli golden: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]

@@ -14,6 +14,7 @@ const std::map<std::string, SyntaxChoice> kSyntaxes = {
 struct AsmOpts {
   std::string in, out;
   SyntaxChoice syntax = SyntaxChoice::Auto;
+  std::string syntax_name;
 };
 
 int asm_command(const AsmOpts& o) {
@@ -32,6 +33,7 @@ int asm_command(const AsmOpts& o) {
 struct DisasmOpts {
   InputSpec input;
   SyntaxChoice syntax = SyntaxChoice::Kernel;
+  std::string syntax_name;
   bool raw = false;
 };
 
@@ -51,8 +53,8 @@ RegisterCommand reg_asm("asm", [](CLI::App& app, std::function<int()>& run) {
   auto* cmd = app.add_subcommand("asm", "Assemble text (kernel or conformance syntax) into raw bytecode");
   cmd->add_option("file", o->in, "Assembly source")->required();
   cmd->add_option("-o,--output", o->out, "Output file (raw bytecode)")->required();
-  cmd->add_option("--syntax", o->syntax, "Source syntax (default: detected)")
-      ->transform(CLI::CheckedTransformer(kSyntaxes, CLI::ignore_case));
+  add_choice_option(cmd, "--syntax", o->syntax_name, {"auto", "kernel", "conformance"}, "Source syntax")
+      ->each([o](const std::string& v) { o->syntax = kSyntaxes.at(v); });
   cmd->callback([o, &run] { run = [o] { return asm_command(*o); }; });
 });
 
@@ -60,10 +62,8 @@ RegisterCommand reg_disasm("disasm", [](CLI::App& app, std::function<int()>& run
   auto o = std::make_shared<DisasmOpts>();
   auto* cmd = app.add_subcommand("disasm", "Print a program's instructions");
   cmd->add_option("file", o->input.path, "Program: ELF object, assembly text or raw bytecode")->required();
-  cmd->add_option("--syntax", o->syntax, "Output syntax: kernel (default) or conformance")
-      ->transform(CLI::CheckedTransformer(
-          std::map<std::string, SyntaxChoice>{{"kernel", SyntaxChoice::Kernel}, {"conformance", SyntaxChoice::Conformance}},
-          CLI::ignore_case));
+  add_choice_option(cmd, "--syntax", o->syntax_name, {"kernel", "conformance"}, "Output syntax")
+      ->each([o](const std::string& v) { o->syntax = kSyntaxes.at(v); });
   cmd->add_option("--section", o->input.section, "ELF section of the program");
   cmd->add_option("--function", o->input.function, "ELF function to print");
   add_format_option(cmd, o->input);

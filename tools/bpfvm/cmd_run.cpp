@@ -94,7 +94,7 @@ int run_command(const RunOpts& o) {
     duration = static_cast<uint64_t>(ns) / o.repeat;
   }
   if (o.json) {
-    nlohmann::json j;
+    nlohmann::ordered_json j;
     j["retval"] = *r;
     if (o.repeat > 0) j["duration"] = duration;
     std::printf("%s\n", j.dump().c_str());
@@ -113,9 +113,7 @@ RegisterCommand reg("run", [](CLI::App& app, std::function<int()>& run) {
   cmd->add_option("file", o->input.path, "Program: ELF object, assembly text or raw bytecode")->required();
   auto* mem = cmd->add_option("--mem", o->mem_hex, "Input memory as hex bytes (r1 = memory, r2 = length)");
   cmd->add_option("--data-in", o->data_in, "Input memory from a file")->excludes(mem);
-  cmd->add_option("--engine", o->engine, "Execution engine")
-      ->transform(CLI::CheckedTransformer(std::map<std::string, EngineKind>{{"interp", EngineKind::Interpreter},
-                                                                            {"jit", EngineKind::Jit}}));
+  add_engine_option(cmd, o->engine);
   cmd->add_option("--section", o->input.section, "ELF section of the program");
   cmd->add_option("--function", o->input.function, "ELF function (program or subprogram) to run");
   add_format_option(cmd, o->input);

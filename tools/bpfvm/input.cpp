@@ -7,11 +7,36 @@
 
 namespace bpfvm::cli {
 
+CLI::Option* add_choice_option(CLI::App* cmd, const std::string& name, std::string& value,
+                               const std::vector<std::string>& choices, const std::string& help) {
+  std::string list;
+  for (const auto& c : choices) list += (list.empty() ? "" : ", ") + c;
+  return cmd->add_option(name, value, help + " (" + list + ")")
+      ->check(CLI::Validator(
+          [choices, list](std::string& v) -> std::string {
+            for (const auto& c : choices)
+              if (c == v) return "";
+            return "'" + v + "' is not one of " + list;
+          },
+          "", ""));
+}
+
 void add_format_option(CLI::App* cmd, InputSpec& spec) {
-  static const std::map<std::string, InputFormat> kFormats = {
-      {"elf", InputFormat::Elf}, {"asm", InputFormat::Asm}, {"raw", InputFormat::Raw}};
-  cmd->add_option("--format", spec.format, "Input format (default: detected from the content)")
-      ->transform(CLI::CheckedTransformer(kFormats, CLI::ignore_case));
+  auto value = std::make_shared<std::string>();
+  add_choice_option(cmd, "--format", *value, {"elf", "asm", "raw"}, "Input format (default: detected)")
+      ->each([&spec](const std::string& v) {
+        spec.format = v == "elf" ? InputFormat::Elf : v == "asm" ? InputFormat::Asm : InputFormat::Raw;
+      });
+  static std::vector<std::shared_ptr<std::string>> keep;  // the option writes here before `each` runs
+  keep.push_back(value);
+}
+
+void add_engine_option(CLI::App* cmd, EngineKind& engine) {
+  static std::vector<std::shared_ptr<std::string>> keep;
+  auto value = std::make_shared<std::string>();
+  keep.push_back(value);
+  add_choice_option(cmd, "--engine", *value, {"interp", "jit"}, "Execution engine")
+      ->each([&engine](const std::string& v) { engine = v == "jit" ? EngineKind::Jit : EngineKind::Interpreter; });
 }
 
 InputFormat detect_format(const std::string& bytes) {

@@ -23,6 +23,11 @@ struct InputSpec {
 
 // Registers --format on a subcommand; the value is parsed into `spec.format`.
 void add_format_option(CLI::App* cmd, InputSpec& spec);
+// Registers --engine interp|jit.
+void add_engine_option(CLI::App* cmd, EngineKind& engine);
+// A string option restricted to `choices`; an unknown value gives "--name: 'x' is not one of a, b".
+CLI::Option* add_choice_option(CLI::App* cmd, const std::string& name, std::string& value,
+                               const std::vector<std::string>& choices, const std::string& help);
 
 // What the command operates on.
 struct InputProgram {

@@ -63,6 +63,11 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "bpfvm 0.1.0");
   std::function<int()> run;
   for (auto& c : commands()) c.setup(app, run);
+  if (argc > 1 && argv[1][0] != '-') {
+    bool known = false;
+    for (auto& c : commands()) known = known || c.name == std::string(argv[1]);
+    if (!known) return fail(kUsage, std::string("unknown command '") + argv[1] + "'; run 'bpfvm --help' for the list");
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -1,0 +1,4 @@
+mov %r0, 0
+loop:
+add %r0, 1
+ja loop
