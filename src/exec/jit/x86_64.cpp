@@ -1,8 +1,1265 @@
-// x86-64 JIT: placeholder until the JIT lands (issue 3). Refuses cleanly; never runs anything.
+// x86-64 JIT compiler (issue 3). Design notes: docs/jit.md.
+//
+// Register mapping (System V friendly: a helper call is a plain `call`):
+//   r0 rax   r1 rdi   r2 rsi   r3 rdx   r4 rcx   r5 r8
+//   r6 rbx   r7 r13   r8 r14   r9 r15   r10 rbp
+//   r12: pointer to the per-run JitHot block (when the program needs it); r9, r10, r11: scratch.
+//
+// Every BPF function (instruction 0, every bpf-to-bpf call target, every code address loaded by
+// lddw code_addr) is compiled as a native function: the main one inline in the entry (with the
+// prologue that sets up the BPF stack), the others as callable functions that save the host registers
+// of r6-r9 they write. bpf-to-bpf calls are native calls with rbp lowered by 512 bytes.
+// Non-local exits (LD_ABS out of bounds, a tail call, a run-time error) restore the rsp saved at
+// entry and jump to the entry's epilogue (JitHot::unwind_rsp / unwind_rip).
+#include <asmjit/x86.h>
+#include <capstone/capstone.h>
+#include <fmt/format.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstring>
+#include <map>
+#include <random>
+
+#include "bpfvm/asm.hpp"
+#include "bpfvm/jit.hpp"
 #include "exec/engine.hpp"
 
-namespace bpfvm::detail {
-Result<std::unique_ptr<Engine>> make_jit(const LinkedProgram&, const ExecOptions&) {
-  return make_error(ErrorCode::Unsupported, "the x86-64 JIT is not available in this build");
+namespace bpfvm {
+namespace detail {
+namespace {
+
+namespace x86 = asmjit::x86;
+using asmjit::Label;
+
+std::atomic<bool> g_use_bmi2{true};
+
+constexpr int kSkfNetOff = -0x100000;
+constexpr int kSkfLlOff = -0x200000;
+
+// The part of the per-run state JIT code reads and writes (fixed offsets).
+struct JitHot {
+  uint64_t unwind_rsp;    // 0: rsp of the entry's body
+  uint64_t unwind_rip;    // 8: the entry's epilogue
+  uint64_t stack_limit;   // 16: a local call from a frame whose rbp <= this exceeds the depth limit
+  const uint8_t* pkt;     // 24: LD_ABS / LD_IND packet
+  uint64_t pkt_len;       // 32
+  uint64_t saved_r1;      // 40: r1 at a tail-call helper call
+  uint64_t callx_idx;     // 48: table offset of the helper a callx called
+  uint64_t failed;        // 56: non-zero once `error` is set
+  void* state;            // 64: back pointer to the JitState
+};
+static_assert(offsetof(JitHot, unwind_rsp) == 0 && offsetof(JitHot, unwind_rip) == 8 &&
+              offsetof(JitHot, stack_limit) == 16 && offsetof(JitHot, pkt) == 24 && offsetof(JitHot, pkt_len) == 32 &&
+              offsetof(JitHot, saved_r1) == 40 && offsetof(JitHot, callx_idx) == 48 && offsetof(JitHot, failed) == 56);
+
+class JitEngine;
+
+struct JitState {
+  JitHot hot{};
+  const JitEngine* engine = nullptr;
+  const RunArgs* args = nullptr;
+  RunContext* ctx = nullptr;
+  Diagnostic error;
+};
+
+struct CallxEntry {
+  uint64_t fn;    // HelperFn or 0
+  uint64_t tail;  // 1 for a tail-call helper
+};
+
+// Host registers of BPF r0..r10.
+constexpr uint32_t kHost[kNumRegs] = {
+    x86::Gp::kIdAx, x86::Gp::kIdDi, x86::Gp::kIdSi, x86::Gp::kIdDx, x86::Gp::kIdCx, x86::Gp::kIdR8,
+    x86::Gp::kIdBx, x86::Gp::kIdR13, x86::Gp::kIdR14, x86::Gp::kIdR15, x86::Gp::kIdBp};
+
+inline x86::Gp Q(int r) { return x86::gpq(kHost[r]); }
+inline x86::Gp D32(int r) { return x86::gpd(kHost[r]); }
+inline x86::Gp W16(int r) { return x86::gpw(kHost[r]); }
+inline x86::Gp B8(int r) { return x86::gpb_lo(kHost[r]); }
+
+using EntryFn = uint64_t (*)(uint64_t r1, uint64_t r2, JitHot* hot);
+using TrampolineFn = uint64_t (*)(JitHot* hot, const void* fn, const uint64_t* args);
+
+// ---- register use ---------------------------------------------------------------------------------
+struct RegUse {
+  uint16_t reads = 0, writes = 0;
+};
+
+constexpr uint16_t kArgRegs = 0x3e;  // r1..r5
+
+RegUse reg_use(const Insn& in) {
+  RegUse u;
+  const OpInfo& info = in.info();
+  auto bit = [](int r) { return static_cast<uint16_t>(1u << r); };
+  switch (info.kind) {
+    case OpKind::Alu: {
+      uint8_t base = info.code & 0xf0;
+      bool is_mov = base == 0xb0;
+      u.writes = bit(in.dst);
+      if (!is_mov) u.reads |= bit(in.dst);
+      if (info.uses_reg_src) u.reads |= bit(in.src);
+      break;
+    }
+    case OpKind::CondJump:
+      u.reads = bit(in.dst);
+      if (info.uses_reg_src) u.reads |= bit(in.src);
+      break;
+    case OpKind::Jump: break;
+    case OpKind::Call:
+      u.reads = kArgRegs;
+      if (in.op == Op::CALL_LOCAL) u.reads |= bit(10);
+      if (in.op == Op::CALLX) u.reads |= bit(in.dst);
+      u.writes = bit(0) | kArgRegs;
+      break;
+    case OpKind::Exit: u.reads = bit(0); break;
+    case OpKind::LoadImm64: u.writes = bit(in.dst); break;
+    case OpKind::LoadPacket:
+      if (info.uses_reg_src || in.op == Op::LDIND_B || in.op == Op::LDIND_H || in.op == Op::LDIND_W)
+        u.reads = bit(in.src);
+      u.writes = bit(0);
+      break;
+    case OpKind::Load:
+      u.reads = bit(in.src);
+      u.writes = bit(in.dst);
+      break;
+    case OpKind::Store: u.reads = bit(in.dst); break;
+    case OpKind::StoreReg: u.reads = bit(in.dst) | bit(in.src); break;
+    case OpKind::Atomic:
+      u.reads = bit(in.dst) | bit(in.src);
+      if (in.op == Op::ATOMIC_CMPXCHG32 || in.op == Op::ATOMIC_CMPXCHG64) {
+        u.reads |= bit(0);
+        u.writes = bit(0);
+      } else if ((in.imm & 1) || in.op == Op::ATOMIC_XCHG32 || in.op == Op::ATOMIC_XCHG64) {
+        u.writes = bit(in.src);
+      }
+      break;
+    case OpKind::Pseudo: break;
+  }
+  return u;
 }
-}  // namespace bpfvm::detail
+
+bool is_div_family(Op op) {
+  switch (op) {
+    case Op::DIV64_IMM: case Op::DIV64_REG: case Op::DIV32_IMM: case Op::DIV32_REG:
+    case Op::MOD64_IMM: case Op::MOD64_REG: case Op::MOD32_IMM: case Op::MOD32_REG:
+    case Op::SDIV64_IMM: case Op::SDIV64_REG: case Op::SDIV32_IMM: case Op::SDIV32_REG:
+    case Op::SMOD64_IMM: case Op::SMOD64_REG: case Op::SMOD32_IMM: case Op::SMOD32_REG:
+      return true;
+    default: return false;
+  }
+}
+bool is_signed_div(Op op) {
+  switch (op) {
+    case Op::SDIV64_IMM: case Op::SDIV64_REG: case Op::SDIV32_IMM: case Op::SDIV32_REG:
+    case Op::SMOD64_IMM: case Op::SMOD64_REG: case Op::SMOD32_IMM: case Op::SMOD32_REG:
+      return true;
+    default: return false;
+  }
+}
+
+// ---- run-time support called from JIT code ---------------------------------------------------------
+JitState* state_of(JitHot* h) { return static_cast<JitState*>(h->state); }
+
+uint64_t rt_fail_callx(JitHot* h, uint64_t id, uint64_t pc) {
+  JitState* st = state_of(h);
+  st->error = make_error(ErrorCode::Runtime, fmt::format("callx: no helper with id {}", id), static_cast<int64_t>(pc));
+  h->failed = 1;
+  return 0;
+}
+
+uint64_t rt_fail_depth(JitHot* h, uint64_t pc) {
+  JitState* st = state_of(h);
+  st->error = make_error(ErrorCode::CallDepth, fmt::format("call depth exceeds {} frames", kMaxCallDepth),
+                         static_cast<int64_t>(pc));
+  h->failed = 1;
+  return 0;
+}
+
+uint64_t rt_tail_call(JitHot* h, uint64_t target) {
+  auto exe = reinterpret_cast<const Executable*>(target);
+  auto out = exe->engine().run_tail(h->saved_r1, nullptr);
+  if (!out) {
+    state_of(h)->error = out.error();
+    h->failed = 1;
+    return 0;
+  }
+  return *out;
+}
+
+// ---- executable memory (W^X) -----------------------------------------------------------------------
+class ExecMemory {
+ public:
+  ExecMemory() = default;
+  ExecMemory(const ExecMemory&) = delete;
+  ExecMemory& operator=(const ExecMemory&) = delete;
+  ~ExecMemory() {
+    if (base_) munmap(base_, mapped_);
+  }
+  // Maps RW, copies, then flips to RX. Never writable and executable at once.
+  Status install(const uint8_t* code, size_t size) {
+    size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+    size_t len = (size + page - 1) / page * page;
+    if (len == 0) len = page;
+    void* p = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+      return make_error(ErrorCode::Runtime, fmt::format("jit: mmap of {} bytes failed: {}", len, std::strerror(errno)));
+    std::memcpy(p, code, size);
+    std::memset(static_cast<uint8_t*>(p) + size, 0xcc, len - size);  // int3 padding
+    if (mprotect(p, len, PROT_READ | PROT_EXEC) != 0) {
+      int e = errno;
+      munmap(p, len);
+      return make_error(ErrorCode::Runtime, fmt::format("jit: mprotect(PROT_READ|PROT_EXEC) failed: {}", std::strerror(e)));
+    }
+    base_ = static_cast<uint8_t*>(p);
+    mapped_ = len;
+    size_ = size;
+    return {};
+  }
+  const uint8_t* base() const { return base_; }
+  size_t size() const { return size_; }
+
+ private:
+  uint8_t* base_ = nullptr;
+  size_t mapped_ = 0;
+  size_t size_ = 0;
+};
+
+// One piece of the listing: native bytes [start, end) came from BPF instruction pc of function fn.
+struct ListingEntry {
+  int32_t fn;   // function entry insn, -1 for the entry prologue/epilogue, -2 for stubs, -3 trampoline
+  int32_t pc;   // BPF instruction (-1 for prologue/epilogue/stub code)
+  uint32_t start;
+};
+
+class ErrorCollector : public asmjit::ErrorHandler {
+ public:
+  void handleError(asmjit::Error err, const char* message, asmjit::BaseEmitter*) override {
+    if (!failed) {
+      failed = true;
+      text = message ? message : "unknown asmjit error";
+      code = err;
+    }
+  }
+  bool failed = false;
+  std::string text;
+  asmjit::Error code = 0;
+};
+
+// ---- the compiler ---------------------------------------------------------------------------------
+class Compiler {
+ public:
+  Compiler(const LinkedProgram& linked, const ExecOptions& options, const CallxEntry* callx_table,
+           size_t callx_size, bool callx_has_tail)
+      : linked_(linked),
+        insns_(linked.program->insns),
+        n_(insns_.size()),
+        harden_(options.jit_harden),
+        bmi2_(g_use_bmi2.load() && asmjit::CpuInfo::host().hasFeature(asmjit::CpuFeatures::X86::kBMI2)),
+        callx_table_(callx_table),
+        callx_size_(callx_size),
+        callx_has_tail_(callx_has_tail) {
+    if (harden_) rng_.seed(std::random_device{}());
+  }
+
+  Status compile();
+
+  std::vector<uint8_t> code;               // final bytes (position independent)
+  uint32_t main_offset = 0;                // entry: EntryFn
+  uint32_t trampoline_offset = 0;          // TrampolineFn
+  std::map<int64_t, uint32_t> fn_offsets;  // callable function entry insn -> offset
+  std::vector<ListingEntry> listing;
+  bool bmi2() const { return bmi2_; }
+  size_t functions = 0;
+
+ private:
+  struct Stub {
+    enum Kind { Depth, Callx, LdOob } kind;
+    Label label;
+    int64_t pc;
+    int reg;
+  };
+
+  void analyze();
+  std::vector<int64_t> reachable_from(int64_t entry) const;
+  Status compile_function(int64_t entry, bool main_mode);
+  Status emit_insn(int64_t pc, bool main_mode);
+  void emit_exit(bool main_mode);
+  void emit_unwind();
+  void emit_trampoline();
+  void emit_call_abs(const void* fn, const x86::Gp& via);
+  void emit_alu(const Insn& in);
+  void emit_div(const Insn& in);
+  void emit_shift(const Insn& in, uint8_t base);
+  void emit_jump(const Insn& in, int64_t pc);
+  void emit_mem(const Insn& in);
+  void emit_atomic(const Insn& in);
+  void emit_ldpkt(const Insn& in, int64_t pc);
+  void emit_tail_check();
+  // Loads an immediate into r11 (blinded when hardening), sign-extended to 64 bits.
+  void imm_to_r11(int64_t v);
+  void mark(int32_t fn, int32_t pc) { listing.push_back({fn, pc, static_cast<uint32_t>(a_->offset())}); }
+
+  const LinkedProgram& linked_;
+  const std::vector<Insn>& insns_;
+  size_t n_;
+  bool harden_;
+  bool bmi2_;
+  const CallxEntry* callx_table_;
+  size_t callx_size_;
+  bool callx_has_tail_;
+  std::mt19937_64 rng_;
+
+  // program-wide facts
+  std::vector<uint8_t> is_target_;     // jump target
+  std::vector<int64_t> fn_entries_;     // callable functions (sorted)
+  bool needs_state_ = false;           // r12 holds JitHot*
+  bool needs_stack_ = false;           // rbp is the BPF stack
+  bool has_local_calls_ = false;
+  bool has_any_call_ = false;
+  uint32_t stack_bytes_ = 0;
+
+  x86::Assembler* a_ = nullptr;
+  std::vector<Label> labels_;          // per insn, for the function being compiled
+  std::map<int64_t, Label> fn_labels_;
+  Label main_epilogue_;
+  std::vector<Stub> stubs_;
+  // current function frame
+  std::vector<x86::Gp> saved_;         // host registers pushed by the current function
+  uint32_t frame_adjust_ = 0;          // bytes subtracted from rsp after the pushes
+  int32_t cur_fn_ = 0;
+};
+
+void Compiler::analyze() {
+  is_target_.assign(n_, 0);
+  std::vector<uint8_t> is_fn(n_, 0);
+  for (size_t i = 0; i < n_; ++i) {
+    const Insn& in = insns_[i];
+    const OpInfo& info = in.info();
+    RegUse u = reg_use(in);
+    if ((u.reads | u.writes) & (1u << 10)) needs_stack_ = true;
+    switch (info.kind) {
+      case OpKind::Jump:
+      case OpKind::CondJump: is_target_[static_cast<size_t>(jump_target(in, static_cast<int64_t>(i)))] = 1; break;
+      case OpKind::Call:
+        has_any_call_ = true;
+        if (in.op == Op::CALL_LOCAL) {
+          has_local_calls_ = needs_state_ = needs_stack_ = true;
+          is_fn[static_cast<size_t>(jump_target(in, static_cast<int64_t>(i)))] = 1;
+        } else if (in.op == Op::CALLX) {
+          needs_state_ = true;
+        } else if (in.op == Op::CALL_HELPER && linked_.helper_at[i] && linked_.helper_at[i]->tail_call) {
+          needs_state_ = true;
+        }
+        break;
+      case OpKind::LoadPacket: needs_state_ = true; break;
+      case OpKind::LoadImm64:
+        if (in.op == Op::LDDW_CODE_ADDR) {
+          int64_t t = static_cast<int64_t>(i) + 1 + static_cast<int32_t>(in.imm);
+          if (t >= 0 && static_cast<size_t>(t) < n_ && insns_[static_cast<size_t>(t)].op != Op::LDDW_HI) is_fn[static_cast<size_t>(t)] = 1;
+        }
+        break;
+      default: break;
+    }
+  }
+  for (size_t i = 0; i < n_; ++i)
+    if (is_fn[i]) fn_entries_.push_back(static_cast<int64_t>(i));
+  stack_bytes_ = needs_stack_ ? (has_local_calls_ ? kStackSize * kMaxCallDepth : kStackSize) : 0;
+}
+
+std::vector<int64_t> Compiler::reachable_from(int64_t entry) const {
+  std::vector<uint8_t> seen(n_, 0);
+  std::vector<int64_t> work{entry};
+  seen[static_cast<size_t>(entry)] = 1;
+  auto push = [&](int64_t t) {
+    if (t >= 0 && static_cast<size_t>(t) < n_ && !seen[static_cast<size_t>(t)]) {
+      seen[static_cast<size_t>(t)] = 1;
+      work.push_back(t);
+    }
+  };
+  while (!work.empty()) {
+    int64_t i = work.back();
+    work.pop_back();
+    const Insn& in = insns_[static_cast<size_t>(i)];
+    switch (in.info().kind) {
+      case OpKind::Exit: break;
+      case OpKind::Jump: push(jump_target(in, i)); break;
+      case OpKind::CondJump:
+        push(jump_target(in, i));
+        push(i + 1);
+        break;
+      case OpKind::LoadImm64: push(i + 2); break;
+      default: push(i + 1); break;
+    }
+  }
+  std::vector<int64_t> out;
+  for (size_t i = 0; i < n_; ++i)
+    if (seen[i]) out.push_back(static_cast<int64_t>(i));
+  return out;
+}
+
+void Compiler::emit_call_abs(const void* fn, const x86::Gp& via) {
+  a_->mov(via, asmjit::imm(reinterpret_cast<uint64_t>(fn)));
+  a_->call(via);
+}
+
+void Compiler::emit_unwind() {
+  a_->mov(x86::rsp, x86::qword_ptr(x86::r12, offsetof(JitHot, unwind_rsp)));
+  a_->jmp(x86::qword_ptr(x86::r12, offsetof(JitHot, unwind_rip)));
+}
+
+void Compiler::imm_to_r11(int64_t v) {
+  if (harden_) {
+    int32_t key = static_cast<int32_t>(rng_());
+    a_->mov(x86::r11, asmjit::imm(static_cast<int64_t>(static_cast<int32_t>(static_cast<int32_t>(v) ^ key))));
+    a_->xor_(x86::r11, asmjit::imm(static_cast<int64_t>(key)));
+  } else {
+    a_->mov(x86::r11, asmjit::imm(v));
+  }
+}
+
+Status Compiler::compile() {
+  analyze();
+  asmjit::CodeHolder holder;
+  holder.init(asmjit::Environment::host());
+  ErrorCollector eh;
+  holder.setErrorHandler(&eh);
+  x86::Assembler a(&holder);
+  a_ = &a;
+  main_epilogue_ = a.newLabel();
+  for (int64_t f : fn_entries_) fn_labels_[f] = a.newLabel();
+
+  if (auto st = compile_function(0, true); !st) return st;
+  for (int64_t f : fn_entries_) {
+    if (auto st = compile_function(f, false); !st) return st;
+  }
+  functions = 1 + fn_entries_.size();
+  // Out-of-line stubs. rsp is 16-byte aligned at every stub's jump site (functions that call are
+  // aligned in their bodies), so the stubs may call C++.
+  for (const Stub& s : stubs_) {
+    a.bind(s.label);
+    mark(-2, static_cast<int32_t>(s.pc));
+    switch (s.kind) {
+      case Stub::Depth:
+        a.mov(x86::rdi, x86::r12);
+        a.mov(x86::esi, asmjit::imm(static_cast<uint32_t>(s.pc)));
+        emit_call_abs(reinterpret_cast<const void*>(&rt_fail_depth), x86::rax);
+        emit_unwind();
+        break;
+      case Stub::Callx:
+        a.mov(x86::rsi, Q(s.reg));
+        a.mov(x86::rdi, x86::r12);
+        a.mov(x86::edx, asmjit::imm(static_cast<uint32_t>(s.pc)));
+        emit_call_abs(reinterpret_cast<const void*>(&rt_fail_callx), x86::rax);
+        emit_unwind();
+        break;
+      case Stub::LdOob:
+        a.xor_(x86::eax, x86::eax);
+        emit_unwind();
+        break;
+    }
+  }
+  if (!fn_entries_.empty() || has_any_call_) emit_trampoline();
+  if (eh.failed) return make_error(ErrorCode::Unsupported, fmt::format("jit: code generation failed: {}", eh.text));
+  if (holder.resolveUnresolvedLinks() != asmjit::kErrorOk)
+    return make_error(ErrorCode::Unsupported, "jit: unresolved label links");
+  main_offset = 0;
+  for (auto& [f, l] : fn_labels_) fn_offsets[f] = static_cast<uint32_t>(holder.labelOffset(l));
+  asmjit::CodeBuffer& buf = holder.textSection()->buffer();
+  code.assign(buf.data(), buf.data() + buf.size());
+  a_ = nullptr;
+  return {};
+}
+
+// Generic entry for callbacks (RunContext::call_function): JitHot* in rdi, function in rsi,
+// r1..r5 at [rdx]. Saves every host callee-saved register, allocates a fresh full BPF stack.
+void Compiler::emit_trampoline() {
+  auto& a = *a_;
+  a.align(asmjit::AlignMode::kCode, 16);
+  trampoline_offset = static_cast<uint32_t>(a.offset());
+  mark(-3, -1);
+  Label ret = a.newLabel();
+  const x86::Gp regs[] = {x86::rbx, x86::rbp, x86::r12, x86::r13, x86::r14, x86::r15};
+  for (auto& r : regs) a.push(r);
+  constexpr uint32_t area = kStackSize * kMaxCallDepth;
+  a.sub(x86::rsp, area + 8);  // 6 pushes + return address = 56: +8 aligns
+  a.mov(x86::r12, x86::rdi);
+  a.mov(x86::qword_ptr(x86::r12, offsetof(JitHot, unwind_rsp)), x86::rsp);
+  a.lea(x86::r11, x86::ptr(ret));
+  a.mov(x86::qword_ptr(x86::r12, offsetof(JitHot, unwind_rip)), x86::r11);
+  a.lea(x86::r11, x86::ptr(x86::rsp, kStackSize));
+  a.mov(x86::qword_ptr(x86::r12, offsetof(JitHot, stack_limit)), x86::r11);
+  a.lea(x86::rbp, x86::ptr(x86::rsp, area));
+  a.mov(x86::r11, x86::rsi);
+  a.mov(x86::r10, x86::rdx);
+  a.mov(x86::rdi, x86::qword_ptr(x86::r10, 0));
+  a.mov(x86::rsi, x86::qword_ptr(x86::r10, 8));
+  a.mov(x86::rdx, x86::qword_ptr(x86::r10, 16));
+  a.mov(x86::rcx, x86::qword_ptr(x86::r10, 24));
+  a.mov(x86::r8, x86::qword_ptr(x86::r10, 32));
+  a.xor_(x86::eax, x86::eax);
+  a.xor_(x86::ebx, x86::ebx);
+  a.xor_(x86::r13d, x86::r13d);
+  a.xor_(x86::r14d, x86::r14d);
+  a.xor_(x86::r15d, x86::r15d);
+  a.call(x86::r11);
+  a.bind(ret);
+  a.add(x86::rsp, area + 8);
+  for (int i = 5; i >= 0; --i) a.pop(regs[i]);
+  a.ret();
+}
+
+Status Compiler::compile_function(int64_t entry, bool main_mode) {
+  auto& a = *a_;
+  std::vector<int64_t> body = reachable_from(entry);
+  // Registers the function touches and whether it calls.
+  uint16_t reads = 0, writes = 0;
+  bool calls = false;
+  for (int64_t i : body) {
+    RegUse u = reg_use(insns_[static_cast<size_t>(i)]);
+    reads |= u.reads;
+    writes |= u.writes;
+    if (insns_[static_cast<size_t>(i)].info().kind == OpKind::Call) calls = true;
+  }
+  saved_.clear();
+  frame_adjust_ = 0;
+  cur_fn_ = main_mode ? -1 : static_cast<int32_t>(entry);
+  if (main_mode) {
+    a.align(asmjit::AlignMode::kCode, 16);
+    mark(-1, -1);
+    uint16_t used = reads | writes;
+    if (needs_stack_) saved_.push_back(x86::rbp);
+    if (needs_state_) saved_.push_back(x86::r12);
+    for (int r = 6; r <= 9; ++r)
+      if (used & (1u << r)) saved_.push_back(Q(r));
+    for (auto& r : saved_) a.push(r);
+    bool any_calls = has_any_call_;  // callees are aligned by their own prologues
+    frame_adjust_ = stack_bytes_;
+    if (any_calls && (saved_.size() % 2 == 0)) frame_adjust_ += 8;
+    if (frame_adjust_) a.sub(x86::rsp, frame_adjust_);
+    if (needs_stack_) a.lea(x86::rbp, x86::ptr(x86::rsp, static_cast<int32_t>(stack_bytes_)));
+    if (needs_state_) {
+      a.mov(x86::r12, x86::rdx);
+      a.mov(x86::qword_ptr(x86::r12, offsetof(JitHot, unwind_rsp)), x86::rsp);
+      a.lea(x86::r11, x86::ptr(main_epilogue_));
+      a.mov(x86::qword_ptr(x86::r12, offsetof(JitHot, unwind_rip)), x86::r11);
+      if (has_local_calls_) {
+        a.lea(x86::r11, x86::ptr(x86::rsp, kStackSize));
+        a.mov(x86::qword_ptr(x86::r12, offsetof(JitHot, stack_limit)), x86::r11);
+      }
+    }
+    // The interpreter starts with every register but r1, r2, r10 at zero.
+    for (int r : {0, 3, 4, 5, 6, 7, 8, 9})
+      if (used & (1u << r)) a.xor_(D32(r), D32(r));
+  } else {
+    a.align(asmjit::AlignMode::kCode, 16);
+    a.bind(fn_labels_[entry]);
+    mark(cur_fn_, -1);
+    for (int r = 6; r <= 9; ++r)
+      if (writes & (1u << r)) saved_.push_back(Q(r));
+    for (auto& r : saved_) a.push(r);
+    // entered with rsp = 8 mod 16
+    if (calls && (saved_.size() % 2 == 0)) frame_adjust_ = 8;
+    if (frame_adjust_) a.sub(x86::rsp, frame_adjust_);
+  }
+
+  labels_.assign(n_, Label());
+  for (int64_t i : body)
+    if (is_target_[static_cast<size_t>(i)]) labels_[static_cast<size_t>(i)] = a.newLabel();
+  for (size_t k = 0; k < body.size(); ++k) {
+    int64_t i = body[k];
+    const Insn& in = insns_[static_cast<size_t>(i)];
+    if (in.op == Op::LDDW_HI) continue;
+    if (is_target_[static_cast<size_t>(i)]) a.bind(labels_[static_cast<size_t>(i)]);
+    mark(cur_fn_, static_cast<int32_t>(i));
+    // The main function's last exit falls into the epilogue.
+    if (main_mode && in.op == Op::EXIT && k + 1 == body.size()) continue;
+    if (auto st = emit_insn(i, main_mode); !st) return st;
+  }
+  if (main_mode) {
+    a.bind(main_epilogue_);
+    mark(-1, -1);
+    emit_exit(true);
+  }
+  return {};
+}
+
+void Compiler::emit_exit(bool main_mode) {
+  auto& a = *a_;
+  if (frame_adjust_) a.add(x86::rsp, frame_adjust_);
+  for (size_t k = saved_.size(); k-- > 0;) a.pop(saved_[k]);
+  a.ret();
+}
+
+Status Compiler::emit_insn(int64_t pc, bool main_mode) {
+  auto& a = *a_;
+  const Insn& in = insns_[static_cast<size_t>(pc)];
+  const OpInfo& info = in.info();
+  switch (info.kind) {
+    case OpKind::Alu: emit_alu(in); return {};
+    case OpKind::Jump:
+    case OpKind::CondJump: emit_jump(in, pc); return {};
+    case OpKind::Exit:
+      if (main_mode) {
+        // The epilogue follows the last instruction; other exits jump to it.
+        a.jmp(main_epilogue_);
+      } else {
+        emit_exit(false);
+      }
+      return {};
+    case OpKind::LoadImm64: {
+      uint64_t v = static_cast<uint64_t>(in.imm);
+      if (in.op == Op::LDDW_CODE_ADDR) v = static_cast<uint64_t>(pc + 1 + static_cast<int32_t>(in.imm));
+      if (harden_) {
+        uint64_t key = rng_();
+        a.mov(Q(in.dst), asmjit::imm(v ^ key));
+        a.mov(x86::r11, asmjit::imm(key));
+        a.xor_(Q(in.dst), x86::r11);
+      } else if (v == 0) {
+        a.xor_(D32(in.dst), D32(in.dst));
+      } else {
+        a.mov(Q(in.dst), asmjit::imm(v));
+      }
+      return {};
+    }
+    case OpKind::LoadPacket: emit_ldpkt(in, pc); return {};
+    case OpKind::Load:
+    case OpKind::Store:
+    case OpKind::StoreReg: emit_mem(in); return {};
+    case OpKind::Atomic: emit_atomic(in); return {};
+    case OpKind::Pseudo: return {};
+    case OpKind::Call: break;
+  }
+  // calls
+  if (in.op == Op::CALL_HELPER) {
+    const HelperDef* h = linked_.helper_at[static_cast<size_t>(pc)];
+    if (!h || !h->fn) return make_error(ErrorCode::Link, "jit: unresolved helper", pc);
+    if (h->tail_call) a.mov(x86::qword_ptr(x86::r12, offsetof(JitHot, saved_r1)), x86::rdi);
+    emit_call_abs(reinterpret_cast<const void*>(h->fn), x86::r11);
+    if (h->tail_call) emit_tail_check();
+    return {};
+  }
+  if (in.op == Op::CALLX) {
+    Label fail = a.newLabel();
+    stubs_.push_back({Stub::Callx, fail, pc, in.dst});
+    a.mov(x86::r11, Q(in.dst));
+    a.cmp(x86::r11, asmjit::imm(static_cast<uint32_t>(callx_size_)));
+    a.jae(fail);
+    a.shl(x86::r11, 4);
+    a.mov(x86::r10, asmjit::imm(reinterpret_cast<uint64_t>(callx_table_)));
+    a.cmp(x86::qword_ptr(x86::r10, x86::r11), 0);
+    a.je(fail);
+    if (callx_has_tail_) {
+      a.mov(x86::qword_ptr(x86::r12, offsetof(JitHot, saved_r1)), x86::rdi);
+      a.mov(x86::qword_ptr(x86::r12, offsetof(JitHot, callx_idx)), x86::r11);
+    }
+    a.call(x86::qword_ptr(x86::r10, x86::r11));
+    if (callx_has_tail_) {
+      Label no_tail = a.newLabel();
+      a.mov(x86::r11, x86::qword_ptr(x86::r12, offsetof(JitHot, callx_idx)));
+      a.mov(x86::r10, asmjit::imm(reinterpret_cast<uint64_t>(callx_table_)));
+      a.cmp(x86::qword_ptr(x86::r10, x86::r11, 0, 8), 0);
+      a.je(no_tail);
+      emit_tail_check();
+      a.bind(no_tail);
+    }
+    return {};
+  }
+  if (in.op == Op::CALL_LOCAL) {
+    int64_t t = jump_target(in, pc);
+    Label fail = a.newLabel();
+    stubs_.push_back({Stub::Depth, fail, pc, 0});
+    a.cmp(x86::rbp, x86::qword_ptr(x86::r12, offsetof(JitHot, stack_limit)));
+    a.jbe(fail);
+    a.sub(x86::rbp, kStackSize);
+    a.call(fn_labels_.at(t));
+    a.add(x86::rbp, kStackSize);
+    return {};
+  }
+  return make_error(ErrorCode::Unsupported, fmt::format("jit: cannot compile {}", info.mnemonic), pc);
+}
+
+// After a tail-call helper returned rax: 0 = fall through with r0 = -ENOENT; otherwise run the
+// target program and leave the whole program with its result.
+void Compiler::emit_tail_check() {
+  auto& a = *a_;
+  Label fall = a.newLabel(), done = a.newLabel();
+  a.test(x86::rax, x86::rax);
+  a.jz(fall);
+  a.mov(x86::rdi, x86::r12);
+  a.mov(x86::rsi, x86::rax);
+  emit_call_abs(reinterpret_cast<const void*>(&rt_tail_call), x86::r11);
+  emit_unwind();
+  a.bind(fall);
+  a.mov(x86::rax, asmjit::imm(static_cast<int64_t>(-2)));
+  a.bind(done);
+}
+
+void Compiler::emit_alu(const Insn& in) {
+  auto& a = *a_;
+  const OpInfo& info = in.info();
+  const bool w64 = info.alu64;
+  const bool reg = info.uses_reg_src;
+  const uint8_t base = info.code & 0xf0;
+  const int d = in.dst, s = in.src;
+  const x86::Gp dq = w64 ? Q(d) : D32(d);
+  auto sq = [&]() { return w64 ? Q(s) : D32(s); };
+  const x86::Gp r11 = w64 ? x86::Gp(x86::r11) : x86::Gp(x86::r11d);
+
+  if (is_div_family(in.op)) return emit_div(in);
+  switch (in.op) {
+    case Op::NEG64: a.neg(Q(d)); return;
+    case Op::NEG32: a.neg(D32(d)); return;
+    case Op::MOVSX64_8: a.movsx(Q(d), B8(s)); return;
+    case Op::MOVSX64_16: a.movsx(Q(d), W16(s)); return;
+    case Op::MOVSX64_32: a.movsxd(Q(d), D32(s)); return;
+    case Op::MOVSX32_8: a.movsx(D32(d), B8(s)); return;
+    case Op::MOVSX32_16: a.movsx(D32(d), W16(s)); return;
+    case Op::LE16: a.movzx(D32(d), W16(d)); return;
+    case Op::LE32: a.mov(D32(d), D32(d)); return;
+    case Op::LE64: return;
+    case Op::BE16:
+    case Op::BSWAP16:
+      a.rol(W16(d), 8);
+      a.movzx(D32(d), W16(d));
+      return;
+    case Op::BE32:
+    case Op::BSWAP32: a.bswap(D32(d)); return;
+    case Op::BE64:
+    case Op::BSWAP64: a.bswap(Q(d)); return;
+    default: break;
+  }
+  if (base == 0x60 || base == 0x70 || base == 0xc0) return emit_shift(in, base);
+
+  if (base == 0xb0) {  // mov
+    if (reg) {
+      if (w64) {
+        if (d != s) a.mov(Q(d), Q(s));
+      } else {
+        a.mov(D32(d), D32(s));
+      }
+      return;
+    }
+    if (harden_) {
+      imm_to_r11(in.imm);
+      a.mov(dq, r11);
+      return;
+    }
+    int64_t v = in.imm;
+    if (!w64) v = static_cast<uint32_t>(v);
+    if (v == 0)
+      a.xor_(D32(d), D32(d));
+    else if (v > 0 && v <= 0xffffffffll)
+      a.mov(D32(d), asmjit::imm(v));
+    else
+      a.mov(Q(d), asmjit::imm(v));
+    return;
+  }
+
+  x86::Gp src;
+  bool use_imm = false;
+  if (reg) {
+    src = sq();
+  } else if (harden_) {
+    imm_to_r11(in.imm);
+    src = r11;
+  } else {
+    use_imm = true;
+  }
+  asmjit::Imm imm(in.imm);
+  switch (base) {
+    case 0x00: use_imm ? a.add(dq, imm) : a.add(dq, src); break;
+    case 0x10: use_imm ? a.sub(dq, imm) : a.sub(dq, src); break;
+    case 0x20:
+      if (use_imm) a.imul(dq, dq, imm);
+      else a.imul(dq, src);
+      break;
+    case 0x40: use_imm ? a.or_(dq, imm) : a.or_(dq, src); break;
+    case 0x50: use_imm ? a.and_(dq, imm) : a.and_(dq, src); break;
+    case 0xa0: use_imm ? a.xor_(dq, imm) : a.xor_(dq, src); break;
+    default: break;
+  }
+}
+
+void Compiler::emit_shift(const Insn& in, uint8_t base) {
+  auto& a = *a_;
+  const OpInfo& info = in.info();
+  const bool w64 = info.alu64;
+  const int d = in.dst, s = in.src;
+  const x86::Gp dq = w64 ? Q(d) : D32(d);
+  auto op_imm = [&](const x86::Gp& r, uint32_t c) {
+    if (base == 0x60) a.shl(r, c);
+    else if (base == 0x70) a.shr(r, c);
+    else a.sar(r, c);
+  };
+  auto op_cl = [&](const x86::Gp& r) {
+    if (base == 0x60) a.shl(r, x86::cl);
+    else if (base == 0x70) a.shr(r, x86::cl);
+    else a.sar(r, x86::cl);
+  };
+  if (!info.uses_reg_src) {
+    uint32_t c = static_cast<uint32_t>(in.imm) & (w64 ? 63 : 31);
+    if (c == 0) {
+      if (!w64) a.mov(D32(d), D32(d));
+      return;
+    }
+    op_imm(dq, c);
+    return;
+  }
+  if (bmi2_) {
+    const x86::Gp sr = w64 ? Q(s) : D32(s);
+    if (base == 0x60) a.shlx(dq, dq, sr);
+    else if (base == 0x70) a.shrx(dq, dq, sr);
+    else a.sarx(dq, dq, sr);
+    return;
+  }
+  // Count must be in cl (rcx is r4).
+  const int rcx = 4;
+  if (s == rcx) {
+    op_cl(dq);
+  } else {
+    a.mov(x86::r11, x86::rcx);
+    a.mov(x86::ecx, D32(s));
+    if (d == rcx) {
+      const x86::Gp t = w64 ? x86::Gp(x86::r11) : x86::Gp(x86::r11d);
+      op_cl(t);
+      a.mov(x86::rcx, x86::r11);
+    } else {
+      op_cl(dq);
+      a.mov(x86::rcx, x86::r11);
+    }
+  }
+  if (!w64) a.mov(D32(d), D32(d));
+}
+
+void Compiler::emit_div(const Insn& in) {
+  auto& a = *a_;
+  const OpInfo& info = in.info();
+  const bool w64 = info.alu64;
+  const bool reg = info.uses_reg_src;
+  const bool is_signed = is_signed_div(in.op);
+  const bool is_mod = (info.code & 0xf0) == 0x90;
+  const int d = in.dst;
+  const x86::Gp dq = w64 ? Q(d) : D32(d);
+  auto zero_result = [&]() {
+    if (!is_mod) a.xor_(D32(d), D32(d));
+    else if (!w64) a.mov(D32(d), D32(d));
+  };
+  auto neg1_result = [&]() {
+    if (!is_mod) a.neg(dq);
+    else a.xor_(D32(d), D32(d));
+  };
+  if (!reg) {
+    int64_t v = w64 ? in.imm : static_cast<int64_t>(static_cast<uint32_t>(in.imm));
+    if (v == 0) return zero_result();
+    if (is_signed && static_cast<int32_t>(in.imm) == -1) return neg1_result();
+  }
+  const x86::Gp div = w64 ? x86::Gp(x86::r11) : x86::Gp(x86::r11d);
+  Label zero, neg1, done;
+  if (reg) {
+    a.mov(div, w64 ? Q(in.src) : D32(in.src));
+    zero = a.newLabel();
+    done = a.newLabel();
+    a.test(div, div);
+    a.jz(zero);
+    if (is_signed) {
+      neg1 = a.newLabel();
+      a.cmp(div, -1);
+      a.je(neg1);
+    }
+  } else {
+    if (harden_) imm_to_r11(in.imm);
+    else a.mov(x86::r11, asmjit::imm(w64 ? in.imm : static_cast<int64_t>(static_cast<uint32_t>(in.imm))));
+  }
+  const bool d_rax = d == 0, d_rdx = d == 3;
+  if (!d_rax) a.mov(x86::r10, x86::rax);
+  if (!d_rdx) a.mov(x86::r9, x86::rdx);
+  if (!d_rax) a.mov(w64 ? x86::Gp(x86::rax) : x86::Gp(x86::eax), dq);
+  if (is_signed) {
+    if (w64) a.cqo();
+    else a.cdq();
+    a.idiv(div);
+  } else {
+    a.xor_(x86::edx, x86::edx);
+    a.div(div);
+  }
+  const x86::Gp res = is_mod ? (w64 ? x86::Gp(x86::rdx) : x86::Gp(x86::edx)) : (w64 ? x86::Gp(x86::rax) : x86::Gp(x86::eax));
+  if (!(is_mod ? d_rdx : d_rax)) a.mov(dq, res);
+  if (!d_rax) a.mov(x86::rax, x86::r10);
+  if (!d_rdx) a.mov(x86::rdx, x86::r9);
+  if (reg) {
+    a.jmp(done);
+    a.bind(zero);
+    zero_result();
+    if (is_signed) {
+      a.jmp(done);
+      a.bind(neg1);
+      neg1_result();
+    }
+    a.bind(done);
+  }
+}
+
+void Compiler::emit_jump(const Insn& in, int64_t pc) {
+  auto& a = *a_;
+  int64_t t = jump_target(in, pc);
+  int64_t next = pc + 1;
+  if (in.op == Op::JA || in.op == Op::JA32) {
+    if (t != next) a.jmp(labels_[static_cast<size_t>(t)]);
+    return;
+  }
+  if (t == next) return;  // both ways lead to the next instruction; comparisons have no side effects
+  const OpInfo& info = in.info();
+  const bool w64 = (info.code & 7) == 5;  // JMP class vs JMP32
+  const uint8_t base = info.code & 0xf0;
+  const x86::Gp dq = w64 ? Q(in.dst) : D32(in.dst);
+  const bool is_test = base == 0x40;
+  if (info.uses_reg_src) {
+    const x86::Gp sq = w64 ? Q(in.src) : D32(in.src);
+    is_test ? a.test(dq, sq) : a.cmp(dq, sq);
+  } else if (harden_) {
+    imm_to_r11(in.imm);
+    const x86::Gp r = w64 ? x86::Gp(x86::r11) : x86::Gp(x86::r11d);
+    is_test ? a.test(dq, r) : a.cmp(dq, r);
+  } else if (in.imm == 0 && (base == 0x10 || base == 0x50)) {
+    a.test(dq, dq);
+  } else {
+    is_test ? a.test(dq, asmjit::imm(in.imm)) : a.cmp(dq, asmjit::imm(in.imm));
+  }
+  const Label& L = labels_[static_cast<size_t>(t)];
+  switch (base) {
+    case 0x10: a.je(L); break;
+    case 0x20: a.ja(L); break;
+    case 0x30: a.jae(L); break;
+    case 0x40: a.jnz(L); break;
+    case 0x50: a.jne(L); break;
+    case 0x60: a.jg(L); break;
+    case 0x70: a.jge(L); break;
+    case 0xa0: a.jb(L); break;
+    case 0xb0: a.jbe(L); break;
+    case 0xc0: a.jl(L); break;
+    case 0xd0: a.jle(L); break;
+    default: break;
+  }
+}
+
+void Compiler::emit_mem(const Insn& in) {
+  auto& a = *a_;
+  const int32_t off = in.off;
+  switch (in.op) {
+    case Op::LDXB: a.movzx(D32(in.dst), x86::byte_ptr(Q(in.src), off)); return;
+    case Op::LDXH: a.movzx(D32(in.dst), x86::word_ptr(Q(in.src), off)); return;
+    case Op::LDXW: a.mov(D32(in.dst), x86::dword_ptr(Q(in.src), off)); return;
+    case Op::LDXDW: a.mov(Q(in.dst), x86::qword_ptr(Q(in.src), off)); return;
+    case Op::LDXSB: a.movsx(Q(in.dst), x86::byte_ptr(Q(in.src), off)); return;
+    case Op::LDXSH: a.movsx(Q(in.dst), x86::word_ptr(Q(in.src), off)); return;
+    case Op::LDXSW: a.movsxd(Q(in.dst), x86::dword_ptr(Q(in.src), off)); return;
+    case Op::STXB: a.mov(x86::byte_ptr(Q(in.dst), off), B8(in.src)); return;
+    case Op::STXH: a.mov(x86::word_ptr(Q(in.dst), off), W16(in.src)); return;
+    case Op::STXW: a.mov(x86::dword_ptr(Q(in.dst), off), D32(in.src)); return;
+    case Op::STXDW: a.mov(x86::qword_ptr(Q(in.dst), off), Q(in.src)); return;
+    default: break;
+  }
+  // stores of immediates
+  if (harden_) {
+    imm_to_r11(in.imm);
+    switch (in.op) {
+      case Op::STB: a.mov(x86::byte_ptr(Q(in.dst), off), x86::r11b); return;
+      case Op::STH: a.mov(x86::word_ptr(Q(in.dst), off), x86::r11w); return;
+      case Op::STW: a.mov(x86::dword_ptr(Q(in.dst), off), x86::r11d); return;
+      default: a.mov(x86::qword_ptr(Q(in.dst), off), x86::r11); return;
+    }
+  }
+  switch (in.op) {
+    case Op::STB: a.mov(x86::byte_ptr(Q(in.dst), off), asmjit::imm(static_cast<uint8_t>(in.imm))); return;
+    case Op::STH: a.mov(x86::word_ptr(Q(in.dst), off), asmjit::imm(static_cast<uint16_t>(in.imm))); return;
+    case Op::STW: a.mov(x86::dword_ptr(Q(in.dst), off), asmjit::imm(static_cast<uint32_t>(in.imm))); return;
+    default: a.mov(x86::qword_ptr(Q(in.dst), off), asmjit::imm(static_cast<int32_t>(in.imm))); return;
+  }
+}
+
+void Compiler::emit_atomic(const Insn& in) {
+  auto& a = *a_;
+  const bool w64 = in.info().size == 8;
+  const int d = in.dst, s = in.src;
+  const x86::Gp sr = w64 ? Q(s) : D32(s);
+  x86::Mem m = w64 ? x86::qword_ptr(Q(d), in.off) : x86::dword_ptr(Q(d), in.off);
+  switch (in.op) {
+    case Op::ATOMIC_ADD32: case Op::ATOMIC_ADD64: a.lock().add(m, sr); return;
+    case Op::ATOMIC_OR32: case Op::ATOMIC_OR64: a.lock().or_(m, sr); return;
+    case Op::ATOMIC_AND32: case Op::ATOMIC_AND64: a.lock().and_(m, sr); return;
+    case Op::ATOMIC_XOR32: case Op::ATOMIC_XOR64: a.lock().xor_(m, sr); return;
+    case Op::ATOMIC_FETCH_ADD32: case Op::ATOMIC_FETCH_ADD64: a.lock().xadd(m, sr); return;
+    case Op::ATOMIC_XCHG32: case Op::ATOMIC_XCHG64: a.xchg(m, sr); return;
+    case Op::ATOMIC_CMPXCHG32:
+    case Op::ATOMIC_CMPXCHG64:
+      a.lock().cmpxchg(m, sr, w64 ? x86::Gp(x86::rax) : x86::Gp(x86::eax));
+      if (!w64) a.mov(x86::eax, x86::eax);
+      return;
+    default: break;
+  }
+  // fetch or/and/xor: a cmpxchg loop (uses rax, so r0 is kept in r10).
+  a.lea(x86::r11, x86::ptr(Q(d), in.off));
+  x86::Mem mm = w64 ? x86::qword_ptr(x86::r11) : x86::dword_ptr(x86::r11);
+  const x86::Gp ax = w64 ? x86::Gp(x86::rax) : x86::Gp(x86::eax);
+  const x86::Gp r9 = w64 ? x86::Gp(x86::r9) : x86::Gp(x86::r9d);
+  const x86::Gp operand = s == 0 ? (w64 ? x86::Gp(x86::r10) : x86::Gp(x86::r10d)) : sr;
+  a.mov(x86::r10, x86::rax);
+  a.mov(ax, mm);
+  Label loop = a.newLabel();
+  a.bind(loop);
+  a.mov(r9, ax);
+  switch (in.op) {
+    case Op::ATOMIC_FETCH_OR32: case Op::ATOMIC_FETCH_OR64: a.or_(r9, operand); break;
+    case Op::ATOMIC_FETCH_AND32: case Op::ATOMIC_FETCH_AND64: a.and_(r9, operand); break;
+    default: a.xor_(r9, operand); break;
+  }
+  a.lock().cmpxchg(mm, r9, ax);
+  a.jne(loop);
+  a.mov(sr, ax);  // 32-bit: zero-extends
+  if (s != 0) a.mov(x86::rax, x86::r10);
+}
+
+// Legacy packet loads: r0 = big-endian value at packet[offset]; out of bounds ends the program with 0.
+void Compiler::emit_ldpkt(const Insn& in, int64_t pc) {
+  auto& a = *a_;
+  uint32_t size = in.op == Op::LDABS_W || in.op == Op::LDIND_W ? 4 : in.op == Op::LDABS_H || in.op == Op::LDIND_H ? 2 : 1;
+  bool ind = in.op == Op::LDIND_W || in.op == Op::LDIND_H || in.op == Op::LDIND_B;
+  Label oob = a.newLabel();
+  stubs_.push_back({Stub::LdOob, oob, pc, 0});
+  if (!ind) {
+    int64_t o = static_cast<int32_t>(in.imm);
+    if (o < 0 && o >= kSkfLlOff && o < kSkfNetOff) o -= kSkfLlOff;
+    if (o < 0 || o + size > INT32_MAX) {
+      a.jmp(oob);
+      return;
+    }
+    a.cmp(x86::qword_ptr(x86::r12, offsetof(JitHot, pkt_len)), asmjit::imm(static_cast<int32_t>(o + size)));
+    a.jb(oob);
+    a.mov(x86::r11, x86::qword_ptr(x86::r12, offsetof(JitHot, pkt)));
+    x86::Mem m = x86::ptr(x86::r11, static_cast<int32_t>(o));
+    if (size == 1) {
+      m.setSize(1);
+      a.movzx(x86::eax, m);
+    } else if (size == 2) {
+      m.setSize(2);
+      a.movzx(x86::eax, m);
+      a.rol(x86::ax, 8);
+    } else {
+      m.setSize(4);
+      a.mov(x86::eax, m);
+      a.bswap(x86::eax);
+    }
+    return;
+  }
+  // offset = (int32)(src32 + imm32)
+  a.mov(x86::r11d, D32(in.src));
+  a.add(x86::r11d, asmjit::imm(static_cast<int32_t>(in.imm)));
+  a.movsxd(x86::r11, x86::r11d);
+  Label nonneg = a.newLabel();
+  a.test(x86::r11, x86::r11);
+  a.jns(nonneg);
+  a.cmp(x86::r11, asmjit::imm(kSkfLlOff));
+  a.jl(oob);
+  a.cmp(x86::r11, asmjit::imm(kSkfNetOff));
+  a.jge(oob);
+  a.sub(x86::r11, asmjit::imm(kSkfLlOff));
+  a.bind(nonneg);
+  a.lea(x86::r10, x86::ptr(x86::r11, static_cast<int32_t>(size)));
+  a.cmp(x86::r10, x86::qword_ptr(x86::r12, offsetof(JitHot, pkt_len)));
+  a.ja(oob);
+  a.mov(x86::r10, x86::qword_ptr(x86::r12, offsetof(JitHot, pkt)));
+  x86::Mem m = x86::ptr(x86::r10, x86::r11);
+  if (size == 1) {
+    m.setSize(1);
+    a.movzx(x86::eax, m);
+  } else if (size == 2) {
+    m.setSize(2);
+    a.movzx(x86::eax, m);
+    a.rol(x86::ax, 8);
+  } else {
+    m.setSize(4);
+    a.mov(x86::eax, m);
+    a.bswap(x86::eax);
+  }
+}
+
+// ---- the engine -----------------------------------------------------------------------------------
+class JitEngine final : public Engine {
+ public:
+  JitEngine(const LinkedProgram& linked) : exe_(linked.exe), program_(linked.program) {}
+
+  Status build(const LinkedProgram& linked, const ExecOptions& options) {
+    auto t0 = std::chrono::steady_clock::now();
+    callx_.resize(linked.by_id.size());
+    bool has_tail = false;
+    for (size_t i = 0; i < linked.by_id.size(); ++i) {
+      const HelperDef* h = linked.by_id[i];
+      callx_[i].fn = h && h->fn ? reinterpret_cast<uint64_t>(h->fn) : 0;
+      callx_[i].tail = h && h->fn && h->tail_call ? 1 : 0;
+      has_tail |= callx_[i].tail != 0;
+    }
+    Compiler c(linked, options, callx_.data(), callx_.size(), has_tail);
+    if (auto st = c.compile(); !st) return st;
+    if (auto st = mem_.install(c.code.data(), c.code.size()); !st) return st;
+    entry_ = reinterpret_cast<EntryFn>(mem_.base() + c.main_offset);
+    trampoline_ = reinterpret_cast<TrampolineFn>(mem_.base() + c.trampoline_offset);
+    for (auto& [f, off] : c.fn_offsets) fn_addr_[f] = mem_.base() + off;
+    listing_ = std::move(c.listing);
+    info_.code_size = c.code.size();
+    info_.functions = c.functions;
+    info_.bmi2 = c.bmi2();
+    info_.hardened = options.jit_harden;
+    for (const Insn& in : linked.program->insns)
+      if (in.info().kind == OpKind::Call && in.op != Op::CALL_LOCAL) calls_helpers_ = true;
+    info_.compile_ns = static_cast<uint64_t>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count());
+    return {};
+  }
+
+  EngineKind kind() const override { return EngineKind::Jit; }
+
+  Result<uint64_t> run(const RunArgs& args, RunStats* stats) const override {
+    RunContext ctx;
+    ctx.args = &args;
+    ctx.exe = exe_;
+    ScopedRunContext scope(&ctx);
+    return execute(args, ctx, args.r1, args.r2, stats);
+  }
+
+  Result<uint64_t> run_tail(uint64_t r1, RunStats* stats) const override {
+    RunContext* ctx = current_run();
+    if (!ctx) return make_error(ErrorCode::Runtime, "tail call outside a run");
+    return execute(*ctx->args, *ctx, r1, 0, stats);
+  }
+
+  const JitCodeInfo& info() const { return info_; }
+  std::string disassemble(const DisasmOptions& options) const;
+
+ private:
+  Result<uint64_t> execute(const RunArgs& args, RunContext& ctx, uint64_t r1, uint64_t r2, RunStats* stats) const {
+    JitState st;
+    init_state(st, args, ctx);
+    if (stats) stats->insns_executed = 0;
+    uint64_t r0;
+    if (calls_helpers_) {
+      auto saved = std::move(ctx.call_function);
+      ctx.call_function = [this, &args, &ctx](int64_t insn, uint64_t a1, uint64_t a2, uint64_t a3, uint64_t a4,
+                                              uint64_t a5) { return callback(args, ctx, insn, a1, a2, a3, a4, a5); };
+      r0 = entry_(r1, r2, &st.hot);
+      ctx.call_function = std::move(saved);
+    } else {
+      r0 = entry_(r1, r2, &st.hot);
+    }
+    if (st.hot.failed) return st.error;
+    return r0;
+  }
+
+  void init_state(JitState& st, const RunArgs& args, RunContext& ctx) const {
+    st.hot.state = &st;
+    st.hot.pkt = args.packet;
+    st.hot.pkt_len = args.packet ? args.packet_len : 0;
+    st.engine = this;
+    st.args = &args;
+    st.ctx = &ctx;
+  }
+
+  Result<uint64_t> callback(const RunArgs& args, RunContext& ctx, int64_t insn, uint64_t a1, uint64_t a2, uint64_t a3,
+                            uint64_t a4, uint64_t a5) const {
+    auto it = fn_addr_.find(insn);
+    if (it == fn_addr_.end()) {
+      if (insn < 0 || static_cast<size_t>(insn) >= program_->insns.size())
+        return make_error(ErrorCode::Runtime, fmt::format("callback target {} is outside the program", insn));
+      return make_error(ErrorCode::Runtime,
+                        fmt::format("callback target {} is not a function entry known to the JIT (only code "
+                                    "addresses loaded with lddw code_addr and call targets are)",
+                                    insn));
+    }
+    JitState st;
+    init_state(st, args, ctx);
+    uint64_t regs[5] = {a1, a2, a3, a4, a5};
+    uint64_t r0 = trampoline_(&st.hot, it->second, regs);
+    if (st.hot.failed) return st.error;
+    return r0;
+  }
+
+  const Executable* exe_;
+  const Program* program_;
+  std::vector<CallxEntry> callx_;
+  ExecMemory mem_;
+  EntryFn entry_ = nullptr;
+  TrampolineFn trampoline_ = nullptr;
+  std::map<int64_t, const uint8_t*> fn_addr_;
+  std::vector<ListingEntry> listing_;
+  JitCodeInfo info_;
+  bool calls_helpers_ = false;
+};
+
+std::string JitEngine::disassemble(const DisasmOptions& options) const {
+  std::string out;
+  csh cs;
+  if (cs_open(CS_ARCH_X86, CS_MODE_64, &cs) != CS_ERR_OK) return "capstone: cannot open an x86-64 disassembler\n";
+  cs_option(cs, CS_OPT_SYNTAX, CS_OPT_SYNTAX_INTEL);
+  DisasmOptions bpf_opts = options;
+  bpf_opts.show_index = false;
+  const auto& insns = program_->insns;
+  for (size_t k = 0; k < listing_.size(); ++k) {
+    const ListingEntry& e = listing_[k];
+    uint32_t end = k + 1 < listing_.size() ? listing_[k + 1].start : static_cast<uint32_t>(mem_.size());
+    if (k == 0 || listing_[k - 1].fn != e.fn || (e.pc < 0 && listing_[k - 1].pc >= 0)) {
+      if (e.fn == -1 && e.pc < 0) out += k == 0 ? "; main: entry prologue\n" : "; main: epilogue\n";
+      else if (e.fn >= 0 && e.pc < 0) out += fmt::format("; function at insn {}: prologue\n", e.fn);
+      else if (e.fn == -2) out += "; out-of-line stubs (errors, packet loads out of bounds)\n";
+      else if (e.fn == -3) out += "; callback entry (RunContext::call_function)\n";
+    }
+    if (e.pc >= 0 && e.fn != -2)
+      out += fmt::format("{:5}: {}\n", e.pc, format_insn(insns[static_cast<size_t>(e.pc)], e.pc, bpf_opts));
+    if (end <= e.start) continue;
+    cs_insn* ci = nullptr;
+    size_t count = cs_disasm(cs, mem_.base() + e.start, end - e.start, reinterpret_cast<uint64_t>(mem_.base()) + e.start,
+                             0, &ci);
+    for (size_t j = 0; j < count; ++j)
+      out += fmt::format("       {:6x}:  {} {}\n", ci[j].address - reinterpret_cast<uint64_t>(mem_.base()), ci[j].mnemonic,
+                         ci[j].op_str);
+    if (count) cs_free(ci, count);
+  }
+  cs_close(&cs);
+  return out;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Engine>> make_jit(const LinkedProgram& linked, const ExecOptions& options) {
+  if (options.checked)
+    return make_error(ErrorCode::Unsupported,
+                      "the JIT does not check memory accesses: checked execution needs the interpreter "
+                      "(engine interp)");
+  if (options.insn_budget)
+    return make_error(ErrorCode::Unsupported,
+                      "the JIT does not count instructions: an instruction budget needs the interpreter "
+                      "(engine interp)");
+  auto engine = std::make_unique<JitEngine>(linked);
+  if (auto st = engine->build(linked, options); !st) return st.error();
+  return std::unique_ptr<Engine>(std::move(engine));
+}
+
+}  // namespace detail
+
+Result<JitCodeInfo> jit_code_info(const Executable& exe) {
+  auto* e = dynamic_cast<const detail::JitEngine*>(&exe.engine());
+  if (!e) return make_error(ErrorCode::InvalidArgument, "the program was not compiled by the JIT (engine jit)");
+  return e->info();
+}
+
+Result<std::string> jit_disassemble(const Executable& exe, const DisasmOptions& options) {
+  auto* e = dynamic_cast<const detail::JitEngine*>(&exe.engine());
+  if (!e) return make_error(ErrorCode::InvalidArgument, "the program was not compiled by the JIT (engine jit)");
+  return e->disassemble(options);
+}
+
+bool jit_set_use_bmi2(bool use) { return detail::g_use_bmi2.exchange(use); }
+
+}  // namespace bpfvm
