@@ -85,8 +85,8 @@ TEST(Maps, CreationRules) {
   EXPECT_EQ(check(kMapProgArray, 4, 8, 4), -EINVAL);
   EXPECT_EQ(check(kMapDevmap, 4, 8, 4), 0);
   EXPECT_EQ(check(kMapDevmap, 4, 12, 4), -EINVAL);
-  EXPECT_EQ(check(kMapCgroupStorage, 12, 8, 0), 0);
-  EXPECT_EQ(check(kMapCgroupStorage, 12, 8, 1), -EINVAL);
+  EXPECT_EQ(check(kMapCgroupStorage, 16, 8, 0), 0);
+  EXPECT_EQ(check(kMapCgroupStorage, 16, 8, 1), -EINVAL);
   EXPECT_EQ(check(kMapSkStorage, 4, 8, 0, kMapFNoPrealloc), 0);
   EXPECT_EQ(check(kMapSkStorage, 4, 8, 0), -EINVAL);
   EXPECT_EQ(check(kMapStackTrace, 4, 127 * 8, 16), 0);

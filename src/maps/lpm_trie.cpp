@@ -105,8 +105,9 @@ class LpmTrie final : public Map {
     reader_touch();
     uint32_t plen;
     std::memcpy(&plen, key, 4);
+    if (plen > max_prefix_) return nullptr;
     const uint8_t* d = static_cast<const uint8_t*>(key) + 4;
-    uint32_t lim = std::min(plen, max_prefix_);
+    uint32_t lim = plen;
     uint8_t m[256];
     for (int64_t l = lim; l >= 0; --l) {
       if (len_count_[size_t(l)].load(std::memory_order_acquire) == 0) continue;

@@ -63,21 +63,28 @@ class QueueStack final : public Map {
   void* lookup(const void*) override { return nullptr; }
   long update(const void*, const void*, uint64_t) override { return -EINVAL; }
   long remove(const void*) override { return -EINVAL; }
-  long get_next_key(const void*, void*) override { return -EINVAL; }
 
-  long lookup_copy(const void*, void* out, uint64_t flags) override {
-    if (flags & ~kBpfFLock) return -EINVAL;
-    if (flags & kBpfFLock) return -EINVAL;
-    return peek(out);
+  // User space: the syscall refuses a key pointer for key_size 0, and writes the value only on
+  // success (the helpers zero it when empty).
+  long lookup_copy(const void* key, void* out, uint64_t flags) override {
+    if (key || (flags & ~kBpfFLock) || (flags & kBpfFLock)) return -EINVAL;
+    std::vector<uint8_t> tmp(spec_.value_size);
+    long r = peek(tmp.data());
+    if (r == 0) std::memcpy(out, tmp.data(), tmp.size());
+    return r;
   }
-  long update_user(const void*, const void* value, uint64_t flags) override {
-    if ((flags & kBpfFLock) && !has_lock()) return -EINVAL;
+  long update_user(const void* key, const void* value, uint64_t flags) override {
+    if (key || ((flags & kBpfFLock) && !has_lock())) return -EINVAL;
     return push(value, flags);
   }
-  long delete_user(const void* key) override { return remove(key); }
-  long lookup_and_delete(const void*, void* out, uint64_t flags) override {
-    if (flags) return -EINVAL;
-    return pop(out);
+  long delete_user(const void* key) override { return key ? -EINVAL : remove(key); }
+  long get_next_key(const void* key, void*) override { return -EINVAL; }
+  long lookup_and_delete(const void* key, void* out, uint64_t flags) override {
+    if (key || flags) return -EINVAL;
+    std::vector<uint8_t> tmp(spec_.value_size);
+    long r = pop(tmp.data());
+    if (r == 0) std::memcpy(out, tmp.data(), tmp.size());
+    return r;
   }
 
  private:

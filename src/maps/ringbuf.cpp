@@ -171,14 +171,18 @@ class Ringbuf final : public RingbufMap {
   void* lookup(const void*) override { return nullptr; }
   long update(const void*, const void*, uint64_t) override { return -kENOTSUPP; }
   long remove(const void*) override { return -kENOTSUPP; }
-  long get_next_key(const void*, void*) override { return -kENOTSUPP; }
-  long lookup_copy(const void*, void*, uint64_t flags) override {
-    if (flags & ~kBpfFLock) return -EINVAL;
+  long delete_user(const void* key) override { return key ? -EINVAL : -kENOTSUPP; }
+  long get_next_key(const void* key, void*) override { return key ? -EINVAL : -kENOTSUPP; }
+  long lookup_and_delete(const void* key, void* out, uint64_t flags) override {
+    return key ? -EINVAL : Map::lookup_and_delete(key, out, flags);
+  }
+  long lookup_copy(const void* key, void*, uint64_t flags) override {
+    if (key || (flags & ~kBpfFLock)) return -EINVAL;
     if (flags & kBpfFLock) return -EINVAL;
     return -kENOTSUPP;
   }
-  long update_user(const void*, const void*, uint64_t flags) override {
-    if (flags & kBpfFLock) return -EINVAL;
+  long update_user(const void* key, const void*, uint64_t flags) override {
+    if (key || (flags & kBpfFLock)) return -EINVAL;
     return -kENOTSUPP;
   }
 

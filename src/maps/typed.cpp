@@ -58,10 +58,10 @@ long sockhash_check(const MapSpec& s, std::string* why) {
   return 0;
 }
 long cgroup_storage_check(const MapSpec& s, std::string* why) {
-  if (s.key_size != 12 && s.key_size != 8)
-    return fail(why, EINVAL, "cgroup storage key must be struct bpf_cgroup_storage_key (12) or u64");
+  if (s.key_size != 16 && s.key_size != 8)
+    return fail(why, EINVAL, "cgroup storage key must be struct bpf_cgroup_storage_key (16) or u64");
   if (s.value_size == 0) return fail(why, EINVAL, "value_size must be > 0");
-  uint32_t maxv = s.type == kMapPercpuCgroupStorage ? kPcpuMinUnitSize : kPageSize;
+  uint32_t maxv = s.type == kMapPercpuCgroupStorage ? kPcpuMinUnitSize : 65535 - 128;
   if (s.value_size > maxv) return fail(why, E2BIG, "cgroup storage value too large");
   if ((s.flags & ~(kMapFNumaNode | kAccessMask)) || !access_ok(s.flags))
     return fail(why, EINVAL, "unsupported map_flags for cgroup storage");
