@@ -98,6 +98,8 @@ struct RunContext {
   // Memory a helper handed to the program (e.g. a map value); checked mode allows access to it.
   std::vector<MemRegion> dynamic_regions;
   void allow_region(uint64_t start, uint64_t size, bool writable, std::string_view name) {
+    for (const MemRegion& r : dynamic_regions)
+      if (r.start == start && r.size == size && r.writable == writable) return;
     dynamic_regions.push_back(MemRegion{start, size, writable, name});
   }
   // Number of tail calls taken so far in this run (the kernel allows 33).
