@@ -203,7 +203,8 @@ class HashMap : public Map {
       Elem* prev = e->lru_prev;
       SpinLock& bl = lock_of(e->hash);
       bl.lock();
-      if (e->state == 1 && !e->ref.load(std::memory_order_relaxed)) {
+      uint8_t state = e->state;
+      if (state == 1 && !e->ref.load(std::memory_order_relaxed)) {
         unlink_locked(e);
         count_.fetch_sub(1, std::memory_order_relaxed);
         bl.unlock();
@@ -212,7 +213,7 @@ class HashMap : public Map {
         return true;
       }
       bl.unlock();
-      if (e->state != 2) {  // referenced or not yet linked: second chance
+      if (state != 2) {  // referenced or not yet linked: second chance
         e->ref.store(0, std::memory_order_relaxed);
         lru_del(e);
         lru_push_head(e);
