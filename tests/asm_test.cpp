@@ -323,6 +323,9 @@ TEST(AsmKernel, ParsesPrintedAndLlvmForms) {
       {"       0:\tb7 00 00 00 05 00 00 00\tr0 = 0x5", {0xb7, 0x00, 0, 0, 5, 0, 0, 0}},
       {"r0 = 5 # comment", {0xb7, 0x00, 0, 0, 5, 0, 0, 0}},
       {"r0 = 5 // comment", {0xb7, 0x00, 0, 0, 5, 0, 0, 0}},
+      // llvm-objdump: a local call prints as `call -0x1`; its raw bytes say src = 1
+      {"       5:\t85 10 00 00 ff ff ff ff\tcall -0x1", {0x85, 0x10, 0, 0, 0xff, 0xff, 0xff, 0xff}},
+      {"       5:\t85 00 00 00 01 00 00 00\tcall 0x1", {0x85, 0x00, 0, 0, 1, 0, 0, 0}},
   };
   for (const auto& c : cases) {
     auto r = assemble(c.text, Syntax::Kernel);
@@ -330,6 +333,33 @@ TEST(AsmKernel, ParsesPrintedAndLlvmForms) {
     EXPECT_EQ(bytes_of(*r), c.bytes) << c.text;
     EXPECT_EQ(detect_syntax(c.text), Syntax::Kernel) << c.text;
   }
+}
+
+TEST(AsmKernel, LlvmObjdumpListing) {
+  // As printed by `llvm-objdump -d -r` (relocation lines and headers are skipped).
+  const char* listing =
+      "\n"
+      "prog.o:\tfile format elf64-bpf\n"
+      "\n"
+      "Disassembly of section xdp:\n"
+      "\n"
+      "0000000000000000 <xdp_prog>:\n"
+      "       0:\tb7 06 00 00 00 00 00 00\tr6 = 0x0\n"
+      "       1:\t18 01 00 00 00 00 00 00 00 00 00 00 00 00 00 00\tr1 = 0x0 ll\n"
+      "\t\t0000000000000008:  R_BPF_64_64\tcounters\n"
+      "       3:\t15 06 01 00 00 00 00 00\tif r6 == 0x0 goto +0x1 <LBB0_2>\n"
+      "       4:\t07 06 00 00 ff ff ff ff\tr6 += -0x1\n"
+      "\n"
+      "0000000000000028 <LBB0_2>:\n"
+      "       5:\tbf 60 00 00 00 00 00 00\tr0 = r6\n"
+      "       6:\t95 00 00 00 00 00 00 00\texit\n";
+  auto r = assemble(listing, Syntax::Kernel);
+  ASSERT_TRUE(r.ok()) << r.error().to_string();
+  EXPECT_EQ(bytes_of(*r), (std::vector<uint8_t>{0xb7, 0x06, 0, 0, 0, 0, 0, 0, 0x18, 0x01, 0, 0, 0, 0, 0, 0,
+                                                0, 0, 0, 0, 0, 0, 0, 0, 0x15, 0x06, 1, 0, 0, 0, 0, 0,
+                                                0x07, 0x06, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xbf, 0x60, 0, 0, 0, 0, 0, 0,
+                                                0x95, 0, 0, 0, 0, 0, 0, 0}));
+  EXPECT_EQ(detect_syntax(listing), Syntax::Kernel);
 }
 
 TEST(AsmKernel, LabelsAndHelperNames) {

@@ -421,7 +421,7 @@ void parse_assign(Cursor& c, Builder& b, Insn& in, const Reg& dst, int col, int 
   c.error_at(rcol, fmt::format("unknown expression '{}'", word));
 }
 
-void parse_kernel_insn(Cursor& c, Builder& b, int prefix_code) {
+void parse_kernel_insn(Cursor& c, Builder& b, int prefix_code, int prefix_regs) {
   c.ws();
   int col = c.col();
   Insn in;
@@ -464,6 +464,11 @@ void parse_kernel_insn(Cursor& c, Builder& b, int prefix_code) {
     in.dst = r.num;
   } else if (c.eat_word("call")) {
     parse_call(c, b, in);
+    // llvm-objdump prints a local call as `call -0x1`: the raw bytes (src = 1) tell it apart.
+    if (in.op == Op::CALL_HELPER && prefix_code == 0x85 && prefix_regs >= 0 && (prefix_regs >> 4) == 1) {
+      in.op = Op::CALL_LOCAL;
+      in.src = 1;
+    }
   } else if (c.eat_word("lock")) {
     // lock *(u64 *)(r1 +0) += r2
     c.expect("*");
@@ -573,11 +578,12 @@ void parse_kernel(std::string_view text, Builder& b) {
     ++lineno;
     Cursor c(line, lineno);
     if (!c.at_end() && (line.find("file format") != std::string_view::npos ||
+                        line.find("R_BPF_") != std::string_view::npos ||  // llvm-objdump -r relocations
                         line.find("Disassembly of section") != std::string_view::npos)) {
       if (nl == text.size()) break;
       continue;
     }
-    int prefix_code = -1;
+    int prefix_code = -1, prefix_regs = -1;
     // Prefixes: "12:" indexes, "name:" labels, "0000000000000000 <name>:" (llvm-objdump symbols),
     // raw bytes "b7 01 00 00 05 00 00 00" and "(b7)" opcodes.
     for (;;) {
@@ -618,12 +624,13 @@ void parse_kernel(std::string_view text, Builder& b) {
       break;
     }
     // raw bytes
-    bool first_byte = true;
+    int nbytes = 0;
     while (!c.at_end() && is_hex_pair(c.rest())) {
       std::string_view r = c.rest();
       int v = std::stoi(std::string(r.substr(0, 2)), nullptr, 16);
-      if (first_byte) prefix_code = v;
-      first_byte = false;
+      if (nbytes == 0) prefix_code = v;
+      if (nbytes == 1) prefix_regs = v;
+      ++nbytes;
       c.set_pos(c.pos() + 2);
     }
     // "(b7)"
@@ -638,7 +645,7 @@ void parse_kernel(std::string_view text, Builder& b) {
         c.set_pos(save);
       }
     }
-    if (!c.at_end()) parse_kernel_insn(c, b, prefix_code);
+    if (!c.at_end()) parse_kernel_insn(c, b, prefix_code, prefix_regs);
     if (nl == text.size()) break;
   }
 }

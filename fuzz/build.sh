@@ -1,0 +1,26 @@
+#!/bin/sh
+# Builds the ISA fuzzers (fuzz_decode, fuzz_asm) directly with clang-14, from src/isa only, so
+# they do not depend on the rest of the library compiling with clang.
+#   fuzz/build.sh [OUTDIR]      (default: build-fuzz-isa next to the sources)
+# The CMake way (-DBPFVM_FUZZ=ON, see docs/fuzzing.md) builds the same targets against the whole library.
+set -e
+SRC=$(cd "$(dirname "$0")/.." && pwd)
+OUT=${1:-$SRC/build-fuzz-isa}
+CXX=${CXX:-clang++-14}
+FLAGS="-std=c++20 -O1 -g -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -I$SRC/include -I$SRC/src"
+mkdir -p "$OUT/obj"
+objs=""
+for f in "$SRC"/src/isa/*.cpp; do
+  o="$OUT/obj/$(basename "$f" .cpp).o"
+  if [ ! -f "$o" ] || [ "$f" -nt "$o" ] || [ -n "$(find "$SRC/include/bpfvm" "$SRC/src/isa" -name '*.h*' -newer "$o")" ]; then
+    $CXX $FLAGS -c "$f" -o "$o"
+  fi
+  objs="$objs $o"
+done
+for t in fuzz_decode fuzz_asm; do
+  $CXX $FLAGS -fsanitize=fuzzer "$SRC/fuzz/$t.cpp" $objs -lfmt -o "$OUT/$t"
+  echo "built $OUT/$t"
+done
+$CXX $FLAGS -fsanitize=fuzzer-no-link "$SRC/fuzz/make_seeds.cpp" $objs -lfmt -o "$OUT/make_seeds"
+SHARED=${BPFVM_SHARED:-$SRC/../shared}
+if [ -d "$SHARED/conformance" ]; then "$OUT/make_seeds" "$SHARED/conformance" "$OUT/seeds"; fi
