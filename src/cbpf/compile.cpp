@@ -1,0 +1,90 @@
+// tcpdump expressions through libpcap's compiler, and PacketFilter: a translated classic filter bound
+// to an engine and a reusable __sk_buff context.
+#include <pcap/pcap.h>
+
+#include <cstring>
+
+#include "bpfvm/cbpf.hpp"
+#include "bpfvm/helpers.hpp"
+
+namespace bpfvm {
+
+Result<std::vector<CbpfInsn>> compile_pcap_expression(std::string_view expression, int linktype, int snaplen) {
+  pcap_t* p = pcap_open_dead(linktype, snaplen);
+  if (!p) return make_error(ErrorCode::InvalidArgument, "libpcap cannot open link type " + std::to_string(linktype));
+  struct bpf_program fp {};
+  std::string expr(expression);
+  if (pcap_compile(p, &fp, expr.c_str(), 1, PCAP_NETMASK_UNKNOWN) != 0) {
+    std::string msg = pcap_geterr(p);
+    pcap_close(p);
+    return make_error(ErrorCode::InvalidArgument, msg);
+  }
+  std::vector<CbpfInsn> out(fp.bf_len);
+  static_assert(sizeof(struct bpf_insn) == sizeof(CbpfInsn));
+  if (fp.bf_len) std::memcpy(out.data(), fp.bf_insns, fp.bf_len * sizeof(CbpfInsn));
+  pcap_freecode(&fp);
+  pcap_close(p);
+  return out;
+}
+
+int link_net_offset(int linktype) {
+  switch (linktype) {
+    case DLT_EN10MB: return 14;
+    case DLT_RAW: case 101 /* LINKTYPE_RAW */: case DLT_IPV4: case DLT_IPV6: return 0;
+    case DLT_NULL: case DLT_LOOP: return 4;
+    case DLT_LINUX_SLL: return 16;
+#ifdef DLT_LINUX_SLL2
+    case DLT_LINUX_SLL2: return 20;
+#endif
+  }
+  return -1;
+}
+
+Result<std::unique_ptr<PacketFilter>> PacketFilter::create(std::span<const CbpfInsn> prog, ExecOptions options,
+                                                           const CbpfTranslateOptions& topts) {
+  auto tf = cbpf_translate(prog, topts);
+  if (!tf) return tf.error();
+  const ProgTypeInfo* type = find_prog_type(kProgSocketFilter);
+  // Context accesses of the translated program are uapi __sk_buff fields: rewrite them as for any
+  // socket filter (identity for scalar fields, but it checks them).
+  auto rewritten = rewrite_ctx_accesses(tf->program.insns, *type);
+  if (!rewritten) return rewritten.error();
+  tf->program.insns = std::move(*rewritten);
+  std::unique_ptr<PacketFilter> f(new PacketFilter());
+  f->classic_.assign(prog.begin(), prog.end());
+  f->needs_ = tf->needs;
+  auto exe = Executable::create(std::move(tf->program), HelperSet::kernel().table_for(kProgSocketFilter), options);
+  if (!exe) return exe.error();
+  f->exe_ = std::move(*exe);
+  f->args_.r1 = reinterpret_cast<uint64_t>(&f->ctx_);
+  if (options.checked) {
+    f->args_.regions.push_back(MemRegion{reinterpret_cast<uint64_t>(&f->ctx_), sizeof(SkbNative), false, "ctx"});
+  }
+  return f;
+}
+
+Result<std::unique_ptr<PacketFilter>> PacketFilter::from_expression(std::string_view expression, int linktype,
+                                                                    int snaplen, ExecOptions options) {
+  auto prog = compile_pcap_expression(expression, linktype, snaplen);
+  if (!prog) return prog.error();
+  CbpfTranslateOptions t;
+  t.net_offset = link_net_offset(linktype);
+  return create(*prog, options, t);
+}
+
+Result<uint32_t> PacketFilter::run(const uint8_t* frame, uint32_t caplen, uint32_t wirelen) {
+  ctx_.len = wirelen;
+  ctx_.data = reinterpret_cast<uint64_t>(frame);
+  ctx_.data_end = reinterpret_cast<uint64_t>(frame) + caplen;
+  if (needs_.skb_meta) {
+    uint16_t proto = caplen >= 14 ? static_cast<uint16_t>(frame[12] | frame[13] << 8) : 0;
+    ctx_.protocol = proto;  // network byte order, as skb->protocol
+  }
+  args_.packet = frame;
+  args_.packet_len = caplen;
+  auto r = exe_->run(args_);
+  if (!r) return r.error();
+  return static_cast<uint32_t>(*r);
+}
+
+}  // namespace bpfvm
