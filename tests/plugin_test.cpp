@@ -88,6 +88,16 @@ TEST(Plugin, ConformanceSuiteJit) {
   run_all("--jit");
 }
 
+TEST(Plugin, OlderRunnerConventions) {
+  // Memory always in argv[1] (empty when none), options in one argument.
+  Outcome empty_mem = run_plugin("'' '--interpret --checked'", "b7000000070000009500000000000000");
+  EXPECT_EQ(empty_mem.status, 0) << empty_mem.out;
+  EXPECT_EQ(empty_mem.out, "7\n");
+  Outcome with_mem = run_plugin("'05  00  00  00  ' '--interpret'", "61100000000000009500000000000000");
+  EXPECT_EQ(with_mem.status, 0) << with_mem.out;
+  EXPECT_EQ(with_mem.out, "5\n");
+}
+
 TEST(Plugin, BadInputGivesOneLineAndNonZeroExit) {
   Outcome bad_hex = run_plugin("--interpret", "zz");
   EXPECT_NE(bad_hex.status, 0);

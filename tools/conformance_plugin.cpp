@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <iostream>
 #include <iterator>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -56,15 +57,24 @@ int fail(const std::string& msg) {
 int main(int argc, char** argv) {
   std::string memhex;
   bool jit = false, checked = false;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a == "--interpret") jit = false;
-    else if (a == "--jit") jit = true;
-    else if (a == "--checked") checked = true;
-    else if (a == "--elf") return fail("bpfvm-conformance-plugin: --elf input is not supported; pass raw bytecode");
-    else if (i == 1 && !a.starts_with("--")) memhex = a;
-    else if (a.empty()) continue;
-    else return fail("bpfvm-conformance-plugin: unknown option " + a);
+  // Older runners pass memory as argv[1] even when empty and all options as one argv[2]; newer ones
+  // omit empty memory and split the options. Accept both: argv[1] is memory unless it is an option,
+  // and every argument is split on spaces.
+  int first_opt = 1;
+  if (argc > 1 && !std::string(argv[1]).starts_with("--")) {
+    memhex = argv[1];
+    first_opt = 2;
+  }
+  for (int i = first_opt; i < argc; ++i) {
+    std::istringstream words(argv[i]);
+    std::string a;
+    while (words >> a) {
+      if (a == "--interpret") jit = false;
+      else if (a == "--jit") jit = true;
+      else if (a == "--checked") checked = true;
+      else if (a == "--elf") return fail("bpfvm-conformance-plugin: --elf input is not supported; pass raw bytecode");
+      else return fail("bpfvm-conformance-plugin: unknown option " + a);
+    }
   }
   std::string input((std::istreambuf_iterator<char>(std::cin)), std::istreambuf_iterator<char>());
   std::vector<uint8_t> code, mem;
