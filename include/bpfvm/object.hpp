@@ -1,0 +1,235 @@
+// bpfvm: loading BPF ELF objects (what `clang -O2 -g -target bpf -c prog.bpf.c` produces).
+//
+//   auto obj = bpfvm::load_object_file("prog.bpf.o");      // programs, maps, global data, BTF, line info
+//   obj->set_global("threshold", &v, sizeof v);              // .rodata/.data/.bss before instantiation
+//   auto live = bpfvm::instantiate(*obj);                    // creates the maps (map.hpp)
+//   auto prog = live->program(obj->programs[0]);             // lddw map forms resolved to addresses
+//
+// The loader never talks to the kernel. Programs keep the pseudo lddw forms (src=5 map index,
+// src=6 map index + value offset, src=4 code address) so the verifier can see which map an
+// instruction refers to; instantiate() turns them into plain 64-bit addresses for the engines.
+// See docs/loader.md for the rules (section names, legacy map layouts, global data, line info).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "bpfvm/insn.hpp"
+#include "bpfvm/map.hpp"
+#include "bpfvm/result.hpp"
+#include "bpfvm/vm.hpp"
+
+namespace bpfvm {
+
+// ---- program types (enum bpf_prog_type of <linux/bpf.h>) --------------------------------------
+
+// What a section name says about a program, following libbpf's section names (exact names and
+// "name/..." forms) and the prefix forms older loaders accepted (socket1, xdp_prog, kprobe/x).
+struct SectionType {
+  uint32_t prog_type = 0;          // BPF_PROG_TYPE_*; 0 (unspec) when the name says nothing
+  uint32_t expected_attach = 0;    // BPF_* attach type (enum bpf_attach_type), 0 when none
+  bool known = false;              // the name matched a rule
+  std::string attach_target;       // "sys_write" for kprobe/sys_write, "syscalls/sys_enter_open" ...
+};
+SectionType section_prog_type(std::string_view section);
+
+// The name bpftool prints for a program type ("xdp", "sched_cls", ...); "unspec" for 0 and
+// "type_<n>" for a number this table does not know.
+std::string prog_type_name(uint32_t type);
+// Inverse of prog_type_name, also accepting section-style spellings ("socket", "tc", "classifier",
+// "tracepoint", "raw_tp", "cgroup/skb"...). nullopt when unknown.
+std::optional<uint32_t> prog_type_from_name(std::string_view name);
+
+// ---- what an object holds -----------------------------------------------------------------------
+
+// A source position from .BTF.ext line_info. Applies to instruction `insn` and the following ones
+// up to the next entry (as in the kernel's bpf_line_info).
+struct SourceLine {
+  uint32_t insn = 0;       // slot index in the linked program
+  std::string file;
+  uint32_t line = 0;
+  uint32_t column = 0;
+  std::string text;        // the C source line as the compiler recorded it
+};
+
+// A function from .BTF.ext func_info (one per function in the linked program).
+struct FuncInfo {
+  uint32_t insn = 0;          // slot index of its first instruction in the linked program
+  uint32_t btf_type_id = 0;   // BTF_KIND_FUNC id
+  std::string name;
+};
+
+// A function placed in a linked program: the program's own function first, then the
+// subprograms it calls (transitively), in the order they were appended.
+struct LinkedFunction {
+  std::string name;
+  std::string section;
+  uint32_t start = 0;   // slot index in the linked program
+  uint32_t slots = 0;
+};
+
+struct ObjectProgram {
+  std::string section;
+  std::string name;              // function symbol (or the section name for symbol-less old objects)
+  uint32_t type = 0;             // BPF_PROG_TYPE_*
+  uint32_t expected_attach = 0;  // BPF_* attach type, when the section name implies one
+  bool type_known = false;       // false when the section name gave no type and nothing overrode it
+  std::string attach_target;
+  // Linked code: own code followed by subprograms; calls and code addresses fixed up; lddw of maps
+  // and global data in the pseudo forms LDDW_MAP_IDX (imm = map index) and LDDW_MAP_VALUE_IDX
+  // (imm low 32 bits = map index, high 32 bits = byte offset in the value).
+  std::vector<Insn> insns;
+  uint32_t own_slots = 0;        // slots of the function itself (before subprograms)
+  std::vector<LinkedFunction> functions;
+  std::vector<SourceLine> lines;     // sorted by insn; empty without .BTF.ext
+  std::vector<FuncInfo> func_info;   // sorted by insn; empty without .BTF.ext
+  std::vector<uint32_t> maps_used;   // indices into Object::maps referenced by lddw
+
+  size_t slots() const { return insns.size(); }
+  std::string type_name() const { return prog_type_name(type); }
+  // The source line covering slot `pc`, or nullptr.
+  const SourceLine* line_at(size_t pc) const;
+  // "file:line: text" for slot `pc`, or "" when unknown.
+  std::string source_at(size_t pc) const;
+  // As a bpfvm::Program (pseudo lddw forms left as they are; see LoadedObject::program).
+  Program to_program() const { return Program{name, insns}; }
+};
+
+enum class MapOrigin : uint8_t {
+  BtfDefined,   // .maps (struct with __uint/__type/__array members)
+  Legacy,       // maps: struct bpf_map_def
+  LegacyElf,    // maps: iproute2's struct bpf_elf_map
+  Data,         // .data, .data.*
+  Rodata,       // .rodata, .rodata.*  (frozen: programs may not write it)
+  Bss,          // .bss, .bss.*
+};
+const char* map_origin_name(MapOrigin origin);
+
+// An initial slot of a map-in-map or prog_array from a BTF-defined `values = { [i] = &x }`, or
+// (legacy) nothing.
+struct MapSlotInit {
+  uint32_t index = 0;
+  int32_t map = -1;          // index into Object::maps (map-in-map), or -1
+  std::string program;       // function name (prog_array), or ""
+};
+
+struct ObjectMap {
+  MapSpec spec;                 // incl. map_extra and spin_lock_off (from the value's BTF)
+  MapOrigin origin = MapOrigin::BtfDefined;
+  std::string section;          // ".maps", "maps", ".data", ".rodata.str1.1", ...
+  uint32_t btf_key_type_id = 0;
+  uint32_t btf_value_type_id = 0;
+  int32_t inner_map = -1;         // legacy inner_map_idx resolved to an index into Object::maps
+  uint32_t elf_id = 0;            // bpf_elf_map id (iproute2), 0 otherwise
+  std::vector<MapSlotInit> slots; // initial contents of map-in-map / prog_array
+  // Global data maps: the initial contents (value_size bytes; .bss zeros); empty otherwise.
+  std::vector<uint8_t> data;
+  bool frozen = false;            // .rodata: read-only for programs once instantiated
+  bool is_global_data() const {
+    return origin == MapOrigin::Data || origin == MapOrigin::Rodata || origin == MapOrigin::Bss;
+  }
+};
+
+// A global variable (from the BTF DATASEC, or the ELF symbols when there is no BTF).
+struct GlobalVar {
+  std::string name;
+  uint32_t map = 0;        // index into Object::maps
+  uint32_t offset = 0;     // in the map's value
+  uint32_t size = 0;
+  uint32_t btf_type_id = 0;  // 0 when unknown
+};
+
+struct LoadOptions {
+  // Object name for internal map names (libbpf's rule: "<first 8 chars of name>.data").
+  // Default: the file's base name up to its first '.', or "obj" for bytes.
+  std::string name;
+  // When set, every program gets this type (bpfvm run --type).
+  std::optional<uint32_t> prog_type;
+  // Type of programs whose section name says nothing (unknown names, .text-only objects).
+  uint32_t default_type = 0;
+  // List root functions of .text (those nothing calls) as programs too. libbpf treats .text as
+  // subprograms only; many older objects put their programs there.
+  bool text_programs = true;
+};
+
+struct ObjectImpl;  // internal: keeps what is needed to link any function on demand
+
+class Object {
+ public:
+  Object();
+  ~Object();
+  Object(Object&&) noexcept;
+  Object& operator=(Object&&) noexcept;
+  Object(const Object&);
+  Object& operator=(const Object&);
+
+  std::string name;             // object name used for internal map names
+  std::vector<ObjectProgram> programs;
+  std::vector<ObjectMap> maps;  // index order = the index in lddw src=5/6
+  std::vector<GlobalVar> globals;
+  std::string license;
+  std::optional<uint32_t> kernel_version;
+  bool has_btf = false;
+  bool has_btf_ext = false;
+
+  // By function name, else by section name (first program in it).
+  const ObjectProgram* find_program(std::string_view name_or_section) const;
+  // Links any function of the object (a program or a .text subprogram) on its own, as a program
+  // of type `type` (default: what its section says).
+  Result<ObjectProgram> link_function(std::string_view function, std::optional<uint32_t> type = {}) const;
+  // Names of every function in executable sections (programs and subprograms).
+  std::vector<std::string> function_names() const;
+
+  int find_map(std::string_view name) const;  // -1 when absent
+  const GlobalVar* find_global(std::string_view name) const;
+  // The current bytes of a global variable (initial contents, or what set_global wrote).
+  Result<std::span<const uint8_t>> global_bytes(std::string_view name) const;
+  // Overwrites a variable before instantiate(): size must equal the variable's size.
+  Status set_global(std::string_view name, const void* data, size_t size);
+
+  // BTF helpers (no libbpf types exposed): type name of a BTF id ("struct locked_val", "__u32"),
+  // "" when unknown or when the object has no BTF.
+  std::string btf_type_name(uint32_t type_id) const;
+  // Opaque `const struct btf*` (libbpf) for code that includes <bpf/btf.h>; nullptr without BTF.
+  const void* btf_handle() const;
+
+ private:
+  friend struct ObjectLoader;
+  std::shared_ptr<const ObjectImpl> impl_;
+};
+
+// Loads an object. `what` names the input in messages ("prog.o"). Errors have ErrorCode::Load and
+// say which section / symbol / instruction is wrong.
+Result<Object> load_object(std::span<const uint8_t> bytes, const LoadOptions& options = {},
+                           std::string_view what = "");
+Result<Object> load_object_file(const std::string& path, const LoadOptions& options = {});
+
+// ---- instantiation: maps created, pseudo lddw resolved ------------------------------------------
+
+class LoadedObject {
+ public:
+  std::vector<std::shared_ptr<Map>> maps;  // same indices as Object::maps
+  // The values of global data maps: memory programs reach through lddw src=6 without a helper
+  // (pass them in RunArgs::regions for checked runs). .rodata regions are read-only.
+  std::vector<MemRegion> data_regions;
+
+  // The program ready for Executable::create: LDDW_MAP_IDX / LDDW_MAP_FD become LDDW with the
+  // address of the bpfvm::Map object, LDDW_MAP_VALUE_IDX / LDDW_MAP_VALUE_FD the address of the
+  // value byte (single-element array maps only). Other forms are kept.
+  Result<Program> program(const ObjectProgram& prog) const;
+  // Address of global data map `map` (its single value), or nullptr.
+  uint8_t* data(size_t map) const;
+};
+
+// Creates every map of the object with create_map (map.hpp), writes global data initial contents,
+// fills map-in-map slots with the inner map objects. prog_array slots are left for the caller (it
+// decides which programs to create).
+Result<LoadedObject> instantiate(const Object& object);
+
+}  // namespace bpfvm
