@@ -1,6 +1,8 @@
 // Assembler and disassembler: both syntaxes, errors, golden strings and round-trip properties.
 #include <gtest/gtest.h>
 
+#include <cstring>
+
 #include "asm_test_util.hpp"
 #include "bpfvm/asm.hpp"
 #include "bpfvm/insn.hpp"
@@ -573,4 +575,88 @@ TEST(AsmRoundTrip, DisassembleLayout) {
             "exit\n");
   c.show_index = false;
   EXPECT_EQ(disassemble(*r, c), "mov %r0, 0\njeq %r1, 0, +2\nlddw %r2, 0x100000000\nja -4\nexit\n");
+}
+
+// ---------------------------------------------------------------------------------------------
+// docs/assembly.md is checked: its table of every instruction is what the printers produce, and
+// every example block assembles.
+// ---------------------------------------------------------------------------------------------
+
+namespace {
+
+std::string md_escape(std::string s) {
+  std::string o;
+  for (char ch : s) {
+    if (ch == '|') o += '\\';
+    o += ch;
+  }
+  return o;
+}
+
+std::string forms_table() {
+  std::string out;
+  for (size_t k = 0; k < kOpCount; ++k) {
+    Op op = static_cast<Op>(k);
+    if (op == Op::LDDW_HI) continue;
+    const OpInfo& i = op_info(op);
+    Insn in;
+    in.op = op;
+    if (i.fields & F_DST) in.dst = 1;
+    if (i.fields & F_SRC) in.src = 2;
+    if (i.fields & F_OFF) in.off = (i.kind == OpKind::Jump || i.kind == OpKind::CondJump) ? 3 : -8;
+    if (i.fields & F_IMM) in.imm = i.kind == OpKind::LoadImm64 ? 3 : i.kind == OpKind::LoadPacket ? 12 : 4;
+    if (op == Op::LDDW) in.imm = 0x1122334455667788;
+    if (op == Op::LDDW_MAP_VALUE_FD || op == Op::LDDW_MAP_VALUE_IDX) in.imm = (int64_t{16} << 32) | 3;
+    if (op == Op::CALL_KFUNC) in.off = 0;
+    auto dec = decode(encode(std::vector<Insn>{in}));
+    if (!dec) return "cannot build an example of " + std::string(i.mnemonic);
+    DisasmOptions kk, cc;
+    cc.syntax = Syntax::Conformance;
+    out += "| " + md_escape(std::string(i.mnemonic)) + " | v" + std::to_string(i.version) + " | `" +
+           md_escape(format_insn((*dec)[0], 0, kk)) + "` | `" + md_escape(format_insn((*dec)[0], 0, cc)) + "` |\n";
+  }
+  return out;
+}
+
+std::string read_text(const std::filesystem::path& p) {
+  std::ifstream in(p);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+}  // namespace
+
+TEST(AsmDocs, FormsTableMatchesPrinters) {
+  std::string doc = read_text(std::filesystem::path(BPFVM_SOURCE_DIR) / "docs" / "assembly.md");
+  ASSERT_FALSE(doc.empty()) << "docs/assembly.md missing";
+  const std::string begin = "<!-- forms:begin -->\n", end = "<!-- forms:end -->";
+  size_t b = doc.find(begin), e = doc.find(end);
+  ASSERT_NE(b, std::string::npos);
+  ASSERT_NE(e, std::string::npos);
+  std::string table = doc.substr(b + begin.size(), e - b - begin.size());
+  // Skip the two header lines of the markdown table.
+  for (int k = 0; k < 2; ++k) table = table.substr(table.find('\n') + 1);
+  if (table != forms_table()) {
+    auto out = std::filesystem::path(BPFVM_BINARY_DIR) / "assembly_forms.md";
+    std::ofstream(out) << forms_table();
+    ADD_FAILURE() << "the instruction table in docs/assembly.md is out of date; the current one is in " << out;
+  }
+}
+
+TEST(AsmDocs, ExamplesAssemble) {
+  std::string doc = read_text(std::filesystem::path(BPFVM_SOURCE_DIR) / "docs" / "assembly.md");
+  int blocks = 0;
+  for (auto [tag, syn] : {std::pair{"```bpf-kernel\n", Syntax::Kernel}, std::pair{"```bpf-conformance\n", Syntax::Conformance}}) {
+    for (size_t p = doc.find(tag); p != std::string::npos; p = doc.find(tag, p + 1)) {
+      size_t s = p + std::strlen(tag), e = doc.find("```", s);
+      ASSERT_NE(e, std::string::npos);
+      std::string block = doc.substr(s, e - s);
+      auto r = assemble(block, syn, test_helper_id);
+      EXPECT_TRUE(r.ok()) << block << "\n" << (r.ok() ? "" : r.error().to_string());
+      if (r.ok()) EXPECT_EQ(detect_syntax(block), syn) << block;
+      ++blocks;
+    }
+  }
+  EXPECT_GE(blocks, 4);
 }
