@@ -121,6 +121,17 @@ TEST(AsmConformance, LabelsAndDefaultExitLabel) {
   EXPECT_EQ((*l)[1].imm, 1);
 }
 
+TEST(AsmConformance, LineEndingsAndByteOrderMark) {
+  auto r = assemble("\xEF\xBB\xBFmov %r0, 1\r\nstart:\r\n\tja +0\r\nexit\r\n", Syntax::Conformance);
+  ASSERT_TRUE(r.ok()) << r.error().to_string();
+  EXPECT_EQ(r->size(), 3u);
+  auto k = assemble("\xEF\xBB\xBFr0 = 1\r\nexit\r\n", Syntax::Kernel);
+  ASSERT_TRUE(k.ok()) << k.error().to_string();
+  EXPECT_EQ(k->size(), 2u);
+  EXPECT_TRUE(assemble("", Syntax::Kernel).ok());
+  EXPECT_TRUE(assemble("\n# only a comment\n", Syntax::Conformance)->empty());
+}
+
 TEST(AsmConformance, Errors) {
   struct Case {
     const char* text;

@@ -407,6 +407,7 @@ void parse_conformance(std::string_view text, Builder& b) {
 namespace bpfvm {
 
 Result<std::vector<Insn>> assemble(std::string_view text, Syntax syntax, const HelperIdFn& helper_id) {
+  if (text.starts_with("\xEF\xBB\xBF")) text.remove_prefix(3);  // UTF-8 byte order mark
   asmi::Builder b;
   try {
     if (syntax == Syntax::Conformance) asmi::parse_conformance(text, b);
