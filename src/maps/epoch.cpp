@@ -76,10 +76,14 @@ void free_older(std::vector<Retired>& v, uint64_t min_ann) {
   v.resize(k);
 }
 
+}  // namespace
+
+thread_local constinit ReaderState t_reader __attribute__((tls_model("initial-exec"))) = {0, false};
+
+namespace {
+
 struct Tls {
   Rec* rec = nullptr;
-  int depth = 0;
-  bool sticky = false;
   std::vector<Retired> pending;
   Rec* get() {
     if (!rec) rec = acquire_rec();
@@ -94,8 +98,8 @@ struct Tls {
     if (rec) rec->ann.store(kIdle, std::memory_order_release);
   }
   ~Tls() {
-    depth = 0;
-    sticky = false;
+    t_reader.depth = 0;
+    t_reader.sticky = false;
     idle();
     if (!pending.empty()) {
       free_older(pending, min_announced());
@@ -125,10 +129,10 @@ void retire(void* p, void (*del)(void*)) {
   if (tls.pending.size() >= 64 && (tls.pending.size() & 63) == 0) reclaim_now();
 }
 
-void reader_touch() {
-  if (tls.depth == 0 && !tls.sticky) {
+void reader_touch_slow() {
+  if (t_reader.depth == 0 && !t_reader.sticky) {
     tls.announce();
-    tls.sticky = true;
+    t_reader.sticky = true;
   }
 }
 
@@ -141,19 +145,19 @@ uint64_t random_seed() {
 }  // namespace maps
 
 void map_read_lock() {
-  if (maps::tls.depth++ == 0 && !maps::tls.sticky) maps::tls.announce();
+  if (maps::t_reader.depth++ == 0 && !maps::t_reader.sticky) maps::tls.announce();
 }
 
 void map_read_unlock() {
-  if (maps::tls.depth > 0 && --maps::tls.depth == 0) {
-    maps::tls.sticky = false;
+  if (maps::t_reader.depth > 0 && --maps::t_reader.depth == 0) {
+    maps::t_reader.sticky = false;
     maps::tls.idle();
   }
 }
 
 void map_quiescent() {
-  if (maps::tls.depth == 0 && maps::tls.sticky) {
-    maps::tls.sticky = false;
+  if (maps::t_reader.depth == 0 && maps::t_reader.sticky) {
+    maps::t_reader.sticky = false;
     maps::tls.idle();
   }
 }
@@ -168,7 +172,7 @@ void map_synchronize() {
     std::atomic_thread_fence(std::memory_order_seq_cst);
     bool busy = false;
     for (Rec* r = g().head.load(std::memory_order_acquire); r; r = r->next) {
-      if (r == tls.rec && tls.depth > 0) continue;
+      if (r == tls.rec && t_reader.depth > 0) continue;
       uint64_t a = r->ann.load(std::memory_order_seq_cst);
       if (a != kIdle && a < target) busy = true;
     }
@@ -176,7 +180,7 @@ void map_synchronize() {
     std::this_thread::yield();
   }
   uint64_t threshold = target;
-  if (tls.depth > 0 && tls.rec) threshold = std::min(threshold, tls.rec->ann.load());
+  if (t_reader.depth > 0 && tls.rec) threshold = std::min(threshold, tls.rec->ann.load());
   free_older(tls.pending, threshold);
   std::lock_guard<std::mutex> lk(g().orphan_mu);
   free_older(g().orphans, threshold);

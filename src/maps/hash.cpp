@@ -105,9 +105,28 @@ class HashMap : public Map {
   uint32_t hash_of(const void* key) const { return uint32_t(hash_bytes(key, spec_.key_size, seed_)); }
   std::atomic<Elem*>& bucket(uint32_t h) const { return buckets_[h & mask_]; }
   SpinLock& lock_of(uint32_t h) const { return locks_[h & mask_ & (nlocks_ - 1)]; }
+  bool key_eq(const Elem* e, const void* key) const {
+    const uint8_t* k = reinterpret_cast<const uint8_t*>(e + 1);
+    switch (spec_.key_size) {
+      case 4: {
+        uint32_t a, b;
+        std::memcpy(&a, k, 4);
+        std::memcpy(&b, key, 4);
+        return a == b;
+      }
+      case 8: {
+        uint64_t a, b;
+        std::memcpy(&a, k, 8);
+        std::memcpy(&b, key, 8);
+        return a == b;
+      }
+      default:
+        return std::memcmp(k, key, spec_.key_size) == 0;
+    }
+  }
   Elem* find(uint32_t h, const void* key) const {
     for (Elem* e = bucket(h).load(std::memory_order_acquire); e; e = e->next.load(std::memory_order_acquire))
-      if (e->hash == h && std::memcmp(e->key(), key, spec_.key_size) == 0) return e;
+      if (e->hash == h && key_eq(e, key)) return e;
     return nullptr;
   }
   int cpu() const { return percpu_ ? current_cpu() % ncpus_ : 0; }

@@ -37,7 +37,23 @@ inline long fail(std::string* why, long err, const std::string& msg) {
 }
 
 // 64-bit hash of a key (own design: multiply-xorshift over 8-byte words), seeded per map.
+inline uint64_t hash_mix(uint64_t x) {
+  x ^= x >> 32;
+  x *= 0xD6E8FEB86659FD93ull;
+  x ^= x >> 32;
+  return x;
+}
 inline uint64_t hash_bytes(const void* p, size_t n, uint64_t seed) {
+  if (n == 4) {  // the common key sizes: one load, one multiply, one mix
+    uint32_t w;
+    std::memcpy(&w, p, 4);
+    return hash_mix((seed ^ (4 * 0x9E3779B97F4A7C15ull)) ^ (uint64_t(w) * 0x9FB21C651E98DF25ull));
+  }
+  if (n == 8) {
+    uint64_t w;
+    std::memcpy(&w, p, 8);
+    return hash_mix((seed ^ (8 * 0x9E3779B97F4A7C15ull)) ^ (w * 0x9FB21C651E98DF25ull));
+  }
   const uint8_t* b = static_cast<const uint8_t*>(p);
   uint64_t h = seed ^ (n * 0x9E3779B97F4A7C15ull);
   auto mix = [](uint64_t x) {
@@ -86,7 +102,16 @@ class SpinLock {
 // by threads in a read-side section; `del` frees it once no such thread can hold it.
 void retire(void* p, void (*del)(void*));
 // Called by lookup paths: pins the thread conservatively when it is outside any section.
-void reader_touch();
+// The fast check reads a trivially-constructed thread_local (no TLS wrapper call).
+struct ReaderState {
+  int depth;
+  bool sticky;
+};
+extern thread_local constinit ReaderState t_reader __attribute__((tls_model("initial-exec")));
+void reader_touch_slow();
+inline void reader_touch() {
+  if (__builtin_expect(t_reader.depth == 0 && !t_reader.sticky, 0)) reader_touch_slow();
+}
 // RAII for internal short read-side sections (user-space lookups, iteration).
 struct ReadGuard {
   ReadGuard() { map_read_lock(); }
