@@ -21,7 +21,8 @@ Result<std::vector<CbpfInsn>> compile_pcap_expression(std::string_view expressio
   }
   std::vector<CbpfInsn> out(fp.bf_len);
   static_assert(sizeof(struct bpf_insn) == sizeof(CbpfInsn));
-  if (fp.bf_len) std::memcpy(out.data(), fp.bf_insns, fp.bf_len * sizeof(CbpfInsn));
+  for (u_int i = 0; i < fp.bf_len; ++i)
+    out[i] = CbpfInsn{fp.bf_insns[i].code, fp.bf_insns[i].jt, fp.bf_insns[i].jf, fp.bf_insns[i].k};
   pcap_freecode(&fp);
   pcap_close(p);
   return out;
