@@ -1,0 +1,105 @@
+// The verifier's engine (internal): one object per verify() call.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "bpfvm/helpers.hpp"
+#include "bpfvm/verifier.hpp"
+#include "verifier/cfg.hpp"
+#include "verifier/state.hpp"
+
+namespace bpfvm::verifier {
+
+// Memory access kinds for the checks shared by loads/stores and helper arguments.
+enum class Access : uint8_t { Read, Write, HelperRead, HelperWrite, HelperReadWrite };
+
+class Verifier {
+ public:
+  Verifier(std::span<const Insn> insns, const VerifyOptions& opts, const Cfg& cfg, VerifyReport& report);
+  bool run();
+
+ private:
+  friend struct CallChecker;
+  // ---- exploration ----
+  void init_state();
+  bool step();              // executes insns_[pc_]; false on rejection
+  bool is_state_visited(bool& pruned);
+  void push_branch(State st, int64_t pc);
+  void finish_path();
+  std::vector<LiveSet> live_for(const State& st, int64_t pc) const;
+
+  // ---- instruction kinds ----
+  bool do_alu(const Insn& in);
+  bool do_ptr_arith(const Insn& in, Reg& dst, const Reg& src, int op);
+  bool do_cond_jump(const Insn& in);
+  bool do_load_imm64(const Insn& in);
+  bool do_load(const Insn& in);
+  bool do_store(const Insn& in);
+  bool do_atomic(const Insn& in);
+  bool do_ld_abs(const Insn& in);
+  bool do_exit(const Insn& in);
+  bool do_call_local(const Insn& in);
+  bool do_call_helper(const Insn& in);
+
+  // ---- memory ----
+  // Checks an access of `size` bytes at base+off. For reads into a register, *out gets the value.
+  bool check_mem(int regno, const Reg& base, int32_t off, int size, Access acc, const Reg* value, Reg* out,
+                 bool sign_ext = false);
+  bool stack_access(int regno, const Reg& base, int32_t off, int size, Access acc, const Reg* value, Reg* out);
+  bool check_region(int regno, const Reg& base, int64_t off, int size, uint64_t region, const char* what);
+  Reg stack_read(Frame& fr, int32_t abs, int size, bool* ok, int regno);
+  void stack_write(Frame& fr, int32_t abs, int size, const Reg* value);
+
+  // ---- helpers for state updates ----
+  bool check_reg_init(int regno);
+  template <class F>
+  void for_each_reg(State& st, F&& f);
+  void propagate_scalar_id(State& st, const Reg& r);
+  void mark_ptr_or_null(State& st, uint32_t id, bool is_null);
+  void release_ref(State& st, uint32_t ref);
+  void clobber_packet_pointers(State& st);
+  uint32_t new_id() { return ++id_gen_; }
+  const MapSpec* map_of(const Reg& r) const {
+    return r.map >= 0 && r.map < static_cast<int32_t>(maps_.size()) ? &maps_[r.map] : nullptr;
+  }
+  bool strict() const { return opts_.rules == RuleSet::Strict; }
+
+  // ---- errors and log ----
+  bool reject(std::string msg, int regno = -1, std::string explanation = "");
+  void log_insn(bool with_state);
+  std::string rstr(const Reg& r) const { return reg_str(r, &maps_); }
+
+  std::span<const Insn> insns_;
+  const VerifyOptions& opts_;
+  const ProgTypeInfo& type_;
+  const Cfg& cfg_;
+  VerifyReport& rep_;
+  std::vector<MapSpec> maps_;       // options' maps plus inner maps of map-in-map
+  std::vector<int32_t> inner_of_;   // per map: index of its inner map spec, or -1
+  std::vector<bool> map_rdonly_;
+
+  State cur_;
+  int64_t pc_ = 0;
+  bool path_done_ = false;
+  std::vector<std::pair<State, int64_t>> pending_;
+  std::vector<std::vector<Node*>> visited_;
+  std::vector<std::unique_ptr<Node>> nodes_;
+  uint32_t id_gen_ = kMemLenId;
+  uint64_t processed_ = 0;
+  uint64_t last_ckpt_processed_ = 0;
+  uint64_t mem_bytes_ = 0;
+  std::vector<int32_t> stack_depth_;  // per function: deepest byte used
+  bool log_full_ = false;
+  bool mem_unknown_ = false;          // kProgMem with unknown size
+  int in_value_reg_ = -1;             // register holding the value of the store being checked
+  std::chrono::steady_clock::time_point t0_;
+};
+
+// Plain-words explanation of a rejection message: what would go wrong and how such code is fixed.
+std::string explain(const std::string& message);
+
+}  // namespace bpfvm::verifier

@@ -1,0 +1,455 @@
+// Memory accesses: loads, stores, atomics, legacy packet loads; the stack model (spills and fills);
+// region checks for the context, packet, map values and other memory.
+#include <fmt/format.h>
+
+#include "verifier/impl.hpp"
+
+namespace bpfvm::verifier {
+
+namespace {
+
+Scalar loaded_value(int size, bool sign_ext) {
+  if (size >= 8) return Scalar::unknown();
+  if (sign_ext) {
+    int64_t lo = -(int64_t{1} << (size * 8 - 1));
+    return Scalar::srange(lo, -lo - 1);
+  }
+  return Scalar::urange(0, (uint64_t{1} << (size * 8)) - 1);
+}
+
+Scalar truncate(const Scalar& v, int size) {
+  if (size >= 8) return v;
+  uint64_t max = (uint64_t{1} << (size * 8)) - 1;
+  if (v.umax <= max) return v;
+  Scalar r;
+  r.t = tnum_cast(v.t, size);
+  r.umin = 0;
+  r.umax = max;
+  r.sync();
+  return r;
+}
+
+bool packet_writable(uint32_t t) {
+  switch (t) {
+    case kProgXdp: case kProgSchedCls: case kProgSchedAct: case kProgLwtXmit: case kProgSkSkb: case kProgSkMsg:
+    case kProgMem:
+      return true;
+    default:
+      return false;
+  }
+}
+
+bool is_write(Access a) { return a == Access::Write || a == Access::HelperWrite || a == Access::HelperReadWrite; }
+bool is_read(Access a) { return a == Access::Read || a == Access::HelperRead || a == Access::HelperReadWrite; }
+
+}  // namespace
+
+// Checks [off + var, off + var + size) against a region of `region` bytes.
+bool Verifier::check_region(int regno, const Reg& base, int64_t off, int size, uint64_t region, const char* what) {
+  int64_t lo = off + base.v.smin;
+  if (base.v.smin < -(int64_t{1} << 29))
+    return reject(fmt::format("R{} min value is negative, either use unsigned index or do a if (index >=0) check.",
+                              regno),
+                  regno);
+  if (base.v.umax > (uint64_t{1} << 29))
+    return reject(fmt::format("R{} unbounded memory access, make sure to bounds check any such access", regno), regno);
+  int64_t hi = off + static_cast<int64_t>(base.v.umax) + size;
+  if (lo < 0 || hi > static_cast<int64_t>(region)) {
+    if (!base.v.is_const())
+      return reject(fmt::format("invalid access to {}, size={} off={} size={} (the variable offset allows "
+                                "[{}, {}))",
+                                what, region, off, size, lo, hi),
+                    regno);
+    return reject(fmt::format("invalid access to {}, {}_size={} off={} size={}", what,
+                              std::string(what) == "map value" ? "value" : "mem", region, off + base.v.smin, size),
+                  regno);
+  }
+  return true;
+}
+
+Reg Verifier::stack_read(Frame& fr, int32_t abs, int size, bool* ok, int regno) {
+  *ok = true;
+  int i = (-abs - 1) / 8;
+  int b = abs + 8 * (i + 1);
+  Slot* s = fr.slot(i);
+  static const Slot empty{};
+  const Slot& sl = s ? *s : empty;
+  if (sl.bytes[b] == kStackSpill || (sl.bytes[0] == kStackSpill && b < sl.spill_size)) {
+    if (b == 0 && size == sl.spill_size) return sl.spill;
+    if (sl.spill.kind != Kind::Scalar) {
+      *ok = reject(fmt::format("invalid size of register fill (off {} size {}, {} bytes spilled)", abs, size,
+                               sl.spill_size),
+                   regno,
+                   "A pointer was saved to the stack and is read back with a different size; only a full "
+                   "8-byte read gives the pointer back.");
+      return Reg{};
+    }
+  }
+  bool zero = true;
+  for (int k = b; k < b + size; ++k) {
+    uint8_t t = sl.bytes[k];
+    if (t != kStackZero) zero = false;
+    if (t == kStackInvalid && strict()) {
+      *ok = reject(fmt::format("invalid read from stack off {}+{} size {}", abs - b + b, 0, size), regno,
+                   "These stack bytes were never written on this path. Initialise the variable (for structs, "
+                   "memset or `= {}`) before reading it.");
+      return Reg{};
+    }
+  }
+  if (zero) return Reg::scalar(Scalar::constant(0));
+  return Reg::scalar(loaded_value(size, false));
+}
+
+void Verifier::stack_write(Frame& fr, int32_t abs, int size, const Reg* value) {
+  int i = (-abs - 1) / 8;
+  int b = abs + 8 * (i + 1);
+  Slot& sl = fr.slot_grow(i);
+  if (value && b == 0 && (size == 8 || (value->kind == Kind::Scalar && size >= 1))) {
+    Reg v = *value;
+    if (size < 8) {
+      v.v = truncate(v.v, size);
+      v.id = v.v == value->v ? v.id : 0;
+    }
+    // Keep the bytes of a partially overwritten slot that are not covered.
+    if (sl.bytes[0] == kStackSpill && size < 8)
+      for (int k = 0; k < 8; ++k)
+        if (sl.bytes[k] == kStackSpill) sl.bytes[k] = kStackMisc;
+    sl.spill = v;
+    sl.spill_size = static_cast<uint8_t>(size);
+    for (int k = 0; k < size; ++k) sl.bytes[k] = kStackSpill;
+    if (v.kind == Kind::Scalar && v.is_null() && size == 8) {
+      // Keep it as a spill (exact value), the zero bytes are implied.
+    }
+    return;
+  }
+  if (sl.bytes[0] == kStackSpill || sl.spill_size) {
+    for (int k = 0; k < 8; ++k)
+      if (sl.bytes[k] == kStackSpill) sl.bytes[k] = kStackMisc;
+    sl.spill = Reg{};
+    sl.spill_size = 0;
+  }
+  uint8_t t = value && value->is_null() ? kStackZero : kStackMisc;
+  for (int k = b; k < b + size; ++k) sl.bytes[k] = t;
+}
+
+bool Verifier::stack_access(int regno, const Reg& base, int32_t off, int size, Access acc, const Reg* value, Reg* out) {
+  if (!base.v.is_const()) {
+    // Variable offset: every byte the range allows must be inside the frame; reads need initialised bytes.
+    if (strict()) return reject(fmt::format("R{} variable stack access prohibited for !root", regno), regno);
+    int64_t lo = base.off + off + base.v.smin;
+    int64_t hi = base.off + off + static_cast<int64_t>(base.v.umax) + size;
+    if (base.v.smin < -kStackSize || base.v.umax > kStackSize || lo < -kStackSize || hi > 0)
+      return reject(fmt::format("invalid variable-offset stack access R{} var_off={} off={} size={}", regno,
+                                base.v.str(), off, size),
+                    regno);
+    Frame& fr = cur_.frames[base.frame];
+    for (int64_t a = lo; a < hi; ++a) {
+      int i = static_cast<int>((-a - 1) / 8);
+      int b = static_cast<int>(a + 8 * (i + 1));
+      Slot& sl = fr.slot_grow(i);
+      if (is_write(acc)) {
+        if (sl.bytes[0] == kStackSpill) {
+          for (auto& t : sl.bytes)
+            if (t == kStackSpill) t = kStackMisc;
+          sl.spill = Reg{};
+          sl.spill_size = 0;
+        }
+        if (acc == Access::Write || acc == Access::HelperWrite) sl.bytes[b] = kStackMisc;
+      }
+      if (is_read(acc) && acc != Access::Read && sl.bytes[b] == kStackInvalid)
+        return reject(fmt::format("invalid variable-offset indirect read from stack R{} var_off={} off={} size={}",
+                                  regno, base.v.str(), off, size),
+                      regno);
+    }
+    int f = cfg_.func_of[cur_.frames[base.frame].subprog];
+    stack_depth_[f] = std::max<int32_t>(stack_depth_[f], static_cast<int32_t>(-lo));
+    if (out) *out = Reg::scalar(loaded_value(size, false));
+    return true;
+  }
+  int64_t abs = static_cast<int64_t>(base.off) + off + static_cast<int64_t>(base.v.value());
+  if (abs < -kStackSize || abs + size > 0 || size <= 0)
+    return reject(fmt::format("invalid stack off={} size={}", abs, size), regno,
+                  "The access is outside the 512-byte stack frame (offsets -512..-1 from r10).");
+  Frame& fr = cur_.frames[base.frame];
+  int f = cfg_.func_of[fr.subprog];
+  stack_depth_[f] = std::max<int32_t>(stack_depth_[f], static_cast<int32_t>(-abs));
+  if (acc == Access::Read || acc == Access::Write) {
+    if (abs % size != 0)
+      return reject(fmt::format("misaligned stack access off {} size {}", abs, size), regno,
+                    "Stack accesses must be aligned to their size.");
+    if (acc == Access::Write) {
+      stack_write(fr, static_cast<int32_t>(abs), size, value);
+      return true;
+    }
+    bool ok;
+    Reg r = stack_read(fr, static_cast<int32_t>(abs), size, &ok, regno);
+    if (!ok) return false;
+    if (out) *out = r;
+    return true;
+  }
+  // Helper access to a range of bytes.
+  for (int64_t a = abs; a < abs + size; ++a) {
+    int i = static_cast<int>((-a - 1) / 8);
+    int b = static_cast<int>(a + 8 * (i + 1));
+    Slot* sl = fr.slot(i);
+    uint8_t t = sl ? sl->bytes[b] : kStackInvalid;
+    if (is_read(acc)) {
+      if (t == kStackInvalid)
+        return reject(fmt::format("invalid indirect read from stack R{} off {}+{} size {}", regno, abs, a - abs, size),
+                      regno,
+                      "The helper reads this stack memory but some of its bytes were never written on this path. "
+                      "Initialise the whole buffer (e.g. `struct key k = {};` or memset) before passing it.");
+      if (t == kStackSpill && sl->spill.kind != Kind::Scalar && strict())
+        return reject(fmt::format("R{} leaks addr into helper memory (spilled pointer at off {})", regno, a), regno);
+    }
+  }
+  if (acc == Access::HelperWrite || acc == Access::HelperReadWrite) {
+    for (int64_t a = abs; a < abs + size; ++a) {
+      int i = static_cast<int>((-a - 1) / 8);
+      int b = static_cast<int>(a + 8 * (i + 1));
+      Slot& sl = fr.slot_grow(i);
+      if (sl.bytes[0] == kStackSpill || sl.spill_size) {
+        for (auto& t : sl.bytes)
+          if (t == kStackSpill) t = kStackMisc;
+        sl.spill = Reg{};
+        sl.spill_size = 0;
+      }
+      sl.bytes[b] = kStackMisc;
+    }
+  }
+  return true;
+}
+
+bool Verifier::check_mem(int regno, const Reg& base, int32_t off, int size, Access acc, const Reg* value, Reg* out,
+                         bool sign_ext) {
+  const bool write = is_write(acc);
+  const bool direct = acc == Access::Read || acc == Access::Write;
+  if (value && value->kind != Kind::Scalar && strict() && base.kind != Kind::Stack)
+    return reject(fmt::format("R{} leaks addr into {}", in_value_reg_, kind_name(base.kind)), -1,
+                  "Storing a pointer anywhere but the stack would let user space see a kernel address. Store a "
+                  "number instead.");
+  switch (base.kind) {
+    case Kind::Stack:
+      return stack_access(regno, base, off, size, acc, value, out);
+    case Kind::Ctx: {
+      if (!direct)
+        return reject(fmt::format("R{} type=ctx expected=fp, pkt, map_value, mem", regno), regno);
+      if (base.off != 0 || !base.v.is_const() || base.v.value() != 0)
+        return reject(fmt::format("dereference of modified ctx ptr R{} off={} disallowed", regno, base.off), regno,
+                      "Context fields must be accessed as `ctx->field` with a constant offset from the unmodified "
+                      "context pointer; the kernel rewrites these accesses. Do not add offsets to the context "
+                      "pointer or index into it with a variable.");
+      auto a = check_ctx_access(type_, off, size, write);
+      if (!a) return reject(a.error().message, regno);
+      if (out) {
+        switch (a->ptr) {
+          case CtxPtr::None: *out = Reg::scalar(loaded_value(size, sign_ext)); break;
+          case CtxPtr::Packet: *out = Reg::ptr(Kind::Packet); break;
+          case CtxPtr::PacketMeta: *out = Reg::ptr(Kind::PacketMeta); break;
+          case CtxPtr::PacketEnd: *out = Reg::ptr(Kind::PacketEnd); break;
+          case CtxPtr::SockCommonOrNull:
+          case CtxPtr::SocketOrNull:
+            *out = Reg::ptr(Kind::SockOrNull);
+            out->id = new_id();
+            break;
+          case CtxPtr::Socket: *out = Reg::ptr(Kind::Sock); break;
+          case CtxPtr::FlowKeys: *out = Reg::ptr(Kind::FlowKeys); break;
+          case CtxPtr::Mem: *out = Reg::ptr(Kind::Packet); break;
+          case CtxPtr::MemEnd: *out = Reg::ptr(Kind::PacketEnd); break;
+        }
+      }
+      return true;
+    }
+    case Kind::Packet:
+    case Kind::PacketMeta: {
+      if (write && !packet_writable(type_.type))
+        return reject(fmt::format("cannot write into packet (R{}): {} programs may only read it", regno, type_.name),
+                      regno);
+      if (base.v.smin < 0)
+        return reject(fmt::format("R{} min value is negative, either use unsigned index or do a if (index >=0) check.",
+                                  regno),
+                      regno);
+      int64_t lo = static_cast<int64_t>(base.off) + off;
+      int64_t hi = lo + size;
+      bool okay = lo >= 0 && hi <= base.range;
+      if (!okay && mem_unknown_ && lo + static_cast<int64_t>(base.v.smin) >= 0 &&
+          static_cast<uint64_t>(hi) + base.v.umax <= cur_.mem_len.umin && base.v.umax < (1u << 29))
+        okay = true;
+      if (!okay) {
+        if (mem_unknown_)
+          return reject(fmt::format("invalid access to memory, off={} size={}: not proven below r1 + r2 (length >= {})",
+                                    lo, size, cur_.mem_len.umin),
+                        regno,
+                        "The memory's size is known only at run time (r2). Compare the length, or a pointer "
+                        "derived from r1, against r1 + r2 before reading.");
+        return reject(fmt::format("invalid access to packet, off={} size={}, R{}(id={},off={},r={})", lo, size, regno,
+                                  base.id, base.off, base.range),
+                      regno,
+                      "The packet is only known to be long enough after a comparison with data_end. Check "
+                      "`if (data + offset + size > data_end) return ...;` before the access, with the same "
+                      "pointer you then use.");
+      }
+      if (base.v.umax > (1u << 16))
+        return reject(fmt::format("R{} unbounded packet access", regno), regno);
+      if (out) *out = Reg::scalar(loaded_value(size, sign_ext));
+      return true;
+    }
+    case Kind::PacketEnd:
+      return reject(fmt::format("R{} invalid mem access 'pkt_end'", regno), regno,
+                    "data_end marks the end of the packet; it may only be compared against, never dereferenced.");
+    case Kind::MapValue: {
+      const MapSpec* m = map_of(base);
+      if (!m) return reject("map value without a map");
+      if (write && base.rdonly)
+        return reject(fmt::format("write into map forbidden, value_size={} off={} size={}", m->value_size,
+                                  base.off + off, size),
+                      regno, "This map (e.g. .rodata) is read-only for programs.");
+      if (!check_region(regno, base, static_cast<int64_t>(base.off) + off, size, m->value_size, "map value"))
+        return false;
+      if (m->spin_lock_off >= 0 && direct) {
+        int64_t lo = base.off + off + base.v.smin, hi = base.off + off + static_cast<int64_t>(base.v.umax) + size;
+        if (lo < m->spin_lock_off + 4 && hi > m->spin_lock_off)
+          return reject("bpf_spin_lock cannot be accessed directly by load/store", regno);
+      }
+      if (out) *out = Reg::scalar(loaded_value(size, sign_ext));
+      return true;
+    }
+    case Kind::Mem: {
+      if (write && base.rdonly)
+        return reject(fmt::format("cannot write into rdonly_mem (R{})", regno), regno);
+      if (!check_region(regno, base, static_cast<int64_t>(base.off) + off, size, base.mem_size, "memory"))
+        return false;
+      if (out) *out = Reg::scalar(loaded_value(size, sign_ext));
+      return true;
+    }
+    case Kind::FlowKeys:
+      if (!check_region(regno, base, static_cast<int64_t>(base.off) + off, size, 56, "flow keys")) return false;
+      if (out) *out = Reg::scalar(loaded_value(size, sign_ext));
+      return true;
+    case Kind::Sock:
+      if (write) return reject(fmt::format("cannot write into sock (R{})", regno), regno);
+      if (!direct) return reject(fmt::format("R{} type=sock expected=fp, pkt, map_value, mem", regno), regno);
+      if (!check_region(regno, base, static_cast<int64_t>(base.off) + off, size, 80, "sock")) return false;
+      if (out) *out = Reg::scalar(loaded_value(size, sign_ext));
+      return true;
+    case Kind::BtfId:
+      if (write || !direct) return reject(fmt::format("R{} cannot write or pass kernel object memory", regno), regno);
+      if (out) *out = Reg::scalar(loaded_value(size, sign_ext));
+      return true;
+    case Kind::NotInit:
+      return reject(fmt::format("R{} !read_ok", regno));
+    case Kind::Scalar:
+      return reject(fmt::format("R{} invalid mem access 'scalar'", regno), regno);
+    default:
+      return reject(fmt::format("R{} invalid mem access '{}'", regno, kind_name(base.kind)), regno);
+  }
+}
+
+bool Verifier::do_load(const Insn& in) {
+  if (!check_reg_init(in.src)) return false;
+  const Reg base = cur_.cur().regs[in.src];
+  int size = in.info().size;
+  bool sx = in.op == Op::LDXSW || in.op == Op::LDXSH || in.op == Op::LDXSB;
+  InsnFacts& f = rep_.facts[pc_];
+  BaseFact bf = base.kind == Kind::Ctx ? (base.off == 0 && base.v.is_const() && base.v.value() == 0 ? BaseFact::Ctx
+                                                                                                      : BaseFact::CtxMoved)
+                                       : BaseFact::NotCtx;
+  f.base = f.in_bounds ? (f.base == bf ? bf : BaseFact::Unknown) : bf;
+  in_value_reg_ = -1;
+  Reg out;
+  if (!check_mem(in.src, base, in.off, size, Access::Read, nullptr, &out, sx)) return false;
+  f.in_bounds = true;
+  if (sx && out.kind == Kind::Scalar) out.v = scalar_sext(out.v, size * 8, false);
+  cur_.cur().regs[in.dst] = out;
+  return true;
+}
+
+bool Verifier::do_store(const Insn& in) {
+  if (!check_reg_init(in.dst)) return false;
+  const Reg base = cur_.cur().regs[in.dst];
+  int size = in.info().size;
+  Reg value;
+  if (in.info().kind == OpKind::StoreReg) {
+    if (!check_reg_init(in.src)) return false;
+    value = cur_.cur().regs[in.src];
+    in_value_reg_ = in.src;
+  } else {
+    value = Reg::scalar(Scalar::constant(static_cast<uint64_t>(in.imm)));
+    in_value_reg_ = -1;
+  }
+  if (size < 8 && value.kind != Kind::Scalar) {
+    if (base.kind == Kind::Stack)
+      return reject(fmt::format("invalid size of register spill ({} bytes of a pointer)", size), in.src);
+    if (strict()) return reject(fmt::format("R{} partial copy of pointer", in.src), in.src);
+    value = Reg::unknown();
+  }
+  InsnFacts& f = rep_.facts[pc_];
+  BaseFact bf = base.kind == Kind::Ctx ? (base.off == 0 && base.v.is_const() && base.v.value() == 0 ? BaseFact::Ctx
+                                                                                                      : BaseFact::CtxMoved)
+                                       : BaseFact::NotCtx;
+  f.base = f.in_bounds ? (f.base == bf ? bf : BaseFact::Unknown) : bf;
+  if (!check_mem(in.dst, base, in.off, size, Access::Write, &value, nullptr)) return false;
+  f.in_bounds = true;
+  return true;
+}
+
+bool Verifier::do_atomic(const Insn& in) {
+  if (!check_reg_init(in.dst) || !check_reg_init(in.src)) return false;
+  const Reg base = cur_.cur().regs[in.dst];
+  const Reg src = cur_.cur().regs[in.src];
+  int size = in.info().size;
+  bool cmpxchg = in.op == Op::ATOMIC_CMPXCHG32 || in.op == Op::ATOMIC_CMPXCHG64;
+  bool fetch = (in.imm & 1) != 0;
+  if (cmpxchg && !check_reg_init(0)) return false;
+  switch (base.kind) {
+    case Kind::Stack: case Kind::MapValue: case Kind::Mem: break;
+    default:
+      return reject(fmt::format("BPF_ATOMIC stores into R{} {} is not allowed", in.dst, kind_name(base.kind)), in.dst,
+                    "Atomic operations work on the stack and on map values only.");
+  }
+  if (src.kind != Kind::Scalar) {
+    if (strict()) return reject(fmt::format("R{} leaks addr into mem", in.src), in.src);
+  }
+  if (cmpxchg && cur_.cur().regs[0].kind != Kind::Scalar && strict())
+    return reject("R0 leaks addr into mem", 0);
+  rep_.facts[pc_].base = BaseFact::NotCtx;
+  in_value_reg_ = -1;
+  Reg old;
+  if (!check_mem(in.dst, base, in.off, size, Access::Read, nullptr, &old)) return false;
+  if (base.kind == Kind::Stack && old.kind != Kind::Scalar)
+    return reject(fmt::format("atomic operation on a spilled pointer at R{}", in.dst), in.dst);
+  Reg unk = Reg::unknown();
+  if (!check_mem(in.dst, base, in.off, size, Access::Write, &unk, nullptr)) return false;
+  rep_.facts[pc_].in_bounds = true;
+  Reg result = Reg::scalar(size == 4 ? Scalar::urange(0, UINT32_MAX) : Scalar::unknown());
+  if (cmpxchg) cur_.cur().regs[0] = result;
+  else if (fetch) cur_.cur().regs[in.src] = result;
+  return true;
+}
+
+bool Verifier::do_ld_abs(const Insn& in) {
+  if (!type_.ld_abs)
+    return reject(fmt::format("BPF_LD_[ABS|IND] instructions not allowed for this program type ({})", type_.name), -1,
+                  "Legacy packet loads exist only for socket filters and tc programs. Read the packet through "
+                  "ctx->data / ctx->data_end instead.");
+  if (cur_.frames.size() > 1 && false) return reject("BPF_LD_[ABS|IND] in a subprogram");
+  if (!check_reg_init(6)) return false;
+  if (cur_.cur().regs[6].kind != Kind::Ctx)
+    return reject("at the time of BPF_LD_ABS|IND R6 != pointer to skb", 6,
+                  "LD_ABS and LD_IND read the packet of the context held in r6; keep the context pointer in r6.");
+  if (!cur_.refs.empty()) return reject("BPF_LD_[ABS|IND] cannot be mixed with socket references");
+  if (cur_.lock_map) return reject("BPF_LD_[ABS|IND] cannot be used inside bpf_spin_lock-ed region");
+  bool ind = in.op == Op::LDIND_W || in.op == Op::LDIND_H || in.op == Op::LDIND_B;
+  if (ind) {
+    if (!check_reg_init(in.src)) return false;
+    if (cur_.cur().regs[in.src].kind != Kind::Scalar && strict())
+      return reject(fmt::format("R{} leaks addr into packet offset", in.src), in.src);
+  }
+  Frame& fr = cur_.cur();
+  for (int r = 1; r <= 5; ++r) fr.regs[r] = Reg{};
+  int size = in.info().size;
+  fr.regs[0] = Reg::scalar(Scalar::urange(0, size >= 4 ? UINT32_MAX : (1u << (size * 8)) - 1));
+  return true;
+}
+
+}  // namespace bpfvm::verifier

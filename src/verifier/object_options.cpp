@@ -1,0 +1,42 @@
+// VerifyOptions for a program of a loaded object.
+#include "bpfvm/verifier.hpp"
+
+namespace bpfvm {
+
+bool license_is_gpl_compatible(std::string_view l) {
+  return l == "GPL" || l == "GPL v2" || l == "GPL and additional rights" || l == "Dual BSD/GPL" ||
+         l == "Dual MIT/GPL" || l == "Dual MPL/GPL";
+}
+
+VerifyOptions verify_options_for(const Object& object, const ObjectProgram& program, RuleSet rules) {
+  VerifyOptions o;
+  o.type = find_prog_type(program.type);
+  o.rules = rules;
+  for (const ObjectMap& m : object.maps) {
+    o.maps.push_back(m.spec);
+    o.map_readonly.push_back(m.frozen || m.origin == MapOrigin::Rodata);
+  }
+  o.gpl = license_is_gpl_compatible(object.license);
+  // Copy the lines so the options do not depend on the object's lifetime.
+  auto lines = std::make_shared<std::vector<std::pair<uint32_t, std::string>>>();
+  for (size_t i = 0; i < program.lines.size(); ++i) {
+    const SourceLine& l = program.lines[i];
+    std::string text = l.file;
+    auto slash = text.rfind('/');
+    if (slash != std::string::npos) text = text.substr(slash + 1);
+    lines->emplace_back(l.insn, text + ":" + std::to_string(l.line) + ": " + l.text);
+  }
+  if (!lines->empty()) {
+    o.source_line = [lines](size_t pc) -> std::string {
+      std::string best;
+      for (const auto& [insn, text] : *lines) {
+        if (insn > pc) break;
+        best = text;
+      }
+      return best;
+    };
+  }
+  return o;
+}
+
+}  // namespace bpfvm

@@ -1,0 +1,247 @@
+#include "verifier/state.hpp"
+
+#include <fmt/format.h>
+
+#include <utility>
+
+namespace bpfvm::verifier {
+
+const char* kind_name(Kind k) {
+  switch (k) {
+    case Kind::NotInit: return "not initialised";
+    case Kind::Scalar: return "scalar";
+    case Kind::Ctx: return "ctx";
+    case Kind::Stack: return "fp";
+    case Kind::Packet: return "pkt";
+    case Kind::PacketMeta: return "pkt_meta";
+    case Kind::PacketEnd: return "pkt_end";
+    case Kind::MapValue: return "map_value";
+    case Kind::MapValueOrNull: return "map_value_or_null";
+    case Kind::MapPtr: return "map_ptr";
+    case Kind::MapPtrOrNull: return "map_ptr_or_null";
+    case Kind::Mem: return "mem";
+    case Kind::MemOrNull: return "mem_or_null";
+    case Kind::Sock: return "sock";
+    case Kind::SockOrNull: return "sock_or_null";
+    case Kind::FlowKeys: return "flow_keys";
+    case Kind::Func: return "func";
+    case Kind::BtfId: return "ptr_";
+    case Kind::BtfIdOrNull: return "ptr_or_null_";
+  }
+  return "?";
+}
+
+Kind non_null(Kind k) {
+  switch (k) {
+    case Kind::MapValueOrNull: return Kind::MapValue;
+    case Kind::MapPtrOrNull: return Kind::MapPtr;
+    case Kind::MemOrNull: return Kind::Mem;
+    case Kind::SockOrNull: return Kind::Sock;
+    case Kind::BtfIdOrNull: return Kind::BtfId;
+    default: return k;
+  }
+}
+
+size_t State::approx_bytes() const {
+  size_t n = sizeof(State) + refs.size() * sizeof(RefState);
+  for (const Frame& f : frames) n += sizeof(Frame) + f.stack.size() * sizeof(Slot);
+  return n;
+}
+
+namespace {
+
+struct IdMap {
+  std::vector<std::pair<uint32_t, uint32_t>> m;
+  bool check(uint32_t a, uint32_t b) {
+    for (auto& [x, y] : m) {
+      if (x == a) return y == b;
+      if (y == b) return false;
+    }
+    m.emplace_back(a, b);
+    return true;
+  }
+};
+
+bool reg_covered(const Reg& o, const Reg& c, IdMap& ids) {
+  if (o.kind == Kind::NotInit) return true;
+  if (o.kind != c.kind) return false;
+  if (o.kind == Kind::Scalar) {
+    if (!o.v.contains(c.v)) return false;
+    if (o.id != 0 && !o.v.is_const()) {
+      if (c.id == 0) return false;
+      if (!ids.check(o.id, c.id)) return false;
+    }
+    return true;
+  }
+  if (o.off != c.off || o.map != c.map || o.frame != c.frame || o.rdonly != c.rdonly || o.mem_size != c.mem_size ||
+      o.func != c.func)
+    return false;
+  if (!o.v.contains(c.v)) return false;
+  if (o.kind == Kind::Packet || o.kind == Kind::PacketMeta) {
+    if (c.range < o.range) return false;
+    if (!ids.check(o.id, c.id)) return false;
+  } else if (is_or_null(o.kind) || o.id != 0 || c.id != 0) {
+    if (!ids.check(o.id, c.id)) return false;
+  }
+  if (o.ref != 0 || c.ref != 0) {
+    if (!ids.check(o.ref | 0x80000000u, c.ref | 0x80000000u)) return false;
+  }
+  return true;
+}
+
+bool byte_covered(uint8_t o, uint8_t c, const Slot& cs) {
+  if (o == kStackInvalid) return true;
+  if (o == c) return true;
+  if (o == kStackMisc) {
+    if (c == kStackZero) return true;
+    if (c == kStackSpill && cs.spill.kind == Kind::Scalar) return true;
+  }
+  return false;
+}
+
+bool slot_covered(const Slot& o, const Slot& c, IdMap& ids) {
+  bool spill = false;
+  for (int i = 0; i < 8; ++i) {
+    if (!byte_covered(o.bytes[i], c.bytes[i], c)) return false;
+    if (o.bytes[i] == kStackSpill) spill = true;
+  }
+  if (spill) {
+    if (o.spill_size != c.spill_size) return false;
+    if (!reg_covered(o.spill, c.spill, ids)) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+bool state_covered(const State& old, const State& cur, const std::vector<LiveSet>& live) {
+  if (old.frames.size() != cur.frames.size()) return false;
+  if (old.lock_map != cur.lock_map) return false;
+  if (old.refs.size() != cur.refs.size()) return false;
+  if (!old.mem_len.contains(cur.mem_len)) return false;
+  IdMap ids;
+  if (old.lock_map && !ids.check(old.lock_id, cur.lock_id)) return false;
+  for (size_t f = 0; f < old.frames.size(); ++f) {
+    const Frame& of = old.frames[f];
+    const Frame& cf = cur.frames[f];
+    if (of.callsite != cf.callsite || of.subprog != cf.subprog || of.callback != cf.callback) return false;
+    LiveSet l = f < live.size() ? live[f] : 0x7ff;
+    for (int r = 0; r < 10; ++r) {
+      if (!(l & (1u << r))) continue;
+      if (!reg_covered(of.regs[r], cf.regs[r], ids)) return false;
+    }
+    static const Slot empty{};
+    size_t n = std::max(of.stack.size(), cf.stack.size());
+    for (size_t i = 0; i < n; ++i) {
+      const Slot& os = i < of.stack.size() ? of.stack[i] : empty;
+      const Slot& cs = i < cf.stack.size() ? cf.stack[i] : empty;
+      if (!slot_covered(os, cs, ids)) return false;
+    }
+  }
+  for (size_t i = 0; i < old.refs.size(); ++i)
+    if (!ids.check(old.refs[i].id | 0x80000000u, cur.refs[i].id | 0x80000000u)) return false;
+  return true;
+}
+
+bool state_same(const State& a, const State& b) {
+  if (a.frames.size() != b.frames.size() || a.refs != b.refs || a.lock_map != b.lock_map || !(a.mem_len == b.mem_len))
+    return false;
+  for (size_t f = 0; f < a.frames.size(); ++f) {
+    const Frame& x = a.frames[f];
+    const Frame& y = b.frames[f];
+    if (x.callsite != y.callsite || x.regs != y.regs) return false;
+    size_t n = std::max(x.stack.size(), y.stack.size());
+    static const Slot empty{};
+    for (size_t i = 0; i < n; ++i) {
+      const Slot& s1 = i < x.stack.size() ? x.stack[i] : empty;
+      const Slot& s2 = i < y.stack.size() ? y.stack[i] : empty;
+      if (!(s1 == s2)) return false;
+    }
+  }
+  return true;
+}
+
+std::string reg_str(const Reg& r, const std::vector<MapSpec>* maps) {
+  if (r.kind == Kind::NotInit) return "?";
+  if (r.kind == Kind::Scalar) {
+    std::string s = r.v.str();
+    if (r.v.is_const()) return s;
+    return "scalar" + (s.empty() ? std::string("()") : s) + (r.id ? fmt::format("#{}", r.id) : "");
+  }
+  if (r.kind == Kind::Stack) {
+    std::string s = fmt::format("fp{}", r.off);
+    if (!r.v.is_const() || r.v.value() != 0) s += r.v.str();
+    if (r.frame) s = fmt::format("frame{}:", r.frame) + s;
+    return s;
+  }
+  std::vector<std::string> parts;
+  if (r.off) parts.push_back(fmt::format("off={}", r.off));
+  if (r.kind == Kind::Packet || r.kind == Kind::PacketMeta) {
+    if (r.id) parts.push_back(fmt::format("id={}", r.id));
+    parts.push_back(fmt::format("r={}", r.range));
+  } else if (r.id) {
+    parts.push_back(fmt::format("id={}", r.id));
+  }
+  if (r.ref) parts.push_back(fmt::format("ref_obj_id={}", r.ref));
+  if (r.map >= 0) {
+    if (maps && r.map < static_cast<int32_t>(maps->size())) {
+      const MapSpec& m = (*maps)[r.map];
+      if (!m.name.empty()) parts.push_back("map=" + m.name);
+      parts.push_back(fmt::format("ks={},vs={}", m.key_size, m.value_size));
+    } else {
+      parts.push_back(fmt::format("map={}", r.map));
+    }
+  }
+  if (r.kind == Kind::Mem || r.kind == Kind::MemOrNull) parts.push_back(fmt::format("sz={}", r.mem_size));
+  if (r.kind == Kind::Func) parts.push_back(fmt::format("insn={}", r.func));
+  if (!r.v.is_const() || r.v.value() != 0) {
+    std::string v = r.v.str();
+    if (!v.empty()) parts.push_back("var=" + v);
+  }
+  std::string out = kind_name(r.kind);
+  if (r.rdonly) out = "rdonly_" + out;
+  out += "(";
+  for (size_t i = 0; i < parts.size(); ++i) out += (i ? "," : "") + parts[i];
+  return out + ")";
+}
+
+std::string slot_str(const Slot& s) {
+  std::string out;
+  for (int i = 7; i >= 0; --i) {
+    switch (s.bytes[i]) {
+      case kStackInvalid: out += '?'; break;
+      case kStackMisc: out += 'm'; break;
+      case kStackZero: out += '0'; break;
+      case kStackSpill: out += 'r'; break;
+    }
+  }
+  return out;
+}
+
+std::string state_str(const State& s, const std::vector<MapSpec>* maps) {
+  std::string out;
+  for (size_t f = 0; f < s.frames.size(); ++f) {
+    const Frame& fr = s.frames[f];
+    if (s.frames.size() > 1) out += fmt::format("{}frame{}:", out.empty() ? "" : " ", f);
+    for (int r = 0; r < 11; ++r) {
+      if (fr.regs[r].kind == Kind::NotInit) continue;
+      if (!out.empty() && out.back() != ':') out += ' ';
+      out += r == 10 ? "R10=fp0" : fmt::format("R{}={}", r, reg_str(fr.regs[r], maps));
+    }
+    for (size_t i = 0; i < fr.stack.size(); ++i) {
+      const Slot& sl = fr.stack[i];
+      bool any = false;
+      for (uint8_t b : sl.bytes) any |= b != kStackInvalid;
+      if (!any) continue;
+      int off = -8 * static_cast<int>(i + 1);
+      if (sl.bytes[0] == kStackSpill && sl.spill_size == 8)
+        out += fmt::format(" fp{}={}", off, reg_str(sl.spill, maps));
+      else
+        out += fmt::format(" fp{}={}", off, slot_str(sl));
+    }
+  }
+  for (const RefState& r : s.refs) out += fmt::format(" refs={}", r.id);
+  return out;
+}
+
+}  // namespace bpfvm::verifier

@@ -1,0 +1,151 @@
+// Register and stack state: pointer kinds, spilled registers, frames, references, and the state
+// equivalence used for pruning.
+#pragma once
+
+#include <array>
+#include <bitset>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "bpfvm/map.hpp"
+#include "verifier/scalar.hpp"
+
+namespace bpfvm::verifier {
+
+enum class Kind : uint8_t {
+  NotInit,
+  Scalar,
+  Ctx,
+  Stack,
+  Packet,         // packet data (or plain memory of unknown size, proved against r1 + r2)
+  PacketMeta,
+  PacketEnd,
+  MapValue,
+  MapValueOrNull,
+  MapPtr,         // CONST_PTR_TO_MAP
+  MapPtrOrNull,   // inner map from a map-in-map lookup
+  Mem,            // memory of a known size (ringbuf record, plain memory of known size, sockopt...)
+  MemOrNull,
+  Sock,           // a kernel socket object (read-only fields)
+  SockOrNull,
+  FlowKeys,
+  Func,           // address of a BPF function (callback)
+  BtfId,          // an opaque kernel object pointer (passed to helpers, never dereferenced)
+  BtfIdOrNull,
+};
+const char* kind_name(Kind k);
+inline bool is_pointer(Kind k) { return k != Kind::NotInit && k != Kind::Scalar; }
+inline bool is_or_null(Kind k) {
+  return k == Kind::MapValueOrNull || k == Kind::MapPtrOrNull || k == Kind::MemOrNull || k == Kind::SockOrNull ||
+         k == Kind::BtfIdOrNull;
+}
+Kind non_null(Kind k);
+
+struct Reg {
+  Kind kind = Kind::NotInit;
+  bool rdonly = false;     // Mem/MapValue: read-only memory
+  uint8_t frame = 0;       // Stack: the frame it points into
+  int32_t off = 0;         // pointers: fixed offset
+  Scalar v = Scalar::constant(0);  // scalars: the value; pointers: the variable part of the offset
+  int32_t map = -1;        // MapValue/MapPtr: map index
+  uint32_t id = 0;         // or-null pointers: all copies share it; packet pointers: same variable part;
+                           // scalars: copies that hold the same value
+  uint32_t ref = 0;        // acquired reference (ringbuf record, socket) it belongs to
+  int32_t range = 0;       // packet: bytes proved accessible from the start of this id's base
+  uint32_t mem_size = 0;   // Mem: bytes
+  int32_t func = -1;       // Func: target instruction
+
+  static Reg scalar(const Scalar& s) {
+    Reg r;
+    r.kind = Kind::Scalar;
+    r.v = s;
+    return r;
+  }
+  static Reg unknown() { return scalar(Scalar::unknown()); }
+  static Reg ptr(Kind k, int32_t off = 0) {
+    Reg r;
+    r.kind = k;
+    r.off = off;
+    return r;
+  }
+  bool is_scalar() const { return kind == Kind::Scalar; }
+  bool is_const() const { return kind == Kind::Scalar && v.is_const(); }
+  bool is_null() const { return kind == Kind::Scalar && v.is_const() && v.value() == 0; }
+  bool operator==(const Reg&) const = default;
+};
+
+// Byte types of a stack slot.
+enum : uint8_t { kStackInvalid = 0, kStackMisc = 1, kStackZero = 2, kStackSpill = 3 };
+
+struct Slot {
+  std::array<uint8_t, 8> bytes{};  // index 0 = lowest address
+  Reg spill;                        // valid when bytes[0] == kStackSpill
+  uint8_t spill_size = 0;
+  bool operator==(const Slot&) const = default;
+};
+
+struct Frame {
+  std::array<Reg, 11> regs;
+  std::vector<Slot> stack;  // slot i covers fp-8*(i+1) .. fp-8*i-1
+  int32_t callsite = -1;    // instruction of the call that created this frame (-1 for the main one)
+  int32_t subprog = 0;      // first instruction of the function
+  bool callback = false;    // a callback invoked by a helper (bpf_loop...)
+  int32_t cb_ret_max = 1;   // callbacks: allowed r0 range [0, cb_ret_max]
+
+  Slot* slot(int i) { return i < static_cast<int>(stack.size()) ? &stack[i] : nullptr; }
+  Slot& slot_grow(int i) {
+    if (i >= static_cast<int>(stack.size())) stack.resize(i + 1);
+    return stack[i];
+  }
+};
+
+struct RefState {
+  uint32_t id = 0;
+  int32_t insn = 0;  // where it was acquired
+  bool operator==(const RefState&) const = default;
+};
+
+struct Node;
+
+struct State {
+  std::vector<Frame> frames;
+  std::vector<RefState> refs;
+  uint32_t lock_map = 0;  // 1 + map index of the held spin lock, 0 none
+  uint32_t lock_id = 0;
+  Scalar mem_len = Scalar::unknown();  // kProgMem with unknown size: the length in r2 (id kMemLenId)
+  Node* parent = nullptr;
+  uint32_t jmps = 0;  // conditional jumps on this path (heuristics)
+
+  Frame& cur() { return frames.back(); }
+  const Frame& cur() const { return frames.back(); }
+  size_t approx_bytes() const;
+};
+
+constexpr uint32_t kMemLenId = 1;  // scalar id linking r2 to the memory length (kProgMem)
+
+// A stored state for pruning: complete when branches == 0.
+struct Node {
+  State st;
+  int32_t pc = 0;
+  uint32_t branches = 0;
+  uint32_t hits = 0, misses = 0;
+};
+
+// Register liveness per instruction (live-in set, bit i = r_i).
+using LiveSet = uint16_t;
+
+// Is every concrete state of `cur` covered by `old`? Registers outside `live` (per frame, innermost
+// last) are ignored.
+bool state_covered(const State& old, const State& cur, const std::vector<LiveSet>& live_per_frame);
+// Exactly the same (for the infinite-loop check).
+bool state_same(const State& a, const State& b);
+
+// Kernel-style text of a register: "ctx()", "pkt(off=14,r=14)", "scalar(umax=255)", "fp-8".
+std::string reg_str(const Reg& r, const std::vector<MapSpec>* maps = nullptr);
+// "R1=ctx() R2=pkt(r=14) R10=fp0 fp-8=mmmmmmmm" for the innermost frame (callers prefixed).
+std::string state_str(const State& s, const std::vector<MapSpec>* maps = nullptr);
+// Stack bytes of one slot as the kernel prints them ("mmmmmmmm", "????mmmm", "0000", "r" for spills).
+std::string slot_str(const Slot& s);
+
+}  // namespace bpfvm::verifier
