@@ -560,3 +560,34 @@ TEST(Maps, BatchLookup) {
   uint32_t nk;
   EXPECT_EQ(m->get_next_key(nullptr, &nk), -ENOENT);
 }
+
+TEST(Maps, HugeMaxEntriesCostNoMemory) {
+  // A hostile object may declare 4 billion entries: creation either succeeds lazily or fails
+  // with a clear error; it never fills memory.
+  struct Case {
+    uint32_t type, ks, vs, flags;
+  } cases[] = {{kMapArray, 4, 8, 0},      {kMapHash, 4, 8, 0},     {kMapQueue, 0, 8, 0},
+               {kMapBloomFilter, 0, 8, 0}, {kMapDevmap, 4, 4, 0},   {kMapProgArray, 4, 4, 0},
+               {kMapLpmTrie, 8, 8, kMapFNoPrealloc}, {kMapPerfEventArray, 4, 4, 0}, {kMapLruHash, 4, 8, 0}};
+  for (const Case& c : cases) {
+    MapSpec s;
+    s.name = "huge";
+    s.type = c.type;
+    s.key_size = c.ks;
+    s.value_size = c.vs;
+    s.max_entries = 0xffffffffu;
+    s.flags = c.flags;
+    auto r = create_map(s);
+    if (!r.ok()) {
+      EXPECT_NE(r.error().message.find("map 'huge'"), std::string::npos) << r.error().message;
+      continue;
+    }
+    uint32_t k = 123456789;
+    uint64_t v = 5;
+    if (c.type == kMapQueue || c.type == kMapBloomFilter) {
+      EXPECT_EQ((*r)->push(&v, 0), 0) << map_type_name(c.type);
+    } else if (c.type != kMapProgArray && c.type != kMapPerfEventArray && c.type != kMapLpmTrie) {
+      EXPECT_EQ((*r)->update(&k, &v, 0), 0) << map_type_name(c.type);
+    }
+  }
+}

@@ -215,7 +215,7 @@ class ProgArray final : public ProgArrayMap {
   }
 
  private:
-  std::vector<std::atomic<Owned<const void>*>> slots_;
+  ZeroArray<std::atomic<Owned<const void>*>> slots_;
 };
 
 }  // namespace
@@ -314,7 +314,7 @@ class ArrayOfMaps final : public Map {
   }
 
  private:
-  std::vector<std::atomic<Owned<Map>*>> slots_;
+  ZeroArray<std::atomic<Owned<Map>*>> slots_;
 };
 
 }  // namespace

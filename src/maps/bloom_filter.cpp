@@ -38,7 +38,7 @@ class Bloom final : public Map {
       nbits = roundup_pow2(nbits);
     }
     mask_ = nbits - 1;
-    bits_ = std::vector<std::atomic<uint64_t>>(nbits / 64);
+    bits_ = ZeroArray<std::atomic<uint64_t>>(nbits / 64);
     seed_ = (s.flags & kMapFZeroSeed) ? 0 : random_seed();
   }
   uint64_t bit(const void* v, uint32_t i) const {
@@ -82,7 +82,7 @@ class Bloom final : public Map {
   uint32_t nhash_;
   uint64_t mask_;
   uint64_t seed_;
-  std::vector<std::atomic<uint64_t>> bits_;
+  ZeroArray<std::atomic<uint64_t>> bits_;
 };
 
 }  // namespace

@@ -45,7 +45,7 @@ class LpmTrie final : public Map {
   explicit LpmTrie(const MapSpec& s)
       : Map(s), ds_(s.key_size - 4), max_prefix_(ds_ * 8), order_(Less{this}) {
     nb_ = roundup_pow2(std::min<uint32_t>(std::max<uint32_t>(s.max_entries, 1), 1u << 20));
-    buckets_ = std::vector<std::atomic<Node*>>(nb_);
+    buckets_ = ZeroArray<std::atomic<Node*>>(nb_);
     len_count_ = std::vector<std::atomic<uint32_t>>(max_prefix_ + 1);
     data_round_ = round_up8(ds_);
     seed_ = random_seed();
@@ -224,7 +224,7 @@ class LpmTrie final : public Map {
   uint32_t ds_, max_prefix_;
   size_t data_round_ = 0;
   uint64_t nb_ = 0, seed_ = 0;
-  std::vector<std::atomic<Node*>> buckets_;
+  ZeroArray<std::atomic<Node*>> buckets_;
   std::vector<std::atomic<uint32_t>> len_count_;
   std::mutex mu_;
   uint32_t count_ = 0;

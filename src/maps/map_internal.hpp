@@ -4,7 +4,10 @@
 #include <atomic>
 #include <cerrno>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
+#include <new>
+#include <utility>
 #include <memory>
 #include <string>
 #include <thread>
@@ -116,6 +119,34 @@ inline void reader_touch() {
 struct ReadGuard {
   ReadGuard() { map_read_lock(); }
   ~ReadGuard() { map_read_unlock(); }
+};
+
+// A zero-filled array from calloc: large maps cost address space, not memory, until touched
+// (the kernel's maps are allocated up front; a hostile max_entries must not fill RAM here).
+// T must be valid when all-zero (integers, pointers, lock-free atomics of those).
+template <class T>
+class ZeroArray {
+ public:
+  ZeroArray() = default;
+  explicit ZeroArray(size_t n) : n_(n) {
+    p_ = static_cast<T*>(std::calloc(n ? n : 1, sizeof(T)));
+    if (!p_) throw std::bad_alloc();
+  }
+  ZeroArray(ZeroArray&& o) noexcept : p_(o.p_), n_(o.n_) { o.p_ = nullptr; o.n_ = 0; }
+  ZeroArray& operator=(ZeroArray&& o) noexcept {
+    std::swap(p_, o.p_);
+    std::swap(n_, o.n_);
+    return *this;
+  }
+  ~ZeroArray() { std::free(p_); }
+  T& operator[](size_t i) const { return p_[i]; }
+  T* begin() const { return p_; }
+  T* end() const { return p_ + n_; }
+  size_t size() const { return n_; }
+
+ private:
+  T* p_ = nullptr;
+  size_t n_ = 0;
 };
 
 // Random per-map seed (BPF_F_ZERO_SEED gives 0).

@@ -183,7 +183,7 @@ class PerfEventArray final : public PerfEventArrayMap {
   }
 
  private:
-  std::vector<std::atomic<PerfRing*>> rings_;
+  ZeroArray<std::atomic<PerfRing*>> rings_;
 };
 
 }  // namespace

@@ -90,7 +90,7 @@ class QueueStack final : public Map {
  private:
   bool stack_;
   uint64_t size_;
-  std::vector<uint8_t> buf_;
+  ZeroArray<uint8_t> buf_;
   uint64_t head_ = 0, tail_ = 0;
   SpinLock lock_;
 };

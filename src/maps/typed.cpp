@@ -134,7 +134,7 @@ class TypedArray final : public Map {
  private:
   size_t stride_;
   uint8_t* data_;
-  std::vector<std::atomic<uint8_t>> present_;
+  ZeroArray<std::atomic<uint8_t>> present_;
 };
 
 // Types without keys (arena): nothing to look up.
