@@ -671,3 +671,83 @@ TEST(AsmDocs, ExamplesAssemble) {
   }
   EXPECT_GE(blocks, 4);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Real tool output: llvm-objdump listings of the compiled test programs assemble to the bytes of
+// their ELF sections.
+// ---------------------------------------------------------------------------------------------
+
+#include <gelf.h>
+#include <libelf.h>
+
+#include <cstdio>
+#include <fcntl.h>
+#include <unistd.h>
+
+namespace {
+
+std::string run_command(const std::string& cmd) {
+  std::string out;
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  pclose(p);
+  return out;
+}
+
+// Executable sections of an ELF file: name -> bytes.
+std::map<std::string, std::vector<uint8_t>> code_sections(const std::string& path) {
+  std::map<std::string, std::vector<uint8_t>> out;
+  elf_version(EV_CURRENT);
+  int fd = open(path.c_str(), O_RDONLY);
+  if (fd < 0) return out;
+  Elf* elf = elf_begin(fd, ELF_C_READ, nullptr);
+  size_t shstrndx = 0;
+  if (elf && elf_getshdrstrndx(elf, &shstrndx) == 0) {
+    for (Elf_Scn* scn = elf_nextscn(elf, nullptr); scn; scn = elf_nextscn(elf, scn)) {
+      GElf_Shdr sh;
+      if (!gelf_getshdr(scn, &sh) || sh.sh_type != SHT_PROGBITS || !(sh.sh_flags & SHF_EXECINSTR) || sh.sh_size == 0)
+        continue;
+      Elf_Data* d = elf_getdata(scn, nullptr);
+      const char* name = elf_strptr(elf, shstrndx, sh.sh_name);
+      if (!d || !name) continue;
+      auto* b = static_cast<const uint8_t*>(d->d_buf);
+      out[name] = std::vector<uint8_t>(b, b + d->d_size);
+    }
+  }
+  if (elf) elf_end(elf);
+  close(fd);
+  return out;
+}
+
+}  // namespace
+
+TEST(AsmLlvm, ObjdumpListingsReassemble) {
+  // llvm-objdump 14 misprints v4 instructions (sdiv as "/=", movsx as a plain move), so v4 objects
+  // need llvm-objdump-19.
+  std::string od19 = run_command("command -v llvm-objdump-19");
+  std::string od14 = run_command("command -v llvm-objdump-14 || command -v llvm-objdump");
+  if (od19.empty() && od14.empty()) GTEST_SKIP() << "llvm-objdump not installed";
+  int checked = 0, v4 = 0;
+  for (const auto& e : std::filesystem::directory_iterator(BPFVM_PROGS_DIR)) {
+    std::string path = e.path().string();
+    if (!path.ends_with(".bpf.o")) continue;
+    bool is_v4 = path.ends_with(".v4.bpf.o");
+    std::string od = !od19.empty() ? od19 : od14;
+    if (is_v4 && od19.empty()) continue;
+    od.erase(od.find_last_not_of("\n") + 1);
+    for (const auto& [name, bytes] : code_sections(path)) {
+      std::string listing = run_command(od + " -d -r --section='" + name + "' '" + path + "' 2>&1");
+      auto r = assemble(listing, Syntax::Kernel);
+      ASSERT_TRUE(r.ok()) << path << " [" << name << "]: " << r.error().to_string() << "\n" << listing;
+      EXPECT_EQ(bytes_of(*r), bytes) << path << " [" << name << "]\n" << listing;
+      ++checked;
+      v4 += is_v4;
+    }
+  }
+  if (checked == 0) GTEST_SKIP() << "no compiled BPF objects under " << BPFVM_PROGS_DIR;
+  EXPECT_GE(checked, 5);
+  if (!od19.empty()) EXPECT_GE(v4, 1) << "asm_allops.v4.bpf.o was not built";
+}

@@ -624,13 +624,14 @@ void parse_kernel(std::string_view text, Builder& b) {
       break;
     }
     // raw bytes
-    int nbytes = 0;
+    std::vector<uint8_t> raw_bytes;
+    int raw_col = 0;
     while (!c.at_end() && is_hex_pair(c.rest())) {
       std::string_view r = c.rest();
-      int v = std::stoi(std::string(r.substr(0, 2)), nullptr, 16);
-      if (nbytes == 0) prefix_code = v;
-      if (nbytes == 1) prefix_regs = v;
-      ++nbytes;
+      if (raw_bytes.empty()) raw_col = c.col();
+      raw_bytes.push_back(static_cast<uint8_t>(std::stoi(std::string(r.substr(0, 2)), nullptr, 16)));
+      if (raw_bytes.size() == 1) prefix_code = raw_bytes[0];
+      if (raw_bytes.size() == 2) prefix_regs = raw_bytes[1];
       c.set_pos(c.pos() + 2);
     }
     // "(b7)"
@@ -645,7 +646,20 @@ void parse_kernel(std::string_view text, Builder& b) {
         c.set_pos(save);
       }
     }
-    if (!c.at_end()) parse_kernel_insn(c, b, prefix_code, prefix_regs);
+    if (!c.at_end() && c.rest().starts_with("<unknown>") && !raw_bytes.empty()) {
+      // llvm-objdump prints instructions it cannot name as <unknown>: take the raw bytes.
+      c.set_pos(c.pos() + 9);
+      c.expect_end();
+      if (raw_bytes.size() != 8 && raw_bytes.size() != 16)
+        fail(lineno, raw_col, fmt::format("expected 8 or 16 raw bytes before <unknown>, found {}", raw_bytes.size()));
+      auto dec = decode_bytes(raw_bytes);
+      if (!dec) fail(lineno, raw_col, "raw bytes do not decode: " + dec.error().message);
+      if (dec->size() != (dec->front().is_wide() ? 2u : 1u))
+        fail(lineno, raw_col, "expected the raw bytes of one instruction");
+      b.add(dec->front(), lineno);
+    } else if (!c.at_end()) {
+      parse_kernel_insn(c, b, prefix_code, prefix_regs);
+    }
     if (nl == text.size()) break;
   }
 }
