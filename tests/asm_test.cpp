@@ -751,3 +751,271 @@ TEST(AsmLlvm, ObjdumpListingsReassemble) {
   EXPECT_GE(checked, 5);
   if (!od19.empty()) EXPECT_GE(v4, 1) << "asm_allops.v4.bpf.o was not built";
 }
+
+// ---------------------------------------------------------------------------------------------
+// The Linux kernel as the oracle of the kernel syntax: its verifier log prints each instruction;
+// format_insn must print the same text, and the log lines must assemble back to the program.
+// ---------------------------------------------------------------------------------------------
+
+#include "kernel/oracle.hpp"
+
+namespace {
+
+constexpr uint32_t kProgSocketFilter = 1;
+
+// "12: (b7) r0 = 5        ; R0_w=5" -> {12, "(b7) r0 = 5"}; only instruction lines.
+std::map<int64_t, std::string> log_instructions(const std::string& log) {
+  std::map<int64_t, std::string> out;
+  std::istringstream in(log);
+  std::string line;
+  while (std::getline(in, line)) {
+    size_t colon = line.find(": (");
+    if (colon == std::string::npos || colon == 0) continue;
+    bool digits = true;
+    for (size_t k = 0; k < colon; ++k) digits = digits && std::isdigit(static_cast<unsigned char>(line[k]));
+    if (!digits) continue;
+    std::string text = line.substr(colon + 2);
+    if (auto semi = text.find(';'); semi != std::string::npos) text = text.substr(0, semi);
+    text.erase(text.find_last_not_of(' ') + 1);
+    out[std::stoll(line.substr(0, colon))] = text;
+  }
+  return out;
+}
+
+std::string fmt_with_opcode(const Insn& in, int64_t pc, const DisasmOptions& opt) {
+  std::vector<RawInsn> raw;
+  encode_one(in, raw);
+  char op[8];
+  std::snprintf(op, sizeof op, "(%02x) ", raw[0].code);
+  return op + format_insn(in, pc, opt);
+}
+
+std::string_view kernel_helper_name(int32_t id) {
+  switch (id) {
+    case 5: return "bpf_ktime_get_ns";
+    case 7: return "bpf_get_prandom_u32";
+    default: return "";
+  }
+}
+
+void check_against_verifier_log(const char* source) {
+  auto prog = assemble(source, Syntax::Kernel);
+  ASSERT_TRUE(prog.ok()) << prog.error().to_string();
+  auto raw = encode(*prog);
+  auto res = kernel::load_program(raw, kProgSocketFilter, 2);
+  ASSERT_TRUE(res.fd) << "the kernel rejected the test program (errno " << res.err << "):\n" << res.log;
+  auto lines = log_instructions(res.log);
+  ASSERT_FALSE(lines.empty()) << res.log;
+  DisasmOptions opt;
+  opt.helper_name = kernel_helper_name;
+  std::string listing;
+  size_t printed = 0;
+  for (const auto& [pc, text] : lines) {
+    ASSERT_LT(static_cast<size_t>(pc), prog->size());
+    const Insn& in = (*prog)[pc];
+    std::string mine = fmt_with_opcode(in, pc, opt);
+    if (in.op == Op::LDDW) mine = mine.substr(0, mine.size() - 3);  // the kernel prints lddw without " ll"
+    EXPECT_EQ(mine, text) << "insn " << pc;
+    listing += std::to_string(pc) + ": " + text + "\n";
+    ++printed;
+  }
+  // Every instruction is reachable in these programs, so the log shows all of them.
+  size_t slots = 0;
+  for (const Insn& in : *prog) slots += in.op != Op::LDDW_HI;
+  EXPECT_EQ(printed, slots) << res.log;
+  // The verifier's own lines assemble back to the same program.
+  auto again = assemble(listing, Syntax::Kernel);
+  ASSERT_TRUE(again.ok()) << again.error().to_string() << "\n" << listing;
+  EXPECT_EQ(bytes_of(*again), bytes_of(*prog)) << listing;
+}
+
+}  // namespace
+
+TEST(AsmKernelOracle, VerifierLogMatchesPrinter) {
+  if (!kernel::available()) GTEST_SKIP() << "kernel bpf() unavailable: " << kernel::unavailable_reason();
+  // Every ALU, jump, memory, atomic, call and lddw form the verifier accepts in one program.
+  check_against_verifier_log(R"(  r0 = 0
+  r1 = 5
+  r2 = 7
+  w3 = 9
+  w4 = 2
+  r1 += r2
+  r1 += 3
+  w3 += w4
+  w3 += 3
+  r1 -= r2
+  r1 -= 3
+  w3 -= w4
+  w3 -= 3
+  r1 *= r2
+  r1 *= 3
+  w3 *= w4
+  w3 *= 3
+  r1 /= r2
+  r1 /= 3
+  w3 /= w4
+  w3 /= 3
+  r1 |= r2
+  r1 |= 3
+  w3 |= w4
+  w3 |= 3
+  r1 &= r2
+  r1 &= 3
+  w3 &= w4
+  w3 &= 3
+  r1 <<= r2
+  r1 <<= 3
+  w3 <<= w4
+  w3 <<= 3
+  r1 >>= r2
+  r1 >>= 3
+  w3 >>= w4
+  w3 >>= 3
+  r1 %= r2
+  r1 %= 3
+  w3 %= w4
+  w3 %= 3
+  r1 ^= r2
+  r1 ^= 3
+  w3 ^= w4
+  w3 ^= 3
+  r1 s>>= r2
+  r1 s>>= 3
+  w3 s>>= w4
+  w3 s>>= 3
+  r1 s/= r2
+  r1 s/= 3
+  w3 s/= w4
+  w3 s/= 3
+  r1 s%= r2
+  r1 s%= 3
+  w3 s%= w4
+  w3 s%= 3
+  w3 = w4
+  r1 = 5
+  r5 = r1
+  r5 = (s8)r1
+  r5 = (s16)r1
+  r5 = (s32)r1
+  w5 = (s8)w3
+  w5 = (s16)w3
+  r5 = -r5
+  w5 = -w5
+  r5 = be16 r5
+  r5 = be32 r5
+  r5 = be64 r5
+  r5 = le16 r5
+  r5 = le32 r5
+  r5 = le64 r5
+  r5 = bswap16 r5
+  r5 = bswap32 r5
+  r5 = bswap64 r5
+  r6 = 0x1122334455667788 ll
+  *(u64 *)(r10 -8) = r6
+  *(u32 *)(r10 -16) = r3
+  *(u16 *)(r10 -20) = r3
+  *(u8 *)(r10 -22) = r3
+  *(u64 *)(r10 -32) = 5
+  *(u32 *)(r10 -36) = -1
+  *(u16 *)(r10 -38) = 7
+  *(u8 *)(r10 -39) = 1
+  r7 = *(u64 *)(r10 -8)
+  r7 = *(u32 *)(r10 -16)
+  r7 = *(u16 *)(r10 -20)
+  r7 = *(u8 *)(r10 -22)
+  r7 = *(s32 *)(r10 -16)
+  r7 = *(s16 *)(r10 -20)
+  r7 = *(s8 *)(r10 -22)
+  lock *(u64 *)(r10 -8) += r1
+  lock *(u64 *)(r10 -8) |= r1
+  lock *(u64 *)(r10 -8) &= r1
+  lock *(u64 *)(r10 -8) ^= r1
+  r1 = atomic64_fetch_add((u64 *)(r10 -8), r1)
+  r1 = atomic64_fetch_or((u64 *)(r10 -8), r1)
+  r1 = atomic64_fetch_and((u64 *)(r10 -8), r1)
+  r1 = atomic64_fetch_xor((u64 *)(r10 -8), r1)
+  r1 = atomic64_xchg((u64 *)(r10 -8), r1)
+  r0 = atomic64_cmpxchg((u64 *)(r10 -8), r0, r1)
+  lock *(u32 *)(r10 -16) += r1
+  lock *(u32 *)(r10 -16) |= r1
+  lock *(u32 *)(r10 -16) &= r1
+  lock *(u32 *)(r10 -16) ^= r1
+  r1 = atomic_fetch_add((u32 *)(r10 -16), r1)
+  r1 = atomic_fetch_or((u32 *)(r10 -16), r1)
+  r1 = atomic_fetch_and((u32 *)(r10 -16), r1)
+  r1 = atomic_fetch_xor((u32 *)(r10 -16), r1)
+  r1 = atomic_xchg((u32 *)(r10 -16), r1)
+  r0 = atomic_cmpxchg((u32 *)(r10 -16), r0, r1)
+  r1 = 5
+  w3 = 1
+  if r1 == r2 goto pc+0
+  if r1 == 0x5 goto pc+0
+  if w3 == w4 goto pc+0
+  if w3 == 0xffffffff goto pc+0
+  if r1 != r2 goto pc+0
+  if r1 != 0x5 goto pc+0
+  if w3 != w4 goto pc+0
+  if w3 != 0xffffffff goto pc+0
+  if r1 > r2 goto pc+0
+  if r1 > 0x5 goto pc+0
+  if w3 > w4 goto pc+0
+  if w3 > 0xffffffff goto pc+0
+  if r1 >= r2 goto pc+0
+  if r1 >= 0x5 goto pc+0
+  if w3 >= w4 goto pc+0
+  if w3 >= 0xffffffff goto pc+0
+  if r1 < r2 goto pc+0
+  if r1 < 0x5 goto pc+0
+  if w3 < w4 goto pc+0
+  if w3 < 0xffffffff goto pc+0
+  if r1 <= r2 goto pc+0
+  if r1 <= 0x5 goto pc+0
+  if w3 <= w4 goto pc+0
+  if w3 <= 0xffffffff goto pc+0
+  if r1 s> r2 goto pc+0
+  if r1 s> 0x5 goto pc+0
+  if w3 s> w4 goto pc+0
+  if w3 s> 0xffffffff goto pc+0
+  if r1 s>= r2 goto pc+0
+  if r1 s>= 0x5 goto pc+0
+  if w3 s>= w4 goto pc+0
+  if w3 s>= 0xffffffff goto pc+0
+  if r1 s< r2 goto pc+0
+  if r1 s< 0x5 goto pc+0
+  if w3 s< w4 goto pc+0
+  if w3 s< 0xffffffff goto pc+0
+  if r1 s<= r2 goto pc+0
+  if r1 s<= 0x5 goto pc+0
+  if w3 s<= w4 goto pc+0
+  if w3 s<= 0xffffffff goto pc+0
+  if r1 & r2 goto pc+0
+  if r1 & 0x5 goto pc+0
+  if w3 & w4 goto pc+0
+  if w3 & 0xffffffff goto pc+0
+  goto pc+0
+  gotol pc+0
+  call bpf_ktime_get_ns#5
+  call bpf_get_prandom_u32#7
+  r1 = 1
+  call pc+1
+  exit
+  r0 = 1
+  exit
+)");
+}
+
+TEST(AsmKernelOracle, VerifierLogMatchesPrinterPacketLoads) {
+  if (!kernel::available()) GTEST_SKIP() << "kernel bpf() unavailable: " << kernel::unavailable_reason();
+  // Legacy packet loads (they cannot be mixed with bpf-to-bpf calls, hence a second program).
+  check_against_verifier_log(R"(  r6 = r1
+  r0 = *(u8 *)skb[0]
+  r0 = *(u16 *)skb[12]
+  r0 = *(u32 *)skb[14]
+  r7 = 2
+  r0 = *(u8 *)skb[r7 + 1]
+  r0 = *(u16 *)skb[r7 + 2]
+  r0 = *(u32 *)skb[r7 + -1]
+  r0 = 0
+  exit
+)");
+}
