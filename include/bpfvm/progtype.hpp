@@ -115,8 +115,7 @@ const ProgTypeInfo* find_prog_type(uint32_t type);
 // By bpftool name ("xdp", "sched_cls", ...); also accepts libbpf's section-ish aliases
 // "socket", "tc", "classifier", "action", "tp", "raw_tp", "kprobe", "perf_event", "cgroup/skb" ... ; nullptr if unknown.
 const ProgTypeInfo* find_prog_type(std::string_view name);
-// bpftool's name, or "unknown".
-std::string_view prog_type_name(uint32_t type);
+// (bpftool's name of a type number: find_prog_type(type)->name; object.hpp's prog_type_name() too.)
 
 // ---- context access ------------------------------------------------------------------------------
 

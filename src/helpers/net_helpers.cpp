@@ -47,7 +47,9 @@ uint64_t csum_diff(uint64_t from, uint64_t from_size, uint64_t to, uint64_t to_s
   const uint32_t* t = ptr<const uint32_t>(to);
   for (uint64_t i = 0; i < from_size / 4; ++i) s += static_cast<uint32_t>(~f[i]);
   for (uint64_t i = 0; i < to_size / 4; ++i) s += t[i];
-  return fold64(s);
+  // x86-64's csum_partial in current kernels returns the sum folded to 16 bits (checked against the
+  // kernel here, 6.18); older kernels returned the 32-bit fold. Both are the same ones'-complement sum.
+  return fold16(fold64(s));
 }
 
 // ---- XDP ---------------------------------------------------------------------------------------

@@ -218,7 +218,8 @@ HelperTable HelperSet::table_for(uint32_t prog_type) const {
 }
 
 Status HelperSet::check_program(std::span<const Insn> insns, uint32_t prog_type) const {
-  std::string_view tname = prog_type_name(prog_type);
+  const ProgTypeInfo* pt = find_prog_type(prog_type);
+  std::string tname = pt ? std::string(pt->name) : fmt::format("type {}", prog_type);
   for (size_t pc = 0; pc < insns.size(); ++pc) {
     const Insn& in = insns[pc];
     if (in.op != Op::CALL_HELPER) continue;

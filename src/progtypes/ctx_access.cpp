@@ -47,8 +47,14 @@ Result<CtxAccess> check_ctx_access(const ProgTypeInfo& t, int64_t off, int size,
   if (!f) return ctx_error(t, off, size, write, "no field there (padding or a field this kernel does not define)");
   int64_t rel = off - f->off;
   const std::string fname = fmt::format("{}.{}", t.ctx_struct.substr(t.ctx_struct.rfind(' ') + 1), f->name);
-  if (off + size > static_cast<int64_t>(f->off + f->size))
-    return ctx_error(t, off, size, write, fmt::format("the access runs past the end of {}", fname));
+  if (!(f->access & (kCtxRead | kCtxWrite)))
+    return ctx_error(t, off, size, write, fmt::format("{} is not accessible to {} programs", fname, t.name));
+  if (off + size > static_cast<int64_t>(f->off + f->size)) {
+    if (f->access & kCtxAnySize)
+      return ctx_error(t, off, size, write, fmt::format("the access runs past the end of {}", fname));
+    return ctx_error(t, off, size, write,
+                     fmt::format("accesses to {} must be {} bytes", fname, f->elem_size ? f->elem_size : f->size));
+  }
   if (write) {
     if (!(f->access & kCtxWrite))
       return ctx_error(t, off, size, write, fmt::format("{} is read-only for {} programs", fname, t.name));

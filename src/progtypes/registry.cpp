@@ -105,7 +105,7 @@ std::vector<CtxField> skb_fields(uint8_t flavor) {
     uint8_t access = 0;
     if (r.read & flavor) access |= R | r.extra;
     if (r.write & flavor) access |= W;
-    if (!access) continue;
+    // Fields the flavour may not touch stay in the table with no rights (better messages).
     std::string_view n = r.name;
     if (n == "data")
       out.push_back(moved_ptr(r.name, r.off, r.ptr, offsetof(SkbNative, data)));
@@ -115,6 +115,7 @@ std::vector<CtxField> skb_fields(uint8_t flavor) {
       out.push_back(moved_ptr(r.name, r.off, r.ptr, offsetof(SkbNative, data_meta)));
     else
       out.push_back(plain(r.name, r.off, r.size, access, r.ptr, r.elem));
+    out.back().access = access;
   }
   return out;
 }
@@ -472,11 +473,6 @@ const ProgTypeInfo* find_prog_type(std::string_view name) {
   for (const auto& [a, id] : aliases)
     if (a == name) return find_prog_type(id);
   return nullptr;
-}
-
-std::string_view prog_type_name(uint32_t type) {
-  const ProgTypeInfo* t = find_prog_type(type);
-  return t ? t->name : std::string_view("unknown");
 }
 
 }  // namespace bpfvm
