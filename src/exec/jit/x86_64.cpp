@@ -60,11 +60,11 @@ static_assert(offsetof(JitHot, unwind_rsp) == 0 && offsetof(JitHot, unwind_rip) 
 class JitEngine;
 
 struct JitState {
-  JitHot hot{};
+  JitHot hot;  // left uninitialised: init_state sets what is read before being written (no rep stos per run)
   const JitEngine* engine = nullptr;
   const RunArgs* args = nullptr;
   RunContext* ctx = nullptr;
-  Diagnostic error;
+  std::unique_ptr<Diagnostic> error;  // set on failure only (keeps the run path cheap)
 };
 
 struct CallxEntry {
@@ -167,15 +167,16 @@ JitState* state_of(JitHot* h) { return static_cast<JitState*>(h->state); }
 
 uint64_t rt_fail_callx(JitHot* h, uint64_t id, uint64_t pc) {
   JitState* st = state_of(h);
-  st->error = make_error(ErrorCode::Runtime, fmt::format("callx: no helper with id {}", id), static_cast<int64_t>(pc));
+  st->error = std::make_unique<Diagnostic>(
+      make_error(ErrorCode::Runtime, fmt::format("callx: no helper with id {}", id), static_cast<int64_t>(pc)));
   h->failed = 1;
   return 0;
 }
 
 uint64_t rt_fail_depth(JitHot* h, uint64_t pc) {
   JitState* st = state_of(h);
-  st->error = make_error(ErrorCode::CallDepth, fmt::format("call depth exceeds {} frames", kMaxCallDepth),
-                         static_cast<int64_t>(pc));
+  st->error = std::make_unique<Diagnostic>(make_error(
+      ErrorCode::CallDepth, fmt::format("call depth exceeds {} frames", kMaxCallDepth), static_cast<int64_t>(pc)));
   h->failed = 1;
   return 0;
 }
@@ -184,7 +185,7 @@ uint64_t rt_tail_call(JitHot* h, uint64_t target) {
   auto exe = reinterpret_cast<const Executable*>(target);
   auto out = exe->engine().run_tail(h->saved_r1, nullptr);
   if (!out) {
-    state_of(h)->error = out.error();
+    state_of(h)->error = std::make_unique<Diagnostic>(out.error());
     h->failed = 1;
     return 0;
   }
@@ -212,7 +213,7 @@ class ExecMemory {
     size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
     size_t len = (size + page - 1) / page * page;
     if (len == 0) len = page;
-    void* p = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    void* p = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
     if (p == MAP_FAILED)
       return make_error(ErrorCode::Runtime, fmt::format("jit: mmap of {} bytes failed: {}", len, std::strerror(errno)));
     std::memcpy(p, code, size);
@@ -261,7 +262,7 @@ class ErrorCollector : public asmjit::ErrorHandler {
 class Compiler {
  public:
   Compiler(const LinkedProgram& linked, const ExecOptions& options, const CallxEntry* callx_table,
-           size_t callx_size, bool callx_has_tail)
+           size_t callx_size, bool callx_has_tail, bool short_jumps)
       : linked_(linked),
         insns_(linked.program->insns),
         n_(insns_.size()),
@@ -269,8 +270,9 @@ class Compiler {
         bmi2_(g_use_bmi2.load() && asmjit::CpuInfo::host().hasFeature(asmjit::CpuFeatures::X86::kBMI2)),
         callx_table_(callx_table),
         callx_size_(callx_size),
-        callx_has_tail_(callx_has_tail) {
-    if (harden_) rng_.seed(std::random_device{}());
+        callx_has_tail_(callx_has_tail),
+        short_jumps_(short_jumps) {
+    if (harden_) rng_state_ = std::random_device{}() ^ (static_cast<uint64_t>(std::random_device{}()) << 32);
   }
 
   Status compile();
@@ -292,6 +294,7 @@ class Compiler {
   };
 
   void analyze();
+  uint32_t max_native_bytes(const Insn& in, const OpInfo& info) const;
   std::vector<int64_t> reachable_from(int64_t entry) const;
   Status compile_function(int64_t entry, bool main_mode);
   Status emit_insn(int64_t pc, bool main_mode);
@@ -319,7 +322,16 @@ class Compiler {
   const CallxEntry* callx_table_;
   size_t callx_size_;
   bool callx_has_tail_;
-  std::mt19937_64 rng_;
+  bool short_jumps_;                   // forward jumps use rel8 when the size bound allows
+  std::vector<RegUse> uses_;           // per insn
+  std::vector<uint32_t> size_prefix_;  // prefix sums of native-size upper bounds per insn
+  uint64_t rng_state_ = 0;
+  uint64_t rng_() {  // splitmix64: blinding keys
+    uint64_t z = (rng_state_ += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+  }
 
   // program-wide facts
   std::vector<uint8_t> is_target_;     // jump target
@@ -343,11 +355,14 @@ class Compiler {
 
 void Compiler::analyze() {
   is_target_.assign(n_, 0);
+  uses_.resize(n_);
+  size_prefix_.assign(n_ + 1, 0);
   std::vector<uint8_t> is_fn(n_, 0);
   for (size_t i = 0; i < n_; ++i) {
     const Insn& in = insns_[i];
     const OpInfo& info = in.info();
-    RegUse u = reg_use(in);
+    RegUse u = uses_[i] = reg_use(in);
+    size_prefix_[i + 1] = size_prefix_[i] + max_native_bytes(in, info);
     if ((u.reads | u.writes) & (1u << 10)) needs_stack_ = true;
     switch (info.kind) {
       case OpKind::Jump:
@@ -376,6 +391,26 @@ void Compiler::analyze() {
   for (size_t i = 0; i < n_; ++i)
     if (is_fn[i]) fn_entries_.push_back(static_cast<int64_t>(i));
   stack_bytes_ = needs_stack_ ? (has_local_calls_ ? kStackSize * kMaxCallDepth : kStackSize) : 0;
+}
+
+// An upper bound of the machine code bytes emitted for one instruction (for choosing rel8 jumps).
+uint32_t Compiler::max_native_bytes(const Insn& in, const OpInfo& info) const {
+  uint32_t extra = harden_ ? 24 : 0;
+  switch (info.kind) {
+    case OpKind::Alu: return (is_div_family(in.op) ? 96 : 28) + extra;
+    case OpKind::Jump:
+    case OpKind::CondJump: return 16 + extra;
+    case OpKind::Call: return 112;
+    case OpKind::Exit: return 32;
+    case OpKind::LoadImm64: return 12 + extra;
+    case OpKind::LoadPacket: return 96;
+    case OpKind::Load:
+    case OpKind::Store:
+    case OpKind::StoreReg: return 16 + extra;
+    case OpKind::Atomic: return 64;
+    case OpKind::Pseudo: return 0;
+  }
+  return 128;
 }
 
 std::vector<int64_t> Compiler::reachable_from(int64_t entry) const {
@@ -431,6 +466,7 @@ void Compiler::imm_to_r11(int64_t v) {
 
 Status Compiler::compile() {
   analyze();
+  listing.reserve(n_ + 8);
   asmjit::CodeHolder holder;
   holder.init(asmjit::Environment::host());
   ErrorCollector eh;
@@ -527,7 +563,7 @@ Status Compiler::compile_function(int64_t entry, bool main_mode) {
   uint16_t reads = 0, writes = 0;
   bool calls = false;
   for (int64_t i : body) {
-    RegUse u = reg_use(insns_[static_cast<size_t>(i)]);
+    const RegUse& u = uses_[static_cast<size_t>(i)];
     reads |= u.reads;
     writes |= u.writes;
     if (insns_[static_cast<size_t>(i)].info().kind == OpKind::Call) calls = true;
@@ -915,8 +951,17 @@ void Compiler::emit_jump(const Insn& in, int64_t pc) {
   auto& a = *a_;
   int64_t t = jump_target(in, pc);
   int64_t next = pc + 1;
+  // Forward jumps whose distance is surely within rel8 get the 2-byte form (backward ones get it
+  // automatically from asmjit, their labels being bound).
+  auto maybe_short = [&]() {
+    if (short_jumps_ && t > pc && size_prefix_[static_cast<size_t>(t)] - size_prefix_[static_cast<size_t>(pc + 1)] <= 120)
+      a.short_();
+  };
   if (in.op == Op::JA || in.op == Op::JA32) {
-    if (t != next) a.jmp(labels_[static_cast<size_t>(t)]);
+    if (t != next) {
+      maybe_short();
+      a.jmp(labels_[static_cast<size_t>(t)]);
+    }
     return;
   }
   if (t == next) return;  // both ways lead to the next instruction; comparisons have no side effects
@@ -938,6 +983,7 @@ void Compiler::emit_jump(const Insn& in, int64_t pc) {
     is_test ? a.test(dq, asmjit::imm(in.imm)) : a.cmp(dq, asmjit::imm(in.imm));
   }
   const Label& L = labels_[static_cast<size_t>(t)];
+  maybe_short();
   switch (base) {
     case 0x10: a.je(L); break;
     case 0x20: a.ja(L); break;
@@ -1110,8 +1156,17 @@ class JitEngine final : public Engine {
       callx_[i].tail = h && h->fn && h->tail_call ? 1 : 0;
       has_tail |= callx_[i].tail != 0;
     }
-    Compiler c(linked, options, callx_.data(), callx_.size(), has_tail);
-    if (auto st = c.compile(); !st) return st;
+    Compiler c(linked, options, callx_.data(), callx_.size(), has_tail, true);
+    if (auto st = c.compile(); !st) {
+      // A size bound that was too small shows up as a displacement error: compile again with long jumps.
+      Compiler slow(linked, options, callx_.data(), callx_.size(), has_tail, false);
+      if (auto st2 = slow.compile(); !st2) return st2;
+      return install(slow, linked, options, t0);
+    }
+    return install(c, linked, options, t0);
+  }
+
+  Status install(Compiler& c, const LinkedProgram& linked, const ExecOptions& options, uint64_t t0) {
     if (auto st = mem_.install(c.code.data(), c.code.size()); !st) return st;
     entry_ = reinterpret_cast<EntryFn>(mem_.base() + c.main_offset);
     trampoline_ = reinterpret_cast<TrampolineFn>(mem_.base() + c.trampoline_offset);
@@ -1161,12 +1216,13 @@ class JitEngine final : public Engine {
     } else {
       r0 = entry_(r1, r2, &st.hot);
     }
-    if (st.hot.failed) return st.error;
+    if (st.hot.failed) return *st.error;
     return r0;
   }
 
   void init_state(JitState& st, const RunArgs& args, RunContext& ctx) const {
     st.hot.state = &st;
+    st.hot.failed = 0;
     st.hot.pkt = args.packet;
     st.hot.pkt_len = args.packet ? args.packet_len : 0;
     st.engine = this;
@@ -1189,7 +1245,7 @@ class JitEngine final : public Engine {
     init_state(st, args, ctx);
     uint64_t regs[5] = {a1, a2, a3, a4, a5};
     uint64_t r0 = trampoline_(&st.hot, it->second, regs);
-    if (st.hot.failed) return st.error;
+    if (st.hot.failed) return *st.error;
     return r0;
   }
 
