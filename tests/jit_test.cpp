@@ -2,6 +2,7 @@
 // interpreter's hand-built semantics cases, W^X, hardening, the no-BMI2 shift path, refusals.
 #include <gtest/gtest.h>
 
+#include <csignal>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -366,4 +367,34 @@ TEST(Jit, DisassemblyInterleavesBpfAndNative) {
   auto interp = Executable::create(Program{"t", {I(Op::MOV64_IMM, 0), I(Op::EXIT)}}, HelperTable::conformance());
   ASSERT_TRUE(interp.ok());
   EXPECT_FALSE(jit_disassemble(**interp).ok());
+}
+
+TEST(Jit, CalleeSeesZeroedRegistersLikeTheInterpreter) {
+  // main never touches r7; the function returns it: 0 in both engines.
+  std::vector<Insn> p = {I(Op::CALL_LOCAL, 0, 1, 0, 1), I(Op::EXIT), I(Op::MOV64_REG, 0, 7), I(Op::EXIT)};
+  auto rj = run(p);
+  auto ri = run(p, ExecOptions{});
+  ASSERT_TRUE(rj.ok() && ri.ok());
+  EXPECT_EQ(*rj, 0u);
+  EXPECT_EQ(*ri, 0u);
+}
+
+TEST(Jit, CallbackTargetMustBeAFunctionEntry) {
+  HelperTable helpers;
+  helpers.add(181, "loop", &fake_loop);
+  // r2 = code address of insn 1 (inside main, never loaded with lddw code_addr as an entry) via a plain lddw
+  std::vector<Insn> p = {I(Op::MOV64_IMM, 1, 0, 0, 1), I(Op::MOV64_IMM, 2, 0, 0, 1), I(Op::MOV64_IMM, 3, 0, 0, 0),
+                         I(Op::CALL_HELPER, 0, 0, 0, 181), I(Op::EXIT)};
+  auto r = run(p, jit_opts(), nullptr, helpers);
+  ASSERT_TRUE(r.ok()) << r.error().to_string();  // the helper sees the error and stops the loop
+  EXPECT_EQ(*r, 0u);
+}
+
+TEST(Jit, FaultInJitCodeIsSigsegvInTheHost) {
+  // Unverified program dereferencing address 16: the JIT has no memory checks (docs/jit.md).
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  std::vector<Insn> p = {I(Op::MOV64_IMM, 1, 0, 0, 16), I(Op::LDXDW, 0, 1, 0), I(Op::EXIT)};
+  auto exe = Executable::create(Program{"t", p}, HelperTable::conformance(), jit_opts());
+  ASSERT_TRUE(exe.ok());
+  EXPECT_EXIT((void)(*exe)->run(RunArgs{}), ::testing::KilledBySignal(SIGSEGV), "");
 }

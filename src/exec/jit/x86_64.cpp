@@ -324,6 +324,7 @@ class Compiler {
   bool callx_has_tail_;
   bool short_jumps_;                   // forward jumps use rel8 when the size bound allows
   std::vector<RegUse> uses_;           // per insn
+  uint16_t program_reads_ = 0;         // registers read anywhere in the program
   std::vector<uint32_t> size_prefix_;  // prefix sums of native-size upper bounds per insn
   uint64_t rng_state_ = 0;
   uint64_t rng_() {  // splitmix64: blinding keys
@@ -362,6 +363,7 @@ void Compiler::analyze() {
     const Insn& in = insns_[i];
     const OpInfo& info = in.info();
     RegUse u = uses_[i] = reg_use(in);
+    program_reads_ |= u.reads;
     size_prefix_[i + 1] = size_prefix_[i] + max_native_bytes(in, info);
     if ((u.reads | u.writes) & (1u << 10)) needs_stack_ = true;
     switch (info.kind) {
@@ -575,6 +577,8 @@ Status Compiler::compile_function(int64_t entry, bool main_mode) {
     a.align(asmjit::AlignMode::kCode, 16);
     mark(-1, -1);
     uint16_t used = reads | writes;
+    // A called function may read a register main never touches: it must start at 0 there too.
+    if (has_local_calls_) used |= program_reads_;
     if (needs_stack_) saved_.push_back(x86::rbp);
     if (needs_state_) saved_.push_back(x86::r12);
     for (int r = 6; r <= 9; ++r)
