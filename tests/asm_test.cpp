@@ -1,11 +1,17 @@
 // Assembler and disassembler: both syntaxes, errors, golden strings and round-trip properties.
+#include <fcntl.h>
+#include <gelf.h>
 #include <gtest/gtest.h>
+#include <libelf.h>
+#include <unistd.h>
 
+#include <cstdio>
 #include <cstring>
 
 #include "asm_test_util.hpp"
 #include "bpfvm/asm.hpp"
 #include "bpfvm/insn.hpp"
+#include "kernel/oracle.hpp"
 
 using namespace bpfvm;
 
@@ -677,13 +683,6 @@ TEST(AsmDocs, ExamplesAssemble) {
 // their ELF sections.
 // ---------------------------------------------------------------------------------------------
 
-#include <gelf.h>
-#include <libelf.h>
-
-#include <cstdio>
-#include <fcntl.h>
-#include <unistd.h>
-
 namespace {
 
 std::string run_command(const std::string& cmd) {
@@ -756,8 +755,6 @@ TEST(AsmLlvm, ObjdumpListingsReassemble) {
 // The Linux kernel as the oracle of the kernel syntax: its verifier log prints each instruction;
 // format_insn must print the same text, and the log lines must assemble back to the program.
 // ---------------------------------------------------------------------------------------------
-
-#include "kernel/oracle.hpp"
 
 namespace {
 
