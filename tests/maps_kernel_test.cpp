@@ -456,6 +456,7 @@ TEST(MapsKernel, RandomOpsQueueStack) {
       }
       if (HasFailure()) return;
     }
+    EXPECT_GT(locked_ok, 20) << "BPF_F_LOCK updates were exercised";
   }
 }
 
@@ -520,5 +521,109 @@ TEST(MapsKernel, UnsupportedOperationErrno) {
     if (s.type != kMapProgArray && s.type != kMapPerfEventArray)
       EXPECT_EQ(p.v->update_user(key.data(), vv.data(), 0), kernel::map_update(p.k.get(), key.data(), kv.data(), 0)) << w << " update";
     EXPECT_EQ(p.v->get_next_key(nullptr, n1.data()), kernel::map_get_next_key(p.k.get(), nullptr, n2.data())) << w << " get_next_key";
+  }
+}
+
+// ---- BPF_F_LOCK: values that start with a struct bpf_spin_lock (needs BTF in the kernel) ----------
+#include <linux/bpf.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+namespace {
+
+long sys_bpf(int cmd, union bpf_attr* attr) { return syscall(__NR_bpf, cmd, attr, sizeof(*attr)); }
+
+// BTF: [1] int, [2] struct bpf_spin_lock { int val; }, [3] struct val { bpf_spin_lock lock; int a, b, c; }
+std::vector<uint8_t> spin_lock_btf() {
+  const char strs[] = "\0int\0bpf_spin_lock\0val\0lock\0a\0b\0c";
+  auto off = [&](const char* name) {
+    for (size_t i = 0; i < sizeof strs; ++i)
+      if (std::strcmp(strs + i, name) == 0 && (i == 0 || strs[i - 1] == 0)) return uint32_t(i);
+    return 0u;
+  };
+  std::vector<uint32_t> t;
+  // [1] INT int: size 4, signed, 32 bits
+  t.insert(t.end(), {off("int"), 1u << 24, 4, (1u << 24) | 32});
+  // [2] STRUCT bpf_spin_lock size 4 { val: int @0 }
+  t.insert(t.end(), {off("bpf_spin_lock"), (4u << 24) | 1, 4, off("val"), 1, 0});
+  // [3] STRUCT val size 16 { lock @0, a @32, b @64, c @96 }
+  t.insert(t.end(), {off("val"), (4u << 24) | 4, 16, off("lock"), 2, 0, off("a"), 1, 32, off("b"), 1, 64, off("c"), 1, 96});
+  std::vector<uint8_t> out(24);
+  uint32_t type_len = uint32_t(t.size() * 4), str_len = sizeof strs;
+  uint16_t magic = 0xeB9F;
+  std::memcpy(&out[0], &magic, 2);
+  out[2] = 1;  // version
+  out[3] = 0;
+  uint32_t hdr[5] = {24, 0, type_len, type_len, str_len};
+  std::memcpy(&out[4], hdr, sizeof hdr);
+  const uint8_t* tb = reinterpret_cast<const uint8_t*>(t.data());
+  out.insert(out.end(), tb, tb + type_len);
+  out.insert(out.end(), strs, strs + str_len);
+  return out;
+}
+
+}  // namespace
+
+TEST(MapsKernel, SpinLockFlagSemantics) {
+  REQUIRE_KERNEL();
+  CpuScope cpus;
+  std::vector<uint8_t> btf = spin_lock_btf();
+  union bpf_attr a;
+  std::memset(&a, 0, sizeof a);
+  a.btf = uint64_t(uintptr_t(btf.data()));
+  a.btf_size = uint32_t(btf.size());
+  int btf_fd = int(sys_bpf(BPF_BTF_LOAD, &a));
+  if (btf_fd < 0) GTEST_SKIP() << "BPF_BTF_LOAD failed: errno " << errno;
+  kernel::Fd btf_owner(btf_fd);
+  for (uint32_t type : {uint32_t(kMapHash), uint32_t(kMapArray)}) {
+    std::memset(&a, 0, sizeof a);
+    a.map_type = type;
+    a.key_size = 4;
+    a.value_size = 16;
+    a.max_entries = 4;
+    a.btf_fd = uint32_t(btf_fd);
+    a.btf_key_type_id = 1;
+    a.btf_value_type_id = 3;
+    int fd = int(sys_bpf(BPF_MAP_CREATE, &a));
+    ASSERT_GE(fd, 0) << "kernel refused a spin-locked " << map_type_name(type) << ": errno " << errno;
+    kernel::Fd kfd(fd);
+    MapSpec s = to_spec({type, 4, 16, 4});
+    s.spin_lock_off = 0;
+    auto vm = *create_map(s);
+    std::mt19937_64 rng(31 + type);
+    int locked_ok = 0;
+    for (int i = 0; i < 400; ++i) {
+      uint32_t key = uint32_t(rng() % 6);
+      uint32_t val[4] = {uint32_t(rng()), uint32_t(rng()), uint32_t(rng()), uint32_t(rng())};
+      uint32_t ko[4] = {7, 7, 7, 7}, vo[4] = {7, 7, 7, 7};
+      static const uint64_t uf[] = {0, 1, 2, 4, 5, 6, 7, 8};
+      std::string where = std::string(map_type_name(type)) + " op#" + std::to_string(i);
+      switch (rng() % 4) {
+        case 0:
+        case 1: {
+          uint64_t f = uf[rng() % 8];
+          long vr = vm->update_user(&key, val, f);
+          EXPECT_EQ(vr, kernel::map_update(kfd.get(), &key, val, f)) << where << " update " << f;
+          if (vr == 0 && (f & kBpfFLock)) ++locked_ok;
+          break;
+        }
+        case 2: {
+          uint64_t f = rng() % 2 ? kBpfFLock : 0;
+          long vr = vm->lookup_copy(&key, vo, f);
+          EXPECT_EQ(vr, kernel::map_lookup(kfd.get(), &key, ko, f)) << where << " lookup " << f;
+          if (vr == 0) EXPECT_EQ(std::memcmp(vo, ko, 16), 0) << where << " value (lock word reads " << ko[0] << ")";
+          break;
+        }
+        case 3: {
+          uint64_t f = rng() % 2 ? kBpfFLock : 0;
+          long vr = vm->lookup_and_delete(&key, vo, f);
+          EXPECT_EQ(vr, kernel::map_lookup_and_delete(kfd.get(), &key, ko, f)) << where << " lookup_and_delete " << f;
+          if (vr == 0) EXPECT_EQ(std::memcmp(vo, ko, 16), 0) << where;
+          break;
+        }
+      }
+      if (HasFailure()) return;
+    }
+    EXPECT_GT(locked_ok, 20) << "BPF_F_LOCK updates were exercised";
   }
 }
