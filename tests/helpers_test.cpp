@@ -770,3 +770,85 @@ TEST(HelpersKernel, SameResultsAsTheKernel) {
     EXPECT_EQ((*tr)->data_out(), kr.data_out) << c.text;
   }
 }
+
+// ---- real objects (tests/progs/hl_*.bpf.c) ------------------------------------------------------------
+
+#include "bpfvm/object.hpp"
+#include "bpfvm/runtime.hpp"
+
+TEST(HelperObjects, MapsLoopForEachRingbuf) {
+  auto obj = load_object_file(std::string(BPFVM_PROGS_DIR) + "/hl_maps.bpf.o");
+  ASSERT_TRUE(obj.ok()) << obj.error().to_string();
+  for (EngineKind e : {EngineKind::Interpreter, EngineKind::Jit}) {
+    SCOPED_TRACE(engine_name(e));
+    auto live = instantiate(*obj);
+    ASSERT_TRUE(live.ok()) << live.error().to_string();
+    PrepareOptions o;
+    o.exec.engine = e;
+    o.exec.checked = e == EngineKind::Interpreter;
+    auto prep = prepare_program(obj->programs.at(0), *live, nullptr, o);
+    if (!prep && prep.error().code == ErrorCode::Unsupported) continue;
+    ASSERT_TRUE(prep.ok()) << prep.error().to_string();
+    std::vector<uint8_t> frame(64, 0);
+    auto r = test_run(*prep, frame);
+    ASSERT_TRUE(r.ok()) << r.error().to_string();
+    EXPECT_EQ(r->retval, 45u + 1000u + 10000u);
+    r = test_run(*prep, frame);
+    ASSERT_TRUE(r.ok());
+    EXPECT_EQ(r->retval, 45u + 1000u + 20000u);
+    auto* rb = dynamic_cast<RingbufMap*>(live->maps.at(obj->find_map("events")).get());
+    ASSERT_NE(rb, nullptr);
+    std::vector<std::array<uint64_t, 2>> recs;
+    rb->consume([&](const void* d, uint32_t n) {
+      std::array<uint64_t, 2> a{};
+      std::memcpy(a.data(), d, std::min<size_t>(n, 16));
+      recs.push_back(a);
+      return 0;
+    });
+    ASSERT_EQ(recs.size(), 2u);
+    EXPECT_EQ(recs[0][0], 1045u);
+    EXPECT_EQ(recs[0][1], 10004u);
+  }
+}
+
+TEST(HelperObjects, TracingHelpers) {
+  auto obj = load_object_file(std::string(BPFVM_PROGS_DIR) + "/hl_trace.bpf.o");
+  ASSERT_TRUE(obj.ok()) << obj.error().to_string();
+  auto live = instantiate(*obj);
+  ASSERT_TRUE(live.ok()) << live.error().to_string();
+  PrepareOptions o;
+  o.exec.checked = true;
+  auto prep = prepare_program(obj->programs.at(0), *live, nullptr, o);
+  ASSERT_TRUE(prep.ok()) << prep.error().to_string();
+  EXPECT_EQ(prep->type->type, kProgKprobe);
+  std::string printed;
+  set_printk_sink([&](std::string_view m) { printed += m; });
+  clear_deterministic();
+  auto r = test_run(*prep, {}, std::vector<uint8_t>(168, 0));
+  set_printk_sink({});
+  ASSERT_TRUE(r.ok()) << r.error().to_string();
+  auto global = [&](const char* name) {
+    const GlobalVar* g = obj->find_global(name);
+    EXPECT_NE(g, nullptr) << name;
+    return live->data(g->map) + g->offset;
+  };
+  uint64_t pt;
+  std::memcpy(&pt, global("pid_tgid"), 8);
+  EXPECT_EQ(pt, (uint64_t(getpid()) << 32) | uint32_t(gettid()));
+  char name[17] = {};
+  prctl(PR_GET_NAME, name);
+  EXPECT_STREQ(reinterpret_cast<const char*>(global("comm")), name);
+  EXPECT_STREQ(reinterpret_cast<const char*>(global("copied")), "secret!");
+  long bad;
+  std::memcpy(&bad, global("bad_read"), 8);
+  EXPECT_EQ(bad, -EFAULT);
+  std::string expect = "v=42 p=" + std::to_string(getpid());
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(global("formatted"))), expect);
+  long len;
+  std::memcpy(&len, global("fmt_len"), 8);
+  EXPECT_EQ(len, static_cast<long>(expect.size() + 1));
+  long cmp;
+  std::memcpy(&cmp, global("cmp"), 8);
+  EXPECT_EQ(cmp, 0);
+  EXPECT_NE(printed.find("hl_trace 7"), std::string::npos) << printed;
+}

@@ -446,3 +446,93 @@ TEST(TestRunKernel, SameResultsAsTheKernel) {
   }
   EXPECT_EQ(compared, 4);
 }
+
+// ---- real objects (tests/progs/pt_*.bpf.c) through the loader, in every engine and in the kernel ------
+
+#include "bpfvm/object.hpp"
+#include "bpfvm/runtime.hpp"
+
+namespace {
+
+struct ObjRun {
+  TestRunResult res;
+  Object obj;
+};
+
+// Runs the first program of a compiled test object in `engine` (checked when the interpreter).
+Result<ObjRun> run_object(const std::string& file, EngineKind engine, std::span<const uint8_t> data,
+                          std::span<const uint8_t> ctx = {}) {
+  auto obj = load_object_file(std::string(BPFVM_PROGS_DIR) + "/" + file);
+  if (!obj) return obj.error();
+  auto live = instantiate(*obj);
+  if (!live) return live.error();
+  PrepareOptions o;
+  o.exec.engine = engine;
+  o.exec.checked = engine == EngineKind::Interpreter;
+  auto prep = prepare_program(obj->programs.at(0), *live, nullptr, o);
+  if (!prep) return prep.error();
+  auto r = test_run(*prep, data, ctx);
+  if (!r) return r.error();
+  return ObjRun{std::move(*r), std::move(*obj)};
+}
+
+}  // namespace
+
+TEST(ProgTypeObjects, ContextFieldsInRealPrograms) {
+  auto frame = ipv4_udp_frame();
+  for (EngineKind e : {EngineKind::Interpreter, EngineKind::Jit}) {
+    SCOPED_TRACE(engine_name(e));
+    auto x = run_object("pt_xdp_fields.bpf.o", e, frame);
+    if (!x && x.error().code == ErrorCode::Unsupported) continue;  // no JIT on this CPU
+    ASSERT_TRUE(x.ok()) << x.error().to_string();
+    EXPECT_EQ(x->res.retval, 2u);  // XDP_PASS: every field and helper behaved
+    ASSERT_EQ(x->res.data_out.size(), frame.size());  // 4 bytes of metadata + frame minus 4 bytes
+    uint32_t meta;
+    std::memcpy(&meta, x->res.data_out.data(), 4);
+    EXPECT_EQ(meta, 0xfeedu);
+
+    auto t = run_object("pt_tc_fields.bpf.o", e, frame);
+    ASSERT_TRUE(t.ok()) << t.error().to_string();
+    EXPECT_EQ(t->res.retval, 0u);  // TC_ACT_OK for UDP
+    __sk_buff u;
+    ASSERT_EQ(t->res.ctx_out.size(), sizeof u);
+    std::memcpy(&u, t->res.ctx_out.data(), sizeof u);
+    EXPECT_EQ(u.mark, 1017u);
+    EXPECT_EQ(u.cb[0], frame.size());
+    EXPECT_EQ(u.cb[4], 0x0008u);
+    EXPECT_EQ(u.priority, 3u);  // PACKET_OTHERHOST
+    EXPECT_EQ(t->res.data_out[22], 42);
+
+    auto s = run_object("pt_socket.bpf.o", e, frame);
+    ASSERT_TRUE(s.ok()) << s.error().to_string();
+    EXPECT_EQ(s->res.retval, 64u);
+  }
+}
+
+TEST(ProgTypeObjects, SameResultsAsTheKernel) {
+  if (!kernel::available()) GTEST_SKIP() << "kernel BPF unavailable: " << kernel::unavailable_reason();
+  auto frame = ipv4_udp_frame();
+  auto tcp = frame;
+  tcp[23] = 6;
+  for (const char* file : {"pt_xdp_fields.bpf.o", "pt_tc_fields.bpf.o", "pt_socket.bpf.o"}) {
+    for (const auto& data : {frame, tcp}) {
+      auto ours = run_object(file, EngineKind::Interpreter, data);
+      ASSERT_TRUE(ours.ok()) << ours.error().to_string();
+      const ObjectProgram& p = ours->obj.programs.at(0);
+      auto k = kernel::load_program(encode(p.insns), p.type, 1);
+      ASSERT_TRUE(static_cast<bool>(k.fd)) << file << ": kernel refused:\n" << k.log;
+      auto kr = kernel::test_run(k.fd.get(), data, {}, 1, 4096, p.type == kProgXdp ? 0 : sizeof(__sk_buff));
+      ASSERT_EQ(kr.err, 0) << file;
+      EXPECT_EQ(static_cast<uint32_t>(ours->res.retval), kr.retval) << file;
+      EXPECT_EQ(ours->res.data_out, kr.data_out) << file;
+      if (p.type == kProgSchedCls && kr.ctx_out.size() == sizeof(__sk_buff)) {
+        __sk_buff a, b;
+        std::memcpy(&a, ours->res.ctx_out.data(), sizeof a);
+        std::memcpy(&b, kr.ctx_out.data(), sizeof b);
+        EXPECT_EQ(a.mark, b.mark);
+        EXPECT_EQ(std::memcmp(a.cb, b.cb, sizeof a.cb), 0);
+        EXPECT_EQ(a.priority, b.priority);
+      }
+    }
+  }
+}
