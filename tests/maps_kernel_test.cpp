@@ -456,7 +456,6 @@ TEST(MapsKernel, RandomOpsQueueStack) {
       }
       if (HasFailure()) return;
     }
-    EXPECT_GT(locked_ok, 20) << "BPF_F_LOCK updates were exercised";
   }
 }
 
