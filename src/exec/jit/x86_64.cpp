@@ -297,7 +297,10 @@ class Compiler {
   uint32_t max_native_bytes(const Insn& in, const OpInfo& info) const;
   std::vector<int64_t> reachable_from(int64_t entry) const;
   Status compile_function(int64_t entry, bool main_mode);
-  Status emit_insn(int64_t pc, bool main_mode);
+  // Returns false (and sets error_) when the instruction cannot be compiled. Not a Status: building
+  // and destroying a Diagnostic per instruction is measurable in compile time.
+  bool emit_insn(int64_t pc, bool main_mode);
+  Diagnostic error_;
   void emit_exit(bool main_mode);
   void emit_unwind();
   void emit_trampoline();
@@ -324,6 +327,7 @@ class Compiler {
   bool callx_has_tail_;
   bool short_jumps_;                   // forward jumps use rel8 when the size bound allows
   std::vector<RegUse> uses_;           // per insn
+  std::vector<const OpInfo*> infos_;   // per insn
   uint16_t program_reads_ = 0;         // registers read anywhere in the program
   std::vector<uint32_t> size_prefix_;  // prefix sums of native-size upper bounds per insn
   uint64_t rng_state_ = 0;
@@ -357,11 +361,13 @@ class Compiler {
 void Compiler::analyze() {
   is_target_.assign(n_, 0);
   uses_.resize(n_);
+  infos_.resize(n_);
   size_prefix_.assign(n_ + 1, 0);
   std::vector<uint8_t> is_fn(n_, 0);
   for (size_t i = 0; i < n_; ++i) {
     const Insn& in = insns_[i];
     const OpInfo& info = in.info();
+    infos_[i] = &info;
     RegUse u = uses_[i] = reg_use(in);
     program_reads_ |= u.reads;
     size_prefix_[i + 1] = size_prefix_[i] + max_native_bytes(in, info);
@@ -429,7 +435,7 @@ std::vector<int64_t> Compiler::reachable_from(int64_t entry) const {
     int64_t i = work.back();
     work.pop_back();
     const Insn& in = insns_[static_cast<size_t>(i)];
-    switch (in.info().kind) {
+    switch (infos_[static_cast<size_t>(i)]->kind) {
       case OpKind::Exit: break;
       case OpKind::Jump: push(jump_target(in, i)); break;
       case OpKind::CondJump:
@@ -568,7 +574,7 @@ Status Compiler::compile_function(int64_t entry, bool main_mode) {
     const RegUse& u = uses_[static_cast<size_t>(i)];
     reads |= u.reads;
     writes |= u.writes;
-    if (insns_[static_cast<size_t>(i)].info().kind == OpKind::Call) calls = true;
+    if (infos_[static_cast<size_t>(i)]->kind == OpKind::Call) calls = true;
   }
   saved_.clear();
   frame_adjust_ = 0;
@@ -625,7 +631,7 @@ Status Compiler::compile_function(int64_t entry, bool main_mode) {
     mark(cur_fn_, static_cast<int32_t>(i));
     // The main function's last exit falls into the epilogue.
     if (main_mode && in.op == Op::EXIT && k + 1 == body.size()) continue;
-    if (auto st = emit_insn(i, main_mode); !st) return st;
+    if (!emit_insn(i, main_mode)) return error_;
   }
   if (main_mode) {
     a.bind(main_epilogue_);
@@ -642,14 +648,14 @@ void Compiler::emit_exit(bool main_mode) {
   a.ret();
 }
 
-Status Compiler::emit_insn(int64_t pc, bool main_mode) {
+bool Compiler::emit_insn(int64_t pc, bool main_mode) {
   auto& a = *a_;
   const Insn& in = insns_[static_cast<size_t>(pc)];
-  const OpInfo& info = in.info();
+  const OpInfo& info = *infos_[static_cast<size_t>(pc)];
   switch (info.kind) {
-    case OpKind::Alu: emit_alu(in); return {};
+    case OpKind::Alu: emit_alu(in); return true;
     case OpKind::Jump:
-    case OpKind::CondJump: emit_jump(in, pc); return {};
+    case OpKind::CondJump: emit_jump(in, pc); return true;
     case OpKind::Exit:
       if (main_mode) {
         // The epilogue follows the last instruction; other exits jump to it.
@@ -657,7 +663,7 @@ Status Compiler::emit_insn(int64_t pc, bool main_mode) {
       } else {
         emit_exit(false);
       }
-      return {};
+      return true;
     case OpKind::LoadImm64: {
       uint64_t v = static_cast<uint64_t>(in.imm);
       if (in.op == Op::LDDW_CODE_ADDR) v = static_cast<uint64_t>(pc + 1 + static_cast<int32_t>(in.imm));
@@ -671,24 +677,27 @@ Status Compiler::emit_insn(int64_t pc, bool main_mode) {
       } else {
         a.mov(Q(in.dst), asmjit::imm(v));
       }
-      return {};
+      return true;
     }
-    case OpKind::LoadPacket: emit_ldpkt(in, pc); return {};
+    case OpKind::LoadPacket: emit_ldpkt(in, pc); return true;
     case OpKind::Load:
     case OpKind::Store:
-    case OpKind::StoreReg: emit_mem(in); return {};
-    case OpKind::Atomic: emit_atomic(in); return {};
-    case OpKind::Pseudo: return {};
+    case OpKind::StoreReg: emit_mem(in); return true;
+    case OpKind::Atomic: emit_atomic(in); return true;
+    case OpKind::Pseudo: return true;
     case OpKind::Call: break;
   }
   // calls
   if (in.op == Op::CALL_HELPER) {
     const HelperDef* h = linked_.helper_at[static_cast<size_t>(pc)];
-    if (!h || !h->fn) return make_error(ErrorCode::Link, "jit: unresolved helper", pc);
+    if (!h || !h->fn) {
+      error_ = make_error(ErrorCode::Link, "jit: unresolved helper", pc);
+      return false;
+    }
     if (h->tail_call) a.mov(x86::qword_ptr(x86::r12, offsetof(JitHot, saved_r1)), x86::rdi);
     emit_call_abs(reinterpret_cast<const void*>(h->fn), x86::r11);
     if (h->tail_call) emit_tail_check();
-    return {};
+    return true;
   }
   if (in.op == Op::CALLX) {
     Label fail = a.newLabel();
@@ -714,7 +723,7 @@ Status Compiler::emit_insn(int64_t pc, bool main_mode) {
       emit_tail_check();
       a.bind(no_tail);
     }
-    return {};
+    return true;
   }
   if (in.op == Op::CALL_LOCAL) {
     int64_t t = jump_target(in, pc);
@@ -725,9 +734,10 @@ Status Compiler::emit_insn(int64_t pc, bool main_mode) {
     a.sub(x86::rbp, kStackSize);
     a.call(fn_labels_.at(t));
     a.add(x86::rbp, kStackSize);
-    return {};
+    return true;
   }
-  return make_error(ErrorCode::Unsupported, fmt::format("jit: cannot compile {}", info.mnemonic), pc);
+  error_ = make_error(ErrorCode::Unsupported, fmt::format("jit: cannot compile {}", info.mnemonic), pc);
+  return false;
 }
 
 // After a tail-call helper returned rax: 0 = fall through with r0 = -ENOENT; otherwise run the
