@@ -5,7 +5,10 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <atomic>
+#include <chrono>
 #include <set>
+#include <thread>
 #include <vector>
 
 #include "bpfvm/map.hpp"
@@ -590,4 +593,31 @@ TEST(Maps, HugeMaxEntriesCostNoMemory) {
       EXPECT_EQ((*r)->update(&k, &v, 0), 0) << map_type_name(c.type);
     }
   }
+}
+
+TEST(Maps, PinnedReaderOutsideSectionIsSafeAndSynchronizeDoesNotHang) {
+  auto m = mk(kMapHash, 4, 8, 4);
+  uint32_t k = 1;
+  uint64_t v = 10;
+  ASSERT_EQ(m->update(&k, &v, 0), 0);
+  std::atomic<int> step{0};
+  uint64_t seen = 0;
+  std::thread reader([&] {
+    auto* p = static_cast<uint64_t*>(m->lookup(&k));  // no section: the thread is pinned
+    step = 1;
+    while (step.load() != 2) std::this_thread::yield();
+    seen = *p;  // still the old element, not freed memory
+    map_quiescent();
+  });
+  while (step.load() != 1) std::this_thread::yield();
+  v = 20;
+  ASSERT_EQ(m->update(&k, &v, 0), 0);
+  ASSERT_EQ(m->remove(&k), 0);
+  auto t0 = std::chrono::steady_clock::now();
+  map_synchronize();  // must not free the pinned reader's element, must not hang
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(3));
+  step = 2;
+  reader.join();
+  EXPECT_EQ(seen, 10u);
+  map_synchronize();
 }

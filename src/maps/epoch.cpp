@@ -7,6 +7,7 @@
 // announcement the reclaimer did not see, or that announced a later epoch, ordered its list reads
 // after the unlink (fence/fence and release/acquire on G), so it cannot reach the element.
 #include <algorithm>
+#include <chrono>
 #include <mutex>
 #include <random>
 #include <vector>
@@ -155,6 +156,12 @@ void map_read_unlock() {
   }
 }
 
+namespace maps {
+void internal_read_unlock() {
+  if (t_reader.depth > 0 && --t_reader.depth == 0 && !t_reader.sticky) tls.idle();
+}
+}  // namespace maps
+
 void map_quiescent() {
   if (maps::t_reader.depth == 0 && maps::t_reader.sticky) {
     maps::t_reader.sticky = false;
@@ -166,21 +173,21 @@ void map_synchronize() {
   using namespace maps;
   map_quiescent();
   uint64_t target = g().epoch.fetch_add(1, std::memory_order_seq_cst) + 1;
-  // Wait for every thread that announced an epoch below target (other than this one, if it is in
-  // a section: its own section protects only what it reads itself).
+  // Wait (at most a second: a thread pinned outside any section may never leave) for every thread
+  // that announced an epoch below target, then free what no announced epoch can still reach.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
   for (;;) {
     std::atomic_thread_fence(std::memory_order_seq_cst);
     bool busy = false;
     for (Rec* r = g().head.load(std::memory_order_acquire); r; r = r->next) {
-      if (r == tls.rec && t_reader.depth > 0) continue;
+      if (r == tls.rec) continue;
       uint64_t a = r->ann.load(std::memory_order_seq_cst);
       if (a != kIdle && a < target) busy = true;
     }
-    if (!busy) break;
+    if (!busy || std::chrono::steady_clock::now() >= deadline) break;
     std::this_thread::yield();
   }
-  uint64_t threshold = target;
-  if (t_reader.depth > 0 && tls.rec) threshold = std::min(threshold, tls.rec->ann.load());
+  uint64_t threshold = std::min(target, min_announced());
   free_older(tls.pending, threshold);
   std::lock_guard<std::mutex> lk(g().orphan_mu);
   free_older(g().orphans, threshold);

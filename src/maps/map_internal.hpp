@@ -115,10 +115,13 @@ void reader_touch_slow();
 inline void reader_touch() {
   if (__builtin_expect(t_reader.depth == 0 && !t_reader.sticky, 0)) reader_touch_slow();
 }
-// RAII for internal short read-side sections (user-space lookups, iteration).
+// RAII for internal short read-side sections (user-space lookups, iteration). Unlike the public
+// MapReadSection, leaving it keeps a conservative pin the thread already had (a helper may call
+// into a map while its program still holds pointers from earlier lookups).
+void internal_read_unlock();
 struct ReadGuard {
   ReadGuard() { map_read_lock(); }
-  ~ReadGuard() { map_read_unlock(); }
+  ~ReadGuard() { internal_read_unlock(); }
 };
 
 // A zero-filled array from calloc: large maps cost address space, not memory, until touched
