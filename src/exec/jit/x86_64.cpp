@@ -475,10 +475,14 @@ void Compiler::imm_to_r11(int64_t v) {
 Status Compiler::compile() {
   analyze();
   listing.reserve(n_ + 8);
-  asmjit::CodeHolder holder;
+  // One CodeHolder per thread, reset softly: its zone memory is reused from one compile to the next.
+  thread_local asmjit::CodeHolder t_holder;
+  asmjit::CodeHolder& holder = t_holder;
+  holder.reset(asmjit::ResetPolicy::kSoft);
   holder.init(asmjit::Environment::host());
   ErrorCollector eh;
   holder.setErrorHandler(&eh);
+  holder.reserveBuffer(&holder.textSection()->buffer(), n_ * 12 + 256);
   x86::Assembler a(&holder);
   a_ = &a;
   main_epilogue_ = a.newLabel();
@@ -523,6 +527,7 @@ Status Compiler::compile() {
   asmjit::CodeBuffer& buf = holder.textSection()->buffer();
   code.assign(buf.data(), buf.data() + buf.size());
   a_ = nullptr;
+  holder.resetErrorHandler();
   return {};
 }
 
