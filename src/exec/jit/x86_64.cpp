@@ -279,7 +279,6 @@ class Compiler {
 
   std::vector<uint8_t> code;               // final bytes (position independent)
   uint32_t main_offset = 0;                // entry: EntryFn
-  uint32_t trampoline_offset = 0;          // TrampolineFn
   std::map<int64_t, uint32_t> fn_offsets;  // callable function entry insn -> offset
   std::vector<ListingEntry> listing;
   bool bmi2() const { return bmi2_; }
@@ -303,7 +302,6 @@ class Compiler {
   Diagnostic error_;
   void emit_exit(bool main_mode);
   void emit_unwind();
-  void emit_trampoline();
   void emit_call_abs(const void* fn, const x86::Gp& via);
   void emit_alu(const Insn& in);
   void emit_div(const Insn& in);
@@ -518,7 +516,6 @@ Status Compiler::compile() {
         break;
     }
   }
-  if (!fn_entries_.empty() || has_any_call_) emit_trampoline();
   if (eh.failed) return make_error(ErrorCode::Unsupported, fmt::format("jit: code generation failed: {}", eh.text));
   if (holder.resolveUnresolvedLinks() != asmjit::kErrorOk)
     return make_error(ErrorCode::Unsupported, "jit: unresolved label links");
@@ -533,11 +530,8 @@ Status Compiler::compile() {
 
 // Generic entry for callbacks (RunContext::call_function): JitHot* in rdi, function in rsi,
 // r1..r5 at [rdx]. Saves every host callee-saved register, allocates a fresh full BPF stack.
-void Compiler::emit_trampoline() {
-  auto& a = *a_;
-  a.align(asmjit::AlignMode::kCode, 16);
-  trampoline_offset = static_cast<uint32_t>(a.offset());
-  mark(-3, -1);
+// It does not depend on the program: compiled once per process (shared_trampoline()).
+void emit_trampoline(x86::Assembler& a) {
   Label ret = a.newLabel();
   const x86::Gp regs[] = {x86::rbx, x86::rbp, x86::r12, x86::r13, x86::r14, x86::r15};
   for (auto& r : regs) a.push(r);
@@ -567,6 +561,26 @@ void Compiler::emit_trampoline() {
   a.add(x86::rsp, area + 8);
   for (int i = 5; i >= 0; --i) a.pop(regs[i]);
   a.ret();
+}
+
+TrampolineFn shared_trampoline() {
+  static ExecMemory* mem = [] {
+    asmjit::CodeHolder holder;
+    holder.init(asmjit::Environment::host());
+    ErrorCollector eh;
+    holder.setErrorHandler(&eh);
+    x86::Assembler a(&holder);
+    emit_trampoline(a);
+    if (eh.failed) return static_cast<ExecMemory*>(nullptr);
+    auto* m = new ExecMemory();  // lives as long as the process
+    const asmjit::CodeBuffer& buf = holder.textSection()->buffer();
+    if (!m->install(buf.data(), buf.size())) {
+      delete m;
+      return static_cast<ExecMemory*>(nullptr);
+    }
+    return m;
+  }();
+  return mem ? reinterpret_cast<TrampolineFn>(mem->base()) : nullptr;
 }
 
 Status Compiler::compile_function(int64_t entry, bool main_mode) {
@@ -1188,7 +1202,8 @@ class JitEngine final : public Engine {
   Status install(Compiler& c, const LinkedProgram& linked, const ExecOptions& options, uint64_t t0) {
     if (auto st = mem_.install(c.code.data(), c.code.size()); !st) return st;
     entry_ = reinterpret_cast<EntryFn>(mem_.base() + c.main_offset);
-    trampoline_ = reinterpret_cast<TrampolineFn>(mem_.base() + c.trampoline_offset);
+    trampoline_ = shared_trampoline();
+    if (!trampoline_) return make_error(ErrorCode::Runtime, "jit: cannot create the callback entry");
     for (auto& [f, off] : c.fn_offsets) fn_addr_[f] = mem_.base() + off;
     listing_ = std::move(c.listing);
     info_.code_size = c.code.size();
