@@ -6,6 +6,7 @@
 #include <cstring>
 #include <filesystem>
 #include <map>
+#include <unistd.h>
 
 #include "bpfvm/map.hpp"
 #include "bpfvm/object.hpp"
@@ -376,6 +377,37 @@ TEST(PacketHook, CheckedInterpreterStopsABadProgramPerPacket) {
   EXPECT_EQ(r.action, PacketAction::Error);
   EXPECT_NE(r.error.find("packet"), std::string::npos) << r.error;
   EXPECT_EQ((*h)->counters().actions[static_cast<size_t>(PacketAction::Error)], 1u);
+}
+
+// `bpfvm filter EXPR -r IN -w OUT` writes the same file as `tcpdump -r IN -w OUT EXPR`.
+TEST(FilterCli, SameFileAsTcpdump) {
+  REQUIRE_SHARED();
+  std::string bpfvm = std::string(BPFVM_BINARY_DIR) + "/bpfvm";
+  if (access(bpfvm.c_str(), X_OK) != 0) GTEST_SKIP() << "no bpfvm binary at " << bpfvm;
+  if (std::system("tcpdump --version >/dev/null 2>&1") != 0) GTEST_SKIP() << "no tcpdump";
+  auto dir = std::filesystem::temp_directory_path() / ("bpfvm_pk_cli_" + std::to_string(getpid()));
+  std::filesystem::create_directories(dir);
+  const char* files[] = {"http.pcap", "dns_icmp.pcap", "tcp_ecn.pcap", "nb6-http.pcap", "icmp_ttl.pcap",
+                         "test_loopback.pcap", "tcp_ipv6_simple.pcap", "g711a.pcap"};
+  const char* exprs[] = {"tcp", "udp port 53", "ip6", "icmp or arp", "tcp[tcpflags] & tcp-syn != 0",
+                         "net 10.0.0.0/8 or port 5000", "len > 200", "ip and ip[8] < 64"};
+  int compared = 0;
+  for (const char* f : files) {
+    for (const char* e : exprs) {
+      std::string in = pcap(f).string(), a = (dir / "a.pcap").string(), b = (dir / "b.pcap").string();
+      std::filesystem::remove(a);
+      std::filesystem::remove(b);
+      std::string c1 = "'" + bpfvm + "' filter '" + e + "' -r '" + in + "' -w '" + a + "' --engine jit 2>/dev/null";
+      std::string c2 = "tcpdump -r '" + in + "' -w '" + b + "' '" + e + "' 2>/dev/null";
+      int r1 = std::system(c1.c_str()), r2 = std::system(c2.c_str());
+      ASSERT_EQ(r1 == 0, r2 == 0) << c1 << " / " << c2;
+      if (r1 != 0) continue;  // an expression the link type does not support: both refuse
+      ASSERT_EQ(test::read_text(a), test::read_text(b)) << "'" << e << "' on " << f;
+      ++compared;
+    }
+  }
+  EXPECT_GT(compared, 40);
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

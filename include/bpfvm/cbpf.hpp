@@ -79,6 +79,11 @@ Result<TranslatedFilter> cbpf_translate(std::span<const CbpfInsn> prog, const Cb
 Result<std::vector<CbpfInsn>> compile_pcap_expression(std::string_view expression, int linktype,
                                                       int snaplen = 262144);
 
+// Compiles as `tcpdump -r PATH EXPRESSION` does: on the opened capture itself. This differs from the
+// link-type form for captures from other systems (e.g. BSD loopback files, where libpcap then accepts
+// every OS's AF_INET6 value).
+Result<std::vector<CbpfInsn>> compile_pcap_expression_for_file(std::string_view expression, const std::string& path);
+
 // Network-header offset for a link type (Ethernet 14, raw IP 0, BSD loopback 4, Linux cooked 16...),
 // -1 when unknown.
 int link_net_offset(int linktype);

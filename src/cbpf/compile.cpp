@@ -9,9 +9,8 @@
 
 namespace bpfvm {
 
-Result<std::vector<CbpfInsn>> compile_pcap_expression(std::string_view expression, int linktype, int snaplen) {
-  pcap_t* p = pcap_open_dead(linktype, snaplen);
-  if (!p) return make_error(ErrorCode::InvalidArgument, "libpcap cannot open link type " + std::to_string(linktype));
+namespace {
+Result<std::vector<CbpfInsn>> compile_on(pcap_t* p, std::string_view expression) {
   struct bpf_program fp {};
   std::string expr(expression);
   if (pcap_compile(p, &fp, expr.c_str(), 1, PCAP_NETMASK_UNKNOWN) != 0) {
@@ -26,6 +25,20 @@ Result<std::vector<CbpfInsn>> compile_pcap_expression(std::string_view expressio
   pcap_freecode(&fp);
   pcap_close(p);
   return out;
+}
+}  // namespace
+
+Result<std::vector<CbpfInsn>> compile_pcap_expression(std::string_view expression, int linktype, int snaplen) {
+  pcap_t* p = pcap_open_dead(linktype, snaplen);
+  if (!p) return make_error(ErrorCode::InvalidArgument, "libpcap cannot open link type " + std::to_string(linktype));
+  return compile_on(p, expression);
+}
+
+Result<std::vector<CbpfInsn>> compile_pcap_expression_for_file(std::string_view expression, const std::string& path) {
+  char err[PCAP_ERRBUF_SIZE] = {};
+  pcap_t* p = pcap_open_offline(path.c_str(), err);
+  if (!p) return make_error(ErrorCode::Io, path + ": " + err);
+  return compile_on(p, expression);
 }
 
 int link_net_offset(int linktype) {

@@ -139,10 +139,10 @@ std::string cbpf_format(const CbpfInsn& in, size_t pc) {
   char buf[96];
   uint16_t c = in.code;
   auto jmp = [&](const char* op, bool x) {
-    if (x)
-      std::snprintf(buf, sizeof buf, "%-8s x%-17s jt %zu\tjf %zu", op, "", pc + 1 + in.jt, pc + 1 + in.jf);
-    else
-      std::snprintf(buf, sizeof buf, "%-8s #0x%-15x jt %zu\tjf %zu", op, in.k, pc + 1 + in.jt, pc + 1 + in.jf);
+    char operand[24];
+    if (x) std::snprintf(operand, sizeof operand, "x");
+    else std::snprintf(operand, sizeof operand, "#0x%x", in.k);
+    std::snprintf(buf, sizeof buf, "%-8s %-16s jt %zu\tjf %zu", op, operand, pc + 1 + in.jt, pc + 1 + in.jf);
   };
   const char* sz = size_of(c) == kW ? "ld" : size_of(c) == kH ? "ldh" : "ldb";
   switch (cls(c)) {

@@ -48,13 +48,14 @@ std::string format_map_contents(Map& map, size_t max_entries) {
   size_t vsize = map.user_value_size();
   size_t stride = percpu ? (s.value_size + 7) / 8 * 8 : s.value_size;
   std::vector<uint8_t> key(s.key_size), next(s.key_size), value(std::max<size_t>(vsize, 8));
-  size_t shown = 0, total = 0, zero = 0;
+  size_t shown = 0, total = 0, zero = 0, keys = 0;
   bool first = true;
   while (true) {
     long rc = map.get_next_key(first ? nullptr : key.data(), next.data());
     if (rc != 0) break;
     first = false;
     key = next;
+    ++keys;
     if (map.lookup_copy(key.data(), value.data(), 0) != 0) continue;
     ++total;
     bool all_zero = true;
@@ -87,7 +88,8 @@ std::string format_map_contents(Map& map, size_t max_entries) {
   size_t listed = array ? total - zero : total;
   if (listed > shown) out += fmt::format("  ... {} more\n", listed - shown);
   if (array && zero) out += fmt::format("  ({} zero entries not shown)\n", zero);
-  if (total == 0) out += "  (empty)\n";
+  if (keys == 0) out += "  (empty)\n";
+  else if (total == 0) out += fmt::format("  ({} keys, values not readable from user space)\n", keys);
   return out;
 }
 

@@ -96,6 +96,12 @@ Result<std::unique_ptr<PacketHook>> PacketHook::from_object(const Object& object
       }
     }
   }
+  if (type && prog->type_known && supports(prog->type) && prog->type != type->type &&
+      !(type->type == kProgSchedCls && prog->type == kProgSchedAct)) {
+    return make_error(ErrorCode::InvalidArgument,
+                      fmt::format("program {} (section {}) is a {} program, not {}", prog->name, prog->section,
+                                  prog_type_name(prog->type), type->name));
+  }
   if (!type) {
     type = find_prog_type(prog->type);
     if (!prog->type_known || !type || !supports(type->type))

@@ -1,0 +1,396 @@
+// Packet commands:
+//   bpfvm filter 'EXPRESSION' -r IN [-w OUT] [--count] [--engine interp|jit] [-d]
+//   bpfvm xdp|socket|tc OBJ [--section S] (-r IN | -i IFACE) [-w OUT] [--out-if IFACE] [--tx OUT]
+//                           [--redirect N=FILE.pcap|N=dev:IFACE]... [--engine interp|jit] [--stats]
+//                           [--duration SEC] [--max-packets N]
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+
+#include "bpfvm/cbpf.hpp"
+#include "bpfvm/map.hpp"
+#include "bpfvm/object.hpp"
+#include "bpfvm/packet.hpp"
+#include "cli.hpp"
+#include "input.hpp"
+
+namespace bpfvm::cli {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::atomic<bool> g_stop{false};
+void on_signal(int) { g_stop = true; }
+
+double secs(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+// ---- bpfvm filter --------------------------------------------------------------------------------
+
+struct FilterOpts {
+  std::string expression;
+  std::string in, out;
+  bool count = false;
+  bool dump = false;
+  EngineKind engine = EngineKind::Interpreter;
+};
+
+int filter_command(const FilterOpts& o) {
+  auto reader = PcapReader::open(o.in);
+  if (!reader) return fail(kUsage, reader.error());
+  auto& r = **reader;
+  ExecOptions eo;
+  eo.engine = o.engine;
+  // Translated classic filters are safe by construction (docs/packets.md): no checked mode needed.
+  // Compiled on the capture itself, exactly as `tcpdump -r IN EXPRESSION` compiles it.
+  auto prog = compile_pcap_expression_for_file(o.expression, o.in);
+  if (!prog) return fail(prog.error().code == ErrorCode::Io ? kUsage : kFailed, prog.error().message);
+  CbpfTranslateOptions topts;
+  topts.net_offset = link_net_offset(r.linktype());
+  auto filter = PacketFilter::create(*prog, eo, topts);
+  if (!filter) {
+    if (filter.error().code == ErrorCode::InvalidArgument) return fail(kFailed, filter.error().message);
+    return fail(kFailed, filter.error(), "filter");
+  }
+  if (o.dump) {
+    std::fputs(cbpf_disassemble((*filter)->classic()).c_str(), stdout);
+    return kOk;
+  }
+  std::unique_ptr<PcapWriter> writer;
+  if (!o.out.empty()) {
+    auto w = PcapWriter::open(o.out, r.linktype(), r.snaplen(), r.nanosecond());
+    if (!w) return fail(kUsage, w.error());
+    writer = std::move(*w);
+  }
+  uint64_t matched = 0;
+  PacketView v;
+  std::string damage;
+  while (true) {
+    auto n = r.next(v);
+    if (!n) {
+      damage = n.error().message;
+      break;
+    }
+    if (!*n) break;
+    uint32_t keep = (*filter)->match(v.data, v.caplen, v.wirelen);
+    if (!keep) continue;
+    ++matched;
+    if (writer) {
+      // Like a capture with this filter: the filter's result is the snapshot length.
+      PacketView out = v;
+      if (keep < out.caplen) out.caplen = keep;
+      if (auto st = writer->write(out); !st) return fail(kUsage, st.error());
+    }
+  }
+  if (writer) {
+    if (auto st = writer->flush(); !st) return fail(kUsage, st.error());
+  }
+  if (o.count || !writer) std::printf("%llu packets\n", static_cast<unsigned long long>(matched));
+  std::fflush(stdout);
+  if (!damage.empty()) return fail(kFailed, damage);
+  return kOk;
+}
+
+RegisterCommand reg_filter("filter", [](CLI::App& app, std::function<int()>& run) {
+  auto o = std::make_shared<FilterOpts>();
+  auto* cmd = app.add_subcommand("filter", "Select packets of a capture with a tcpdump expression (libpcap's "
+                                           "compiler, run as eBPF by bpfvm)");
+  cmd->add_option("expression", o->expression, "tcpdump filter expression")->required();
+  cmd->add_option("-r", o->in, "Capture to read (pcap or pcapng)")->required();
+  cmd->add_option("-w", o->out, "Write the matching packets to this pcap file");
+  cmd->add_flag("--count", o->count, "Print only the number of matching packets");
+  cmd->add_flag("-d", o->dump, "Print the classic BPF program (as tcpdump -d) and exit");
+  add_engine_option(cmd, o->engine);
+  cmd->callback([o, &run] { run = [o] { return filter_command(*o); }; });
+});
+
+// ---- bpfvm xdp / socket / tc -----------------------------------------------------------------------
+
+struct HookOpts {
+  std::string kind;  // xdp, socket, tc
+  std::string object, section;
+  std::string in, iface, out, out_if, tx_out;
+  std::vector<std::string> redirects;
+  std::vector<std::string> map_sets;
+  EngineKind engine = EngineKind::Interpreter;
+  bool stats = false;
+  double duration = 0;
+  uint64_t max_packets = 0;
+  uint32_t ifindex = 1;
+};
+
+struct Runner {
+  const HookOpts& o;
+  PacketHook& hook;
+  std::shared_ptr<PacketSink> pass_sink, tx_sink;
+  LiveCapture* live = nullptr;
+  uint64_t errors_shown = 0;
+  uint64_t send_errors = 0;
+  std::string first_error;
+  Clock::duration run_time{};
+
+  void handle(const PacketView& v) {
+    auto t0 = Clock::now();
+    PacketResult r = hook.process(v);
+    run_time += Clock::now() - t0;
+    switch (r.action) {
+      case PacketAction::Pass:
+        if (pass_sink) note(pass_sink->send(r.out));
+        break;
+      case PacketAction::Tx:
+        if (live) note(live->send(r.out.data, r.out.caplen));
+        else if (tx_sink) note(tx_sink->send(r.out));
+        break;
+      case PacketAction::Redirect:
+        if (r.sink) note(r.sink->send(r.out));
+        break;
+      case PacketAction::Error:
+        if (first_error.empty()) first_error = r.error;
+        if (errors_shown++ < 3) std::fprintf(stderr, "bpfvm: packet %llu: %s\n",
+                                             static_cast<unsigned long long>(hook.counters().packets), r.error.c_str());
+        break;
+      default: break;
+    }
+  }
+  void note(const Status& st) {
+    if (!st) {
+      if (send_errors++ == 0) std::fprintf(stderr, "bpfvm: %s\n", st.error().message.c_str());
+    }
+  }
+};
+
+std::string action_line(const PacketHook& hook) {
+  const auto& c = hook.counters();
+  std::string s;
+  for (size_t a = 0; a < c.actions.size(); ++a) {
+    if (!c.actions[a] && a >= static_cast<size_t>(PacketAction::Aborted)) continue;
+    s += fmt::format("{}{} {}", s.empty() ? "" : ", ", packet_action_name(static_cast<PacketAction>(a)), c.actions[a]);
+  }
+  return s;
+}
+
+void print_summary(const HookOpts& o, PacketHook& hook, const Runner& run, double wall) {
+  const auto& c = hook.counters();
+  std::printf("program %s (%s), engine %s\n", hook.program_name().c_str(), std::string(hook.type().name).c_str(),
+              engine_name(o.engine));
+  std::printf("packets: %llu (%llu bytes)\n", static_cast<unsigned long long>(c.packets),
+              static_cast<unsigned long long>(c.bytes));
+  std::printf("verdicts:\n");
+  for (const auto& [v, n] : c.verdicts) {
+    std::string name = hook.type().type == kProgSocketFilter ? (v == 0 ? "drop (0)" : "keep (> 0)") : hook.verdict_name(v);
+    std::printf("  %-16s %llu\n", name.c_str(), static_cast<unsigned long long>(n));
+  }
+  std::printf("actions: %s\n", action_line(hook).c_str());
+  if (c.truncated) std::printf("truncated: %llu\n", static_cast<unsigned long long>(c.truncated));
+  if (c.redirect_no_target)
+    std::printf("redirects to an ifindex with no bpfvm interface (dropped): %llu\n",
+                static_cast<unsigned long long>(c.redirect_no_target));
+  if (auto* ifs = hook.interfaces())
+    for (const auto& e : ifs->all())
+      std::printf("interface %u (%s): %llu packets\n", e.ifindex, e.sink->describe().c_str(),
+                  static_cast<unsigned long long>(e.sink->sent));
+  double prog_s = secs(run.run_time);
+  double per = c.packets ? prog_s * 1e9 / static_cast<double>(c.packets) : 0;
+  std::printf("rate: %.0f packets/s, %.0f ns/packet (program), %.0f packets/s overall\n",
+              per > 0 ? 1e9 / per : 0.0, per, wall > 0 ? static_cast<double>(c.packets) / wall : 0.0);
+  if (const LoadedObject* live = hook.loaded()) {
+    const Object* obj = hook.object();
+    bool any = false;
+    for (size_t i = 0; i < live->maps.size(); ++i) {
+      if (obj->maps[i].is_global_data()) continue;
+      if (!any) std::printf("maps:\n");
+      any = true;
+      std::string text = format_map_contents(*live->maps[i]);
+      for (size_t p = text.find("\n  "); p != std::string::npos; p = text.find("\n  ", p + 3)) text.insert(p + 1, "  ");
+      std::printf("  %s", text.c_str());
+      // indent continuation lines
+    }
+  }
+}
+
+int hook_command(const HookOpts& o) {
+  LoadOptions lo;
+  auto obj = load_object_file(o.object, lo);
+  if (!obj) {
+    if (obj.error().code == ErrorCode::Io) return fail(kUsage, obj.error());
+    return fail(kFailed, obj.error(), o.object);
+  }
+  HookOptions ho;
+  ho.exec.engine = o.engine;
+  ho.ingress_ifindex = o.ifindex;
+  auto hook = PacketHook::from_object(*obj, o.section, ho, o.kind);
+  if (!hook) return fail(kFailed, hook.error(), o.object);
+  auto& h = **hook;
+
+  // Interfaces for redirects: N=FILE.pcap or N=dev:IFACE.
+  std::unique_ptr<PcapReader> reader;
+  std::unique_ptr<LiveCapture> live;
+  int linktype = 1, snaplen = 262144;
+  bool nano = false;
+  if (!o.in.empty()) {
+    auto r = PcapReader::open(o.in);
+    if (!r) return fail(kUsage, r.error());
+    reader = std::move(*r);
+    linktype = reader->linktype();
+    snaplen = reader->snaplen();
+    nano = reader->nanosecond();
+    if (linktype != 1)
+      return fail(kUsage, fmt::format("{}: link type {} is not Ethernet; the packet hooks take Ethernet frames "
+                                      "(use `bpfvm filter` for other link types)", o.in, linktype));
+  } else {
+    auto l = LiveCapture::open(o.iface);
+    if (!l) return fail(kUsage, l.error());
+    live = std::move(*l);
+  }
+  auto file_sink = [&](const std::string& path) -> Result<std::shared_ptr<PacketSink>> {
+    auto w = PcapWriter::open(path, linktype, snaplen, nano);
+    if (!w) return w.error();
+    return make_file_sink(std::move(*w));
+  };
+  auto ifs = std::make_shared<Interfaces>();
+  for (const auto& spec : o.redirects) {
+    auto eq = spec.find('=');
+    uint32_t idx = 0;
+    if (eq == std::string::npos || eq == 0 ||
+        std::sscanf(spec.substr(0, eq).c_str(), "%u", &idx) != 1)
+      return fail(kUsage, "--redirect: '" + spec + "' is not IFINDEX=FILE.pcap or IFINDEX=dev:IFACE");
+    std::string target = spec.substr(eq + 1);
+    Result<std::shared_ptr<PacketSink>> sink =
+        target.rfind("dev:", 0) == 0 ? make_device_sink(target.substr(4)) : file_sink(target);
+    if (!sink) return fail(kUsage, sink.error());
+    ifs->add(idx, target, *sink);
+  }
+  h.set_interfaces(ifs);
+  // --map-set NAME:KEY=VALUE (numbers; key 4 or 8 bytes, value 4 or 8 bytes), e.g. devmap slots.
+  for (const auto& spec : o.map_sets) {
+    auto colon = spec.rfind(':');
+    auto eq = spec.find('=', colon == std::string::npos ? 0 : colon);
+    unsigned long long key = 0, val = 0;
+    if (colon == std::string::npos || eq == std::string::npos ||
+        std::sscanf(spec.c_str() + colon + 1, "%llu", &key) != 1 || std::sscanf(spec.c_str() + eq + 1, "%llu", &val) != 1)
+      return fail(kUsage, "--map-set: '" + spec + "' is not MAP:KEY=VALUE");
+    std::string name = spec.substr(0, colon);
+    int mi = obj->find_map(name);
+    if (mi < 0) return fail(kUsage, "--map-set: the object has no map '" + name + "'");
+    auto& m = *h.loaded()->maps[static_cast<size_t>(mi)];
+    const MapSpec& ms = m.spec();
+    if ((ms.key_size != 4 && ms.key_size != 8) || (ms.value_size != 4 && ms.value_size != 8))
+      return fail(kUsage, "--map-set: map '" + name + "' needs 4- or 8-byte keys and values");
+    uint8_t kb[8], vb[8];
+    std::memcpy(kb, &key, 8);
+    std::memcpy(vb, &val, 8);
+    if (long rc = m.update_user(kb, vb, 0); rc != 0)
+      return fail(kUsage, fmt::format("--map-set {}: update failed ({})", spec, std::strerror(static_cast<int>(-rc))));
+  }
+  Runner run{o, h};
+  run.live = live.get();
+  if (!o.out.empty()) {
+    auto s = file_sink(o.out);
+    if (!s) return fail(kUsage, s.error());
+    run.pass_sink = *s;
+  } else if (!o.out_if.empty()) {
+    auto s = make_device_sink(o.out_if);
+    if (!s) return fail(kUsage, s.error());
+    run.pass_sink = *s;
+  }
+  if (!o.tx_out.empty()) {
+    auto s = file_sink(o.tx_out);
+    if (!s) return fail(kUsage, s.error());
+    run.tx_sink = *s;
+  }
+
+  auto start = Clock::now();
+  auto last = start;
+  bool tty = isatty(2);
+  std::string damage;
+  auto tick = [&](bool final_tick) {
+    auto now = Clock::now();
+    if (!final_tick && now - last < std::chrono::seconds(1)) return;
+    last = now;
+    if (o.stats) {
+      std::fprintf(stderr, "[%.0fs] packets %llu: %s\n", secs(now - start),
+                   static_cast<unsigned long long>(h.counters().packets), action_line(h).c_str());
+    } else if (reader && tty && reader->file_size() > 0) {
+      double frac = static_cast<double>(reader->offset()) / static_cast<double>(reader->file_size());
+      std::fprintf(stderr, "\rreading %s: %llu packets, %.0f%%%s", o.in.c_str(),
+                   static_cast<unsigned long long>(h.counters().packets), frac * 100, final_tick ? "\n" : "");
+    }
+  };
+  if (reader) {
+    PacketView v;
+    uint64_t n = 0;
+    while (!o.max_packets || n < o.max_packets) {
+      auto r = reader->next(v);
+      if (!r) {
+        damage = r.error().message;
+        break;
+      }
+      if (!*r) break;
+      run.handle(v);
+      ++n;
+      if ((n & 1023) == 0) tick(false);
+    }
+    if (!o.stats && tty && secs(Clock::now() - start) >= 1) tick(true);
+  } else {
+    std::signal(SIGINT, on_signal);
+    std::signal(SIGTERM, on_signal);
+    while (!g_stop) {
+      if (o.duration > 0 && secs(Clock::now() - start) >= o.duration) break;
+      if (o.max_packets && h.counters().packets >= o.max_packets) break;
+      auto r = live->poll(100, [&](const PacketView& v) { run.handle(v); });
+      if (!r) return fail(kUsage, r.error());
+      tick(false);
+    }
+    std::signal(SIGINT, SIG_DFL);
+    std::signal(SIGTERM, SIG_DFL);
+  }
+  double wall = secs(Clock::now() - start);
+  print_summary(o, h, run, wall);
+  if (live) std::printf("kernel ring drops: %llu\n", static_cast<unsigned long long>(live->kernel_drops()));
+  std::fflush(stdout);
+  if (!damage.empty()) return fail(kFailed, damage);
+  return kOk;
+}
+
+void register_hook(CLI::App& app, std::function<int()>& run, const char* kind, const char* help) {
+  auto o = std::make_shared<HookOpts>();
+  o->kind = kind;
+  auto* cmd = app.add_subcommand(kind, help);
+  cmd->add_option("object", o->object, "BPF ELF object")->required();
+  cmd->add_option("--section", o->section, "Program (section or function name); default: the object's first " +
+                                                std::string(kind) + " program");
+  auto* r = cmd->add_option("-r", o->in, "Read packets from a capture (pcap or pcapng, Ethernet)");
+  auto* i = cmd->add_option("-i", o->iface, "Read live traffic from a network interface (AF_PACKET)");
+  r->excludes(i);
+  cmd->add_option("-w", o->out, "Write passed packets to this pcap file");
+  cmd->add_option("--out-if", o->out_if, "Send passed packets out of this network interface");
+  cmd->add_option("--tx", o->tx_out, "Capture input: write XDP_TX packets to this pcap file");
+  cmd->add_option("--redirect", o->redirects, "bpfvm interface for redirects: IFINDEX=FILE.pcap or IFINDEX=dev:IFACE");
+  cmd->add_option("--map-set", o->map_sets, "Set a map entry before the run: MAP:KEY=VALUE (e.g. a devmap slot)");
+  cmd->add_option("--ifindex", o->ifindex, "ingress ifindex the program sees for capture input (default 1)");
+  add_engine_option(cmd, o->engine);
+  cmd->add_flag("--stats", o->stats, "Print counters every second");
+  cmd->add_option("--duration", o->duration, "Live capture: stop after this many seconds");
+  cmd->add_option("--max-packets", o->max_packets, "Stop after this many packets");
+  cmd->callback([o, &run, r, i] {
+    if (!*r && !*i) throw CLI::RequiredError("-r or -i");
+    run = [o] { return hook_command(*o); };
+  });
+}
+
+RegisterCommand reg_xdp("xdp", [](CLI::App& app, std::function<int()>& run) {
+  register_hook(app, run, "xdp", "Run an XDP program on every packet of a capture or an interface");
+});
+RegisterCommand reg_socket("socket", [](CLI::App& app, std::function<int()>& run) {
+  register_hook(app, run, "socket", "Run a socket filter on every packet (frames from layer 2, as AF_PACKET)");
+});
+RegisterCommand reg_tc("tc", [](CLI::App& app, std::function<int()>& run) {
+  register_hook(app, run, "tc", "Run a tc (sched_cls) program on every packet");
+});
+
+}  // namespace
+}  // namespace bpfvm::cli
