@@ -574,6 +574,25 @@ TEST(MapsKernel, SpinLockFlagSemantics) {
   int btf_fd = int(sys_bpf(BPF_BTF_LOAD, &a));
   if (btf_fd < 0) GTEST_SKIP() << "BPF_BTF_LOAD failed: errno " << errno;
   kernel::Fd btf_owner(btf_fd);
+  // which map types may hold a bpf_spin_lock
+  for (uint32_t type : {uint32_t(kMapPercpuHash), uint32_t(kMapLruHash), uint32_t(kMapPercpuArray),
+                        uint32_t(kMapLruPercpuHash), uint32_t(kMapHash), uint32_t(kMapArray)}) {
+    std::memset(&a, 0, sizeof a);
+    a.map_type = type;
+    a.key_size = 4;
+    a.value_size = 16;
+    a.max_entries = 4;
+    a.btf_fd = uint32_t(btf_fd);
+    a.btf_key_type_id = 1;
+    a.btf_value_type_id = 3;
+    int fd = int(sys_bpf(BPF_MAP_CREATE, &a));
+    long kret = fd >= 0 ? 0 : -long(errno);
+    if (fd >= 0) close(fd);
+    MapSpec s = to_spec({type, 4, 16, 4});
+    s.spin_lock_off = 0;
+    std::string why;
+    EXPECT_EQ(check_map_spec(s, &why), kret) << map_type_name(type) << " with a spin lock (" << why << ")";
+  }
   for (uint32_t type : {uint32_t(kMapHash), uint32_t(kMapArray)}) {
     std::memset(&a, 0, sizeof a);
     a.map_type = type;

@@ -76,7 +76,18 @@ long check_map_spec(const MapSpec& spec, std::string* why) {
     return maps::fail(why, EINVAL, "bpf_spin_lock lies outside the value");
   if (spec.spin_lock_off >= 0 && (spec.spin_lock_off % 4) != 0)
     return maps::fail(why, EINVAL, "bpf_spin_lock is not 4-byte aligned");
-  return row->check(spec, why);
+  if (long e = row->check(spec, why)) return e;
+  if (spec.spin_lock_off >= 0) {
+    // map_check_btf: a bpf_spin_lock is allowed only in these map types
+    switch (spec.type) {
+      case kMapHash: case kMapArray: case kMapCgroupStorage: case kMapSkStorage:
+      case kMapInodeStorage: case kMapTaskStorage: case kMapCgrpStorage:
+        break;
+      default:
+        return maps::fail(why, EOPNOTSUPP, "a bpf_spin_lock is not allowed in this map type");
+    }
+  }
+  return 0;
 }
 
 Result<std::shared_ptr<Map>> create_map(const MapSpec& spec) {
@@ -88,7 +99,7 @@ Result<std::shared_ptr<Map>> create_map(const MapSpec& spec) {
       return make_error(ErrorCode::Load, fmt::format("map '{}': unknown map type {}", name, spec.type));
     return make_error(ErrorCode::Load, fmt::format("map '{}' ({}): {} ({})", name,
                                                    map_type_name(spec.type), why,
-                                                   err == -E2BIG ? "-E2BIG" : err == -kENOTSUPP ? "-ENOTSUPP" : err == -ENOMEM ? "-ENOMEM" : "-EINVAL"));
+                                                   err == -E2BIG ? "-E2BIG" : err == -kENOTSUPP ? "-ENOTSUPP" : err == -ENOMEM ? "-ENOMEM" : err == -EOPNOTSUPP ? "-EOPNOTSUPP" : err == -EBADF ? "-EBADF" : "-EINVAL"));
   }
   std::shared_ptr<Map> m;
   try {
