@@ -34,6 +34,7 @@ void BtfDeleter::operator()(struct btf* b) const { btf__free(b); }
 namespace {
 
 constexpr uint64_t kMaxProgramSlots = 1'000'000;     // the kernel's BPF_COMPLEXITY_LIMIT_INSNS
+constexpr uint64_t kMaxObjectSlots = 4'000'000;      // all linked programs of one object together
 constexpr uint64_t kMaxGlobalDataSize = 4u << 20;    // the kernel's limit on an array value (KMALLOC_MAX_SIZE)
 constexpr uint32_t kMaxMapType = 33;                 // BPF_MAP_TYPE_ARENA in current kernels
 
@@ -142,12 +143,15 @@ struct ObjectLoader {
   std::unique_ptr<Elf, ElfCloser> elf;
   std::vector<Sec> secs;       // by section index
   std::vector<Sym> syms;
+  std::vector<std::vector<uint32_t>> syms_of_sec;  // symbol indices by section index
+  std::unordered_map<std::string, uint32_t> datasec_ids;  // BTF DATASEC name -> type id
   size_t symtab_index = 0;
   std::shared_ptr<ObjectImpl> impl = std::make_shared<ObjectImpl>();
   Object obj;
 
   // section index -> code section index / map kind
   std::unordered_map<size_t, uint32_t> code_of_sec;
+  std::unordered_map<std::string, uint32_t> code_by_name;
   std::unordered_map<size_t, uint32_t> data_map_of_sec;  // global data section -> map index
   std::set<size_t> legacy_secs;
   size_t btf_maps_sec = 0;
@@ -180,6 +184,13 @@ struct ObjectLoader {
   Status collect_map_slot_relocs();
   Status build_programs();
   Status collect_globals_from_btf();
+  uint64_t symbol_offset(size_t sec, const std::string& name, uint64_t fallback) const;
+  const struct btf_type* datasec(std::string_view name, uint32_t* id = nullptr) const {
+    auto it = datasec_ids.find(std::string(name));
+    if (it == datasec_ids.end() || !impl->btf) return nullptr;
+    if (id) *id = it->second;
+    return btf__type_by_id(impl->btf.get(), it->second);
+  }
 
   Result<Object> run(std::span<const uint8_t> bytes);
 };
@@ -262,7 +273,17 @@ Status ObjectLoader::read_symbols() {
     s.shndx = gs.st_shndx;
     if (s.type == STT_SECTION && s.shndx < secs.size() && s.name.empty()) s.name = secs[s.shndx].name;
   }
+  syms_of_sec.assign(secs.size(), {});
+  for (uint32_t i = 0; i < syms.size(); ++i)
+    if (syms[i].shndx < secs.size()) syms_of_sec[syms[i].shndx].push_back(i);
   return {};
+}
+
+// Offset of the symbol `name` in section `sec` (not a section symbol), or `fallback`.
+uint64_t ObjectLoader::symbol_offset(size_t sec, const std::string& name, uint64_t fallback) const {
+  for (uint32_t i : syms_of_sec[sec])
+    if (syms[i].name == name && syms[i].type != STT_SECTION) fallback = syms[i].value;
+  return fallback;
 }
 
 Status ObjectLoader::collect_code() {
@@ -280,8 +301,9 @@ Status ObjectLoader::collect_code() {
     std::memcpy(cs.raw.data(), s.data, s.size);
     const uint64_t nslots = cs.raw.size();
     // Functions: STT_FUNC symbols with a size (what clang emits) ...
-    for (const Sym& y : syms) {
-      if (y.shndx != s.index || y.type != STT_FUNC || y.size == 0) continue;
+    for (uint32_t si : syms_of_sec[s.index]) {
+      const Sym& y = syms[si];
+      if (y.type != STT_FUNC || y.size == 0) continue;
       if (y.value % 8 || y.size % 8)
         return load_error(fmt::format("function {} in section {}: offset {} / size {} not a multiple of 8", quoted(y.name),
                                       quoted(s.name), y.value, y.size));
@@ -293,9 +315,10 @@ Status ObjectLoader::collect_code() {
     if (cs.functions.empty()) {
       // ... or, in old objects, global symbols with no type or size: each one runs to the next.
       std::vector<const Sym*> g;
-      for (const Sym& y : syms)
-        if (y.shndx == s.index && y.type != STT_SECTION && y.type != STT_FILE && y.bind != STB_LOCAL && !y.name.empty())
-          g.push_back(&y);
+      for (uint32_t si : syms_of_sec[s.index]) {
+        const Sym& y = syms[si];
+        if (y.type != STT_SECTION && y.type != STT_FILE && y.bind != STB_LOCAL && !y.name.empty()) g.push_back(&y);
+      }
       std::sort(g.begin(), g.end(), [](const Sym* a, const Sym* b) { return a->value < b->value; });
       for (size_t k = 0; k < g.size(); ++k) {
         if (g[k]->value % 8 || g[k]->value >= s.size)
@@ -317,6 +340,7 @@ Status ObjectLoader::collect_code() {
         return load_error(fmt::format("section {}: functions {} and {} overlap", quoted(s.name), quoted(a.name), quoted(b.name)));
     }
     code_of_sec[s.index] = static_cast<uint32_t>(impl->code.size());
+    code_by_name.emplace(s.name, static_cast<uint32_t>(impl->code.size()));
     impl->code.push_back(std::move(cs));
   }
   return {};
@@ -334,8 +358,10 @@ Status ObjectLoader::collect_legacy_maps() {
     const std::string sn = quoted(s.name);
     legacy_secs.insert(s.index);
     std::vector<const Sym*> ms;
-    for (const Sym& y : syms)
-      if (y.shndx == s.index && y.type != STT_SECTION && y.type != STT_FILE && !y.name.empty()) ms.push_back(&y);
+    for (uint32_t si : syms_of_sec[s.index]) {
+      const Sym& y = syms[si];
+      if (y.type != STT_SECTION && y.type != STT_FILE && !y.name.empty()) ms.push_back(&y);
+    }
     if (ms.empty()) {
       if (s.size == 0) continue;
       return load_error(fmt::format("section {}: {} bytes but no map symbols", sn, s.size));
@@ -435,6 +461,11 @@ Status ObjectLoader::collect_btf() {
     }
     impl->btf.reset(b);
     obj.has_btf = true;
+    const uint32_t n = btf__type_cnt(b);
+    for (uint32_t id = 1; id < n; ++id) {
+      const struct btf_type* t = btf__type_by_id(b, id);
+      if (t && btf_is_datasec(t)) datasec_ids.emplace(btfu::name(b, t->name_off), id);
+    }
   }
   for (const Sec& s : secs)
     if (s.name == ".BTF.ext" && s.size > 0) {
@@ -482,8 +513,7 @@ Status ObjectLoader::collect_btf_ext(const Sec& s) {
         return load_error(fmt::format("section '.BTF.ext': {} block claims {} records of {} bytes, more than remain", what, num, rec));
       std::string secname = btfu::name(impl->btf.get(), name_off);
       CodeSection* cs = nullptr;
-      for (auto& c : impl->code)
-        if (c.name == secname) cs = &c;
+      if (auto ci = code_by_name.find(secname); ci != code_by_name.end()) cs = &impl->code[ci->second];
       if (!cs) {
         // Info for a section with no code (e.g. an empty .text): it must not describe instructions.
         return load_error(fmt::format("section '.BTF.ext': {} for section {}, which has no code", what,
@@ -644,20 +674,6 @@ int32_t find_spin_lock(const struct btf* b, uint32_t value_type) {
   return -1;
 }
 
-// The DATASEC with this name, or nullptr.
-const struct btf_type* find_datasec(const struct btf* b, std::string_view name, uint32_t* out_id = nullptr) {
-  if (!b) return nullptr;
-  uint32_t n = btf__type_cnt(b);
-  for (uint32_t id = 1; id < n; ++id) {
-    const struct btf_type* t = btf__type_by_id(b, id);
-    if (t && btf_is_datasec(t) && btfu::name(b, t->name_off) == name) {
-      if (out_id) *out_id = id;
-      return t;
-    }
-  }
-  return nullptr;
-}
-
 }  // namespace
 
 Status ObjectLoader::collect_btf_maps() {
@@ -668,7 +684,7 @@ Status ObjectLoader::collect_btf_maps() {
   btf_maps_sec = ms->index;
   const struct btf* b = impl->btf.get();
   if (!b) return load_error("section '.maps' holds BTF-defined maps but the object has no '.BTF'");
-  const struct btf_type* ds = find_datasec(b, ".maps");
+  const struct btf_type* ds = datasec(".maps");
   if (!ds) {
     if (ms->size == 0) return {};
     return load_error("section '.maps': no DATASEC '.maps' in the BTF describes it");
@@ -679,9 +695,7 @@ Status ObjectLoader::collect_btf_maps() {
     if (!var || !btf_is_var(var)) return load_error(fmt::format("section '.maps': DATASEC entry #{} (BTF type {}) is not a variable", i, vi->type));
     std::string name = btfu::name(b, var->name_off);
     if (name.empty()) return load_error(fmt::format("section '.maps': DATASEC entry #{} has no name", i));
-    uint64_t off = vi->offset;
-    for (const Sym& y : syms)
-      if (y.shndx == ms->index && y.name == name && y.type != STT_SECTION) off = y.value;
+    uint64_t off = symbol_offset(ms->index, name, vi->offset);
     if (off > ms->size || ms->size - off < vi->size)
       return load_error(fmt::format("map {}: BTF places it at offset {} (size {}), outside section '.maps' ({} bytes)",
                                     quoted(name), off, vi->size, ms->size));
@@ -729,7 +743,7 @@ Status ObjectLoader::collect_global_data() {
     m.frozen = m.origin == MapOrigin::Rodata;
     m.data.assign(s.size, 0);
     if (data) std::memcpy(m.data.data(), s.data, s.size);
-    find_datasec(impl->btf.get(), s.name, &m.btf_value_type_id);
+    datasec(s.name, &m.btf_value_type_id);
     data_map_of_sec[s.index] = static_cast<uint32_t>(obj.maps.size());
     obj.maps.push_back(std::move(m));
   }
@@ -741,7 +755,7 @@ Status ObjectLoader::collect_globals_from_btf() {
   for (const auto& [sec_index, map_index] : data_map_of_sec) {
     const Sec& s = secs[sec_index];
     const ObjectMap& m = obj.maps[map_index];
-    const struct btf_type* ds = find_datasec(b, s.name);
+    const struct btf_type* ds = datasec(s.name);
     if (ds) {
       const struct btf_var_secinfo* vi = btf_var_secinfos(ds);
       for (uint16_t i = 0; i < btf_vlen(ds); ++i, ++vi) {
@@ -749,17 +763,16 @@ Status ObjectLoader::collect_globals_from_btf() {
         if (!var || !btf_is_var(var))
           return load_error(fmt::format("section {}: BTF DATASEC entry #{} (type {}) is not a variable", quoted(s.name), i, vi->type));
         std::string name = btfu::name(b, var->name_off);
-        uint64_t off = vi->offset;
-        for (const Sym& y : syms)
-          if (y.shndx == sec_index && y.name == name && y.type != STT_SECTION) off = y.value;
+        uint64_t off = symbol_offset(sec_index, name, vi->offset);
         if (off > m.spec.value_size || m.spec.value_size - off < vi->size)
           return load_error(fmt::format("variable {}: BTF places it at offset {} (size {}), outside section {} ({} bytes)",
                                         quoted(name), off, vi->size, quoted(s.name), m.spec.value_size));
         obj.globals.push_back(GlobalVar{name, map_index, static_cast<uint32_t>(off), vi->size, var->type});
       }
     } else {
-      for (const Sym& y : syms) {
-        if (y.shndx != sec_index || y.type != STT_OBJECT || y.name.empty()) continue;
+      for (uint32_t si : syms_of_sec[sec_index]) {
+        const Sym& y = syms[si];
+        if (y.type != STT_OBJECT || y.name.empty()) continue;
         if (y.value > m.spec.value_size || m.spec.value_size - y.value < y.size)
           return load_error(fmt::format("variable {}: offset {} size {} outside section {} ({} bytes)", quoted(y.name),
                                         y.value, y.size, quoted(s.name), m.spec.value_size));
@@ -1147,6 +1160,7 @@ Status ObjectLoader::build_programs() {
       }
     }
   }
+  uint64_t total = 0;
   for (uint32_t si = 0; si < impl->code.size(); ++si) {
     const CodeSection& cs = impl->code[si];
     for (size_t fi = 0; fi < cs.functions.size(); ++fi) {
@@ -1155,6 +1169,9 @@ Status ObjectLoader::build_programs() {
       auto p = link_program(*impl, si, fi);
       if (!p) return p.error();
       apply_type(*p, opts, std::nullopt);
+      total += p->insns.size();
+      if (total > kMaxObjectSlots)
+        return load_error(fmt::format("programs of the object link to more than {} instructions in total", kMaxObjectSlots));
       obj.programs.push_back(std::move(*p));
     }
   }
