@@ -201,6 +201,25 @@ TEST(CtxAccess, RejectsWhatTheKernelRejects) {
   EXPECT_FALSE(check_ctx_access(T(kProgMem), 0, 4, false).ok());
 }
 
+TEST(CtxAccess, ObjectsBehindContextPointers) {
+  auto msg = [](Result<CtxAccess> r) { return r.ok() ? std::string("accepted") : r.error().message; };
+  EXPECT_TRUE(check_pointee_access(CtxPtr::SockCommonOrNull, offsetof(bpf_sock, family), 4, false).ok());
+  EXPECT_NE(msg(check_pointee_access(CtxPtr::SockCommonOrNull, offsetof(bpf_sock, mark), 4, false))
+                .find("bpf_sock.mark is not accessible to sock_common pointers"),
+            std::string::npos);
+  EXPECT_TRUE(check_pointee_access(CtxPtr::Socket, offsetof(bpf_sock, mark), 4, false).ok());
+  EXPECT_FALSE(check_pointee_access(CtxPtr::Socket, offsetof(bpf_sock, mark), 4, true).ok());
+  EXPECT_TRUE(check_pointee_access(CtxPtr::FlowKeys, offsetof(bpf_flow_keys, nhoff), 2, true).ok());
+  EXPECT_TRUE(check_pointee_access(CtxPtr::FlowKeys, offsetof(bpf_flow_keys, ipv4_src), 4, true).ok());
+  EXPECT_FALSE(check_pointee_access(CtxPtr::FlowKeys, sizeof(bpf_flow_keys), 4, false).ok());
+  EXPECT_FALSE(check_pointee_access(CtxPtr::Packet, 0, 4, false).ok());
+  const ProgTypeInfo& tcp = tcp_sock_layout();
+  EXPECT_TRUE(check_ctx_access(tcp, offsetof(bpf_tcp_sock, bytes_acked), 8, false).ok());
+  EXPECT_FALSE(check_ctx_access(tcp, offsetof(bpf_tcp_sock, bytes_acked), 4, false).ok());
+  EXPECT_TRUE(check_ctx_access(tcp, offsetof(bpf_tcp_sock, snd_cwnd), 4, false).ok());
+  EXPECT_FALSE(check_ctx_access(tcp, offsetof(bpf_tcp_sock, snd_cwnd), 4, true).ok());
+}
+
 // ---- the rewrite -----------------------------------------------------------------------------------
 
 TEST(CtxRewrite, XdpLoadsBecomeNativePointerLoads) {

@@ -100,6 +100,7 @@ struct ProgTypeInfo {
   bool has_ctx = true;            // false for kProgMem (r1 is memory, no context accesses)
   bool ld_abs = false;            // legacy LD_ABS / LD_IND allowed (socket_filter, sched_cls/act)
   bool direct_packet = false;     // direct packet access through data/data_end
+  bool pointee = false;           // describes an object a context pointer leads to (pointee_layout)
   RetInfo ret;
   std::vector<int32_t> helpers;   // kernel helper ids the kernel allows for this type (sorted)
 
@@ -130,6 +131,16 @@ struct CtxAccess {
 // names the field and says what is wrong ("write to xdp_md.data is not allowed", "invalid access to
 // __sk_buff at offset 77 size 4"...).
 Result<CtxAccess> check_ctx_access(const ProgTypeInfo& type, int64_t off, int size, bool write);
+
+// Objects that pointers loaded from a context lead to, described like contexts (fields, rights; the
+// native layout is the uapi one): SockCommonOrNull -> struct bpf_sock as PTR_TO_SOCK_COMMON (type,
+// protocol, mark, priority not readable), Socket/SocketOrNull -> struct bpf_sock (read-only),
+// FlowKeys -> struct bpf_flow_keys (read/write, any size), and struct bpf_tcp_sock (the result of
+// bpf_tcp_sock, read-only; name "tcp_sock"). nullptr for kinds that lead to packet memory.
+const ProgTypeInfo* pointee_layout(CtxPtr kind);
+const ProgTypeInfo& tcp_sock_layout();
+// check_ctx_access for such an object (the base register holds the pointer with offset 0).
+Result<CtxAccess> check_pointee_access(CtxPtr kind, int64_t off, int size, bool write);
 
 // Facts about the base register of memory instructions, per instruction slot. The verifier, which
 // knows exact register types, can supply them; otherwise ctx_base_facts() computes them with a small

@@ -48,7 +48,7 @@ Result<CtxAccess> check_ctx_access(const ProgTypeInfo& t, int64_t off, int size,
   int64_t rel = off - f->off;
   const std::string fname = fmt::format("{}.{}", t.ctx_struct.substr(t.ctx_struct.rfind(' ') + 1), f->name);
   if (!(f->access & (kCtxRead | kCtxWrite)))
-    return ctx_error(t, off, size, write, fmt::format("{} is not accessible to {} programs", fname, t.name));
+    return ctx_error(t, off, size, write, fmt::format("{} is not accessible to {} {}", fname, t.name, t.pointee ? "pointers" : "programs"));
   if (off + size > static_cast<int64_t>(f->off + f->size)) {
     if (f->access & kCtxAnySize)
       return ctx_error(t, off, size, write, fmt::format("the access runs past the end of {}", fname));
@@ -57,7 +57,7 @@ Result<CtxAccess> check_ctx_access(const ProgTypeInfo& t, int64_t off, int size,
   }
   if (write) {
     if (!(f->access & kCtxWrite))
-      return ctx_error(t, off, size, write, fmt::format("{} is read-only for {} programs", fname, t.name));
+      return ctx_error(t, off, size, write, fmt::format("{} is read-only for {} {}", fname, t.name, t.pointee ? "pointers" : "programs"));
     if (!(f->access & kCtxAnySize)) {
       int need = f->elem_size ? f->elem_size : static_cast<int>(f->size);
       if (size != need)
@@ -65,7 +65,7 @@ Result<CtxAccess> check_ctx_access(const ProgTypeInfo& t, int64_t off, int size,
     }
   } else {
     if (!(f->access & kCtxRead))
-      return ctx_error(t, off, size, write, fmt::format("{} is not readable by {} programs", fname, t.name));
+      return ctx_error(t, off, size, write, fmt::format("{} is not readable by {} {}", fname, t.name, t.pointee ? "pointers" : "programs"));
     if (!(f->access & kCtxAnySize)) {
       int full = f->elem_size ? f->elem_size : static_cast<int>(f->size);
       bool narrow_ok = (f->access & kCtxNarrowRead) && f->ptr == CtxPtr::None && size <= full;

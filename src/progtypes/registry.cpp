@@ -4,6 +4,8 @@
 #include <linux/bpf.h>
 #include <linux/bpf_perf_event.h>
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cstring>
 #include <mutex>
@@ -412,7 +414,72 @@ const Registry& registry() {
   return r;
 }
 
+// ---- objects reached through context pointers ---------------------------------------------------
+
+ProgTypeInfo pointee(std::string_view name, std::string_view st, uint32_t size, std::vector<CtxField> fields,
+                     bool any = false) {
+  ProgTypeInfo t;
+  t.name = name;
+  t.ctx_struct = st;
+  t.ctx_size = size;
+  t.native_size = (size + 7) & ~7u;
+  t.fields = std::move(fields);
+  t.pointee = true;
+  t.generic = any;
+  t.writable_generic = any;
+  sort_fields(t);
+  return t;
+}
+
+struct Pointees {
+  ProgTypeInfo sock_common, sock, flow_keys, tcp_sock;
+  Pointees() {
+    auto sk = bpf_sock_fields();
+    for (auto& f : sk) f.access &= ~kCtxWrite;
+    sock = pointee("sock", "struct bpf_sock", sizeof(bpf_sock), sk);
+    auto skc = sk;
+    for (auto& f : skc)
+      if (f.name == "type" || f.name == "protocol" || f.name == "mark" || f.name == "priority") f.access = 0;
+    sock_common = pointee("sock_common", "struct bpf_sock", sizeof(bpf_sock), skc);
+    flow_keys = pointee("flow_keys", "struct bpf_flow_keys", sizeof(bpf_flow_keys), {}, true);
+    using S = struct bpf_tcp_sock;
+    std::vector<CtxField> tf;
+#define TCPF(f) tf.push_back(plain(FLD(S, f), R));
+    TCPF(snd_cwnd) TCPF(srtt_us) TCPF(rtt_min) TCPF(snd_ssthresh) TCPF(rcv_nxt) TCPF(snd_nxt) TCPF(snd_una)
+    TCPF(mss_cache) TCPF(ecn_flags) TCPF(rate_delivered) TCPF(rate_interval_us) TCPF(packets_out)
+    TCPF(retrans_out) TCPF(total_retrans) TCPF(segs_in) TCPF(data_segs_in) TCPF(segs_out) TCPF(data_segs_out)
+    TCPF(lost_out) TCPF(sacked_out) TCPF(bytes_received) TCPF(bytes_acked) TCPF(dsack_dups) TCPF(delivered)
+    TCPF(delivered_ce) TCPF(icsk_retransmits)
+#undef TCPF
+    tcp_sock = pointee("tcp_sock", "struct bpf_tcp_sock", sizeof(S), tf);
+  }
+};
+const Pointees& pointees() {
+  static const Pointees p;
+  return p;
+}
+
 }  // namespace
+
+const ProgTypeInfo* pointee_layout(CtxPtr kind) {
+  switch (kind) {
+    case CtxPtr::SockCommonOrNull: return &pointees().sock_common;
+    case CtxPtr::Socket:
+    case CtxPtr::SocketOrNull: return &pointees().sock;
+    case CtxPtr::FlowKeys: return &pointees().flow_keys;
+    default: return nullptr;
+  }
+}
+
+const ProgTypeInfo& tcp_sock_layout() { return pointees().tcp_sock; }
+
+Result<CtxAccess> check_pointee_access(CtxPtr kind, int64_t off, int size, bool write) {
+  const ProgTypeInfo* t = pointee_layout(kind);
+  if (!t)
+    return make_error(ErrorCode::Verify,
+                      fmt::format("a {} pointer does not lead to a described object", ctx_ptr_name(kind)));
+  return check_ctx_access(*t, off, size, write);
+}
 
 const char* ctx_ptr_name(CtxPtr p) {
   switch (p) {
