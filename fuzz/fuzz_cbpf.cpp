@@ -1,0 +1,61 @@
+// libFuzzer target: classic BPF programs (raw struct sock_filter bytes, or the same bytes read as
+// `tcpdump -dd` text) -> cbpf_check -> cbpf_translate -> run on a packet taken from the input, in the
+// checked interpreter; when libpcap's own validator also accepts the program, bpfvm's result must
+// equal libpcap's bpf_filter. Input layout: [1 byte packet length n][n packet bytes][program bytes].
+#include <pcap/pcap.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <string_view>
+#include <vector>
+
+#include "bpfvm/cbpf.hpp"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  using namespace bpfvm;
+  if (size < 1) return 0;
+  size_t n = data[0];
+  if (1 + n > size) return 0;
+  std::vector<uint8_t> pkt(data + 1, data + 1 + n);
+  const uint8_t* p = data + 1 + n;
+  size_t rest = size - 1 - n;
+  // The text parser must never crash on any bytes.
+  (void)parse_cbpf_text(std::string_view(reinterpret_cast<const char*>(p), rest));
+  std::vector<CbpfInsn> prog(rest / sizeof(CbpfInsn));
+  for (size_t i = 0; i < prog.size(); ++i) {
+    const uint8_t* q = p + i * 8;
+    prog[i] = CbpfInsn{static_cast<uint16_t>(q[0] | q[1] << 8), q[2], q[3],
+                       static_cast<uint32_t>(q[4] | q[5] << 8 | q[6] << 16 | static_cast<uint32_t>(q[7]) << 24)};
+  }
+  if (prog.empty()) return 0;
+  ExecOptions eo;
+  eo.checked = true;
+  eo.insn_budget = 100000;
+  CbpfTranslateOptions t;
+  t.net_offset = 14;
+  auto f = PacketFilter::create(prog, eo, t);
+  if (!f) return 0;
+  auto r = (*f)->run(pkt.data(), static_cast<uint32_t>(pkt.size()), static_cast<uint32_t>(pkt.size()));
+  if (!r) {
+    std::fprintf(stderr, "translated filter failed: %s\n", r.error().to_string().c_str());
+    std::abort();  // a translated filter can never fault or loop
+  }
+  // libpcap's interpreter: only for programs its validator accepts and without instructions it
+  // does not implement (ret x, ancillary loads).
+  bool pcap_knows = true;
+  for (const auto& in : prog) {
+    if (in.code == 0x0e) pcap_knows = false;
+    if ((in.code & 0x07) <= 0x01 && (in.code & 0xe0) == 0x20 && static_cast<int32_t>(in.k) < 0) pcap_knows = false;
+    if ((in.code & 0x07) <= 0x01 && (in.code & 0xe0) == 0x40) pcap_knows = false;  // LD_IND with SKF offsets
+  }
+  if (pcap_knows && bpf_validate(reinterpret_cast<const bpf_insn*>(prog.data()), static_cast<int>(prog.size()))) {
+    u_int want = bpf_filter(reinterpret_cast<const bpf_insn*>(prog.data()), pkt.data(),
+                            static_cast<u_int>(pkt.size()), static_cast<u_int>(pkt.size()));
+    if (want != *r) {
+      std::fprintf(stderr, "mismatch: libpcap %u, bpfvm %u\n%s", want, *r, cbpf_disassemble(prog).c_str());
+      std::abort();
+    }
+  }
+  return 0;
+}
