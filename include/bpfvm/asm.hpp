@@ -23,7 +23,11 @@ using HelperNameFn = std::function<std::string_view(int32_t id)>;
 // Helper ids by name, for assembling `call bpf_xyz`. Returns -1 for an unknown name.
 using HelperIdFn = std::function<int32_t(std::string_view name)>;
 
-// Assembles text. Errors carry the 1-based line and column.
+// Assembles text (docs/assembly.md). Errors are ErrorCode::Assemble diagnostics carrying the 1-based
+// line and column. The result is what decode() gives for the bytes (one entry per slot, lddw
+// followed by LDDW_HI), and decode's per-instruction checks apply (r10 writes, reserved fields);
+// check_structure() is not run, so fragments assemble. `helper_id` resolves `call name` (kernel
+// syntax) when `name` is not a label.
 Result<std::vector<Insn>> assemble(std::string_view text, Syntax syntax, const HelperIdFn& helper_id = {});
 // Detects the syntax from the text (conformance syntax uses %rN registers).
 Syntax detect_syntax(std::string_view text);
@@ -36,7 +40,9 @@ struct DisasmOptions {
   bool show_raw = false;      // raw bytes after the index
 };
 
-// One instruction (pc is its slot index, needed for jump targets).
+// One instruction (pc is its slot index), without index, raw bytes or labels: only `syntax` and
+// `helper_name` of the options apply. A helper call prints as `call name#N`, or `call #N` when
+// helper_name is empty or does not know N.
 std::string format_insn(const Insn& insn, int64_t pc, const DisasmOptions& options = {});
 // A whole program, one instruction per line (LDDW_HI slots are skipped).
 std::string disassemble(std::span<const Insn> insns, const DisasmOptions& options = {});
