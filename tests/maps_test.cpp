@@ -621,3 +621,46 @@ TEST(Maps, PinnedReaderOutsideSectionIsSafeAndSynchronizeDoesNotHang) {
   EXPECT_EQ(seen, 10u);
   map_synchronize();
 }
+
+TEST(Maps, RingbufHeaderLayout) {
+  auto m = mk(kMapRingbuf, 0, 0, 8192);
+  auto* rb = dynamic_cast<RingbufMap*>(m.get());
+  auto hdr_len = [&](uint64_t pos) {
+    uint32_t v;
+    std::memcpy(&v, rb->data_area() + (pos & 8191), 4);
+    return v;
+  };
+  // move the producer to page 1 so that pg_off is visible
+  std::vector<uint8_t> pad(4096 - 8);
+  ASSERT_EQ(rb->output(pad.data(), pad.size(), 0), 0);
+  ASSERT_EQ(rb->consume([](const void*, uint32_t) { return 0; }), 1);
+  uint64_t pos = rb->producer_pos();
+  EXPECT_EQ(pos, 4096u);
+  void* r = rb->reserve(5, 0);
+  ASSERT_NE(r, nullptr);
+  EXPECT_EQ(static_cast<const uint8_t*>(r), rb->data_area() + 4096 + 8);
+  EXPECT_EQ(hdr_len(pos), 5u | RingbufMap::kBusyBit);
+  uint32_t pg_off;
+  std::memcpy(&pg_off, rb->data_area() + 4096 + 4, 4);
+  EXPECT_EQ(pg_off, 1u);
+  rb->discard(r, 0);
+  EXPECT_EQ(hdr_len(pos), 5u | RingbufMap::kDiscardBit);
+  EXPECT_EQ(rb->query(2), 4096u);         // BPF_RB_CONS_POS
+  EXPECT_EQ(rb->query(3), 4096u + 16u);   // BPF_RB_PROD_POS
+  EXPECT_EQ(rb->query(0), 16u);           // BPF_RB_AVAIL_DATA
+  EXPECT_EQ(rb->query(9), 0u);
+  // a record that wraps is contiguous thanks to the double mapping
+  ASSERT_EQ(rb->consume([](const void*, uint32_t) { return 0; }), 0);
+  std::vector<uint8_t> big(4000);
+  ASSERT_EQ(rb->output(big.data(), big.size(), 0), 0);  // ends at 4096+16+4008 = 8120
+  std::vector<uint8_t> wrap(200);
+  for (size_t i = 0; i < wrap.size(); ++i) wrap[i] = uint8_t(i);
+  ASSERT_EQ(rb->consume([](const void*, uint32_t) { return 0; }), 1);
+  ASSERT_EQ(rb->output(wrap.data(), wrap.size(), 0), 0);  // straddles offset 8192
+  std::vector<uint8_t> got;
+  ASSERT_EQ(rb->consume([&](const void* d, uint32_t n) {
+    got.assign(static_cast<const uint8_t*>(d), static_cast<const uint8_t*>(d) + n);
+    return 0;
+  }), 1);
+  EXPECT_EQ(got, wrap);
+}
