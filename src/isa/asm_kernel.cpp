@@ -195,7 +195,7 @@ void parse_call(Cursor& c, Builder& b, Insn& in) {
 
 // rN = map[fd:N], map[fd:N][0]+OFF, map[idx:N], map[idx:N][0]+OFF (also bpftool's map[idx:N]+OFF),
 // var[btf:N], subprog[+N]; non-value forms take an optional " hi=N" (the second slot's imm).
-bool parse_pseudo_lddw(Cursor& c, Insn& in, std::string_view word, int col) {
+bool parse_pseudo_lddw(Cursor& c, Insn& in, std::string_view word) {
   uint32_t lo = 0, hi = 0;
   bool value = false;
   if (word == "map") {
@@ -237,7 +237,6 @@ bool parse_pseudo_lddw(Cursor& c, Insn& in, std::string_view word, int col) {
     c.expect("]");
     in.op = Op::LDDW_CODE_ADDR;
   } else {
-    (void)col;
     return false;
   }
   if (!value && c.eat_word("hi")) {
@@ -252,7 +251,6 @@ bool parse_pseudo_lddw(Cursor& c, Insn& in, std::string_view word, int col) {
 // and llvm's xchg_64(rB + off, src), xchg32_32, cmpxchg_64(rB + off, r0, src), cmpxchg32_32.
 bool parse_atomic_call(Cursor& c, Insn& in, const Reg& dst, std::string_view name, int col) {
   std::string_view op;
-  bool llvm = false;
   int size = 0;
   if (name.starts_with("atomic")) {
     std::string_view r = name.substr(6);
@@ -274,7 +272,6 @@ bool parse_atomic_call(Cursor& c, Insn& in, const Reg& dst, std::string_view nam
     in.dst = base;
     in.off = off;
   } else if (name == "xchg_64" || name == "xchg32_32" || name == "cmpxchg_64" || name == "cmpxchg32_32") {
-    llvm = true;
     op = name.starts_with("cmpxchg") ? "cmpxchg" : "xchg";
     size = name.ends_with("_64") ? 8 : 4;
     c.expect("(");
@@ -285,7 +282,6 @@ bool parse_atomic_call(Cursor& c, Insn& in, const Reg& dst, std::string_view nam
   } else {
     return false;
   }
-  (void)llvm;
   c.expect(",");
   if (op == "cmpxchg") {
     Reg r0 = kreg(c);
@@ -305,7 +301,7 @@ bool parse_atomic_call(Cursor& c, Insn& in, const Reg& dst, std::string_view nam
 }
 
 // Everything after "rN =".
-void parse_assign(Cursor& c, Builder& b, Insn& in, const Reg& dst, int col, int prefix_code) {
+void parse_assign(Cursor& c, Insn& in, const Reg& dst, int col, int prefix_code) {
   c.ws();
   int rcol = c.col();
   const char w = dst.w ? 'w' : 'r';
@@ -411,13 +407,12 @@ void parse_assign(Cursor& c, Builder& b, Insn& in, const Reg& dst, int col, int 
     in.dst = dst.num;
     return;
   }
-  if (parse_pseudo_lddw(c, in, word, rcol)) {
+  if (parse_pseudo_lddw(c, in, word)) {
     if (dst.w) c.error_at(dst.col, "a 64-bit immediate load needs a 64-bit register");
     in.dst = dst.num;
     return;
   }
   if (parse_atomic_call(c, in, dst, word, rcol)) return;
-  (void)b;
   c.error_at(rcol, fmt::format("unknown expression '{}'", word));
 }
 
@@ -521,7 +516,7 @@ void parse_kernel_insn(Cursor& c, Builder& b, int prefix_code, int prefix_regs) 
       }
     if (op.empty()) c.expected("an assignment or ALU operator (=, +=, -=, ...)");
     if (op == "=") {
-      parse_assign(c, b, in, d, col, prefix_code);
+      parse_assign(c, in, d, col, prefix_code);
     } else {
       char p = c.peek();
       bool reg = p == 'r' || p == 'w';

@@ -432,7 +432,7 @@ Syntax detect_syntax(std::string_view text) {
     start = nl + 1;
     for (size_t i = 0; i < line.size(); ++i) {
       char ch = line[i];
-      if (ch == '#' || ch == ';') break;
+      if (ch == '#' || ch == ';' || (ch == '/' && i + 1 < line.size() && line[i + 1] == '/')) break;
       if (ch == '%' && i + 1 < line.size() && line[i + 1] == 'r' &&
           (i + 2 >= line.size() || asmi::is_digit(line[i + 2])))
         return Syntax::Conformance;
