@@ -533,6 +533,15 @@ TEST(LoaderBadInput, NotElf) {
   auto io = load_object_file("/nonexistent/x.o");
   ASSERT_FALSE(io.ok());
   EXPECT_EQ(io.error().code, ErrorCode::Io);
+  // An endless file is cut off, not read into memory without bound.
+  if (fs::exists("/dev/zero")) {
+    auto z = load_object_file("/dev/zero");
+    ASSERT_FALSE(z.ok());
+    EXPECT_EQ(z.error().code, ErrorCode::Io);
+    EXPECT_NE(z.error().message.find("larger than"), std::string::npos) << z.error().message;
+  }
+  auto dir = load_object_file("/");
+  EXPECT_FALSE(dir.ok());
 }
 
 TEST(LoaderBadInput, TruncatedObjects) {

@@ -1214,7 +1214,18 @@ Result<Object> load_object(std::span<const uint8_t> bytes, const LoadOptions& op
 Result<Object> load_object_file(const std::string& path, const LoadOptions& options) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return make_error(ErrorCode::Io, fmt::format("cannot read {}: {}", path, std::strerror(errno)));
-  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  // Read in chunks with a cap, so that /dev/zero or a huge file cannot exhaust memory.
+  constexpr size_t kMaxObjectFile = 64u << 20;  // BPF objects are far smaller (code is capped at 8 MiB)
+  std::vector<uint8_t> bytes;
+  char buf[65536];
+  while (in) {
+    in.read(buf, sizeof buf);
+    std::streamsize got = in.gcount();
+    if (got <= 0) break;
+    if (bytes.size() + static_cast<size_t>(got) > kMaxObjectFile)
+      return make_error(ErrorCode::Io, fmt::format("cannot read {}: larger than {} MiB", path, kMaxObjectFile >> 20));
+    bytes.insert(bytes.end(), buf, buf + got);
+  }
   if (in.bad()) return make_error(ErrorCode::Io, fmt::format("cannot read {}: read error", path));
   LoadOptions o = options;
   if (o.name.empty()) {
