@@ -42,10 +42,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     std::abort();  // a translated filter can never fault or loop
   }
   // libpcap's interpreter: only for programs its validator accepts and without instructions it
-  // does not implement (ret x, ancillary loads).
+  // does not implement (ret x, ancillary loads) and that do not read scratch memory.
   bool pcap_knows = true;
   for (const auto& in : prog) {
-    if (in.code == 0x0e) pcap_knows = false;
+    if (in.code == 0x0e || in.code > 0xff) pcap_knows = false;
+    // libpcap's bpf_filter leaves M[] uninitialised (bpfvm, like the kernel, starts it at 0).
+    if ((in.code & 0x07) <= 0x01 && (in.code & 0xe0) == 0x60) pcap_knows = false;
     if ((in.code & 0x07) <= 0x01 && (in.code & 0xe0) == 0x20 && static_cast<int32_t>(in.k) < 0) pcap_knows = false;
     if ((in.code & 0x07) <= 0x01 && (in.code & 0xe0) == 0x40) pcap_knows = false;  // LD_IND with SKF offsets
   }

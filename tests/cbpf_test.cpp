@@ -228,6 +228,7 @@ TEST(Cbpf, CheckRejectsMalformedPrograms) {
   EXPECT_EQ(msg({}), "cbpf: empty program");
   EXPECT_EQ(msg({{0x06, 0, 0, 0}}), "ok");
   EXPECT_EQ(msg({{0xff, 0, 0, 0}, {0x06, 0, 0, 0}}), "cbpf insn 0: unknown opcode 0xff");
+  EXPECT_EQ(msg({{0x0600, 0, 0, 0}, {0x06, 0, 0, 0}}), "cbpf insn 0: unknown opcode 0x600");
   EXPECT_EQ(msg({{0x15, 0, 3, 1}, {0x06, 0, 0, 0}}),
             "cbpf insn 0: jump out of range (target 4, program has 2 instructions)");
   EXPECT_EQ(msg({{0x05, 0, 0, 1}, {0x06, 0, 0, 0}}),

@@ -62,6 +62,7 @@ const char* ancillary_name(int32_t ad) {
 }
 
 bool known_opcode(uint16_t c) {
+  if (c > 0xff) return false;  // the kernel matches the whole 16-bit code
   switch (cls(c)) {
     case kLd:
       switch (mode(c)) {
