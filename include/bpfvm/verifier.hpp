@@ -69,7 +69,9 @@ struct InsnFacts {
 
 struct VerifyReport {
   bool accepted = false;
-  uint64_t insns_processed = 0;
+  uint64_t insns_processed = 0;  // of the final (confirming) exploration, comparable to the kernel's
+  uint64_t insns_total = 0;      // over every exploration round
+  int rounds = 1;                // explorations needed to confirm the precision of pruning
   uint64_t states = 0;          // states stored for pruning
   uint64_t peak_states = 0;
   uint64_t time_us = 0;
@@ -93,8 +95,6 @@ Result<VerifyReport> verify(std::span<const Insn> insns, const VerifyOptions& op
 // license, source lines from BTF line info.
 VerifyOptions verify_options_for(const Object& object, const ObjectProgram& program,
                                  RuleSet rules = RuleSet::Privileged);
-// Is this license string GPL-compatible (the kernel's license_is_gpl_compatible)?
-bool license_is_gpl_compatible(std::string_view license);
 
 // Full text of a rejection as the CLI prints it: the message, the instruction, the register state,
 // the explanation and the source line.

@@ -191,6 +191,10 @@ Result<Cfg> build_cfg(std::span<const Insn> insns) {
     }
   }
 
+  cfg.succ.assign(n, {});
+  for (int64_t pc = 0; pc < n; ++pc)
+    for (int64_t t : succ[pc]) cfg.succ[pc].push_back(static_cast<int32_t>(t));
+
   // Liveness: backward dataflow to a fixed point.
   cfg.live_in.assign(n, 0);
   std::vector<LiveSet> use(n, 0), def(n, 0);
@@ -211,6 +215,84 @@ Result<Cfg> build_cfg(std::span<const Insn> insns) {
     }
   }
   return cfg;
+}
+
+Precision compute_precision(std::span<const Insn> insns, const Cfg& cfg, const PrecisionSeeds& seeds) {
+  const size_t n = insns.size();
+  Precision p;
+  p.need.assign(n, 0);
+  std::vector<LiveSet> extra = seeds.regs;  // seeds plus derived ones (calls, stack)
+  // Exit instructions per function.
+  std::vector<std::vector<int32_t>> exits(cfg.func_starts.size());
+  for (size_t pc = 0; pc < n; ++pc)
+    if (insns[pc].op == Op::EXIT) exits[cfg.func_of[pc]].push_back(static_cast<int32_t>(pc));
+  for (int round = 0; round < 64; ++round) {
+    bool changed = true;
+    while (changed) {
+      changed = false;
+      for (int64_t pc = static_cast<int64_t>(n) - 1; pc >= 0; --pc) {
+        const Insn& in = insns[pc];
+        if (in.op == Op::LDDW_HI) continue;
+        LiveSet out = 0;
+        for (int32_t t : cfg.succ[pc]) out |= p.need[t];
+        LiveSet use = 0, def = 0;
+        uses_defs(in, use, def);
+        LiveSet srcs = 0;
+        const OpInfo& info = in.info();
+        if (info.kind == OpKind::Alu) {
+          if (in.op == Op::MOV64_IMM || in.op == Op::MOV32_IMM) srcs = 0;
+          else if (in.op == Op::MOV64_REG || in.op == Op::MOV32_REG || (in.op >= Op::MOVSX64_8 && in.op <= Op::MOVSX32_16))
+            srcs = static_cast<LiveSet>(1u << in.src);
+          else srcs = use;
+        }
+        if (info.kind == OpKind::Call) def = 0x3f;
+        LiveSet v = static_cast<LiveSet>(extra[pc] | (out & ~def) | ((out & def) ? srcs : 0));
+        if (v != p.need[pc]) {
+          p.need[pc] = v;
+          changed = true;
+        }
+      }
+    }
+    // Derived seeds: calls, loads from the stack.
+    bool more = false;
+    auto add = [&](size_t pc, LiveSet s) {
+      if ((extra[pc] | s) != extra[pc]) {
+        extra[pc] |= s;
+        more = true;
+      }
+    };
+    for (size_t pc = 0; pc < n; ++pc) {
+      const Insn& in = insns[pc];
+      if (in.op == Op::LDDW_HI) continue;
+      LiveSet out = 0;
+      for (int32_t t : cfg.succ[pc]) out |= p.need[t];
+      if (in.op == Op::CALL_LOCAL) {
+        int callee = cfg.func_index(static_cast<int32_t>(jump_target(in, static_cast<int64_t>(pc))));
+        if (callee >= 0) {
+          if (out & 1)
+            for (int32_t e : exits[callee]) add(e, 1);
+          add(pc, static_cast<LiveSet>(p.need[cfg.func_starts[callee]] & 0x3e));
+        }
+      }
+      OpKind k = in.info().kind;
+      if ((k == OpKind::Load || k == OpKind::Atomic) && seeds.stack_load[pc]) {
+        LiveSet d = k == OpKind::Load ? static_cast<LiveSet>(1u << in.dst) : static_cast<LiveSet>(1u << in.src | 1u);
+        if ((out & d) && !p.stack) {
+          p.stack = true;
+          more = true;
+        }
+      }
+    }
+    if (p.stack) {
+      for (size_t pc = 0; pc < n; ++pc) {
+        const Insn& in = insns[pc];
+        OpKind k = in.op == Op::LDDW_HI ? OpKind::Pseudo : in.info().kind;
+        if ((k == OpKind::StoreReg || k == OpKind::Atomic) && seeds.stack_store[pc]) add(pc, static_cast<LiveSet>(1u << in.src));
+      }
+    }
+    if (!more) break;
+  }
+  return p;
 }
 
 }  // namespace bpfvm::verifier

@@ -20,8 +20,29 @@ struct Cfg {
   std::vector<LiveSet> live_in;       // per slot: registers read before written on some path
   std::vector<std::vector<int32_t>> callees;  // per function: functions it calls (incl. callbacks)
   std::vector<uint8_t> is_callback;   // per function: its address is taken (lddw src=4)
+  std::vector<std::vector<int32_t>> succ;  // per slot: successors inside its function
   int func_index(int32_t start) const;
 };
+
+// Precision: which registers' exact values matter at each instruction. Computed from seeds (a
+// register whose value a verifier decision used at an instruction) by a backward slice over data
+// dependencies; stack contents count as one unit (`stack`).
+struct Precision {
+  std::vector<LiveSet> need;  // per slot
+  bool stack = false;
+  bool all = false;           // everything precise (fallback)
+};
+struct PrecisionSeeds {
+  std::vector<LiveSet> regs;        // per slot
+  std::vector<uint8_t> stack_load;  // per slot: a load that read the stack
+  std::vector<uint8_t> stack_store; // per slot: a store that wrote the stack
+  void init(size_t n) {
+    regs.assign(n, 0);
+    stack_load.assign(n, 0);
+    stack_store.assign(n, 0);
+  }
+};
+Precision compute_precision(std::span<const Insn> insns, const Cfg& cfg, const PrecisionSeeds& seeds);
 
 // Builds the CFG facts and checks structure. Errors: ErrorCode::Verify with the pc.
 Result<Cfg> build_cfg(std::span<const Insn> insns);

@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <memory>
+#include <unordered_map>
 #include <span>
 #include <string>
 #include <vector>
@@ -19,8 +20,11 @@ enum class Access : uint8_t { Read, Write, HelperRead, HelperWrite, HelperReadWr
 
 class Verifier {
  public:
-  Verifier(std::span<const Insn> insns, const VerifyOptions& opts, const Cfg& cfg, VerifyReport& report);
+  Verifier(std::span<const Insn> insns, const VerifyOptions& opts, const Cfg& cfg, VerifyReport& report,
+           const Precision& prec, PrecisionSeeds& seeds);
   bool run();
+  // A state was pruned thanks to an imprecise comparison (the run must be confirmed).
+  bool used_imprecision() const { return used_imprecision_; }
 
  private:
   friend struct CallChecker;
@@ -31,6 +35,8 @@ class Verifier {
   void push_branch(State st, int64_t pc);
   void finish_path();
   std::vector<LiveSet> live_for(const State& st, int64_t pc) const;
+  std::vector<LiveSet> precise_for(const State& st, int64_t pc) const;
+  void seed(int regno) { seeds_.regs[pc_] |= static_cast<LiveSet>(1u << regno); }
 
   // ---- instruction kinds ----
   bool do_alu(const Insn& in);
@@ -86,7 +92,10 @@ class Verifier {
   int64_t pc_ = 0;
   bool path_done_ = false;
   std::vector<std::pair<State, int64_t>> pending_;
-  std::vector<std::vector<Node*>> visited_;
+  std::vector<std::vector<Node*>> visited_;  // completed states per instruction (prune candidates)
+  // In-progress states per instruction by hash (for the infinite-loop check), and their number.
+  std::vector<std::unordered_multimap<uint64_t, Node*>> in_progress_;
+  std::vector<uint32_t> in_progress_count_;
   std::vector<std::unique_ptr<Node>> nodes_;
   uint32_t id_gen_ = kMemLenId;
   uint64_t processed_ = 0;
@@ -97,6 +106,9 @@ class Verifier {
   bool mem_unknown_ = false;          // kProgMem with unknown size
   int in_value_reg_ = -1;             // register holding the value of the store being checked
   std::chrono::steady_clock::time_point t0_;
+  const Precision& prec_;
+  PrecisionSeeds& seeds_;
+  bool used_imprecision_ = false;
 };
 
 // Plain-words explanation of a rejection message: what would go wrong and how such code is fixed.

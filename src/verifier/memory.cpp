@@ -136,6 +136,8 @@ bool Verifier::stack_access(int regno, const Reg& base, int32_t off, int size, A
   if (!base.v.is_const()) {
     // Variable offset: every byte the range allows must be inside the frame; reads need initialised bytes.
     if (strict()) return reject(fmt::format("R{} variable stack access prohibited for !root", regno), regno);
+    if (acc == Access::Read) seeds_.stack_load[pc_] = 1;
+    if (acc == Access::Write) seeds_.stack_store[pc_] = 1;
     int64_t lo = base.off + off + base.v.smin;
     int64_t hi = base.off + off + static_cast<int64_t>(base.v.umax) + size;
     if (base.v.smin < -kStackSize || base.v.umax > kStackSize || lo < -kStackSize || hi > 0)
@@ -156,7 +158,7 @@ bool Verifier::stack_access(int regno, const Reg& base, int32_t off, int size, A
         }
         if (acc == Access::Write || acc == Access::HelperWrite) sl.bytes[b] = kStackMisc;
       }
-      if (is_read(acc) && acc != Access::Read && sl.bytes[b] == kStackInvalid)
+      if (is_read(acc) && acc != Access::Read && sl.bytes[b] == kStackInvalid && strict())
         return reject(fmt::format("invalid variable-offset indirect read from stack R{} var_off={} off={} size={}",
                                   regno, base.v.str(), off, size),
                       regno);
@@ -166,6 +168,8 @@ bool Verifier::stack_access(int regno, const Reg& base, int32_t off, int size, A
     if (out) *out = Reg::scalar(loaded_value(size, false));
     return true;
   }
+  if (acc == Access::Read) seeds_.stack_load[pc_] = 1;
+  if (acc == Access::Write) seeds_.stack_store[pc_] = 1;
   int64_t abs = static_cast<int64_t>(base.off) + off + static_cast<int64_t>(base.v.value());
   if (abs < -kStackSize || abs + size > 0 || size <= 0)
     return reject(fmt::format("invalid stack off={} size={}", abs, size), regno,
@@ -194,7 +198,7 @@ bool Verifier::stack_access(int regno, const Reg& base, int32_t off, int size, A
     Slot* sl = fr.slot(i);
     uint8_t t = sl ? sl->bytes[b] : kStackInvalid;
     if (is_read(acc)) {
-      if (t == kStackInvalid)
+      if (t == kStackInvalid && strict())  // root may pass uninitialised stack (allow_uninit_stack)
         return reject(fmt::format("invalid indirect read from stack R{} off {}+{} size {}", regno, abs, a - abs, size),
                       regno,
                       "The helper reads this stack memory but some of its bytes were never written on this path. "
@@ -442,6 +446,7 @@ bool Verifier::do_ld_abs(const Insn& in) {
   bool ind = in.op == Op::LDIND_W || in.op == Op::LDIND_H || in.op == Op::LDIND_B;
   if (ind) {
     if (!check_reg_init(in.src)) return false;
+    seed(in.src);
     if (cur_.cur().regs[in.src].kind != Kind::Scalar && strict())
       return reject(fmt::format("R{} leaks addr into packet offset", in.src), in.src);
   }

@@ -1,12 +1,8 @@
 // VerifyOptions for a program of a loaded object.
+#include "bpfvm/helpers.hpp"
 #include "bpfvm/verifier.hpp"
 
 namespace bpfvm {
-
-bool license_is_gpl_compatible(std::string_view l) {
-  return l == "GPL" || l == "GPL v2" || l == "GPL and additional rights" || l == "Dual BSD/GPL" ||
-         l == "Dual MIT/GPL" || l == "Dual MPL/GPL";
-}
 
 VerifyOptions verify_options_for(const Object& object, const ObjectProgram& program, RuleSet rules) {
   VerifyOptions o;

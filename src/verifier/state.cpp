@@ -62,10 +62,12 @@ struct IdMap {
   }
 };
 
-bool reg_covered(const Reg& o, const Reg& c, IdMap& ids) {
+bool reg_covered(const Reg& o, const Reg& c, IdMap& ids, bool precise = true) {
   if (o.kind == Kind::NotInit) return true;
   if (o.kind != c.kind) return false;
   if (o.kind == Kind::Scalar) {
+    if ((o.id == kMemLenId) != (c.id == kMemLenId)) return false;  // linked to the memory length
+    if (!precise) return true;
     if (!o.v.contains(c.v)) return false;
     if (o.id != 0 && !o.v.is_const()) {
       if (c.id == 0) return false;
@@ -89,22 +91,21 @@ bool reg_covered(const Reg& o, const Reg& c, IdMap& ids) {
   return true;
 }
 
-bool byte_covered(uint8_t o, uint8_t c, const Slot& cs) {
+bool byte_covered(uint8_t o, uint8_t c, const Slot& os, const Slot& cs, bool precise) {
   if (o == kStackInvalid) return true;
-  if (o == c) return true;
-  if (o == kStackMisc) {
-    if (c == kStackZero) return true;
-    if (c == kStackSpill && cs.spill.kind == Kind::Scalar) return true;
-  }
-  return false;
+  bool c_init = c == kStackMisc || c == kStackZero || (c == kStackSpill && cs.spill.kind == Kind::Scalar);
+  if (o == kStackMisc) return c_init;
+  if (!precise && (o == kStackZero || (o == kStackSpill && os.spill.kind == Kind::Scalar))) return c_init;
+  return o == c;
 }
 
-bool slot_covered(const Slot& o, const Slot& c, IdMap& ids) {
+bool slot_covered(const Slot& o, const Slot& c, IdMap& ids, bool precise) {
   bool spill = false;
   for (int i = 0; i < 8; ++i) {
-    if (!byte_covered(o.bytes[i], c.bytes[i], c)) return false;
+    if (!byte_covered(o.bytes[i], c.bytes[i], o, c, precise)) return false;
     if (o.bytes[i] == kStackSpill) spill = true;
   }
+  if (spill && !precise && o.spill.kind == Kind::Scalar) return true;
   if (spill) {
     if (o.spill_size != c.spill_size) return false;
     if (!reg_covered(o.spill, c.spill, ids)) return false;
@@ -114,7 +115,8 @@ bool slot_covered(const Slot& o, const Slot& c, IdMap& ids) {
 
 }  // namespace
 
-bool state_covered(const State& old, const State& cur, const std::vector<LiveSet>& live) {
+bool state_covered(const State& old, const State& cur, const std::vector<LiveSet>& live,
+                   const std::vector<LiveSet>& precise, bool stack_precise) {
   if (old.frames.size() != cur.frames.size()) return false;
   if (old.lock_map != cur.lock_map) return false;
   if (old.refs.size() != cur.refs.size()) return false;
@@ -126,16 +128,17 @@ bool state_covered(const State& old, const State& cur, const std::vector<LiveSet
     const Frame& cf = cur.frames[f];
     if (of.callsite != cf.callsite || of.subprog != cf.subprog || of.callback != cf.callback) return false;
     LiveSet l = f < live.size() ? live[f] : 0x7ff;
+    LiveSet p = f < precise.size() ? precise[f] : 0x7ff;
     for (int r = 0; r < 10; ++r) {
       if (!(l & (1u << r))) continue;
-      if (!reg_covered(of.regs[r], cf.regs[r], ids)) return false;
+      if (!reg_covered(of.regs[r], cf.regs[r], ids, (p >> r) & 1)) return false;
     }
     static const Slot empty{};
     size_t n = std::max(of.stack.size(), cf.stack.size());
     for (size_t i = 0; i < n; ++i) {
       const Slot& os = i < of.stack.size() ? of.stack[i] : empty;
       const Slot& cs = i < cf.stack.size() ? cf.stack[i] : empty;
-      if (!slot_covered(os, cs, ids)) return false;
+      if (!slot_covered(os, cs, ids, stack_precise)) return false;
     }
   }
   for (size_t i = 0; i < old.refs.size(); ++i)
@@ -159,6 +162,43 @@ bool state_same(const State& a, const State& b) {
     }
   }
   return true;
+}
+
+namespace {
+inline void mix(uint64_t& h, uint64_t v) {
+  h ^= v + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
+}
+void hash_reg(uint64_t& h, const Reg& r) {
+  mix(h, static_cast<uint64_t>(r.kind) | (static_cast<uint64_t>(r.frame) << 8) | (static_cast<uint64_t>(r.rdonly) << 16));
+  if (r.kind == Kind::NotInit) return;
+  mix(h, static_cast<uint32_t>(r.off) | (static_cast<uint64_t>(static_cast<uint32_t>(r.map)) << 32));
+  mix(h, r.v.t.value);
+  mix(h, r.v.t.mask);
+  mix(h, r.v.umin);
+  mix(h, r.v.umax);
+  mix(h, static_cast<uint64_t>(r.v.smin));
+  mix(h, static_cast<uint64_t>(r.v.smax));
+  mix(h, r.id | (static_cast<uint64_t>(r.ref) << 32));
+  mix(h, static_cast<uint32_t>(r.range) | (static_cast<uint64_t>(r.mem_size) << 32));
+}
+}  // namespace
+
+uint64_t state_hash(const State& s) {
+  uint64_t h = s.frames.size();
+  for (const Frame& f : s.frames) {
+    mix(h, static_cast<uint32_t>(f.callsite));
+    for (const Reg& r : f.regs) hash_reg(h, r);
+    for (const Slot& sl : f.stack) {
+      uint64_t b = 0;
+      for (uint8_t x : sl.bytes) b = b << 8 | x;
+      if (b == 0) continue;  // invalid slots and missing slots are the same
+      mix(h, b);
+      if (sl.bytes[0] == kStackSpill) hash_reg(h, sl.spill);
+    }
+  }
+  for (const RefState& r : s.refs) mix(h, r.id);
+  mix(h, s.lock_map);
+  return h;
 }
 
 std::string reg_str(const Reg& r, const std::vector<MapSpec>* maps) {

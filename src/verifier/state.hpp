@@ -130,6 +130,7 @@ struct Node {
   int32_t pc = 0;
   uint32_t branches = 0;
   uint32_t hits = 0, misses = 0;
+  uint64_t hash = 0;
 };
 
 // Register liveness per instruction (live-in set, bit i = r_i).
@@ -137,9 +138,14 @@ using LiveSet = uint16_t;
 
 // Is every concrete state of `cur` covered by `old`? Registers outside `live` (per frame, innermost
 // last) are ignored.
-bool state_covered(const State& old, const State& cur, const std::vector<LiveSet>& live_per_frame);
+// Scalars outside `precise` (per frame) only need to be scalars on both sides (their values do not
+// influence any decision the verifier made below this point); spilled scalars likewise unless
+// `stack_precise`.
+bool state_covered(const State& old, const State& cur, const std::vector<LiveSet>& live_per_frame,
+                   const std::vector<LiveSet>& precise_per_frame, bool stack_precise);
 // Exactly the same (for the infinite-loop check).
 bool state_same(const State& a, const State& b);
+uint64_t state_hash(const State& s);  // equal states hash equal
 
 // Kernel-style text of a register: "ctx()", "pkt(off=14,r=14)", "scalar(umax=255)", "fp-8".
 std::string reg_str(const Reg& r, const std::vector<MapSpec>* maps = nullptr);

@@ -19,8 +19,9 @@ CtxBaseFacts VerifyReport::ctx_base_facts() const {
 
 namespace verifier {
 
-Verifier::Verifier(std::span<const Insn> insns, const VerifyOptions& opts, const Cfg& cfg, VerifyReport& report)
-    : insns_(insns), opts_(opts), type_(*opts.type), cfg_(cfg), rep_(report) {
+Verifier::Verifier(std::span<const Insn> insns, const VerifyOptions& opts, const Cfg& cfg, VerifyReport& report,
+                   const Precision& prec, PrecisionSeeds& seeds)
+    : insns_(insns), opts_(opts), type_(*opts.type), cfg_(cfg), rep_(report), prec_(prec), seeds_(seeds) {
   maps_ = opts.maps;
   map_rdonly_.assign(maps_.size(), false);
   for (size_t i = 0; i < maps_.size(); ++i) {
@@ -37,6 +38,8 @@ Verifier::Verifier(std::span<const Insn> insns, const VerifyOptions& opts, const
     }
   }
   visited_.resize(insns.size());
+  in_progress_.resize(insns.size());
+  in_progress_count_.assign(insns.size(), 0);
   stack_depth_.assign(cfg.func_starts.size(), 0);
   rep_.facts.assign(insns.size(), InsnFacts{});
   mem_unknown_ = type_.type == kProgMem && opts.mem_size < 0;
@@ -110,39 +113,70 @@ std::vector<LiveSet> Verifier::live_for(const State& st, int64_t pc) const {
   return live;
 }
 
+std::vector<LiveSet> Verifier::precise_for(const State& st, int64_t pc) const {
+  std::vector<LiveSet> p(st.frames.size());
+  if (prec_.all) {
+    for (auto& x : p) x = 0x7ff;
+    return p;
+  }
+  for (size_t f = 0; f + 1 < st.frames.size(); ++f) {
+    int64_t ret = st.frames[f + 1].callsite + 1;
+    p[f] = ret < static_cast<int64_t>(prec_.need.size()) ? prec_.need[ret] : 0x7ff;
+  }
+  p.back() = prec_.need[pc];
+  return p;
+}
+
 bool Verifier::is_state_visited(bool& pruned) {
   pruned = false;
   auto& list = visited_[pc_];
-  std::vector<LiveSet> live = live_for(cur_, pc_);
-  bool looping = false;
-  for (Node* n : list) {
-    if (n->branches > 0) {
-      if (state_same(n->st, cur_))
+  const bool looping = in_progress_count_[pc_] > 0;
+  uint64_t cur_hash = state_hash(cur_);
+  if (looping) {
+    auto range = in_progress_[pc_].equal_range(cur_hash);
+    for (auto it = range.first; it != range.second; ++it) {
+      if (it->second->branches > 0 && state_same(it->second->st, cur_))
         return reject(fmt::format("infinite loop detected at insn {}", pc_), -1,
                       "The program comes back to this instruction in exactly the same state, so nothing "
                       "changes between iterations and the loop can never end. Make sure the loop variable "
                       "changes on every iteration and is compared against a bound.");
-      looping = true;
-      continue;
     }
-    if (state_covered(n->st, cur_, live)) {
-      n->hits++;
-      pruned = true;
-      return true;
+  }
+  if (!list.empty()) {
+    std::vector<LiveSet> live = live_for(cur_, pc_);
+    std::vector<LiveSet> precise = precise_for(cur_, pc_);
+    const bool stack_precise = prec_.all || prec_.stack;
+    size_t keep = 0;
+    for (size_t idx = 0; idx < list.size(); ++idx) {
+      Node* n = list[idx];
+      list[keep++] = n;
+      if (state_covered(n->st, cur_, live, precise, stack_precise)) {
+        if (!prec_.all && !used_imprecision_ && !state_covered(n->st, cur_, live, live, true)) used_imprecision_ = true;
+        n->hits++;
+        pruned = true;
+        for (size_t j = idx + 1; j < list.size(); ++j) list[keep++] = list[j];
+        list.resize(keep);
+        return true;
+      }
+      n->misses++;
+      // Evict states that keep failing to prune (the kernel's heuristic); they stay alive as parents.
+      if (n->misses > n->hits * 3 + 3) keep--;
     }
-    n->misses++;
+    list.resize(keep);
   }
   // Inside a loop, do not store a state at every iteration (the kernel's heuristic).
-  if (looping && processed_ - last_ckpt_processed_ < 64) return true;
+  if (looping && processed_ - last_ckpt_processed_ < 100) return true;
   if (rep_.states >= opts_.limits.max_states) return true;  // stop storing; exploration continues
   auto node = std::make_unique<Node>();
   node->st = cur_;
   node->st.parent = cur_.parent;
   node->pc = static_cast<int32_t>(pc_);
   node->branches = 1;
+  node->hash = cur_hash;
   cur_.parent = node.get();
   mem_bytes_ += node->st.approx_bytes();
-  list.push_back(node.get());
+  in_progress_[pc_].emplace(cur_hash, node.get());
+  in_progress_count_[pc_]++;
   nodes_.push_back(std::move(node));
   rep_.states++;
   last_ckpt_processed_ = processed_;
@@ -165,6 +199,15 @@ void Verifier::finish_path() {
   for (Node* n = cur_.parent; n; n = n->st.parent) {
     if (n->branches > 0) n->branches--;
     if (n->branches > 0) break;
+    // Complete: everything below it was explored; it may now prune.
+    auto range = in_progress_[n->pc].equal_range(n->hash);
+    for (auto it = range.first; it != range.second; ++it)
+      if (it->second == n) {
+        in_progress_[n->pc].erase(it);
+        break;
+      }
+    in_progress_count_[n->pc]--;
+    visited_[n->pc].push_back(n);
   }
 }
 
@@ -500,6 +543,7 @@ bool Verifier::do_ptr_arith(const Insn& in, Reg& dst, const Reg& src, int op) {
       break;
   }
   const Reg& sc = dptr ? src : dst;
+  seed(dptr ? (in.info().uses_reg_src ? in.src : in.dst) : in.dst);
   Reg r = ptr;
   // Plain memory of unknown size: r1 + r2 is the end of the memory.
   if (mem_unknown_ && op == kAdd && ptr.kind == Kind::Packet && ptr.off == 0 && ptr.id == 0 && ptr.v.is_const() &&
@@ -579,9 +623,13 @@ bool Verifier::do_cond_jump(const Insn& in) {
       push_branch(std::move(taken), target);
       pc_ = next;
     } else if (t_ok) {
+      seed(in.dst);
+      if (info.uses_reg_src) seed(in.src);
       apply(cur_, ta, tb);
       pc_ = target;
     } else if (f_ok) {
+      seed(in.dst);
+      if (info.uses_reg_src) seed(in.src);
       apply(cur_, fa, fb);
       pc_ = next;
     } else {
@@ -594,6 +642,8 @@ bool Verifier::do_cond_jump(const Insn& in) {
   auto null_check = [&](const Reg& p, const Reg& z) { return is_or_null(p.kind) && z.is_null(); };
   if (!is32 && (cond == kJeq || cond == kJne) && (null_check(a, b) || null_check(b, a))) {
     const Reg& p = is_or_null(a.kind) ? a : b;
+    seed(in.dst);
+    if (info.uses_reg_src) seed(in.src);
     State taken = cur_;
     // In the branch where p == 0 the pointer is NULL.
     mark_ptr_or_null(taken, p.id, cond == kJeq);
@@ -608,6 +658,8 @@ bool Verifier::do_cond_jump(const Insn& in) {
            p.v.value() == 0 && p.kind != Kind::PacketEnd;
   };
   if (!is32 && (cond == kJeq || cond == kJne) && ((nonnull_ptr(a) && b.is_null()) || (nonnull_ptr(b) && a.is_null()))) {
+    seed(in.dst);
+    if (info.uses_reg_src) seed(in.src);
     pc_ = cond == kJeq ? next : target;
     return true;
   }
@@ -720,6 +772,7 @@ bool Verifier::do_exit(const Insn&) {
   const Reg r0 = fr.regs[0];
   if (cur_.frames.size() > 1) {
     if (fr.callback) {
+      seed(0);
       if (r0.kind != Kind::Scalar)
         return reject("At callback return the register R0 is not a known value", 0);
       if (r0.v.smin < 0 || r0.v.smax > fr.cb_ret_max)
@@ -750,6 +803,7 @@ bool Verifier::do_exit(const Insn&) {
     return reject("R0 leaks addr as return value", 0,
                   "Returning a pointer would reveal a kernel address. Return a number.");
   if (type_.ret.checked || strict()) {
+    seed(0);
     if (r0.kind != Kind::Scalar)
       return reject(fmt::format("At program exit the register R0 is not a known value ({})", kind_name(r0.kind)), 0);
     if (r0.v.smin < type_.ret.min || r0.v.smax > type_.ret.max)
@@ -790,10 +844,43 @@ Result<VerifyReport> verify(std::span<const Insn> insns, const VerifyOptions& op
     rep.facts.assign(insns.size(), InsnFacts{});
     if (options.log_level >= 1) rep.log = rep.error.message + "\n";
   } else {
-    verifier::Verifier v(insns, options, *cfg, rep);
-    rep.accepted = v.run();
-  }
-  rep.time_us = static_cast<uint64_t>(
+    // Runs with pruning that ignores scalars whose values no decision used, until the precision
+    // the run itself needed is covered by what it assumed (then the run is sound); fall back to
+    // full precision after a few rounds.
+    verifier::PrecisionSeeds seeds;
+    seeds.init(insns.size());
+    verifier::Precision prec;
+    prec.need.assign(insns.size(), 0);
+    uint64_t total_processed = 0;
+    for (int round = 0;; ++round) {
+      VerifyReport r;
+      verifier::Verifier v(insns, options, *cfg, r, prec, seeds);
+      r.accepted = v.run();
+      total_processed += r.insns_processed;
+      bool done = !r.accepted || prec.all || !v.used_imprecision();
+      verifier::Precision next;
+      if (!done) {
+        next = verifier::compute_precision(insns, *cfg, seeds);
+        bool covered = !next.stack || prec.stack;
+        for (size_t i = 0; covered && i < insns.size(); ++i)
+          if (next.need[i] & ~prec.need[i]) covered = false;
+        done = covered;
+      }
+      if (done || round >= 6) {
+        if (done) {
+          rep = std::move(r);
+          rep.rounds = round + 1;
+          rep.insns_total = total_processed;
+          break;
+        }
+        prec.all = true;
+        continue;
+      }
+      for (size_t i = 0; i < insns.size(); ++i) next.need[i] |= prec.need[i];
+      next.stack |= prec.stack;
+      prec = std::move(next);
+    }
+  }  rep.time_us = static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count());
   if (rep.accepted) {
     rep.error = Diagnostic{};

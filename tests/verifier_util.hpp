@@ -1,0 +1,168 @@
+// Shared by the verifier tests and bench/bench_verify.cpp: the sample corpus, and loading a program
+// into the real kernel verifier (maps created in the kernel, their fds patched into lddw).
+#pragma once
+
+#include <algorithm>
+#include <cerrno>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "bpfvm/object.hpp"
+#include "bpfvm/progtype.hpp"
+#include "bpfvm/verifier.hpp"
+#include "kernel/oracle.hpp"
+
+namespace bpfvm::vtest {
+
+// A program of the corpus, with the type it is verified as.
+struct CorpusProgram {
+  std::string file;  // path relative to the corpus root (e.g. "samples/build/nullmapref.o")
+  std::shared_ptr<Object> object;
+  ObjectProgram program;
+};
+
+// Programs whose section gives no type are verified as this one (.text-only and "test" samples).
+inline constexpr uint32_t kFallbackType = kProgKprobe;
+
+// Every program of every object under `dirs` (recursively, *.o) that loads.
+inline std::vector<CorpusProgram> load_corpus(const std::vector<std::filesystem::path>& dirs,
+                                              const std::filesystem::path& base) {
+  std::vector<CorpusProgram> out;
+  for (const auto& d : dirs) {
+    if (!std::filesystem::exists(d)) continue;
+    std::vector<std::filesystem::path> files;
+    for (const auto& e : std::filesystem::recursive_directory_iterator(d))
+      if (e.is_regular_file() && e.path().extension() == ".o") files.push_back(e.path());
+    std::sort(files.begin(), files.end());
+    for (const auto& f : files) {
+      LoadOptions lo;
+      lo.default_type = kFallbackType;
+      auto obj = load_object_file(f.string(), lo);
+      if (!obj) continue;
+      auto shared = std::make_shared<Object>(std::move(*obj));
+      for (const auto& p : shared->programs) {
+        CorpusProgram cp;
+        cp.file = std::filesystem::relative(f, base).string();
+        cp.object = shared;
+        cp.program = p;
+        if (cp.program.type == 0) cp.program.type = kFallbackType;
+        out.push_back(std::move(cp));
+      }
+    }
+  }
+  return out;
+}
+
+struct KernelVerdict {
+  bool ran = false;        // false: could not be judged (kernel unavailable, map creation refused)
+  std::string skip;        // why not
+  bool accepted = false;
+  int err = 0;
+  std::string log;
+  uint64_t time_ns = 0;    // BPF_LOG_STATS verification time
+};
+
+inline bool create_kernel_map(const MapSpec& s, kernel::Fd& out, std::string& why, std::vector<kernel::Fd>& keep) {
+  int inner_fd = -1;
+  if (s.inner) {
+    kernel::Fd inner;
+    if (!create_kernel_map(*s.inner, inner, why, keep)) return false;
+    inner_fd = inner.get();
+    keep.push_back(std::move(inner));
+  }
+  uint32_t max_entries = s.max_entries;
+  if (s.type == kMapPerfEventArray && max_entries == 0) max_entries = 64;
+  if (s.type == kMapRingbuf && max_entries == 0) max_entries = 4096;
+  uint32_t flags = s.flags & ~(kMapFNumaNode);
+  int err = 0;
+  kernel::Fd fd = kernel::create_map(s.type, s.key_size, s.value_size, max_entries, flags, &err, s.map_extra, inner_fd);
+  if (!fd) {
+    why = "kernel refused map '" + s.name + "' (type " + std::to_string(s.type) + "): errno " + std::to_string(err);
+    return false;
+  }
+  out = std::move(fd);
+  return true;
+}
+
+// Loads `insns` (pseudo lddw forms with map indices) as `type` into the kernel.
+inline KernelVerdict kernel_verify(std::span<const Insn> insns, uint32_t type, const std::vector<MapSpec>& maps,
+                                   const std::vector<std::vector<uint8_t>>& map_data, const std::vector<bool>& freeze,
+                                   int log_level = 0, uint32_t expected_attach = 0, const char* license = "GPL") {
+  KernelVerdict v;
+  if (!kernel::available()) {
+    v.skip = kernel::unavailable_reason();
+    return v;
+  }
+  std::vector<kernel::Fd> keep;
+  std::vector<int> fds;
+  for (size_t i = 0; i < maps.size(); ++i) {
+    kernel::Fd fd;
+    if (!create_kernel_map(maps[i], fd, v.skip, keep)) return v;
+    if (i < map_data.size() && !map_data[i].empty()) {
+      uint32_t key = 0;
+      kernel::map_update(fd.get(), &key, map_data[i].data(), 0);
+    }
+    if (i < freeze.size() && freeze[i]) kernel::map_freeze(fd.get());
+    fds.push_back(fd.get());
+    keep.push_back(std::move(fd));
+  }
+  std::vector<Insn> patched(insns.begin(), insns.end());
+  for (Insn& in : patched) {
+    if (in.op == Op::LDDW_MAP_IDX) {
+      uint32_t idx = static_cast<uint32_t>(in.imm);
+      if (idx >= fds.size()) { v.skip = "map index out of range"; return v; }
+      in.op = Op::LDDW_MAP_FD;
+      in.src = 1;
+      in.imm = fds[idx];
+    } else if (in.op == Op::LDDW_MAP_VALUE_IDX) {
+      uint32_t idx = static_cast<uint32_t>(in.imm);
+      uint64_t off = static_cast<uint64_t>(in.imm) >> 32;
+      if (idx >= fds.size()) { v.skip = "map index out of range"; return v; }
+      in.op = Op::LDDW_MAP_VALUE_FD;
+      in.src = 2;
+      in.imm = static_cast<int64_t>((off << 32) | static_cast<uint32_t>(fds[idx]));
+    }
+  }
+  auto raw = encode(patched);
+  auto r = kernel::load_program(raw, type, log_level, license, expected_attach);
+  v.ran = true;
+  v.accepted = static_cast<bool>(r.fd);
+  v.err = r.err;
+  v.log = std::move(r.log);
+  v.time_ns = r.verification_time_ns;
+  return v;
+}
+
+inline KernelVerdict kernel_verify_object(const Object& obj, const ObjectProgram& p, int log_level = 0) {
+  std::vector<MapSpec> maps;
+  std::vector<std::vector<uint8_t>> data;
+  std::vector<bool> freeze;
+  for (const ObjectMap& m : obj.maps) {
+    maps.push_back(m.spec);
+    data.push_back(m.data);
+    freeze.push_back(m.frozen || m.origin == MapOrigin::Rodata);
+  }
+  std::string lic = obj.license.empty() ? "GPL" : obj.license;
+  return kernel_verify(p.insns, p.type, maps, data, freeze, log_level, p.expected_attach, lic.c_str());
+}
+
+// The last non-empty line of a kernel verifier log before the statistics: its error message.
+inline std::string kernel_error_line(const std::string& log) {
+  std::vector<std::string> lines;
+  size_t s = 0;
+  while (s < log.size()) {
+    size_t e = log.find('\n', s);
+    if (e == std::string::npos) e = log.size();
+    std::string l = log.substr(s, e - s);
+    if (!l.empty() && l.rfind("processed ", 0) != 0 && l.rfind("verification time", 0) != 0 &&
+        l.rfind("stack depth", 0) != 0)
+      lines.push_back(l);
+    s = e + 1;
+  }
+  return lines.empty() ? "" : lines.back();
+}
+
+}  // namespace bpfvm::vtest
