@@ -13,13 +13,18 @@ namespace {
 
 // Disagreements explained in docs/verifier-differences.md: "file:program".
 const char* const kKnownDifferences[] = {
-    "samples/build/infinite_loop.o:test_infinite_loop",
-    "",
+    // Helpers this kernel's configuration withholds (lockdown / no CONFIG_BPF_KPROBE_OVERRIDE).
+    "samples/linux/test_probe_write_user_kern.o:bpf_prog1",
+    "samples/linux/tracex7_kern.o:bpf_prog1",
+    "samples/new_linux/tracex7_kern.o:bpf_prog1",
+    // The kernel wants the object's BTF (spin locks, func_info), which this test does not load.
+    "ld_multi.bpf.o:xdp_main",
+    "ld_multi.bpf.o:xdp_second",
 };
 
 bool known(const std::string& key) {
-  for (const char* k : kKnownDifferences)
-    if (key == k) return true;
+  for (std::string k : kKnownDifferences)
+    if (key.size() >= k.size() && key.compare(key.size() - k.size(), k.size(), k) == 0) return true;
   return false;
 }
 

@@ -160,7 +160,7 @@ bool Verifier::is_state_visited(bool& pruned) {
       }
       n->misses++;
       // Evict states that keep failing to prune (the kernel's heuristic); they stay alive as parents.
-      if (n->misses > n->hits * 3 + 3) keep--;
+      if (n->misses > n->hits * 3 + 3) keep--;  // (memory stays accounted: nodes are parents)
     }
     list.resize(keep);
   }
@@ -175,6 +175,7 @@ bool Verifier::is_state_visited(bool& pruned) {
   node->hash = cur_hash;
   cur_.parent = node.get();
   mem_bytes_ += node->st.approx_bytes();
+  rep_.peak_memory = std::max(rep_.peak_memory, mem_bytes_);
   in_progress_[pc_].emplace(cur_hash, node.get());
   in_progress_count_[pc_]++;
   nodes_.push_back(std::move(node));
@@ -192,6 +193,7 @@ bool Verifier::is_state_visited(bool& pruned) {
 void Verifier::push_branch(State st, int64_t pc) {
   if (st.parent) st.parent->branches++;
   mem_bytes_ += st.approx_bytes();
+  rep_.peak_memory = std::max(rep_.peak_memory, mem_bytes_);
   pending_.emplace_back(std::move(st), pc);
 }
 
