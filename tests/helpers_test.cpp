@@ -142,6 +142,13 @@ TEST(HelperSetTest, RefusesWhatATypeCannotCall) {
   ASSERT_FALSE(st.ok());
   EXPECT_EQ(st.error().message,
             "program uses helper bpf_skb_vlan_push (id 18), which bpfvm does not provide for sched_cls programs");
+  prog[0].imm = BPF_FUNC_probe_read_kernel;
+  EXPECT_TRUE(hs.check_program(prog, kProgKprobe, true).ok());
+  st = hs.check_program(prog, kProgKprobe, false);
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.error().message.find("GPL-only"), std::string::npos);
+  EXPECT_TRUE(license_is_gpl_compatible("Dual BSD/GPL"));
+  EXPECT_FALSE(license_is_gpl_compatible("MIT"));
   prog[0].imm = 999;
   EXPECT_NE(hs.check_program(prog, kProgXdp).error().message.find("unknown helper id 999"), std::string::npos);
   // table_for: only provided helpers; the per-type flavour of bpf_redirect.
@@ -516,6 +523,14 @@ TEST(Helpers, SkbLoadStoreBytes) {
   ASSERT_TRUE(sf.ok());
   EXPECT_EQ(H(BPF_FUNC_skb_load_bytes)(P((*sf)->native_ctx()), 0, P(b), 1, 0), 0u);
   EXPECT_EQ(b[0], 14);
+  // Relative to the MAC or network header, whatever data points at.
+  EXPECT_EQ(H(BPF_FUNC_skb_load_bytes_relative)(P((*sf)->native_ctx()), 12, P(b), 2, BPF_HDR_START_MAC), 0u);
+  EXPECT_EQ(b[0], 12);
+  EXPECT_EQ(H(BPF_FUNC_skb_load_bytes_relative)(P((*sf)->native_ctx()), 1, P(b), 1, BPF_HDR_START_NET), 0u);
+  EXPECT_EQ(b[0], 15);
+  EXPECT_EQ(S(H(BPF_FUNC_skb_load_bytes_relative)(P((*sf)->native_ctx()), 30, P(b), 8, BPF_HDR_START_NET)),
+            -EFAULT);
+  EXPECT_EQ(S(H(BPF_FUNC_skb_load_bytes_relative)(P((*sf)->native_ctx()), 0, P(b), 1, 2)), -EFAULT);
 }
 
 // ---- maps, callbacks and tail calls in running programs ----------------------------------------------
@@ -746,6 +761,11 @@ TEST(HelpersKernel, SameResultsAsTheKernel) {
        "r6 = r1\nr2 = 20\nr3 = r10\nr3 += -8\nr4 = 4\ncall bpf_skb_load_bytes\nr7 = *(u32 *)(r10 -8)\n"
        "r1 = r6\nr2 = 30\nr3 = r10\nr3 += -8\nr4 = 4\nr5 = 0\ncall bpf_skb_store_bytes\n"
        "r1 = r6\nr2 = 24\nr3 = 0x1111\nr4 = 0x2222\nr5 = 2\ncall bpf_l3_csum_replace\nr0 = r7\nexit\n"},
+      // skb_load_bytes_relative from the MAC header (EtherType) and the network header (protocol).
+      {kProgSocketFilter,
+       "r6 = r1\nr2 = 12\nr3 = r10\nr3 += -8\nr4 = 2\nr5 = 0\ncall bpf_skb_load_bytes_relative\n"
+       "r7 = *(u16 *)(r10 -8)\nr1 = r6\nr2 = 9\nr3 = r10\nr3 += -8\nr4 = 1\nr5 = 1\n"
+       "call bpf_skb_load_bytes_relative\nr8 = *(u8 *)(r10 -8)\nr8 <<= 16\nr7 += r8\nr0 <<= 24\nr0 += r7\nexit\n"},
       // skb_load_bytes out of range: -EFAULT.
       {kProgSocketFilter,
        "r2 = 60\nr3 = r10\nr3 += -8\nr4 = 8\ncall bpf_skb_load_bytes\nexit\n"},

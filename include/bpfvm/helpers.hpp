@@ -172,7 +172,9 @@ class HelperSet {
   // Load-time check: every helper call in `insns` is known, allowed for the type and implemented.
   // The error names the instruction and the helper:
   // "program uses helper bpf_xyz (id N), which bpfvm does not provide for xdp programs".
-  Status check_program(std::span<const Insn> insns, uint32_t prog_type) const;
+  // gpl_compatible = false (the object's license is not GPL-compatible): gpl_only helpers are refused
+  // as the kernel refuses them ("cannot call GPL-restricted function from non-GPL compatible program").
+  Status check_program(std::span<const Insn> insns, uint32_t prog_type, bool gpl_compatible = true) const;
 
   const std::vector<HelperDesc>& all() const { return descs_; }
 
@@ -180,6 +182,10 @@ class HelperSet {
   std::vector<HelperDesc> descs_;  // sorted by id
   HelperDesc* find_mut(int32_t id);
 };
+
+// The kernel's license_is_gpl_compatible: "GPL", "GPL v2", "GPL and additional rights", "Dual BSD/GPL",
+// "Dual MIT/GPL", "Dual MPL/GPL".
+bool license_is_gpl_compatible(std::string_view license);
 
 // ---- run-time configuration -----------------------------------------------------------------------
 

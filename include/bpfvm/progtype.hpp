@@ -171,6 +171,10 @@ struct PacketBounds {
   uint64_t buf_end = 0;    // end of the usable buffer (XDP: data_hard_end, i.e. frame end - tailroom)
   uint32_t headroom_reserve = 0;  // XDP: sizeof(struct xdp_frame) = 40 kept free at the start
   uint32_t meta_valid = 1;        // XDP: data_meta supported (0: bpf_xdp_adjust_meta -> -ENOTSUPP)
+  // Socket buffers: where the link-layer and network headers start (0 = not set), for
+  // bpf_skb_load_bytes_relative.
+  uint64_t mac_header = 0;
+  uint64_t network_header = 0;
 };
 
 // struct xdp_md (24 bytes) + pointer slots.

@@ -162,6 +162,21 @@ uint64_t skb_load_bytes(uint64_t ctx, uint64_t offset, uint64_t to, uint64_t len
   return 0;
 }
 
+uint64_t skb_load_bytes_relative(uint64_t ctx, uint64_t offset, uint64_t to, uint64_t len, uint64_t start_header) {
+  auto* s = ptr<SkbNative>(ctx);
+  uint64_t start = 0;
+  if (offset <= 0xffff) {
+    if (start_header == 0) start = s->bounds.mac_header;           // BPF_HDR_START_MAC
+    else if (start_header == 1) start = s->bounds.network_header;  // BPF_HDR_START_NET
+  }
+  if (start && start + offset + len <= s->data_end) {
+    std::memcpy(ptr<void>(to), ptr<const void>(start + offset), len);
+    return 0;
+  }
+  std::memset(ptr<void>(to), 0, len);
+  return neg(kEFAULT);
+}
+
 constexpr uint64_t kFRecomputeCsum = 1, kFInvalidateHash = 2;
 
 uint64_t skb_store_bytes(uint64_t ctx, uint64_t offset, uint64_t from, uint64_t len, uint64_t flags) {
@@ -270,6 +285,7 @@ void net_helper_rows(void (*add)(int32_t, HelperFn), void (*add_typed)(int32_t, 
   add(10, &l3_csum_replace);
   add(11, &l4_csum_replace);
   add(26, &skb_load_bytes);
+  add(68, &skb_load_bytes_relative);
   add(44, &xdp_adjust_head);
   add(54, &xdp_adjust_meta);
   add(65, &xdp_adjust_tail);

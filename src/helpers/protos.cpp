@@ -217,7 +217,12 @@ HelperTable HelperSet::table_for(uint32_t prog_type) const {
   return t;
 }
 
-Status HelperSet::check_program(std::span<const Insn> insns, uint32_t prog_type) const {
+bool license_is_gpl_compatible(std::string_view l) {
+  return l == "GPL" || l == "GPL v2" || l == "GPL and additional rights" || l == "Dual BSD/GPL" ||
+         l == "Dual MIT/GPL" || l == "Dual MPL/GPL";
+}
+
+Status HelperSet::check_program(std::span<const Insn> insns, uint32_t prog_type, bool gpl_compatible) const {
   const ProgTypeInfo* pt = find_prog_type(prog_type);
   std::string tname = pt ? std::string(pt->name) : fmt::format("type {}", prog_type);
   for (size_t pc = 0; pc < insns.size(); ++pc) {
@@ -235,6 +240,12 @@ Status HelperSet::check_program(std::span<const Insn> insns, uint32_t prog_type)
                         fmt::format("program uses helper {} (id {}), which is not allowed for {} programs "
                                     "(the kernel refuses it too)",
                                     d->proto.name, id, tname),
+                        static_cast<int64_t>(pc));
+    if (!gpl_compatible && (d->proto.flags & kHelperGplOnly))
+      return make_error(ErrorCode::Link,
+                        fmt::format("program uses helper {} (id {}), which is GPL-only, but the program's license "
+                                    "is not GPL-compatible (the kernel refuses it too)",
+                                    d->proto.name, id),
                         static_cast<int64_t>(pc));
     if (!provided(prog_type, id))
       return make_error(ErrorCode::Link,

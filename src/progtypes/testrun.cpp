@@ -222,6 +222,8 @@ Result<std::unique_ptr<TestRunContext>> make_test_run(const ProgTypeInfo& type, 
     const uint16_t h_proto = static_cast<uint16_t>((frame[12] << 8) | frame[13]);
     s->bounds.buf_start = reinterpret_cast<uint64_t>(tr->buf_.data());
     s->bounds.buf_end = reinterpret_cast<uint64_t>(frame + data_in.size());
+    s->bounds.mac_header = reinterpret_cast<uint64_t>(frame);
+    s->bounds.network_header = reinterpret_cast<uint64_t>(frame + kEthHlen);
 
     if (t == kProgFlowDissector) {
       if (!ctx_in.empty()) {
