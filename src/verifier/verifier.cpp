@@ -68,6 +68,7 @@ void Verifier::init_state() {
 }
 
 bool Verifier::reject(std::string msg, int regno, std::string explanation) {
+  rep_.insns_processed = std::min(processed_, opts_.limits.insn_budget);
   Diagnostic& d = rep_.error;
   d.code = ErrorCode::Verify;
   d.pc = pc_;
