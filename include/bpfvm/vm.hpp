@@ -144,6 +144,7 @@ class Executable {
   HelperTable helpers_;
   ExecOptions options_;
   std::unique_ptr<Engine> engine_;
+  bool calls_helpers_ = false;  // runs are map read sections (map.hpp) only when helpers may hand out values
 };
 
 }  // namespace bpfvm

@@ -1,6 +1,7 @@
 // Executable: links a program against a helper table and hands it to an engine.
 #include <fmt/format.h>
 
+#include "bpfvm/map.hpp"
 #include "exec/engine.hpp"
 
 namespace bpfvm {
@@ -63,6 +64,7 @@ Result<std::unique_ptr<Executable>> Executable::create(Program program, const He
     if (id >= 0 && id <= max_id) linked.by_id[id] = &def;
   for (size_t pc = 0; pc < insns.size(); ++pc) {
     const Insn& in = insns[pc];
+    if (in.op == Op::CALL_HELPER || in.op == Op::CALLX) exe->calls_helpers_ = true;
     if (in.op == Op::CALL_HELPER) {
       const HelperDef* h = exe->helpers_.find(static_cast<int32_t>(in.imm));
       if (!h || !h->fn)
@@ -88,6 +90,11 @@ Result<std::unique_ptr<Executable>> Executable::create(Program program, const He
 Executable::~Executable() = default;
 
 Result<uint64_t> Executable::run(const RunArgs& args, RunStats* stats) const {
+  if (calls_helpers_) {
+    // Map elements a helper returned stay valid until the run ends (the kernel's rcu_read_lock).
+    MapReadSection section;
+    return engine_->run(args, stats);
+  }
   return engine_->run(args, stats);
 }
 
@@ -98,7 +105,7 @@ Result<uint64_t> Executable::run_on_memory(uint8_t* mem, size_t len, RunStats* s
   if (mem && len) args.regions.push_back(MemRegion{reinterpret_cast<uint64_t>(mem), len, true, "mem"});
   args.packet = mem;
   args.packet_len = len;
-  return engine_->run(args, stats);
+  return run(args, stats);
 }
 
 }  // namespace bpfvm

@@ -4,11 +4,13 @@
 #   expected output lines      stdout and stderr, in order
 #   [exit N]                   the expected exit code
 # Usage: run_golden.sh BPFVM_BINARY CLI_TEST_DIR [--update]
+# $PROGS names the directory of compiled test objects (build/progs); default: beside the binary.
 set -u
 BIN=$(readlink -f "$1")
 DIR=$(readlink -f "$2")
 UPDATE=${3:-}
 pass=0; fail=0
+export PROGS=${PROGS:-$(dirname "$BIN")/progs}
 export BPFVM_SHARED=${BPFVM_SHARED:-$(readlink -f "$DIR/../../../shared" 2>/dev/null || true)}
 for t in "$DIR"/cases/*.t; do
   actual=$(mktemp)
@@ -17,7 +19,8 @@ for t in "$DIR"/cases/*.t; do
       '$ bpfvm'*)
         cmd=${line#'$ bpfvm'}
         echo "$line" >> "$actual"
-        (cd "$DIR/data" && eval "\"$BIN\"$cmd" 2>&1; echo "[exit $?]") >> "$actual"
+        # Paths of compiled objects differ between checkouts: print them as $PROGS.
+        (cd "$DIR/data" && eval "\"$BIN\"$cmd" 2>&1; echo "[exit $?]") | sed "s#$PROGS#\$PROGS#g" >> "$actual"
         ;;
       '#'*) echo "$line" >> "$actual" ;;
       '') echo "" >> "$actual" ;;

@@ -1,6 +1,7 @@
 // bpfvm asm FILE.s -o FILE.bin [--syntax auto|kernel|conformance]
 // bpfvm disasm FILE [--syntax kernel|conformance] [--format elf|asm|raw] [--section S] [--function F] [--raw]
 #include "bpfvm/asm.hpp"
+#include "bpfvm/helpers.hpp"
 #include "cli.hpp"
 #include "input.hpp"
 
@@ -44,7 +45,29 @@ int disasm_command(const DisasmOpts& o) {
   DisasmOptions d;
   d.syntax = o.syntax == SyntaxChoice::Conformance ? Syntax::Conformance : Syntax::Kernel;
   d.show_raw = o.raw;
-  std::fputs(disassemble(in->program.insns, d).c_str(), stdout);
+  d.helper_name = [](int32_t id) { return HelperSet::kernel().name_of(id); };
+  const auto& insns = in->program.insns;
+  if (!in->objprog || in->objprog->lines.empty() || d.syntax != Syntax::Kernel) {
+    std::fputs(disassemble(insns, d).c_str(), stdout);
+    return kOk;
+  }
+  // ELF with line info: the C source line before the instructions it produced, as bpftool prints.
+  const auto& lines = in->objprog->lines;
+  size_t li = 0;
+  std::string out, last;
+  for (size_t pc = 0; pc < insns.size(); ++pc) {
+    if (insns[pc].op == Op::LDDW_HI) continue;
+    while (li < lines.size() && lines[li].insn < pc) ++li;
+    if (li < lines.size() && lines[li].insn == pc && !lines[li].text.empty() && lines[li].text != last) {
+      last = lines[li].text;
+      out += "; " + last + "\n";
+    }
+    char idx[16];
+    std::snprintf(idx, sizeof idx, "%4zu: ", pc);
+    out += idx;
+    out += format_insn(insns[pc], static_cast<int64_t>(pc), d) + "\n";
+  }
+  std::fputs(out.c_str(), stdout);
   return kOk;
 }
 

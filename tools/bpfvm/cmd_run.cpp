@@ -6,6 +6,7 @@
 
 #include "cli.hpp"
 #include "input.hpp"
+#include "bpfvm/runtime.hpp"
 
 namespace bpfvm::cli {
 namespace {
@@ -14,6 +15,7 @@ struct RunOpts {
   InputSpec input;
   std::string mem_hex;
   std::string data_in;
+  std::string ctx_in;
   EngineKind engine = EngineKind::Interpreter;
   uint64_t repeat = 0;
   uint64_t budget = 0;
@@ -72,37 +74,29 @@ int run_command(const RunOpts& o) {
   // Programs run here are not verified: the interpreter checks every memory access.
   eo.checked = o.engine == EngineKind::Interpreter;
   eo.insn_budget = o.budget;
-  auto exe = Executable::create(std::move(in->program), HelperTable::conformance(), eo);
-  if (!exe) return fail(kFailed, exe.error(), o.input.path);
-
-  // Each run gets a fresh copy of the input memory, as BPF_PROG_TEST_RUN copies data_in.
-  std::vector<uint8_t> work = mem;
-  auto once = [&]() {
-    std::copy(mem.begin(), mem.end(), work.begin());
-    return (*exe)->run_on_memory(work.empty() ? nullptr : work.data(), work.size());
-  };
-  Result<uint64_t> r = once();
-  if (!r) return fail(kFailed, r.error(), "run failed");
-  uint64_t duration = 0;
-  if (o.repeat > 0) {
-    auto t0 = std::chrono::steady_clock::now();
-    for (uint64_t i = 0; i < o.repeat; ++i) {
-      r = once();
-      if (!r) return fail(kFailed, r.error(), "run failed");
-    }
-    auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count();
-    duration = static_cast<uint64_t>(ns) / o.repeat;
+  std::shared_ptr<LoadedObject> live;
+  auto prog = prepare_input(o.input, *in, eo, live);
+  if (!prog) return fail(prog.error().code == ErrorCode::InvalidArgument ? kUsage : kFailed, prog.error(), o.input.path);
+  std::vector<uint8_t> ctx_in;
+  if (!o.ctx_in.empty()) {
+    std::string data;
+    if (!read_file(o.ctx_in, data, err)) return fail(kUsage, err);
+    ctx_in.assign(data.begin(), data.end());
   }
+  auto r = test_run(*prog, mem, ctx_in, o.repeat);
+  if (!r) return fail(kFailed, r.error(), "run failed");
+  uint64_t duration = r->duration_ns;
+  uint64_t retval = r->retval;
   if (o.json) {
     nlohmann::ordered_json j;
-    j["retval"] = *r;
+    j["retval"] = retval;
     if (o.repeat > 0) j["duration"] = duration;
     std::printf("%s\n", j.dump().c_str());
   } else if (o.repeat > 0) {
-    std::printf("Return value: %llu, duration (average): %lluns\n", static_cast<unsigned long long>(*r),
+    std::printf("Return value: %llu, duration (average): %lluns\n", static_cast<unsigned long long>(retval),
                 static_cast<unsigned long long>(duration));
   } else {
-    std::printf("Return value: %llu\n", static_cast<unsigned long long>(*r));
+    std::printf("Return value: %llu\n", static_cast<unsigned long long>(retval));
   }
   return kOk;
 }
@@ -114,6 +108,8 @@ RegisterCommand reg("run", [](CLI::App& app, std::function<int()>& run) {
   auto* mem = cmd->add_option("--mem", o->mem_hex, "Input memory as hex bytes (r1 = memory, r2 = length)");
   cmd->add_option("--data-in", o->data_in, "Input memory from a file")->excludes(mem);
   add_engine_option(cmd, o->engine);
+  cmd->add_option("--ctx-in", o->ctx_in, "Context (the uapi struct of the program type) from a file");
+  cmd->add_option("--type", o->input.type, "Program type (bpftool name: xdp, socket_filter, sched_cls, ...)");
   cmd->add_option("--section", o->input.section, "ELF section of the program");
   cmd->add_option("--function", o->input.function, "ELF function (program or subprogram) to run");
   add_format_option(cmd, o->input);

@@ -64,13 +64,88 @@ Result<InputProgram> read_input(const InputSpec& spec) {
       in.program = Program{spec.path, std::move(*insns)};
       break;
     }
+    case InputFormat::Elf: {
+      LoadOptions lo;
+      if (!spec.type.empty()) {
+        const ProgTypeInfo* t = find_prog_type(spec.type);
+        if (!t) return make_error(ErrorCode::InvalidArgument, "--type: unknown program type '" + spec.type + "'");
+        lo.prog_type = t->type;
+      }
+      auto obj = load_object(std::span(reinterpret_cast<const uint8_t*>(in.bytes.data()), in.bytes.size()), lo,
+                             spec.path);
+      if (!obj) return obj.error();
+      in.object = std::make_shared<Object>(std::move(*obj));
+      const Object& o = *in.object;
+      const ObjectProgram* chosen = nullptr;
+      if (!spec.function.empty()) {
+        chosen = o.find_program(spec.function);
+        if (chosen && !spec.section.empty() && chosen->section != spec.section) chosen = nullptr;
+        if (!chosen && spec.section.empty()) {
+          // A .text subprogram run on its own.
+          auto linked = o.link_function(spec.function, lo.prog_type);
+          if (!linked) return linked.error();
+          in.objprog = std::move(*linked);
+        } else if (!chosen) {
+          return make_error(ErrorCode::InvalidArgument,
+                            "no function '" + spec.function + "' in section '" + spec.section + "'");
+        }
+      } else {
+        std::vector<const ObjectProgram*> cands;
+        for (const auto& p : o.programs)
+          if (spec.section.empty() || p.section == spec.section) cands.push_back(&p);
+        if (cands.empty())
+          return make_error(ErrorCode::InvalidArgument,
+                            spec.section.empty() ? std::string("the object has no programs")
+                                                 : "no program in section '" + spec.section + "'");
+        if (cands.size() > 1) {
+          std::string list;
+          for (auto* p : cands) list += (list.empty() ? "" : ", ") + p->section + "/" + p->name;
+          return make_error(ErrorCode::InvalidArgument,
+                            "the object has " + std::to_string(cands.size()) +
+                                " programs; choose one with --section or --function (" + list + ")");
+        }
+        chosen = cands[0];
+      }
+      if (chosen) in.objprog = *chosen;
+      in.program = in.objprog->to_program();
+      break;
+    }
     default:
-      return make_error(ErrorCode::Unsupported, "ELF objects are not supported by this command yet");
+      break;
   }
   if (!spec.section.empty() || !spec.function.empty())
     if (in.format != InputFormat::Elf)
       return make_error(ErrorCode::InvalidArgument, "--section and --function apply to ELF objects only");
   return in;
+}
+
+Result<const ProgTypeInfo*> input_prog_type(const InputSpec& spec, const InputProgram& in) {
+  const ProgTypeInfo* t = nullptr;
+  if (!spec.type.empty()) {
+    t = find_prog_type(spec.type);
+    if (!t) return make_error(ErrorCode::InvalidArgument, "--type: unknown program type '" + spec.type + "'");
+  } else if (in.objprog && in.objprog->type_known && in.objprog->type) {
+    t = find_prog_type(in.objprog->type);
+  } else {
+    t = find_prog_type(static_cast<uint32_t>(kProgMem));
+  }
+  if (!t) return make_error(ErrorCode::Unsupported, "program type not supported by bpfvm");
+  return t;
+}
+
+Result<PreparedProgram> prepare_input(const InputSpec& spec, const InputProgram& in, const ExecOptions& exec,
+                                      std::shared_ptr<LoadedObject>& live) {
+  auto type = input_prog_type(spec, in);
+  if (!type) return type.error();
+  PrepareOptions po;
+  po.exec = exec;
+  if (in.object) {
+    auto l = instantiate(*in.object);
+    if (!l) return l.error();
+    live = std::make_shared<LoadedObject>(std::move(*l));
+    return prepare_program(*in.objprog, *live, *type, po);
+  }
+  return prepare_program(in.program, **type, po);
 }
 
 }  // namespace bpfvm::cli

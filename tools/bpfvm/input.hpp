@@ -7,6 +7,8 @@
 #include <string>
 
 #include "bpfvm/insn.hpp"
+#include "bpfvm/object.hpp"
+#include "bpfvm/runtime.hpp"
 #include "bpfvm/vm.hpp"
 
 namespace bpfvm::cli {
@@ -32,9 +34,19 @@ CLI::Option* add_choice_option(CLI::App* cmd, const std::string& name, std::stri
 // What the command operates on.
 struct InputProgram {
   InputFormat format = InputFormat::Raw;
-  Program program;
+  Program program;    // raw/asm: the program; ELF: the chosen program's linked code
   std::string bytes;  // the file contents
+  std::shared_ptr<Object> object;  // ELF only
+  std::optional<ObjectProgram> objprog;  // ELF only: the chosen program
 };
+
+// The program type: --type, else the object program's own, else bpfvm's plain-memory type.
+Result<const ProgTypeInfo*> input_prog_type(const InputSpec& spec, const InputProgram& in);
+
+// Everything up to a runnable program: maps created, helpers checked, context accesses rewritten.
+// `live` keeps the object's maps alive as long as the program runs.
+Result<PreparedProgram> prepare_input(const InputSpec& spec, const InputProgram& in, const ExecOptions& exec,
+                                      std::shared_ptr<LoadedObject>& live);
 
 // Errors: I/O problems give ErrorCode::Io (exit 2); malformed content gives other codes (exit 1).
 Result<InputProgram> read_input(const InputSpec& spec);
