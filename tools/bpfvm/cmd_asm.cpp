@@ -2,6 +2,7 @@
 // bpfvm disasm FILE [--syntax kernel|conformance] [--format elf|asm|raw] [--section S] [--function F] [--raw]
 #include "bpfvm/asm.hpp"
 #include "bpfvm/helpers.hpp"
+#include "bpfvm/jit.hpp"
 #include "cli.hpp"
 #include "input.hpp"
 
@@ -36,6 +37,7 @@ struct DisasmOpts {
   SyntaxChoice syntax = SyntaxChoice::Kernel;
   std::string syntax_name;
   bool raw = false;
+  bool jited = false;
 };
 
 int disasm_command(const DisasmOpts& o) {
@@ -46,6 +48,18 @@ int disasm_command(const DisasmOpts& o) {
   d.syntax = o.syntax == SyntaxChoice::Conformance ? Syntax::Conformance : Syntax::Kernel;
   d.show_raw = o.raw;
   d.helper_name = [](int32_t id) { return HelperSet::kernel().name_of(id); };
+  if (o.jited) {
+    // The generated x86-64 code, interleaved with the BPF instruction each piece came from.
+    ExecOptions eo;
+    eo.engine = EngineKind::Jit;
+    std::shared_ptr<LoadedObject> live;
+    auto prog = prepare_input(o.input, *in, eo, live);
+    if (!prog) return fail(kFailed, prog.error(), o.input.path);
+    auto listing = jit_disassemble(*prog->exe, d);
+    if (!listing) return fail(kFailed, listing.error(), o.input.path);
+    std::fputs(listing->c_str(), stdout);
+    return kOk;
+  }
   const auto& insns = in->program.insns;
   if (!in->objprog || in->objprog->lines.empty() || d.syntax != Syntax::Kernel) {
     std::fputs(disassemble(insns, d).c_str(), stdout);
@@ -91,6 +105,8 @@ RegisterCommand reg_disasm("disasm", [](CLI::App& app, std::function<int()>& run
   cmd->add_option("--function", o->input.function, "ELF function to print");
   add_format_option(cmd, o->input);
   cmd->add_flag("--raw", o->raw, "Show the raw bytes of each instruction");
+  cmd->add_flag("--jited", o->jited, "Show the x86-64 code the JIT generates, with the BPF instruction of each piece");
+  cmd->add_option("--type", o->input.type, "Program type (with --jited: decides context rewriting and helpers)");
   cmd->callback([o, &run] { run = [o] { return disasm_command(*o); }; });
 });
 

@@ -580,7 +580,7 @@ TrampolineFn shared_trampoline() {
     }
     return m;
   }();
-  return mem ? reinterpret_cast<TrampolineFn>(mem->base()) : nullptr;
+  return mem ? reinterpret_cast<TrampolineFn>(const_cast<uint8_t*>(mem->base())) : nullptr;
 }
 
 Status Compiler::compile_function(int64_t entry, bool main_mode) {
@@ -1201,7 +1201,7 @@ class JitEngine final : public Engine {
 
   Status install(Compiler& c, const LinkedProgram& linked, const ExecOptions& options, uint64_t t0) {
     if (auto st = mem_.install(c.code.data(), c.code.size()); !st) return st;
-    entry_ = reinterpret_cast<EntryFn>(mem_.base() + c.main_offset);
+    entry_ = reinterpret_cast<EntryFn>(const_cast<uint8_t*>(mem_.base() + c.main_offset));
     trampoline_ = shared_trampoline();
     if (!trampoline_) return make_error(ErrorCode::Runtime, "jit: cannot create the callback entry");
     for (auto& [f, off] : c.fn_offsets) fn_addr_[f] = mem_.base() + off;

@@ -51,3 +51,12 @@ $ bpfvm disasm sum.s --syntax intel
 bpfvm: --syntax: 'intel' is not one of kernel, conformance
 Run 'bpfvm --help' for usage.
 [exit 2]
+$ bpfvm disasm seven.s --jited
+; main: entry prologue
+            0:  xor eax, eax
+    0: r0 = 7
+            2:  mov eax, 7
+    1: exit
+; main: epilogue
+            7:  ret 
+[exit 0]
