@@ -1,15 +1,36 @@
 #!/usr/bin/env bash
-# The main demo: set up, build, then load programs and run them on real input, printing what they did.
+# The main demo: set up, build, then load real programs and run them on real input, printing what
+# they did.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 scripts/build.sh
 B=build/bpfvm
 SHARED=${BPFVM_SHARED:-../shared}
+show() { echo; echo "\$ bpfvm ${*}"; "$B" "$@"; }
+
+echo "== An XDP program written in C (tests/progs/pk_xdp.bpf.c), built with clang -target bpf"
+show object show build/progs/pk_xdp.bpf.o
 echo
-echo "== 1. Assemble and run a program on given memory (interpreter, then JIT)"
+echo "== Verified before it runs"
+show verify build/progs/pk_xdp.bpf.o --section xdp
+if [ -f "$SHARED/pcaps/http.pcap" ]; then
+  echo
+  echo "== Run on every packet of a real capture: verdicts, speed and the program's maps"
+  show xdp build/progs/pk_xdp.bpf.o --section xdp_main -r "$SHARED/pcaps/http.pcap" --engine jit
+  echo
+  echo "== A tcpdump expression, compiled by libpcap to classic BPF, translated to eBPF, JIT-compiled"
+  show filter 'tcp port 80' -r "$SHARED/pcaps/http.pcap" --count
+  if command -v tcpdump >/dev/null; then
+    echo "(tcpdump agrees: $(tcpdump -nr "$SHARED/pcaps/http.pcap" 'tcp port 80' 2>/dev/null | wc -l) packets)"
+  fi
+else
+  echo "(../shared/pcaps not found: set BPFVM_SHARED to run the capture demos)"
+fi
+echo
+echo "== Assembly, run on given memory (r1 = memory, r2 = length) in the interpreter and the JIT"
 cat > build/demo-sum.s <<'ASM'
-# sum the 32-bit little-endian words of the input memory (r1 = memory, r2 = length)
+# sum the 32-bit little-endian words of the input memory
 mov %r0, 0
 loop:
 jlt %r2, 4, done
@@ -21,10 +42,6 @@ ja loop
 done:
 exit
 ASM
-echo "\$ bpfvm run build/demo-sum.s --mem '01 00 00 00 02 00 00 00 27 00 00 00'"
-$B run build/demo-sum.s --mem '01 00 00 00 02 00 00 00 27 00 00 00'
-echo "\$ bpfvm run build/demo-sum.s --mem '...' --engine jit --repeat 1000000"
-$B run build/demo-sum.s --mem '01 00 00 00 02 00 00 00 27 00 00 00' --engine jit --repeat 1000000 || true
-echo
-echo "== 2. Disassemble it in the kernel's syntax"
-$B disasm build/demo-sum.s
+show run build/demo-sum.s --mem '01 00 00 00 02 00 00 00 27 00 00 00'
+show run build/demo-sum.s --mem '01 00 00 00 02 00 00 00 27 00 00 00' --engine jit --repeat 1000000
+show disasm build/demo-sum.s
