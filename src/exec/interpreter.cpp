@@ -591,13 +591,14 @@ class Interpreter final : public Engine {
     st.parent = parent;
     if (parent) st.count = parent->count;
     auto saved_call_function = std::move(ctx.call_function);
-    ctx.call_function = [this, &args, &ctx, &st](int64_t insn, uint64_t a1, uint64_t a2, uint64_t a3, uint64_t a4,
-                                                 uint64_t a5) -> Result<uint64_t> {
+    // Two captured pointers fit std::function's inline buffer: no allocation per run.
+    ctx.call_function = [this, &st](int64_t insn, uint64_t a1, uint64_t a2, uint64_t a3, uint64_t a4,
+                                    uint64_t a5) -> Result<uint64_t> {
       if (insn < 0 || static_cast<size_t>(insn) >= code_.size())
         return make_error(ErrorCode::Runtime, fmt::format("callback target {} is outside the program", insn));
       uint64_t extra3[3] = {a3, a4, a5};
       RunStats sub;
-      auto res = execute(args, ctx, a1, a2, &sub, &st, static_cast<size_t>(insn), extra3);
+      auto res = execute(*st.args, *st.ctx, a1, a2, &sub, &st, static_cast<size_t>(insn), extra3);
       st.count = sub.insns_executed;
       return res;
     };

@@ -1258,8 +1258,13 @@ class JitEngine final : public Engine {
     uint64_t r0;
     if (calls_helpers_) {
       auto saved = std::move(ctx.call_function);
-      ctx.call_function = [this, &args, &ctx](int64_t insn, uint64_t a1, uint64_t a2, uint64_t a3, uint64_t a4,
-                                              uint64_t a5) { return callback(args, ctx, insn, a1, a2, a3, a4, a5); };
+      // Two captured pointers fit std::function's inline buffer: no allocation per run.
+      struct Env {
+        const RunArgs* args;
+        RunContext* ctx;
+      } env{&args, &ctx};
+      ctx.call_function = [this, &env](int64_t insn, uint64_t a1, uint64_t a2, uint64_t a3, uint64_t a4,
+                                       uint64_t a5) { return callback(*env.args, *env.ctx, insn, a1, a2, a3, a4, a5); };
       r0 = entry_(r1, r2, &st.hot);
       ctx.call_function = std::move(saved);
     } else {
