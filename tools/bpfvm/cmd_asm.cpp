@@ -76,7 +76,7 @@ int disasm_command(const DisasmOpts& o) {
       last = lines[li].text;
       out += "; " + last + "\n";
     }
-    char idx[16];
+    char idx[32];
     std::snprintf(idx, sizeof idx, "%4zu: ", pc);
     out += idx;
     out += format_insn(insns[pc], static_cast<int64_t>(pc), d) + "\n";
