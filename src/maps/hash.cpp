@@ -9,6 +9,7 @@
 // lookups; eviction is a second-chance scan from the cold end, one element at a time.
 #include <cstdlib>
 #include <mutex>
+#include <thread>
 #include <vector>
 
 #include "maps/map_internal.hpp"
@@ -242,12 +243,15 @@ class HashMap : public Map {
     return false;
   }
   // Reserves room for one more element (LRU: evicting if needed).
+  // Under contention another thread may take the room an eviction made, so LRU maps keep trying
+  // (yielding after a few rounds) rather than fail an update the kernel would not fail.
   bool reserve_slot() {
-    for (int attempt = 0; attempt < 8; ++attempt) {
+    for (int attempt = 0; attempt < 256; ++attempt) {
       if (count_.fetch_add(1, std::memory_order_relaxed) < max_) return true;
       count_.fetch_sub(1, std::memory_order_relaxed);
       if (!lru_) return false;
       evict_one();
+      if (attempt >= 8) std::this_thread::yield();
     }
     return false;
   }
