@@ -6,6 +6,7 @@
 #include <string>
 
 #include "bpfvm/object.hpp"
+#include "bpfvm/progtype.hpp"
 
 namespace bpfvm {
 namespace {
@@ -132,15 +133,6 @@ bool matches(const Rule& r, std::string_view s) {
   return false;
 }
 
-// bpftool's names (libbpf's prog_type_name table), indexed by enum bpf_prog_type.
-constexpr std::array<const char*, 32> kTypeNames = {
-    "unspec", "socket_filter", "kprobe", "sched_cls", "sched_act", "tracepoint", "xdp",
-    "perf_event", "cgroup_skb", "cgroup_sock", "lwt_in", "lwt_out", "lwt_xmit", "sock_ops",
-    "sk_skb", "cgroup_device", "sk_msg", "raw_tracepoint", "cgroup_sock_addr", "lwt_seg6local",
-    "lirc_mode2", "sk_reuseport", "flow_dissector", "cgroup_sysctl", "raw_tracepoint_writable",
-    "cgroup_sockopt", "tracing", "struct_ops", "ext", "lsm", "sk_lookup", "syscall",
-};
-
 }  // namespace
 
 SectionType section_prog_type(std::string_view section) {
@@ -157,14 +149,16 @@ SectionType section_prog_type(std::string_view section) {
   return st;
 }
 
+// Names come from the program-type registry (progtype.hpp): one table for the whole project.
 std::string prog_type_name(uint32_t type) {
-  if (type < kTypeNames.size()) return kTypeNames[type];
+  if (type == 0) return "unspec";
+  if (const ProgTypeInfo* t = find_prog_type(type)) return std::string(t->name);
   return "type_" + std::to_string(type);
 }
 
 std::optional<uint32_t> prog_type_from_name(std::string_view name) {
-  for (uint32_t i = 0; i < kTypeNames.size(); ++i)
-    if (name == kTypeNames[i]) return i;
+  if (name == "unspec") return 0u;
+  if (const ProgTypeInfo* t = find_prog_type(name)) return t->type;
   if (name.starts_with("type_")) {
     uint32_t v = 0;
     std::string_view d = name.substr(5);
