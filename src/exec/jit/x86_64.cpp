@@ -239,8 +239,8 @@ class ExecMemory {
 
 // One piece of the listing: native bytes [start, end) came from BPF instruction pc of function fn.
 struct ListingEntry {
-  int32_t fn;   // function entry insn, -1 for the entry prologue/epilogue, -2 for stubs, -3 trampoline
-  int32_t pc;   // BPF instruction (-1 for prologue/epilogue/stub code)
+  int32_t fn;   // function entry insn, -1 for the entry prologue/epilogue, -2 for slow paths, -3 trampoline
+  int32_t pc;   // BPF instruction (-1 for prologue/epilogue/slow-path code)
   uint32_t start;
 };
 
@@ -285,7 +285,7 @@ class Compiler {
   size_t functions = 0;
 
  private:
-  struct Stub {
+  struct SlowPath {
     enum Kind { Depth, Callx, LdOob } kind;
     Label label;
     int64_t pc;
@@ -349,7 +349,7 @@ class Compiler {
   std::vector<Label> labels_;          // per insn, for the function being compiled
   std::map<int64_t, Label> fn_labels_;
   Label main_epilogue_;
-  std::vector<Stub> stubs_;
+  std::vector<SlowPath> slow_paths_;
   // current function frame
   std::vector<x86::Gp> saved_;         // host registers pushed by the current function
   uint32_t frame_adjust_ = 0;          // bytes subtracted from rsp after the pushes
@@ -491,26 +491,26 @@ Status Compiler::compile() {
     if (auto st = compile_function(f, false); !st) return st;
   }
   functions = 1 + fn_entries_.size();
-  // Out-of-line stubs. rsp is 16-byte aligned at every stub's jump site (functions that call are
-  // aligned in their bodies), so the stubs may call C++.
-  for (const Stub& s : stubs_) {
+  // Out-of-line slow paths. rsp is 16-byte aligned at every slow path's jump site (functions that call are
+  // aligned in their bodies), so the slow paths may call C++.
+  for (const SlowPath& s : slow_paths_) {
     a.bind(s.label);
     mark(-2, static_cast<int32_t>(s.pc));
     switch (s.kind) {
-      case Stub::Depth:
+      case SlowPath::Depth:
         a.mov(x86::rdi, x86::r12);
         a.mov(x86::esi, asmjit::imm(static_cast<uint32_t>(s.pc)));
         emit_call_abs(reinterpret_cast<const void*>(&rt_fail_depth), x86::rax);
         emit_unwind();
         break;
-      case Stub::Callx:
+      case SlowPath::Callx:
         a.mov(x86::rsi, Q(s.reg));
         a.mov(x86::rdi, x86::r12);
         a.mov(x86::edx, asmjit::imm(static_cast<uint32_t>(s.pc)));
         emit_call_abs(reinterpret_cast<const void*>(&rt_fail_callx), x86::rax);
         emit_unwind();
         break;
-      case Stub::LdOob:
+      case SlowPath::LdOob:
         a.xor_(x86::eax, x86::eax);
         emit_unwind();
         break;
@@ -720,7 +720,7 @@ bool Compiler::emit_insn(int64_t pc, bool main_mode) {
   }
   if (in.op == Op::CALLX) {
     Label fail = a.newLabel();
-    stubs_.push_back({Stub::Callx, fail, pc, in.dst});
+    slow_paths_.push_back({SlowPath::Callx, fail, pc, in.dst});
     a.mov(x86::r11, Q(in.dst));
     a.cmp(x86::r11, asmjit::imm(static_cast<uint32_t>(callx_size_)));
     a.jae(fail);
@@ -747,7 +747,7 @@ bool Compiler::emit_insn(int64_t pc, bool main_mode) {
   if (in.op == Op::CALL_LOCAL) {
     int64_t t = jump_target(in, pc);
     Label fail = a.newLabel();
-    stubs_.push_back({Stub::Depth, fail, pc, 0});
+    slow_paths_.push_back({SlowPath::Depth, fail, pc, 0});
     a.cmp(x86::rbp, x86::qword_ptr(x86::r12, offsetof(JitHot, stack_limit)));
     a.jbe(fail);
     a.sub(x86::rbp, kStackSize);
@@ -1116,7 +1116,7 @@ void Compiler::emit_ldpkt(const Insn& in, int64_t pc) {
   uint32_t size = in.op == Op::LDABS_W || in.op == Op::LDIND_W ? 4 : in.op == Op::LDABS_H || in.op == Op::LDIND_H ? 2 : 1;
   bool ind = in.op == Op::LDIND_W || in.op == Op::LDIND_H || in.op == Op::LDIND_B;
   Label oob = a.newLabel();
-  stubs_.push_back({Stub::LdOob, oob, pc, 0});
+  slow_paths_.push_back({SlowPath::LdOob, oob, pc, 0});
   if (!ind) {
     int64_t o = static_cast<int32_t>(in.imm);
     if (o < 0 && o >= kSkfLlOff && o < kSkfNetOff) o -= kSkfLlOff;
@@ -1329,7 +1329,7 @@ std::string JitEngine::disassemble(const DisasmOptions& options) const {
     if (k == 0 || listing_[k - 1].fn != e.fn || (e.pc < 0 && listing_[k - 1].pc >= 0)) {
       if (e.fn == -1 && e.pc < 0) out += k == 0 ? "; main: entry prologue\n" : "; main: epilogue\n";
       else if (e.fn >= 0 && e.pc < 0) out += fmt::format("; function at insn {}: prologue\n", e.fn);
-      else if (e.fn == -2) out += "; out-of-line stubs (errors, packet loads out of bounds)\n";
+      else if (e.fn == -2) out += "; out-of-line slow paths (errors, packet loads out of bounds)\n";
       else if (e.fn == -3) out += "; callback entry (RunContext::call_function)\n";
     }
     if (e.pc >= 0 && e.fn != -2)
