@@ -95,9 +95,14 @@ class Executable;
 struct RunContext {
   const RunArgs* args = nullptr;
   const Executable* exe = nullptr;
+  // True when the run is checked (ExecOptions::checked, interpreter): only then is memory a helper
+  // hands out recorded, so allow_region costs one test in unchecked runs (JIT, plain interpreter).
+  // A checked program entered by a tail call sets it for the rest of the run.
+  bool checked = false;
   // Memory a helper handed to the program (e.g. a map value); checked mode allows access to it.
   std::vector<MemRegion> dynamic_regions;
   void allow_region(uint64_t start, uint64_t size, bool writable, std::string_view name) {
+    if (!checked) return;
     for (const MemRegion& r : dynamic_regions)
       if (r.start == start && r.size == size && r.writable == writable) return;
     dynamic_regions.push_back(MemRegion{start, size, writable, name});

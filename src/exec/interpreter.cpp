@@ -508,7 +508,7 @@ bool sets_acc(Op op) {
 class Interpreter final : public Engine {
  public:
   Interpreter(const LinkedProgram& linked, const ExecOptions& options)
-      : exe_(linked.exe), by_id_(linked.by_id), budget_(options.insn_budget) {
+      : exe_(linked.exe), by_id_(linked.by_id), budget_(options.insn_budget), checked_(options.checked) {
     bool checked = options.checked, counted = options.insn_budget != 0;
     run_fn_ = checked ? (counted ? &Exec<true, true>::run : &Exec<true, false>::run)
                       : (counted ? &Exec<false, true>::run : &Exec<false, false>::run);
@@ -564,6 +564,7 @@ class Interpreter final : public Engine {
     RunContext ctx;
     ctx.args = &args;
     ctx.exe = exe_;
+    ctx.checked = checked_;
     ScopedRunContext scope(&ctx);
     return execute(args, ctx, args.r1, args.r2, stats);
   }
@@ -571,6 +572,9 @@ class Interpreter final : public Engine {
   Result<uint64_t> run_tail(uint64_t r1, RunStats* stats) const override {
     RunContext* ctx = current_run();
     if (!ctx) return make_error(ErrorCode::Runtime, "tail call outside a run");
+    // Memory handed out from here on must be recorded (the target starts with a fresh stack and r1 only,
+    // so nothing handed out before the tail call is reachable).
+    if (checked_) ctx->checked = true;
     return execute(*ctx->args, *ctx, r1, 0, stats);
   }
 
@@ -618,6 +622,7 @@ class Interpreter final : public Engine {
   std::vector<DInsn> code_;
   std::vector<const HelperDef*> by_id_;
   uint64_t budget_;
+  bool checked_;
   RunFn run_fn_;
 };
 
