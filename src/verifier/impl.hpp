@@ -25,6 +25,11 @@ class Verifier {
   bool run();
   // A state was pruned thanks to an imprecise comparison (the run must be confirmed).
   bool used_imprecision() const { return used_imprecision_; }
+  // Per instruction: registers some pruning decision relied on comparing imprecisely (their exact
+  // values differed); whether one relied on spilled scalars being imprecise. The run is sound when
+  // the precision it turns out to need excludes all of them.
+  const std::vector<LiveSet>& relied_imprecise() const { return relied_; }
+  bool relied_stack_imprecise() const { return relied_stack_; }
 
  private:
   friend struct CallChecker;
@@ -100,6 +105,8 @@ class Verifier {
   uint32_t id_gen_ = kMemLenId;
   uint64_t processed_ = 0;
   uint64_t last_ckpt_processed_ = 0;
+  uint64_t jmps_processed_ = 0;       // jumps, calls and exits processed (the kernel's heuristic)
+  uint64_t last_ckpt_jmps_ = 0;
   uint64_t mem_bytes_ = 0;
   std::vector<int32_t> stack_depth_;  // per function: deepest byte used
   bool log_full_ = false;
@@ -109,6 +116,10 @@ class Verifier {
   const Precision& prec_;
   PrecisionSeeds& seeds_;
   bool used_imprecision_ = false;
+  std::vector<LiveSet> relied_;
+  bool relied_stack_ = false;
+  void note_imprecise_prune(const State& old, const std::vector<LiveSet>& live, const std::vector<LiveSet>& precise,
+                            bool stack_precise);
 };
 
 // Plain-words explanation of a rejection message: what would go wrong and how such code is fixed.

@@ -143,6 +143,10 @@ using LiveSet = uint16_t;
 // `stack_precise`.
 bool state_covered(const State& old, const State& cur, const std::vector<LiveSet>& live_per_frame,
                    const std::vector<LiveSet>& precise_per_frame, bool stack_precise);
+// Per frame: the registers outside `precise` (and inside `live`) whose precise comparison, taken
+// alone, fails: what a pruning decision made with `precise` relied on being imprecise.
+std::vector<LiveSet> imprecise_regs(const State& old, const State& cur, const std::vector<LiveSet>& live,
+                                    const std::vector<LiveSet>& precise);
 // Exactly the same (for the infinite-loop check).
 bool state_same(const State& a, const State& b);
 uint64_t state_hash(const State& s);  // equal states hash equal

@@ -40,6 +40,7 @@ Verifier::Verifier(std::span<const Insn> insns, const VerifyOptions& opts, const
   visited_.resize(insns.size());
   in_progress_.resize(insns.size());
   in_progress_count_.assign(insns.size(), 0);
+  relied_.assign(insns.size(), 0);
   stack_depth_.assign(cfg.func_starts.size(), 0);
   rep_.facts.assign(insns.size(), InsnFacts{});
   mem_unknown_ = type_.type == kProgMem && opts.mem_size < 0;
@@ -152,7 +153,7 @@ bool Verifier::is_state_visited(bool& pruned) {
       Node* n = list[idx];
       list[keep++] = n;
       if (state_covered(n->st, cur_, live, precise, stack_precise)) {
-        if (!prec_.all && !used_imprecision_ && !state_covered(n->st, cur_, live, live, true)) used_imprecision_ = true;
+        if (!prec_.all) note_imprecise_prune(n->st, live, precise, stack_precise);
         n->hits++;
         pruned = true;
         for (size_t j = idx + 1; j < list.size(); ++j) list[keep++] = list[j];
@@ -166,7 +167,8 @@ bool Verifier::is_state_visited(bool& pruned) {
     list.resize(keep);
   }
   // Inside a loop, do not store a state at every iteration (the kernel's heuristic).
-  if (looping && processed_ - last_ckpt_processed_ < 100) return true;
+  // (The kernel's rule: a new state after 20 jumps or 100 instructions.)
+  if (looping && processed_ - last_ckpt_processed_ < 100 && jmps_processed_ - last_ckpt_jmps_ < 20) return true;
   if (rep_.states >= opts_.limits.max_states) return true;  // stop storing; exploration continues
   auto node = std::make_unique<Node>();
   node->st = cur_;
@@ -182,6 +184,7 @@ bool Verifier::is_state_visited(bool& pruned) {
   nodes_.push_back(std::move(node));
   rep_.states++;
   last_ckpt_processed_ = processed_;
+  last_ckpt_jmps_ = jmps_processed_;
   if (mem_bytes_ > opts_.limits.max_memory)
     return reject(fmt::format("verifier state exceeds the memory cap of {} MiB ({} states stored)",
                               opts_.limits.max_memory >> 20, rep_.states),
@@ -189,6 +192,29 @@ bool Verifier::is_state_visited(bool& pruned) {
                   "The program has too many distinct paths for the verifier to keep track of. Reduce the "
                   "number of branches whose outcome depends on earlier branches, or split the program.");
   return true;
+}
+
+void Verifier::note_imprecise_prune(const State& old, const std::vector<LiveSet>& live,
+                                    const std::vector<LiveSet>& precise, bool stack_precise) {
+  if (state_covered(old, cur_, live, live, true)) return;  // a fully precise comparison agrees
+  used_imprecision_ = true;
+  std::vector<LiveSet> relied = imprecise_regs(old, cur_, live, precise);
+  std::vector<LiveSet> prec2(live.size());
+  for (size_t f = 0; f < live.size(); ++f) prec2[f] = static_cast<LiveSet>(precise[f] | (live[f] & ~relied[f]));
+  bool relied_stack = false;
+  if (state_covered(old, cur_, live, prec2, true)) {
+  } else if (!stack_precise && state_covered(old, cur_, live, prec2, false)) {
+    relied_stack = true;
+  } else {  // the registers interact (shared ids): everything compared imprecisely was relied on
+    for (size_t f = 0; f < live.size(); ++f) relied[f] = static_cast<LiveSet>(live[f] & ~precise[f]);
+    relied_stack = !stack_precise;
+  }
+  const size_t nf = cur_.frames.size();
+  for (size_t f = 0; f < nf && f < relied.size(); ++f) {
+    int64_t at = f + 1 < nf ? cur_.frames[f + 1].callsite + 1 : pc_;
+    if (at >= 0 && at < static_cast<int64_t>(relied_.size())) relied_[at] |= relied[f];
+  }
+  relied_stack_ |= relied_stack;
 }
 
 void Verifier::push_branch(State st, int64_t pc) {
@@ -343,7 +369,10 @@ bool Verifier::run() {
 
 bool Verifier::step() {
   const Insn& in = insns_[pc_];
-  switch (in.info().kind) {
+  const OpKind kind = in.info().kind;
+  if (kind == OpKind::Jump || kind == OpKind::CondJump || kind == OpKind::Call || kind == OpKind::Exit)
+    jmps_processed_++;
+  switch (kind) {
     case OpKind::Alu:
       if (!do_alu(in)) return false;
       pc_++;
@@ -867,6 +896,14 @@ Result<VerifyReport> verify(std::span<const Insn> insns, const VerifyOptions& op
         bool covered = !next.stack || prec.stack;
         for (size_t i = 0; covered && i < insns.size(); ++i)
           if (next.need[i] & ~prec.need[i]) covered = false;
+        // Or, weaker and enough: no pruning decision of this run relied on a register (or the
+        // spilled scalars) the run turns out to need precisely.
+        if (!covered) {
+          covered = !(next.stack && v.relied_stack_imprecise());
+          const auto& relied = v.relied_imprecise();
+          for (size_t i = 0; covered && i < insns.size(); ++i)
+            if (next.need[i] & relied[i]) covered = false;
+        }
         done = covered;
       }
       if (done || round >= 6) {
