@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <memory>
 #include <mutex>
 
 namespace bpfvm::kernel {
@@ -61,35 +62,49 @@ Fd::~Fd() {
 LoadResult load_program(std::span<const RawInsn> insns, uint32_t prog_type, int log_level, const char* license,
                         uint32_t expected_attach_type) {
   LoadResult res;
-  std::vector<char> log;
-  union bpf_attr attr;
-  std::memset(&attr, 0, sizeof(attr));
-  attr.prog_type = prog_type;
-  attr.insns = ptr(insns.data());
-  attr.insn_cnt = static_cast<uint32_t>(insns.size());
-  attr.license = ptr(license);
-  attr.expected_attach_type = expected_attach_type;
-  if (log_level) {
-    log.assign(16u << 20, 0);
-    attr.log_level = static_cast<uint32_t>(log_level);
-    attr.log_buf = ptr(log.data());
-    attr.log_size = static_cast<uint32_t>(log.size());
-  }
-  long fd = sys_bpf(BPF_PROG_LOAD, &attr);
-  if (fd < 0) {
-    res.err = errno;
-  } else {
-    res.fd = Fd(static_cast<int>(fd));
-  }
-  if (log_level) {
-    res.log = log.data();
-    auto pos = res.log.find("verification time ");
-    if (pos != std::string::npos) {
-      // "verification time 123 usec"
-      res.verification_time_ns = std::strtoull(res.log.c_str() + pos + 18, nullptr, 10) * 1000;
+  // The log buffer is allocated only when a log is asked for, and not cleared (the kernel writes a
+  // NUL-terminated string): statistics alone (level 4) fit in 64 KiB, a level 1/2 log starts at
+  // 1 MiB. When the log does not fit the kernel refuses the load with ENOSPC: retry with a larger
+  // buffer (up to 256 MiB).
+  size_t log_size = log_level == 0 ? 0 : (log_level & 3) ? (1u << 20) : (64u << 10);
+  for (;;) {
+    std::unique_ptr<char[]> log;
+    union bpf_attr attr;
+    std::memset(&attr, 0, sizeof(attr));
+    attr.prog_type = prog_type;
+    attr.insns = ptr(insns.data());
+    attr.insn_cnt = static_cast<uint32_t>(insns.size());
+    attr.license = ptr(license);
+    attr.expected_attach_type = expected_attach_type;
+    if (log_size) {
+      log.reset(new char[log_size]);
+      log[0] = 0;
+      attr.log_level = static_cast<uint32_t>(log_level);
+      attr.log_buf = ptr(log.get());
+      attr.log_size = static_cast<uint32_t>(log_size);
     }
+    long fd = sys_bpf(BPF_PROG_LOAD, &attr);
+    int err = fd < 0 ? errno : 0;
+    if (fd < 0 && err == ENOSPC && log_size && log_size < (256u << 20)) {
+      log_size *= 8;
+      continue;
+    }
+    if (fd < 0) {
+      res.err = err;
+    } else {
+      res.fd = Fd(static_cast<int>(fd));
+    }
+    if (log_size) {
+      log[log_size - 1] = 0;
+      res.log = log.get();
+      auto pos = res.log.find("verification time ");
+      if (pos != std::string::npos) {
+        // "verification time 123 usec"
+        res.verification_time_ns = std::strtoull(res.log.c_str() + pos + 18, nullptr, 10) * 1000;
+      }
+    }
+    return res;
   }
-  return res;
 }
 
 TestRunResult test_run(int prog_fd, std::span<const uint8_t> data_in, std::span<const uint8_t> ctx_in,

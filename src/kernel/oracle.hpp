@@ -43,7 +43,9 @@ struct LoadResult {
 };
 
 // Loads raw instructions as `prog_type` (uapi number). log_level 0 = no log; 1/2 as the kernel's;
-// 4 (BPF_LOG_STATS) adds statistics. `expected_attach_type` for types that need one.
+// 4 (BPF_LOG_STATS) adds statistics. `expected_attach_type` for types that need one. The log buffer is
+// allocated only when a log is asked for (64 KiB for statistics, 1 MiB for a verifier log, grown when
+// the kernel reports ENOSPC).
 LoadResult load_program(std::span<const RawInsn> insns, uint32_t prog_type, int log_level = 0,
                         const char* license = "GPL", uint32_t expected_attach_type = 0);
 
