@@ -91,7 +91,22 @@ struct RunStats {
 
 class Executable;
 
+// How a helper calls back into the running program (bpf_loop, for_each_map_elem): a plain function
+// and the engine's closure, so installing it costs two stores per run (no std::function).
+struct CallFunction {
+  using Fn = Result<uint64_t> (*)(const void* self, int64_t insn, uint64_t r1, uint64_t r2, uint64_t r3,
+                                  uint64_t r4, uint64_t r5);
+  Fn fn = nullptr;
+  const void* self = nullptr;
+  explicit operator bool() const { return fn != nullptr; }
+  Result<uint64_t> operator()(int64_t insn, uint64_t r1, uint64_t r2, uint64_t r3, uint64_t r4, uint64_t r5) const {
+    return fn(self, insn, r1, r2, r3, r4, r5);
+  }
+};
+
 // State of the run in progress on this thread, for helpers.
+// Runs of programs that call no helper (no call, callx or tail call) may have none: current_run() is
+// then the caller's (usually nullptr) — nothing in such a program can ask for it.
 struct RunContext {
   const RunArgs* args = nullptr;
   const Executable* exe = nullptr;
@@ -112,7 +127,7 @@ struct RunContext {
   // Set by the engine for helpers that call back into the program (bpf_loop, for_each_map_elem):
   // calls the BPF function starting at instruction `insn` of the running program with r1..r5 and
   // returns its r0 (or an error).
-  std::function<Result<uint64_t>(int64_t insn, uint64_t r1, uint64_t r2, uint64_t r3, uint64_t r4, uint64_t r5)> call_function;
+  CallFunction call_function;
 };
 constexpr int kMaxTailCalls = 33;
 RunContext* current_run();
@@ -125,6 +140,10 @@ class Engine {
   // Runs as the target of a tail call from another program (same thread, RunContext kept).
   virtual Result<uint64_t> run_tail(uint64_t ctx, RunStats* stats) const = 0;
   virtual EngineKind kind() const = 0;
+  // Native code that can be entered directly, without a RunContext and without a way to fail: the
+  // JIT's code of programs with no call of any kind. nullptr otherwise.
+  using DirectFn = uint64_t (*)(uint64_t r1, uint64_t r2, const RunArgs* args);
+  virtual DirectFn direct_entry() const { return nullptr; }
 };
 
 // A linked, runnable program. Create once, run many times (concurrently from several threads).
@@ -134,7 +153,15 @@ class Executable {
                                                     ExecOptions options = {});
   ~Executable();
 
-  Result<uint64_t> run(const RunArgs& args, RunStats* stats = nullptr) const;
+  // Programs the JIT compiled without any call go straight into the native code (a few ns per run);
+  // everything else takes the engine's full path (RunContext, map read section, error reporting).
+  Result<uint64_t> run(const RunArgs& args, RunStats* stats = nullptr) const {
+    if (direct_) {
+      if (stats) stats->insns_executed = 0;
+      return direct_(args.r1, args.r2, &args);
+    }
+    return run_engine(args, stats);
+  }
   // Convenience for plain-memory programs: r1 = mem, r2 = len; the memory is the only region.
   Result<uint64_t> run_on_memory(uint8_t* mem, size_t len, RunStats* stats = nullptr) const;
 
@@ -145,6 +172,8 @@ class Executable {
 
  private:
   Executable() = default;
+  Result<uint64_t> run_engine(const RunArgs& args, RunStats* stats) const;
+  Engine::DirectFn direct_ = nullptr;
   Program program_;
   HelperTable helpers_;
   ExecOptions options_;

@@ -84,12 +84,13 @@ Result<std::unique_ptr<Executable>> Executable::create(Program program, const He
                                                   : detail::make_interpreter(linked, options);
   if (!engine) return engine.error();
   exe->engine_ = std::move(engine.value());
+  exe->direct_ = exe->engine_->direct_entry();
   return exe;
 }
 
 Executable::~Executable() = default;
 
-Result<uint64_t> Executable::run(const RunArgs& args, RunStats* stats) const {
+Result<uint64_t> Executable::run_engine(const RunArgs& args, RunStats* stats) const {
   if (calls_helpers_) {
     // Map elements a helper returned stay valid until the run ends (the kernel's rcu_read_lock).
     MapReadSection section;

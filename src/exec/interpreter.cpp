@@ -35,6 +35,8 @@ constexpr size_t kStackBytes = static_cast<size_t>(kStackSize) * kMaxCallDepth;
 constexpr int32_t kSkfNetOff = -0x100000;
 constexpr int32_t kSkfLlOff = -0x200000;
 
+class Interpreter;
+
 // Per-run state.
 struct State {
   const RunArgs* args;
@@ -44,12 +46,11 @@ struct State {
   uint64_t budget;
   uint64_t count;
   const State* parent;  // run that called back into the program (bpf_loop), whose stack stays valid
+  const Interpreter* engine;
   uint64_t* cur_r10;
   Diagnostic error;
   bool failed;
 };
-
-class Interpreter;
 
 template <bool Checked, bool Counted>
 struct Exec {
@@ -594,28 +595,33 @@ class Interpreter final : public Engine {
     State st{};
     st.parent = parent;
     if (parent) st.count = parent->count;
-    auto saved_call_function = std::move(ctx.call_function);
-    // Two captured pointers fit std::function's inline buffer: no allocation per run.
-    ctx.call_function = [this, &st](int64_t insn, uint64_t a1, uint64_t a2, uint64_t a3, uint64_t a4,
-                                    uint64_t a5) -> Result<uint64_t> {
-      if (insn < 0 || static_cast<size_t>(insn) >= code_.size())
-        return make_error(ErrorCode::Runtime, fmt::format("callback target {} is outside the program", insn));
-      uint64_t extra3[3] = {a3, a4, a5};
-      RunStats sub;
-      auto res = execute(*st.args, *st.ctx, a1, a2, &sub, &st, static_cast<size_t>(insn), extra3);
-      st.count = sub.insns_executed;
-      return res;
-    };
+    const CallFunction saved_call_function = ctx.call_function;
+    st.engine = this;
+    ctx.call_function = CallFunction{&Interpreter::callback, &st};
     st.args = &args;
     st.ctx = &ctx;
     st.stack_lo = reinterpret_cast<uint64_t>(stack);
     st.stack_hi = st.stack_lo + kStackBytes;
     st.budget = budget_;
     uint64_t r0 = run_fn_(code_.data(), code_.data() + start, regs, &st, nullptr);
-    ctx.call_function = std::move(saved_call_function);
+    ctx.call_function = saved_call_function;
     if (stats) stats->insns_executed = st.count;
     if (st.failed) return st.error;
     return r0;
+  }
+
+  // RunContext::call_function of a run: calls back into the program from a helper.
+  static Result<uint64_t> callback(const void* self, int64_t insn, uint64_t a1, uint64_t a2, uint64_t a3,
+                                   uint64_t a4, uint64_t a5) {
+    auto* st = static_cast<State*>(const_cast<void*>(self));
+    const Interpreter* me = st->engine;
+    if (insn < 0 || static_cast<size_t>(insn) >= me->code_.size())
+      return make_error(ErrorCode::Runtime, fmt::format("callback target {} is outside the program", insn));
+    uint64_t extra3[3] = {a3, a4, a5};
+    RunStats sub;
+    auto res = me->execute(*st->args, *st->ctx, a1, a2, &sub, st, static_cast<size_t>(insn), extra3);
+    st->count = sub.insns_executed;
+    return res;
   }
 
   const Executable* exe_;

@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstddef>
@@ -282,14 +283,19 @@ class Compiler {
   std::map<int64_t, uint32_t> fn_offsets;  // callable function entry insn -> offset
   std::vector<ListingEntry> listing;
   bool bmi2() const { return bmi2_; }
+  // The code is a DirectFn (Engine::direct_entry): no calls of any kind, so nothing can fail or ask
+  // for the RunContext; the entry takes the RunArgs and reads the LD_ABS packet from it.
+  bool direct() const { return direct_; }
   size_t functions = 0;
 
  private:
   struct SlowPath {
-    enum Kind { Depth, Callx, LdOob } kind;
+    enum Kind { Depth, Callx, LdOob, LdIndCheck } kind;
     Label label;
     int64_t pc;
     int reg;
+    Label resume;       // LdIndCheck: the load, when the offset turns out valid
+    uint32_t size = 0;  // LdIndCheck: bytes loaded
   };
 
   void analyze();
@@ -328,6 +334,10 @@ class Compiler {
   std::vector<const OpInfo*> infos_;   // per insn
   uint16_t program_reads_ = 0;         // registers read anywhere in the program
   std::vector<uint32_t> size_prefix_;  // prefix sums of native-size upper bounds per insn
+  std::vector<uint32_t> pkt_known_;    // per insn: LD_ABS packet bytes known present (bounds checks skipped)
+  void compute_pkt_known();
+  void emit_ldpkt_oob();
+  x86::Mem pkt_len_mem() const;
   uint64_t rng_state_ = 0;
   uint64_t rng_() {  // splitmix64: blinding keys
     uint64_t z = (rng_state_ += 0x9e3779b97f4a7c15ull);
@@ -339,7 +349,11 @@ class Compiler {
   // program-wide facts
   std::vector<uint8_t> is_target_;     // jump target
   std::vector<int64_t> fn_entries_;     // callable functions (sorted)
-  bool needs_state_ = false;           // r12 holds JitHot*
+  bool needs_state_ = false;           // r12 holds JitHot* (direct code: the LD_ABS packet)
+  bool direct_ = false;                // see direct()
+  bool has_ldind_ = false;
+  std::vector<uint8_t> dead_;          // per insn: writes a register nothing reads (not emitted)
+  int32_t stack_base_ = 0;             // direct code with LD_ABS: packet length at [rsp], BPF stack above
   bool needs_stack_ = false;           // rbp is the BPF stack
   bool has_local_calls_ = false;
   bool has_any_call_ = false;
@@ -384,7 +398,10 @@ void Compiler::analyze() {
           needs_state_ = true;
         }
         break;
-      case OpKind::LoadPacket: needs_state_ = true; break;
+      case OpKind::LoadPacket:
+        needs_state_ = true;
+        if (in.op == Op::LDIND_B || in.op == Op::LDIND_H || in.op == Op::LDIND_W) has_ldind_ = true;
+        break;
       case OpKind::LoadImm64:
         if (in.op == Op::LDDW_CODE_ADDR) {
           int64_t t = static_cast<int64_t>(i) + 1 + static_cast<int32_t>(in.imm);
@@ -396,7 +413,72 @@ void Compiler::analyze() {
   }
   for (size_t i = 0; i < n_; ++i)
     if (is_fn[i]) fn_entries_.push_back(static_cast<int64_t>(i));
+  // Writes to a register nothing ever reads are dead: ALU and lddw have no other effect (translated
+  // classic filters start with r6 = r1 and often never use r6: no push/pop of its host register).
+  dead_.assign(n_, 0);
+  for (size_t i = 0; i < n_; ++i) {
+    OpKind k = infos_[i]->kind;
+    if ((k == OpKind::Alu || k == OpKind::LoadImm64) && !(program_reads_ & (1u << insns_[i].dst))) {
+      dead_[i] = 1;
+      uses_[i] = RegUse{};
+    }
+  }
   stack_bytes_ = needs_stack_ ? (has_local_calls_ ? kStackSize * kMaxCallDepth : kStackSize) : 0;
+  direct_ = !has_any_call_ && fn_entries_.empty();
+  stack_base_ = direct_ && needs_state_ ? 8 : 0;
+  compute_pkt_known();
+}
+
+// Legacy packet loads leave the program when out of bounds, so after `r0 = *(u16 *)skb[12]` the packet is
+// known to hold at least 14 bytes: a later LD_ABS within that length needs no check. Forward pass in
+// index order (translated classic filters only jump forward); targets of backward jumps and function
+// entries start from nothing.
+void Compiler::compute_pkt_known() {
+  constexpr uint32_t kUnset = UINT32_MAX;
+  pkt_known_.assign(n_, kUnset);
+  bool any = false;
+  for (size_t i = 0; i < n_ && !any; ++i) any = infos_[i]->kind == OpKind::LoadPacket;
+  if (!any) {
+    pkt_known_.assign(n_, 0);
+    return;
+  }
+  std::vector<uint8_t> reset(n_, 0);
+  if (n_) reset[0] = 1;
+  for (int64_t f : fn_entries_) reset[static_cast<size_t>(f)] = 1;
+  for (size_t i = 0; i < n_; ++i) {
+    OpKind k = infos_[i]->kind;
+    if (k == OpKind::Jump || k == OpKind::CondJump) {
+      int64_t t = jump_target(insns_[i], static_cast<int64_t>(i));
+      if (t <= static_cast<int64_t>(i)) reset[static_cast<size_t>(t)] = 1;
+    }
+  }
+  auto flow = [&](int64_t s, uint32_t v) {
+    if (s >= 0 && static_cast<size_t>(s) < n_ && v < pkt_known_[static_cast<size_t>(s)]) pkt_known_[static_cast<size_t>(s)] = v;
+  };
+  for (size_t i = 0; i < n_; ++i) {
+    const Insn& in = insns_[i];
+    if (in.op == Op::LDDW_HI) continue;
+    uint32_t k = (reset[i] || pkt_known_[i] == kUnset) ? 0 : pkt_known_[i];
+    pkt_known_[i] = k;
+    uint32_t out = k;
+    if (in.op == Op::LDABS_B || in.op == Op::LDABS_H || in.op == Op::LDABS_W) {
+      int64_t o = static_cast<int32_t>(in.imm);
+      if (o < 0 && o >= kSkfLlOff && o < kSkfNetOff) o -= kSkfLlOff;
+      int64_t size = in.op == Op::LDABS_W ? 4 : in.op == Op::LDABS_H ? 2 : 1;
+      if (o >= 0 && o + size <= INT32_MAX) out = std::max<uint32_t>(k, static_cast<uint32_t>(o + size));
+    }
+    const int64_t pc = static_cast<int64_t>(i);
+    switch (infos_[i]->kind) {
+      case OpKind::Exit: break;
+      case OpKind::Jump: flow(jump_target(in, pc), out); break;
+      case OpKind::CondJump:
+        flow(jump_target(in, pc), out);
+        flow(pc + 1, out);
+        break;
+      case OpKind::LoadImm64: flow(pc + 2, out); break;
+      default: flow(pc + 1, out); break;
+    }
+  }
 }
 
 // An upper bound of the machine code bytes emitted for one instruction (for choosing rel8 jumps).
@@ -510,10 +592,27 @@ Status Compiler::compile() {
         emit_call_abs(reinterpret_cast<const void*>(&rt_fail_callx), x86::rax);
         emit_unwind();
         break;
-      case SlowPath::LdOob:
-        a.xor_(x86::eax, x86::eax);
-        emit_unwind();
+      case SlowPath::LdOob: emit_ldpkt_oob(); break;
+      case SlowPath::LdIndCheck: {
+        // The inline check failed for r11 = (u32)(src + imm): a negative offset may still be a
+        // link-layer one (SKF_LL_OFF); anything else is out of bounds.
+        Label oob = a.newLabel();
+        a.movsxd(x86::r11, x86::r11d);
+        a.test(x86::r11, x86::r11);
+        a.jns(oob);
+        a.cmp(x86::r11, asmjit::imm(kSkfLlOff));
+        a.jl(oob);
+        a.cmp(x86::r11, asmjit::imm(kSkfNetOff));
+        a.jge(oob);
+        a.sub(x86::r11, asmjit::imm(kSkfLlOff));
+        a.lea(x86::r10, x86::ptr(x86::r11, static_cast<int32_t>(s.size)));
+        a.cmp(x86::r10, pkt_len_mem());
+        a.ja(oob);
+        a.jmp(s.resume);
+        a.bind(oob);
+        emit_ldpkt_oob();
         break;
+      }
     }
   }
   if (eh.failed) return make_error(ErrorCode::Unsupported, fmt::format("jit: code generation failed: {}", eh.text));
@@ -610,11 +709,23 @@ Status Compiler::compile_function(int64_t entry, bool main_mode) {
       if (used & (1u << r)) saved_.push_back(Q(r));
     for (auto& r : saved_) a.push(r);
     bool any_calls = has_any_call_;  // callees are aligned by their own prologues
-    frame_adjust_ = stack_bytes_;
+    frame_adjust_ = stack_bytes_ + static_cast<uint32_t>(stack_base_);
     if (any_calls && (saved_.size() % 2 == 0)) frame_adjust_ += 8;
     if (frame_adjust_) a.sub(x86::rsp, frame_adjust_);
-    if (needs_stack_) a.lea(x86::rbp, x86::ptr(x86::rsp, static_cast<int32_t>(stack_bytes_)));
-    if (needs_state_) {
+    if (needs_stack_) a.lea(x86::rbp, x86::ptr(x86::rsp, static_cast<int32_t>(stack_base_ + stack_bytes_)));
+    if (direct_ && needs_state_) {
+      // rdx = const RunArgs*: r12 = packet, [rsp] = its length (0 without a packet).
+      a.mov(x86::r12, x86::qword_ptr(x86::rdx, static_cast<int32_t>(offsetof(RunArgs, packet))));
+      a.mov(x86::r11, x86::qword_ptr(x86::rdx, static_cast<int32_t>(offsetof(RunArgs, packet_len))));
+      a.test(x86::r12, x86::r12);
+      a.cmovz(x86::r11, x86::r12);
+      if (has_ldind_) {  // LD_IND's unsigned check relies on length <= INT32_MAX (see emit_ldpkt)
+        a.mov(x86::r10d, asmjit::imm(INT32_MAX));
+        a.cmp(x86::r11, x86::r10);
+        a.cmova(x86::r11, x86::r10);
+      }
+      a.mov(x86::qword_ptr(x86::rsp), x86::r11);
+    } else if (needs_state_) {
       a.mov(x86::r12, x86::rdx);
       a.mov(x86::qword_ptr(x86::r12, offsetof(JitHot, unwind_rsp)), x86::rsp);
       a.lea(x86::r11, x86::ptr(main_epilogue_));
@@ -624,9 +735,20 @@ Status Compiler::compile_function(int64_t entry, bool main_mode) {
         a.mov(x86::qword_ptr(x86::r12, offsetof(JitHot, stack_limit)), x86::r11);
       }
     }
-    // The interpreter starts with every register but r1, r2, r10 at zero.
+    // The interpreter starts with every register but r1, r2, r10 at zero. Registers the straight-line
+    // start of main writes before reading are not cleared: every path runs that start first.
+    uint16_t written = 0, read_first = 0;
+    for (size_t i = 0; i < n_; ++i) {
+      if (insns_[i].op == Op::LDDW_HI) continue;
+      const RegUse& u = uses_[i];
+      OpKind k = infos_[i]->kind;
+      if (k == OpKind::Jump || k == OpKind::CondJump || k == OpKind::Exit || k == OpKind::Call) break;
+      read_first |= u.reads & ~written;
+      written |= u.writes;
+    }
+    const uint16_t clear = static_cast<uint16_t>(used & (read_first | ~written));
     for (int r : {0, 3, 4, 5, 6, 7, 8, 9})
-      if (used & (1u << r)) a.xor_(D32(r), D32(r));
+      if (clear & (1u << r)) a.xor_(D32(r), D32(r));
   } else {
     a.align(asmjit::AlignMode::kCode, 16);
     a.bind(fn_labels_[entry]);
@@ -650,6 +772,7 @@ Status Compiler::compile_function(int64_t entry, bool main_mode) {
     mark(cur_fn_, static_cast<int32_t>(i));
     // The main function's last exit falls into the epilogue.
     if (main_mode && in.op == Op::EXIT && k + 1 == body.size()) continue;
+    if (dead_[static_cast<size_t>(i)]) continue;
     if (!emit_insn(i, main_mode)) return error_;
   }
   if (main_mode) {
@@ -1111,55 +1234,62 @@ void Compiler::emit_atomic(const Insn& in) {
 }
 
 // Legacy packet loads: r0 = big-endian value at packet[offset]; out of bounds ends the program with 0.
+// The length the code compares with is min(packet_len, INT32_MAX) (0 without a packet): a load whose
+// end is beyond 2^31 - 1 bytes is out of bounds (offsets are 32-bit).
+x86::Mem Compiler::pkt_len_mem() const {
+  // Direct code keeps the length in [rsp] (no calls: rsp is the body's everywhere), other code in JitHot.
+  return direct_ ? x86::qword_ptr(x86::rsp) : x86::qword_ptr(x86::r12, offsetof(JitHot, pkt_len));
+}
+
+// Out of bounds: the program returns 0.
+void Compiler::emit_ldpkt_oob() {
+  a_->xor_(x86::eax, x86::eax);
+  if (direct_) a_->jmp(main_epilogue_);
+  else emit_unwind();
+}
+
 void Compiler::emit_ldpkt(const Insn& in, int64_t pc) {
   auto& a = *a_;
   uint32_t size = in.op == Op::LDABS_W || in.op == Op::LDIND_W ? 4 : in.op == Op::LDABS_H || in.op == Op::LDIND_H ? 2 : 1;
   bool ind = in.op == Op::LDIND_W || in.op == Op::LDIND_H || in.op == Op::LDIND_B;
-  Label oob = a.newLabel();
-  slow_paths_.push_back({SlowPath::LdOob, oob, pc, 0});
+  x86::Mem m;
   if (!ind) {
     int64_t o = static_cast<int32_t>(in.imm);
     if (o < 0 && o >= kSkfLlOff && o < kSkfNetOff) o -= kSkfLlOff;
     if (o < 0 || o + size > INT32_MAX) {
-      a.jmp(oob);
+      emit_ldpkt_oob();
       return;
     }
-    a.cmp(x86::qword_ptr(x86::r12, offsetof(JitHot, pkt_len)), asmjit::imm(static_cast<int32_t>(o + size)));
-    a.jb(oob);
-    a.mov(x86::r11, x86::qword_ptr(x86::r12, offsetof(JitHot, pkt)));
-    x86::Mem m = x86::ptr(x86::r11, static_cast<int32_t>(o));
-    if (size == 1) {
-      m.setSize(1);
-      a.movzx(x86::eax, m);
-    } else if (size == 2) {
-      m.setSize(2);
-      a.movzx(x86::eax, m);
-      a.rol(x86::ax, 8);
-    } else {
-      m.setSize(4);
-      a.mov(x86::eax, m);
-      a.bswap(x86::eax);
+    if (o + size > pkt_known_[static_cast<size_t>(pc)]) {
+      Label oob = a.newLabel();
+      slow_paths_.push_back({SlowPath::LdOob, oob, pc, 0});
+      a.cmp(pkt_len_mem(), asmjit::imm(static_cast<int32_t>(o + size)));
+      a.jb(oob);
     }
-    return;
+    x86::Gp base = x86::r12;
+    if (!direct_) {
+      a.mov(x86::r11, x86::qword_ptr(x86::r12, offsetof(JitHot, pkt)));
+      base = x86::r11;
+    }
+    m = x86::ptr(base, static_cast<int32_t>(o));
+  } else {
+    // r11 = (u32)(src + imm). Zero-extended, an offset that is negative as an int32 is >= 2^31 and fails
+    // the unsigned check against a length <= INT32_MAX: the out-of-line path sorts out SKF_LL_OFF.
+    Label check = a.newLabel(), load = a.newLabel();
+    slow_paths_.push_back({SlowPath::LdIndCheck, check, pc, 0, load, size});
+    a.mov(x86::r11d, D32(in.src));
+    if (static_cast<int32_t>(in.imm) != 0) a.add(x86::r11d, asmjit::imm(static_cast<int32_t>(in.imm)));
+    a.lea(x86::r10, x86::ptr(x86::r11, static_cast<int32_t>(size)));
+    a.cmp(x86::r10, pkt_len_mem());
+    a.ja(check);
+    a.bind(load);
+    x86::Gp base = x86::r12;
+    if (!direct_) {
+      a.mov(x86::r10, x86::qword_ptr(x86::r12, offsetof(JitHot, pkt)));
+      base = x86::r10;
+    }
+    m = x86::ptr(base, x86::r11);
   }
-  // offset = (int32)(src32 + imm32)
-  a.mov(x86::r11d, D32(in.src));
-  a.add(x86::r11d, asmjit::imm(static_cast<int32_t>(in.imm)));
-  a.movsxd(x86::r11, x86::r11d);
-  Label nonneg = a.newLabel();
-  a.test(x86::r11, x86::r11);
-  a.jns(nonneg);
-  a.cmp(x86::r11, asmjit::imm(kSkfLlOff));
-  a.jl(oob);
-  a.cmp(x86::r11, asmjit::imm(kSkfNetOff));
-  a.jge(oob);
-  a.sub(x86::r11, asmjit::imm(kSkfLlOff));
-  a.bind(nonneg);
-  a.lea(x86::r10, x86::ptr(x86::r11, static_cast<int32_t>(size)));
-  a.cmp(x86::r10, x86::qword_ptr(x86::r12, offsetof(JitHot, pkt_len)));
-  a.ja(oob);
-  a.mov(x86::r10, x86::qword_ptr(x86::r12, offsetof(JitHot, pkt)));
-  x86::Mem m = x86::ptr(x86::r10, x86::r11);
   if (size == 1) {
     m.setSize(1);
     a.movzx(x86::eax, m);
@@ -1202,6 +1332,7 @@ class JitEngine final : public Engine {
   Status install(Compiler& c, const LinkedProgram& linked, const ExecOptions& options, uint64_t t0) {
     if (auto st = mem_.install(c.code.data(), c.code.size()); !st) return st;
     entry_ = reinterpret_cast<EntryFn>(const_cast<uint8_t*>(mem_.base() + c.main_offset));
+    if (c.direct()) direct_ = reinterpret_cast<DirectFn>(const_cast<uint8_t*>(mem_.base() + c.main_offset));
     trampoline_ = shared_trampoline();
     if (!trampoline_) return make_error(ErrorCode::Runtime, "jit: cannot create the callback entry");
     for (auto& [f, off] : c.fn_offsets) fn_addr_[f] = mem_.base() + off;
@@ -1217,8 +1348,13 @@ class JitEngine final : public Engine {
   }
 
   EngineKind kind() const override { return EngineKind::Jit; }
+  DirectFn direct_entry() const override { return direct_; }
 
   Result<uint64_t> run(const RunArgs& args, RunStats* stats) const override {
+    if (direct_) {
+      if (stats) stats->insns_executed = 0;
+      return direct_(args.r1, args.r2, &args);
+    }
     if (!calls_helpers_) {
       // Nothing in the program can reach current_run() (no helper, callx or tail call): skip the
       // RunContext set-up, a good part of the per-run cost of small programs.
@@ -1227,7 +1363,7 @@ class JitEngine final : public Engine {
       st.hot.state = &st;
       st.hot.failed = 0;
       st.hot.pkt = args.packet;
-      st.hot.pkt_len = args.packet ? args.packet_len : 0;
+      st.hot.pkt_len = args.packet ? std::min<uint64_t>(args.packet_len, INT32_MAX) : 0;
       st.engine = this;
       st.args = &args;
       uint64_t r0 = entry_(args.r1, args.r2, &st.hot);
@@ -1244,6 +1380,10 @@ class JitEngine final : public Engine {
   Result<uint64_t> run_tail(uint64_t r1, RunStats* stats) const override {
     RunContext* ctx = current_run();
     if (!ctx) return make_error(ErrorCode::Runtime, "tail call outside a run");
+    if (direct_) {
+      if (stats) stats->insns_executed = 0;
+      return direct_(r1, 0, ctx->args);
+    }
     return execute(*ctx->args, *ctx, r1, 0, stats);
   }
 
@@ -1257,16 +1397,10 @@ class JitEngine final : public Engine {
     if (stats) stats->insns_executed = 0;
     uint64_t r0;
     if (calls_helpers_) {
-      auto saved = std::move(ctx.call_function);
-      // Two captured pointers fit std::function's inline buffer: no allocation per run.
-      struct Env {
-        const RunArgs* args;
-        RunContext* ctx;
-      } env{&args, &ctx};
-      ctx.call_function = [this, &env](int64_t insn, uint64_t a1, uint64_t a2, uint64_t a3, uint64_t a4,
-                                       uint64_t a5) { return callback(*env.args, *env.ctx, insn, a1, a2, a3, a4, a5); };
+      const CallFunction saved = ctx.call_function;
+      ctx.call_function = CallFunction{&JitEngine::callback_entry, &st};
       r0 = entry_(r1, r2, &st.hot);
-      ctx.call_function = std::move(saved);
+      ctx.call_function = saved;
     } else {
       r0 = entry_(r1, r2, &st.hot);
     }
@@ -1278,10 +1412,17 @@ class JitEngine final : public Engine {
     st.hot.state = &st;
     st.hot.failed = 0;
     st.hot.pkt = args.packet;
-    st.hot.pkt_len = args.packet ? args.packet_len : 0;
+    st.hot.pkt_len = args.packet ? std::min<uint64_t>(args.packet_len, INT32_MAX) : 0;
     st.engine = this;
     st.args = &args;
     st.ctx = &ctx;
+  }
+
+  // RunContext::call_function of a run (self: its JitState).
+  static Result<uint64_t> callback_entry(const void* self, int64_t insn, uint64_t a1, uint64_t a2, uint64_t a3,
+                                         uint64_t a4, uint64_t a5) {
+    auto* st = static_cast<const JitState*>(self);
+    return st->engine->callback(*st->args, *st->ctx, insn, a1, a2, a3, a4, a5);
   }
 
   Result<uint64_t> callback(const RunArgs& args, RunContext& ctx, int64_t insn, uint64_t a1, uint64_t a2, uint64_t a3,
@@ -1308,6 +1449,7 @@ class JitEngine final : public Engine {
   std::vector<CallxEntry> callx_;
   ExecMemory mem_;
   EntryFn entry_ = nullptr;
+  DirectFn direct_ = nullptr;
   TrampolineFn trampoline_ = nullptr;
   std::map<int64_t, const uint8_t*> fn_addr_;
   std::vector<ListingEntry> listing_;
