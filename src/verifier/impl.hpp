@@ -98,8 +98,10 @@ class Verifier {
   bool path_done_ = false;
   std::vector<std::pair<State, int64_t>> pending_;
   std::vector<std::vector<Node*>> visited_;  // completed states per instruction (prune candidates)
-  // In-progress states per instruction by hash (for the infinite-loop check), and their number.
-  std::vector<std::unordered_multimap<uint64_t, Node*>> in_progress_;
+  // In-progress states per instruction (for the infinite-loop check; their hashes are computed
+  // only when a state comes back to their instruction), and their number.
+  std::vector<std::unordered_multimap<uint64_t, Node*>> in_progress_;  // hashed
+  std::vector<std::vector<Node*>> in_progress_unhashed_;               // not hashed yet
   std::vector<uint32_t> in_progress_count_;
   std::vector<std::unique_ptr<Node>> nodes_;
   uint32_t id_gen_ = kMemLenId;

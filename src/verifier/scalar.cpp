@@ -120,6 +120,20 @@ void cross_32_64(Scalar& s) {
 }  // namespace
 
 void Scalar::sync() {
+  if (t.mask == 0) {  // a constant: every bound is the value (when they all allow it)
+    const uint64_t v = t.value;
+    const int64_t sv = static_cast<int64_t>(v);
+    const uint32_t v32 = static_cast<uint32_t>(v);
+    const int32_t s32 = static_cast<int32_t>(v32);
+    if (umin <= v && v <= umax && smin <= sv && sv <= smax && u32min <= v32 && v32 <= u32max && s32min <= s32 &&
+        s32 <= s32max) {
+      umin = umax = v;
+      smin = smax = sv;
+      u32min = u32max = v32;
+      s32min = s32max = s32;
+      return;
+    }
+  }
   for (int round = 0; round < 2; ++round) {
     bounds_from_tnum(*this);
     cross_32_64(*this);

@@ -107,6 +107,8 @@ struct RefState {
 };
 
 struct Node;
+struct State;
+uint64_t state_hash(const State& s);  // equal states hash equal
 
 struct State {
   std::vector<Frame> frames;
@@ -131,6 +133,14 @@ struct Node {
   uint32_t branches = 0;
   uint32_t hits = 0, misses = 0;
   uint64_t hash = 0;
+  bool hashed = false;  // `hash` computed
+  uint64_t get_hash() {
+    if (!hashed) {
+      hash = state_hash(st);
+      hashed = true;
+    }
+    return hash;
+  }
 };
 
 // Register liveness per instruction (live-in set, bit i = r_i).

@@ -39,6 +39,7 @@ Verifier::Verifier(std::span<const Insn> insns, const VerifyOptions& opts, const
   }
   visited_.resize(insns.size());
   in_progress_.resize(insns.size());
+  in_progress_unhashed_.resize(insns.size());
   in_progress_count_.assign(insns.size(), 0);
   relied_.assign(insns.size(), 0);
   stack_depth_.assign(cfg.func_starts.size(), 0);
@@ -133,11 +134,18 @@ bool Verifier::is_state_visited(bool& pruned) {
   pruned = false;
   auto& list = visited_[pc_];
   const bool looping = in_progress_count_[pc_] > 0;
-  uint64_t cur_hash = state_hash(cur_);
+  uint64_t cur_hash = 0;
+  bool hashed = false;
   if (looping) {
+    cur_hash = state_hash(cur_);
+    hashed = true;
+    auto& unhashed = in_progress_unhashed_[pc_];
+    for (Node* ip : unhashed) in_progress_[pc_].emplace(ip->get_hash(), ip);
+    unhashed.clear();
     auto range = in_progress_[pc_].equal_range(cur_hash);
     for (auto it = range.first; it != range.second; ++it) {
-      if (it->second->branches > 0 && state_same(it->second->st, cur_))
+      Node* ip = it->second;
+      if (ip->branches > 0 && state_same(ip->st, cur_))
         return reject(fmt::format("infinite loop detected at insn {}", pc_), -1,
                       "The program comes back to this instruction in exactly the same state, so nothing "
                       "changes between iterations and the loop can never end. Make sure the loop variable "
@@ -176,10 +184,14 @@ bool Verifier::is_state_visited(bool& pruned) {
   node->pc = static_cast<int32_t>(pc_);
   node->branches = 1;
   node->hash = cur_hash;
+  node->hashed = hashed;
   cur_.parent = node.get();
   mem_bytes_ += node->st.approx_bytes();
   rep_.peak_memory = std::max(rep_.peak_memory, mem_bytes_);
-  in_progress_[pc_].emplace(cur_hash, node.get());
+  if (hashed)
+    in_progress_[pc_].emplace(cur_hash, node.get());
+  else
+    in_progress_unhashed_[pc_].push_back(node.get());
   in_progress_count_[pc_]++;
   nodes_.push_back(std::move(node));
   rep_.states++;
@@ -229,12 +241,22 @@ void Verifier::finish_path() {
     if (n->branches > 0) n->branches--;
     if (n->branches > 0) break;
     // Complete: everything below it was explored; it may now prune.
-    auto range = in_progress_[n->pc].equal_range(n->hash);
-    for (auto it = range.first; it != range.second; ++it)
-      if (it->second == n) {
-        in_progress_[n->pc].erase(it);
-        break;
-      }
+    if (n->hashed) {
+      auto range = in_progress_[n->pc].equal_range(n->hash);
+      for (auto it = range.first; it != range.second; ++it)
+        if (it->second == n) {
+          in_progress_[n->pc].erase(it);
+          break;
+        }
+    } else {
+      auto& ip = in_progress_unhashed_[n->pc];
+      for (size_t i = ip.size(); i-- > 0;)
+        if (ip[i] == n) {
+          ip[i] = ip.back();
+          ip.pop_back();
+          break;
+        }
+    }
     in_progress_count_[n->pc]--;
     visited_[n->pc].push_back(n);
   }
