@@ -1,7 +1,11 @@
-// Interpreter semantics on hand-built programs (the conformance suite covers the rest).
+// Execution semantics on hand-built programs, run by every engine: the interpreter unchecked and
+// checked, the JIT and the hardened JIT (InterpAndJit, parameterized; the conformance suite and the
+// differential tester cover the rest). Interpreter-only features (budget, checked-mode faults) are the
+// Interp tests at the end; JIT-only facts are in jit_test.cpp.
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <string>
 
 #include "bpfvm/insn.hpp"
 #include "bpfvm/vm.hpp"
@@ -20,53 +24,351 @@ Insn I(Op op, uint8_t dst = 0, uint8_t src = 0, int16_t off = 0, int64_t imm = 0
   return in;
 }
 
-Result<uint64_t> run(std::vector<Insn> insns, ExecOptions opts = {}, std::vector<uint8_t>* mem = nullptr,
-                     const HelperTable& helpers = HelperTable::conformance()) {
-  auto exe = Executable::create(Program{"t", std::move(insns)}, helpers, opts);
-  if (!exe) return exe.error();
-  if (mem) return (*exe)->run_on_memory(mem->data(), mem->size());
-  return (*exe)->run_on_memory(nullptr, 0);
+struct EngineParam {
+  const char* name;
+  EngineKind engine;
+  bool checked;
+  bool harden;
+};
+
+ExecOptions options_of(const EngineParam& p) {
+  ExecOptions o;
+  o.engine = p.engine;
+  o.checked = p.checked;
+  o.jit_harden = p.harden;
+  return o;
 }
+
+class InterpAndJit : public ::testing::TestWithParam<EngineParam> {
+ protected:
+  ExecOptions opts() const { return options_of(GetParam()); }
+  bool is_jit() const { return GetParam().engine == EngineKind::Jit; }
+
+  Result<uint64_t> run(std::vector<Insn> insns, std::vector<uint8_t>* mem = nullptr,
+                       const HelperTable& helpers = HelperTable::conformance()) const {
+    auto exe = Executable::create(Program{"t", std::move(insns)}, helpers, opts());
+    if (!exe) return exe.error();
+    if (mem) return (*exe)->run_on_memory(mem->data(), mem->size());
+    return (*exe)->run_on_memory(nullptr, 0);
+  }
+  uint64_t value(std::vector<Insn> insns, std::vector<uint8_t>* mem = nullptr) const {
+    auto r = run(std::move(insns), mem);
+    EXPECT_TRUE(r.ok()) << r.error().to_string();
+    return r ? *r : 0xdeadbeefdeadbeefull;
+  }
+};
 
 }  // namespace
 
-TEST(Interp, ArithmeticAndExit) {
-  auto r = run({I(Op::MOV64_IMM, 0, 0, 0, 40), I(Op::ADD64_IMM, 0, 0, 0, 2), I(Op::EXIT)});
-  ASSERT_TRUE(r.ok()) << r.error().to_string();
-  EXPECT_EQ(*r, 42u);
+TEST_P(InterpAndJit, ArithmeticAndExit) {
+  EXPECT_EQ(value({I(Op::MOV64_IMM, 0, 0, 0, 40), I(Op::ADD64_IMM, 0, 0, 0, 2), I(Op::EXIT)}), 42u);
 }
 
-TEST(Interp, DivisionEdgeCases) {
+TEST_P(InterpAndJit, DivisionEdgeCases) {
   // 64-bit div by zero -> 0; mod by zero -> dividend; INT_MIN s/ -1 -> INT_MIN; INT_MIN s% -1 -> 0.
-  EXPECT_EQ(*run({I(Op::MOV64_IMM, 0, 0, 0, 7), I(Op::MOV64_IMM, 1), I(Op::DIV64_REG, 0, 1), I(Op::EXIT)}), 0u);
-  EXPECT_EQ(*run({I(Op::MOV64_IMM, 0, 0, 0, 7), I(Op::MOV64_IMM, 1), I(Op::MOD64_REG, 0, 1), I(Op::EXIT)}), 7u);
-  EXPECT_EQ(*run({I(Op::LDDW, 0, 0, 0, INT64_MIN), I(Op::LDDW_HI), I(Op::SDIV64_IMM, 0, 0, 0, -1), I(Op::EXIT)}),
+  EXPECT_EQ(value({I(Op::MOV64_IMM, 0, 0, 0, 7), I(Op::MOV64_IMM, 1), I(Op::DIV64_REG, 0, 1), I(Op::EXIT)}), 0u);
+  EXPECT_EQ(value({I(Op::MOV64_IMM, 0, 0, 0, 7), I(Op::MOV64_IMM, 1), I(Op::MOD64_REG, 0, 1), I(Op::EXIT)}), 7u);
+  EXPECT_EQ(value({I(Op::LDDW, 0, 0, 0, INT64_MIN), I(Op::LDDW_HI), I(Op::SDIV64_IMM, 0, 0, 0, -1), I(Op::EXIT)}),
             static_cast<uint64_t>(INT64_MIN));
-  EXPECT_EQ(*run({I(Op::LDDW, 0, 0, 0, INT64_MIN), I(Op::LDDW_HI), I(Op::SMOD64_IMM, 0, 0, 0, -1), I(Op::EXIT)}), 0u);
+  EXPECT_EQ(value({I(Op::LDDW, 0, 0, 0, INT64_MIN), I(Op::LDDW_HI), I(Op::SMOD64_IMM, 0, 0, 0, -1), I(Op::EXIT)}), 0u);
+  // the same through a register divisor (the JIT's run-time -1 test)
+  EXPECT_EQ(value({I(Op::LDDW, 0, 0, 0, INT64_MIN), I(Op::LDDW_HI), I(Op::MOV64_IMM, 3, 0, 0, -1),
+                   I(Op::SDIV64_REG, 0, 3), I(Op::EXIT)}),
+            static_cast<uint64_t>(INT64_MIN));
+  EXPECT_EQ(value({I(Op::MOV32_IMM, 0, 0, 0, INT32_MIN), I(Op::MOV64_IMM, 3, 0, 0, -1), I(Op::SDIV32_REG, 0, 3),
+                   I(Op::EXIT)}),
+            0x80000000u);
+  EXPECT_EQ(value({I(Op::MOV32_IMM, 0, 0, 0, INT32_MIN), I(Op::MOV64_IMM, 3, 0, 0, -1), I(Op::SMOD32_REG, 0, 3),
+                   I(Op::EXIT)}),
+            0u);
   // 32-bit mod by zero zero-extends the dividend.
-  EXPECT_EQ(*run({I(Op::LDDW, 0, 0, 0, -1), I(Op::LDDW_HI), I(Op::MOV64_IMM, 1), I(Op::MOD32_REG, 0, 1), I(Op::EXIT)}),
+  EXPECT_EQ(value({I(Op::LDDW, 0, 0, 0, -1), I(Op::LDDW_HI), I(Op::MOV64_IMM, 1), I(Op::MOD32_REG, 0, 1), I(Op::EXIT)}),
             0xffffffffu);
+  // division result into r3 (rdx in the JIT) and a divisor in r0 (rax): registers are kept straight
+  EXPECT_EQ(value({I(Op::MOV64_IMM, 3, 0, 0, 100), I(Op::MOV64_IMM, 0, 0, 0, 7), I(Op::MOD64_REG, 3, 0),
+                   I(Op::MUL64_IMM, 0, 0, 0, 1000), I(Op::ADD64_REG, 0, 3), I(Op::EXIT)}),
+            7002u);
+  EXPECT_EQ(value({I(Op::MOV64_IMM, 3, 0, 0, 100), I(Op::MOV64_IMM, 0, 0, 0, 7), I(Op::DIV64_REG, 0, 3),
+                   I(Op::MUL64_IMM, 3, 0, 0, 1000), I(Op::ADD64_REG, 0, 3), I(Op::EXIT)}),
+            100000u);
 }
 
-TEST(Interp, LocalCallPreservesCalleeSaved) {
+TEST_P(InterpAndJit, LocalCallPreservesCalleeSaved) {
   // r6 = 6; call f; r0 += r6; exit.   f: r6 = 100; r0 = 1; exit
-  auto r = run({I(Op::MOV64_IMM, 6, 0, 0, 6), I(Op::CALL_LOCAL, 0, 1, 0, 2), I(Op::ADD64_REG, 0, 6), I(Op::EXIT),
-                I(Op::MOV64_IMM, 6, 0, 0, 100), I(Op::MOV64_IMM, 0, 0, 0, 1), I(Op::EXIT)});
-  ASSERT_TRUE(r.ok()) << r.error().to_string();
-  EXPECT_EQ(*r, 7u);
+  EXPECT_EQ(value({I(Op::MOV64_IMM, 6, 0, 0, 6), I(Op::CALL_LOCAL, 0, 1, 0, 2), I(Op::ADD64_REG, 0, 6), I(Op::EXIT),
+                   I(Op::MOV64_IMM, 6, 0, 0, 100), I(Op::MOV64_IMM, 0, 0, 0, 1), I(Op::EXIT)}),
+            7u);
 }
 
-TEST(Interp, CallDepthLimit) {
-  // f calls itself forever: stops at 8 frames.
+TEST_P(InterpAndJit, CallDepthLimit) {
+  // f calls itself forever: stops at 8 frames, the error names the call.
   auto r = run({I(Op::CALL_LOCAL, 0, 1, 0, -1), I(Op::EXIT)});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::CallDepth);
+  EXPECT_EQ(r.error().pc, 0);
+}
+
+TEST_P(InterpAndJit, SevenNestedCallsAreAllowed) {
+  // f(n) = n == 0 ? 0 : f(n-1) + 1, called from main: 1 + 7 frames would be too many, 1 + 6 is fine.
+  auto prog = [](int n) {
+    return std::vector<Insn>{I(Op::MOV64_IMM, 1, 0, 0, n), I(Op::CALL_LOCAL, 0, 1, 0, 1), I(Op::EXIT),
+                             I(Op::MOV64_IMM, 0, 0, 0, 0), I(Op::JEQ_IMM, 1, 0, 3, 0), I(Op::SUB64_IMM, 1, 0, 0, 1),
+                             I(Op::CALL_LOCAL, 0, 1, 0, -4), I(Op::ADD64_IMM, 0, 0, 0, 1), I(Op::EXIT)};
+  };
+  EXPECT_EQ(value(prog(5)), 5u);
+  EXPECT_EQ(value(prog(6)), 6u);
+  auto r = run(prog(7));
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code, ErrorCode::CallDepth);
 }
 
+TEST_P(InterpAndJit, CalleeSeesZeroedRegisters) {
+  // main never touches r7; the function returns it: 0 (the interpreter starts every register at 0).
+  EXPECT_EQ(value({I(Op::CALL_LOCAL, 0, 1, 0, 1), I(Op::EXIT), I(Op::MOV64_REG, 0, 7), I(Op::EXIT)}), 0u);
+}
+
+TEST_P(InterpAndJit, CallxUnknownHelperIsRuntimeError) {
+  auto r = run({I(Op::MOV64_IMM, 2, 0, 0, 99), I(Op::CALLX, 2), I(Op::EXIT)});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::Runtime);
+  EXPECT_NE(r.error().message.find("99"), std::string::npos);
+  EXPECT_EQ(r.error().pc, 1);
+  // a known id works: helper 5 returns r1
+  EXPECT_EQ(value({I(Op::MOV64_IMM, 2, 0, 0, 5), I(Op::MOV64_IMM, 1, 0, 0, 33), I(Op::CALLX, 2), I(Op::EXIT)}), 33u);
+}
+
+TEST_P(InterpAndJit, UnknownHelperRefusedAtLink) {
+  auto r = run({I(Op::CALL_HELPER, 0, 0, 0, 77), I(Op::EXIT)});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::Link);
+  EXPECT_EQ(r.error().pc, 0);
+}
+
+TEST_P(InterpAndJit, LegacyPacketLoads) {
+  std::vector<uint8_t> pkt = {0x00, 0x11, 0x22, 0x33, 0x44, 0x55};
+  // r6 = ctx; r0 = ntohs(pkt[2..4]); exit
+  EXPECT_EQ(value({I(Op::MOV64_REG, 6, 1), I(Op::LDABS_H, 0, 0, 0, 2), I(Op::EXIT)}, &pkt), 0x2233u);
+  EXPECT_EQ(value({I(Op::LDABS_W, 0, 0, 0, 2), I(Op::EXIT)}, &pkt), 0x22334455u);
+  // out of bounds: the program ends with 0
+  EXPECT_EQ(value({I(Op::MOV64_IMM, 0, 0, 0, 9), I(Op::LDABS_W, 0, 0, 0, 4), I(Op::MOV64_IMM, 0, 0, 0, 9), I(Op::EXIT)},
+                  &pkt),
+            0u);
+  // ld_ind: r7 = 1; r0 = pkt[r7 + 3]
+  EXPECT_EQ(value({I(Op::MOV64_IMM, 7, 0, 0, 1), I(Op::LDIND_B, 0, 7, 0, 3), I(Op::EXIT)}, &pkt), 0x44u);
+  EXPECT_EQ(value({I(Op::MOV64_IMM, 7, 0, 0, 2), I(Op::LDIND_W, 0, 7, 0, 0), I(Op::EXIT)}, &pkt), 0x22334455u);
+  EXPECT_EQ(value({I(Op::MOV64_IMM, 0, 0, 0, 9), I(Op::MOV64_IMM, 7, 0, 0, 3), I(Op::LDIND_W, 0, 7, 0, 0), I(Op::EXIT)},
+                  &pkt),
+            0u);
+  // negative index, SKF_LL_OFF (absolute and through a register), SKF_NET_OFF (not provided: 0), an
+  // index that wraps to a negative int32
+  EXPECT_EQ(value({I(Op::MOV64_IMM, 7, 0, 0, -1), I(Op::MOV64_IMM, 0, 0, 0, 9), I(Op::LDIND_B, 0, 7, 0, 0), I(Op::EXIT)},
+                  &pkt),
+            0u);
+  EXPECT_EQ(value({I(Op::LDABS_B, 0, 0, 0, -0x200000 + 5), I(Op::EXIT)}, &pkt), 0x55u);
+  EXPECT_EQ(value({I(Op::MOV64_IMM, 7, 0, 0, -0x200000), I(Op::LDIND_H, 0, 7, 0, 4), I(Op::EXIT)}, &pkt), 0x4455u);
+  EXPECT_EQ(value({I(Op::MOV64_IMM, 7, 0, 0, -0x200000), I(Op::MOV64_IMM, 0, 0, 0, 9), I(Op::LDIND_H, 0, 7, 0, 5),
+                   I(Op::EXIT)},
+                  &pkt),
+            0u);
+  EXPECT_EQ(value({I(Op::MOV64_IMM, 7, 0, 0, -0x100000), I(Op::MOV64_IMM, 0, 0, 0, 9), I(Op::LDIND_B, 0, 7, 0, 1),
+                   I(Op::EXIT)},
+                  &pkt),
+            0u);
+  EXPECT_EQ(value({I(Op::MOV64_IMM, 7, 0, 0, 0x7fffffff), I(Op::MOV64_IMM, 0, 0, 0, 9), I(Op::LDIND_B, 0, 7, 0, 3),
+                   I(Op::EXIT)},
+                  &pkt),
+            0u);
+  // an out-of-bounds load inside a local call ends the whole program
+  EXPECT_EQ(value({I(Op::CALL_LOCAL, 0, 1, 0, 2), I(Op::MOV64_IMM, 0, 0, 0, 9), I(Op::EXIT), I(Op::LDABS_B, 0, 0, 0, 100),
+                   I(Op::EXIT)},
+                  &pkt),
+            0u);
+}
+
+TEST_P(InterpAndJit, PacketLengthProvedOnOnePathOnly) {
+  // 0: r0 = pkt[0]; 1: if r0 == 0 goto 3; 2: r0 = pkt[5]; 3: r0 = ntohs(pkt[4..6]); 4: exit
+  // Path 0->1->3 has only proved 1 byte: the JIT may not drop the check of insn 3 (it does drop it
+  // after insn 2, which proved 6).
+  std::vector<Insn> p = {I(Op::LDABS_B, 0, 0, 0, 0), I(Op::JEQ_IMM, 0, 0, 1, 0), I(Op::LDABS_B, 0, 0, 0, 5),
+                         I(Op::LDABS_H, 0, 0, 0, 4), I(Op::EXIT)};
+  std::vector<uint8_t> six = {0x00, 0x11, 0x22, 0x33, 0x44, 0x55};
+  EXPECT_EQ(value(p, &six), 0x4455u);
+  std::vector<uint8_t> five = {0x00, 0x11, 0x22, 0x33, 0x44};
+  EXPECT_EQ(value(p, &five), 0u);  // via 0 -> 1 -> 3: out of bounds
+  five[0] = 1;
+  EXPECT_EQ(value(p, &five), 0u);  // via 2: out of bounds
+  std::vector<uint8_t> six1 = {0x01, 0x11, 0x22, 0x33, 0x44, 0x55};
+  EXPECT_EQ(value(p, &six1), 0x4455u);
+  // a backward jump to a load: every iteration checks (the loop reads further each time)
+  // r7 = 0; loop: r0 = pkt[r7 + 0] (ld_ind); r7 += 2; if r7 < 8 goto loop; exit -- 6 bytes: out of bounds at 6
+  std::vector<Insn> loop = {I(Op::MOV64_IMM, 7, 0, 0, 0), I(Op::LDIND_B, 0, 7, 0, 0), I(Op::ADD64_IMM, 7, 0, 0, 2),
+                            I(Op::JLT_IMM, 7, 0, -3, 8), I(Op::EXIT)};
+  EXPECT_EQ(value(loop, &six), 0u);
+  std::vector<uint8_t> eight = {0, 1, 2, 3, 4, 5, 6, 7};
+  EXPECT_EQ(value(loop, &eight), 6u);
+}
+
+TEST_P(InterpAndJit, NoPacketMeansEveryLegacyLoadIsOutOfBounds) {
+  auto exe = Executable::create(Program{"t", {I(Op::MOV64_IMM, 0, 0, 0, 9), I(Op::LDABS_B, 0, 0, 0, 0), I(Op::EXIT)}},
+                                HelperTable::conformance(), opts());
+  ASSERT_TRUE(exe.ok());
+  RunArgs args;
+  args.packet = nullptr;
+  args.packet_len = 100;  // ignored without a packet
+  auto r = (*exe)->run(args);
+  ASSERT_TRUE(r.ok()) << r.error().to_string();
+  EXPECT_EQ(*r, 0u);
+}
+
+TEST_P(InterpAndJit, DeadWritesDoNotChangeResults) {
+  // r6 is written and never read (the JIT drops the write); r0 is read before written in a branch.
+  std::vector<uint8_t> mem(8, 3);
+  EXPECT_EQ(value({I(Op::MOV64_REG, 6, 1), I(Op::MOV64_IMM, 8, 0, 0, 1), I(Op::JEQ_IMM, 8, 0, 1, 1),
+                   I(Op::MOV64_IMM, 0, 0, 0, 5), I(Op::ADD64_IMM, 0, 0, 0, 2), I(Op::EXIT)},
+                  &mem),
+            2u);
+}
+
+namespace {
+const Executable* g_tail_target = nullptr;
+uint64_t fake_tail_call(uint64_t, uint64_t, uint64_t index, uint64_t, uint64_t) {
+  RunContext* rc = current_run();
+  if (index != 1 || rc->tail_calls >= kMaxTailCalls) return 0;
+  ++rc->tail_calls;
+  return reinterpret_cast<uint64_t>(g_tail_target);
+}
+uint64_t identity(uint64_t a, uint64_t, uint64_t, uint64_t, uint64_t) { return a; }
+}  // namespace
+
+TEST_P(InterpAndJit, TailCallRunsTargetAndNeverReturns) {
+  HelperTable helpers;
+  helpers.add(12, "tail_call", &fake_tail_call, true);
+  helpers.add(5, "identity", &identity);
+  auto run_h = [&](std::vector<Insn> p) {
+    auto exe = Executable::create(Program{"t", std::move(p)}, helpers, opts());
+    if (!exe) return Result<uint64_t>(exe.error());
+    return (*exe)->run(RunArgs{});
+  };
+  // target: r0 = r1 + 70 (r1 is the context the caller passed)
+  auto target = Executable::create(Program{"target", {I(Op::MOV64_REG, 0, 1), I(Op::ADD64_IMM, 0, 0, 0, 70), I(Op::EXIT)}},
+                                   helpers, opts());
+  ASSERT_TRUE(target.ok());
+  g_tail_target = target->get();
+  // r1 = 7; r3 = 1; call tail_call; r0 = 5; exit   -> 77
+  auto r = run_h({I(Op::MOV64_IMM, 1, 0, 0, 7), I(Op::MOV64_IMM, 3, 0, 0, 1), I(Op::CALL_HELPER, 0, 0, 0, 12),
+                  I(Op::MOV64_IMM, 0, 0, 0, 5), I(Op::EXIT)});
+  ASSERT_TRUE(r.ok()) << r.error().to_string();
+  EXPECT_EQ(*r, 77u);
+  // index 2: falls through, the helper call gives -ENOENT and the program goes on
+  auto f = run_h({I(Op::MOV64_IMM, 3, 0, 0, 2), I(Op::CALL_HELPER, 0, 0, 0, 12), I(Op::EXIT)});
+  ASSERT_TRUE(f.ok());
+  EXPECT_EQ(*f, static_cast<uint64_t>(-2));
+  auto f5 = run_h({I(Op::MOV64_IMM, 3, 0, 0, 2), I(Op::CALL_HELPER, 0, 0, 0, 12), I(Op::MOV64_IMM, 0, 0, 0, 5), I(Op::EXIT)});
+  ASSERT_TRUE(f5.ok());
+  EXPECT_EQ(*f5, 5u);
+  // through callx, from inside a local call
+  auto x = run_h({I(Op::MOV64_IMM, 1, 0, 0, 8), I(Op::CALL_LOCAL, 0, 1, 0, 2), I(Op::MOV64_IMM, 0, 0, 0, 5), I(Op::EXIT),
+                  I(Op::MOV64_IMM, 3, 0, 0, 1), I(Op::MOV64_IMM, 4, 0, 0, 12), I(Op::CALLX, 4), I(Op::EXIT)});
+  ASSERT_TRUE(x.ok()) << x.error().to_string();
+  EXPECT_EQ(*x, 78u);
+  // a program tail-calling itself stops after 33 tail calls
+  auto self = Executable::create(Program{"self", {I(Op::MOV64_REG, 6, 1), I(Op::ADD64_IMM, 6, 0, 0, 1),
+                                                  I(Op::MOV64_REG, 1, 6), I(Op::MOV64_IMM, 3, 0, 0, 1),
+                                                  I(Op::CALL_HELPER, 0, 0, 0, 12), I(Op::MOV64_REG, 0, 6), I(Op::EXIT)}},
+                                 helpers, opts());
+  ASSERT_TRUE(self.ok());
+  g_tail_target = self->get();
+  auto res = (*self)->run(RunArgs{});
+  ASSERT_TRUE(res.ok()) << res.error().to_string();
+  EXPECT_EQ(*res, 34u);
+  // a tail call into a program without calls (the JIT enters such programs directly)
+  auto plain = Executable::create(Program{"plain", {I(Op::MOV64_REG, 0, 1), I(Op::ADD64_IMM, 0, 0, 0, 1000), I(Op::EXIT)}},
+                                  helpers, opts());
+  ASSERT_TRUE(plain.ok());
+  g_tail_target = plain->get();
+  auto p = run_h({I(Op::MOV64_IMM, 1, 0, 0, 3), I(Op::MOV64_IMM, 3, 0, 0, 1), I(Op::CALL_HELPER, 0, 0, 0, 12), I(Op::EXIT)});
+  ASSERT_TRUE(p.ok()) << p.error().to_string();
+  EXPECT_EQ(*p, 1003u);
+}
+
+namespace {
+// A bpf_loop-like helper: calls the callback (insn index in r2) r1 times with (i, ctx).
+uint64_t fake_loop(uint64_t n, uint64_t cb, uint64_t ctx, uint64_t, uint64_t) {
+  RunContext* rc = current_run();
+  uint64_t i = 0;
+  for (; i < n; ++i) {
+    auto r = rc->call_function(static_cast<int64_t>(cb), i, ctx, 0, 0, 0);
+    if (!r || *r) break;
+  }
+  return i;
+}
+}  // namespace
+
+TEST_P(InterpAndJit, HelperCallsBackIntoProgram) {
+  HelperTable helpers;
+  helpers.add(181, "loop", &fake_loop);
+  // *(u64*)(r10-8) = 0; r1 = 5; r2 = &cb; r3 = r10 - 8; call loop; r0 = *(u64*)(r10-8); exit
+  // cb: r3 = *(u64*)(r2); r3 += r1; *(u64*)(r2) = r3; r0 = 0; exit
+  std::vector<Insn> p = {
+      I(Op::STDW, 10, 0, -8, 0),     I(Op::MOV64_IMM, 1, 0, 0, 5), I(Op::LDDW_CODE_ADDR, 2, 4, 0, 6), I(Op::LDDW_HI),
+      I(Op::MOV64_REG, 3, 10),       I(Op::ADD64_IMM, 3, 0, 0, -8), I(Op::CALL_HELPER, 0, 0, 0, 181),
+      I(Op::LDXDW, 0, 10, -8),       I(Op::EXIT),
+      I(Op::LDXDW, 3, 2, 0),         I(Op::ADD64_REG, 3, 1),       I(Op::STXDW, 2, 3, 0),
+      I(Op::MOV64_IMM, 0, 0, 0, 0),  I(Op::EXIT)};
+  auto r = run(p, nullptr, helpers);
+  ASSERT_TRUE(r.ok()) << r.error().to_string();
+  EXPECT_EQ(*r, 0u + 1 + 2 + 3 + 4);
+}
+
+namespace {
+// Hands out a buffer like a map lookup; records what the run context looked like.
+uint8_t g_buffer[16];
+bool g_seen_checked = false;
+size_t g_seen_regions = 0;
+uint64_t hand_out(uint64_t, uint64_t, uint64_t, uint64_t, uint64_t) {
+  RunContext* rc = current_run();
+  rc->allow_region(reinterpret_cast<uint64_t>(g_buffer), sizeof g_buffer, true, "buffer");
+  g_seen_checked = rc->checked;
+  g_seen_regions = rc->dynamic_regions.size();
+  return reinterpret_cast<uint64_t>(g_buffer);
+}
+}  // namespace
+
+TEST_P(InterpAndJit, HelperMemoryIsRecordedOnlyInCheckedRuns) {
+  HelperTable helpers;
+  helpers.add(1, "hand_out", &hand_out);
+  // r0 = hand_out(); *(u32 *)(r0 + 4) = 7; r0 = *(u32 *)(r0 + 4); exit
+  std::memset(g_buffer, 0, sizeof g_buffer);
+  g_seen_regions = 99;
+  auto r = run({I(Op::CALL_HELPER, 0, 0, 0, 1), I(Op::STW, 0, 0, 4, 7), I(Op::LDXW, 0, 0, 4), I(Op::EXIT)}, nullptr, helpers);
+  ASSERT_TRUE(r.ok()) << r.error().to_string();  // checked: allowed because recorded
+  EXPECT_EQ(*r, 7u);
+  EXPECT_EQ(g_seen_checked, GetParam().checked);
+  EXPECT_EQ(g_seen_regions, GetParam().checked ? 1u : 0u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Engines, InterpAndJit,
+                         ::testing::Values(EngineParam{"InterpUnchecked", EngineKind::Interpreter, false, false},
+                                           EngineParam{"InterpChecked", EngineKind::Interpreter, true, false},
+                                           EngineParam{"Jit", EngineKind::Jit, false, false},
+                                           EngineParam{"JitHardened", EngineKind::Jit, false, true}),
+                         [](const ::testing::TestParamInfo<EngineParam>& info) { return std::string(info.param.name); });
+
+// ---- interpreter only: budget and checked-mode faults --------------------------------------------------
+
+namespace {
+Result<uint64_t> run_interp(std::vector<Insn> insns, ExecOptions opts, std::vector<uint8_t>* mem = nullptr) {
+  auto exe = Executable::create(Program{"t", std::move(insns)}, HelperTable::conformance(), opts);
+  if (!exe) return exe.error();
+  if (mem) return (*exe)->run_on_memory(mem->data(), mem->size());
+  return (*exe)->run_on_memory(nullptr, 0);
+}
+}  // namespace
+
 TEST(Interp, BudgetStopsRunawayLoop) {
   ExecOptions o;
   o.insn_budget = 1000;
-  auto r = run({I(Op::JA, 0, 0, -1), I(Op::EXIT)}, o);
+  auto r = run_interp({I(Op::JA, 0, 0, -1), I(Op::EXIT)}, o);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code, ErrorCode::Budget);
   EXPECT_NE(r.error().message.find("1000"), std::string::npos);
@@ -91,13 +393,13 @@ TEST(Interp, CheckedModeStopsOutOfBoundsRead) {
   ExecOptions o;
   o.checked = true;
   // r0 = *(u32 *)(r1 + 6): two bytes past the end.
-  auto r = run({I(Op::LDXW, 0, 1, 6), I(Op::EXIT)}, o, &mem);
+  auto r = run_interp({I(Op::LDXW, 0, 1, 6), I(Op::EXIT)}, o, &mem);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code, ErrorCode::MemoryFault);
   EXPECT_EQ(r.error().pc, 0);
   EXPECT_EQ(r.error().message, "memory fault: read of 4 bytes at mem+6 is outside mem (8 bytes)");
   // In bounds works.
-  auto ok = run({I(Op::LDXW, 0, 1, 4), I(Op::EXIT)}, o, &mem);
+  auto ok = run_interp({I(Op::LDXW, 0, 1, 4), I(Op::EXIT)}, o, &mem);
   ASSERT_TRUE(ok.ok());
   EXPECT_EQ(*ok, 0xababababu);
 }
@@ -105,95 +407,8 @@ TEST(Interp, CheckedModeStopsOutOfBoundsRead) {
 TEST(Interp, CheckedModeAllowsStackOnly) {
   ExecOptions o;
   o.checked = true;
-  EXPECT_TRUE(run({I(Op::STDW, 10, 0, -8, 5), I(Op::LDXDW, 0, 10, -8), I(Op::EXIT)}, o).ok());
-  auto r = run({I(Op::STDW, 10, 0, 0, 5), I(Op::EXIT)}, o);  // just above the stack top
+  EXPECT_TRUE(run_interp({I(Op::STDW, 10, 0, -8, 5), I(Op::LDXDW, 0, 10, -8), I(Op::EXIT)}, o).ok());
+  auto r = run_interp({I(Op::STDW, 10, 0, 0, 5), I(Op::EXIT)}, o);  // just above the stack top
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code, ErrorCode::MemoryFault);
-}
-
-TEST(Interp, CallxUnknownHelperIsRuntimeError) {
-  auto r = run({I(Op::MOV64_IMM, 2, 0, 0, 99), I(Op::CALLX, 2), I(Op::EXIT)});
-  ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.error().code, ErrorCode::Runtime);
-  EXPECT_NE(r.error().message.find("99"), std::string::npos);
-}
-
-TEST(Interp, UnknownHelperRefusedAtLink) {
-  auto r = run({I(Op::CALL_HELPER, 0, 0, 0, 77), I(Op::EXIT)});
-  ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.error().code, ErrorCode::Link);
-  EXPECT_EQ(r.error().pc, 0);
-}
-
-TEST(Interp, LegacyPacketLoads) {
-  std::vector<uint8_t> pkt = {0x00, 0x11, 0x22, 0x33, 0x44, 0x55};
-  // r6 = ctx; r0 = ntohs(pkt[2..4]); exit
-  auto r = run({I(Op::MOV64_REG, 6, 1), I(Op::LDABS_H, 0, 0, 0, 2), I(Op::EXIT)}, {}, &pkt);
-  ASSERT_TRUE(r.ok());
-  EXPECT_EQ(*r, 0x2233u);
-  // out of bounds: the program ends with 0
-  auto oob = run({I(Op::MOV64_IMM, 0, 0, 0, 9), I(Op::LDABS_W, 0, 0, 0, 4), I(Op::MOV64_IMM, 0, 0, 0, 9), I(Op::EXIT)},
-                 {}, &pkt);
-  ASSERT_TRUE(oob.ok());
-  EXPECT_EQ(*oob, 0u);
-  // ld_ind: r7 = 1; r0 = pkt[r7 + 3]
-  auto ind = run({I(Op::MOV64_IMM, 7, 0, 0, 1), I(Op::LDIND_B, 0, 7, 0, 3), I(Op::EXIT)}, {}, &pkt);
-  ASSERT_TRUE(ind.ok());
-  EXPECT_EQ(*ind, 0x44u);
-}
-
-namespace {
-const Executable* g_tail_target = nullptr;
-uint64_t fake_tail_call(uint64_t, uint64_t, uint64_t index, uint64_t, uint64_t) {
-  return index == 1 ? reinterpret_cast<uint64_t>(g_tail_target) : 0;
-}
-}  // namespace
-
-TEST(Interp, TailCallRunsTargetAndNeverReturns) {
-  HelperTable helpers;
-  helpers.add(12, "tail_call", &fake_tail_call, true);
-  auto target = Executable::create(Program{"target", {I(Op::MOV64_IMM, 0, 0, 0, 77), I(Op::EXIT)}}, helpers);
-  ASSERT_TRUE(target.ok());
-  g_tail_target = target->get();
-  // r3 = 1; call tail_call; r0 = 5; exit   -> 77
-  auto r = run({I(Op::MOV64_IMM, 3, 0, 0, 1), I(Op::CALL_HELPER, 0, 0, 0, 12), I(Op::MOV64_IMM, 0, 0, 0, 5), I(Op::EXIT)},
-               {}, nullptr, helpers);
-  ASSERT_TRUE(r.ok()) << r.error().to_string();
-  EXPECT_EQ(*r, 77u);
-  // index 2: falls through
-  auto f = run({I(Op::MOV64_IMM, 3, 0, 0, 2), I(Op::CALL_HELPER, 0, 0, 0, 12), I(Op::MOV64_IMM, 0, 0, 0, 5), I(Op::EXIT)},
-               {}, nullptr, helpers);
-  ASSERT_TRUE(f.ok());
-  EXPECT_EQ(*f, 5u);
-}
-
-namespace {
-// A bpf_loop-like helper: calls the callback (insn index in r2) r1 times with (i, ctx).
-uint64_t fake_loop(uint64_t n, uint64_t cb, uint64_t ctx, uint64_t, uint64_t) {
-  RunContext* rc = current_run();
-  uint64_t i = 0;
-  for (; i < n; ++i) {
-    auto r = rc->call_function(static_cast<int64_t>(cb), i, ctx, 0, 0, 0);
-    if (!r || *r) break;
-  }
-  return i;
-}
-}  // namespace
-
-TEST(Interp, HelperCallsBackIntoProgram) {
-  HelperTable helpers;
-  helpers.add(181, "loop", &fake_loop);
-  ExecOptions o;
-  o.checked = true;
-  // *(u64*)(r10-8) = 0; r1 = 5; r2 = &cb; r3 = r10 - 8; call loop; r0 = *(u64*)(r10-8); exit
-  // cb: r3 = *(u64*)(r2); r3 += r1; *(u64*)(r2) = r3; r0 = 0; exit
-  std::vector<Insn> p = {
-      I(Op::STDW, 10, 0, -8, 0),     I(Op::MOV64_IMM, 1, 0, 0, 5), I(Op::LDDW_CODE_ADDR, 2, 4, 0, 6), I(Op::LDDW_HI),
-      I(Op::MOV64_REG, 3, 10),       I(Op::ADD64_IMM, 3, 0, 0, -8), I(Op::CALL_HELPER, 0, 0, 0, 181),
-      I(Op::LDXDW, 0, 10, -8),       I(Op::EXIT),
-      I(Op::LDXDW, 3, 2, 0),         I(Op::ADD64_REG, 3, 1),       I(Op::STXDW, 2, 3, 0),
-      I(Op::MOV64_IMM, 0, 0, 0, 0),  I(Op::EXIT)};
-  auto r = run(p, o, nullptr, helpers);
-  ASSERT_TRUE(r.ok()) << r.error().to_string();
-  EXPECT_EQ(*r, 0u + 1 + 2 + 3 + 4);
 }

@@ -1,5 +1,6 @@
-// The x86-64 JIT: the conformance suite through the JIT (and compared with the interpreter), the
-// interpreter's hand-built semantics cases, W^X, hardening, the no-BMI2 shift path, refusals.
+// The x86-64 JIT: the conformance suite through the JIT (and compared with the interpreter), W^X,
+// hardening, the no-BMI2 shift path, refusals, direct entry, code-generation facts. The hand-built
+// semantics cases run in every engine (InterpAndJit, interp_test.cpp).
 #include <gtest/gtest.h>
 
 #include <csignal>
@@ -117,173 +118,11 @@ TEST(Jit, ConformanceSuite) { run_conformance(false, true); }
 TEST(Jit, ConformanceSuiteHardened) { run_conformance(true, true); }
 TEST(Jit, ConformanceSuiteWithoutBmi2) { run_conformance(false, false); }
 
-TEST(Jit, ArithmeticAndExit) {
-  auto r = run({I(Op::MOV64_IMM, 0, 0, 0, 40), I(Op::ADD64_IMM, 0, 0, 0, 2), I(Op::EXIT)});
-  ASSERT_TRUE(r.ok()) << r.error().to_string();
-  EXPECT_EQ(*r, 42u);
-}
-
-TEST(Jit, DivisionEdgeCases) {
-  for (bool harden : {false, true}) {
-    auto o = jit_opts(harden);
-    EXPECT_EQ(*run({I(Op::MOV64_IMM, 0, 0, 0, 7), I(Op::MOV64_IMM, 1), I(Op::DIV64_REG, 0, 1), I(Op::EXIT)}, o), 0u);
-    EXPECT_EQ(*run({I(Op::MOV64_IMM, 0, 0, 0, 7), I(Op::MOV64_IMM, 1), I(Op::MOD64_REG, 0, 1), I(Op::EXIT)}, o), 7u);
-    EXPECT_EQ(*run({I(Op::LDDW, 0, 0, 0, INT64_MIN), I(Op::LDDW_HI), I(Op::SDIV64_IMM, 0, 0, 0, -1), I(Op::EXIT)}, o),
-              static_cast<uint64_t>(INT64_MIN));
-    EXPECT_EQ(*run({I(Op::LDDW, 0, 0, 0, INT64_MIN), I(Op::LDDW_HI), I(Op::SMOD64_IMM, 0, 0, 0, -1), I(Op::EXIT)}, o), 0u);
-    // the same through a register divisor (the run-time -1 test)
-    EXPECT_EQ(*run({I(Op::LDDW, 0, 0, 0, INT64_MIN), I(Op::LDDW_HI), I(Op::MOV64_IMM, 3, 0, 0, -1),
-                    I(Op::SDIV64_REG, 0, 3), I(Op::EXIT)}, o),
-              static_cast<uint64_t>(INT64_MIN));
-    EXPECT_EQ(*run({I(Op::MOV32_IMM, 0, 0, 0, INT32_MIN), I(Op::MOV64_IMM, 3, 0, 0, -1), I(Op::SDIV32_REG, 0, 3),
-                    I(Op::EXIT)}, o),
-              0x80000000u);
-    EXPECT_EQ(*run({I(Op::MOV32_IMM, 0, 0, 0, INT32_MIN), I(Op::MOV64_IMM, 3, 0, 0, -1), I(Op::SMOD32_REG, 0, 3),
-                    I(Op::EXIT)}, o),
-              0u);
-    EXPECT_EQ(*run({I(Op::LDDW, 0, 0, 0, -1), I(Op::LDDW_HI), I(Op::MOV64_IMM, 1), I(Op::MOD32_REG, 0, 1), I(Op::EXIT)}, o),
-              0xffffffffu);
-    // division result into r3 (rdx) and a divisor in r0 (rax): registers are kept straight
-    EXPECT_EQ(*run({I(Op::MOV64_IMM, 3, 0, 0, 100), I(Op::MOV64_IMM, 0, 0, 0, 7), I(Op::MOD64_REG, 3, 0),
-                    I(Op::MUL64_IMM, 0, 0, 0, 1000), I(Op::ADD64_REG, 0, 3), I(Op::EXIT)}, o),
-              7002u);
-    EXPECT_EQ(*run({I(Op::MOV64_IMM, 3, 0, 0, 100), I(Op::MOV64_IMM, 0, 0, 0, 7), I(Op::DIV64_REG, 0, 3),
-                    I(Op::MUL64_IMM, 3, 0, 0, 1000), I(Op::ADD64_REG, 0, 3), I(Op::EXIT)}, o),
-              100000u);
-  }
-}
-
-TEST(Jit, LocalCallPreservesCalleeSaved) {
-  auto r = run({I(Op::MOV64_IMM, 6, 0, 0, 6), I(Op::CALL_LOCAL, 0, 1, 0, 2), I(Op::ADD64_REG, 0, 6), I(Op::EXIT),
-                I(Op::MOV64_IMM, 6, 0, 0, 100), I(Op::MOV64_IMM, 0, 0, 0, 1), I(Op::EXIT)});
-  ASSERT_TRUE(r.ok()) << r.error().to_string();
-  EXPECT_EQ(*r, 7u);
-}
-
-TEST(Jit, CallDepthLimit) {
-  auto r = run({I(Op::CALL_LOCAL, 0, 1, 0, -1), I(Op::EXIT)});
-  ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.error().code, ErrorCode::CallDepth);
-  EXPECT_EQ(r.error().pc, 0);
-}
-
-TEST(Jit, SevenNestedCallsAreAllowed) {
-  // r1 = 7 levels: f(n) = n == 0 ? 0 : f(n-1) + 1, called from main: 1 + 7 frames would be too many,
-  // 1 + 6 is fine. The interpreter agrees.
-  auto prog = [](int n) {
-    return std::vector<Insn>{I(Op::MOV64_IMM, 1, 0, 0, n), I(Op::CALL_LOCAL, 0, 1, 0, 1), I(Op::EXIT),
-                             I(Op::MOV64_IMM, 0, 0, 0, 0), I(Op::JEQ_IMM, 1, 0, 3, 0), I(Op::SUB64_IMM, 1, 0, 0, 1),
-                             I(Op::CALL_LOCAL, 0, 1, 0, -4), I(Op::ADD64_IMM, 0, 0, 0, 1), I(Op::EXIT)};
-  };
-  for (int n : {5, 6, 7}) {
-    auto rj = run(prog(n));
-    auto ri = run(prog(n), ExecOptions{});
-    ASSERT_EQ(rj.ok(), ri.ok()) << n;
-    if (rj.ok()) EXPECT_EQ(*rj, *ri);
-    else EXPECT_EQ(rj.error().code, ErrorCode::CallDepth);
-  }
-  EXPECT_TRUE(run(prog(6)).ok());
-  EXPECT_FALSE(run(prog(7)).ok());
-}
-
-TEST(Jit, CallxUnknownHelperIsRuntimeError) {
-  auto r = run({I(Op::MOV64_IMM, 2, 0, 0, 99), I(Op::CALLX, 2), I(Op::EXIT)});
-  ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.error().code, ErrorCode::Runtime);
-  EXPECT_NE(r.error().message.find("99"), std::string::npos);
-  EXPECT_EQ(r.error().pc, 1);
-  // a known id works: helper 5 returns r1
-  auto ok = run({I(Op::MOV64_IMM, 2, 0, 0, 5), I(Op::MOV64_IMM, 1, 0, 0, 33), I(Op::CALLX, 2), I(Op::EXIT)});
-  ASSERT_TRUE(ok.ok()) << ok.error().to_string();
-  EXPECT_EQ(*ok, 33u);
-}
-
-TEST(Jit, LegacyPacketLoads) {
-  std::vector<uint8_t> pkt = {0x00, 0x11, 0x22, 0x33, 0x44, 0x55};
-  auto r = run({I(Op::MOV64_REG, 6, 1), I(Op::LDABS_H, 0, 0, 0, 2), I(Op::EXIT)}, jit_opts(), &pkt);
-  ASSERT_TRUE(r.ok());
-  EXPECT_EQ(*r, 0x2233u);
-  auto w = run({I(Op::LDABS_W, 0, 0, 0, 2), I(Op::EXIT)}, jit_opts(), &pkt);
-  ASSERT_TRUE(w.ok());
-  EXPECT_EQ(*w, 0x22334455u);
-  auto oob = run({I(Op::MOV64_IMM, 0, 0, 0, 9), I(Op::LDABS_W, 0, 0, 0, 4), I(Op::MOV64_IMM, 0, 0, 0, 9), I(Op::EXIT)},
-                 jit_opts(), &pkt);
-  ASSERT_TRUE(oob.ok());
-  EXPECT_EQ(*oob, 0u);
-  auto ind = run({I(Op::MOV64_IMM, 7, 0, 0, 1), I(Op::LDIND_B, 0, 7, 0, 3), I(Op::EXIT)}, jit_opts(), &pkt);
-  ASSERT_TRUE(ind.ok());
-  EXPECT_EQ(*ind, 0x44u);
-  // negative index, SKF_LL_OFF, and an out-of-bounds load inside a local call ends the whole program
-  auto neg = run({I(Op::MOV64_IMM, 7, 0, 0, -1), I(Op::MOV64_IMM, 0, 0, 0, 9), I(Op::LDIND_B, 0, 7, 0, 0), I(Op::EXIT)},
-                 jit_opts(), &pkt);
-  ASSERT_TRUE(neg.ok());
-  EXPECT_EQ(*neg, 0u);
-  auto ll = run({I(Op::LDABS_B, 0, 0, 0, -0x200000 + 5), I(Op::EXIT)}, jit_opts(), &pkt);
-  ASSERT_TRUE(ll.ok());
-  EXPECT_EQ(*ll, 0x55u);
-  auto nested = run({I(Op::CALL_LOCAL, 0, 1, 0, 2), I(Op::MOV64_IMM, 0, 0, 0, 9), I(Op::EXIT),
-                     I(Op::LDABS_B, 0, 0, 0, 100), I(Op::EXIT)},
-                    jit_opts(), &pkt);
-  ASSERT_TRUE(nested.ok()) << nested.error().to_string();
-  EXPECT_EQ(*nested, 0u);
-}
+// The semantic cases (arithmetic, division edge cases, calls, depth limit, callx, packet loads, tail
+// calls, callbacks) run in every engine: InterpAndJit in interp_test.cpp.
 
 namespace {
-const Executable* g_tail_target = nullptr;
-uint64_t fake_tail_call(uint64_t, uint64_t, uint64_t index, uint64_t, uint64_t) {
-  RunContext* rc = current_run();
-  if (index != 1 || rc->tail_calls >= kMaxTailCalls) return 0;
-  ++rc->tail_calls;
-  return reinterpret_cast<uint64_t>(g_tail_target);
-}
-}  // namespace
-
-TEST(Jit, TailCallRunsTargetAndNeverReturns) {
-  HelperTable helpers;
-  helpers.add(12, "tail_call", &fake_tail_call, true);
-  helpers.add(5, "identity", [](uint64_t a, uint64_t, uint64_t, uint64_t, uint64_t) { return a; });
-  // target: r0 = r1 + 70 (r1 is the context the caller passed)
-  auto target = Executable::create(Program{"target", {I(Op::MOV64_REG, 0, 1), I(Op::ADD64_IMM, 0, 0, 0, 70), I(Op::EXIT)}},
-                                   helpers, jit_opts());
-  ASSERT_TRUE(target.ok());
-  g_tail_target = target->get();
-  // r1 = 7; r3 = 1; call tail_call; r0 = 5; exit   -> 77
-  auto r = run({I(Op::MOV64_IMM, 1, 0, 0, 7), I(Op::MOV64_IMM, 3, 0, 0, 1), I(Op::CALL_HELPER, 0, 0, 0, 12),
-                I(Op::MOV64_IMM, 0, 0, 0, 5), I(Op::EXIT)},
-               jit_opts(), nullptr, helpers);
-  ASSERT_TRUE(r.ok()) << r.error().to_string();
-  EXPECT_EQ(*r, 77u);
-  auto f = run({I(Op::MOV64_IMM, 3, 0, 0, 2), I(Op::CALL_HELPER, 0, 0, 0, 12), I(Op::EXIT)}, jit_opts(), nullptr, helpers);
-  ASSERT_TRUE(f.ok());
-  EXPECT_EQ(*f, static_cast<uint64_t>(-2));  // -ENOENT
-  // through callx, from inside a local call
-  auto x = run({I(Op::MOV64_IMM, 1, 0, 0, 8), I(Op::CALL_LOCAL, 0, 1, 0, 2), I(Op::MOV64_IMM, 0, 0, 0, 5), I(Op::EXIT),
-                I(Op::MOV64_IMM, 3, 0, 0, 1), I(Op::MOV64_IMM, 4, 0, 0, 12), I(Op::CALLX, 4), I(Op::EXIT)},
-               jit_opts(), nullptr, helpers);
-  ASSERT_TRUE(x.ok()) << x.error().to_string();
-  EXPECT_EQ(*x, 78u);
-  // a program tail-calling itself stops after 33 tail calls, like the interpreter
-  auto self_prog = std::vector<Insn>{I(Op::ADD64_IMM, 1, 0, 0, 1), I(Op::MOV64_IMM, 3, 0, 0, 1),
-                                     I(Op::CALL_HELPER, 0, 0, 0, 12), I(Op::MOV64_REG, 0, 1), I(Op::EXIT)};
-  (void)self_prog;
-  for (EngineKind k : {EngineKind::Interpreter, EngineKind::Jit}) {
-    ExecOptions o;
-    o.engine = k;
-    auto self = Executable::create(Program{"self", {I(Op::MOV64_REG, 6, 1), I(Op::ADD64_IMM, 6, 0, 0, 1),
-                                                    I(Op::MOV64_REG, 1, 6), I(Op::MOV64_IMM, 3, 0, 0, 1),
-                                                    I(Op::CALL_HELPER, 0, 0, 0, 12), I(Op::MOV64_REG, 0, 6), I(Op::EXIT)}},
-                                   helpers, o);
-    ASSERT_TRUE(self.ok());
-    g_tail_target = self->get();
-    RunArgs args;
-    args.r1 = 0;
-    auto res = (*self)->run(args);
-    ASSERT_TRUE(res.ok()) << res.error().to_string();
-    EXPECT_EQ(*res, 34u) << engine_name(k);
-  }
-}
-
-namespace {
+// A bpf_loop-like helper: calls the callback (insn index in r2) r1 times with (i, ctx).
 uint64_t fake_loop(uint64_t n, uint64_t cb, uint64_t ctx, uint64_t, uint64_t) {
   RunContext* rc = current_run();
   uint64_t i = 0;
@@ -294,20 +133,6 @@ uint64_t fake_loop(uint64_t n, uint64_t cb, uint64_t ctx, uint64_t, uint64_t) {
   return i;
 }
 }  // namespace
-
-TEST(Jit, HelperCallsBackIntoProgram) {
-  HelperTable helpers;
-  helpers.add(181, "loop", &fake_loop);
-  std::vector<Insn> p = {
-      I(Op::STDW, 10, 0, -8, 0),     I(Op::MOV64_IMM, 1, 0, 0, 5), I(Op::LDDW_CODE_ADDR, 2, 4, 0, 6), I(Op::LDDW_HI),
-      I(Op::MOV64_REG, 3, 10),       I(Op::ADD64_IMM, 3, 0, 0, -8), I(Op::CALL_HELPER, 0, 0, 0, 181),
-      I(Op::LDXDW, 0, 10, -8),       I(Op::EXIT),
-      I(Op::LDXDW, 3, 2, 0),         I(Op::ADD64_REG, 3, 1),       I(Op::STXDW, 2, 3, 0),
-      I(Op::MOV64_IMM, 0, 0, 0, 0),  I(Op::EXIT)};
-  auto r = run(p, jit_opts(), nullptr, helpers);
-  ASSERT_TRUE(r.ok()) << r.error().to_string();
-  EXPECT_EQ(*r, 0u + 1 + 2 + 3 + 4);
-}
 
 TEST(Jit, RefusesCheckedModeAndBudget) {
   ExecOptions o = jit_opts();
@@ -369,16 +194,6 @@ TEST(Jit, DisassemblyInterleavesBpfAndNative) {
   EXPECT_FALSE(jit_disassemble(**interp).ok());
 }
 
-TEST(Jit, CalleeSeesZeroedRegistersLikeTheInterpreter) {
-  // main never touches r7; the function returns it: 0 in both engines.
-  std::vector<Insn> p = {I(Op::CALL_LOCAL, 0, 1, 0, 1), I(Op::EXIT), I(Op::MOV64_REG, 0, 7), I(Op::EXIT)};
-  auto rj = run(p);
-  auto ri = run(p, ExecOptions{});
-  ASSERT_TRUE(rj.ok() && ri.ok());
-  EXPECT_EQ(*rj, 0u);
-  EXPECT_EQ(*ri, 0u);
-}
-
 TEST(Jit, CallbackTargetMustBeAFunctionEntry) {
   HelperTable helpers;
   helpers.add(181, "loop", &fake_loop);
@@ -397,4 +212,68 @@ TEST(Jit, FaultInJitCodeIsSigsegvInTheHost) {
   auto exe = Executable::create(Program{"t", p}, HelperTable::conformance(), jit_opts());
   ASSERT_TRUE(exe.ok());
   EXPECT_EXIT((void)(*exe)->run(RunArgs{}), ::testing::KilledBySignal(SIGSEGV), "");
+}
+
+TEST(Jit, DirectEntryOnlyForProgramsWithoutCalls) {
+  // No call of any kind: Executable::run enters the native code directly (no RunContext).
+  auto plain = Executable::create(Program{"t", {I(Op::MOV64_REG, 0, 1), I(Op::LDABS_B, 0, 0, 0, 0), I(Op::EXIT)}},
+                                  HelperTable::conformance(), jit_opts());
+  ASSERT_TRUE(plain.ok());
+  EXPECT_NE((*plain)->engine().direct_entry(), nullptr);
+  std::vector<uint8_t> pkt = {0x42};
+  EXPECT_EQ(*(*plain)->run_on_memory(pkt.data(), pkt.size()), 0x42u);
+  RunStats st;
+  st.insns_executed = 5;
+  EXPECT_EQ(*(*plain)->run_on_memory(pkt.data(), pkt.size(), &st), 0x42u);
+  EXPECT_EQ(st.insns_executed, 0u);
+  // helper, callx, local call: the engine's full path
+  for (auto p : {std::vector<Insn>{I(Op::CALL_HELPER, 0, 0, 0, 5), I(Op::EXIT)},
+                 std::vector<Insn>{I(Op::MOV64_IMM, 2, 0, 0, 5), I(Op::CALLX, 2), I(Op::EXIT)},
+                 std::vector<Insn>{I(Op::CALL_LOCAL, 0, 1, 0, 1), I(Op::EXIT), I(Op::MOV64_IMM, 0), I(Op::EXIT)}}) {
+    auto exe = Executable::create(Program{"t", p}, HelperTable::conformance(), jit_opts());
+    ASSERT_TRUE(exe.ok());
+    EXPECT_EQ((*exe)->engine().direct_entry(), nullptr);
+  }
+  // the interpreter has none
+  auto interp = Executable::create(Program{"t", {I(Op::MOV64_IMM, 0), I(Op::EXIT)}}, HelperTable::conformance());
+  ASSERT_TRUE(interp.ok());
+  EXPECT_EQ((*interp)->engine().direct_entry(), nullptr);
+}
+
+namespace {
+size_t count(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (size_t p = text.find(what); p != std::string::npos; p = text.find(what, p + 1)) ++n;
+  return n;
+}
+}  // namespace
+
+TEST(Jit, PacketBoundsCheckedOncePerProvenLength) {
+  // ldabs [12] h proves 14 bytes: the loads of [0] and [10] within them are not checked again; [20] is.
+  std::vector<Insn> p = {I(Op::LDABS_H, 0, 0, 0, 12), I(Op::LDABS_B, 0, 0, 0, 0), I(Op::LDABS_W, 0, 0, 0, 10),
+                         I(Op::LDABS_B, 0, 0, 0, 20), I(Op::EXIT)};
+  auto exe = Executable::create(Program{"t", p}, HelperTable::conformance(), jit_opts());
+  ASSERT_TRUE(exe.ok());
+  auto text = jit_disassemble(**exe);
+  ASSERT_TRUE(text.ok());
+  EXPECT_EQ(count(*text, "cmp qword ptr [rsp], 0xe"), 1u) << *text;
+  EXPECT_EQ(count(*text, "cmp qword ptr [rsp], 0x15"), 1u) << *text;
+  EXPECT_EQ(count(*text, "cmp qword ptr [rsp]"), 2u) << *text;
+  std::vector<uint8_t> pkt(21, 0);
+  pkt[20] = 0x99;
+  EXPECT_EQ(*(*exe)->run_on_memory(pkt.data(), pkt.size()), 0x99u);
+  pkt.resize(20);
+  EXPECT_EQ(*(*exe)->run_on_memory(pkt.data(), pkt.size()), 0u);
+}
+
+TEST(Jit, WritesToNeverReadRegistersAreDropped) {
+  // r6 = r1 (a translated classic filter's first instruction) with r6 never read: no native code, and
+  // rbx (r6) is neither saved nor cleared.
+  auto exe = Executable::create(Program{"t", {I(Op::MOV64_REG, 6, 1), I(Op::MOV64_IMM, 0, 0, 0, 3), I(Op::EXIT)}},
+                                HelperTable::conformance(), jit_opts());
+  ASSERT_TRUE(exe.ok());
+  auto text = jit_disassemble(**exe);
+  ASSERT_TRUE(text.ok());
+  EXPECT_EQ(text->find("rbx"), std::string::npos) << *text;
+  EXPECT_EQ(*(*exe)->run_on_memory(nullptr, 0), 3u);
 }
