@@ -23,6 +23,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "bpfvm/result.hpp"
@@ -144,7 +145,33 @@ class Map : public std::enable_shared_from_this<Map> {
   // Number of possible CPUs this map was created for (per-CPU maps; 1 otherwise).
   int ncpus() const { return ncpus_; }
 
+  // ---- engines' fast paths ---------------------------------------------------------------------
+  // A function an engine may call instead of the generic bpf_map_lookup_elem helper when the map
+  // argument is a constant of the program (lddw): r0 = fn(map, key), exactly what lookup() returns
+  // (specialised per family and key size, e.g. the hash map's for 4- and 8-byte keys). It does no
+  // checked-mode bookkeeping (RunContext::allow_region): unchecked runs (JIT) only.
+  using LookupFn = void* (*)(Map* map, const void* key);
+  LookupFn lookup_fn() const { return lookup_fn_; }
+  // BPF_MAP_TYPE_ARRAY (not per-CPU): the value of u32 key k is at base + k * stride when
+  // k < max_entries, else NULL; an engine may inline that as the kernel's array_map_gen_lookup
+  // does. false for every other map.
+  struct InlineArray {
+    uint8_t* base = nullptr;
+    uint32_t stride = 0;
+    uint32_t max_entries = 0;
+  };
+  virtual bool inline_array(InlineArray* out) const { return false; }
+
+  // Family tag (set by the family base classes below), so that helpers find a map's family
+  // interface without a dynamic_cast: see as_ringbuf(), as_perf_event_array(), as_prog_array().
+  enum Family : uint8_t { kFamilyOther, kFamilyRingbuf, kFamilyPerfEventArray, kFamilyProgArray };
+  Family family() const { return family_; }
+
  protected:
+  LookupFn lookup_fn_ = &generic_lookup;
+  Family family_ = kFamilyOther;
+  static void* generic_lookup(Map* m, const void* key) { return m->lookup(key); }
+
   // Offsets helpers for values with a bpf_spin_lock.
   void copy_value(void* dst, const void* src) const;          // skips the lock word
   void copy_value_locked(void* dst, const void* src) const;   // dst's lock held during copy
@@ -162,7 +189,7 @@ class Map : public std::enable_shared_from_this<Map> {
 // handles; prog_at() is a single acquire load, safe while a MapReadSection is held.
 class ProgArrayMap : public Map {
  public:
-  using Map::Map;
+  explicit ProgArrayMap(MapSpec spec) : Map(std::move(spec)) { family_ = kFamilyProgArray; }
   virtual const void* prog_at(uint32_t index) const = 0;
   // Stores a program (nullptr clears). -E2BIG when index >= max_entries.
   virtual long set_prog(uint32_t index, std::shared_ptr<const void> prog, uint32_t prog_id) = 0;
@@ -175,7 +202,7 @@ class ProgArrayMap : public Map {
 // DISCARD (1<<30); u32 pg_off}, records rounded up to 8 bytes, producer/consumer positions).
 class RingbufMap : public Map {
  public:
-  using Map::Map;
+  explicit RingbufMap(MapSpec spec) : Map(std::move(spec)) { family_ = kFamilyRingbuf; }
   static constexpr uint32_t kBusyBit = 1u << 31, kDiscardBit = 1u << 30, kHdrSize = 8;
   // Helpers: bpf_ringbuf_reserve/submit/discard/output/query.
   virtual void* reserve(uint64_t size, uint64_t flags) = 0;
@@ -200,7 +227,7 @@ class RingbufMap : public Map {
 // ring drops the sample (-ENOSPC) and the consumer later gets a lost-count callback.
 class PerfEventArrayMap : public Map {
  public:
-  using Map::Map;
+  explicit PerfEventArrayMap(MapSpec spec) : Map(std::move(spec)) { family_ = kFamilyPerfEventArray; }
   // Opens a ring of `pages` 4 KiB pages (power of 2) at `index`, bound to `cpu`
   // (like perf_event_open + update of the array).
   virtual long open_ring(uint32_t index, int cpu, uint32_t pages) = 0;
@@ -214,6 +241,17 @@ class PerfEventArrayMap : public Map {
   virtual long consume(const SampleFn& sample, const LostFn& lost) = 0;
   virtual long poll(const SampleFn& sample, const LostFn& lost, int timeout_ms) = 0;
 };
+
+// The family interface of a map, or nullptr (a tag test, no dynamic_cast).
+inline RingbufMap* as_ringbuf(Map* m) {
+  return m && m->family() == Map::kFamilyRingbuf ? static_cast<RingbufMap*>(m) : nullptr;
+}
+inline PerfEventArrayMap* as_perf_event_array(Map* m) {
+  return m && m->family() == Map::kFamilyPerfEventArray ? static_cast<PerfEventArrayMap*>(m) : nullptr;
+}
+inline ProgArrayMap* as_prog_array(Map* m) {
+  return m && m->family() == Map::kFamilyProgArray ? static_cast<ProgArrayMap*>(m) : nullptr;
+}
 
 // ---- creation ---------------------------------------------------------------------------------
 

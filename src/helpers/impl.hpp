@@ -38,8 +38,12 @@ bool deterministic();
 const DeterministicConfig& deterministic_config();
 void printk_emit(std::string_view msg);
 
-// Tells checked-mode execution that the program may access [p, p+size).
-void allow(const void* p, uint64_t size, bool writable, std::string_view name);
+// Tells checked-mode execution that the program may access [p, p+size) (a test and nothing
+// else in unchecked runs: RunContext::allow_region is inline).
+inline void allow(const void* p, uint64_t size, bool writable, std::string_view name) {
+  RunContext* ctx = current_run();
+  if (ctx && p && size) ctx->allow_region(reinterpret_cast<uint64_t>(p), size, writable, name);
+}
 
 constexpr long kEPERM = 1, kENOENT = 2, kE2BIG = 7, kEFAULT = 14, kEBUSY = 16, kEEXIST = 17, kEINVAL = 22, kEACCES = 13,
                kENOSPC = 28, kERANGE = 34, kENOTSUPP = 524, kEOPNOTSUPP = 95;

@@ -24,7 +24,7 @@ bool is_map_in_map(const Map* m) {
 
 uint64_t map_lookup_elem(uint64_t map, uint64_t key, uint64_t, uint64_t, uint64_t) {
   Map* m = as_map(map);
-  void* v = m->lookup(ptr<const void>(key));
+  void* v = m->lookup_fn()(m, ptr<const void>(key));
   if (v && !is_map_in_map(m))
     allow(v, m->spec().value_size, !(m->spec().flags & kMapFRdonlyProg), "map value");
   return reinterpret_cast<uint64_t>(v);
@@ -125,7 +125,7 @@ uint64_t for_each_map_elem(uint64_t map, uint64_t callback_fn, uint64_t callback
 // ---- tail calls --------------------------------------------------------------------------------------
 
 uint64_t tail_call(uint64_t ctx, uint64_t map, uint64_t index, uint64_t, uint64_t) {
-  auto* pa = dynamic_cast<ProgArrayMap*>(as_map(map));
+  auto* pa = as_prog_array(as_map(map));
   if (!pa) return 0;
   uint32_t idx = static_cast<uint32_t>(index);  // the kernel compares the u32 index
   if (idx >= pa->spec().max_entries) return 0;
@@ -146,7 +146,7 @@ struct Reserved {
 };
 thread_local std::vector<Reserved> t_reserved;
 
-RingbufMap* as_ringbuf(uint64_t map) { return dynamic_cast<RingbufMap*>(as_map(map)); }
+RingbufMap* as_ringbuf(uint64_t map) { return bpfvm::as_ringbuf(as_map(map)); }
 
 uint64_t ringbuf_output(uint64_t map, uint64_t data, uint64_t size, uint64_t flags, uint64_t) {
   RingbufMap* rb = as_ringbuf(map);
@@ -202,7 +202,7 @@ constexpr uint64_t kIndexMask = 0xffffffffull;  // BPF_F_INDEX_MASK
 
 uint64_t perf_event_output(uint64_t ctx, uint64_t map, uint64_t flags, uint64_t data, uint64_t size) {
   if (flags & ~kIndexMask) return neg(kEINVAL);
-  auto* pe = dynamic_cast<PerfEventArrayMap*>(as_map(map));
+  auto* pe = as_perf_event_array(as_map(map));
   if (!pe) return neg(kEINVAL);
   return static_cast<uint64_t>(pe->output(flags, ptr<const void>(data), size));
 }

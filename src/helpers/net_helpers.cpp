@@ -255,7 +255,7 @@ constexpr uint64_t kIndexMask = 0xffffffffull, kCtxlenMask = 0xfffffull << 32;
 
 uint64_t pkt_perf_output(uint64_t map, uint64_t flags, uint64_t data, uint64_t size, uint64_t pkt, uint64_t pkt_len) {
   if (flags & ~(kIndexMask | kCtxlenMask)) return neg(kEINVAL);
-  auto* pe = dynamic_cast<PerfEventArrayMap*>(reinterpret_cast<Map*>(map));
+  auto* pe = as_perf_event_array(reinterpret_cast<Map*>(map));
   if (!pe) return neg(kEINVAL);
   uint64_t ctxlen = (flags & kCtxlenMask) >> 32;
   if (ctxlen > pkt_len) return neg(kEFAULT);

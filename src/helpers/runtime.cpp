@@ -160,11 +160,6 @@ void printk_emit(std::string_view msg) {
   }
 }
 
-void allow(const void* p, uint64_t size, bool writable, std::string_view name) {
-  RunContext* ctx = current_run();
-  if (ctx && p && size) ctx->allow_region(reinterpret_cast<uint64_t>(p), size, writable, name);
-}
-
 }  // namespace helpers
 
 // ---- dispatch --------------------------------------------------------------------------------------

@@ -60,8 +60,23 @@ class ArrayMap final : public Map {
     size_t n = size_t(s.max_entries) * ncpus_;
     data_ = static_cast<uint8_t*>(std::calloc(n ? n : 1, stride_));
     if (!data_) throw std::bad_alloc();
+    if (!percpu_) lookup_fn_ = &plain_lookup;
   }
   ~ArrayMap() override { std::free(data_); }
+
+  // The engines' fast path of a plain array (no per-CPU slot choice).
+  static void* plain_lookup(Map* m, const void* key) {
+    auto* a = static_cast<ArrayMap*>(m);
+    uint32_t idx = *static_cast<const uint32_t*>(key);
+    return idx < a->spec_.max_entries ? a->data_ + size_t(idx) * a->stride_ : nullptr;
+  }
+  bool inline_array(InlineArray* out) const override {
+    if (percpu_ || stride_ > 0xffffffffu) return false;
+    out->base = data_;
+    out->stride = uint32_t(stride_);
+    out->max_entries = spec_.max_entries;
+    return true;
+  }
 
   uint8_t* slot(uint32_t idx, int cpu) const {
     return data_ + (size_t(idx) * ncpus_ + size_t(cpu)) * stride_;
