@@ -1,11 +1,18 @@
 // Epoch-based reclamation for map elements, the per-CPU model and the bpf_spin_lock protocol.
 //
 // Readers: entering the outermost read-side section loads the global epoch G, announces it in the
-// thread's record and issues a seq_cst fence; leaving announces "idle". Writers unlink an element,
-// take e = G++ (seq_cst) and retire the element with e. A retired element is freed when every
-// announced epoch is > e: a reader that announced a value <= e may still hold it; a reader whose
-// announcement the reclaimer did not see, or that announced a later epoch, ordered its list reads
-// after the unlink (fence/fence and release/acquire on G), so it cannot reach the element.
+// thread's record and issues a seq_cst fence; leaving announces "idle". Writers unlink an element
+// and retire it: it joins the thread's batch of fresh (unsealed) elements. Sealing a batch takes
+// e = G++ (a seq_cst read-modify-write, after every unlink of the batch in program order) and
+// stamps every element of the batch with e. A sealed element is freed when every announced epoch
+// is > e: a reader that announced a value <= e may still hold it; a reader whose announcement the
+// reclaimer did not see, or that announced a later epoch, ordered its list reads after the unlink
+// (fence/fence and release/acquire on G), so it cannot reach the element. Sealing per batch (64
+// elements, and whenever the thread leaves its outermost read-side section or synchronizes) costs
+// one contended atomic per batch instead of one per update.
+//
+// Freed hash-map elements go to a small per-thread cache per size class (elem_alloc/elem_free),
+// so an update reuses the memory of an element freed earlier without a trip through malloc.
 #include <algorithm>
 #include <chrono>
 #include <mutex>
@@ -83,9 +90,21 @@ thread_local constinit ReaderState t_reader __attribute__((tls_model("initial-ex
 
 namespace {
 
+struct Fresh {
+  void* p;
+  void (*del)(void*);
+};
+
 struct Tls {
   Rec* rec = nullptr;
   std::vector<Retired> pending;
+  std::vector<Fresh> fresh;  // retired, not yet sealed with an epoch
+  void seal() {
+    if (fresh.empty()) return;
+    uint64_t e = g().epoch.fetch_add(1, std::memory_order_seq_cst);
+    for (const Fresh& f : fresh) pending.push_back(Retired{f.p, f.del, e});
+    fresh.clear();
+  }
   Rec* get() {
     if (!rec) rec = acquire_rec();
     return rec;
@@ -102,6 +121,7 @@ struct Tls {
     t_reader.depth = 0;
     t_reader.sticky = false;
     idle();
+    seal();
     if (!pending.empty()) {
       free_older(pending, min_announced());
       if (!pending.empty()) {
@@ -125,16 +145,90 @@ void reclaim_now() {
 }  // namespace
 
 void retire(void* p, void (*del)(void*)) {
-  uint64_t e = g().epoch.fetch_add(1, std::memory_order_seq_cst);
-  tls.pending.push_back(Retired{p, del, e});
-  if (tls.pending.size() >= 64 && (tls.pending.size() & 63) == 0) reclaim_now();
+  Tls& t = tls;
+  t.fresh.push_back(Fresh{p, del});
+  if (t.fresh.size() >= 64) {
+    t.seal();
+    if (t.pending.size() >= 128) reclaim_now();
+  }
 }
+
+void seal_retired() { tls.seal(); }
 
 void reader_touch_slow() {
   if (t_reader.depth == 0 && !t_reader.sticky) {
     tls.announce();
     t_reader.sticky = true;
   }
+}
+
+// ---- element cache -----------------------------------------------------------------------------
+namespace {
+constexpr uint32_t kCacheClasses = 128;    // 16-byte classes up to 2032 bytes
+constexpr uint32_t kCachePerClass = 512;   // at most this many free elements kept per class
+constexpr size_t kCacheMaxBytes = 1 << 20; // and at most this much memory per thread
+
+// Trivially destructible (constinit), so that frees during thread exit (the epoch records'
+// destructor frees pending elements) never touch a destroyed object: once `dead`, frees go to
+// std::free.
+struct ElemCache {
+  void* head[kCacheClasses];
+  uint32_t count[kCacheClasses];
+  size_t bytes;
+  bool registered;
+  bool dead;
+};
+thread_local constinit ElemCache t_cache __attribute__((tls_model("initial-exec"))) = {};
+
+struct ElemCacheDrain {
+  ElemCacheDrain() { t_cache.registered = true; }
+  void touch() {}
+  ~ElemCacheDrain() {
+    ElemCache& c = t_cache;
+    c.dead = true;
+    for (uint32_t k = 0; k < kCacheClasses; ++k) {
+      while (void* p = c.head[k]) {
+        c.head[k] = *static_cast<void**>(p);
+        std::free(p);
+      }
+      c.count[k] = 0;
+    }
+    c.bytes = 0;
+  }
+};
+thread_local ElemCacheDrain t_cache_drain;
+}  // namespace
+
+uint8_t elem_class(size_t size) {
+  size_t k = (size + 15) / 16;
+  return k < kCacheClasses ? uint8_t(k) : 0;
+}
+
+void* elem_alloc(size_t size, uint8_t cls) {
+  ElemCache& c = t_cache;
+  if (cls) {
+    if (void* p = c.head[cls]) {
+      c.head[cls] = *static_cast<void**>(p);
+      --c.count[cls];
+      c.bytes -= size_t(cls) * 16;
+      return p;
+    }
+    return std::malloc(size_t(cls) * 16);
+  }
+  return std::malloc(size);
+}
+
+void elem_free(void* p, uint8_t cls) {
+  ElemCache& c = t_cache;
+  if (!cls || c.dead || c.count[cls] >= kCachePerClass || c.bytes + size_t(cls) * 16 > kCacheMaxBytes) {
+    std::free(p);
+    return;
+  }
+  if (!c.registered) t_cache_drain.touch();  // constructs it: its destructor empties the cache at thread exit
+  *static_cast<void**>(p) = c.head[cls];
+  c.head[cls] = p;
+  ++c.count[cls];
+  c.bytes += size_t(cls) * 16;
 }
 
 uint64_t random_seed() {
@@ -152,13 +246,19 @@ void map_read_lock() {
 void map_read_unlock() {
   if (maps::t_reader.depth > 0 && --maps::t_reader.depth == 0) {
     maps::t_reader.sticky = false;
-    maps::tls.idle();
+    maps::Tls& t = maps::tls;
+    t.idle();
+    if (!t.fresh.empty()) t.seal();
   }
 }
 
 namespace maps {
 void internal_read_unlock() {
-  if (t_reader.depth > 0 && --t_reader.depth == 0 && !t_reader.sticky) tls.idle();
+  if (t_reader.depth > 0 && --t_reader.depth == 0 && !t_reader.sticky) {
+    Tls& t = tls;
+    t.idle();
+    if (!t.fresh.empty()) t.seal();
+  }
 }
 }  // namespace maps
 
@@ -172,6 +272,7 @@ void map_quiescent() {
 void map_synchronize() {
   using namespace maps;
   map_quiescent();
+  tls.seal();
   uint64_t target = g().epoch.fetch_add(1, std::memory_order_seq_cst) + 1;
   // Wait (at most a second: a thread pinned outside any section may never leave) for every thread
   // that announced an epoch below target, then free what no announced epoch can still reach.

@@ -39,18 +39,25 @@ long hash_check(const MapSpec& s, std::string* why) {
 
 namespace {
 
+// 16-byte header, then the key (rounded up to 8), then the value (per-CPU: one slot per CPU),
+// then, for LRU maps only, the LRU links.
 struct Elem {
   std::atomic<Elem*> next;
   uint32_t hash;
   uint16_t val_off;          // value offset from the element start
-  uint8_t holder;            // value holds an Owned<Map>* (hash_of_maps)
+  uint8_t holder : 1;        // value holds a MapHolder* (hash_of_maps)
+  uint8_t cls : 7;           // size class of the memory (elem_alloc)
   std::atomic<uint8_t> ref;  // LRU reference bit
-  Elem* lru_prev;
-  Elem* lru_next;
-  uint8_t state;             // 0 new, 1 linked, 2 unlinked (changed under the bucket lock)
-  uint8_t in_lru;            // on the LRU list (changed under the LRU mutex)
   uint8_t* key() { return reinterpret_cast<uint8_t*>(this + 1); }
   uint8_t* val() { return reinterpret_cast<uint8_t*>(this) + val_off; }
+};
+static_assert(sizeof(Elem) == 16);
+
+struct LruLinks {
+  Elem* prev;
+  Elem* next;
+  uint8_t state;             // 0 new, 1 linked, 2 unlinked (changed under the bucket lock)
+  uint8_t in_lru;            // on the LRU list (changed under the LRU mutex)
 };
 
 struct MapHolder {
@@ -61,7 +68,7 @@ struct MapHolder {
 void free_elem(void* p) {
   Elem* e = static_cast<Elem*>(p);
   if (e->holder) delete *reinterpret_cast<MapHolder**>(e->val());
-  std::free(e);
+  elem_free(e, e->cls);
 }
 
 class HashMap : public Map {
@@ -88,7 +95,28 @@ class HashMap : public Map {
     locks_ = std::make_unique<SpinLock[]>(nlocks_);
     seed_ = (s.flags & kMapFZeroSeed) ? 0 : random_seed();
     key_round_ = round_up8(s.key_size);
-    elem_size_ = sizeof(Elem) + key_round_ + stride_ * ncpus_;
+    lru_off_ = sizeof(Elem) + key_round_ + stride_ * ncpus_;
+    elem_size_ = lru_off_ + (lru_ ? sizeof(LruLinks) : 0);
+    cls_ = elem_class(elem_size_);
+    if (!percpu_ && !lru_) {
+      switch (s.key_size) {
+        case 4: lookup_fn_ = &fast_lookup<4>; break;
+        case 8: lookup_fn_ = &fast_lookup<8>; break;
+        default: lookup_fn_ = &fast_lookup<0>; break;
+      }
+    }
+  }
+  // The engines' fast path (plain hash maps): the key size is a constant of the instance.
+  template <uint32_t KS>
+  static void* fast_lookup(Map* m, const void* key) {
+    auto* h = static_cast<HashMap*>(m);
+    reader_touch();
+    uint32_t ks = KS ? KS : h->spec_.key_size;
+    uint32_t hv = uint32_t(hash_bytes(key, ks, h->seed_));
+    for (Elem* e = h->buckets_[hv & h->mask_].load(std::memory_order_acquire); e;
+         e = e->next.load(std::memory_order_acquire))
+      if (e->hash == hv && std::memcmp(e->key(), key, ks) == 0) return e->val();
+    return nullptr;
   }
   ~HashMap() override {
     for (uint64_t b = 0; b < nbuckets_; ++b) {
@@ -134,16 +162,15 @@ class HashMap : public Map {
   uint8_t* cpu_val(Elem* e, int c) const { return e->val() + size_t(c) * stride_; }
 
   Elem* alloc_elem(uint32_t h, const void* key) {
-    Elem* e = static_cast<Elem*>(std::malloc(elem_size_));
+    Elem* e = static_cast<Elem*>(elem_alloc(elem_size_, cls_));
     if (!e) return nullptr;
     new (&e->next) std::atomic<Elem*>(nullptr);
     e->hash = h;
     e->val_off = uint16_t(sizeof(Elem) + key_round_);
     e->holder = 0;
+    e->cls = cls_;
     new (&e->ref) std::atomic<uint8_t>(0);
-    e->lru_prev = e->lru_next = nullptr;
-    e->state = 0;
-    e->in_lru = 0;
+    if (lru_) L(e) = LruLinks{nullptr, nullptr, 0, 0};
     std::memset(e->key(), 0, key_round_);
     std::memcpy(e->key(), key, spec_.key_size);
     return e;
@@ -185,7 +212,7 @@ class HashMap : public Map {
     for (Elem* c = pp->load(std::memory_order_relaxed); c; c = c->next.load(std::memory_order_relaxed)) {
       if (c == e) {
         pp->store(e->next.load(std::memory_order_relaxed), std::memory_order_release);
-        e->state = 2;
+        if (lru_) L(e).state = 2;
         return;
       }
       pp = &c->next;
@@ -194,25 +221,27 @@ class HashMap : public Map {
   void link_locked(Elem* e) {
     std::atomic<Elem*>& b = bucket(e->hash);
     e->next.store(b.load(std::memory_order_relaxed), std::memory_order_relaxed);
-    e->state = 1;
+    if (lru_) L(e).state = 1;
     b.store(e, std::memory_order_release);
   }
 
   // ---- LRU list (lru_mu_) ----
+  LruLinks& L(Elem* e) const { return *reinterpret_cast<LruLinks*>(reinterpret_cast<uint8_t*>(e) + lru_off_); }
   void lru_push_head(Elem* e) {
-    e->lru_prev = nullptr;
-    e->lru_next = lru_head_;
-    if (lru_head_) lru_head_->lru_prev = e;
+    L(e).prev = nullptr;
+    L(e).next = lru_head_;
+    if (lru_head_) L(lru_head_).prev = e;
     lru_head_ = e;
     if (!lru_tail_) lru_tail_ = e;
-    e->in_lru = 1;
+    L(e).in_lru = 1;
   }
   void lru_del(Elem* e) {
-    if (!e->in_lru) return;
-    if (e->lru_prev) e->lru_prev->lru_next = e->lru_next; else lru_head_ = e->lru_next;
-    if (e->lru_next) e->lru_next->lru_prev = e->lru_prev; else lru_tail_ = e->lru_prev;
-    e->lru_prev = e->lru_next = nullptr;
-    e->in_lru = 0;
+    LruLinks& l = L(e);
+    if (!l.in_lru) return;
+    if (l.prev) L(l.prev).next = l.next; else lru_head_ = l.next;
+    if (l.next) L(l.next).prev = l.prev; else lru_tail_ = l.prev;
+    l.prev = l.next = nullptr;
+    l.in_lru = 0;
   }
   // Evicts one element (second chance from the cold end). Returns false if none could be.
   bool evict_one() {
@@ -220,10 +249,10 @@ class HashMap : public Map {
     size_t budget = 2 * size_t(max_) + 2;
     Elem* e = lru_tail_;
     while (e && budget--) {
-      Elem* prev = e->lru_prev;
+      Elem* prev = L(e).prev;
       SpinLock& bl = lock_of(e->hash);
       bl.lock();
-      uint8_t state = e->state;
+      uint8_t state = L(e).state;
       if (state == 1 && !e->ref.load(std::memory_order_relaxed)) {
         unlink_locked(e);
         count_.fetch_sub(1, std::memory_order_relaxed);
@@ -509,7 +538,8 @@ class HashMap : public Map {
  protected:
   bool percpu_ = false, lru_ = false;
   uint32_t vsize_ = 0, max_ = 0;
-  size_t stride_ = 0, key_round_ = 0, elem_size_ = 0;
+  size_t stride_ = 0, key_round_ = 0, elem_size_ = 0, lru_off_ = 0;
+  uint8_t cls_ = 0;
   uint64_t nbuckets_ = 0, mask_ = 0, nlocks_ = 0, seed_ = 0;
   std::atomic<Elem*>* buckets_ = nullptr;
   std::unique_ptr<SpinLock[]> locks_;
@@ -522,7 +552,7 @@ class HashMap : public Map {
 // hash_of_maps: the value is a held map; programs get the inner Map*, user space its id.
 class HashOfMaps final : public HashMap {
  public:
-  explicit HashOfMaps(const MapSpec& s) : HashMap(s, 8) {}
+  explicit HashOfMaps(const MapSpec& s) : HashMap(s, 8) { lookup_fn_ = &generic_lookup; }
   void* lookup(const void* key) override {
     reader_touch();
     Elem* e = find(hash_of(key), key);

@@ -104,6 +104,15 @@ class SpinLock {
 // Epoch-based reclamation (src/maps/epoch.cpp). retire() hands over memory that may still be read
 // by threads in a read-side section; `del` frees it once no such thread can hold it.
 void retire(void* p, void (*del)(void*));
+// Seals this thread's batch of retired elements now (see epoch.cpp).
+void seal_retired();
+
+// Memory of hash-map elements: a per-thread cache of freed blocks per 16-byte size class.
+// elem_class(size) gives the class (0: too large, plain malloc/free); elem_alloc(size, cls)
+// returns cls * 16 bytes (or size bytes for class 0); elem_free(p, cls) gives them back.
+uint8_t elem_class(size_t size);
+void* elem_alloc(size_t size, uint8_t cls);
+void elem_free(void* p, uint8_t cls);
 // Called by lookup paths: pins the thread conservatively when it is outside any section.
 // The fast check reads a trivially-constructed thread_local (no TLS wrapper call).
 struct ReaderState {
