@@ -366,8 +366,15 @@ TEST(PacketHook, CheckedInterpreterStopsABadProgramPerPacket) {
       Insn{Op::EXIT, 0, 0, 0, 0},
   };
   HookOptions ho;
+  // The verifier refuses it (the default) ...
+  auto refused = PacketHook::create(*find_prog_type(kProgXdp), Program{"overrun", prog}, ho);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, ErrorCode::Verify);
+  // ... and run unverified on request, the checked interpreter stops it on every packet.
+  ho.verify = false;
   auto h = PacketHook::create(*find_prog_type(kProgXdp), Program{"overrun", prog}, ho);
   ASSERT_TRUE(h) << h.error().to_string();
+  EXPECT_TRUE((*h)->executable().options().checked);
   std::vector<uint8_t> frame(60, 0);
   PacketView v;
   v.data = frame.data();

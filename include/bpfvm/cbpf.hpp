@@ -94,7 +94,8 @@ int link_net_offset(int linktype);
 // context per filter); make one per thread.
 class PacketFilter {
  public:
-  // `options.checked` is honoured for the interpreter; translated filters are safe unchecked.
+  // The translated program is verified (socket_filter rules) before it runs; `options.checked` is
+  // honoured for the interpreter, but verified filters are safe unchecked.
   static Result<std::unique_ptr<PacketFilter>> create(std::span<const CbpfInsn> prog, ExecOptions options,
                                                       const CbpfTranslateOptions& topts = {});
   // compile_pcap_expression + create.

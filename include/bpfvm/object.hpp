@@ -214,6 +214,9 @@ Result<Object> load_object_file(const std::string& path, const LoadOptions& opti
 
 class LoadedObject {
  public:
+  // The object this was instantiated from (a copy): its map specs, license and programs, which
+  // verification and prog_array population need.
+  std::shared_ptr<const Object> object;
   std::vector<std::shared_ptr<Map>> maps;  // same indices as Object::maps
   // The values of global data maps: memory programs reach through lddw src=6 without a helper
   // (pass them in RunArgs::regions for checked runs). .rodata regions are read-only.

@@ -34,6 +34,7 @@
 #include "bpfvm/object.hpp"
 #include "bpfvm/progtype.hpp"
 #include "bpfvm/result.hpp"
+#include "bpfvm/runtime.hpp"
 #include "bpfvm/vm.hpp"
 
 namespace bpfvm {
@@ -138,10 +139,16 @@ enum class PacketAction : uint8_t { Pass, Drop, Tx, Redirect, Aborted, Error };
 const char* packet_action_name(PacketAction a);
 
 struct HookOptions {
-  ExecOptions exec;              // engine; `checked` is forced on for the unverified interpreter
+  // Budget and hardening; the engine follows `engine` and `verify` as in PrepareOptions (runtime.hpp):
+  // by default the program is verified and runs in the JIT; exec.engine = Jit asks for the JIT.
+  ExecOptions exec;
+  EngineChoice engine = EngineChoice::Auto;
+  // false: run the program unverified (explicit request; the interpreter then checks every access).
+  bool verify = true;
+  RuleSet rules = RuleSet::Privileged;
+  VerifyReport* report = nullptr;  // out: the verifier's report
+  std::string* rejection = nullptr;  // out: the text of a rejection (PrepareOptions::rejection)
   uint32_t ingress_ifindex = 1;  // xdp_md.ingress_ifindex / __sk_buff.ifindex seen by the program
-  // Run the interpreter with every memory access checked (default, until programs are verified).
-  bool checked_interpreter = true;
 };
 
 struct PacketResult {

@@ -12,13 +12,35 @@
 #include "bpfvm/helpers.hpp"
 #include "bpfvm/object.hpp"
 #include "bpfvm/progtype.hpp"
+#include "bpfvm/verifier.hpp"
 #include "bpfvm/vm.hpp"
 
 namespace bpfvm {
 
+// Which engine runs a prepared program (issue: "when JIT code may run").
+enum class EngineChoice {
+  Auto,         // verified: the JIT (unchecked); unverified: the checked interpreter
+  Interpreter,  // the interpreter (checked when the program is not verified)
+  Jit,          // the JIT; for an unverified program this is the caller vouching for the code
+};
+
 struct PrepareOptions {
+  // exec.engine / exec.checked are decided by `engine` and `verify`; exec.engine == Jit with
+  // engine == Auto counts as asking for the JIT. Budget and hardening are passed through.
   ExecOptions exec;
+  EngineChoice engine = EngineChoice::Auto;
+  // Run the verifier first (the default): a rejected program is refused with ErrorCode::Verify.
+  // false: the caller explicitly runs unverified code (`--no-verify`).
+  bool verify = true;
+  RuleSet rules = RuleSet::Privileged;
+  // Plain-memory programs (kProgMem): the exact size of the memory r1 points to, when known.
+  int64_t mem_size = -1;
   const HelperSet* helpers = nullptr;  // default: HelperSet::kernel()
+  // Out: the verifier's report (filled whenever the verifier ran, accepted or not), and for a
+  // rejection its full text (format_rejection: message, instruction, source line, explanation),
+  // prefixed with "section/function: " for object programs.
+  VerifyReport* report = nullptr;
+  std::string* rejection = nullptr;
 };
 
 // A program of a loaded object, ready to run.
@@ -27,17 +49,20 @@ struct PreparedProgram {
   std::unique_ptr<Executable> exe;
   // Memory the program reaches without a helper (global data of its object): allowed in checked runs.
   std::vector<MemRegion> regions;
+  bool verified = false;     // the verifier accepted it (it runs unchecked)
 };
 
-// Resolves the program's map references against `live`, checks that every helper it calls is
-// allowed for its type and provided, rewrites context accesses to the native context, and creates
-// the executable. `type` overrides the program's own type (nullptr: the program's; kProgMem when
-// the program has none).
+// Verifies the program (unless options.verify is false), resolves its map references against `live`,
+// checks that every helper it calls is allowed for its type and provided, rewrites context accesses
+// to the native context (using the verifier's facts), creates the executable, and puts the programs
+// its object names in prog_array `values` (static tail-call targets) into those maps.
+// `type` overrides the program's own type (nullptr: the program's; kProgMem when the program has none).
 Result<PreparedProgram> prepare_program(const ObjectProgram& prog, const LoadedObject& live,
                                         const ProgTypeInfo* type = nullptr, const PrepareOptions& options = {});
 
-// Prepares a plain IR program (assembly, raw bytecode) for a program type: helper check, context
-// rewrite, executable.
+// Prepares a plain IR program (assembly, raw bytecode) for a program type: verification, helper
+// check, context rewrite, executable. Such a program has no maps; one whose lddw already holds live
+// map addresses cannot be verified (the verifier sees plain numbers): prepare it with verify = false.
 Result<PreparedProgram> prepare_program(Program program, const ProgTypeInfo& type, const PrepareOptions& options = {});
 
 struct TestRunResult {

@@ -6,6 +6,7 @@
 
 #include "bpfvm/cbpf.hpp"
 #include "bpfvm/helpers.hpp"
+#include "bpfvm/verifier.hpp"
 
 namespace bpfvm {
 
@@ -59,9 +60,21 @@ Result<std::unique_ptr<PacketFilter>> PacketFilter::create(std::span<const CbpfI
   auto tf = cbpf_translate(prog, topts);
   if (!tf) return tf.error();
   const ProgTypeInfo* type = find_prog_type(kProgSocketFilter);
+  // The translation is verified like any socket filter (it should always pass: a rejection is a
+  // translator bug, reported as such rather than run).
+  VerifyOptions vo;
+  vo.type = type;
+  auto rep = verify(tf->program.insns, vo);
+  if (!rep) return rep.error();
+  if (!rep->accepted) {
+    Diagnostic d = rep->error;
+    d.message = "the translated filter does not verify (a bpfvm bug, please report it): " + d.message;
+    return d;
+  }
+  CtxBaseFacts facts = rep->ctx_base_facts();
   // Context accesses of the translated program are uapi __sk_buff fields: rewrite them as for any
   // socket filter (identity for scalar fields, but it checks them).
-  auto rewritten = rewrite_ctx_accesses(tf->program.insns, *type);
+  auto rewritten = rewrite_ctx_accesses(tf->program.insns, *type, &facts);
   if (!rewritten) return rewritten.error();
   tf->program.insns = std::move(*rewritten);
   std::unique_ptr<PacketFilter> f(new PacketFilter());

@@ -297,6 +297,9 @@ Insn mk(Op op, uint8_t dst = 0, uint8_t s = 0, int16_t off = 0, int64_t imm = 0)
 struct Translator {
   std::span<const CbpfInsn> in;
   const CbpfTranslateOptions& opts;
+  // Original index of each instruction of `in` (dead code removed), for messages.
+  const std::vector<size_t>* orig = nullptr;
+  size_t opc(size_t pc) const { return orig && pc < orig->size() ? (*orig)[pc] : pc; }
   std::vector<Insn> out;
   std::vector<size_t> start;  // eBPF index of each classic insn
   struct Fix {
@@ -422,7 +425,7 @@ struct Translator {
         if (dst != RA) emit(mk(Op::MOV32_REG, dst, RA));
         break;
       default:
-        return cerr(pc, std::string("ancillary load ") + ancillary_name(ad) + " is not supported by bpfvm");
+        return cerr(opc(pc), std::string("ancillary load ") + ancillary_name(ad) + " is not supported by bpfvm");
     }
     return {};
   }
@@ -437,7 +440,7 @@ struct Translator {
       return {};
     }
     if (s >= kSkfNetOff && s < kSkfAdOff) {
-      if (opts.net_offset < 0) return cerr(pc, "SKF_NET_OFF load, but the network header offset is unknown for this link type");
+      if (opts.net_offset < 0) return cerr(opc(pc), "SKF_NET_OFF load, but the network header offset is unknown for this link type");
       off = static_cast<int64_t>(s - kSkfNetOff) + opts.net_offset;
       return {};
     }
@@ -494,7 +497,7 @@ struct Translator {
             bool anc;
             int64_t off;
             if (auto st = map_abs(pc, k, anc, off); !st) return st;
-            if (anc) return cerr(pc, "ldxb 4*([k]&0xf) on an ancillary offset");
+            if (anc) return cerr(opc(pc), "ldxb 4*([k]&0xf) on an ancillary offset");
             bool save_a = live_out[pc] & LA;
             if (save_a) emit(mk(Op::MOV32_REG, RT, RA));
             if (off > INT32_MAX - 4) {
@@ -626,9 +629,66 @@ struct Translator {
 
 }  // namespace
 
+namespace {
+// Classic BPF allows dead code (a `ja` over instructions); eBPF verifiers refuse it. Jumps only go
+// forward, so one pass marks what is reachable; the rest is dropped and offsets recomputed (they only
+// shrink, so jt/jf still fit in 8 bits). `orig` maps each kept instruction to its original index.
+std::vector<CbpfInsn> drop_unreachable(std::span<const CbpfInsn> prog, std::vector<size_t>& orig) {
+  const size_t n = prog.size();
+  std::vector<bool> live(n, false);
+  live[0] = true;
+  auto target = [&](size_t pc, uint32_t off) { return pc + 1 + off; };
+  for (size_t pc = 0; pc < n; ++pc) {
+    if (!live[pc]) continue;
+    const CbpfInsn& in = prog[pc];
+    const uint16_t cls = in.code & 0x07;
+    if (cls == kRet) continue;
+    if (cls == kJmp) {
+      if ((in.code & 0xf0) == 0x00) {  // ja
+        live[target(pc, in.k)] = true;
+      } else {
+        live[target(pc, in.jt)] = true;
+        live[target(pc, in.jf)] = true;
+      }
+      continue;
+    }
+    if (pc + 1 < n) live[pc + 1] = true;
+  }
+  std::vector<size_t> renum(n + 1, 0);
+  size_t kept = 0;
+  for (size_t pc = 0; pc < n; ++pc) {
+    renum[pc] = kept;
+    if (live[pc]) ++kept;
+  }
+  renum[n] = kept;
+  std::vector<CbpfInsn> out;
+  out.reserve(kept);
+  orig.clear();
+  for (size_t pc = 0; pc < n; ++pc) {
+    if (!live[pc]) continue;
+    CbpfInsn in = prog[pc];
+    if ((in.code & 0x07) == kJmp) {
+      const size_t me = renum[pc];
+      if ((in.code & 0xf0) == 0x00) {
+        in.k = static_cast<uint32_t>(renum[target(pc, in.k)] - me - 1);
+      } else {
+        in.jt = static_cast<uint8_t>(renum[target(pc, in.jt)] - me - 1);
+        in.jf = static_cast<uint8_t>(renum[target(pc, in.jf)] - me - 1);
+      }
+    }
+    out.push_back(in);
+    orig.push_back(pc);
+  }
+  return out;
+}
+}  // namespace
+
 Result<TranslatedFilter> cbpf_translate(std::span<const CbpfInsn> prog, const CbpfTranslateOptions& options) {
   if (auto st = cbpf_check(prog); !st) return st.error();
-  Translator t{prog, options};
+  std::vector<size_t> orig;
+  std::vector<CbpfInsn> live = drop_unreachable(prog, orig);
+  Translator t{live, options};
+  t.orig = &orig;
   return t.run();
 }
 

@@ -21,6 +21,17 @@ constexpr size_t kXdpFrameHdr = 40;   // sizeof(struct xdp_frame)
 constexpr size_t kSkbHeadroom = 256;  // room for bpf_skb_change_head / adjust_room
 constexpr size_t kMaxPacket = 262144;
 constexpr size_t kBufSize = kXdpHeadroom + kMaxPacket + kShinfo + 64;
+
+PrepareOptions prepare_options(const HookOptions& o) {
+  PrepareOptions po;
+  po.exec = o.exec;
+  po.engine = o.engine;
+  po.verify = o.verify;
+  po.rules = o.rules;
+  po.report = o.report;
+  po.rejection = o.rejection;
+  return po;
+}
 }  // namespace
 
 const char* packet_action_name(PacketAction a) {
@@ -45,10 +56,7 @@ Result<std::unique_ptr<PacketHook>> PacketHook::create(const ProgTypeInfo& type,
     return make_error(ErrorCode::InvalidArgument,
                       fmt::format("the packet hook runs xdp, socket_filter, sched_cls and sched_act programs, not {}",
                                   type.name));
-  PrepareOptions po;
-  po.exec = options.exec;
-  if (po.exec.engine == EngineKind::Interpreter && options.checked_interpreter) po.exec.checked = true;
-  auto p = prepare_program(std::move(program), type, po);
+  auto p = prepare_program(std::move(program), type, prepare_options(options));
   if (!p) return p.error();
   std::unique_ptr<PacketHook> h(new PacketHook());
   h->type_ = &type;
@@ -113,17 +121,14 @@ Result<std::unique_ptr<PacketHook>> PacketHook::from_object(const Object& object
   auto live = instantiate(object);
   if (!live) return live.error();
   auto loaded = std::make_shared<LoadedObject>(std::move(*live));
-  PrepareOptions po;
-  po.exec = options.exec;
-  if (po.exec.engine == EngineKind::Interpreter && options.checked_interpreter) po.exec.checked = true;
-  auto p = prepare_program(*prog, *loaded, type, po);
+  auto p = prepare_program(*prog, *loaded, type, prepare_options(options));
   if (!p) return p.error();
   std::unique_ptr<PacketHook> h(new PacketHook());
   h->type_ = type;
   h->exe_ = std::move(p->exe);
   h->options_ = options;
   h->name_ = prog->name;
-  h->object_ = std::make_shared<const Object>(object);
+  h->object_ = loaded->object;
   h->loaded_ = std::move(loaded);
   h->data_regions_ = p->regions;
   h->init();

@@ -9,6 +9,7 @@ namespace bpfvm {
 
 Result<LoadedObject> instantiate(const Object& object) {
   LoadedObject live;
+  live.object = std::make_shared<const Object>(object);
   live.maps.resize(object.maps.size());
   live.data_regions.reserve(object.maps.size());
   // Inner maps first is not needed: map-in-map specs carry a copy of the inner spec.

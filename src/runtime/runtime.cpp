@@ -1,41 +1,161 @@
 #include "bpfvm/runtime.hpp"
 
+#include "bpfvm/map.hpp"
+
+#include <atomic>
 #include <chrono>
 #include <fmt/format.h>
 
 namespace bpfvm {
 
-Result<PreparedProgram> prepare_program(Program program, const ProgTypeInfo& type, const PrepareOptions& options) {
+namespace {
+
+// The engine and checking mode a program runs with (issue 3, "when JIT code may run").
+ExecOptions choose_engine(const PrepareOptions& o, bool verified) {
+  ExecOptions e = o.exec;
+  EngineChoice want = o.engine;
+  if (want == EngineChoice::Auto && o.exec.engine == EngineKind::Jit) want = EngineChoice::Jit;
+  if (verified) {
+    // A budget needs the interpreter's instruction counting; otherwise the JIT unless asked not to.
+    e.engine = want == EngineChoice::Interpreter || (want == EngineChoice::Auto && e.insn_budget > 0)
+                   ? EngineKind::Interpreter
+                   : EngineKind::Jit;
+  } else {
+    e.engine = want == EngineChoice::Jit ? EngineKind::Jit : EngineKind::Interpreter;
+    if (e.engine == EngineKind::Interpreter) e.checked = true;
+  }
+  return e;
+}
+
+// Verification, helper check, context rewrite, executable. `verify_insns` are the instructions in
+// the form the verifier takes (pseudo map references), `program` the runnable form (same slots).
+Result<PreparedProgram> prepare_common(Program program, std::span<const Insn> verify_insns, VerifyOptions vo,
+                                       const ProgTypeInfo& type, const PrepareOptions& options) {
   const HelperSet& helpers = options.helpers ? *options.helpers : HelperSet::kernel();
   if (auto st = check_structure(program.insns); !st) return st.error();
+  std::optional<CtxBaseFacts> facts;
+  bool verified = false;
+  if (options.verify) {
+    vo.type = &type;
+    vo.rules = options.rules;
+    if (type.type == kProgMem) vo.mem_size = options.mem_size;
+    auto rep = verify(verify_insns, vo);
+    if (!rep) return rep.error();
+    if (options.report) *options.report = *rep;
+    if (!rep->accepted && options.rejection) *options.rejection = format_rejection(*rep, verify_insns);
+    if (!rep->accepted) {
+      Diagnostic d = rep->error;
+      d.code = ErrorCode::Verify;  // also for the verifier's budget: the program is rejected
+      return d;
+    }
+    facts = rep->ctx_base_facts();
+    verified = true;
+  }
   if (auto st = helpers.check_program(program.insns, type.type); !st) return st.error();
   if (type.has_ctx) {
-    auto rewritten = rewrite_ctx_accesses(program.insns, type);
+    auto rewritten = rewrite_ctx_accesses(program.insns, type, facts ? &*facts : nullptr);
     if (!rewritten) return rewritten.error();
     program.insns = std::move(*rewritten);
   }
-  auto exe = Executable::create(std::move(program), helpers.table_for(type.type), options.exec);
+  ExecOptions eo = choose_engine(options, verified);
+  auto exe = Executable::create(program, helpers.table_for(type.type), eo);
+  if (!exe && eo.engine == EngineKind::Jit && exe.error().code == ErrorCode::Unsupported &&
+      options.engine == EngineChoice::Auto && options.exec.engine != EngineKind::Jit) {
+    // No JIT for this machine: the interpreter, unchecked for verified code.
+    eo.engine = EngineKind::Interpreter;
+    exe = Executable::create(std::move(program), helpers.table_for(type.type), eo);
+  }
   if (!exe) return exe.error();
   PreparedProgram p;
   p.type = &type;
   p.exe = std::move(*exe);
+  p.verified = verified;
   return p;
 }
 
-Result<PreparedProgram> prepare_program(const ObjectProgram& prog, const LoadedObject& live, const ProgTypeInfo* type,
-                                        const PrepareOptions& options) {
-  if (!type) type = find_prog_type(prog.type_known && prog.type ? prog.type : static_cast<uint32_t>(kProgMem));
+std::atomic<uint32_t> g_next_prog_id{1};
+
+const ProgTypeInfo* object_prog_type(const ObjectProgram& prog) {
+  return find_prog_type(prog.type_known && prog.type ? prog.type : static_cast<uint32_t>(kProgMem));
+}
+
+Result<PreparedProgram> prepare_object_program(const ObjectProgram& prog, const LoadedObject& live,
+                                               const ProgTypeInfo* type, const PrepareOptions& options) {
+  if (!type) type = object_prog_type(prog);
   if (!type)
     return make_error(ErrorCode::Load, fmt::format("program {}: unknown program type {}", prog.name, prog.type));
   auto program = live.program(prog);
   if (!program) return program.error();
-  auto p = prepare_program(std::move(*program), *type, options);
+  VerifyOptions vo;
+  if (options.verify) {
+    if (!live.object)
+      return make_error(ErrorCode::InvalidArgument,
+                        fmt::format("program {}: cannot verify it, the LoadedObject does not know its object "
+                                    "(create it with instantiate())", prog.name));
+    vo = verify_options_for(*live.object, prog, options.rules);
+  }
+  auto p = prepare_common(std::move(*program), prog.insns, std::move(vo), *type, options);
   if (!p) {
     Diagnostic d = p.error();
+    if (d.code == ErrorCode::Verify && options.rejection && !options.rejection->empty())
+      *options.rejection = prog.section + "/" + prog.name + ": " + *options.rejection;
     if (d.pc >= 0 && d.source_line.empty()) d.source_line = prog.source_at(static_cast<size_t>(d.pc));
     return d;
   }
   p->regions = live.data_regions;
+  return p;
+}
+
+// Static tail-call targets: prog_array maps whose BTF `values` name programs get those programs,
+// prepared like the main one (libbpf does the same at load). Slots already filled are kept.
+Status fill_prog_arrays(const LoadedObject& live, const ProgTypeInfo& main_type, const PrepareOptions& options) {
+  if (!live.object) return {};
+  const Object& obj = *live.object;
+  for (size_t mi = 0; mi < obj.maps.size() && mi < live.maps.size(); ++mi) {
+    const ObjectMap& om = obj.maps[mi];
+    if (om.spec.type != kMapProgArray) continue;
+    auto* pa = dynamic_cast<ProgArrayMap*>(live.maps[mi].get());
+    if (!pa) continue;
+    for (const MapSlotInit& s : om.slots) {
+      if (s.program.empty() || s.index >= om.spec.max_entries || pa->prog_at(s.index)) continue;
+      const ObjectProgram* target = obj.find_program(s.program);
+      if (!target)
+        return make_error(ErrorCode::Load, fmt::format("prog_array '{}' slot {} names program '{}', which the object "
+                                                       "does not have", om.spec.name, s.index, s.program));
+      const ProgTypeInfo* t = target->type_known && target->type ? object_prog_type(*target) : &main_type;
+      PrepareOptions to = options;
+      to.report = nullptr;  // the report and rejection text describe the target
+      std::string target_rejection;
+      if (options.rejection) to.rejection = &target_rejection;
+      auto p = prepare_object_program(*target, live, t, to);
+      if (!p) {
+        Diagnostic d = p.error();
+        d.message = fmt::format("tail-call target {} (prog_array '{}' slot {}): {}", target->name, om.spec.name,
+                                s.index, d.message);
+        if (options.rejection) *options.rejection = target_rejection;
+        return d;
+      }
+      std::shared_ptr<const Executable> exe(std::move(p->exe));
+      if (long err = pa->set_prog(s.index, std::shared_ptr<const void>(exe, exe.get()), g_next_prog_id++); err != 0)
+        return make_error(ErrorCode::Load, fmt::format("prog_array '{}': cannot store program {} in slot {} ({})",
+                                                       om.spec.name, target->name, s.index, err));
+    }
+  }
+  return {};
+}
+
+}  // namespace
+
+Result<PreparedProgram> prepare_program(Program program, const ProgTypeInfo& type, const PrepareOptions& options) {
+  std::vector<Insn> verify_insns = program.insns;
+  return prepare_common(std::move(program), verify_insns, VerifyOptions{}, type, options);
+}
+
+Result<PreparedProgram> prepare_program(const ObjectProgram& prog, const LoadedObject& live, const ProgTypeInfo* type,
+                                        const PrepareOptions& options) {
+  auto p = prepare_object_program(prog, live, type, options);
+  if (!p) return p;
+  if (auto st = fill_prog_arrays(live, *p->type, options); !st) return st.error();
   return p;
 }
 

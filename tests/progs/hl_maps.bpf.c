@@ -45,9 +45,12 @@ int hl_maps(struct xdp_md *ctx) {
   else
     bpf_map_update_elem(&counts, &key, &one, BPF_NOEXIST);
   if (bpf_map_update_elem(&counts, &key, &one, BPF_NOEXIST) != -17) return 100;  // -EEXIST
+  // The loop counter stays in a register (a key copy goes on the stack): a counter whose address
+  // is passed to a helper is forgotten by the verifier (the kernel's too) and the loop never ends.
   for (__u32 i = 0; i < 4; i++) {
+    __u32 k = i;
     __u64 x = i + 1;
-    bpf_map_update_elem(&vals, &i, &x, BPF_ANY);
+    bpf_map_update_elem(&vals, &k, &x, BPF_ANY);
   }
   struct loop_ctx c = {0};
   long n = bpf_loop(10, add_index, &c, 0);       // 0+1+...+9 = 45, returns 10

@@ -50,10 +50,12 @@ int disasm_command(const DisasmOpts& o) {
   d.helper_name = [](int32_t id) { return HelperSet::kernel().name_of(id); };
   if (o.jited) {
     // The generated x86-64 code, interleaved with the BPF instruction each piece came from.
-    ExecOptions eo;
-    eo.engine = EngineKind::Jit;
+    // The listing is of the code as compiled; it does not need the program to be verified.
+    PrepareOptions po;
+    po.engine = EngineChoice::Jit;
+    po.verify = false;
     std::shared_ptr<LoadedObject> live;
-    auto prog = prepare_input(o.input, *in, eo, live);
+    auto prog = prepare_input(o.input, *in, po, live);
     if (!prog) return fail(kFailed, prog.error(), o.input.path);
     auto listing = jit_disassemble(*prog->exe, d);
     if (!listing) return fail(kFailed, listing.error(), o.input.path);

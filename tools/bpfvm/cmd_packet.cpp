@@ -36,7 +36,7 @@ struct FilterOpts {
   std::string in, out;
   bool count = false;
   bool dump = false;
-  EngineKind engine = EngineKind::Interpreter;
+  std::optional<EngineKind> engine;
 };
 
 int filter_command(const FilterOpts& o) {
@@ -44,8 +44,8 @@ int filter_command(const FilterOpts& o) {
   if (!reader) return fail(kUsage, reader.error());
   auto& r = **reader;
   ExecOptions eo;
-  eo.engine = o.engine;
-  // Translated classic filters are safe by construction (docs/packets.md): no checked mode needed.
+  // Translated classic filters are verified (PacketFilter::create): the JIT unless asked otherwise.
+  eo.engine = o.engine.value_or(EngineKind::Jit);
   // Compiled on the capture itself, exactly as `tcpdump -r IN EXPRESSION` compiles it.
   auto prog = compile_pcap_expression_for_file(o.expression, o.in);
   if (!prog) return fail(prog.error().code == ErrorCode::Io ? kUsage : kFailed, prog.error().message);
@@ -116,7 +116,8 @@ struct HookOpts {
   std::string in, iface, out, out_if, tx_out;
   std::vector<std::string> redirects;
   std::vector<std::string> map_sets;
-  EngineKind engine = EngineKind::Interpreter;
+  std::optional<EngineKind> engine;
+  VerifyFlags verify;
   bool stats = false;
   double duration = 0;
   uint64_t max_packets = 0;
@@ -175,8 +176,9 @@ std::string action_line(const PacketHook& hook) {
 
 void print_summary(const HookOpts& o, PacketHook& hook, const Runner& run, double wall) {
   const auto& c = hook.counters();
-  std::printf("program %s (%s), engine %s\n", hook.program_name().c_str(), std::string(hook.type().name).c_str(),
-              engine_name(o.engine));
+  const ExecOptions& eo = hook.executable().options();
+  std::printf("program %s (%s), engine %s%s\n", hook.program_name().c_str(), std::string(hook.type().name).c_str(),
+              engine_name(eo.engine), o.verify.no_verify ? (eo.checked ? " (unverified, checked)" : " (unverified)") : "");
   std::printf("packets: %llu (%llu bytes)\n", static_cast<unsigned long long>(c.packets),
               static_cast<unsigned long long>(c.bytes));
   std::printf("verdicts:\n");
@@ -220,10 +222,17 @@ int hook_command(const HookOpts& o) {
     return fail(kFailed, obj.error(), o.object);
   }
   HookOptions ho;
-  ho.exec.engine = o.engine;
+  ho.engine = engine_choice(o.engine);
+  ho.verify = !o.verify.no_verify;
+  ho.rules = o.verify.strict ? RuleSet::Strict : RuleSet::Privileged;
+  std::string rejection;
+  ho.rejection = &rejection;
   ho.ingress_ifindex = o.ifindex;
   auto hook = PacketHook::from_object(*obj, o.section, ho, o.kind);
-  if (!hook) return fail(kFailed, hook.error(), o.object);
+  if (!hook) {
+    if (hook.error().code == ErrorCode::Verify && !rejection.empty()) return fail_rejection(rejection);
+    return fail(kFailed, hook.error(), o.object);
+  }
   auto& h = **hook;
 
   // Interfaces for redirects: N=FILE.pcap or N=dev:IFACE.
@@ -373,6 +382,7 @@ void register_hook(CLI::App& app, std::function<int()>& run, const char* kind, c
   cmd->add_option("--map-set", o->map_sets, "Set a map entry before the run: MAP:KEY=VALUE (e.g. a devmap slot)");
   cmd->add_option("--ifindex", o->ifindex, "ingress ifindex the program sees for capture input (default 1)");
   add_engine_option(cmd, o->engine);
+  add_verify_options(cmd, o->verify);
   cmd->add_flag("--stats", o->stats, "Print counters every second");
   cmd->add_option("--duration", o->duration, "Live capture: stop after this many seconds");
   cmd->add_option("--max-packets", o->max_packets, "Stop after this many packets");

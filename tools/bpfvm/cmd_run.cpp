@@ -1,5 +1,5 @@
 // bpfvm run FILE [--mem HEX | --data-in PATH] [--engine interp|jit] [--section S] [--function F]
-//                [--format elf|asm|raw] [--repeat N] [--budget N] [-j]
+//                [--format elf|asm|raw] [--repeat N] [--budget N] [--no-verify] [--strict] [-j]
 #include <chrono>
 #include <cctype>
 #include <nlohmann/json.hpp>
@@ -16,7 +16,8 @@ struct RunOpts {
   std::string mem_hex;
   std::string data_in;
   std::string ctx_in;
-  EngineKind engine = EngineKind::Interpreter;
+  std::optional<EngineKind> engine;
+  VerifyFlags verify;
   uint64_t repeat = 0;
   uint64_t budget = 0;
   bool json = false;
@@ -69,14 +70,24 @@ int run_command(const RunOpts& o) {
     if (!read_file(o.data_in, data, err)) return fail(kUsage, err);
     mem.assign(data.begin(), data.end());
   }
-  ExecOptions eo;
-  eo.engine = o.engine;
-  // Programs run here are not verified: the interpreter checks every memory access.
-  eo.checked = o.engine == EngineKind::Interpreter;
-  eo.insn_budget = o.budget;
+  // Verified programs run in the JIT (the interpreter with --budget); --no-verify runs the program
+  // in the checked interpreter, or in the JIT when --engine jit asks for it (trusted code).
+  PrepareOptions po;
+  po.engine = engine_choice(o.engine);
+  if (o.budget && po.engine == EngineChoice::Jit)
+    return fail(kUsage, "--budget needs the interpreter (the JIT does not count instructions)");
+  po.exec.insn_budget = o.budget;
+  po.verify = !o.verify.no_verify;
+  po.rules = o.verify.strict ? RuleSet::Strict : RuleSet::Privileged;
+  if (!o.mem_hex.empty() || !o.data_in.empty()) po.mem_size = static_cast<int64_t>(mem.size());
+  std::string rejection;
+  po.rejection = &rejection;
   std::shared_ptr<LoadedObject> live;
-  auto prog = prepare_input(o.input, *in, eo, live);
-  if (!prog) return fail(prog.error().code == ErrorCode::InvalidArgument ? kUsage : kFailed, prog.error(), o.input.path);
+  auto prog = prepare_input(o.input, *in, po, live);
+  if (!prog) {
+    if (prog.error().code == ErrorCode::Verify && !rejection.empty()) return fail_rejection(rejection);
+    return fail(prog.error().code == ErrorCode::InvalidArgument ? kUsage : kFailed, prog.error(), o.input.path);
+  }
   std::vector<uint8_t> ctx_in;
   if (!o.ctx_in.empty()) {
     std::string data;
@@ -108,6 +119,7 @@ RegisterCommand reg("run", [](CLI::App& app, std::function<int()>& run) {
   auto* mem = cmd->add_option("--mem", o->mem_hex, "Input memory as hex bytes (r1 = memory, r2 = length)");
   cmd->add_option("--data-in", o->data_in, "Input memory from a file")->excludes(mem);
   add_engine_option(cmd, o->engine);
+  add_verify_options(cmd, o->verify);
   cmd->add_option("--ctx-in", o->ctx_in, "Context (the uapi struct of the program type) from a file");
   cmd->add_option("--type", o->input.type, "Program type (bpftool name: xdp, socket_filter, sched_cls, ...)");
   cmd->add_option("--section", o->input.section, "ELF section of the program");

@@ -31,12 +31,17 @@ void add_format_option(CLI::App* cmd, InputSpec& spec) {
   keep.push_back(value);
 }
 
-void add_engine_option(CLI::App* cmd, EngineKind& engine) {
+void add_engine_option(CLI::App* cmd, std::optional<EngineKind>& engine) {
   static std::vector<std::shared_ptr<std::string>> keep;
   auto value = std::make_shared<std::string>();
   keep.push_back(value);
   add_choice_option(cmd, "--engine", *value, {"interp", "jit"}, "Execution engine")
       ->each([&engine](const std::string& v) { engine = v == "jit" ? EngineKind::Jit : EngineKind::Interpreter; });
+}
+
+EngineChoice engine_choice(const std::optional<EngineKind>& engine) {
+  if (!engine) return EngineChoice::Auto;
+  return *engine == EngineKind::Jit ? EngineChoice::Jit : EngineChoice::Interpreter;
 }
 
 InputFormat detect_format(const std::string& bytes) {
@@ -133,12 +138,10 @@ Result<const ProgTypeInfo*> input_prog_type(const InputSpec& spec, const InputPr
   return t;
 }
 
-Result<PreparedProgram> prepare_input(const InputSpec& spec, const InputProgram& in, const ExecOptions& exec,
+Result<PreparedProgram> prepare_input(const InputSpec& spec, const InputProgram& in, const PrepareOptions& po,
                                       std::shared_ptr<LoadedObject>& live) {
   auto type = input_prog_type(spec, in);
   if (!type) return type.error();
-  PrepareOptions po;
-  po.exec = exec;
   if (in.object) {
     auto l = instantiate(*in.object);
     if (!l) return l.error();
@@ -146,6 +149,22 @@ Result<PreparedProgram> prepare_input(const InputSpec& spec, const InputProgram&
     return prepare_program(*in.objprog, *live, *type, po);
   }
   return prepare_program(in.program, **type, po);
+}
+
+}  // namespace bpfvm::cli
+
+namespace bpfvm::cli {
+
+void add_verify_options(CLI::App* cmd, VerifyFlags& flags) {
+  cmd->add_flag("--no-verify", flags.no_verify,
+                "Run without verification (unsafe code: the interpreter then checks every memory access)");
+  cmd->add_flag("--strict", flags.strict, "Verify with the unprivileged rules (no pointer leaks, ...)");
+}
+
+int fail_rejection(const std::string& rejection) {
+  std::fprintf(stderr, "bpfvm: %s", rejection.c_str());
+  std::fprintf(stderr, "bpfvm: the verifier rejected the program (--no-verify runs it unverified, in the checked interpreter)\n");
+  return kFailed;
 }
 
 }  // namespace bpfvm::cli

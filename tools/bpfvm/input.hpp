@@ -25,8 +25,9 @@ struct InputSpec {
 
 // Registers --format on a subcommand; the value is parsed into `spec.format`.
 void add_format_option(CLI::App* cmd, InputSpec& spec);
-// Registers --engine interp|jit.
-void add_engine_option(CLI::App* cmd, EngineKind& engine);
+// Registers --engine interp|jit (unset: the default, see EngineChoice::Auto).
+void add_engine_option(CLI::App* cmd, std::optional<EngineKind>& engine);
+EngineChoice engine_choice(const std::optional<EngineKind>& engine);
 // A string option restricted to `choices`; an unknown value gives "--name: 'x' is not one of a, b".
 CLI::Option* add_choice_option(CLI::App* cmd, const std::string& name, std::string& value,
                                const std::vector<std::string>& choices, const std::string& help);
@@ -43,10 +44,21 @@ struct InputProgram {
 // The program type: --type, else the object program's own, else bpfvm's plain-memory type.
 Result<const ProgTypeInfo*> input_prog_type(const InputSpec& spec, const InputProgram& in);
 
-// Everything up to a runnable program: maps created, helpers checked, context accesses rewritten.
-// `live` keeps the object's maps alive as long as the program runs.
-Result<PreparedProgram> prepare_input(const InputSpec& spec, const InputProgram& in, const ExecOptions& exec,
+// Everything up to a runnable program: maps created, verified (unless options.verify is false),
+// helpers checked, context accesses rewritten. `live` keeps the object's maps alive as long as the
+// program runs.
+Result<PreparedProgram> prepare_input(const InputSpec& spec, const InputProgram& in, const PrepareOptions& options,
                                       std::shared_ptr<LoadedObject>& live);
+
+// Registers --no-verify and --strict (the verifier's rule set) on a subcommand.
+struct VerifyFlags {
+  bool no_verify = false;
+  bool strict = false;
+};
+void add_verify_options(CLI::App* cmd, VerifyFlags& flags);
+// Prints a verifier rejection (PrepareOptions::rejection: message, instruction, source line,
+// explanation) with a hint about --no-verify, and returns kFailed.
+int fail_rejection(const std::string& rejection);
 
 // Errors: I/O problems give ErrorCode::Io (exit 2); malformed content gives other codes (exit 1).
 Result<InputProgram> read_input(const InputSpec& spec);

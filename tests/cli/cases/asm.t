@@ -53,10 +53,9 @@ Run 'bpfvm --help' for usage.
 [exit 2]
 $ bpfvm disasm seven.s --jited
 ; main: entry prologue
-            0:  xor eax, eax
     0: r0 = 7
-            2:  mov eax, 7
+            0:  mov eax, 7
     1: exit
 ; main: epilogue
-            7:  ret 
+            5:  ret 
 [exit 0]

@@ -1,8 +1,23 @@
 # Bad input: one line naming what and where; exit 1 for a rejected/failed program, 2 for usage and I/O.
 $ bpfvm run overrun.s --mem '00 01 02 03'
+bpfvm: rejected at insn 0: invalid access to memory, mem_size=4 off=4 size=8 (R1=mem(sz=4))
+  0: r0 = *(u64 *)(r1 +4)
+  why: The verifier could not prove this instruction safe on every path.
+bpfvm: the verifier rejected the program (--no-verify runs it unverified, in the checked interpreter)
+[exit 1]
+$ bpfvm run overrun.s --mem '00 01 02 03' --no-verify
 bpfvm: run failed: insn 0: memory fault: read of 8 bytes at mem+4 is outside mem (4 bytes)
 [exit 1]
-$ bpfvm run forever.s --budget 1000
+$ bpfvm run forever.s
+bpfvm: rejected at insn 2: BPF program is too large. Processed 1000000 insn
+  2: goto pc-2
+  why: The verifier walks every path through the program, and every iteration of a loop; this program needs more than the budget of 1,000,000 instruction visits. Reduce loop bounds, use bpf_loop() for long loops, or split the work with tail calls.
+bpfvm: the verifier rejected the program (--no-verify runs it unverified, in the checked interpreter)
+[exit 1]
+$ bpfvm run forever.s --engine jit --budget 5
+bpfvm: --budget needs the interpreter (the JIT does not count instructions)
+[exit 2]
+$ bpfvm run forever.s --no-verify --budget 1000
 bpfvm: run failed: insn 2: instruction budget of 1000 exhausted
 [exit 1]
 $ bpfvm run bad-syntax.s

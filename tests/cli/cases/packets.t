@@ -42,7 +42,7 @@ bpfvm: filter: cbpf insn 18: backward jump (ja -15): classic BPF jumps only forw
 [exit 1]
 # bpfvm xdp / socket / tc: per-verdict and per-action counts, rate, maps
 $ bpfvm xdp pk-xdp.o --section xdp_main -r "$BPFVM_SHARED/pcaps/dns_icmp.pcap" 2>&1 | sed -E 's/rate: .*/rate: .../'; (exit ${PIPESTATUS[0]})
-program xdp_main (xdp), engine interp
+program xdp_main (xdp), engine jit
 packets: 32 (3100 bytes)
 verdicts:
   XDP_DROP         5
@@ -77,7 +77,7 @@ maps:
     1: 5
 [exit 0]
 $ bpfvm socket pk-socket.o -r "$BPFVM_SHARED/pcaps/http.pcap" -w /tmp/bpfvm-pk-s.pcap 2>&1 | sed -E 's/rate: .*/rate: .../'; (exit ${PIPESTATUS[0]})
-program keep_tcp (socket_filter), engine interp
+program keep_tcp (socket_filter), engine jit
 packets: 43 (25091 bytes)
 verdicts:
   drop (0)         2
@@ -94,7 +94,7 @@ $ bpfvm filter 'greater 97' -r /tmp/bpfvm-pk-s.pcap --count
 19 packets
 [exit 0]
 $ bpfvm tc pk-tc.o -r "$BPFVM_SHARED/pcaps/http.pcap" --redirect 7=/tmp/bpfvm-pk-r7.pcap 2>&1 | sed -E 's/rate: .*/rate: .../'; (exit ${PIPESTATUS[0]})
-program tc_main (sched_cls), engine interp
+program tc_main (sched_cls), engine jit
 packets: 43 (25091 bytes)
 verdicts:
   TC_ACT_OK        22
@@ -115,7 +115,7 @@ bpfvm: -r or -i is required
 Run 'bpfvm --help' for usage.
 [exit 2]
 $ bpfvm tc pk-tc.o -r "$BPFVM_SHARED/pcaps/test_damaged.pcap" 2>&1 | sed -E "s|$BPFVM_SHARED|SHARED|; s/rate: .*/rate: .../"; (exit ${PIPESTATUS[0]})
-program tc_main (sched_cls), engine interp
+program tc_main (sched_cls), engine jit
 packets: 1 (74 bytes)
 verdicts:
   TC_ACT_REDIRECT  1

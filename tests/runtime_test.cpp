@@ -1,0 +1,207 @@
+// The shared pipeline (include/bpfvm/runtime.hpp): verification before running, the engine rule
+// ("verified programs run in the JIT; unverified ones only on request, in the checked interpreter
+// unless the JIT is asked for"), static tail-call targets.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "bpfvm/asm.hpp"
+#include "bpfvm/runtime.hpp"
+
+namespace bpfvm {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct Loaded {
+  std::shared_ptr<Object> obj;
+  std::shared_ptr<LoadedObject> live;
+};
+
+Loaded load(const std::string& name) {
+  auto o = load_object_file((fs::path(BPFVM_PROGS_DIR) / name).string());
+  EXPECT_TRUE(o.ok()) << (o.ok() ? "" : o.error().to_string());
+  if (!o.ok()) return {};
+  Loaded l;
+  l.obj = std::make_shared<Object>(std::move(*o));
+  auto live = instantiate(*l.obj);
+  EXPECT_TRUE(live.ok()) << (live.ok() ? "" : live.error().to_string());
+  if (live.ok()) l.live = std::make_shared<LoadedObject>(std::move(*live));
+  return l;
+}
+
+Program asm_program(const char* text) {
+  auto insns = assemble(text, Syntax::Kernel);
+  EXPECT_TRUE(insns.ok()) << (insns.ok() ? "" : insns.error().to_string());
+  return Program{"t", insns.ok() ? *insns : std::vector<Insn>{}};
+}
+
+const ProgTypeInfo& xdp() { return *find_prog_type(kProgXdp); }
+
+TEST(Runtime, EngineFollowsVerification) {
+  // A safe xdp program: bounds-checked read of the first packet byte.
+  const char* safe =
+      "r2 = *(u32 *)(r1 +0)\n"
+      "r3 = *(u32 *)(r1 +4)\n"
+      "r0 = 1\n"
+      "r4 = r2\n"
+      "r4 += 1\n"
+      "if r4 > r3 goto +1\n"
+      "r0 = *(u8 *)(r2 +0)\n"
+      "exit\n";
+  struct Case {
+    EngineChoice choice;
+    bool verify;
+    EngineKind engine;
+    bool checked;
+  } cases[] = {
+      {EngineChoice::Auto, true, EngineKind::Jit, false},
+      {EngineChoice::Interpreter, true, EngineKind::Interpreter, false},
+      {EngineChoice::Jit, true, EngineKind::Jit, false},
+      {EngineChoice::Auto, false, EngineKind::Interpreter, true},
+      {EngineChoice::Interpreter, false, EngineKind::Interpreter, true},
+      {EngineChoice::Jit, false, EngineKind::Jit, false},
+  };
+  for (const Case& c : cases) {
+    PrepareOptions po;
+    po.engine = c.choice;
+    po.verify = c.verify;
+    auto p = prepare_program(asm_program(safe), xdp(), po);
+    ASSERT_TRUE(p.ok()) << p.error().to_string();
+    EXPECT_EQ(p->verified, c.verify);
+    EXPECT_EQ(p->exe->options().engine, c.engine) << static_cast<int>(c.choice) << " verify=" << c.verify;
+    EXPECT_EQ(p->exe->options().checked, c.checked) << static_cast<int>(c.choice) << " verify=" << c.verify;
+    std::vector<uint8_t> pkt(20, 0);
+    pkt[0] = 42;
+    auto r = test_run(*p, pkt);
+    ASSERT_TRUE(r.ok()) << r.error().to_string();
+    EXPECT_EQ(r->retval, 42u);
+  }
+  // A budget needs instruction counting: the interpreter, even for a verified program.
+  PrepareOptions po;
+  po.exec.insn_budget = 100;
+  auto p = prepare_program(asm_program(safe), xdp(), po);
+  ASSERT_TRUE(p.ok()) << p.error().to_string();
+  EXPECT_EQ(p->exe->options().engine, EngineKind::Interpreter);
+  // exec.engine = Jit (the older way of asking) still means the JIT.
+  PrepareOptions old;
+  old.exec.engine = EngineKind::Jit;
+  old.verify = false;
+  auto q = prepare_program(asm_program(safe), xdp(), old);
+  ASSERT_TRUE(q.ok()) << q.error().to_string();
+  EXPECT_EQ(q->exe->options().engine, EngineKind::Jit);
+}
+
+TEST(Runtime, RejectedProgramsDoNotRun) {
+  // Reads the packet without comparing against data_end.
+  const char* unsafe =
+      "r2 = *(u32 *)(r1 +0)\n"
+      "r0 = *(u32 *)(r2 +8000)\n"
+      "exit\n";
+  PrepareOptions po;
+  VerifyReport rep;
+  std::string text;
+  po.report = &rep;
+  po.rejection = &text;
+  auto p = prepare_program(asm_program(unsafe), xdp(), po);
+  ASSERT_FALSE(p.ok());
+  EXPECT_EQ(p.error().code, ErrorCode::Verify);
+  EXPECT_EQ(p.error().pc, 1);
+  EXPECT_FALSE(rep.accepted);
+  EXPECT_NE(text.find("invalid access to packet"), std::string::npos) << text;
+  EXPECT_NE(text.find("why:"), std::string::npos) << text;
+  // On explicit request it runs unverified, in the checked interpreter: reading 8000 bytes past a 14-byte packet faults.
+  po.verify = false;
+  auto u = prepare_program(asm_program(unsafe), xdp(), po);
+  ASSERT_TRUE(u.ok()) << u.error().to_string();
+  EXPECT_TRUE(u->exe->options().checked);
+  auto r = test_run(*u, std::vector<uint8_t>(14, 0));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::MemoryFault) << r.error().to_string();
+  // Strict rules are passed through: returning a pointer is fine for root, a leak for strict.
+  const char* leak = "r0 = r10\nexit\n";
+  PrepareOptions priv;
+  priv.verify = true;
+  auto mem = find_prog_type(static_cast<uint32_t>(kProgMem));
+  EXPECT_TRUE(prepare_program(asm_program(leak), *mem, priv).ok());
+  PrepareOptions strict;
+  strict.rules = RuleSet::Strict;
+  auto s = prepare_program(asm_program(leak), *mem, strict);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.error().code, ErrorCode::Verify);
+}
+
+TEST(Runtime, PlainMemorySizeKnownAtLoad) {
+  // Reads 8 bytes at r1: fine for 8 known bytes, rejected for 4; unknown size needs an r2 check.
+  const char* read8 = "r0 = *(u64 *)(r1 +0)\nexit\n";
+  const ProgTypeInfo& mem = *find_prog_type(static_cast<uint32_t>(kProgMem));
+  PrepareOptions po;
+  po.mem_size = 8;
+  auto ok = prepare_program(asm_program(read8), mem, po);
+  ASSERT_TRUE(ok.ok()) << ok.error().to_string();
+  std::vector<uint8_t> m = {1, 2, 3, 4, 5, 6, 7, 8};
+  auto r = test_run(*ok, m);
+  ASSERT_TRUE(r.ok()) << r.error().to_string();
+  EXPECT_EQ(r->retval, 0x0807060504030201ull);
+  po.mem_size = 4;
+  EXPECT_FALSE(prepare_program(asm_program(read8), mem, po).ok());
+  po.mem_size = -1;
+  EXPECT_FALSE(prepare_program(asm_program(read8), mem, po).ok());
+  const char* guarded =
+      "r0 = 0\n"
+      "if r2 < 8 goto +1\n"
+      "r0 = *(u64 *)(r1 +0)\n"
+      "exit\n";
+  EXPECT_TRUE(prepare_program(asm_program(guarded), mem, po).ok());
+}
+
+TEST(Runtime, StaticTailCallTargetsAreFilled) {
+  Loaded l = load("rt_tailcall.bpf.o");
+  ASSERT_TRUE(l.live);
+  const ObjectProgram* dispatch = l.obj->find_program("dispatch");
+  ASSERT_NE(dispatch, nullptr);
+  for (EngineChoice e : {EngineChoice::Interpreter, EngineChoice::Jit}) {
+    PrepareOptions po;
+    po.engine = e;
+    auto p = prepare_program(*dispatch, *l.live, nullptr, po);
+    ASSERT_TRUE(p.ok()) << p.error().to_string();
+    // steps[0] = step_a (XDP_DROP), steps[2] = step_b (XDP_TX), 1 and 3 empty (fall through: PASS).
+    const uint64_t want[] = {1, 2, 3, 2};
+    for (uint8_t first = 0; first < 4; ++first) {
+      std::vector<uint8_t> pkt(20, 0);
+      pkt[0] = first;
+      auto r = test_run(*p, pkt);
+      ASSERT_TRUE(r.ok()) << r.error().to_string();
+      EXPECT_EQ(r->retval, want[first]) << "index " << int(first) << " engine " << static_cast<int>(e);
+    }
+  }
+  // The program that fails verification in the same object is refused with its section and line.
+  const ObjectProgram* bad = l.obj->find_program("unchecked_read");
+  ASSERT_NE(bad, nullptr);
+  std::string text;
+  PrepareOptions po;
+  po.rejection = &text;
+  auto b = prepare_program(*bad, *l.live, nullptr, po);
+  ASSERT_FALSE(b.ok());
+  EXPECT_EQ(b.error().code, ErrorCode::Verify);
+  EXPECT_EQ(text.rfind("xdp/unchecked_read: ", 0), 0u) << text;
+  EXPECT_NE(text.find("source: rt_tailcall.bpf.c"), std::string::npos) << text;
+}
+
+TEST(Runtime, LoadedObjectWithoutItsObjectCannotBeVerified) {
+  Loaded l = load("rt_tailcall.bpf.o");
+  ASSERT_TRUE(l.live);
+  LoadedObject bare = *l.live;
+  bare.object.reset();
+  const ObjectProgram* dispatch = l.obj->find_program("dispatch");
+  ASSERT_NE(dispatch, nullptr);
+  auto p = prepare_program(*dispatch, bare, nullptr, {});
+  ASSERT_FALSE(p.ok());
+  EXPECT_EQ(p.error().code, ErrorCode::InvalidArgument);
+  PrepareOptions po;
+  po.verify = false;
+  EXPECT_TRUE(prepare_program(*dispatch, bare, nullptr, po).ok());
+}
+
+}  // namespace
+}  // namespace bpfvm
