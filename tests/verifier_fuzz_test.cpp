@@ -1,5 +1,6 @@
-// Soundness fuzz: random programs (plain memory of a known size, no helpers); every program the
-// verifier accepts must run in the checked interpreter on random inputs without a memory fault.
+// Soundness fuzz: programs for plain memory (no helpers) -- mostly-valid ones from templates with
+// small mutations (tests/verifier_gen.hpp), and fully random ones; every program the verifier accepts
+// must run in the checked interpreter on random inputs without a memory fault.
 // BPFVM_VERIFIER_FUZZ=N runs N programs instead of the default (documented in docs/verifier.md).
 #include <gtest/gtest.h>
 
@@ -9,6 +10,7 @@
 #include "bpfvm/asm.hpp"
 #include "bpfvm/verifier.hpp"
 #include "bpfvm/vm.hpp"
+#include "verifier_gen.hpp"
 
 namespace bpfvm {
 namespace {
@@ -108,7 +110,7 @@ std::vector<Insn> random_program(std::mt19937_64& rng) {
 }
 
 TEST(VerifierFuzz, AcceptedProgramsNeverFault) {
-  uint64_t count = 4000;
+  uint64_t count = 3200;
   if (const char* env = std::getenv("BPFVM_VERIFIER_FUZZ"); env && *env) count = std::strtoull(env, nullptr, 10);
   uint64_t seed = 1;
   if (const char* env = std::getenv("BPFVM_VERIFIER_FUZZ_SEED"); env && *env) seed = std::strtoull(env, nullptr, 10);
@@ -117,10 +119,22 @@ TEST(VerifierFuzz, AcceptedProgramsNeverFault) {
   ASSERT_NE(mem, nullptr);
   uint64_t accepted = 0, runs = 0;
   std::vector<uint8_t> buf(kMem);
+  uint64_t generated = 0, gen_accepted = 0;
   for (uint64_t i = 0; i < count; ++i) {
-    auto prog = random_program(rng);
+    // Three programs in four from the templates (one per memory mode), one fully random.
+    const bool templ = i % 4 != 3;
+    const int known_mode = static_cast<int>(i % 2);
+    std::vector<Insn> prog;
+    if (templ) {
+      vgen::Generator g(rng(), known_mode == 1);
+      prog = g.generate();
+      ++generated;
+    } else {
+      prog = random_program(rng);
+    }
     if (!check_structure(prog).ok()) continue;
     for (int known = 0; known < 2; ++known) {
+      if (templ && known != known_mode) continue;
       VerifyOptions o;
       o.type = mem;
       o.mem_size = known ? kMem : -1;
@@ -129,6 +143,7 @@ TEST(VerifierFuzz, AcceptedProgramsNeverFault) {
       ASSERT_TRUE(r.ok());
       if (!r->accepted) continue;
       ++accepted;
+      if (templ) ++gen_accepted;
       ExecOptions eo;
       eo.checked = true;
       eo.insn_budget = 10'000'000;
@@ -147,10 +162,12 @@ TEST(VerifierFuzz, AcceptedProgramsNeverFault) {
       }
     }
   }
-  std::printf("verifier fuzz: %llu programs, %llu accepted, %llu checked runs, no fault\n",
-              static_cast<unsigned long long>(count), static_cast<unsigned long long>(accepted),
+  std::printf("verifier fuzz: %llu programs (%llu from templates, %llu of them accepted), %llu accepted in all, "
+              "%llu checked runs, no fault\n",
+              static_cast<unsigned long long>(count), static_cast<unsigned long long>(generated),
+              static_cast<unsigned long long>(gen_accepted), static_cast<unsigned long long>(accepted),
               static_cast<unsigned long long>(runs));
-  EXPECT_GT(accepted, count / 50);
+  EXPECT_GT(gen_accepted, generated / 2) << "the template generator should produce mostly valid programs";
 }
 
 }  // namespace
