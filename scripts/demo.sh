@@ -16,8 +16,8 @@ echo "== Verified before it runs"
 show verify build/progs/pk_xdp.bpf.o --section xdp
 if [ -f "$SHARED/pcaps/http.pcap" ]; then
   echo
-  echo "== Run on every packet of a real capture: verdicts, speed and the program's maps"
-  show xdp build/progs/pk_xdp.bpf.o --section xdp_main -r "$SHARED/pcaps/http.pcap" --engine jit
+  echo "== Verified, JIT-compiled and run on every packet of a real capture: verdicts, speed and the program's maps"
+  show xdp build/progs/pk_xdp.bpf.o --section xdp_main -r "$SHARED/pcaps/http.pcap"
   echo
   echo "== A tcpdump expression, compiled by libpcap to classic BPF, translated to eBPF, JIT-compiled"
   show filter 'tcp port 80' -r "$SHARED/pcaps/http.pcap" --count
@@ -28,7 +28,8 @@ else
   echo "(../shared/pcaps not found: set BPFVM_SHARED to run the capture demos)"
 fi
 echo
-echo "== Assembly, run on given memory (r1 = memory, r2 = length) in the interpreter and the JIT"
+echo "== Assembly on given memory (r1 = memory, r2 = length): verified (a loop bounded by r2), run in the"
+echo "   JIT and the interpreter; unverified code runs only with --no-verify, in the checked interpreter"
 cat > build/demo-sum.s <<'ASM'
 # sum the 32-bit little-endian words of the input memory
 mov %r0, 0
@@ -43,5 +44,6 @@ done:
 exit
 ASM
 show run build/demo-sum.s --mem '01 00 00 00 02 00 00 00 27 00 00 00'
-show run build/demo-sum.s --mem '01 00 00 00 02 00 00 00 27 00 00 00' --engine jit --repeat 1000000
+show run build/demo-sum.s --mem '01 00 00 00 02 00 00 00 27 00 00 00' --engine interp
+show run build/demo-sum.s --mem '01 00 00 00 02 00 00 00 27 00 00 00' --repeat 1000000
 show disasm build/demo-sum.s
