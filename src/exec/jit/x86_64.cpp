@@ -86,6 +86,99 @@ inline x86::Gp B8(int r) { return x86::gpb_lo(kHost[r]); }
 using EntryFn = uint64_t (*)(uint64_t r1, uint64_t r2, JitHot* hot);
 using TrampolineFn = uint64_t (*)(JitHot* hot, const void* fn, const uint64_t* args);
 
+// ---- a direct encoder for the hottest instruction forms ---------------------------------------------
+// Register-register and register-immediate ALU/compare, immediate moves and [base + disp] loads and
+// stores are a large part of every program; encoding them here and handing the bytes to the
+// assembler (embed) costs a fraction of asmjit's generic encoder. Everything with labels or rarer
+// forms still goes through asmjit. Host register numbers are asmjit's ids (rax 0 ... r15 15).
+struct Enc {
+  uint8_t b[16];
+  uint32_t n = 0;
+  void u8(uint32_t v) { b[n++] = static_cast<uint8_t>(v); }
+  void u16(uint32_t v) {
+    u8(v & 0xff);
+    u8((v >> 8) & 0xff);
+  }
+  void u32(uint32_t v) {
+    std::memcpy(b + n, &v, 4);
+    n += 4;
+  }
+  void u64(uint64_t v) {
+    std::memcpy(b + n, &v, 8);
+    n += 8;
+  }
+  // REX prefix: W, R (reg), B (rm/base); `force` for byte registers spl/bpl/sil/dil.
+  void rex(bool w, uint32_t reg, uint32_t rm, bool force = false) {
+    uint32_t r = 0x40 | (w ? 8 : 0) | ((reg >> 3) & 1) << 2 | ((rm >> 3) & 1);
+    if (r != 0x40 || force) u8(r);
+  }
+  void modrm_rr(uint32_t reg, uint32_t rm) { u8(0xc0 | (reg & 7) << 3 | (rm & 7)); }
+  // [base + disp]: rsp/r12 need a SIB byte, rbp/r13 a displacement.
+  void modrm_mem(uint32_t reg, uint32_t base, int32_t disp) {
+    uint32_t mod = (disp == 0 && (base & 7) != 5) ? 0 : (disp >= -128 && disp <= 127) ? 1 : 2;
+    u8(mod << 6 | (reg & 7) << 3 | (base & 7));
+    if ((base & 7) == 4) u8(0x24);
+    if (mod == 1) u8(static_cast<uint32_t>(disp) & 0xff);
+    else if (mod == 2) u32(static_cast<uint32_t>(disp));
+  }
+};
+
+// op r/m(dst), reg(src): 0x01 add, 0x09 or, 0x21 and, 0x29 sub, 0x31 xor, 0x39 cmp, 0x85 test, 0x89 mov.
+inline Enc enc_rr(uint8_t opcode, bool w64, uint32_t dst, uint32_t src) {
+  Enc e;
+  e.rex(w64, src, dst);
+  e.u8(opcode);
+  e.modrm_rr(src, dst);
+  return e;
+}
+// group-1 op with an immediate (sign-extended to the operand size): /0 add, /1 or, /4 and, /5 sub,
+// /6 xor, /7 cmp.
+inline Enc enc_ri(uint32_t ext, bool w64, uint32_t dst, int32_t imm) {
+  Enc e;
+  e.rex(w64, 0, dst);
+  if (imm >= -128 && imm <= 127) {
+    e.u8(0x83);
+    e.modrm_rr(ext, dst);
+    e.u8(static_cast<uint32_t>(imm) & 0xff);
+  } else {
+    e.u8(0x81);
+    e.modrm_rr(ext, dst);
+    e.u32(static_cast<uint32_t>(imm));
+  }
+  return e;
+}
+inline Enc enc_test_ri(bool w64, uint32_t dst, int32_t imm) {
+  Enc e;
+  e.rex(w64, 0, dst);
+  e.u8(0xf7);
+  e.modrm_rr(0, dst);
+  e.u32(static_cast<uint32_t>(imm));
+  return e;
+}
+// dst = v (v as the BPF semantics give it: 64-bit value).
+inline Enc enc_mov_imm(uint32_t dst, uint64_t v) {
+  Enc e;
+  if (v == 0) {  // xor r32, r32
+    e.rex(false, dst, dst);
+    e.u8(0x31);
+    e.modrm_rr(dst, dst);
+  } else if (v <= 0xffffffffull) {  // mov r32, imm32 (zero-extends)
+    e.rex(false, 0, dst);
+    e.u8(0xb8 + (dst & 7));
+    e.u32(static_cast<uint32_t>(v));
+  } else if (static_cast<int64_t>(v) >= INT32_MIN && static_cast<int64_t>(v) < 0) {  // mov r64, simm32
+    e.rex(true, 0, dst);
+    e.u8(0xc7);
+    e.modrm_rr(0, dst);
+    e.u32(static_cast<uint32_t>(v));
+  } else {  // movabs
+    e.rex(true, 0, dst);
+    e.u8(0xb8 + (dst & 7));
+    e.u64(v);
+  }
+  return e;
+}
+
 // ---- register use ---------------------------------------------------------------------------------
 struct RegUse {
   uint16_t reads = 0, writes = 0;
@@ -300,7 +393,9 @@ class Compiler {
 
   void analyze();
   uint32_t max_native_bytes(const Insn& in, const OpInfo& info) const;
-  std::vector<int64_t> reachable_from(int64_t entry) const;
+  std::vector<int64_t> reachable_from(int64_t entry);
+  std::vector<uint32_t> seen_;         // reachable_from: visited stamps
+  uint32_t seen_stamp_ = 0;
   Status compile_function(int64_t entry, bool main_mode);
   // Returns false (and sets error_) when the instruction cannot be compiled. Not a Status: building
   // and destroying a Diagnostic per instruction is measurable in compile time.
@@ -320,6 +415,7 @@ class Compiler {
   // Loads an immediate into r11 (blinded when hardening), sign-extended to 64 bits.
   void imm_to_r11(int64_t v);
   void mark(int32_t fn, int32_t pc) { listing.push_back({fn, pc, static_cast<uint32_t>(a_->offset())}); }
+  void put(const Enc& e) { a_->embed(e.b, e.n); }
 
   const LinkedProgram& linked_;
   const std::vector<Insn>& insns_;
@@ -501,14 +597,20 @@ uint32_t Compiler::max_native_bytes(const Insn& in, const OpInfo& info) const {
   return 128;
 }
 
-std::vector<int64_t> Compiler::reachable_from(int64_t entry) const {
-  std::vector<uint8_t> seen(n_, 0);
+std::vector<int64_t> Compiler::reachable_from(int64_t entry) {
+  // One visited-stamp array for all functions (no O(n) clearing or allocation per function).
+  if (seen_.size() != n_) seen_.assign(n_, 0);
+  const uint32_t stamp = ++seen_stamp_;
   std::vector<int64_t> work{entry};
-  seen[static_cast<size_t>(entry)] = 1;
+  std::vector<int64_t> out;
+  out.reserve(n_);
+  seen_[static_cast<size_t>(entry)] = stamp;
+  out.push_back(entry);
   auto push = [&](int64_t t) {
-    if (t >= 0 && static_cast<size_t>(t) < n_ && !seen[static_cast<size_t>(t)]) {
-      seen[static_cast<size_t>(t)] = 1;
+    if (t >= 0 && static_cast<size_t>(t) < n_ && seen_[static_cast<size_t>(t)] != stamp) {
+      seen_[static_cast<size_t>(t)] = stamp;
       work.push_back(t);
+      out.push_back(t);
     }
   };
   while (!work.empty()) {
@@ -526,9 +628,7 @@ std::vector<int64_t> Compiler::reachable_from(int64_t entry) const {
       default: push(i + 1); break;
     }
   }
-  std::vector<int64_t> out;
-  for (size_t i = 0; i < n_; ++i)
-    if (seen[i]) out.push_back(static_cast<int64_t>(i));
+  std::sort(out.begin(), out.end());
   return out;
 }
 
@@ -761,7 +861,9 @@ Status Compiler::compile_function(int64_t entry, bool main_mode) {
     if (frame_adjust_) a.sub(x86::rsp, frame_adjust_);
   }
 
-  labels_.assign(n_, Label());
+  // Every jump of the body targets an instruction of the body, which gets a fresh label here: labels
+  // left from another function are never used.
+  if (labels_.size() != n_) labels_.assign(n_, Label());
   for (int64_t i : body)
     if (is_target_[static_cast<size_t>(i)]) labels_[static_cast<size_t>(i)] = a.newLabel();
   for (size_t k = 0; k < body.size(); ++k) {
@@ -936,11 +1038,7 @@ void Compiler::emit_alu(const Insn& in) {
 
   if (base == 0xb0) {  // mov
     if (reg) {
-      if (w64) {
-        if (d != s) a.mov(Q(d), Q(s));
-      } else {
-        a.mov(D32(d), D32(s));
-      }
+      if (!w64 || d != s) put(enc_rr(0x89, w64, kHost[d], kHost[s]));  // 32-bit: zero-extends, also to itself
       return;
     }
     if (harden_) {
@@ -950,15 +1048,31 @@ void Compiler::emit_alu(const Insn& in) {
     }
     int64_t v = in.imm;
     if (!w64) v = static_cast<uint32_t>(v);
-    if (v == 0)
-      a.xor_(D32(d), D32(d));
-    else if (v > 0 && v <= 0xffffffffll)
-      a.mov(D32(d), asmjit::imm(v));
-    else
-      a.mov(Q(d), asmjit::imm(v));
+    put(enc_mov_imm(kHost[d], static_cast<uint64_t>(v)));
     return;
   }
 
+  // add, sub, or, and, xor: direct encoding
+  {
+    uint8_t rr = 0;
+    uint32_t ext = 0;
+    switch (base) {
+      case 0x00: rr = 0x01; ext = 0; break;
+      case 0x10: rr = 0x29; ext = 5; break;
+      case 0x40: rr = 0x09; ext = 1; break;
+      case 0x50: rr = 0x21; ext = 4; break;
+      case 0xa0: rr = 0x31; ext = 6; break;
+      default: break;
+    }
+    if (rr && reg) {
+      put(enc_rr(rr, w64, kHost[d], kHost[s]));
+      return;
+    }
+    if (rr && !harden_) {
+      put(enc_ri(ext, w64, kHost[d], static_cast<int32_t>(in.imm)));
+      return;
+    }
+  }
   x86::Gp src;
   bool use_imm = false;
   if (reg) {
@@ -1127,16 +1241,16 @@ void Compiler::emit_jump(const Insn& in, int64_t pc) {
   const x86::Gp dq = w64 ? Q(in.dst) : D32(in.dst);
   const bool is_test = base == 0x40;
   if (info.uses_reg_src) {
-    const x86::Gp sq = w64 ? Q(in.src) : D32(in.src);
-    is_test ? a.test(dq, sq) : a.cmp(dq, sq);
+    put(enc_rr(is_test ? 0x85 : 0x39, w64, kHost[in.dst], kHost[in.src]));
   } else if (harden_) {
     imm_to_r11(in.imm);
     const x86::Gp r = w64 ? x86::Gp(x86::r11) : x86::Gp(x86::r11d);
     is_test ? a.test(dq, r) : a.cmp(dq, r);
   } else if (in.imm == 0 && (base == 0x10 || base == 0x50)) {
-    a.test(dq, dq);
+    put(enc_rr(0x85, w64, kHost[in.dst], kHost[in.dst]));
   } else {
-    is_test ? a.test(dq, asmjit::imm(in.imm)) : a.cmp(dq, asmjit::imm(in.imm));
+    put(is_test ? enc_test_ri(w64, kHost[in.dst], static_cast<int32_t>(in.imm))
+                : enc_ri(7, w64, kHost[in.dst], static_cast<int32_t>(in.imm)));
   }
   const Label& L = labels_[static_cast<size_t>(t)];
   maybe_short();
@@ -1159,6 +1273,31 @@ void Compiler::emit_jump(const Insn& in, int64_t pc) {
 void Compiler::emit_mem(const Insn& in) {
   auto& a = *a_;
   const int32_t off = in.off;
+  {
+    // direct encodings: [base + disp] with base = the address register
+    const uint32_t dr = kHost[in.dst], sr = kHost[in.src];
+    Enc e;
+    switch (in.op) {
+      case Op::LDXB: e.rex(false, dr, sr); e.u8(0x0f); e.u8(0xb6); e.modrm_mem(dr, sr, off); put(e); return;
+      case Op::LDXH: e.rex(false, dr, sr); e.u8(0x0f); e.u8(0xb7); e.modrm_mem(dr, sr, off); put(e); return;
+      case Op::LDXW: e.rex(false, dr, sr); e.u8(0x8b); e.modrm_mem(dr, sr, off); put(e); return;
+      case Op::LDXDW: e.rex(true, dr, sr); e.u8(0x8b); e.modrm_mem(dr, sr, off); put(e); return;
+      case Op::STXB: e.rex(false, sr, dr, sr >= 4 && sr <= 7); e.u8(0x88); e.modrm_mem(sr, dr, off); put(e); return;
+      case Op::STXH: e.u8(0x66); e.rex(false, sr, dr); e.u8(0x89); e.modrm_mem(sr, dr, off); put(e); return;
+      case Op::STXW: e.rex(false, sr, dr); e.u8(0x89); e.modrm_mem(sr, dr, off); put(e); return;
+      case Op::STXDW: e.rex(true, sr, dr); e.u8(0x89); e.modrm_mem(sr, dr, off); put(e); return;
+      default: break;
+    }
+    if (!harden_) {
+      switch (in.op) {
+        case Op::STB: e.rex(false, 0, dr); e.u8(0xc6); e.modrm_mem(0, dr, off); e.u8(static_cast<uint32_t>(in.imm) & 0xff); put(e); return;
+        case Op::STH: e.u8(0x66); e.rex(false, 0, dr); e.u8(0xc7); e.modrm_mem(0, dr, off); e.u16(static_cast<uint32_t>(in.imm) & 0xffff); put(e); return;
+        case Op::STW: e.rex(false, 0, dr); e.u8(0xc7); e.modrm_mem(0, dr, off); e.u32(static_cast<uint32_t>(in.imm)); put(e); return;
+        case Op::STDW: e.rex(true, 0, dr); e.u8(0xc7); e.modrm_mem(0, dr, off); e.u32(static_cast<uint32_t>(in.imm)); put(e); return;
+        default: break;
+      }
+    }
+  }
   switch (in.op) {
     case Op::LDXB: a.movzx(D32(in.dst), x86::byte_ptr(Q(in.src), off)); return;
     case Op::LDXH: a.movzx(D32(in.dst), x86::word_ptr(Q(in.src), off)); return;
