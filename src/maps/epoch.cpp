@@ -33,17 +33,22 @@ struct alignas(64) Rec {
   Rec* next = nullptr;
 };
 
-struct Retired {
+struct Fresh {
   void* p;
   void (*del)(void*);
+};
+
+// A sealed batch of retired elements: all freed together once no announced epoch is <= epoch.
+struct Batch {
   uint64_t epoch;
+  std::vector<Fresh> items;
 };
 
 struct Global {
   std::atomic<uint64_t> epoch{1};
   std::atomic<Rec*> head{nullptr};
   std::mutex orphan_mu;
-  std::vector<Retired> orphans;
+  std::vector<Batch> orphans;
 };
 Global& g() {
   static Global* gl = new Global;  // never destroyed: thread exit may run after static dtors
@@ -73,13 +78,20 @@ uint64_t min_announced() {
   return m;
 }
 
-void free_older(std::vector<Retired>& v, uint64_t min_ann) {
+// Frees the batches older than min_ann; returns the emptied item vectors to *spare (capacity reuse).
+void free_older(std::vector<Batch>& v, uint64_t min_ann, std::vector<Fresh>* spare = nullptr) {
   size_t k = 0;
   for (size_t i = 0; i < v.size(); ++i) {
-    if (v[i].epoch < min_ann)
-      v[i].del(v[i].p);
-    else
-      v[k++] = v[i];
+    if (v[i].epoch < min_ann) {
+      for (const Fresh& f : v[i].items) f.del(f.p);
+      if (spare && spare->capacity() < v[i].items.capacity()) {
+        v[i].items.clear();
+        spare->swap(v[i].items);
+      }
+    } else {
+      if (k != i) v[k] = std::move(v[i]);
+      ++k;
+    }
   }
   v.resize(k);
 }
@@ -90,20 +102,24 @@ thread_local constinit ReaderState t_reader __attribute__((tls_model("initial-ex
 
 namespace {
 
-struct Fresh {
-  void* p;
-  void (*del)(void*);
-};
-
 struct Tls {
   Rec* rec = nullptr;
-  std::vector<Retired> pending;
-  std::vector<Fresh> fresh;  // retired, not yet sealed with an epoch
+  std::vector<Batch> pending;  // sealed, oldest first
+  size_t pending_items = 0;
+  std::vector<Fresh> fresh;    // retired, not yet sealed with an epoch
+  std::vector<Fresh> spare;    // an emptied batch vector, reused for the next fresh batch
   void seal() {
     if (fresh.empty()) return;
     uint64_t e = g().epoch.fetch_add(1, std::memory_order_seq_cst);
-    for (const Fresh& f : fresh) pending.push_back(Retired{f.p, f.del, e});
+    pending_items += fresh.size();
+    pending.push_back(Batch{e, std::move(fresh)});
+    fresh.swap(spare);
     fresh.clear();
+    if (fresh.capacity() < 64) fresh.reserve(64);
+  }
+  void count_pending() {
+    pending_items = 0;
+    for (const Batch& b : pending) pending_items += b.items.size();
   }
   Rec* get() {
     if (!rec) rec = acquire_rec();
@@ -126,7 +142,8 @@ struct Tls {
       free_older(pending, min_announced());
       if (!pending.empty()) {
         std::lock_guard<std::mutex> lk(g().orphan_mu);
-        g().orphans.insert(g().orphans.end(), pending.begin(), pending.end());
+        for (Batch& b : pending) g().orphans.push_back(std::move(b));
+        pending.clear();
       }
     }
     if (rec) rec->used.store(false, std::memory_order_release);
@@ -136,7 +153,8 @@ thread_local Tls tls;
 
 void reclaim_now() {
   uint64_t m = min_announced();
-  free_older(tls.pending, m);
+  free_older(tls.pending, m, &tls.spare);
+  tls.count_pending();
   Global& gl = g();
   std::unique_lock<std::mutex> lk(gl.orphan_mu, std::try_to_lock);
   if (lk.owns_lock() && !gl.orphans.empty()) free_older(gl.orphans, m);
@@ -149,7 +167,7 @@ void retire(void* p, void (*del)(void*)) {
   t.fresh.push_back(Fresh{p, del});
   if (t.fresh.size() >= 64) {
     t.seal();
-    if (t.pending.size() >= 128) reclaim_now();
+    if (t.pending_items >= 128) reclaim_now();
   }
 }
 
@@ -289,7 +307,8 @@ void map_synchronize() {
     std::this_thread::yield();
   }
   uint64_t threshold = std::min(target, min_announced());
-  free_older(tls.pending, threshold);
+  free_older(tls.pending, threshold, &tls.spare);
+  tls.count_pending();
   std::lock_guard<std::mutex> lk(g().orphan_mu);
   free_older(g().orphans, threshold);
 }

@@ -171,13 +171,18 @@ class HashMap : public Map {
     e->cls = cls_;
     new (&e->ref) std::atomic<uint8_t>(0);
     if (lru_) L(e) = LruLinks{nullptr, nullptr, 0, 0};
-    std::memset(e->key(), 0, key_round_);
+    if (key_round_ > spec_.key_size) std::memset(e->key() + spec_.key_size, 0, key_round_ - spec_.key_size);
     std::memcpy(e->key(), key, spec_.key_size);
     return e;
   }
   // Sets an element's value: all CPUs from a user-space array, or one CPU (others zero).
   void fill_value(Elem* e, const void* value, bool onallcpus) {
     if (!percpu_) {
+      if (!has_lock() && value) {  // the common case: one copy, zero only the padding
+        std::memcpy(e->val(), value, spec_.value_size);
+        if (stride_ > spec_.value_size) std::memset(e->val() + spec_.value_size, 0, stride_ - spec_.value_size);
+        return;
+      }
       std::memset(e->val(), 0, stride_);
       copy_value(e->val(), value);
       return;
