@@ -239,6 +239,21 @@ Status ObjectLoader::read_elf(std::span<const uint8_t> bytes) {
     s.data = static_cast<const uint8_t*>(d->d_buf);
     s.size = d->d_size;
   }
+  // A relocation section names the section it patches twice: in sh_info and, by the universal
+  // convention of every ELF producer, in its own name (".rel" + target). When they disagree the
+  // object was damaged (a renamed section); patching the wrong section would be silently wrong.
+  for (const Sec& s : secs) {
+    if (s.sh.sh_type != SHT_REL && s.sh.sh_type != SHT_RELA) continue;
+    if (s.sh.sh_info == 0 || s.sh.sh_info >= secs.size())
+      return load_error(fmt::format("section {}: relocations for section #{}, which does not exist", quoted(s.name),
+                                    s.sh.sh_info));
+    const std::string prefix = s.sh.sh_type == SHT_RELA ? ".rela" : ".rel";
+    const std::string& target = secs[s.sh.sh_info].name;
+    if (s.name.rfind(prefix, 0) == 0 && s.name.substr(prefix.size()) != target)
+      return load_error(fmt::format("section {} holds the relocations of section #{} {}, not of {} as its name "
+                                    "says (damaged object?)",
+                                    quoted(s.name), s.sh.sh_info, quoted(target), quoted(s.name.substr(prefix.size()))));
+  }
   return {};
 }
 
