@@ -7,6 +7,7 @@
 
 #include "bpfvm/asm.hpp"
 #include "bpfvm/runtime.hpp"
+#include "conformance_cases.hpp"
 
 namespace bpfvm {
 namespace {
@@ -201,6 +202,45 @@ TEST(Runtime, LoadedObjectWithoutItsObjectCannotBeVerified) {
   PrepareOptions po;
   po.verify = false;
   EXPECT_TRUE(prepare_program(*dispatch, bare, nullptr, po).ok());
+}
+
+// The conformance suite through the verified path (what `bpfvm run FILE --mem HEX` does): the memory
+// size is known at load. Every program is accepted except those the kernel's verifier also refuses
+// (immediate shifts out of range, callx), and the accepted ones give the expected result in the JIT,
+// unchecked.
+TEST(Runtime, ConformanceSuiteThroughTheVerifier) {
+  auto files = test::conformance_files();
+  if (files.empty()) GTEST_SKIP() << "../shared/conformance (or $BPFVM_SHARED) not found";
+  size_t accepted = 0, compared = 0;
+  std::vector<std::string> rejected;
+  for (const auto& f : files) {
+    test::ConformanceCase c = test::parse_case(f);
+    if (c.asm_text.empty() || !c.error.empty()) continue;
+    auto insns = assemble(c.asm_text, Syntax::Conformance);
+    if (!insns) continue;
+    bool calls = false;
+    for (const Insn& in : *insns) calls |= in.op == Op::CALL_HELPER;
+    PrepareOptions po;
+    po.mem_size = static_cast<int64_t>(c.mem.size());
+    auto p = prepare_program(Program{c.name, *insns}, *find_prog_type(static_cast<uint32_t>(kProgMem)), po);
+    if (!p) {
+      EXPECT_EQ(p.error().code, ErrorCode::Verify) << c.name << ": " << p.error().to_string();
+      rejected.push_back(c.name + ": " + p.error().message);
+      continue;
+    }
+    ++accepted;
+    EXPECT_EQ(p->exe->options().engine, EngineKind::Jit);
+    if (calls || !c.has_result) continue;  // helper ids mean other things in the suite
+    auto r = test_run(*p, c.mem);
+    ASSERT_TRUE(r.ok()) << c.name << ": " << r.error().to_string();
+    EXPECT_EQ(r->retval, c.result) << c.name;
+    ++compared;
+  }
+  for (const std::string& r : rejected)
+    EXPECT_TRUE(r.find("invalid shift") != std::string::npos || r.find("callx") != std::string::npos) << r;
+  EXPECT_GE(accepted, 290u);
+  EXPECT_LE(rejected.size(), 13u);
+  EXPECT_GE(compared, 250u);
 }
 
 }  // namespace
