@@ -396,6 +396,7 @@ class Compiler {
   std::vector<int64_t> reachable_from(int64_t entry);
   std::vector<uint32_t> seen_;         // reachable_from: visited stamps
   uint32_t seen_stamp_ = 0;
+  std::vector<int64_t> work_;
   Status compile_function(int64_t entry, bool main_mode);
   // Returns false (and sets error_) when the instruction cannot be compiled. Not a Status: building
   // and destroying a Diagnostic per instruction is measurable in compile time.
@@ -601,16 +602,14 @@ std::vector<int64_t> Compiler::reachable_from(int64_t entry) {
   // One visited-stamp array for all functions (no O(n) clearing or allocation per function).
   if (seen_.size() != n_) seen_.assign(n_, 0);
   const uint32_t stamp = ++seen_stamp_;
-  std::vector<int64_t> work{entry};
-  std::vector<int64_t> out;
-  out.reserve(n_);
+  std::vector<int64_t>& work = work_;
+  work.clear();
+  work.push_back(entry);
   seen_[static_cast<size_t>(entry)] = stamp;
-  out.push_back(entry);
   auto push = [&](int64_t t) {
     if (t >= 0 && static_cast<size_t>(t) < n_ && seen_[static_cast<size_t>(t)] != stamp) {
       seen_[static_cast<size_t>(t)] = stamp;
       work.push_back(t);
-      out.push_back(t);
     }
   };
   while (!work.empty()) {
@@ -628,7 +627,10 @@ std::vector<int64_t> Compiler::reachable_from(int64_t entry) {
       default: push(i + 1); break;
     }
   }
-  std::sort(out.begin(), out.end());
+  std::vector<int64_t> out;
+  out.reserve(n_);
+  for (size_t i = 0; i < n_; ++i)
+    if (seen_[i] == stamp) out.push_back(static_cast<int64_t>(i));
   return out;
 }
 
