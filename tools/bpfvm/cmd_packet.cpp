@@ -12,7 +12,10 @@
 #include <cstdio>
 #include <cstring>
 
+#include "bpfvm/asm.hpp"
 #include "bpfvm/cbpf.hpp"
+#include "bpfvm/helpers.hpp"
+#include "bpfvm/jit.hpp"
 #include "bpfvm/map.hpp"
 #include "bpfvm/object.hpp"
 #include "bpfvm/packet.hpp"
@@ -36,6 +39,8 @@ struct FilterOpts {
   std::string in, out;
   bool count = false;
   bool dump = false;
+  bool dump_ebpf = false;
+  bool dump_jited = false;
   std::optional<EngineKind> engine;
 };
 
@@ -58,6 +63,18 @@ int filter_command(const FilterOpts& o) {
   }
   if (o.dump) {
     std::fputs(cbpf_disassemble((*filter)->classic()).c_str(), stdout);
+    return kOk;
+  }
+  if (o.dump_ebpf) {
+    DisasmOptions d;
+    d.helper_name = [](int32_t id) { return HelperSet::kernel().name_of(id); };
+    std::fputs(disassemble((*filter)->ebpf().insns, d).c_str(), stdout);
+    return kOk;
+  }
+  if (o.dump_jited) {
+    auto listing = jit_disassemble((*filter)->executable());
+    if (!listing) return fail(kFailed, listing.error(), "filter");
+    std::fputs(listing->c_str(), stdout);
     return kOk;
   }
   std::unique_ptr<PcapWriter> writer;
@@ -103,7 +120,11 @@ RegisterCommand reg_filter("filter", [](CLI::App& app, std::function<int()>& run
   cmd->add_option("-r", o->in, "Capture to read (pcap or pcapng)")->required();
   cmd->add_option("-w", o->out, "Write the matching packets to this pcap file");
   cmd->add_flag("--count", o->count, "Print only the number of matching packets");
-  cmd->add_flag("-d", o->dump, "Print the classic BPF program (as tcpdump -d) and exit");
+  auto* d = cmd->add_flag("-d", o->dump, "Print the classic BPF program (as tcpdump -d) and exit");
+  auto* e = cmd->add_flag("--ebpf", o->dump_ebpf, "Print the eBPF translation (as it runs, context rewritten) and exit");
+  auto* jd = cmd->add_flag("--jited", o->dump_jited, "Print the JIT's x86-64 code for the filter and exit (JIT engine)");
+  d->excludes(e)->excludes(jd);
+  e->excludes(jd);
   add_engine_option(cmd, o->engine);
   cmd->callback([o, &run] { run = [o] { return filter_command(*o); }; });
 });

@@ -2,7 +2,7 @@
 $ bpfvm filter 'tcp port 10050' -r "$BPFVM_SHARED/pcaps/real.pcap" --count
 56094 packets
 [exit 0]
-$ bpfvm filter 'tcp port 10050' -r "$BPFVM_SHARED/pcaps/real.pcap" --count --engine jit
+$ bpfvm filter 'tcp port 10050' -r "$BPFVM_SHARED/pcaps/real.pcap" --count --engine interp
 56094 packets
 [exit 0]
 $ bpfvm filter 'udp port 53' -r "$BPFVM_SHARED/pcaps/dns_icmp.pcap"
@@ -24,6 +24,15 @@ $ bpfvm filter -d 'ip' -r "$BPFVM_SHARED/pcaps/http.pcap"
 (001) jeq      #0x800           jt 2	jf 3
 (002) ret      #65535
 (003) ret      #0
+[exit 0]
+$ bpfvm filter --ebpf 'ip' -r "$BPFVM_SHARED/pcaps/http.pcap"
+   0: r6 = r1
+   1: r0 = *(u16 *)skb[12]
+   2: if w0 != 0x800 goto pc+2
+   3: w0 = 65535
+   4: exit
+   5: w0 = 0
+   6: exit
 [exit 0]
 # errors: libpcap's message (exit 1), damaged capture (packets before the damage counted, exit 1),
 # no capture header (exit 2), backward jump (protochain)
