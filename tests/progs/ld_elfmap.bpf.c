@@ -26,7 +26,8 @@ int cls_main(struct __sk_buff *skb) {
   __u32 key = skb->protocol & 0xff;
   __u64 *v = bpf_map_lookup_elem(&tc_counts, &key);
   if (v) *v += 1;
-  return bpf_map_lookup_elem(&tc_hash, &key) ? 0 : 2;
+  __u64 hkey = key;  // tc_hash has 8-byte keys
+  return bpf_map_lookup_elem(&tc_hash, &hkey) ? 0 : 2;
 }
 
 char __license[] SEC("license") = "GPL";
