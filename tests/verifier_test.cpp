@@ -202,6 +202,8 @@ TEST(VerifierSamples, BuiltToBreakARuleAreRejectedUnderStrict) {
       {"mapvalue-overrun", "invalid access to map value"},
       {"badhelpercall", "invalid stack"},
       {"wronghelper", "not allowed to call"},
+      {"mapoverflow", "out of range of array map"},
+      {"mapunderflow", "out of range of array map"},
   };
   for (const auto& [name, text] : expect) {
     SCOPED_TRACE(name);

@@ -136,6 +136,20 @@ bool Verifier::do_call_helper(const Insn& in) {
           return bad_type("fp, map_value, mem");
         Access acc = a.flags & kArgUninit ? Access::HelperWrite : Access::HelperRead;
         if (size > 0 && !check_mem(regno, r, 0, static_cast<int>(size), acc, nullptr, nullptr)) return false;
+        // Strict: an update (or any helper but a lookup) with a constant index outside an array map
+        // can only fail at run time. (A lookup returns NULL, which the program must check anyway; the
+        // value path after it is still verified.)
+        uint64_t key = 0;
+        if (strict() && a.type == ArgType::MapKey && id != 1 && m->key_size == 4 &&
+            (m->type == kMapArray || m->type == kMapPercpuArray || m->type == kMapArrayOfMaps ||
+             m->type == kMapCgroupArray) &&
+            stack_const(r, 4, &key) && static_cast<uint32_t>(key) >= m->max_entries)
+          return reject(fmt::format("map key {} is out of range of array map '{}' (max_entries {})",
+                                    static_cast<uint32_t>(key), m->name, m->max_entries),
+                        regno,
+                        fmt::format("An array map has indices 0 to {}; this constant key is outside them, so {} "
+                                    "can only fail. Use an index below max_entries.",
+                                    m->max_entries ? m->max_entries - 1 : 0, p->name));
         break;
       }
       case ArgType::Mem:

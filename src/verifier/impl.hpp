@@ -64,6 +64,9 @@ class Verifier {
   bool check_region(int regno, const Reg& base, int64_t off, int size, uint64_t region, const char* what);
   Reg stack_read(Frame& fr, int32_t abs, int size, bool* ok, int regno);
   void stack_write(Frame& fr, int32_t abs, int size, const Reg* value);
+  // The constant stored in `size` stack bytes at `ptr` (a stack pointer with a constant offset), when
+  // every byte is known.
+  bool stack_const(const Reg& ptr, int size, uint64_t* out);
 
   // ---- helpers for state updates ----
   bool check_reg_init(int regno);

@@ -104,6 +104,18 @@ void Verifier::stack_write(Frame& fr, int32_t abs, int size, const Reg* value) {
   int i = (-abs - 1) / 8;
   int b = abs + 8 * (i + 1);
   Slot& sl = fr.slot_grow(i);
+  {
+    const bool known = value && value->kind == Kind::Scalar && value->v.is_const();
+    for (int k = b; k < b + size && k < 8; ++k) {
+      if (known) {
+        sl.cmask = static_cast<uint8_t>(sl.cmask | (1u << k));
+        sl.cval[k] = static_cast<uint8_t>(value->v.value() >> (8 * (k - b)));
+      } else {
+        sl.cmask = static_cast<uint8_t>(sl.cmask & ~(1u << k));
+        sl.cval[k] = 0;
+      }
+    }
+  }
   if (value && b == 0 && (size == 8 || (value->kind == Kind::Scalar && size >= 1))) {
     Reg v = *value;
     if (size < 8) {
@@ -157,6 +169,8 @@ bool Verifier::stack_access(int regno, const Reg& base, int32_t off, int size, A
           sl.spill_size = 0;
         }
         if (acc == Access::Write || acc == Access::HelperWrite) sl.bytes[b] = kStackMisc;
+        sl.cmask = static_cast<uint8_t>(sl.cmask & ~(1u << b));
+        sl.cval[b] = 0;
       }
       if (is_read(acc) && acc != Access::Read && sl.bytes[b] == kStackInvalid && strict())
         return reject(fmt::format("invalid variable-offset indirect read from stack R{} var_off={} off={} size={}",
@@ -219,8 +233,28 @@ bool Verifier::stack_access(int regno, const Reg& base, int32_t off, int size, A
         sl.spill_size = 0;
       }
       sl.bytes[b] = kStackMisc;
+      sl.cmask = static_cast<uint8_t>(sl.cmask & ~(1u << b));
+      sl.cval[b] = 0;
     }
   }
+  return true;
+}
+
+bool Verifier::stack_const(const Reg& ptr, int size, uint64_t* out) {
+  if (ptr.kind != Kind::Stack || !ptr.v.is_const() || ptr.frame >= cur_.frames.size() || size > 8) return false;
+  Frame& fr = cur_.frames[ptr.frame];
+  int64_t abs = static_cast<int64_t>(ptr.off) + static_cast<int64_t>(ptr.v.value());
+  uint64_t v = 0;
+  for (int j = 0; j < size; ++j) {
+    int64_t a = abs + j;
+    if (a >= 0 || a < -kStackSize) return false;
+    int i = static_cast<int>((-a - 1) / 8);
+    int b = static_cast<int>(a + 8 * (i + 1));
+    Slot* sl = fr.slot(i);
+    if (!sl || !(sl->cmask & (1u << b))) return false;
+    v |= static_cast<uint64_t>(sl->cval[b]) << (8 * j);
+  }
+  *out = v;
   return true;
 }
 

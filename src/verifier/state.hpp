@@ -82,6 +82,10 @@ struct Slot {
   std::array<uint8_t, 8> bytes{};  // index 0 = lowest address
   Reg spill;                        // valid when bytes[0] == kStackSpill
   uint8_t spill_size = 0;
+  // Bytes whose value is a known constant (bit k: cval[k] is byte k), whatever their type; used to
+  // read constant map keys (the strict rule on array map indices).
+  uint8_t cmask = 0;
+  std::array<uint8_t, 8> cval{};
   bool operator==(const Slot&) const = default;
 };
 
