@@ -196,7 +196,7 @@ class PacketHook {
   // Runs the program on one packet and classifies the result. Not thread-safe (one packet buffer).
   PacketResult process(const PacketView& in);
 
-  const HookCounters& counters() const { return counters_; }
+  const HookCounters& counters() const;
   // Name of a raw verdict for this type ("XDP_PASS", "TC_ACT_SHOT", "keep 64", "drop").
   std::string verdict_name(int64_t v) const;
 
@@ -215,7 +215,13 @@ class PacketHook {
   std::vector<uint64_t> ctx_storage_;
   RunArgs args_;
   size_t fixed_regions_ = 0;
-  HookCounters counters_;
+  mutable HookCounters counters_;
+  // Verdicts 0..15 counted here per packet (no map lookup); folded into counters_ when read.
+  mutable std::array<uint64_t, 16> small_verdicts_{};
+  void count_verdict(int64_t v) {
+    if (v >= 0 && v < 16) ++small_verdicts_[static_cast<size_t>(v)];
+    else ++counters_.verdicts[v];
+  }
 };
 
 // ---- live capture --------------------------------------------------------------------------------

@@ -137,6 +137,15 @@ Result<std::unique_ptr<PacketHook>> PacketHook::from_object(const Object& object
 
 PacketHook::~PacketHook() = default;
 
+const HookCounters& PacketHook::counters() const {
+  for (size_t v = 0; v < small_verdicts_.size(); ++v) {
+    if (!small_verdicts_[v]) continue;
+    counters_.verdicts[static_cast<int64_t>(v)] += small_verdicts_[v];
+    small_verdicts_[v] = 0;
+  }
+  return counters_;
+}
+
 void PacketHook::init() {
   buf_.assign(kBufSize, 0);
   size_t ctx_bytes = type_->type == kProgXdp ? sizeof(XdpNative) : sizeof(SkbNative);
@@ -216,8 +225,8 @@ PacketResult PacketHook::process(const PacketView& in) {
     args_.packet = data;
     args_.packet_len = caplen;
   }
+  // Executable::run holds a map read section for programs that call helpers.
   Result<uint64_t> r = [&] {
-    MapReadSection section;
     (void)take_helper_fault();
     auto rr = exe_->run(args_);
     if (auto fault = take_helper_fault()) return Result<uint64_t>(*fault);
@@ -234,7 +243,7 @@ PacketResult PacketHook::process(const PacketView& in) {
   if (t == kProgXdp) {
     auto* x = reinterpret_cast<XdpNative*>(ctx_storage_.data());
     uint32_t v = static_cast<uint32_t>(*r);
-    ++counters_.verdicts[v];
+    count_verdict(v);
     res.out.data = reinterpret_cast<const uint8_t*>(x->data);
     res.out.caplen = static_cast<uint32_t>(x->data_end - x->data);
     res.out.wirelen = static_cast<uint32_t>(int64_t(wirelen) + int64_t(res.out.caplen) - int64_t(caplen));
@@ -247,7 +256,7 @@ PacketResult PacketHook::process(const PacketView& in) {
     }
   } else if (t == kProgSocketFilter) {
     uint32_t keep = static_cast<uint32_t>(*r);
-    ++counters_.verdicts[keep == 0 ? 0 : 1];
+    count_verdict(keep == 0 ? 0 : 1);
     res.out.data = data;
     if (keep == 0) {
       res.action = PacketAction::Drop;
@@ -261,7 +270,7 @@ PacketResult PacketHook::process(const PacketView& in) {
   } else {
     auto* s = reinterpret_cast<SkbNative*>(ctx_storage_.data());
     int32_t v = static_cast<int32_t>(*r);
-    ++counters_.verdicts[v];
+    count_verdict(v);
     res.out.data = reinterpret_cast<const uint8_t*>(s->data);
     res.out.caplen = static_cast<uint32_t>(s->data_end - s->data);
     res.out.wirelen = static_cast<uint32_t>(int64_t(wirelen) + int64_t(res.out.caplen) - int64_t(caplen));

@@ -36,15 +36,18 @@ $ bpfvm disasm $PROGS/ld_elfmap.bpf.o
    9: r1 = *(u64 *)(r0 +0)
   10: r1 += 1
   11: *(u64 *)(r0 +0) = r1
-  12: r2 = r10
-  13: r2 += -4
-;   return bpf_map_lookup_elem(&tc_hash, &key) ? 0 : 2;
-  14: r1 = map[idx:1]
-  16: call bpf_map_lookup_elem#1
-  17: r1 = r0
-  18: r0 = 1
-  19: if r1 == 0x0 goto pc+1
-  20: r0 = 0
-  21: r0 <<= 1
-  22: exit
+;   __u64 hkey = key;  // tc_hash has 8-byte keys
+  12: r1 = *(u32 *)(r10 -4)
+  13: *(u64 *)(r10 -16) = r1
+  14: r2 = r10
+  15: r2 += -16
+;   return bpf_map_lookup_elem(&tc_hash, &hkey) ? 0 : 2;
+  16: r1 = map[idx:1]
+  18: call bpf_map_lookup_elem#1
+  19: r1 = r0
+  20: r0 = 1
+  21: if r1 == 0x0 goto pc+1
+  22: r0 = 0
+  23: r0 <<= 1
+  24: exit
 [exit 0]
