@@ -435,6 +435,11 @@ class Compiler {
   void compute_pkt_known();
   void emit_ldpkt_oob();
   x86::Mem pkt_len_mem() const;
+  void cmp_len_imm(int32_t v);  // cmp <packet length>, v
+  void cmp_r10_len();           // cmp r10, <packet length>
+  x86::Gp pkt_base_ = x86::r12;  // direct code: the packet pointer
+  x86::Gp pkt_len_reg_;          // direct code: the packet length, when len_in_reg_
+  bool len_in_reg_ = false;
   uint64_t rng_state_ = 0;
   uint64_t rng_() {  // splitmix64: blinding keys
     uint64_t z = (rng_state_ += 0x9e3779b97f4a7c15ull);
@@ -523,6 +528,22 @@ void Compiler::analyze() {
   stack_bytes_ = needs_stack_ ? (has_local_calls_ ? kStackSize * kMaxCallDepth : kStackSize) : 0;
   direct_ = !has_any_call_ && fn_entries_.empty();
   stack_base_ = direct_ && needs_state_ ? 8 : 0;
+  if (direct_ && needs_state_) {
+    // Two caller-saved argument registers the program never uses hold the packet and its length:
+    // no push/pop of r12 and no stack slot (translated classic filters use few registers).
+    uint16_t used = 0;
+    for (size_t i = 0; i < n_; ++i) used |= static_cast<uint16_t>(uses_[i].reads | uses_[i].writes);
+    int free_regs[2];
+    int nf = 0;
+    for (int r : {2, 4, 5, 1})  // rsi, rcx, r8, rdi (not rdx: it brings the RunArgs)
+      if (!(used & (1u << r)) && nf < 2) free_regs[nf++] = r;
+    if (nf == 2) {
+      pkt_base_ = Q(free_regs[0]);
+      pkt_len_reg_ = Q(free_regs[1]);
+      len_in_reg_ = true;
+      stack_base_ = 0;
+    }
+  }
   compute_pkt_known();
 }
 
@@ -708,7 +729,7 @@ Status Compiler::compile() {
         a.jge(oob);
         a.sub(x86::r11, asmjit::imm(kSkfLlOff));
         a.lea(x86::r10, x86::ptr(x86::r11, static_cast<int32_t>(s.size)));
-        a.cmp(x86::r10, pkt_len_mem());
+        cmp_r10_len();
         a.ja(oob);
         a.jmp(s.resume);
         a.bind(oob);
@@ -806,7 +827,7 @@ Status Compiler::compile_function(int64_t entry, bool main_mode) {
     // A called function may read a register main never touches: it must start at 0 there too.
     if (has_local_calls_) used |= program_reads_;
     if (needs_stack_) saved_.push_back(x86::rbp);
-    if (needs_state_) saved_.push_back(x86::r12);
+    if (needs_state_ && !len_in_reg_) saved_.push_back(x86::r12);
     for (int r = 6; r <= 9; ++r)
       if (used & (1u << r)) saved_.push_back(Q(r));
     for (auto& r : saved_) a.push(r);
@@ -816,17 +837,19 @@ Status Compiler::compile_function(int64_t entry, bool main_mode) {
     if (frame_adjust_) a.sub(x86::rsp, frame_adjust_);
     if (needs_stack_) a.lea(x86::rbp, x86::ptr(x86::rsp, static_cast<int32_t>(stack_base_ + stack_bytes_)));
     if (direct_ && needs_state_) {
-      // rdx = const RunArgs*: r12 = packet, [rsp] = its length (0 without a packet).
-      a.mov(x86::r12, x86::qword_ptr(x86::rdx, static_cast<int32_t>(offsetof(RunArgs, packet))));
-      a.mov(x86::r11, x86::qword_ptr(x86::rdx, static_cast<int32_t>(offsetof(RunArgs, packet_len))));
-      a.test(x86::r12, x86::r12);
-      a.cmovz(x86::r11, x86::r12);
+      // rdx = const RunArgs*: packet base (r12 or a free register) and its length (0 without a packet;
+      // in a free register or at [rsp]).
+      const x86::Gp len = len_in_reg_ ? pkt_len_reg_ : x86::Gp(x86::r11);
+      a.mov(pkt_base_, x86::qword_ptr(x86::rdx, static_cast<int32_t>(offsetof(RunArgs, packet))));
+      a.mov(len, x86::qword_ptr(x86::rdx, static_cast<int32_t>(offsetof(RunArgs, packet_len))));
+      a.test(pkt_base_, pkt_base_);
+      a.cmovz(len, pkt_base_);
       if (has_ldind_) {  // LD_IND's unsigned check relies on length <= INT32_MAX (see emit_ldpkt)
         a.mov(x86::r10d, asmjit::imm(INT32_MAX));
-        a.cmp(x86::r11, x86::r10);
-        a.cmova(x86::r11, x86::r10);
+        a.cmp(len, x86::r10);
+        a.cmova(len, x86::r10);
       }
-      a.mov(x86::qword_ptr(x86::rsp), x86::r11);
+      if (!len_in_reg_) a.mov(x86::qword_ptr(x86::rsp), x86::r11);
     } else if (needs_state_) {
       a.mov(x86::r12, x86::rdx);
       a.mov(x86::qword_ptr(x86::r12, offsetof(JitHot, unwind_rsp)), x86::rsp);
@@ -1382,6 +1405,16 @@ x86::Mem Compiler::pkt_len_mem() const {
   return direct_ ? x86::qword_ptr(x86::rsp) : x86::qword_ptr(x86::r12, offsetof(JitHot, pkt_len));
 }
 
+void Compiler::cmp_len_imm(int32_t v) {
+  if (len_in_reg_) a_->cmp(pkt_len_reg_, asmjit::imm(v));
+  else a_->cmp(pkt_len_mem(), asmjit::imm(v));
+}
+
+void Compiler::cmp_r10_len() {
+  if (len_in_reg_) a_->cmp(x86::r10, pkt_len_reg_);
+  else a_->cmp(x86::r10, pkt_len_mem());
+}
+
 // Out of bounds: the program returns 0.
 void Compiler::emit_ldpkt_oob() {
   a_->xor_(x86::eax, x86::eax);
@@ -1404,10 +1437,10 @@ void Compiler::emit_ldpkt(const Insn& in, int64_t pc) {
     if (o + size > pkt_known_[static_cast<size_t>(pc)]) {
       Label oob = a.newLabel();
       slow_paths_.push_back({SlowPath::LdOob, oob, pc, 0});
-      a.cmp(pkt_len_mem(), asmjit::imm(static_cast<int32_t>(o + size)));
+      cmp_len_imm(static_cast<int32_t>(o + size));
       a.jb(oob);
     }
-    x86::Gp base = x86::r12;
+    x86::Gp base = pkt_base_;
     if (!direct_) {
       a.mov(x86::r11, x86::qword_ptr(x86::r12, offsetof(JitHot, pkt)));
       base = x86::r11;
@@ -1421,10 +1454,10 @@ void Compiler::emit_ldpkt(const Insn& in, int64_t pc) {
     a.mov(x86::r11d, D32(in.src));
     if (static_cast<int32_t>(in.imm) != 0) a.add(x86::r11d, asmjit::imm(static_cast<int32_t>(in.imm)));
     a.lea(x86::r10, x86::ptr(x86::r11, static_cast<int32_t>(size)));
-    a.cmp(x86::r10, pkt_len_mem());
+    cmp_r10_len();
     a.ja(check);
     a.bind(load);
-    x86::Gp base = x86::r12;
+    x86::Gp base = pkt_base_;
     if (!direct_) {
       a.mov(x86::r10, x86::qword_ptr(x86::r12, offsetof(JitHot, pkt)));
       base = x86::r10;
