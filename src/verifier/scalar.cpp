@@ -135,6 +135,7 @@ void Scalar::sync() {
     }
   }
   for (int round = 0; round < 2; ++round) {
+    const Scalar before = *this;
     bounds_from_tnum(*this);
     cross_32_64(*this);
     deduce32(*this);
@@ -143,6 +144,7 @@ void Scalar::sync() {
     t = tnum_intersect(t, Tnum::range(umin, umax));
     Tnum sub = tnum_intersect(tnum_subreg(t), Tnum::range(u32min, u32max));
     t = tnum_with_subreg(t, sub);
+    if (*this == before) return;  // a fixed point: another round would change nothing
   }
   bounds_from_tnum(*this);
 }

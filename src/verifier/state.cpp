@@ -187,15 +187,11 @@ inline void mix(uint64_t& h, uint64_t v) {
 void hash_reg(uint64_t& h, const Reg& r) {
   mix(h, static_cast<uint64_t>(r.kind) | (static_cast<uint64_t>(r.frame) << 8) | (static_cast<uint64_t>(r.rdonly) << 16));
   if (r.kind == Kind::NotInit) return;
-  mix(h, static_cast<uint32_t>(r.off) | (static_cast<uint64_t>(static_cast<uint32_t>(r.map)) << 32));
-  mix(h, r.v.t.value);
-  mix(h, r.v.t.mask);
-  mix(h, r.v.umin);
-  mix(h, r.v.umax);
-  mix(h, static_cast<uint64_t>(r.v.smin));
-  mix(h, static_cast<uint64_t>(r.v.smax));
-  mix(h, r.id | (static_cast<uint64_t>(r.ref) << 32));
-  mix(h, static_cast<uint32_t>(r.range) | (static_cast<uint64_t>(r.mem_size) << 32));
+  // A subset of the fields (equal registers still hash equal; a collision costs one comparison).
+  mix(h, static_cast<uint32_t>(r.off) ^ (static_cast<uint64_t>(static_cast<uint32_t>(r.map)) << 32) ^
+             (static_cast<uint64_t>(static_cast<uint32_t>(r.range)) << 16));
+  mix(h, r.v.t.value ^ (r.v.t.mask * 0x9e3779b97f4a7c15ull));
+  mix(h, r.v.umin ^ (r.v.umax << 7) ^ (r.v.umax >> 57));
 }
 }  // namespace
 
