@@ -27,6 +27,9 @@ int main(int argc, char** argv) {
   std::printf("%-60s %8s %10s %10s %8s %9s %9s %9s %6s %s\n", "program", "verdict", "bpfvm_us", "kernel_us", "ratio",
               "mem_KiB", "insns", "k_insns", "rounds", "kernel");
   int faster = 0, compared = 0, over2x = 0;
+  double max_ratio = 0;
+  std::string max_ratio_name, max_mem_name;
+  uint64_t max_mem = 0, total_us = 0, total_kernel_us = 0;
   const char* only = std::getenv("BPFVM_BENCH_ONLY");
   int repeat = std::getenv("BPFVM_BENCH_REPEAT") ? std::max(1, std::atoi(std::getenv("BPFVM_BENCH_REPEAT"))) : 3;
   for (const auto& cp : corpus) {
@@ -62,16 +65,34 @@ int main(int argc, char** argv) {
           ++compared;
           if (q <= 1.0) ++faster;
           if (q > 2.0) ++over2x;
+          if (q > max_ratio) {
+            max_ratio = q;
+            max_ratio_name = name;
+          }
+          total_us += best;
+          total_kernel_us += static_cast<uint64_t>(kt);
         }
       }
+    }
+    if (rep.peak_memory > max_mem) {
+      max_mem = rep.peak_memory;
+      max_mem_name = name;
     }
     std::printf("%-60s %8s %10llu %10s %8s %9llu %9llu %9s %6d %s\n", name.c_str(),
                 rep.accepted ? "accepted" : "rejected", static_cast<unsigned long long>(best), kus.c_str(),
                 ratio.c_str(), static_cast<unsigned long long>(rep.peak_memory / 1024),
                 static_cast<unsigned long long>(rep.insns_total), kinsns.c_str(), rep.rounds, kv.c_str());
   }
-  if (compared)
+  if (compared) {
     std::printf("\nbpfvm faster than the kernel on %d of %d programs both accept (%.0f%%); more than 2x slower on %d\n",
                 faster, compared, 100.0 * faster / compared, over2x);
+    std::printf("max ratio %.2f (%s); total %llu us vs kernel %llu us\n", max_ratio, max_ratio_name.c_str(),
+                static_cast<unsigned long long>(total_us), static_cast<unsigned long long>(total_kernel_us));
+    bool met = faster * 10 >= compared * 9 && over2x == 0;
+    std::printf("target (faster on >= 90%%, never more than 2x slower): %s\n", met ? "met" : "NOT met");
+  }
+  std::printf("memory: peak verifier state at most %llu KiB (%s); cap %llu MiB\n",
+              static_cast<unsigned long long>(max_mem / 1024), max_mem_name.c_str(),
+              static_cast<unsigned long long>(VerifyLimits{}.max_memory >> 20));
   return 0;
 }
