@@ -209,6 +209,24 @@ TEST(Cbpf, KnownCountsOnRealCapture) {
   size_t n = 0;
   for (size_t i = 0; i < c.hdrs.size(); ++i) n += (*f)->match(c.data[i].data(), c.hdrs[i].caplen, c.hdrs[i].len) != 0;
   EXPECT_EQ(n, 56094u);
+  // The JIT (entered directly) and match_many give the same verdicts, packet by packet.
+  ExecOptions jit;
+  jit.engine = EngineKind::Jit;
+  auto j = PacketFilter::from_expression("tcp port 10050", c.linktype, c.snaplen, jit);
+  ASSERT_TRUE(j) << j.error().to_string();
+  std::vector<const uint8_t*> frames;
+  std::vector<uint32_t> caplens, wirelens, verdicts(c.hdrs.size(), 7);
+  for (size_t i = 0; i < c.hdrs.size(); ++i) {
+    frames.push_back(c.data[i].data());
+    caplens.push_back(c.hdrs[i].caplen);
+    wirelens.push_back(c.hdrs[i].len);
+  }
+  EXPECT_EQ((*j)->match_many(frames.data(), caplens.data(), wirelens.data(), frames.size(), verdicts.data()), 56094u);
+  for (size_t i = 0; i < c.hdrs.size(); ++i) {
+    uint32_t want = (*f)->match(frames[i], caplens[i], wirelens[i]);
+    ASSERT_EQ(verdicts[i], want) << "packet " << i;
+    ASSERT_EQ((*j)->match(frames[i], caplens[i], wirelens[i]), want) << "packet " << i;
+  }
 }
 
 TEST(Cbpf, BadExpressionGivesLibpcapMessage) {

@@ -108,10 +108,19 @@ class PacketFilter {
   Result<uint32_t> run(const uint8_t* frame, uint32_t caplen, uint32_t wirelen);
 
   // Fast form for hot loops: errors (which a translated filter cannot produce) count as reject.
+  // JIT-compiled filters are entered directly (no Result, no run context).
   uint32_t match(const uint8_t* frame, uint32_t caplen, uint32_t wirelen) {
+    if (direct_) {
+      set_packet(frame, caplen, wirelen);
+      return static_cast<uint32_t>(direct_(args_.r1, 0, &args_));
+    }
     auto r = run(frame, caplen, wirelen);
     return r ? *r : 0;
   }
+  // Many frames at once (verdicts[i] for frames[i]): the next frames' headers are prefetched while
+  // one is filtered. Returns the number of matches.
+  size_t match_many(const uint8_t* const* frames, const uint32_t* caplens, const uint32_t* wirelens, size_t n,
+                    uint32_t* verdicts);
 
   const std::vector<CbpfInsn>& classic() const { return classic_; }
   const Program& ebpf() const { return exe_->program(); }
@@ -121,7 +130,19 @@ class PacketFilter {
   PacketFilter() = default;
   std::vector<CbpfInsn> classic_;
   CbpfNeeds needs_;
+  void set_packet(const uint8_t* frame, uint32_t caplen, uint32_t wirelen) {
+    ctx_.len = wirelen;
+    ctx_.data = reinterpret_cast<uint64_t>(frame);
+    ctx_.data_end = reinterpret_cast<uint64_t>(frame) + caplen;
+    if (needs_.skb_meta) {
+      uint16_t proto = caplen >= 14 ? static_cast<uint16_t>(frame[12] | frame[13] << 8) : 0;
+      ctx_.protocol = proto;  // network byte order, as skb->protocol
+    }
+    args_.packet = frame;
+    args_.packet_len = caplen;
+  }
   std::unique_ptr<Executable> exe_;
+  Engine::DirectFn direct_ = nullptr;  // the JIT's direct entry, when it has one
   SkbNative ctx_{};
   RunArgs args_;
 };

@@ -83,6 +83,8 @@ Result<std::unique_ptr<PacketFilter>> PacketFilter::create(std::span<const CbpfI
   auto exe = Executable::create(std::move(tf->program), HelperSet::kernel().table_for(kProgSocketFilter), options);
   if (!exe) return exe.error();
   f->exe_ = std::move(*exe);
+  // A direct entry skips the run context; checked runs keep the engine's path.
+  if (!options.checked) f->direct_ = f->exe_->engine().direct_entry();
   f->args_.r1 = reinterpret_cast<uint64_t>(&f->ctx_);
   if (options.checked) {
     f->args_.regions.push_back(MemRegion{reinterpret_cast<uint64_t>(&f->ctx_), sizeof(SkbNative), false, "ctx"});
@@ -100,18 +102,23 @@ Result<std::unique_ptr<PacketFilter>> PacketFilter::from_expression(std::string_
 }
 
 Result<uint32_t> PacketFilter::run(const uint8_t* frame, uint32_t caplen, uint32_t wirelen) {
-  ctx_.len = wirelen;
-  ctx_.data = reinterpret_cast<uint64_t>(frame);
-  ctx_.data_end = reinterpret_cast<uint64_t>(frame) + caplen;
-  if (needs_.skb_meta) {
-    uint16_t proto = caplen >= 14 ? static_cast<uint16_t>(frame[12] | frame[13] << 8) : 0;
-    ctx_.protocol = proto;  // network byte order, as skb->protocol
-  }
-  args_.packet = frame;
-  args_.packet_len = caplen;
+  set_packet(frame, caplen, wirelen);
   auto r = exe_->run(args_);
   if (!r) return r.error();
   return static_cast<uint32_t>(*r);
+}
+
+size_t PacketFilter::match_many(const uint8_t* const* frames, const uint32_t* caplens, const uint32_t* wirelens,
+                                size_t n, uint32_t* verdicts) {
+  constexpr size_t kAhead = 4;
+  size_t matches = 0;
+  for (size_t i = 0; i < n; ++i) {
+    if (i + kAhead < n) __builtin_prefetch(frames[i + kAhead]);
+    uint32_t v = match(frames[i], caplens[i], wirelens[i]);
+    verdicts[i] = v;
+    matches += v != 0;
+  }
+  return matches;
 }
 
 }  // namespace bpfvm
