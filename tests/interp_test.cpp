@@ -229,6 +229,23 @@ TEST_P(InterpAndJit, DeadWritesDoNotChangeResults) {
             2u);
 }
 
+TEST_P(InterpAndJit, LongForwardAndBackwardJumps) {
+  // Jumps over more code than a rel8 displacement reaches, both ways (and short ones in between).
+  // r0 = 0; if r1 != 0 goto +100 (skipping 100 x r0 += 1); r2 = 3;
+  // loop: 50 x r0 += 2; r2 -= 1; if r2 != 0 goto loop; exit
+  std::vector<Insn> p = {I(Op::MOV64_IMM, 0), I(Op::JNE_IMM, 1, 0, 100, 0)};
+  for (int i = 0; i < 100; ++i) p.push_back(I(Op::ADD64_IMM, 0, 0, 0, 1));
+  p.push_back(I(Op::MOV64_IMM, 2, 0, 0, 3));
+  const int loop = static_cast<int>(p.size());
+  for (int i = 0; i < 50; ++i) p.push_back(I(Op::ADD64_IMM, 0, 0, 0, 2));
+  p.push_back(I(Op::SUB64_IMM, 2, 0, 0, 1));
+  p.push_back(I(Op::JNE_IMM, 2, 0, static_cast<int16_t>(loop - static_cast<int>(p.size()) - 1), 0));
+  p.push_back(I(Op::EXIT));
+  std::vector<uint8_t> mem(4, 0);
+  EXPECT_EQ(value(p, &mem), 300u);       // r1 = mem != 0: the 100 additions are skipped
+  EXPECT_EQ(value(p, nullptr), 400u);    // r1 = 0
+}
+
 namespace {
 const Executable* g_tail_target = nullptr;
 uint64_t fake_tail_call(uint64_t, uint64_t, uint64_t index, uint64_t, uint64_t) {

@@ -462,7 +462,16 @@ class Compiler {
   uint32_t stack_bytes_ = 0;
 
   x86::Assembler* a_ = nullptr;
-  std::vector<Label> labels_;          // per insn, for the function being compiled
+  // Jumps between instructions are encoded here: offsets of jump targets in the function being
+  // compiled, and forward jumps to patch when the function is done.
+  struct Fixup {
+    uint32_t pos;    // offset of the displacement
+    int64_t target;  // instruction
+    bool rel8;
+  };
+  std::vector<uint32_t> insn_off_;
+  std::vector<Fixup> fixups_;
+  void emit_branch(int cc, int64_t t, int64_t pc);  // cc = x86 condition code, -1 = jmp
   std::map<int64_t, Label> fn_labels_;
   Label main_epilogue_;
   std::vector<SlowPath> slow_paths_;
@@ -886,16 +895,15 @@ Status Compiler::compile_function(int64_t entry, bool main_mode) {
     if (frame_adjust_) a.sub(x86::rsp, frame_adjust_);
   }
 
-  // Every jump of the body targets an instruction of the body, which gets a fresh label here: labels
-  // left from another function are never used.
-  if (labels_.size() != n_) labels_.assign(n_, Label());
-  for (int64_t i : body)
-    if (is_target_[static_cast<size_t>(i)]) labels_[static_cast<size_t>(i)] = a.newLabel();
+  // Every jump of the body targets an instruction of the body, whose offset is recorded below before
+  // any backward jump to it: offsets left from another function are never used.
+  if (insn_off_.size() != n_) insn_off_.assign(n_, 0);
+  fixups_.clear();
   for (size_t k = 0; k < body.size(); ++k) {
     int64_t i = body[k];
     const Insn& in = insns_[static_cast<size_t>(i)];
     if (in.op == Op::LDDW_HI) continue;
-    if (is_target_[static_cast<size_t>(i)]) a.bind(labels_[static_cast<size_t>(i)]);
+    if (is_target_[static_cast<size_t>(i)]) insn_off_[static_cast<size_t>(i)] = static_cast<uint32_t>(a.offset());
     mark(cur_fn_, static_cast<int32_t>(i));
     // The main function's last exit falls into the epilogue.
     if (main_mode && in.op == Op::EXIT && k + 1 == body.size()) continue;
@@ -907,7 +915,57 @@ Status Compiler::compile_function(int64_t entry, bool main_mode) {
     mark(-1, -1);
     emit_exit(true);
   }
+  // Forward jumps of this function.
+  uint8_t* buf = a.code()->textSection()->buffer().data();
+  for (const Fixup& f : fixups_) {
+    int64_t d = static_cast<int64_t>(insn_off_[static_cast<size_t>(f.target)]) - (f.pos + (f.rel8 ? 1 : 4));
+    if (f.rel8) {
+      // A size bound that was too small: compile() fails and the program is compiled with rel32 jumps.
+      if (d < -128 || d > 127) return make_error(ErrorCode::Unsupported, "jit: short jump out of range");
+      buf[f.pos] = static_cast<uint8_t>(d);
+    } else {
+      int32_t v = static_cast<int32_t>(d);
+      std::memcpy(buf + f.pos, &v, 4);
+    }
+  }
   return {};
+}
+
+void Compiler::emit_branch(int cc, int64_t t, int64_t pc) {
+  Enc e;
+  const uint32_t here = static_cast<uint32_t>(a_->offset());
+  if (t <= pc) {  // backward: the target's offset is known
+    int64_t d8 = static_cast<int64_t>(insn_off_[static_cast<size_t>(t)]) - (here + 2);
+    if (d8 >= -128) {
+      e.u8(cc < 0 ? 0xeb : 0x70 + static_cast<uint32_t>(cc));
+      e.u8(static_cast<uint32_t>(d8) & 0xff);
+    } else {
+      uint32_t len = cc < 0 ? 5 : 6;
+      if (cc < 0) e.u8(0xe9);
+      else {
+        e.u8(0x0f);
+        e.u8(0x80 + static_cast<uint32_t>(cc));
+      }
+      e.u32(static_cast<uint32_t>(static_cast<int64_t>(insn_off_[static_cast<size_t>(t)]) - (here + len)));
+    }
+    put(e);
+    return;
+  }
+  // Forward: the 2-byte form when an upper bound of the code in between proves it fits.
+  const bool rel8 = short_jumps_ && size_prefix_[static_cast<size_t>(t)] - size_prefix_[static_cast<size_t>(pc + 1)] <= 120;
+  if (rel8) {
+    e.u8(cc < 0 ? 0xeb : 0x70 + static_cast<uint32_t>(cc));
+    e.u8(0);
+  } else if (cc < 0) {
+    e.u8(0xe9);
+    e.u32(0);
+  } else {
+    e.u8(0x0f);
+    e.u8(0x80 + static_cast<uint32_t>(cc));
+    e.u32(0);
+  }
+  fixups_.push_back({here + e.n - (rel8 ? 1 : 4), t, rel8});
+  put(e);
 }
 
 void Compiler::emit_exit(bool main_mode) {
@@ -1246,17 +1304,8 @@ void Compiler::emit_jump(const Insn& in, int64_t pc) {
   auto& a = *a_;
   int64_t t = jump_target(in, pc);
   int64_t next = pc + 1;
-  // Forward jumps whose distance is surely within rel8 get the 2-byte form (backward ones get it
-  // automatically from asmjit, their labels being bound).
-  auto maybe_short = [&]() {
-    if (short_jumps_ && t > pc && size_prefix_[static_cast<size_t>(t)] - size_prefix_[static_cast<size_t>(pc + 1)] <= 120)
-      a.short_();
-  };
   if (in.op == Op::JA || in.op == Op::JA32) {
-    if (t != next) {
-      maybe_short();
-      a.jmp(labels_[static_cast<size_t>(t)]);
-    }
+    if (t != next) emit_branch(-1, t, pc);
     return;
   }
   if (t == next) return;  // both ways lead to the next instruction; comparisons have no side effects
@@ -1277,22 +1326,22 @@ void Compiler::emit_jump(const Insn& in, int64_t pc) {
     put(is_test ? enc_test_ri(w64, kHost[in.dst], static_cast<int32_t>(in.imm))
                 : enc_ri(7, w64, kHost[in.dst], static_cast<int32_t>(in.imm)));
   }
-  const Label& L = labels_[static_cast<size_t>(t)];
-  maybe_short();
+  int cc = -2;
   switch (base) {
-    case 0x10: a.je(L); break;
-    case 0x20: a.ja(L); break;
-    case 0x30: a.jae(L); break;
-    case 0x40: a.jnz(L); break;
-    case 0x50: a.jne(L); break;
-    case 0x60: a.jg(L); break;
-    case 0x70: a.jge(L); break;
-    case 0xa0: a.jb(L); break;
-    case 0xb0: a.jbe(L); break;
-    case 0xc0: a.jl(L); break;
-    case 0xd0: a.jle(L); break;
+    case 0x10: cc = 0x4; break;  // je
+    case 0x20: cc = 0x7; break;  // ja
+    case 0x30: cc = 0x3; break;  // jae
+    case 0x40: cc = 0x5; break;  // jnz (jset)
+    case 0x50: cc = 0x5; break;  // jne
+    case 0x60: cc = 0xf; break;  // jg
+    case 0x70: cc = 0xd; break;  // jge
+    case 0xa0: cc = 0x2; break;  // jb
+    case 0xb0: cc = 0x6; break;  // jbe
+    case 0xc0: cc = 0xc; break;  // jl
+    case 0xd0: cc = 0xe; break;  // jle
     default: break;
   }
+  if (cc >= 0) emit_branch(cc, t, pc);
 }
 
 void Compiler::emit_mem(const Insn& in) {
