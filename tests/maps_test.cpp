@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <set>
+#include <span>
 #include <thread>
 #include <vector>
 
@@ -663,4 +664,118 @@ TEST(Maps, RingbufHeaderLayout) {
     return 0;
   }), 1);
   EXPECT_EQ(got, wrap);
+}
+
+namespace {
+
+// lookup_fn() must return exactly what lookup() returns, present or absent, for every family.
+void expect_lookup_fn_agrees(Map& m, std::span<const std::vector<uint8_t>> keys) {
+  MapReadSection rs;
+  for (const auto& k : keys) EXPECT_EQ(m.lookup_fn()(&m, k.data()), m.lookup(k.data())) << m.spec().name;
+}
+
+std::vector<uint8_t> key_bytes(uint32_t ks, uint32_t i) {
+  std::vector<uint8_t> k(ks, 0);
+  for (uint32_t b = 0; b < ks; ++b) k[b] = uint8_t((i * 131 + b * 7) & 0xff);
+  std::memcpy(k.data(), &i, std::min<uint32_t>(ks, 4));
+  return k;
+}
+
+}  // namespace
+
+TEST(Maps, EngineLookupFnAgreesWithLookup) {
+  for (uint32_t type : {uint32_t(kMapHash), uint32_t(kMapLruHash), uint32_t(kMapPercpuHash), uint32_t(kMapArray),
+                        uint32_t(kMapPercpuArray)}) {
+    for (uint32_t ks : {4u, 8u, 12u}) {
+      if ((type == kMapArray || type == kMapPercpuArray) && ks != 4) continue;
+      auto m = mk(type, ks, 12, 64);
+      ASSERT_TRUE(m);
+      std::vector<std::vector<uint8_t>> keys;
+      for (uint32_t i = 0; i < 100; ++i) keys.push_back(key_bytes(ks, i));  // 64..99: absent / out of range
+      std::vector<uint8_t> val(m->user_value_size(), 0x5a);
+      for (uint32_t i = 0; i < 64; ++i) ASSERT_EQ(m->update_user(keys[i].data(), val.data(), 0), 0);
+      expect_lookup_fn_agrees(*m, keys);
+      // The plain families have their own (specialised) entry point.
+      if (type == kMapHash || type == kMapArray) {
+        void* v = m->lookup_fn()(m.get(), keys[3].data());
+        ASSERT_NE(v, nullptr);
+        EXPECT_EQ(static_cast<uint8_t*>(v)[0], 0x5a);
+      }
+    }
+  }
+}
+
+TEST(Maps, InlineArrayDescribesPlainArraysOnly) {
+  auto a = mk(kMapArray, 4, 12, 10);
+  Map::InlineArray ia;
+  ASSERT_TRUE(a->inline_array(&ia));
+  EXPECT_EQ(ia.max_entries, 10u);
+  EXPECT_EQ(ia.stride, 16u);  // value size rounded up to 8, as the kernel's elem_size
+  for (uint32_t k = 0; k < 10; ++k) EXPECT_EQ(static_cast<void*>(ia.base + size_t(k) * ia.stride), a->lookup(&k));
+  uint32_t k = 10;
+  EXPECT_EQ(a->lookup(&k), nullptr);
+  EXPECT_FALSE(mk(kMapPercpuArray, 4, 8, 4)->inline_array(&ia));
+  EXPECT_FALSE(mk(kMapHash, 4, 8, 4)->inline_array(&ia));
+}
+
+TEST(Maps, FamilyTagsFindTheInterfaces) {
+  auto rb = mk(kMapRingbuf, 0, 0, 4096);
+  auto pe = mk(kMapPerfEventArray, 4, 4, 2);
+  auto pa = mk(kMapProgArray, 4, 4, 2);
+  auto h = mk(kMapHash, 4, 4, 2);
+  EXPECT_EQ(as_ringbuf(rb.get()), dynamic_cast<RingbufMap*>(rb.get()));
+  EXPECT_NE(as_ringbuf(rb.get()), nullptr);
+  EXPECT_EQ(as_perf_event_array(pe.get()), dynamic_cast<PerfEventArrayMap*>(pe.get()));
+  EXPECT_NE(as_perf_event_array(pe.get()), nullptr);
+  EXPECT_EQ(as_prog_array(pa.get()), dynamic_cast<ProgArrayMap*>(pa.get()));
+  EXPECT_NE(as_prog_array(pa.get()), nullptr);
+  for (Map* m : {h.get(), pe.get(), pa.get()}) EXPECT_EQ(as_ringbuf(m), nullptr);
+  for (Map* m : {h.get(), rb.get(), pa.get()}) EXPECT_EQ(as_perf_event_array(m), nullptr);
+  for (Map* m : {h.get(), rb.get(), pe.get()}) EXPECT_EQ(as_prog_array(m), nullptr);
+  EXPECT_EQ(as_ringbuf(nullptr), nullptr);
+}
+
+// Freed elements are reused (per-thread cache by size class): maps of different element sizes,
+// updated and deleted in turn, always read back exactly what was last written.
+TEST(Maps, RecycledElementsHoldTheirOwnValues) {
+  auto small = mk(kMapHash, 4, 8, 128);
+  auto big = mk(kMapHash, 8, 40, 128);
+  auto lru = mk(kMapLruHash, 4, 8, 32);
+  std::vector<uint64_t> want_small(256, 0), want_big(256, 0);
+  for (uint32_t round = 0; round < 4000; ++round) {
+    MapReadSection rs;
+    uint32_t k = (round * 37) % 200;
+    uint64_t v = round * 1000003ull;
+    uint64_t kb = k;
+    uint64_t vb[5] = {v, ~v, v + 1, v + 2, v + 3};
+    if (round % 5 == 4) {
+      small->remove(&k);
+      big->remove(&kb);
+      want_small[k] = want_big[k] = 0;
+    } else {
+      long es = small->update(&k, &v, kBpfAny), eb = big->update(&kb, vb, kBpfAny);
+      if (es == 0) want_small[k] = v;
+      if (eb == 0) want_big[k] = v;
+    }
+    ASSERT_EQ(lru->update(&k, &v, kBpfAny), 0);
+    auto* got = static_cast<uint64_t*>(lru->lookup(&k));
+    ASSERT_NE(got, nullptr);
+    EXPECT_EQ(*got, v);
+    if (round % 97 == 0) map_synchronize();
+  }
+  for (uint32_t k = 0; k < 200; ++k) {
+    uint64_t out = 0, kb = k, outb[5] = {};
+    long es = small->lookup_copy(&k, &out, 0), eb = big->lookup_copy(&kb, outb, 0);
+    if (want_small[k]) {
+      ASSERT_EQ(es, 0) << k;
+      EXPECT_EQ(out, want_small[k]);
+    }
+    if (want_big[k]) {
+      ASSERT_EQ(eb, 0) << k;
+      EXPECT_EQ(outb[0], want_big[k]);
+      EXPECT_EQ(outb[1], ~want_big[k]);
+      EXPECT_EQ(outb[4], want_big[k] + 3);
+    }
+  }
+  map_synchronize();
 }
