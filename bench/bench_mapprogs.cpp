@@ -186,20 +186,10 @@ kernel::Fd kernel_load(const ObjectProgram& op, const KernelSide& k, std::string
 
 // ---- bpfvm side -------------------------------------------------------------------------------
 
-// The engine asked for explicitly (PrepareOptions::engine where the runtime has it: its Auto
-// choice would run a verified program in the JIT whatever exec.engine says).
-template <class Options>
-void choose(Options& po, EngineKind engine) {
-  po.exec.engine = engine;
-  if constexpr (requires { po.engine; }) {
-    using Choice = decltype(po.engine);
-    po.engine = engine == EngineKind::Jit ? Choice::Jit : Choice::Interpreter;
-  }
-}
-
 Result<PreparedProgram> prepare(const ObjectProgram& op, const LoadedObject& live, EngineKind engine) {
-  PrepareOptions po;
-  choose(po, engine);
+  PrepareOptions po;  // verified first (the default); the engine asked for explicitly
+  po.engine = engine == EngineKind::Jit ? EngineChoice::Jit : EngineChoice::Interpreter;
+  po.exec.engine = engine;
   return prepare_program(op, live, nullptr, po);
 }
 
