@@ -179,6 +179,33 @@ inline Enc enc_mov_imm(uint32_t dst, uint64_t v) {
   return e;
 }
 
+inline Enc enc_push_pop(bool push, uint32_t r) {
+  Enc e;
+  e.rex(false, 0, r);
+  e.u8((push ? 0x50 : 0x58) + (r & 7));
+  return e;
+}
+// mov r, imm64 (movabs); call r
+inline Enc enc_call_abs(uint32_t via, uint64_t fn) {
+  Enc e;
+  e.rex(true, 0, via);
+  e.u8(0xb8 + (via & 7));
+  e.u64(fn);
+  e.rex(false, 0, via);
+  e.u8(0xff);
+  e.modrm_rr(2, via);
+  return e;
+}
+// shl (/4), shr (/5), sar (/7) by an immediate count 1..63
+inline Enc enc_shift_imm(uint32_t ext, bool w64, uint32_t dst, uint32_t count) {
+  Enc e;
+  e.rex(w64, 0, dst);
+  e.u8(0xc1);
+  e.modrm_rr(ext, dst);
+  e.u8(count);
+  return e;
+}
+
 // ---- register use ---------------------------------------------------------------------------------
 struct RegUse {
   uint16_t reads = 0, writes = 0;
@@ -665,8 +692,7 @@ std::vector<int64_t> Compiler::reachable_from(int64_t entry) {
 }
 
 void Compiler::emit_call_abs(const void* fn, const x86::Gp& via) {
-  a_->mov(via, asmjit::imm(reinterpret_cast<uint64_t>(fn)));
-  a_->call(via);
+  put(enc_call_abs(via.id(), reinterpret_cast<uint64_t>(fn)));
 }
 
 void Compiler::emit_unwind() {
@@ -839,7 +865,7 @@ Status Compiler::compile_function(int64_t entry, bool main_mode) {
     if (needs_state_ && !len_in_reg_) saved_.push_back(x86::r12);
     for (int r = 6; r <= 9; ++r)
       if (used & (1u << r)) saved_.push_back(Q(r));
-    for (auto& r : saved_) a.push(r);
+    for (auto& r : saved_) put(enc_push_pop(true, r.id()));
     bool any_calls = has_any_call_;  // callees are aligned by their own prologues
     frame_adjust_ = stack_bytes_ + static_cast<uint32_t>(stack_base_);
     if (any_calls && (saved_.size() % 2 == 0)) frame_adjust_ += 8;
@@ -889,7 +915,7 @@ Status Compiler::compile_function(int64_t entry, bool main_mode) {
     mark(cur_fn_, -1);
     for (int r = 6; r <= 9; ++r)
       if (writes & (1u << r)) saved_.push_back(Q(r));
-    for (auto& r : saved_) a.push(r);
+    for (auto& r : saved_) put(enc_push_pop(true, r.id()));
     // entered with rsp = 8 mod 16
     if (calls && (saved_.size() % 2 == 0)) frame_adjust_ = 8;
     if (frame_adjust_) a.sub(x86::rsp, frame_adjust_);
@@ -971,7 +997,7 @@ void Compiler::emit_branch(int cc, int64_t t, int64_t pc) {
 void Compiler::emit_exit(bool main_mode) {
   auto& a = *a_;
   if (frame_adjust_) a.add(x86::rsp, frame_adjust_);
-  for (size_t k = saved_.size(); k-- > 0;) a.pop(saved_[k]);
+  for (size_t k = saved_.size(); k-- > 0;) put(enc_push_pop(false, saved_[k].id()));
   a.ret();
 }
 
@@ -1187,11 +1213,6 @@ void Compiler::emit_shift(const Insn& in, uint8_t base) {
   const bool w64 = info.alu64;
   const int d = in.dst, s = in.src;
   const x86::Gp dq = w64 ? Q(d) : D32(d);
-  auto op_imm = [&](const x86::Gp& r, uint32_t c) {
-    if (base == 0x60) a.shl(r, c);
-    else if (base == 0x70) a.shr(r, c);
-    else a.sar(r, c);
-  };
   auto op_cl = [&](const x86::Gp& r) {
     if (base == 0x60) a.shl(r, x86::cl);
     else if (base == 0x70) a.shr(r, x86::cl);
@@ -1203,7 +1224,7 @@ void Compiler::emit_shift(const Insn& in, uint8_t base) {
       if (!w64) a.mov(D32(d), D32(d));
       return;
     }
-    op_imm(dq, c);
+    put(enc_shift_imm(base == 0x60 ? 4 : base == 0x70 ? 5 : 7, w64, kHost[d], c));
     return;
   }
   if (bmi2_) {
