@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "bpfvm/asm.hpp"
+#include "bpfvm/helpers.hpp"
 #include "bpfvm/runtime.hpp"
 #include "conformance_cases.hpp"
 
@@ -202,6 +203,43 @@ TEST(Runtime, LoadedObjectWithoutItsObjectCannotBeVerified) {
   PrepareOptions po;
   po.verify = false;
   EXPECT_TRUE(prepare_program(*dispatch, bare, nullptr, po).ok());
+}
+
+uint64_t sum_bytes(uint64_t p, uint64_t n, uint64_t, uint64_t, uint64_t) {
+  uint64_t s = 0;
+  for (uint64_t i = 0; i < n; ++i) s += reinterpret_cast<const uint8_t*>(p)[i];
+  return s;
+}
+
+// An embedder's helper is verified against its own prototype (a pointer to n readable bytes).
+TEST(Runtime, EmbedderHelpersAreVerifiedByTheirPrototype) {
+  HelperSet hs;
+  HelperProto proto;
+  proto.ret = RetType::Integer;
+  proto.args[0] = HelperArg{ArgType::Mem, kArgReadOnly};
+  proto.args[1] = HelperArg{ArgType::ConstSize};
+  ASSERT_TRUE(hs.add(10001, "host_sum", proto, &sum_bytes, {kProgMem}).ok());
+  const ProgTypeInfo& mem = *find_prog_type(static_cast<uint32_t>(kProgMem));
+  PrepareOptions po;
+  po.helpers = &hs;
+  po.mem_size = 4;
+  // host_sum(r1, 4): the 4 bytes are known to be there.
+  auto ok = prepare_program(asm_program("r2 = 4\ncall 10001\nexit\n"), mem, po);
+  ASSERT_TRUE(ok.ok()) << ok.error().to_string();
+  EXPECT_TRUE(ok->verified);
+  auto r = test_run(*ok, std::vector<uint8_t>{1, 2, 3, 4});
+  ASSERT_TRUE(r.ok()) << r.error().to_string();
+  EXPECT_EQ(r->retval, 10u);
+  // host_sum(r1, 8) would read past the memory: rejected by the prototype's size rule.
+  auto bad = prepare_program(asm_program("r2 = 8\ncall 10001\nexit\n"), mem, po);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.error().code, ErrorCode::Verify) << bad.error().to_string();
+  // Without the embedder's set the id is unknown.
+  PrepareOptions kernel;
+  kernel.mem_size = 4;
+  auto unknown = prepare_program(asm_program("r2 = 4\ncall 10001\nexit\n"), mem, kernel);
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_NE(unknown.error().message.find("unknown"), std::string::npos) << unknown.error().to_string();
 }
 
 // The conformance suite through the verified path (what `bpfvm run FILE --mem HEX` does): the memory

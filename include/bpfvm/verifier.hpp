@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "bpfvm/helpers.hpp"
 #include "bpfvm/insn.hpp"
 #include "bpfvm/map.hpp"
 #include "bpfvm/object.hpp"
@@ -53,6 +54,9 @@ struct VerifyOptions {
   // must be proved against r1 + r2 like packet accesses against data_end).
   int64_t mem_size = -1;
   bool gpl = true;                     // license is GPL-compatible (gpl_only helpers)
+  // Helper prototypes and per-type permissions: nullptr = the kernel's; an embedder's HelperSet
+  // (helpers.hpp) makes its own helpers callable. Must outlive the verify() call.
+  const HelperSet* helpers = nullptr;
   VerifyLimits limits;
   // Source lines for messages: pc -> "file:line: text" ("" when unknown). Optional.
   std::function<std::string(size_t pc)> source_line;

@@ -30,7 +30,7 @@ ExecOptions choose_engine(const PrepareOptions& o, bool verified) {
 // Verification, helper check, context rewrite, executable. `verify_insns` are the instructions in
 // the form the verifier takes (pseudo map references), `program` the runnable form (same slots).
 Result<PreparedProgram> prepare_common(Program program, std::span<const Insn> verify_insns, VerifyOptions vo,
-                                       const ProgTypeInfo& type, const PrepareOptions& options) {
+                                       const ProgTypeInfo& type, const PrepareOptions& options, bool gpl = true) {
   const HelperSet& helpers = options.helpers ? *options.helpers : HelperSet::kernel();
   if (auto st = check_structure(program.insns); !st) return st.error();
   std::optional<CtxBaseFacts> facts;
@@ -38,6 +38,7 @@ Result<PreparedProgram> prepare_common(Program program, std::span<const Insn> ve
   if (options.verify) {
     vo.type = &type;
     vo.rules = options.rules;
+    if (options.helpers) vo.helpers = options.helpers;
     if (type.type == kProgMem) vo.mem_size = options.mem_size;
     auto rep = verify(verify_insns, vo);
     if (!rep) return rep.error();
@@ -51,7 +52,7 @@ Result<PreparedProgram> prepare_common(Program program, std::span<const Insn> ve
     facts = rep->ctx_base_facts();
     verified = true;
   }
-  if (auto st = helpers.check_program(program.insns, type.type); !st) return st.error();
+  if (auto st = helpers.check_program(program.insns, type.type, gpl); !st) return st.error();
   if (type.has_ctx) {
     auto rewritten = rewrite_ctx_accesses(program.insns, type, facts ? &*facts : nullptr);
     if (!rewritten) return rewritten.error();
@@ -94,7 +95,8 @@ Result<PreparedProgram> prepare_object_program(const ObjectProgram& prog, const 
                                     "(create it with instantiate())", prog.name));
     vo = verify_options_for(*live.object, prog, options.rules);
   }
-  auto p = prepare_common(std::move(*program), prog.insns, std::move(vo), *type, options);
+  const bool gpl = !live.object || license_is_gpl_compatible(live.object->license);
+  auto p = prepare_common(std::move(*program), prog.insns, std::move(vo), *type, options, gpl);
   if (!p) {
     Diagnostic d = p.error();
     if (d.code == ErrorCode::Verify && options.rejection && !options.rejection->empty())

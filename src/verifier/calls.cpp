@@ -71,11 +71,20 @@ bool helper_allows_map(int32_t id, uint32_t type) {
 
 bool Verifier::do_call_helper(const Insn& in) {
   const int32_t id = static_cast<int32_t>(in.imm);
-  const HelperProto* p = kernel_helper_proto(id);
+  const HelperProto* p = nullptr;
+  bool allowed = false;
+  if (opts_.helpers) {  // an embedder's set: its own helpers next to the kernel's
+    const HelperDesc* d = opts_.helpers->find(id);
+    p = d ? &d->proto : nullptr;
+    allowed = p && opts_.helpers->allowed(type_.type, id);
+  } else {
+    p = kernel_helper_proto(id);
+    allowed = p && type_.allows_helper(id);
+  }
   if (!p)
     return reject(fmt::format("invalid func unknown#{}", id), -1,
                   "There is no helper with this number. Check the helper id (the kernel's enum bpf_func_id).");
-  if (!type_.allows_helper(id))
+  if (!allowed)
     return reject(fmt::format("program of type {} is not allowed to call {}#{}", type_.name, p->name, id), -1,
                   fmt::format("{} is not available to {} programs. Use a helper this program type may call, or "
                               "change the program type (section name).",
