@@ -323,3 +323,30 @@ TEST(VerifierHostile, ThousandsOfCallsAndDeepNesting) {
 
 }  // namespace
 }  // namespace bpfvm
+
+namespace bpfvm {
+namespace {
+
+// Found by fuzz_verifier: an IR sign-extending move whose raw `off` field disagrees with its op (off
+// selects the op in the encoding; the IR's op is what counts) made the verifier shift by -1.
+TEST(VerifierRobustness, MovsxWidthComesFromTheOp) {
+  std::vector<Insn> p(3);
+  p[0].op = Op::MOV64_IMM;
+  p[0].dst = 2;
+  p[0].imm = 0x80;
+  p[1].op = Op::MOVSX64_8;
+  p[1].dst = 0;
+  p[1].src = 2;
+  p[1].off = 0;  // inconsistent with the op on purpose
+  p[2].op = Op::EXIT;
+  VerifyOptions o;
+  o.type = find_prog_type(static_cast<uint32_t>(kProgMem));
+  o.log_level = 2;
+  auto r = verify(p, o);
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(r->accepted) << r->error.to_string();
+  EXPECT_NE(r->log.find("R0=-128"), std::string::npos) << r->log;
+}
+
+}  // namespace
+}  // namespace bpfvm

@@ -508,7 +508,7 @@ bool Verifier::do_alu(const Insn& in) {
   if (in.op >= Op::MOVSX64_8 && in.op <= Op::MOVSX32_16) {
     if (!check_reg_init(in.src)) return false;
     const Reg& src = fr.regs[in.src];
-    int bits = in.off;
+    int bits = op_info(in.op).selval;  // 8, 16 or 32 (the op, not the raw off field)
     if (src.kind != Kind::Scalar) {
       if (strict()) return reject(fmt::format("R{} sign-extension of a pointer", in.src), in.src);
       dst = Reg::unknown();
