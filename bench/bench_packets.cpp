@@ -121,11 +121,17 @@ int main(int argc, char** argv) {
       "port 53 or port 80 or port 443",
       "vlan and udp",
   };
-  std::printf("%-34s %8s | %9s %9s | %9s %9s | %9s %9s | %6s\n", "filter expression", "matches", "libpcap", "",
-              "interp", "", "JIT", "", "JIT x ");
-  std::printf("%-34s %8s | %9s %9s | %9s %9s | %9s %9s | %6s\n", "", "", "ns/pkt", "pkts/s", "ns/pkt", "pkts/s",
-              "ns/pkt", "pkts/s", "(>=4)");
-  double log_sum = 0;
+  // match_many takes arrays: built once, outside the timed loops.
+  std::vector<uint32_t> caplens, wirelens, verdicts(pk.hdrs.size());
+  for (const auto& h : pk.hdrs) {
+    caplens.push_back(h.caplen);
+    wirelens.push_back(h.len);
+  }
+  std::printf("%-34s %8s | %9s %9s | %9s %9s | %9s %9s | %6s | %9s %6s\n", "filter expression", "matches", "libpcap", "",
+              "interp", "", "JIT", "", "JIT x ", "JIT many", "x ");
+  std::printf("%-34s %8s | %9s %9s | %9s %9s | %9s %9s | %6s | %9s %6s\n", "", "", "ns/pkt", "pkts/s", "ns/pkt", "pkts/s",
+              "ns/pkt", "pkts/s", "(>=4)", "ns/pkt", "(>=4)");
+  double log_sum = 0, log_sum_many = 0;
   int n_exprs = 0;
   bool all_agree = true;
   for (const auto& e : exprs) {
@@ -154,17 +160,31 @@ int main(int argc, char** argv) {
     PacketFilter* pj = fj->get();
     double t_int = time_per_packet(pk, passes, reps, [&](size_t i) { return pi->match(pk.data[i], pk.hdrs[i].caplen, pk.hdrs[i].len); }, &m_int);
     double t_jit = time_per_packet(pk, passes, reps, [&](size_t i) { return pj->match(pk.data[i], pk.hdrs[i].caplen, pk.hdrs[i].len); }, &m_jit);
-    bool agree = m_pcap == m_int && m_pcap == m_jit;
+    // PacketFilter::match_many: the whole capture in one call (next headers prefetched), same verdicts.
+    double t_many = 1e30;
+    uint64_t m_many = 0;
+    for (int r = 0; r < reps; ++r) {
+      double t0 = thread_ns();
+      for (int k = 0; k < passes; ++k)
+        m_many = pj->match_many(pk.data.data(), caplens.data(), wirelens.data(), pk.hdrs.size(), verdicts.data());
+      t_many = std::min(t_many, (thread_ns() - t0) / (static_cast<double>(passes) * static_cast<double>(pk.hdrs.size())));
+    }
+    bool agree = m_pcap == m_int && m_pcap == m_jit && m_pcap == m_many;
     all_agree &= agree;
-    std::printf("%-34s %8llu | %9.1f %9s | %9.1f %9s | %9.1f %9s | %5.2fx%s\n", e.c_str(),
+    std::printf("%-34s %8llu | %9.1f %9s | %9.1f %9s | %9.1f %9s | %5.2fx | %9.1f %5.2fx%s\n", e.c_str(),
                 static_cast<unsigned long long>(m_pcap), t_pcap, rate(t_pcap).c_str(), t_int, rate(t_int).c_str(), t_jit,
-                rate(t_jit).c_str(), t_pcap / t_jit, agree ? "" : "  MISMATCH");
+                rate(t_jit).c_str(), t_pcap / t_jit, t_many, t_pcap / t_many, agree ? "" : "  MISMATCH");
     log_sum += std::log(t_pcap / t_jit);
+    log_sum_many += std::log(t_pcap / t_many);
     ++n_exprs;
   }
   double geo = n_exprs ? std::exp(log_sum / n_exprs) : 0;
-  std::printf("\nJIT vs libpcap, geometric mean over %d expressions: %.2fx faster (target >= 4x: %s); match counts %s\n\n",
-              n_exprs, geo, geo >= 4 ? "met" : "NOT met", all_agree ? "agree" : "DISAGREE");
+  double geo_many = n_exprs ? std::exp(log_sum_many / n_exprs) : 0;
+  std::printf("\nJIT vs libpcap, geometric mean over %d expressions: per packet (match) %.2fx faster (target >= 4x: %s);\n"
+              "  whole capture in one call (match_many, headers prefetched) %.2fx (target >= 4x: %s); match counts %s\n"
+              "  (libpcap is pcap_offline_filter per packet in both comparisons: it has no batch interface)\n\n",
+              n_exprs, geo, geo >= 4 ? "met" : "NOT met", geo_many, geo_many >= 4 ? "met" : "NOT met",
+              all_agree ? "agree" : "DISAGREE");
 
   // ---- XDP ----
   std::string obj_path = std::string(BPFVM_PROGS_DIR) + "/pk_xdp.bpf.o";
