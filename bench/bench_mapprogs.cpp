@@ -6,7 +6,9 @@
 // by BPF_PROG_TEST_RUN with repeat). Prints ns per map operation side by side and the ratio to the
 // kernel; the target is bpfvm's JIT faster than the kernel (ratio < 1).
 //
-//   ninja -C build bench_mapprogs && build/bench_mapprogs [--trials N] [--ms M] [--only NAME]
+//   ninja -C build bench_mapprogs && build/bench_mapprogs [--trials N] [--ms M] [--only NAME] [--no-verify]
+// (--no-verify: prepare without bpfvm's verifier — the JIT runs the same code; the interpreter
+// column then is the checked interpreter.)
 //
 // Programs: bench/progs/map_{hash,array,ringbuf}.bpf.c (XDP, 256 operations per run, see
 // bench/progs/map_bench.h), compiled by the build into build/progs. Both sides start from the same
@@ -42,6 +44,7 @@ using namespace bpfvm;
 namespace {
 
 int g_trials = 11;
+bool g_verify = true;
 double g_trial_ms = 5;
 
 struct Case {
@@ -190,6 +193,7 @@ Result<PreparedProgram> prepare(const ObjectProgram& op, const LoadedObject& liv
   PrepareOptions po;  // verified first (the default); the engine asked for explicitly
   po.engine = engine == EngineKind::Jit ? EngineChoice::Jit : EngineChoice::Interpreter;
   po.exec.engine = engine;
+  po.verify = g_verify;
   return prepare_program(op, live, nullptr, po);
 }
 
@@ -266,8 +270,9 @@ int main(int argc, char** argv) {
     if (a == "--trials" && i + 1 < argc) g_trials = std::max(1, std::atoi(argv[++i]));
     else if (a == "--ms" && i + 1 < argc) g_trial_ms = std::max(1.0, std::atof(argv[++i]));
     else if (a == "--only" && i + 1 < argc) only = argv[++i];
+    else if (a == "--no-verify") g_verify = false;
     else {
-      std::fprintf(stderr, "usage: bench_mapprogs [--trials N] [--ms M] [--only NAME]\n");
+      std::fprintf(stderr, "usage: bench_mapprogs [--trials N] [--ms M] [--only NAME] [--no-verify]\n");
       return 2;
     }
   }

@@ -872,3 +872,47 @@ TEST(HelperObjects, TracingHelpers) {
   EXPECT_EQ(cmp, 0);
   EXPECT_NE(printed.find("hl_trace 7"), std::string::npos) << printed;
 }
+
+// bpf_ringbuf_submit/discard find a record's ring among this thread's live reservations, whatever
+// their number (an inline array, then an overflow list) and in any order; a pointer that is not a
+// live reservation (never reserved, or already submitted) is a helper fault.
+TEST(Helpers, RingbufManyOutstandingReservationsAnyOrder) {
+  auto rb1 = mk(BPF_MAP_TYPE_RINGBUF, 0, 0, 1 << 16);
+  auto rb2 = mk(BPF_MAP_TYPE_RINGBUF, 0, 0, 1 << 16);
+  ASSERT_TRUE(rb1 && rb2);
+  (void)take_helper_fault();
+  std::vector<std::pair<uint64_t, int>> recs;  // record, ring (1 or 2)
+  for (uint32_t i = 0; i < 40; ++i) {
+    Map* m = (i % 3 == 0) ? rb2.get() : rb1.get();
+    uint64_t r = H(BPF_FUNC_ringbuf_reserve)(P(m), 8, 0, 0, 0);
+    ASSERT_NE(r, 0u) << i;
+    uint64_t v = i;
+    std::memcpy(reinterpret_cast<void*>(r), &v, 8);
+    recs.push_back({r, m == rb2.get() ? 2 : 1});
+  }
+  // Submit in a scrambled order (middle, ends, overflow first), discard every 5th.
+  std::vector<size_t> order;
+  for (size_t i = 0; i < recs.size(); ++i) order.push_back((i * 17 + 5) % recs.size());
+  for (size_t i : order) {
+    if (i % 5 == 0) H(BPF_FUNC_ringbuf_discard)(recs[i].first, 0, 0, 0, 0);
+    else H(BPF_FUNC_ringbuf_submit)(recs[i].first, 0, 0, 0, 0);
+    ASSERT_EQ(take_helper_fault(), std::nullopt) << i;
+  }
+  std::vector<uint64_t> seen1, seen2;
+  auto* r1 = as_ringbuf(rb1.get());
+  auto* r2 = as_ringbuf(rb2.get());
+  r1->consume([&](const void* d, uint32_t) { uint64_t v; std::memcpy(&v, d, 8); seen1.push_back(v); return 0; });
+  r2->consume([&](const void* d, uint32_t) { uint64_t v; std::memcpy(&v, d, 8); seen2.push_back(v); return 0; });
+  std::vector<uint64_t> want1, want2;
+  for (uint32_t i = 0; i < 40; ++i) {
+    if (i % 5 == 0) continue;
+    (i % 3 == 0 ? want2 : want1).push_back(i);  // committed records come out in reservation order
+  }
+  EXPECT_EQ(seen1, want1);
+  EXPECT_EQ(seen2, want2);
+  // Already submitted: no longer a live reservation.
+  H(BPF_FUNC_ringbuf_submit)(recs[1].first, 0, 0, 0, 0);
+  auto fault = take_helper_fault();
+  ASSERT_TRUE(fault.has_value());
+  EXPECT_NE(fault->message.find("not a reserved ringbuf record"), std::string::npos);
+}

@@ -140,11 +140,52 @@ uint64_t tail_call(uint64_t ctx, uint64_t map, uint64_t index, uint64_t, uint64_
 // ---- ring buffers ----------------------------------------------------------------------------------
 
 // Reserved records of this thread and their ring (bpf_ringbuf_submit/discard get only the record).
+// The first kInline live reservations sit in a trivially destructible thread-local array (no TLS
+// wrapper call, no allocation: programs usually hold one record at a time); more go to `t_more`.
 struct Reserved {
   void* rec;
   RingbufMap* map;
 };
-thread_local std::vector<Reserved> t_reserved;
+constexpr uint32_t kInline = 16;
+struct ReservedInline {
+  Reserved r[kInline];
+  uint32_t n;
+};
+thread_local constinit ReservedInline t_res __attribute__((tls_model("initial-exec"))) = {};
+thread_local std::vector<Reserved> t_more;
+
+void push_reserved(void* rec, RingbufMap* m) {
+  ReservedInline& t = t_res;
+  if (t.n < kInline) t.r[t.n++] = Reserved{rec, m};
+  else t_more.push_back(Reserved{rec, m});
+}
+
+RingbufMap* take_reserved(void* rec) {
+  ReservedInline& t = t_res;
+  if (t.n == kInline && !t_more.empty()) {
+    auto& v = t_more;
+    for (size_t i = v.size(); i-- > 0;) {
+      if (v[i].rec == rec) {
+        RingbufMap* m = v[i].map;
+        v.erase(v.begin() + static_cast<long>(i));
+        return m;
+      }
+    }
+  }
+  for (uint32_t i = t.n; i-- > 0;) {
+    if (t.r[i].rec == rec) {
+      RingbufMap* m = t.r[i].map;
+      for (uint32_t j = i + 1; j < t.n; ++j) t.r[j - 1] = t.r[j];
+      --t.n;
+      if (t.n == kInline - 1 && !t_more.empty()) {  // refill the array from the overflow
+        t.r[t.n++] = t_more.front();
+        t_more.erase(t_more.begin());
+      }
+      return m;
+    }
+  }
+  return nullptr;
+}
 
 RingbufMap* as_ringbuf(uint64_t map) { return bpfvm::as_ringbuf(as_map(map)); }
 
@@ -159,22 +200,12 @@ uint64_t ringbuf_reserve(uint64_t map, uint64_t size, uint64_t flags, uint64_t, 
   if (!rb) return 0;
   void* rec = rb->reserve(size, flags);
   if (rec) {
-    t_reserved.push_back({rec, rb});
+    push_reserved(rec, rb);
     allow(rec, size, true, "ringbuf record");
   }
   return reinterpret_cast<uint64_t>(rec);
 }
 
-RingbufMap* take_reserved(void* rec) {
-  for (size_t i = t_reserved.size(); i-- > 0;) {
-    if (t_reserved[i].rec == rec) {
-      RingbufMap* m = t_reserved[i].map;
-      t_reserved.erase(t_reserved.begin() + static_cast<long>(i));
-      return m;
-    }
-  }
-  return nullptr;
-}
 
 uint64_t ringbuf_submit(uint64_t data, uint64_t flags, uint64_t, uint64_t, uint64_t) {
   void* rec = ptr<void>(data);
