@@ -283,3 +283,60 @@ TEST(MapsStress, QueueConservesElements) {
   popper.join();
   EXPECT_EQ(pushed_sum.load(), popped_sum.load());
 }
+
+// Writers that come and go (each exits after a burst: its unsealed retired batch is sealed and its
+// element cache drained at thread exit) while readers hold elements inside read sections, through
+// the engines' direct lookup entry: no reader ever sees a value that is not one writer's whole
+// write (a freed-and-reused element would show another value mid-read).
+TEST(MapsStress, ShortLivedWritersNeverFreeWhatReadersHold) {
+  constexpr int kWords = 8;
+  auto m = mk(kMapHash, 4, 8 * kWords, 64);
+  std::atomic<bool> stop{false}, torn{false};
+  std::atomic<uint64_t> hits{0};
+  auto reader = [&](int t) {
+    std::mt19937 rng(200 + t);
+    while (!stop.load(std::memory_order_relaxed)) {
+      MapReadSection rs;
+      const uint64_t* held[16] = {};
+      uint64_t first[16] = {};
+      for (int i = 0; i < 16; ++i) {
+        uint32_t k = rng() % 32;
+        held[i] = static_cast<const uint64_t*>(m->lookup_fn()(m.get(), &k));
+        if (held[i]) first[i] = held[i][0];
+      }
+      std::this_thread::yield();  // let writers replace and retire what we hold
+      for (int i = 0; i < 16; ++i) {
+        if (!held[i]) continue;
+        hits.fetch_add(1, std::memory_order_relaxed);
+        for (int w = 0; w < kWords; ++w)
+          if (held[i][w] != first[i]) torn = true;
+      }
+    }
+  };
+  std::vector<std::thread> readers;
+  for (int i = 0; i < 2; ++i) readers.emplace_back(reader, i);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(500);
+  uint64_t wave = 0;
+  while (std::chrono::steady_clock::now() < deadline) {
+    std::vector<std::thread> writers;
+    for (int t = 0; t < 2; ++t) {
+      writers.emplace_back([&, t, wave] {
+        std::mt19937 rng(uint32_t(wave * 2 + t));
+        uint64_t v[kWords];
+        for (int i = 0; i < 300; ++i) {  // fewer than a few batches: some stay unsealed until exit
+          uint32_t k = rng() % 32;
+          uint64_t n = (wave << 32) | (uint64_t(t) << 24) | uint64_t(i);
+          for (auto& w : v) w = n;
+          if (rng() % 4) m->update(&k, v, 0); else m->remove(&k);
+        }
+      });
+    }
+    for (auto& w : writers) w.join();
+    ++wave;
+  }
+  stop = true;
+  for (auto& r : readers) r.join();
+  EXPECT_FALSE(torn.load());
+  EXPECT_GT(hits.load(), 1000u) << "waves " << wave;
+  map_synchronize();
+}
