@@ -15,9 +15,11 @@
 // map contents (keys 0..1023, value key * 3 + 1) and must return the same value (checked before
 // timing). ns/op = (average ns per run) / (operations per run): both the kernel's and bpfvm's
 // per-run harness cost is included, spread over the run's operations. Each trial is one test_run
-// with `repeat` calibrated to last about --ms milliseconds; the table shows the minimum over --trials
-// (bpfvm's test_run measures wall time, which a busy machine inflates when it preempts the thread;
-// the kernel's timer stops while it reschedules; short trials and the minimum filter that out).
+// with `repeat` calibrated to last about --ms milliseconds; the interpreter, JIT and kernel trials
+// are interleaved (one of each per round) so that load changes hit all columns alike; the table
+// shows the minimum over --trials trials during which the thread was not preempted (bpfvm's
+// test_run measures wall time, which preemption inflates; the kernel's timer stops while it
+// reschedules).
 // Ring buffers: user space consumes every record (reading its header and first word) between
 // trials, in bpfvm with RingbufMap::consume, in the kernel through the ring's mmap()ed pages, so
 // the 16 MiB ring never fills (a trial's repeat is capped accordingly).
@@ -31,6 +33,8 @@
 #include <atomic>
 #include <cstdio>
 #include <cstring>
+#include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -220,8 +224,6 @@ uint64_t repeat_cap(const Object& obj, const Case& c) {
   return ~0ull;
 }
 
-// Times `run(repeat)` (returns average ns per run, < 0 on error): calibrates repeat to about
-// g_trial_ms per trial (at most cap), then returns the minimum over g_trials trials.
 // Involuntary context switches of this thread so far (a trial during which the thread was
 // preempted has an inflated wall time: bpfvm's test_run measures wall time).
 long preemptions() {
@@ -230,36 +232,54 @@ long preemptions() {
   return ru.ru_nivcsw;
 }
 
-// Times `run(repeat)` (returns average ns per run, < 0 on error): calibrates repeat to about
-// g_trial_ms per trial (at most cap), then returns the minimum over g_trials trials during which
-// the thread was not preempted (up to 10 * g_trials attempts; if none was clean, over all of them).
-template <class Run, class Between>
-double time_runs(uint64_t cap, Run&& run, Between&& between) {
+// One timed column: run(repeat) returns the average ns per run (< 0 on error); between() runs
+// after each call (ring consumption). Columns are calibrated one by one (repeat chosen so a trial
+// lasts about g_trial_ms), then timed in interleaved rounds (one trial of each column per round),
+// so that a change in machine load affects every column alike. A column's figure is the minimum
+// over its trials during which the thread was not preempted (if none was clean, over all trials).
+struct Column {
+  std::function<double(uint64_t)> run;
+  std::function<void()> between;
+  uint64_t cap = ~0ull;
   uint64_t repeat = 16;
-  for (;;) {
-    repeat = std::min(repeat, cap);
-    double ns = run(repeat);
-    between();
-    if (ns < 0) return ns;
-    if (ns * double(repeat) >= g_trial_ms * 1e6 / 4 || repeat >= cap) {
-      repeat = std::min<uint64_t>(cap, std::max<uint64_t>(1, uint64_t(g_trial_ms * 1e6 / std::max(ns, 1.0))));
-      break;
-    }
-    repeat *= 4;
-  }
   std::vector<double> clean, all;
-  for (int t = 0; t < 10 * g_trials && int(clean.size()) < g_trials; ++t) {
+  bool failed = false;
+
+  void calibrate() {
+    for (;;) {
+      repeat = std::min(repeat, cap);
+      double ns = run(repeat);
+      between();
+      if (ns < 0) {
+        failed = true;
+        return;
+      }
+      if (ns * double(repeat) >= g_trial_ms * 1e6 / 4 || repeat >= cap) {
+        repeat = std::min<uint64_t>(cap, std::max<uint64_t>(1, uint64_t(g_trial_ms * 1e6 / std::max(ns, 1.0))));
+        return;
+      }
+      repeat *= 4;
+    }
+  }
+  void trial() {
+    if (failed) return;
     long p0 = preemptions();
     double ns = run(repeat);
     long p1 = preemptions();
     between();
-    if (ns < 0) return ns;
+    if (ns < 0) {
+      failed = true;
+      return;
+    }
     all.push_back(ns);
     if (p1 == p0) clean.push_back(ns);
   }
-  const auto& v = clean.empty() ? all : clean;
-  return *std::min_element(v.begin(), v.end());
-}
+  double result() const {
+    if (failed || all.empty()) return -1;
+    const auto& v = clean.empty() ? all : clean;
+    return *std::min_element(v.begin(), v.end());
+  }
+};
 
 }  // namespace
 
@@ -315,7 +335,9 @@ int main(int argc, char** argv) {
     auto vm_between = [&] { consume_vm(*live, &vm_sum); };
 
     // bpfvm: interpreter and JIT, the same maps.
-    double col[2] = {-1, -1};
+    std::vector<std::unique_ptr<PreparedProgram>> progs;
+    std::vector<std::unique_ptr<Column>> cols(3);  // interp, jit, kernel
+    std::vector<std::string> errs(3);
     int64_t vm_ret = -1;
     const EngineKind engines[2] = {EngineKind::Interpreter, EngineKind::Jit};
     for (int e = 0; e < 2; ++e) {
@@ -333,30 +355,32 @@ int main(int argc, char** argv) {
       if (vm_ret >= 0 && int64_t(first->retval) != vm_ret)
         notes.push_back(std::string(c.name) + ": interpreter and JIT disagree");
       vm_ret = int64_t(first->retval);
-      std::string err;
-      col[e] = time_runs(
-          cap,
-          [&](uint64_t repeat) -> double {
-            auto r = test_run(*pp, pkt, {}, repeat);
-            if (!r) {
-              err = r.error().to_string();
-              return -1;
-            }
-            return double(r->duration_ns);
-          },
-          vm_between);
-      if (col[e] < 0) notes.push_back(std::string(c.name) + " (" + engine_name(engines[e]) + "): " + err);
+      progs.push_back(std::make_unique<PreparedProgram>(std::move(*pp)));
+      PreparedProgram* prog = progs.back().get();
+      auto col = std::make_unique<Column>();
+      std::string* err = &errs[static_cast<size_t>(e)];
+      col->run = [prog, &pkt, err](uint64_t repeat) -> double {
+        auto r = test_run(*prog, pkt, {}, repeat);
+        if (!r) {
+          *err = r.error().to_string();
+          return -1;
+        }
+        return double(r->duration_ns);
+      };
+      col->between = vm_between;
+      col->cap = cap;
+      cols[static_cast<size_t>(e)] = std::move(col);
     }
 
     // The kernel: same maps, same contents, same program.
-    double kcol = -1;
+    KernelSide ks;
+    kernel::Fd fd;
+    uint64_t ksum = 0;
     if (have_kernel) {
-      KernelSide ks = kernel_maps(*obj);
+      ks = kernel_maps(*obj);
       std::string err = ks.error;
-      kernel::Fd fd;
       if (err.empty()) fd = kernel_load(*op, ks, &err);
-      uint64_t ksum = 0;
-      auto k_between = [&] {
+      auto k_between = [&ks, &ksum] {
         for (auto& r : ks.rings)
           if (r) r->consume(&ksum);
       };
@@ -368,17 +392,39 @@ int main(int argc, char** argv) {
         } else if (vm_ret >= 0 && tr.retval != uint32_t(vm_ret)) {
           err = "kernel returned " + std::to_string(tr.retval) + ", bpfvm " + std::to_string(vm_ret);
         } else {
-          kcol = time_runs(
-              std::min<uint64_t>(cap, 0xffffffffu),
-              [&](uint64_t repeat) -> double {
-                auto t = kernel::test_run(fd.get(), pkt, {}, static_cast<uint32_t>(repeat), pkt.size() + 256);
-                return t.err ? -1.0 : double(t.duration_ns);
-              },
-              k_between);
-          if (kcol < 0) err = "BPF_PROG_TEST_RUN failed while timing";
+          auto col = std::make_unique<Column>();
+          int kfd = fd.get();
+          col->run = [kfd, &pkt](uint64_t repeat) -> double {
+            auto t = kernel::test_run(kfd, pkt, {}, static_cast<uint32_t>(repeat), pkt.size() + 256);
+            return t.err ? -1.0 : double(t.duration_ns);
+          };
+          col->between = k_between;
+          col->cap = std::min<uint64_t>(cap, 0xffffffffu);
+          cols[2] = std::move(col);
+          errs[2] = "BPF_PROG_TEST_RUN failed while timing";
         }
       }
       if (!err.empty()) notes.push_back(std::string(c.name) + " (kernel): " + err);
+    }
+
+    for (auto& col : cols)
+      if (col) col->calibrate();
+    for (int t = 0; t < 10 * g_trials; ++t) {
+      bool done = true;
+      for (auto& col : cols)
+        if (col && !col->failed && int(col->clean.size()) < g_trials) done = false;
+      if (done) break;
+      for (auto& col : cols)
+        if (col && int(col->clean.size()) < g_trials) col->trial();
+    }
+    double col[2] = {-1, -1}, kcol = -1;
+    for (int e = 0; e < 3; ++e) {
+      double r = cols[static_cast<size_t>(e)] ? cols[static_cast<size_t>(e)]->result() : -1;
+      if (cols[static_cast<size_t>(e)] && r < 0)
+        notes.push_back(std::string(c.name) + " (" + (e < 2 ? engine_name(engines[e]) : "kernel") + "): " +
+                        errs[static_cast<size_t>(e)]);
+      if (e < 2) col[e] = r;
+      else kcol = r;
     }
 
     auto cell = [](double ns, uint32_t ops) {
