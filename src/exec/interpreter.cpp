@@ -38,18 +38,20 @@ constexpr int32_t kSkfLlOff = -0x200000;
 class Interpreter;
 
 // Per-run state.
+// Members are initialised one by one (no value-initialisation of the whole block: `State st{}`
+// compiled to a rep stos, a measurable part of a short run).
 struct State {
-  const RunArgs* args;
-  RunContext* ctx;
-  uint64_t stack_lo;  // lowest stack address of this run
-  uint64_t stack_hi;
-  uint64_t budget;
-  uint64_t count;
-  const State* parent;  // run that called back into the program (bpf_loop), whose stack stays valid
-  const Interpreter* engine;
-  uint64_t* cur_r10;
+  const RunArgs* args = nullptr;
+  RunContext* ctx = nullptr;
+  uint64_t stack_lo = 0;  // lowest stack address of this run
+  uint64_t stack_hi = 0;
+  uint64_t budget = 0;
+  uint64_t count = 0;
+  const State* parent = nullptr;  // run that called back into the program (bpf_loop), whose stack stays valid
+  const Interpreter* engine = nullptr;
+  uint64_t* cur_r10 = nullptr;
   Diagnostic error;
-  bool failed;
+  bool failed = false;
 };
 
 template <bool Checked, bool Counted>
@@ -510,6 +512,8 @@ class Interpreter final : public Engine {
  public:
   Interpreter(const LinkedProgram& linked, const ExecOptions& options)
       : exe_(linked.exe), by_id_(linked.by_id), budget_(options.insn_budget), checked_(options.checked) {
+    for (const Insn& in : linked.program->insns)
+      if (in.op == Op::CALL_HELPER || in.op == Op::CALLX) calls_helpers_ = true;
     bool checked = options.checked, counted = options.insn_budget != 0;
     run_fn_ = checked ? (counted ? &Exec<true, true>::run : &Exec<true, false>::run)
                       : (counted ? &Exec<false, true>::run : &Exec<false, false>::run);
@@ -566,6 +570,7 @@ class Interpreter final : public Engine {
     ctx.args = &args;
     ctx.exe = exe_;
     ctx.checked = checked_;
+    if (!calls_helpers_) return execute(args, ctx, args.r1, args.r2, stats);  // nothing can ask current_run()
     ScopedRunContext scope(&ctx);
     return execute(args, ctx, args.r1, args.r2, stats);
   }
@@ -583,16 +588,19 @@ class Interpreter final : public Engine {
   Result<uint64_t> execute(const RunArgs& args, RunContext& ctx, uint64_t r1, uint64_t r2, RunStats* stats,
                            const State* parent = nullptr, size_t start = 0, const uint64_t* extra = nullptr) const {
     alignas(16) uint8_t stack[kStackBytes];
-    uint64_t regs[kNumRegs] = {};
-    regs[1] = r1;
-    regs[2] = r2;
-    if (extra) {
-      regs[3] = extra[0];
-      regs[4] = extra[1];
-      regs[5] = extra[2];
-    }
-    regs[10] = reinterpret_cast<uint64_t>(stack) + kStackBytes;
-    State st{};
+    static_assert(kNumRegs == 11);
+    uint64_t regs[kNumRegs] = {0,
+                               r1,
+                               r2,
+                               extra ? extra[0] : 0,
+                               extra ? extra[1] : 0,
+                               extra ? extra[2] : 0,
+                               0,
+                               0,
+                               0,
+                               0,
+                               reinterpret_cast<uint64_t>(stack) + kStackBytes};
+    State st;
     st.parent = parent;
     if (parent) st.count = parent->count;
     const CallFunction saved_call_function = ctx.call_function;
@@ -629,6 +637,7 @@ class Interpreter final : public Engine {
   std::vector<const HelperDef*> by_id_;
   uint64_t budget_;
   bool checked_;
+  bool calls_helpers_ = false;  // helpers (incl. tail calls, callbacks) are the only users of current_run()
   RunFn run_fn_;
 };
 
