@@ -3,7 +3,7 @@
 //   build/bench_maps [--ops N]
 // The kernel column is the BPF_MAP_*_ELEM syscall (user space); a program's in-kernel helper call
 // is not measurable from here. Times are thread CPU time, best of 3.
-// without a program; programs doing map operations, next to the kernel's: bench/bench_mapprogs.cpp.
+// Programs doing map operations, next to the kernel's: bench/bench_mapprogs.cpp.
 #include <chrono>
 #include <ctime>
 #include <algorithm>
