@@ -78,15 +78,16 @@ uint64_t min_announced() {
   return m;
 }
 
-// Frees the batches older than min_ann; returns the emptied item vectors to *spare (capacity reuse).
-void free_older(std::vector<Batch>& v, uint64_t min_ann, std::vector<Fresh>* spare = nullptr) {
+// Frees the batches older than min_ann; keeps up to 16 emptied item vectors in *spares for reuse
+// (a thread that seals often — one user-space update at a time — allocates no new vectors).
+void free_older(std::vector<Batch>& v, uint64_t min_ann, std::vector<std::vector<Fresh>>* spares = nullptr) {
   size_t k = 0;
   for (size_t i = 0; i < v.size(); ++i) {
     if (v[i].epoch < min_ann) {
       for (const Fresh& f : v[i].items) f.del(f.p);
-      if (spare && spare->capacity() < v[i].items.capacity()) {
+      if (spares && spares->size() < 16) {
         v[i].items.clear();
-        spare->swap(v[i].items);
+        spares->push_back(std::move(v[i].items));
       }
     } else {
       if (k != i) v[k] = std::move(v[i]);
@@ -107,14 +108,17 @@ struct Tls {
   std::vector<Batch> pending;  // sealed, oldest first
   size_t pending_items = 0;
   std::vector<Fresh> fresh;    // retired, not yet sealed with an epoch
-  std::vector<Fresh> spare;    // an emptied batch vector, reused for the next fresh batch
+  std::vector<std::vector<Fresh>> spares;  // emptied batch vectors, reused for the next fresh batches
   void seal() {
     if (fresh.empty()) return;
     uint64_t e = g().epoch.fetch_add(1, std::memory_order_seq_cst);
     pending_items += fresh.size();
     pending.push_back(Batch{e, std::move(fresh)});
-    fresh.swap(spare);
-    fresh.clear();
+    fresh.clear();  // moved-from: take a spare vector (its capacity) if there is one
+    if (!spares.empty()) {
+      fresh.swap(spares.back());
+      spares.pop_back();
+    }
     if (fresh.capacity() < 64) fresh.reserve(64);
   }
   void count_pending() {
@@ -153,7 +157,7 @@ thread_local Tls tls;
 
 void reclaim_now() {
   uint64_t m = min_announced();
-  free_older(tls.pending, m, &tls.spare);
+  free_older(tls.pending, m, &tls.spares);
   tls.count_pending();
   Global& gl = g();
   std::unique_lock<std::mutex> lk(gl.orphan_mu, std::try_to_lock);
@@ -307,7 +311,7 @@ void map_synchronize() {
     std::this_thread::yield();
   }
   uint64_t threshold = std::min(target, min_announced());
-  free_older(tls.pending, threshold, &tls.spare);
+  free_older(tls.pending, threshold, &tls.spares);
   tls.count_pending();
   std::lock_guard<std::mutex> lk(g().orphan_mu);
   free_older(g().orphans, threshold);
