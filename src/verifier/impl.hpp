@@ -39,8 +39,9 @@ class Verifier {
   bool is_state_visited(bool& pruned);
   void push_branch(State st, int64_t pc);
   void finish_path();
-  std::vector<LiveSet> live_for(const State& st, int64_t pc) const;
-  std::vector<LiveSet> precise_for(const State& st, int64_t pc) const;
+  void live_for(const State& st, int64_t pc, std::vector<LiveSet>& out) const;
+  void precise_for(const State& st, int64_t pc, std::vector<LiveSet>& out) const;
+  std::vector<LiveSet> live_buf_, precise_buf_;  // reused by is_state_visited (no allocation per visit)
   void seed(int regno) { seeds_.regs[pc_] |= static_cast<LiveSet>(1u << regno); }
 
   // ---- instruction kinds ----

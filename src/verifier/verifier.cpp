@@ -105,29 +105,27 @@ void Verifier::log_insn(bool with_state) {
   rep_.log += fmt::format("{}: {}\n", pc_, format_insn(insns_[pc_], pc_, o));
 }
 
-std::vector<LiveSet> Verifier::live_for(const State& st, int64_t pc) const {
-  std::vector<LiveSet> live(st.frames.size());
+void Verifier::live_for(const State& st, int64_t pc, std::vector<LiveSet>& live) const {
+  live.assign(st.frames.size(), 0);
   for (size_t f = 0; f + 1 < st.frames.size(); ++f) {
     int64_t ret = st.frames[f + 1].callsite + 1;
     live[f] = ret < static_cast<int64_t>(cfg_.live_in.size()) ? cfg_.live_in[ret] : 0x7ff;
     live[f] |= 0x3c0;  // r6..r9 of callers survive the call
   }
   live.back() = cfg_.live_in[pc];
-  return live;
 }
 
-std::vector<LiveSet> Verifier::precise_for(const State& st, int64_t pc) const {
-  std::vector<LiveSet> p(st.frames.size());
+void Verifier::precise_for(const State& st, int64_t pc, std::vector<LiveSet>& p) const {
+  p.assign(st.frames.size(), 0);
   if (prec_.all) {
     for (auto& x : p) x = 0x7ff;
-    return p;
+    return;
   }
   for (size_t f = 0; f + 1 < st.frames.size(); ++f) {
     int64_t ret = st.frames[f + 1].callsite + 1;
     p[f] = ret < static_cast<int64_t>(prec_.need.size()) ? prec_.need[ret] : 0x7ff;
   }
   p.back() = prec_.need[pc];
-  return p;
 }
 
 bool Verifier::is_state_visited(bool& pruned) {
@@ -153,8 +151,10 @@ bool Verifier::is_state_visited(bool& pruned) {
     }
   }
   if (!list.empty()) {
-    std::vector<LiveSet> live = live_for(cur_, pc_);
-    std::vector<LiveSet> precise = precise_for(cur_, pc_);
+    std::vector<LiveSet>& live = live_buf_;
+    std::vector<LiveSet>& precise = precise_buf_;
+    live_for(cur_, pc_, live);
+    precise_for(cur_, pc_, precise);
     const bool stack_precise = prec_.all || prec_.stack;
     size_t keep = 0;
     for (size_t idx = 0; idx < list.size(); ++idx) {
