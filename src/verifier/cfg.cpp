@@ -106,6 +106,9 @@ Result<Cfg> build_cfg(std::span<const Insn> insns) {
   for (int32_t s : cb_starts) cfg.is_callback[cfg.func_index(s)] = 1;
   cfg.callees.assign(nf, {});
   cfg.prune_point.assign(n, 0);
+  // Callback entries: repeated invocations (bpf_loop...) converge by pruning there.
+  for (size_t f = 0; f < nf; ++f)
+    if (cfg.is_callback[f]) cfg.prune_point[cfg.func_starts[f]] = 1;
 
   // Structure per function.
   std::vector<std::vector<int64_t>> succ(n);

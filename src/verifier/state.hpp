@@ -96,6 +96,7 @@ struct Frame {
   int32_t subprog = 0;      // first instruction of the function
   bool callback = false;    // a callback invoked by a helper (bpf_loop...)
   int32_t cb_ret_max = 1;   // callbacks: allowed r0 range [0, cb_ret_max]
+  std::vector<Reg> cb_args; // callbacks: r1..r5 at entry (for the next invocation)
 
   Slot* slot(int i) { return i < static_cast<int>(stack.size()) ? &stack[i] : nullptr; }
   Slot& slot_grow(int i) {

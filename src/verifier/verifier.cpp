@@ -134,7 +134,26 @@ bool Verifier::is_state_visited(bool& pruned) {
   const bool looping = in_progress_count_[pc_] > 0;
   uint64_t cur_hash = 0;
   bool hashed = false;
-  if (looping) {
+  const int cb_func = cfg_.func_of[pc_];
+  const bool cb_entry = cfg_.is_callback[cb_func] && cfg_.func_starts[cb_func] == pc_;
+  if (looping && cb_entry) {
+    // Another invocation of a callback (bpf_loop...): the helper bounds the iterations, so coming back
+    // in a state covered by an invocation being explored adds nothing: the states converged.
+    live_for(cur_, pc_, live_buf_);
+    precise_for(cur_, pc_, precise_buf_);
+    const bool stack_precise = prec_.all || prec_.stack;
+    auto covers = [&](Node* ip) {
+      if (ip->branches == 0 || !state_covered(ip->st, cur_, live_buf_, precise_buf_, stack_precise)) return false;
+      if (!prec_.all) note_imprecise_prune(ip->st, live_buf_, precise_buf_, stack_precise);
+      ip->hits++;
+      pruned = true;
+      return true;
+    };
+    for (Node* ip : in_progress_unhashed_[pc_])
+      if (covers(ip)) return true;
+    for (auto& [h, ip] : in_progress_[pc_])
+      if (covers(ip)) return true;
+  } else if (looping) {
     cur_hash = state_hash(cur_);
     hashed = true;
     auto& unhashed = in_progress_unhashed_[pc_];
@@ -354,6 +373,8 @@ bool Verifier::run() {
       }
     }
     rep_.facts[pc_].visited = true;
+    if (Frame& cf = cur_.cur(); cf.callback && cf.cb_args.empty() && pc_ == cf.subprog)
+      cf.cb_args.assign(cf.regs.begin() + 1, cf.regs.begin() + 6);
     if (opts_.log_level >= 1) log_insn(opts_.log_level >= 2);
     if (!step()) return false;
   }
@@ -841,6 +862,32 @@ bool Verifier::do_exit(const Insn&) {
     }
     int32_t callsite = fr.callsite;
     bool cb = fr.callback;
+    if (cb && !fr.cb_args.empty()) {
+      // The helper may invoke the callback again, with the caller's state as this invocation left it.
+      State again = cur_;
+      const size_t idx = again.frames.size() - 1;
+      Frame& old = again.frames[idx];
+      Frame fresh;
+      fresh.callsite = old.callsite;
+      fresh.subprog = old.subprog;
+      fresh.callback = true;
+      fresh.cb_ret_max = old.cb_ret_max;
+      fresh.cb_args = old.cb_args;
+      fresh.regs[10] = old.regs[10];
+      for (int r = 1; r <= 5; ++r) fresh.regs[r] = old.cb_args[r - 1];
+      const int32_t target = old.subprog;
+      old = std::move(fresh);
+      // Pointers into the finished invocation's stack that it left in its caller are gone.
+      for (size_t f = 0; f < idx; ++f) {
+        Frame& fr2 = again.frames[f];
+        for (Reg& x : fr2.regs)
+          if (x.kind == Kind::Stack && x.frame >= idx) x = Reg::unknown();
+        for (Slot& sl : fr2.stack)
+          if (sl.bytes[0] == kStackSpill && sl.spill.kind == Kind::Stack && sl.spill.frame >= idx)
+            sl.spill = Reg::unknown();
+      }
+      push_branch(std::move(again), target);
+    }
     cur_.frames.pop_back();
     Frame& caller = cur_.cur();
     uint8_t depth = static_cast<uint8_t>(cur_.frames.size());
