@@ -229,6 +229,36 @@ TEST_P(InterpAndJit, DeadWritesDoNotChangeResults) {
             2u);
 }
 
+TEST_P(InterpAndJit, ZeroExtensionIdioms) {
+  // The JIT folds `r <<= 32; r >>= 32` (and a `r = src` in front) into one 32-bit move, except where
+  // a jump lands between them. r1 = the memory pointer (high bits set on x86-64 user addresses too).
+  std::vector<uint8_t> mem(8, 0);
+  const uint64_t big = 0xfedcba9876543210ull;
+  auto lddw = [](uint8_t dst, uint64_t v) {
+    return std::vector<Insn>{I(Op::LDDW, dst, 0, 0, static_cast<int64_t>(v)), I(Op::LDDW_HI)};
+  };
+  std::vector<Insn> a = lddw(2, big);
+  for (Insn in : {I(Op::LSH64_IMM, 2, 0, 0, 32), I(Op::RSH64_IMM, 2, 0, 0, 32), I(Op::MOV64_REG, 0, 2), I(Op::EXIT)})
+    a.push_back(in);
+  EXPECT_EQ(value(a, &mem), 0x76543210u);
+  std::vector<Insn> b = lddw(3, big);
+  for (Insn in : {I(Op::MOV64_REG, 0, 3), I(Op::LSH64_IMM, 0, 0, 0, 32), I(Op::RSH64_IMM, 0, 0, 0, 32),
+                  I(Op::ADD64_REG, 0, 3), I(Op::EXIT)})
+    b.push_back(in);
+  EXPECT_EQ(value(b, &mem), big + 0x76543210u);
+  // A jump to the right shift: taken, the value is shifted right only (not zero-extended).
+  std::vector<Insn> c = lddw(0, big);
+  for (Insn in : {I(Op::JA, 0, 0, 1), I(Op::LSH64_IMM, 0, 0, 0, 32), I(Op::RSH64_IMM, 0, 0, 0, 32), I(Op::EXIT)})
+    c.push_back(in);
+  EXPECT_EQ(value(c, &mem), big >> 32);
+  // Not the idiom: other shift amounts, other registers.
+  std::vector<Insn> d = lddw(0, big);
+  for (Insn in : {I(Op::MOV64_REG, 4, 0), I(Op::LSH64_IMM, 4, 0, 0, 32), I(Op::RSH64_IMM, 0, 0, 0, 32),
+                  I(Op::LSH64_IMM, 0, 0, 0, 31), I(Op::RSH64_IMM, 0, 0, 0, 32), I(Op::ADD64_REG, 0, 4), I(Op::EXIT)})
+    d.push_back(in);
+  EXPECT_EQ(value(d, &mem), (((big >> 32) << 31) >> 32) + (big << 32));
+}
+
 TEST_P(InterpAndJit, LongForwardAndBackwardJumps) {
   // Jumps over more code than a rel8 displacement reaches, both ways (and short ones in between).
   // r0 = 0; if r1 != 0 goto +100 (skipping 100 x r0 += 1); r2 = 3;

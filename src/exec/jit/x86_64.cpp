@@ -428,6 +428,8 @@ class Compiler {
   // Returns false (and sets error_) when the instruction cannot be compiled. Not a Status: building
   // and destroying a Diagnostic per instruction is measurable in compile time.
   bool emit_insn(int64_t pc, bool main_mode);
+  // Instructions after body[k] folded into one x86 instruction emitted for body[k] (0: none).
+  size_t zero_extend_idiom(const std::vector<int64_t>& body, size_t k);
   Diagnostic error_;
   void emit_exit(bool main_mode);
   void emit_unwind();
@@ -934,6 +936,13 @@ Status Compiler::compile_function(int64_t entry, bool main_mode) {
     // The main function's last exit falls into the epilogue.
     if (main_mode && in.op == Op::EXIT && k + 1 == body.size()) continue;
     if (dead_[static_cast<size_t>(i)]) continue;
+    // Zero-extension idioms of clang's 64-bit code for u32 values: `dst <<= 32; dst >>= 32` is one
+    // 32-bit move (`mov ecx, ecx`), and `dst = src` in front of it folds in (`mov ecx, esi`).
+    if (size_t skip = zero_extend_idiom(body, k); skip) {
+      for (size_t s = 1; s <= skip; ++s) mark(cur_fn_, static_cast<int32_t>(body[k + s]));
+      k += skip;
+      continue;
+    }
     if (!emit_insn(i, main_mode)) return error_;
   }
   if (main_mode) {
@@ -999,6 +1008,29 @@ void Compiler::emit_exit(bool main_mode) {
   if (frame_adjust_) a.add(x86::rsp, frame_adjust_);
   for (size_t k = saved_.size(); k-- > 0;) put(enc_push_pop(false, saved_[k].id()));
   a.ret();
+}
+
+size_t Compiler::zero_extend_idiom(const std::vector<int64_t>& body, size_t k) {
+  auto plain = [&](size_t at) {  // body[at] is the next instruction, no jump lands on it, not dropped
+    if (at >= body.size() || body[at] != body[at - 1] + 1) return false;
+    size_t idx = static_cast<size_t>(body[at]);
+    return !is_target_[idx] && !dead_[idx];
+  };
+  auto is_shift32 = [&](size_t at, Op op, uint8_t dst) {
+    const Insn& x = insns_[static_cast<size_t>(body[at])];
+    return x.op == op && x.dst == dst && x.imm == 32;
+  };
+  const Insn& in = insns_[static_cast<size_t>(body[k])];
+  if (in.op == Op::LSH64_IMM && in.imm == 32 && plain(k + 1) && is_shift32(k + 1, Op::RSH64_IMM, in.dst)) {
+    a_->mov(D32(in.dst), D32(in.dst));
+    return 1;
+  }
+  if (in.op == Op::MOV64_REG && in.dst != in.src && plain(k + 1) && plain(k + 2) &&
+      is_shift32(k + 1, Op::LSH64_IMM, in.dst) && is_shift32(k + 2, Op::RSH64_IMM, in.dst)) {
+    a_->mov(D32(in.dst), D32(in.src));
+    return 2;
+  }
+  return 0;
 }
 
 bool Compiler::emit_insn(int64_t pc, bool main_mode) {
