@@ -179,12 +179,7 @@ TEST(AsmConformance, Errors) {
 namespace {
 
 Insn mk(Op op, uint8_t dst = 0, uint8_t src = 0, int16_t off = 0, int64_t imm = 0) {
-  Insn in;
-  in.op = op;
-  in.dst = dst;
-  in.src = src;
-  in.off = off;
-  in.imm = imm;
+  Insn in{op, dst, src, off, imm};
   // Normalize through the encoder/decoder, as an assembled or decoded program would be.
   auto dec = decode(encode(std::vector<Insn>{in}));
   EXPECT_TRUE(dec.ok()) << dec.error().to_string();

@@ -103,13 +103,7 @@ class Generator {
 
  private:
   static Insn I(Op op, uint8_t dst = 0, uint8_t src = 0, int16_t off = 0, int64_t imm = 0) {
-    Insn in;
-    in.op = op;
-    in.dst = dst;
-    in.src = src;
-    in.off = off;
-    in.imm = imm;
-    return in;
+    return Insn{op, dst, src, off, imm};
   }
   void emit(Op op, uint8_t dst = 0, uint8_t src = 0, int16_t off = 0, int64_t imm = 0) {
     out_.push_back(I(op, dst, src, off, imm));

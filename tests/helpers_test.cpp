@@ -34,13 +34,7 @@ uint64_t P(T* p) {
 int64_t S(uint64_t v) { return static_cast<int64_t>(v); }
 
 Insn I(Op op, uint8_t dst = 0, uint8_t src = 0, int16_t off = 0, int64_t imm = 0) {
-  Insn in;
-  in.op = op;
-  in.dst = dst;
-  in.src = src;
-  in.off = off;
-  in.imm = imm;
-  return in;
+  return Insn{op, dst, src, off, imm};
 }
 // lddw rD, <64-bit value> (two slots)
 void lddw(std::vector<Insn>& v, uint8_t dst, uint64_t value) {

@@ -24,13 +24,7 @@ std::vector<Insn> random_program(std::mt19937_64& rng) {
   auto r = [&](uint64_t n) { return static_cast<int64_t>(rng() % n); };
   auto reg = [&]() { return static_cast<uint8_t>(r(10)); };
   auto add = [&](Op op, uint8_t dst, uint8_t src, int16_t off, int64_t imm) {
-    Insn in;
-    in.op = op;
-    in.dst = dst;
-    in.src = src;
-    in.off = off;
-    in.imm = imm;
-    p.push_back(in);
+    p.push_back(Insn{op, dst, src, off, imm});
   };
   // Initialise most registers.
   for (uint8_t i = 2; i < 10; ++i)

@@ -60,13 +60,7 @@ class Generator {
     return regs[r(5)];
   }
   void emit(Op op, uint8_t dst, uint8_t src, int16_t off, int64_t imm) {
-    Insn in;
-    in.op = op;
-    in.dst = dst;
-    in.src = src;
-    in.off = off;
-    in.imm = imm;
-    p_.push_back(in);
+    p_.push_back(Insn{op, dst, src, off, imm});
   }
   void mov_reg(uint8_t d, uint8_t s) { emit(Op::MOV64_REG, d, s, 0, 0); }
   void init_scratch() {

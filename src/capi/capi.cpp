@@ -85,6 +85,23 @@ bpfvm_object* open_object(bpfvm::Result<bpfvm::Object> loaded, char* err, size_t
 
 long map_errno(long r) { return r; }  // the C++ maps already return 0 or -errno
 
+// A prepared program as a C handle, or NULL with the error (the full text of a rejection).
+bpfvm_program* wrap_program(bpfvm::Result<bpfvm::PreparedProgram> p, const std::string& rejection,
+                            std::shared_ptr<bpfvm::LoadedObject> live, char* err, size_t err_len) {
+  if (!p) {
+    set_err(err, err_len, prepare_error(p.error(), rejection));
+    return nullptr;
+  }
+  auto* out = new (std::nothrow) bpfvm_program;
+  if (!out) {
+    set_err(err, err_len, "out of memory");
+    return nullptr;
+  }
+  out->live = std::move(live);
+  out->prepared = std::move(*p);
+  return out;
+}
+
 }  // namespace
 
 extern "C" {
@@ -173,18 +190,7 @@ bpfvm_program* bpfvm_object_load_program(bpfvm_object* obj, const char* name, co
   }
   std::string rejection;
   auto p = bpfvm::prepare_program(*prog, *obj->live, type, prepare_options(opts, &rejection));
-  if (!p) {
-    set_err(err, err_len, prepare_error(p.error(), rejection));
-    return nullptr;
-  }
-  auto* out = new (std::nothrow) bpfvm_program;
-  if (!out) {
-    set_err(err, err_len, "out of memory");
-    return nullptr;
-  }
-  out->live = obj->live;
-  out->prepared = std::move(*p);
-  return out;
+  return wrap_program(std::move(p), rejection, obj->live, err, err_len);
 }
 
 bpfvm_program* bpfvm_program_from_bytecode(const void* insns, size_t size, const struct bpfvm_load_opts* opts,
@@ -208,17 +214,7 @@ bpfvm_program* bpfvm_program_from_bytecode(const void* insns, size_t size, const
   std::string rejection;
   auto p = bpfvm::prepare_program(bpfvm::Program{"bytecode", std::move(*decoded)}, *type,
                                   prepare_options(opts, &rejection));
-  if (!p) {
-    set_err(err, err_len, prepare_error(p.error(), rejection));
-    return nullptr;
-  }
-  auto* out = new (std::nothrow) bpfvm_program;
-  if (!out) {
-    set_err(err, err_len, "out of memory");
-    return nullptr;
-  }
-  out->prepared = std::move(*p);
-  return out;
+  return wrap_program(std::move(p), rejection, nullptr, err, err_len);
 }
 
 void bpfvm_program_free(bpfvm_program* prog) { delete prog; }
