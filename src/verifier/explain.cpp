@@ -18,6 +18,10 @@ std::string explain(const std::string& m) {
            "using it, and keep offset + size within value_size.";
   if (has("invalid access to packet"))
     return "The packet is only known to be long enough after a comparison with data_end.";
+  if (has("invalid access to memory"))
+    return "The access falls outside the input memory r1 points to. When its size is known at load "
+           "(`--mem`/`--data-in`), keep offset + size within it; otherwise compare against the length in r2 "
+           "first: `if (r2 < offset + size) return 0;`.";
   if (has("min value is negative"))
     return "The offset might be negative. Use an unsigned index, or check `if (i < 0) return ...` before use.";
   if (has("unbounded"))
