@@ -11,7 +11,10 @@
 #include "asm_test_util.hpp"
 #include "bpfvm/asm.hpp"
 #include "bpfvm/insn.hpp"
+#include "bpfvm/helpers.hpp"
 #include "bpfvm/jit.hpp"
+#include "bpfvm/map.hpp"
+#include "bpfvm/progtype.hpp"
 #include "bpfvm/vm.hpp"
 
 using namespace bpfvm;
@@ -272,4 +275,84 @@ TEST(Jit, WritesToNeverReadRegistersAreDropped) {
   ASSERT_TRUE(text.ok());
   EXPECT_EQ(text->find("rbx"), std::string::npos) << *text;
   EXPECT_EQ(*(*exe)->run_on_memory(nullptr, 0), 3u);
+}
+
+namespace {
+std::shared_ptr<Map> make_map(uint32_t type, uint32_t key, uint32_t value, uint32_t max) {
+  MapSpec s;
+  s.name = "m";
+  s.type = type;
+  s.key_size = key;
+  s.value_size = value;
+  s.max_entries = max;
+  auto m = create_map(s);
+  EXPECT_TRUE(m.ok()) << (m.ok() ? "" : m.error().to_string());
+  return m.ok() ? *m : nullptr;
+}
+
+// key = *(u32 *)mem; r0 = lookup(map, &key) ? *(u64 *)r0 + 1 : 0 — with the map's lddw marked in
+// Program::map_refs (as LoadedObject::program marks it), optionally with a jump landing on the call.
+Program lookup_program(Map* m, bool jump_into) {
+  std::vector<Insn> v = {I(Op::LDXW, 3, 1, 0), I(Op::STXW, 10, 3, -4), I(Op::MOV64_REG, 2, 10),
+                         I(Op::ADD64_IMM, 2, 0, 0, -4)};
+  Program p{"lookup", {}};
+  p.insns = v;
+  p.map_refs.push_back(static_cast<uint32_t>(p.insns.size()));
+  p.insns.push_back(I(Op::LDDW, 1, 0, 0, static_cast<int64_t>(reinterpret_cast<uintptr_t>(m))));
+  p.insns.push_back(I(Op::LDDW_HI));
+  if (jump_into) {
+    // if r3 != 12345 goto call; r1 = 0 (not a map: the call is then reached from two places)
+    p.insns.push_back(I(Op::JNE_IMM, 3, 0, 1, 12345));
+    p.insns.push_back(I(Op::MOV64_REG, 1, 1));
+  }
+  for (Insn in : {I(Op::CALL_HELPER, 0, 0, 0, 1), I(Op::JEQ_IMM, 0, 0, 2, 0), I(Op::LDXDW, 0, 0, 0),
+                  I(Op::ADD64_IMM, 0, 0, 0, 1), I(Op::EXIT)})
+    p.insns.push_back(in);
+  return p;
+}
+}  // namespace
+
+// bpf_map_lookup_elem on a map the program names by lddw: arrays inline (bounds check + address), other
+// maps' own lookup called directly. Same results as the interpreter through the helper, in and out of
+// range, and the pattern is not used where another path reaches the call.
+TEST(Jit, MapLookupsOfKnownMapsAreInlinedOrDirect) {
+  auto arr = make_map(kMapArray, 4, 8, 5);
+  auto hash = make_map(kMapHash, 4, 8, 16);
+  ASSERT_TRUE(arr && hash);
+  for (uint32_t k = 0; k < 5; ++k) {
+    uint64_t v = 100 + k;
+    ASSERT_EQ(arr->update_user(&k, &v, 0), 0);
+    if (k % 2) ASSERT_EQ(hash->update_user(&k, &v, 0), 0);
+  }
+  const HelperTable& table = HelperSet::kernel().table_for(kProgMem);
+  for (Map* m : {arr.get(), hash.get()}) {
+    for (bool jump_into : {false, true}) {
+      auto jit = Executable::create(lookup_program(m, jump_into), table, jit_opts());
+      ASSERT_TRUE(jit.ok()) << jit.error().to_string();
+      ExecOptions io;
+      auto interp = Executable::create(lookup_program(m, jump_into), table, io);
+      ASSERT_TRUE(interp.ok()) << interp.error().to_string();
+      for (uint32_t key : {0u, 1u, 2u, 4u, 5u, 7u, 0xffffffffu}) {
+        std::vector<uint8_t> mem(4);
+        std::memcpy(mem.data(), &key, 4);
+        auto a = (*jit)->run_on_memory(mem.data(), mem.size());
+        auto b = (*interp)->run_on_memory(mem.data(), mem.size());
+        ASSERT_TRUE(a.ok() && b.ok());
+        EXPECT_EQ(*a, *b) << "key " << key << (m == arr.get() ? " array" : " hash") << (jump_into ? " jump" : "");
+        bool present = m == arr.get() ? key < 5 : (key < 5 && key % 2);
+        EXPECT_EQ(*a, present ? 101u + key : 0u) << "key " << key;
+      }
+    }
+  }
+  // The array lookup is inline: no call instruction in the code when the pattern applies.
+  auto jit = Executable::create(lookup_program(arr.get(), false), table, jit_opts());
+  ASSERT_TRUE(jit.ok());
+  auto listing = jit_disassemble(**jit);
+  ASSERT_TRUE(listing.ok());
+  EXPECT_EQ(listing->find(":  call"), std::string::npos) << *listing;
+  auto via_jump = Executable::create(lookup_program(arr.get(), true), table, jit_opts());
+  ASSERT_TRUE(via_jump.ok());
+  auto l2 = jit_disassemble(**via_jump);
+  ASSERT_TRUE(l2.ok());
+  EXPECT_NE(l2->find(":  call"), std::string::npos) << *l2;
 }

@@ -50,6 +50,10 @@ class HelperTable {
 struct Program {
   std::string name;
   std::vector<Insn> insns;
+  // Slots of LDDW instructions whose value is the address of a live bpfvm::Map (set by
+  // LoadedObject::program). Engines may then treat a map helper's argument as that map (the JIT
+  // inlines array lookups and calls a map's own lookup directly, as the kernel does).
+  std::vector<uint32_t> map_refs;
 };
 
 enum class EngineKind { Interpreter, Jit };

@@ -68,6 +68,7 @@ Result<Program> LoadedObject::program(const ObjectProgram& prog) const {
     uint64_t addr;
     if (map_ref) {
       addr = reinterpret_cast<uint64_t>(maps[idx].get());
+      p.map_refs.push_back(static_cast<uint32_t>(pc));
     } else {
       const uint32_t off = static_cast<uint32_t>(static_cast<uint64_t>(in.imm) >> 32);
       uint8_t* base = data(idx);

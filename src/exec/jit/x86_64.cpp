@@ -27,7 +27,9 @@
 #include <random>
 
 #include "bpfvm/asm.hpp"
+#include "bpfvm/helpers.hpp"
 #include "bpfvm/jit.hpp"
+#include "bpfvm/map.hpp"
 #include "exec/engine.hpp"
 
 namespace bpfvm {
@@ -72,6 +74,8 @@ struct CallxEntry {
   uint64_t fn;    // HelperFn or 0
   uint64_t tail;  // 1 for a tail-call helper
 };
+
+constexpr int64_t kHelperMapLookupElem = 1;  // BPF_FUNC_map_lookup_elem
 
 // Host registers of BPF r0..r10.
 constexpr uint32_t kHost[kNumRegs] = {
@@ -428,6 +432,8 @@ class Compiler {
   // Returns false (and sets error_) when the instruction cannot be compiled. Not a Status: building
   // and destroying a Diagnostic per instruction is measurable in compile time.
   bool emit_insn(int64_t pc, bool main_mode);
+  Map* constant_map_arg(int64_t pc) const;
+  bool emit_map_lookup(Map& m);
   // Instructions after body[k] folded into one x86 instruction emitted for body[k] (0: none).
   size_t zero_extend_idiom(const std::vector<int64_t>& body, size_t k);
   Diagnostic error_;
@@ -1010,6 +1016,58 @@ void Compiler::emit_exit(bool main_mode) {
   a.ret();
 }
 
+// The map in r1 at the helper call `pc`, when r1 was set by an lddw of a live map (Program::map_refs)
+// in the same straight-line code: no jump lands between that lddw and the call (the call included)
+// and nothing in between writes r1. nullptr otherwise.
+Map* Compiler::constant_map_arg(int64_t pc) const {
+  const auto& refs = linked_.program->map_refs;
+  if (refs.empty()) return nullptr;
+  for (int64_t i = pc - 1; i >= 0; --i) {
+    if (is_target_[static_cast<size_t>(i + 1)]) return nullptr;  // another path arrives after i
+    const Insn& x = insns_[static_cast<size_t>(i)];
+    if (x.op == Op::LDDW_HI) continue;
+    const OpInfo& xi = *infos_[static_cast<size_t>(i)];
+    if (xi.kind == OpKind::Jump || xi.kind == OpKind::CondJump || xi.kind == OpKind::Exit) return nullptr;
+    if (!(reg_use(x).writes & (1u << 1)) && xi.kind != OpKind::Call) continue;
+    if (x.op != Op::LDDW || x.dst != 1) return nullptr;
+    if (!std::binary_search(refs.begin(), refs.end(), static_cast<uint32_t>(i))) return nullptr;
+    return reinterpret_cast<Map*>(static_cast<uintptr_t>(x.imm));
+  }
+  return nullptr;
+}
+
+// bpf_map_lookup_elem(map, key) for a known map: an array's lookup inline (bounds check and address
+// arithmetic, as the kernel's array_map_gen_lookup), another map's own lookup called directly.
+// r1 (the map) and r2 (the key pointer) are in place; r0 gets the result; r1-r5 are clobbered as by
+// any call.
+bool Compiler::emit_map_lookup(Map& m) {
+  auto& a = *a_;
+  Map::InlineArray ia;
+  if (m.inline_array(&ia) && ia.base && ia.stride) {
+    Label null = a.newLabel(), done = a.newLabel();
+    a.mov(x86::r11d, x86::dword_ptr(Q(2)));
+    a.cmp(x86::r11d, asmjit::imm(ia.max_entries));
+    a.jae(null);
+    if ((ia.stride & (ia.stride - 1)) == 0) {
+      int shift = __builtin_ctz(ia.stride);
+      if (shift) a.shl(x86::r11, shift);
+    } else {
+      a.imul(x86::r11, x86::r11, asmjit::imm(ia.stride));
+    }
+    a.mov(Q(0), asmjit::imm(reinterpret_cast<uint64_t>(ia.base)));
+    a.add(Q(0), x86::r11);
+    a.jmp(done);
+    a.bind(null);
+    a.xor_(D32(0), D32(0));
+    a.bind(done);
+    return true;
+  }
+  Map::LookupFn fn = m.lookup_fn();
+  if (!fn) return false;
+  emit_call_abs(reinterpret_cast<const void*>(fn), x86::r11);
+  return true;
+}
+
 size_t Compiler::zero_extend_idiom(const std::vector<int64_t>& body, size_t k) {
   auto plain = [&](size_t at) {  // body[at] is the next instruction, no jump lands on it, not dropped
     if (at >= body.size() || body[at] != body[at - 1] + 1) return false;
@@ -1078,6 +1136,9 @@ bool Compiler::emit_insn(int64_t pc, bool main_mode) {
     if (!h || !h->fn) {
       error_ = make_error(ErrorCode::Link, "jit: unresolved helper", pc);
       return false;
+    }
+    if (in.imm == kHelperMapLookupElem && h->fn == HelperSet::kernel().find(kHelperMapLookupElem)->fn) {
+      if (Map* m = constant_map_arg(pc); m && emit_map_lookup(*m)) return true;
     }
     if (h->tail_call) a.mov(x86::qword_ptr(x86::r12, offsetof(JitHot, saved_r1)), x86::rdi);
     emit_call_abs(reinterpret_cast<const void*>(h->fn), x86::r11);
