@@ -253,6 +253,22 @@ TEST_P(InterpAndJit, ZeroExtensionIdioms) {
   EXPECT_EQ(value(d, &mem), (((big >> 32) << 31) >> 32) + (big << 32));
 }
 
+TEST_P(InterpAndJit, MoveThenAddIdioms) {
+  // `dst = src; dst += imm / src2` (one lea in the JIT): values with carries across 32 bits, the stack
+  // pointer as source, src2 == src, and a jump landing on the add (no fusion there).
+  std::vector<uint8_t> mem(8, 0);
+  std::vector<Insn> a = {I(Op::LDDW, 3, 0, 0, static_cast<int64_t>(0x00000000fffffff0ull)), I(Op::LDDW_HI),
+                         I(Op::MOV64_REG, 4, 3), I(Op::ADD64_IMM, 4, 0, 0, 0x20), I(Op::MOV64_REG, 0, 3),
+                         I(Op::ADD64_REG, 0, 4), I(Op::MOV64_REG, 5, 4), I(Op::ADD64_REG, 5, 4),
+                         I(Op::ADD64_REG, 0, 5), I(Op::MOV64_REG, 2, 10), I(Op::ADD64_IMM, 2, 0, 0, -8),
+                         I(Op::STXDW, 2, 3, 0), I(Op::LDXDW, 1, 10, -8), I(Op::ADD64_REG, 0, 1), I(Op::EXIT)};
+  const uint64_t x = 0xfffffff0ull, y = x + 0x20;
+  EXPECT_EQ(value(a, &mem), x + y + 2 * y + x);
+  std::vector<Insn> b = {I(Op::MOV64_IMM, 3, 0, 0, -5), I(Op::MOV64_IMM, 0, 0, 0, 7), I(Op::JA, 0, 0, 1),
+                         I(Op::MOV64_REG, 0, 3), I(Op::ADD64_IMM, 0, 0, 0, 100), I(Op::EXIT)};
+  EXPECT_EQ(value(b, &mem), 107u);  // the jump skips the move: 7 + 100
+}
+
 TEST_P(InterpAndJit, LongForwardAndBackwardJumps) {
   // Jumps over more code than a rel8 displacement reaches, both ways (and short ones in between).
   // r0 = 0; if r1 != 0 goto +100 (skipping 100 x r0 += 1); r2 = 3;

@@ -1088,6 +1088,19 @@ size_t Compiler::zero_extend_idiom(const std::vector<int64_t>& body, size_t k) {
     a_->mov(D32(in.dst), D32(in.src));
     return 2;
   }
+  // `dst = src; dst += imm` and `dst = src; dst += src2` (an address or index computed from another
+  // register): one lea. BPF ALU results need no flags, so lea's leaving them alone is fine.
+  if (in.op == Op::MOV64_REG && in.dst != in.src && plain(k + 1)) {
+    const Insn& nx = insns_[static_cast<size_t>(body[k + 1])];
+    if (nx.dst == in.dst && nx.op == Op::ADD64_IMM && !harden_) {
+      a_->lea(Q(in.dst), x86::ptr(Q(in.src), static_cast<int32_t>(nx.imm)));
+      return 1;
+    }
+    if (nx.dst == in.dst && nx.op == Op::ADD64_REG && nx.src != in.dst) {
+      a_->lea(Q(in.dst), x86::ptr(Q(in.src), Q(nx.src)));
+      return 1;
+    }
+  }
   return 0;
 }
 
