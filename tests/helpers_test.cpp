@@ -16,6 +16,7 @@
 #include "bpfvm/progtype.hpp"
 #include "bpfvm/vm.hpp"
 #include "kernel/oracle.hpp"
+#include "map_util.hpp"
 
 using namespace bpfvm;
 
@@ -43,16 +44,7 @@ void lddw(std::vector<Insn>& v, uint8_t dst, uint64_t value) {
 }
 
 std::shared_ptr<Map> mk(uint32_t type, uint32_t key, uint32_t value, uint32_t max, uint32_t flags = 0) {
-  MapSpec s;
-  s.name = "m";
-  s.type = type;
-  s.key_size = key;
-  s.value_size = value;
-  s.max_entries = max;
-  s.flags = flags;
-  auto m = create_map(s);
-  EXPECT_TRUE(m.ok()) << (m.ok() ? "" : m.error().to_string());
-  return m.ok() ? *m : nullptr;
+  return bpfvm::test::make_map(MapSpec{"m", type, key, value, max, flags});
 }
 
 struct DetGuard {

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "asm_test_util.hpp"
+#include "map_util.hpp"
 #include "bpfvm/asm.hpp"
 #include "bpfvm/insn.hpp"
 #include "bpfvm/helpers.hpp"
@@ -279,15 +280,7 @@ TEST(Jit, WritesToNeverReadRegistersAreDropped) {
 
 namespace {
 std::shared_ptr<Map> make_map(uint32_t type, uint32_t key, uint32_t value, uint32_t max) {
-  MapSpec s;
-  s.name = "m";
-  s.type = type;
-  s.key_size = key;
-  s.value_size = value;
-  s.max_entries = max;
-  auto m = create_map(s);
-  EXPECT_TRUE(m.ok()) << (m.ok() ? "" : m.error().to_string());
-  return m.ok() ? *m : nullptr;
+  return bpfvm::test::make_map(MapSpec{"m", type, key, value, max});
 }
 
 // key = *(u32 *)mem; r0 = lookup(map, &key) ? *(u64 *)r0 + 1 : 0 — with the map's lddw marked in

@@ -11,23 +11,16 @@
 #include <vector>
 
 #include "bpfvm/map.hpp"
+#include "map_util.hpp"
 
 using namespace bpfvm;
 
 namespace {
 
 std::shared_ptr<Map> mk(uint32_t type, uint32_t ks, uint32_t vs, uint32_t max, uint32_t flags = 0, int lock_off = -1) {
-  MapSpec s;
-  s.name = "stress";
-  s.type = type;
-  s.key_size = ks;
-  s.value_size = vs;
-  s.max_entries = max;
-  s.flags = flags;
+  MapSpec s{"stress", type, ks, vs, max, flags};
   s.spin_lock_off = lock_off;
-  auto r = create_map(s);
-  EXPECT_TRUE(r.ok()) << (r.ok() ? "" : r.error().message);
-  return *r;
+  return bpfvm::test::make_map(s);
 }
 
 constexpr int kThreads = 4;

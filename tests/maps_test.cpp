@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "bpfvm/map.hpp"
+#include "map_util.hpp"
 
 using namespace bpfvm;
 
@@ -20,17 +21,9 @@ namespace {
 
 std::shared_ptr<Map> mk(uint32_t type, uint32_t ks, uint32_t vs, uint32_t max, uint32_t flags = 0,
                         uint64_t extra = 0) {
-  MapSpec s;
-  s.name = "m";
-  s.type = type;
-  s.key_size = ks;
-  s.value_size = vs;
-  s.max_entries = max;
-  s.flags = flags;
+  MapSpec s{"m", type, ks, vs, max, flags};
   s.map_extra = extra;
-  auto r = create_map(s);
-  EXPECT_TRUE(r.ok()) << (r.ok() ? "" : r.error().message);
-  return r.ok() ? *r : nullptr;
+  return bpfvm::test::make_map(s);
 }
 
 long check(uint32_t type, uint32_t ks, uint32_t vs, uint32_t max, uint32_t flags = 0, uint64_t extra = 0) {
