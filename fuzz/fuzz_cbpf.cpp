@@ -35,7 +35,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   CbpfTranslateOptions t;
   t.net_offset = 14;
   auto f = PacketFilter::create(prog, eo, t);
-  if (!f) return 0;
+  if (!f) {
+    if (f.error().code == ErrorCode::Verify) {  // every translation must verify
+      std::fprintf(stderr, "%s\n%s", f.error().to_string().c_str(), cbpf_disassemble(prog).c_str());
+      std::abort();
+    }
+    return 0;
+  }
   auto r = (*f)->run(pkt.data(), static_cast<uint32_t>(pkt.size()), static_cast<uint32_t>(pkt.size()));
   if (!r) {
     std::fprintf(stderr, "translated filter failed: %s\n", r.error().to_string().c_str());

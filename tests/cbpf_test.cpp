@@ -287,6 +287,29 @@ uint32_t run_all(const std::vector<CbpfInsn>& prog, std::vector<uint8_t> pkt, ui
   return result;
 }
 
+// Dead code, in the classic program or produced by the translation (a load that is always out of
+// bounds becomes an unconditional `return 0`), is dropped so that the translation verifies (found by
+// fuzz_cbpf once PacketFilter verified its translations).
+TEST(Cbpf, DeadCodeIsDroppedSoTranslationsVerify) {
+  std::vector<uint8_t> pkt(64, 0xab);
+  const std::vector<std::vector<CbpfInsn>> progs = {
+      {{0x20, 0, 0, static_cast<uint32_t>(-2147478497)}, {0x06, 0, 0, 4278190176u}},   // ld [huge negative]
+      {{0x05, 0, 0, 1}, {0x06, 0, 0, 1}, {0x06, 0, 0, 2}},                               // ja over a ret
+      {{0x28, 0, 0, 12}, {0x15, 0, 2, 0xabab}, {0x20, 0, 0, static_cast<uint32_t>(-2147478497)},
+       {0x06, 0, 0, 7}, {0x06, 0, 0, 9}},
+  };
+  const uint32_t want[] = {0, 2, 0};
+  for (size_t i = 0; i < progs.size(); ++i) {
+    for (bool jit : {false, true}) {
+      ExecOptions eo;
+      if (jit) eo.engine = EngineKind::Jit;
+      auto f = PacketFilter::create(progs[i], eo);
+      ASSERT_TRUE(f) << i << ": " << f.error().to_string();
+      EXPECT_EQ((*f)->match(pkt.data(), 64, 64), want[i]) << "program " << i << (jit ? " jit" : " interp");
+    }
+  }
+}
+
 TEST(Cbpf, SemanticsOfEdgeCases) {
   std::vector<uint8_t> pkt = {1, 2, 3, 4, 5, 6, 7, 8};
   // ld [6] reads past the end: the filter returns 0.

@@ -68,6 +68,7 @@ Result<std::unique_ptr<PacketFilter>> PacketFilter::create(std::span<const CbpfI
   if (!rep) return rep.error();
   if (!rep->accepted) {
     Diagnostic d = rep->error;
+    d.code = ErrorCode::Verify;
     d.message = "the translated filter does not verify (a bpfvm bug, please report it): " + d.message;
     return d;
   }

@@ -683,13 +683,65 @@ std::vector<CbpfInsn> drop_unreachable(std::span<const CbpfInsn> prog, std::vect
 }
 }  // namespace
 
+// The translation can itself leave code no path reaches (a load whose offset is always out of
+// bounds becomes an unconditional `return 0`); eBPF verifiers refuse dead code, so it is dropped and
+// jump offsets recomputed (they only shrink). Translated code has no calls; lddw keeps its two slots.
+static void drop_unreachable_ebpf(std::vector<Insn>& insns) {
+  const int64_t n = static_cast<int64_t>(insns.size());
+  std::vector<uint8_t> live(static_cast<size_t>(n), 0);
+  std::vector<int64_t> work = {0};
+  while (!work.empty()) {
+    int64_t pc = work.back();
+    work.pop_back();
+    if (pc < 0 || pc >= n || live[static_cast<size_t>(pc)]) continue;
+    live[static_cast<size_t>(pc)] = 1;
+    const Insn& in = insns[static_cast<size_t>(pc)];
+    const OpKind k = in.info().kind;
+    if (k == OpKind::Exit) continue;
+    if (k == OpKind::LoadImm64) {
+      if (pc + 1 < n) live[static_cast<size_t>(pc + 1)] = 1;
+      work.push_back(pc + 2);
+      continue;
+    }
+    if (k == OpKind::Jump || k == OpKind::CondJump) {
+      work.push_back(jump_target(in, pc));
+      if (k == OpKind::Jump) continue;
+    }
+    work.push_back(pc + 1);
+  }
+  std::vector<int64_t> renum(static_cast<size_t>(n) + 1, 0);
+  int64_t kept = 0;
+  for (int64_t pc = 0; pc < n; ++pc) {
+    renum[static_cast<size_t>(pc)] = kept;
+    if (live[static_cast<size_t>(pc)]) ++kept;
+  }
+  renum[static_cast<size_t>(n)] = kept;
+  if (kept == n) return;
+  std::vector<Insn> out;
+  out.reserve(static_cast<size_t>(kept));
+  for (int64_t pc = 0; pc < n; ++pc) {
+    if (!live[static_cast<size_t>(pc)]) continue;
+    Insn in = insns[static_cast<size_t>(pc)];
+    const OpKind k = in.info().kind;
+    if (k == OpKind::Jump || k == OpKind::CondJump) {
+      int64_t d = renum[static_cast<size_t>(jump_target(in, pc))] - renum[static_cast<size_t>(pc)] - 1;
+      if (in.op == Op::JA32) in.imm = d;
+      else in.off = static_cast<int16_t>(d);
+    }
+    out.push_back(in);
+  }
+  insns = std::move(out);
+}
+
 Result<TranslatedFilter> cbpf_translate(std::span<const CbpfInsn> prog, const CbpfTranslateOptions& options) {
   if (auto st = cbpf_check(prog); !st) return st.error();
   std::vector<size_t> orig;
   std::vector<CbpfInsn> live = drop_unreachable(prog, orig);
   Translator t{live, options};
   t.orig = &orig;
-  return t.run();
+  auto r = t.run();
+  if (r) drop_unreachable_ebpf(r->program.insns);
+  return r;
 }
 
 }  // namespace bpfvm
