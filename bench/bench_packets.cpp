@@ -202,9 +202,8 @@ int main(int argc, char** argv) {
     double t[2] = {0, 0};
     for (int k = 0; k < 2; ++k) {
       HookOptions ho;
-      ho.exec.engine = k ? EngineKind::Jit : EngineKind::Interpreter;
       // The engine asked for (a verified program would otherwise run in the JIT in both columns).
-      ho.engine = k ? EngineChoice::Jit : EngineChoice::Interpreter;
+      ho.prepare.engine = k ? EngineChoice::Jit : EngineChoice::Interpreter;
       auto h = PacketHook::from_object(*obj, name, ho, "xdp");
       if (!h) {
         std::printf("%s: %s\n", name, h.error().to_string().c_str());

@@ -152,7 +152,7 @@ EngineRun prepare(Loaded& l, const ObjectProgram& op, ExecOptions eo) {
   PrepareOptions po;
   po.exec = eo;
   // The engine asked for, not the runtime's default for verified programs (the JIT).
-  po.engine = eo.engine == EngineKind::Jit ? EngineChoice::Jit : EngineChoice::Interpreter;
+  po.engine = engine_choice(eo.engine);
   auto pp = prepare_program(op, l.live, nullptr, po);
   if (!pp) {
     r.error = pp.error().to_string();

@@ -790,7 +790,7 @@ TEST(HelperObjects, MapsLoopForEachRingbuf) {
     auto live = instantiate(*obj);
     ASSERT_TRUE(live.ok()) << live.error().to_string();
     PrepareOptions o;
-    o.exec.engine = e;
+    o.engine = engine_choice(e);
     o.exec.checked = e == EngineKind::Interpreter;
     auto prep = prepare_program(obj->programs.at(0), *live, nullptr, o);
     if (!prep && prep.error().code == ErrorCode::Unsupported) continue;

@@ -115,7 +115,7 @@ Result<std::unique_ptr<PacketHook>> hook_for(const char* obj, const char* sectio
   auto o = load_object_file(prog_path(obj));
   if (!o) return o.error();
   HookOptions ho;
-  ho.exec.engine = engine;
+  ho.prepare.engine = engine_choice(engine);
   return PacketHook::from_object(*o, section, ho, type);
 }
 
@@ -263,7 +263,7 @@ void compare_with_kernel(const char* obj_name, const char* prog_name, uint32_t t
   ASSERT_TRUE(kp) << kp.error().message;
   for (EngineKind e : {EngineKind::Interpreter, EngineKind::Jit}) {
     HookOptions ho;
-    ho.exec.engine = e;
+    ho.prepare.engine = engine_choice(e);
     auto h = PacketHook::from_object(*obj, prog_name, ho, type_name);
     ASSERT_TRUE(h) << h.error().to_string();
     int dm = obj->find_map("tx_ports");
@@ -371,7 +371,7 @@ TEST(PacketHook, CheckedInterpreterStopsABadProgramPerPacket) {
   ASSERT_FALSE(refused);
   EXPECT_EQ(refused.error().code, ErrorCode::Verify);
   // ... and run unverified on request, the checked interpreter stops it on every packet.
-  ho.verify = false;
+  ho.prepare.verify = false;
   auto h = PacketHook::create(*find_prog_type(kProgXdp), Program{"overrun", prog}, ho);
   ASSERT_TRUE(h) << h.error().to_string();
   EXPECT_TRUE((*h)->executable().options().checked);

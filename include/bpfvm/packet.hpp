@@ -139,15 +139,9 @@ enum class PacketAction : uint8_t { Pass, Drop, Tx, Redirect, Aborted, Error };
 const char* packet_action_name(PacketAction a);
 
 struct HookOptions {
-  // Budget and hardening; the engine follows `engine` and `verify` as in PrepareOptions (runtime.hpp):
-  // by default the program is verified and runs in the JIT; exec.engine = Jit asks for the JIT.
-  ExecOptions exec;
-  EngineChoice engine = EngineChoice::Auto;
-  // false: run the program unverified (explicit request; the interpreter then checks every access).
-  bool verify = true;
-  RuleSet rules = RuleSet::Privileged;
-  VerifyReport* report = nullptr;  // out: the verifier's report
-  std::string* rejection = nullptr;  // out: the text of a rejection (PrepareOptions::rejection)
+  // How the program is prepared (runtime.hpp): by default verified and run in the JIT; `verify =
+  // false` runs it unverified (explicit request; the interpreter then checks every access).
+  PrepareOptions prepare;
   uint32_t ingress_ifindex = 1;  // xdp_md.ingress_ifindex / __sk_buff.ifindex seen by the program
 };
 

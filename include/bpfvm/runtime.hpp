@@ -19,10 +19,16 @@ namespace bpfvm {
 
 // Which engine runs a prepared program (issue: "when JIT code may run").
 enum class EngineChoice {
-  Auto,         // verified: the JIT (unchecked); unverified: the checked interpreter
+  Auto,         // verified: the JIT (unchecked; the interpreter when exec asks for a budget or
+                // checked accesses); unverified: the checked interpreter
   Interpreter,  // the interpreter (checked when the program is not verified)
   Jit,          // the JIT; for an unverified program this is the caller vouching for the code
 };
+
+// The choice that asks for `kind`.
+constexpr EngineChoice engine_choice(EngineKind kind) {
+  return kind == EngineKind::Jit ? EngineChoice::Jit : EngineChoice::Interpreter;
+}
 
 struct PrepareOptions {
   // exec.engine / exec.checked are decided by `engine` and `verify`; exec.engine == Jit with

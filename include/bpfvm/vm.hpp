@@ -50,7 +50,7 @@ class HelperTable {
 struct Program {
   std::string name;
   std::vector<Insn> insns;
-  // Slots of LDDW instructions whose value is the address of a live bpfvm::Map (set by
+  // Slots (ascending) of LDDW instructions whose value is the address of a live bpfvm::Map (set by
   // LoadedObject::program). Engines may then treat a map helper's argument as that map (the JIT
   // inlines array lookups and calls a map's own lookup directly, as the kernel does).
   std::vector<uint32_t> map_refs;

@@ -83,8 +83,6 @@ bpfvm_object* open_object(bpfvm::Result<bpfvm::Object> loaded, char* err, size_t
   return o;
 }
 
-long map_errno(long r) { return r; }  // the C++ maps already return 0 or -errno
-
 // A prepared program as a C handle, or NULL with the error (the full text of a rejection).
 bpfvm_program* wrap_program(bpfvm::Result<bpfvm::PreparedProgram> p, const std::string& rejection,
                             std::shared_ptr<bpfvm::LoadedObject> live, char* err, size_t err_len) {
@@ -259,24 +257,25 @@ uint32_t bpfvm_map_value_size(const bpfvm_map* map) { return map ? map->map->spe
 uint32_t bpfvm_map_max_entries(const bpfvm_map* map) { return map ? map->map->spec().max_entries : 0; }
 size_t bpfvm_map_lookup_size(const bpfvm_map* map) { return map ? map->map->user_value_size() : 0; }
 
+// The C++ maps return 0 or a negative errno already, as these functions do.
 int bpfvm_map_lookup(bpfvm_map* map, const void* key, void* value) {
   if (!map || !value) return -22;  // -EINVAL
-  return static_cast<int>(map_errno(map->map->lookup_copy(key, value, 0)));
+  return static_cast<int>(map->map->lookup_copy(key, value, 0));
 }
 
 int bpfvm_map_update(bpfvm_map* map, const void* key, const void* value, uint64_t flags) {
   if (!map || !value) return -22;
-  return static_cast<int>(map_errno(map->map->update_user(key, value, flags)));
+  return static_cast<int>(map->map->update_user(key, value, flags));
 }
 
 int bpfvm_map_delete(bpfvm_map* map, const void* key) {
   if (!map) return -22;
-  return static_cast<int>(map_errno(map->map->delete_user(key)));
+  return static_cast<int>(map->map->delete_user(key));
 }
 
 int bpfvm_map_get_next_key(bpfvm_map* map, const void* key, void* next_key) {
   if (!map || !next_key) return -22;
-  return static_cast<int>(map_errno(map->map->get_next_key(key, next_key)));
+  return static_cast<int>(map->map->get_next_key(key, next_key));
 }
 
 }  // extern "C"

@@ -21,17 +21,6 @@ constexpr size_t kXdpFrameHdr = 40;   // sizeof(struct xdp_frame)
 constexpr size_t kSkbHeadroom = 256;  // room for bpf_skb_change_head / adjust_room
 constexpr size_t kMaxPacket = 262144;
 constexpr size_t kBufSize = kXdpHeadroom + kMaxPacket + kShinfo + 64;
-
-PrepareOptions prepare_options(const HookOptions& o) {
-  PrepareOptions po;
-  po.exec = o.exec;
-  po.engine = o.engine;
-  po.verify = o.verify;
-  po.rules = o.rules;
-  po.report = o.report;
-  po.rejection = o.rejection;
-  return po;
-}
 }  // namespace
 
 const char* packet_action_name(PacketAction a) {
@@ -56,7 +45,7 @@ Result<std::unique_ptr<PacketHook>> PacketHook::create(const ProgTypeInfo& type,
     return make_error(ErrorCode::InvalidArgument,
                       fmt::format("the packet hook runs xdp, socket_filter, sched_cls and sched_act programs, not {}",
                                   type.name));
-  auto p = prepare_program(std::move(program), type, prepare_options(options));
+  auto p = prepare_program(std::move(program), type, options.prepare);
   if (!p) return p.error();
   std::unique_ptr<PacketHook> h(new PacketHook());
   h->type_ = &type;
@@ -121,7 +110,7 @@ Result<std::unique_ptr<PacketHook>> PacketHook::from_object(const Object& object
   auto live = instantiate(object);
   if (!live) return live.error();
   auto loaded = std::make_shared<LoadedObject>(std::move(*live));
-  auto p = prepare_program(*prog, *loaded, type, prepare_options(options));
+  auto p = prepare_program(*prog, *loaded, type, options.prepare);
   if (!p) return p.error();
   std::unique_ptr<PacketHook> h(new PacketHook());
   h->type_ = type;

@@ -16,8 +16,10 @@ ExecOptions choose_engine(const PrepareOptions& o, bool verified) {
   EngineChoice want = o.engine;
   if (want == EngineChoice::Auto && o.exec.engine == EngineKind::Jit) want = EngineChoice::Jit;
   if (verified) {
-    // A budget needs the interpreter's instruction counting; otherwise the JIT unless asked not to.
-    e.engine = want == EngineChoice::Interpreter || (want == EngineChoice::Auto && e.insn_budget > 0)
+    // A budget (instruction counting) or checked accesses need the interpreter; otherwise the JIT
+    // unless asked not to.
+    const bool needs_interp = e.insn_budget > 0 || e.checked;
+    e.engine = want == EngineChoice::Interpreter || (want == EngineChoice::Auto && needs_interp)
                    ? EngineKind::Interpreter
                    : EngineKind::Jit;
   } else {
@@ -28,11 +30,13 @@ ExecOptions choose_engine(const PrepareOptions& o, bool verified) {
 }
 
 // Verification, helper check, context rewrite, executable. `verify_insns` are the instructions in
-// the form the verifier takes (pseudo map references), `program` the runnable form (same slots).
+// the form the verifier takes (pseudo map references), `program` the runnable form (same slots);
+// empty: the program's own instructions.
 Result<PreparedProgram> prepare_common(Program program, std::span<const Insn> verify_insns, VerifyOptions vo,
                                        const ProgTypeInfo& type, const PrepareOptions& options, bool gpl = true) {
   const HelperSet& helpers = options.helpers ? *options.helpers : HelperSet::kernel();
   if (auto st = check_structure(program.insns); !st) return st.error();
+  if (verify_insns.empty()) verify_insns = program.insns;  // read before the context rewrite below
   std::optional<CtxBaseFacts> facts;
   bool verified = false;
   if (options.verify) {
@@ -58,14 +62,7 @@ Result<PreparedProgram> prepare_common(Program program, std::span<const Insn> ve
     if (!rewritten) return rewritten.error();
     program.insns = std::move(*rewritten);
   }
-  ExecOptions eo = choose_engine(options, verified);
-  auto exe = Executable::create(program, helpers.table_for(type.type), eo);
-  if (!exe && eo.engine == EngineKind::Jit && exe.error().code == ErrorCode::Unsupported &&
-      options.engine == EngineChoice::Auto && options.exec.engine != EngineKind::Jit) {
-    // No JIT for this machine: the interpreter, unchecked for verified code.
-    eo.engine = EngineKind::Interpreter;
-    exe = Executable::create(std::move(program), helpers.table_for(type.type), eo);
-  }
+  auto exe = Executable::create(std::move(program), helpers.table_for(type.type), choose_engine(options, verified));
   if (!exe) return exe.error();
   PreparedProgram p;
   p.type = &type;
@@ -149,8 +146,7 @@ Status fill_prog_arrays(const LoadedObject& live, const ProgTypeInfo& main_type,
 }  // namespace
 
 Result<PreparedProgram> prepare_program(Program program, const ProgTypeInfo& type, const PrepareOptions& options) {
-  std::vector<Insn> verify_insns = program.insns;
-  return prepare_common(std::move(program), verify_insns, VerifyOptions{}, type, options);
+  return prepare_common(std::move(program), {}, VerifyOptions{}, type, options);
 }
 
 Result<PreparedProgram> prepare_program(const ObjectProgram& prog, const LoadedObject& live, const ProgTypeInfo* type,

@@ -635,8 +635,7 @@ bool Verifier::do_ptr_arith(const Insn& in, Reg& dst, const Reg& src, int op) {
   } else {
     if (strict() && ptr.kind == Kind::Stack)
       return reject(fmt::format("R{} variable stack access prohibited for !root", ptrreg), ptrreg);
-    if (sc.v.smin == INT64_MIN && sc.v.umax == UINT64_MAX && (ptr.kind == Kind::MapValue || ptr.kind == Kind::Mem))
-      ;  // allowed; any access through it is refused as unbounded
+    // A fully unknown offset is allowed here; any access through the pointer is then refused as unbounded.
     r.v = scalar_alu(op, r.v, sc.v, false);
     if (r.kind == Kind::Packet || r.kind == Kind::PacketMeta) {
       r.id = new_id();

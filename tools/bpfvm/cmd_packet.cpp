@@ -243,11 +243,9 @@ int hook_command(const HookOpts& o) {
     return fail(kFailed, obj.error(), o.object);
   }
   HookOptions ho;
-  ho.engine = engine_choice(o.engine);
-  ho.verify = !o.verify.no_verify;
-  ho.rules = o.verify.strict ? RuleSet::Strict : RuleSet::Privileged;
+  ho.prepare = prepare_options(o.engine, o.verify);
   std::string rejection;
-  ho.rejection = &rejection;
+  ho.prepare.rejection = &rejection;
   ho.ingress_ifindex = o.ifindex;
   auto hook = PacketHook::from_object(*obj, o.section, ho, o.kind);
   if (!hook) {

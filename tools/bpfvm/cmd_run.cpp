@@ -72,13 +72,10 @@ int run_command(const RunOpts& o) {
   }
   // Verified programs run in the JIT (the interpreter with --budget); --no-verify runs the program
   // in the checked interpreter, or in the JIT when --engine jit asks for it (trusted code).
-  PrepareOptions po;
-  po.engine = engine_choice(o.engine);
+  PrepareOptions po = prepare_options(o.engine, o.verify);
   if (o.budget && po.engine == EngineChoice::Jit)
     return fail(kUsage, "--budget needs the interpreter (the JIT does not count instructions)");
   po.exec.insn_budget = o.budget;
-  po.verify = !o.verify.no_verify;
-  po.rules = o.verify.strict ? RuleSet::Strict : RuleSet::Privileged;
   if (!o.mem_hex.empty() || !o.data_in.empty()) po.mem_size = static_cast<int64_t>(mem.size());
   std::string rejection;
   po.rejection = &rejection;

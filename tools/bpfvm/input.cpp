@@ -40,8 +40,7 @@ void add_engine_option(CLI::App* cmd, std::optional<EngineKind>& engine) {
 }
 
 EngineChoice engine_choice(const std::optional<EngineKind>& engine) {
-  if (!engine) return EngineChoice::Auto;
-  return *engine == EngineKind::Jit ? EngineChoice::Jit : EngineChoice::Interpreter;
+  return engine ? bpfvm::engine_choice(*engine) : EngineChoice::Auto;
 }
 
 InputFormat detect_format(const std::string& bytes) {
@@ -151,14 +150,18 @@ Result<PreparedProgram> prepare_input(const InputSpec& spec, const InputProgram&
   return prepare_program(in.program, **type, po);
 }
 
-}  // namespace bpfvm::cli
-
-namespace bpfvm::cli {
-
 void add_verify_options(CLI::App* cmd, VerifyFlags& flags) {
   cmd->add_flag("--no-verify", flags.no_verify,
                 "Run without verification (unsafe code: the interpreter then checks every memory access)");
   cmd->add_flag("--strict", flags.strict, "Verify with the unprivileged rules (no pointer leaks, ...)");
+}
+
+PrepareOptions prepare_options(const std::optional<EngineKind>& engine, const VerifyFlags& flags) {
+  PrepareOptions po;
+  po.engine = engine_choice(engine);
+  po.verify = !flags.no_verify;
+  po.rules = flags.strict ? RuleSet::Strict : RuleSet::Privileged;
+  return po;
 }
 
 int fail_rejection(const std::string& rejection) {

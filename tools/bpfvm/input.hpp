@@ -56,6 +56,8 @@ struct VerifyFlags {
   bool strict = false;
 };
 void add_verify_options(CLI::App* cmd, VerifyFlags& flags);
+// What --engine, --no-verify and --strict ask for.
+PrepareOptions prepare_options(const std::optional<EngineKind>& engine, const VerifyFlags& flags);
 // Prints a verifier rejection (PrepareOptions::rejection: message, instruction, source line,
 // explanation) with a hint about --no-verify, and returns kFailed.
 int fail_rejection(const std::string& rejection);

@@ -1028,7 +1028,7 @@ Map* Compiler::constant_map_arg(int64_t pc) const {
     if (x.op == Op::LDDW_HI) continue;
     const OpInfo& xi = *infos_[static_cast<size_t>(i)];
     if (xi.kind == OpKind::Jump || xi.kind == OpKind::CondJump || xi.kind == OpKind::Exit) return nullptr;
-    if (!(reg_use(x).writes & (1u << 1)) && xi.kind != OpKind::Call) continue;
+    if (!(uses_[static_cast<size_t>(i)].writes & (1u << 1))) continue;  // calls write r1-r5 too
     if (x.op != Op::LDDW || x.dst != 1) return nullptr;
     if (!std::binary_search(refs.begin(), refs.end(), static_cast<uint32_t>(i))) return nullptr;
     return reinterpret_cast<Map*>(static_cast<uintptr_t>(x.imm));
