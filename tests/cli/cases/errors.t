@@ -17,6 +17,10 @@ bpfvm: the verifier rejected the program (--no-verify runs it unverified, in the
 $ bpfvm run forever.s --engine jit --budget 5
 bpfvm: --budget needs the interpreter (the JIT does not count instructions)
 [exit 2]
+$ bpfvm run sum.s --no-verify --strict
+bpfvm: --no-verify excludes --strict
+Run 'bpfvm --help' for usage.
+[exit 2]
 $ bpfvm run forever.s --no-verify --budget 1000
 bpfvm: run failed: insn 2: instruction budget of 1000 exhausted
 [exit 1]
