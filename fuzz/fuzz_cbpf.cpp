@@ -47,6 +47,25 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     std::fprintf(stderr, "translated filter failed: %s\n", r.error().to_string().c_str());
     std::abort();  // a translated filter can never fault or loop
   }
+  // The JIT's native batch loop (match_batch) over the packet and its prefixes must give, item by
+  // item, what the checked interpreter gives for each (a mismatch is a JIT or batch-loop bug).
+  ExecOptions jo;
+  jo.engine = EngineKind::Jit;
+  if (auto jf = PacketFilter::create(prog, jo, t)) {
+    std::vector<BatchItem> items;
+    for (size_t len : {pkt.size(), pkt.size() / 2, size_t{0}, pkt.size()})
+      items.push_back(BatchItem{pkt.data(), static_cast<uint32_t>(len), static_cast<uint32_t>(len + 1)});
+    std::vector<uint32_t> verdicts(items.size());
+    (*jf)->match_batch(items, verdicts.data());
+    for (size_t i = 0; i < items.size(); ++i) {
+      auto one = (*f)->run(items[i].packet, items[i].packet_len, items[i].value);
+      if (!one || *one != verdicts[i]) {
+        std::fprintf(stderr, "batch item %zu: JIT batch %u, interpreter %u\n%s", i, verdicts[i], one ? *one : 0u,
+                     cbpf_disassemble(prog).c_str());
+        std::abort();
+      }
+    }
+  }
   // libpcap's interpreter: only for programs its validator accepts and without instructions it
   // does not implement (ret x, ancillary loads) and that do not read scratch memory.
   bool pcap_knows = true;

@@ -121,6 +121,12 @@ class PacketFilter {
   // one is filtered. Returns the number of matches.
   size_t match_many(const uint8_t* const* frames, const uint32_t* caplens, const uint32_t* wirelens, size_t n,
                     uint32_t* verdicts);
+  // The same over BatchItems (packet = frame, packet_len = caplen, value = wirelen): JIT-compiled
+  // filters run the whole array in one native loop (Engine::batch_entry), the others packet by packet.
+  // Returns the number of matches.
+  size_t match_batch(std::span<const BatchItem> items, uint32_t* verdicts);
+  // Whether match_batch runs in one native loop.
+  bool has_native_batch() const { return batch_ != nullptr; }
 
   const std::vector<CbpfInsn>& classic() const { return classic_; }
   const Program& ebpf() const { return exe_->program(); }
@@ -143,6 +149,7 @@ class PacketFilter {
   }
   std::unique_ptr<Executable> exe_;
   Engine::DirectFn direct_ = nullptr;  // the JIT's direct entry, when it has one
+  Engine::BatchFn batch_ = nullptr;    // the JIT's batch entry (filters that read no skb metadata)
   SkbNative ctx_{};
   RunArgs args_;
 };

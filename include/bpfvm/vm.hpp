@@ -68,7 +68,19 @@ struct ExecOptions {
   uint64_t insn_budget = 0;
   // JIT: blind immediates (as the kernel's bpf_jit_harden).
   bool jit_harden = false;
+  // JIT: also compile a batch entry (Engine::batch_entry) for programs without calls: one native loop
+  // runs the program once per BatchItem (packet filters over a capture: PacketFilter::match_many).
+  bool jit_batch = false;
 };
+
+// One run of a batch (Engine::BatchFn): the LD_ABS/LD_IND packet, and a 32-bit value stored where the
+// batch's `store` points before the run (a packet filter's __sk_buff.len: the length on the wire).
+struct BatchItem {
+  const uint8_t* packet = nullptr;
+  uint32_t packet_len = 0;
+  uint32_t value = 0;
+};
+static_assert(sizeof(BatchItem) == 16);
 
 // A span of memory a program may access in checked mode.
 struct MemRegion {
@@ -148,6 +160,11 @@ class Engine {
   // JIT's code of programs with no call of any kind. nullptr otherwise.
   using DirectFn = uint64_t (*)(uint64_t r1, uint64_t r2, const RunArgs* args);
   virtual DirectFn direct_entry() const { return nullptr; }
+  // With ExecOptions::jit_batch, the JIT's code of programs with no call of any kind also has this
+  // entry: for each of the n items, r1 = `r1`, r2 = 0, *store = item.value (when the program reads
+  // r1), the packet = item.packet / packet_len; verdicts[i] = (u32) r0. nullptr otherwise.
+  using BatchFn = void (*)(const BatchItem* items, size_t n, uint32_t* verdicts, uint64_t r1, uint32_t* store);
+  virtual BatchFn batch_entry() const { return nullptr; }
 };
 
 // A linked, runnable program. Create once, run many times (concurrently from several threads).

@@ -2,6 +2,7 @@
 // to an engine and a reusable __sk_buff context.
 #include <pcap/pcap.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "bpfvm/cbpf.hpp"
@@ -81,11 +82,17 @@ Result<std::unique_ptr<PacketFilter>> PacketFilter::create(std::span<const CbpfI
   std::unique_ptr<PacketFilter> f(new PacketFilter());
   f->classic_.assign(prog.begin(), prog.end());
   f->needs_ = tf->needs;
+  // The JIT also compiles the batch loop (match_batch), unless the filter reads skb metadata that
+  // set_packet derives per packet (the loop only stores the wire length).
+  if (options.engine == EngineKind::Jit && !options.checked && !tf->needs.skb_meta) options.jit_batch = true;
   auto exe = Executable::create(std::move(tf->program), HelperSet::kernel().table_for(kProgSocketFilter), options);
   if (!exe) return exe.error();
   f->exe_ = std::move(*exe);
   // A direct entry skips the run context; checked runs keep the engine's path.
-  if (!options.checked) f->direct_ = f->exe_->engine().direct_entry();
+  if (!options.checked) {
+    f->direct_ = f->exe_->engine().direct_entry();
+    f->batch_ = f->exe_->engine().batch_entry();
+  }
   f->args_.r1 = reinterpret_cast<uint64_t>(&f->ctx_);
   if (options.checked) {
     f->args_.regions.push_back(MemRegion{reinterpret_cast<uint64_t>(&f->ctx_), sizeof(SkbNative), false, "ctx"});
@@ -111,11 +118,38 @@ Result<uint32_t> PacketFilter::run(const uint8_t* frame, uint32_t caplen, uint32
 
 size_t PacketFilter::match_many(const uint8_t* const* frames, const uint32_t* caplens, const uint32_t* wirelens,
                                 size_t n, uint32_t* verdicts) {
-  constexpr size_t kAhead = 4;
   size_t matches = 0;
+  if (batch_) {
+    // Chunks of items on the stack for the native loop.
+    constexpr size_t kChunk = 256;
+    BatchItem items[kChunk];
+    for (size_t at = 0; at < n; at += kChunk) {
+      size_t k = std::min(kChunk, n - at);
+      for (size_t j = 0; j < k; ++j) items[j] = BatchItem{frames[at + j], caplens[at + j], wirelens[at + j]};
+      matches += match_batch(std::span<const BatchItem>(items, k), verdicts + at);
+    }
+    return matches;
+  }
+  constexpr size_t kAhead = 4;
   for (size_t i = 0; i < n; ++i) {
     if (i + kAhead < n) __builtin_prefetch(frames[i + kAhead]);
     uint32_t v = match(frames[i], caplens[i], wirelens[i]);
+    verdicts[i] = v;
+    matches += v != 0;
+  }
+  return matches;
+}
+
+size_t PacketFilter::match_batch(std::span<const BatchItem> items, uint32_t* verdicts) {
+  size_t matches = 0;
+  if (batch_) {
+    // The loop stores each item's wire length into the context's len (__sk_buff.len) before its run.
+    batch_(items.data(), items.size(), verdicts, args_.r1, &ctx_.len);
+    for (size_t i = 0; i < items.size(); ++i) matches += verdicts[i] != 0;
+    return matches;
+  }
+  for (size_t i = 0; i < items.size(); ++i) {
+    uint32_t v = match(items[i].packet, items[i].packet_len, items[i].value);
     verdicts[i] = v;
     matches += v != 0;
   }

@@ -593,7 +593,8 @@ struct Translator {
   Result<TranslatedFilter> run() {
     analyse();
     emit(mk(Op::MOV64_REG, RCTX, 1));
-    // Classic BPF starts with A = X = 0 and (libpcap) zeroed scratch memory: set what is read first.
+    // Classic BPF starts with A = X = 0; scratch memory read before it is written reads 0 (the kernel's
+    // checker refuses such reads, libpcap's interpreter leaves M[] uninitialised): set what is read first.
     uint32_t entry = live_in[0];
     if (entry & LA) emit(mk(Op::MOV32_IMM, RA, 0, 0, 0));
     if (entry & LX) emit(mk(Op::MOV32_IMM, RX, 0, 0, 0));

@@ -411,6 +411,10 @@ class Compiler {
   // for the RunContext; the entry takes the RunArgs and reads the LD_ABS packet from it.
   bool direct() const { return direct_; }
   size_t functions = 0;
+  // Batch mode (ExecOptions::jit_batch): main becomes Engine::BatchFn, the program's body inside a
+  // loop over BatchItems. Only for direct code with enough free host registers: batch_ok() tells.
+  void set_batch() { batch_ = true; }
+  bool batch_ok() const { return batch_ok_; }
 
  private:
   struct SlowPath {
@@ -475,6 +479,9 @@ class Compiler {
   x86::Gp pkt_base_ = x86::r12;  // direct code: the packet pointer
   x86::Gp pkt_len_reg_;          // direct code: the packet length, when len_in_reg_
   bool len_in_reg_ = false;
+  bool batch_ = false, batch_ok_ = false;
+  x86::Gp batch_cur_, batch_vp_;  // batch: the current BatchItem, the current verdict
+  Label batch_top_, batch_done_;
   uint64_t rng_state_ = 0;
   uint64_t rng_() {  // splitmix64: blinding keys
     uint64_t z = (rng_state_ += 0x9e3779b97f4a7c15ull);
@@ -586,6 +593,32 @@ void Compiler::analyze() {
       pkt_len_reg_ = Q(free_regs[1]);
       len_in_reg_ = true;
       stack_base_ = 0;
+    }
+  }
+  if (batch_ && direct_) {
+    // Four host registers the body never touches: the packet, its length, the item and verdict
+    // pointers. Argument registers first (no save), then r12 and unused callee-saved ones.
+    uint16_t used = 0;
+    for (size_t i = 0; i < n_; ++i) used |= static_cast<uint16_t>(uses_[i].reads | uses_[i].writes);
+    std::vector<x86::Gp> free_regs;
+    for (int r : {2, 4, 5, 3, 1})
+      if (!(used & (1u << r))) free_regs.push_back(Q(r));
+    free_regs.push_back(x86::r12);
+    for (int r : {6, 7, 8, 9})
+      if (!(used & (1u << r))) free_regs.push_back(Q(r));
+    if (!needs_stack_) free_regs.push_back(x86::rbp);
+    const size_t need = needs_state_ ? 4 : 2;
+    if (free_regs.size() >= need) {
+      size_t k = 0;
+      if (needs_state_) {
+        pkt_base_ = free_regs[k++];
+        pkt_len_reg_ = free_regs[k++];
+        len_in_reg_ = true;
+      }
+      batch_cur_ = free_regs[k++];
+      batch_vp_ = free_regs[k++];
+      stack_base_ = 24;  // [rsp] end of the items, [rsp+8] r1, [rsp+16] the store pointer
+      batch_ok_ = true;
     }
   }
   compute_pkt_known();
@@ -720,6 +753,7 @@ void Compiler::imm_to_r11(int64_t v) {
 
 Status Compiler::compile() {
   analyze();
+  if (batch_ && !batch_ok_) return make_error(ErrorCode::Unsupported, "jit: no batch entry for this program");
   listing.reserve(n_ + 8);
   // One CodeHolder per thread, reset softly: its zone memory is reused from one compile to the next.
   thread_local asmjit::CodeHolder t_holder;
@@ -873,13 +907,56 @@ Status Compiler::compile_function(int64_t entry, bool main_mode) {
     if (needs_state_ && !len_in_reg_) saved_.push_back(x86::r12);
     for (int r = 6; r <= 9; ++r)
       if (used & (1u << r)) saved_.push_back(Q(r));
+    if (batch_) {  // loop registers the host wants preserved
+      for (const x86::Gp& g : {pkt_base_, pkt_len_reg_, batch_cur_, batch_vp_}) {
+        if (!g.isValid() || (g != x86::r12 && g != x86::rbx && g != x86::r13 && g != x86::r14 && g != x86::r15 &&
+                             g != x86::rbp))
+          continue;
+        if (std::find(saved_.begin(), saved_.end(), g) == saved_.end()) saved_.push_back(g);
+      }
+    }
     for (auto& r : saved_) put(enc_push_pop(true, r.id()));
     bool any_calls = has_any_call_;  // callees are aligned by their own prologues
     frame_adjust_ = stack_bytes_ + static_cast<uint32_t>(stack_base_);
     if (any_calls && (saved_.size() % 2 == 0)) frame_adjust_ += 8;
     if (frame_adjust_) a.sub(x86::rsp, frame_adjust_);
     if (needs_stack_) a.lea(x86::rbp, x86::ptr(x86::rsp, static_cast<int32_t>(stack_base_ + stack_bytes_)));
-    if (direct_ && needs_state_) {
+    if (batch_) {
+      // rdi = items, rsi = n, rdx = verdicts, rcx = r1, r8 = store (Engine::BatchFn).
+      batch_top_ = a.newLabel();
+      batch_done_ = a.newLabel();
+      a.shl(x86::rsi, 4);
+      a.add(x86::rsi, x86::rdi);
+      a.mov(x86::qword_ptr(x86::rsp), x86::rsi);
+      a.mov(x86::qword_ptr(x86::rsp, 8), x86::rcx);
+      a.mov(x86::qword_ptr(x86::rsp, 16), x86::r8);
+      a.mov(x86::r10, x86::rdi);
+      a.mov(x86::r9, x86::rdx);
+      a.mov(batch_cur_, x86::r10);
+      a.mov(batch_vp_, x86::r9);
+      a.cmp(batch_cur_, x86::qword_ptr(x86::rsp));
+      a.jae(batch_done_);
+      a.align(asmjit::AlignMode::kCode, 16);
+      a.bind(batch_top_);
+      if (needs_state_) {
+        a.mov(pkt_base_, x86::qword_ptr(batch_cur_, static_cast<int32_t>(offsetof(BatchItem, packet))));
+        a.mov(pkt_len_reg_.r32(), x86::dword_ptr(batch_cur_, static_cast<int32_t>(offsetof(BatchItem, packet_len))));
+        a.test(pkt_base_, pkt_base_);
+        a.cmovz(pkt_len_reg_, pkt_base_);
+        if (has_ldind_) {
+          a.mov(x86::r10d, asmjit::imm(INT32_MAX));
+          a.cmp(pkt_len_reg_, x86::r10);
+          a.cmova(pkt_len_reg_, x86::r10);
+        }
+      }
+      if (program_reads_ & (1u << 1)) {
+        a.mov(x86::r11d, x86::dword_ptr(batch_cur_, static_cast<int32_t>(offsetof(BatchItem, value))));
+        a.mov(x86::r10, x86::qword_ptr(x86::rsp, 16));
+        a.mov(x86::dword_ptr(x86::r10), x86::r11d);
+        a.mov(x86::rdi, x86::qword_ptr(x86::rsp, 8));
+      }
+      if (program_reads_ & (1u << 2)) a.xor_(x86::esi, x86::esi);
+    } else if (direct_ && needs_state_) {
       // rdx = const RunArgs*: packet base (r12 or a free register) and its length (0 without a packet;
       // in a free register or at [rsp]).
       const x86::Gp len = len_in_reg_ ? pkt_len_reg_ : x86::Gp(x86::r11);
@@ -954,6 +1031,14 @@ Status Compiler::compile_function(int64_t entry, bool main_mode) {
   if (main_mode) {
     a.bind(main_epilogue_);
     mark(-1, -1);
+    if (batch_) {
+      a.mov(x86::dword_ptr(batch_vp_), x86::eax);
+      a.add(batch_vp_, 4);
+      a.add(batch_cur_, static_cast<int32_t>(sizeof(BatchItem)));
+      a.cmp(batch_cur_, x86::qword_ptr(x86::rsp));
+      a.jb(batch_top_);
+      a.bind(batch_done_);
+    }
     emit_exit(true);
   }
   // Forward jumps of this function.
@@ -1670,19 +1755,45 @@ class JitEngine final : public Engine {
       has_tail |= callx_[i].tail != 0;
     }
     Compiler c(linked, options, callx_.data(), callx_.size(), has_tail, true);
+    Compiler* done = &c;
+    std::unique_ptr<Compiler> slow;
     if (auto st = c.compile(); !st) {
       // A size bound that was too small shows up as a displacement error: compile again with long jumps.
-      Compiler slow(linked, options, callx_.data(), callx_.size(), has_tail, false);
-      if (auto st2 = slow.compile(); !st2) return st2;
-      return install(slow, linked, options, t0);
+      slow = std::make_unique<Compiler>(linked, options, callx_.data(), callx_.size(), has_tail, false);
+      if (auto st2 = slow->compile(); !st2) return st2;
+      done = slow.get();
     }
-    return install(c, linked, options, t0);
+    // The batch entry: the same program compiled a second time, its body inside a loop over items.
+    // Programs it cannot serve (calls, too few free registers) simply have none.
+    std::vector<uint8_t> batch_code;
+    if (options.jit_batch && done->direct()) {
+      for (bool short_jumps : {true, false}) {
+        Compiler b(linked, options, callx_.data(), callx_.size(), has_tail, short_jumps);
+        b.set_batch();
+        if (b.compile()) {
+          batch_code = std::move(b.code);
+          break;
+        }
+        if (!b.batch_ok()) break;
+      }
+    }
+    return install(*done, batch_code, linked, options, t0);
   }
 
-  Status install(Compiler& c, const LinkedProgram& linked, const ExecOptions& options, uint64_t t0) {
+  Status install(Compiler& c, const std::vector<uint8_t>& batch_code, const LinkedProgram& linked,
+                 const ExecOptions& options, uint64_t t0) {
+    size_t batch_off = 0;
+    if (!batch_code.empty()) {
+      // One mapping: the program's code, int3 padding to 16 bytes, the batch loop.
+      batch_off = (c.code.size() + 15) & ~size_t{15};
+      c.code.resize(batch_off, 0xcc);
+      c.code.insert(c.code.end(), batch_code.begin(), batch_code.end());
+    }
+    listing_end_ = batch_off ? static_cast<uint32_t>(batch_off) : static_cast<uint32_t>(c.code.size());
     if (auto st = mem_.install(c.code.data(), c.code.size()); !st) return st;
     entry_ = reinterpret_cast<EntryFn>(const_cast<uint8_t*>(mem_.base() + c.main_offset));
     if (c.direct()) direct_ = reinterpret_cast<DirectFn>(const_cast<uint8_t*>(mem_.base() + c.main_offset));
+    if (batch_off) batch_ = reinterpret_cast<BatchFn>(const_cast<uint8_t*>(mem_.base() + batch_off));
     trampoline_ = shared_trampoline();
     if (!trampoline_) return make_error(ErrorCode::Runtime, "jit: cannot create the callback entry");
     for (auto& [f, off] : c.fn_offsets) fn_addr_[f] = mem_.base() + off;
@@ -1699,6 +1810,7 @@ class JitEngine final : public Engine {
 
   EngineKind kind() const override { return EngineKind::Jit; }
   DirectFn direct_entry() const override { return direct_; }
+  BatchFn batch_entry() const override { return batch_; }
 
   Result<uint64_t> run(const RunArgs& args, RunStats* stats) const override {
     if (direct_) {
@@ -1800,6 +1912,8 @@ class JitEngine final : public Engine {
   ExecMemory mem_;
   EntryFn entry_ = nullptr;
   DirectFn direct_ = nullptr;
+  BatchFn batch_ = nullptr;
+  uint32_t listing_end_ = 0;  // the listing covers the program's code, not the batch loop after it
   TrampolineFn trampoline_ = nullptr;
   std::map<int64_t, const uint8_t*> fn_addr_;
   std::vector<ListingEntry> listing_;
@@ -1817,7 +1931,7 @@ std::string JitEngine::disassemble(const DisasmOptions& options) const {
   const auto& insns = program_->insns;
   for (size_t k = 0; k < listing_.size(); ++k) {
     const ListingEntry& e = listing_[k];
-    uint32_t end = k + 1 < listing_.size() ? listing_[k + 1].start : static_cast<uint32_t>(mem_.size());
+    uint32_t end = k + 1 < listing_.size() ? listing_[k + 1].start : listing_end_;
     if (k == 0 || listing_[k - 1].fn != e.fn || (e.pc < 0 && listing_[k - 1].pc >= 0)) {
       if (e.fn == -1 && e.pc < 0) out += k == 0 ? "; main: entry prologue\n" : "; main: epilogue\n";
       else if (e.fn >= 0 && e.pc < 0) out += fmt::format("; function at insn {}: prologue\n", e.fn);
