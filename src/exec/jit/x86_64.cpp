@@ -442,6 +442,7 @@ class Compiler {
   size_t zero_extend_idiom(const std::vector<int64_t>& body, size_t k);
   Diagnostic error_;
   void emit_exit(bool main_mode);
+  void emit_batch_next();  // batch: store r0 as the verdict, advance, loop while items remain
   void emit_unwind();
   void emit_call_abs(const void* fn, const x86::Gp& via);
   void emit_alu(const Insn& in);
@@ -1032,11 +1033,7 @@ Status Compiler::compile_function(int64_t entry, bool main_mode) {
     a.bind(main_epilogue_);
     mark(-1, -1);
     if (batch_) {
-      a.mov(x86::dword_ptr(batch_vp_), x86::eax);
-      a.add(batch_vp_, 4);
-      a.add(batch_cur_, static_cast<int32_t>(sizeof(BatchItem)));
-      a.cmp(batch_cur_, x86::qword_ptr(x86::rsp));
-      a.jb(batch_top_);
+      emit_batch_next();
       a.bind(batch_done_);
     }
     emit_exit(true);
@@ -1092,6 +1089,15 @@ void Compiler::emit_branch(int cc, int64_t t, int64_t pc) {
   }
   fixups_.push_back({here + e.n - (rel8 ? 1 : 4), t, rel8});
   put(e);
+}
+
+void Compiler::emit_batch_next() {
+  auto& a = *a_;
+  a.mov(x86::dword_ptr(batch_vp_), x86::eax);
+  a.add(batch_vp_, 4);
+  a.add(batch_cur_, static_cast<int32_t>(sizeof(BatchItem)));
+  a.cmp(batch_cur_, x86::qword_ptr(x86::rsp));
+  a.jb(batch_top_);
 }
 
 void Compiler::emit_exit(bool main_mode) {
@@ -1198,7 +1204,12 @@ bool Compiler::emit_insn(int64_t pc, bool main_mode) {
     case OpKind::Jump:
     case OpKind::CondJump: emit_jump(in, pc); return true;
     case OpKind::Exit:
-      if (main_mode) {
+      if (main_mode && batch_) {
+        // Each exit of a batch stores its verdict and goes on with the next item itself (one taken
+        // branch per item instead of two).
+        emit_batch_next();
+        a.jmp(batch_done_);
+      } else if (main_mode) {
         // The epilogue follows the last instruction; other exits jump to it.
         a.jmp(main_epilogue_);
       } else {
