@@ -238,6 +238,63 @@ TEST(Jit, DirectEntryOnlyForProgramsWithoutCalls) {
   EXPECT_EQ((*interp)->engine().direct_entry(), nullptr);
 }
 
+TEST(Jit, BatchEntryRunsTheProgramOncePerItem) {
+  // r0 = packet[packet[1]] + packet[0] + *(u32 *)(r1 + 0), through the stack; LD_IND through r7; a
+  // short packet ends the run with 0.
+  std::vector<Insn> p = {I(Op::MOV64_REG, 6, 1),       I(Op::LDABS_B, 0, 0, 0, 0),  I(Op::LDXW, 2, 6, 0, 0),
+                         I(Op::ADD64_REG, 0, 2),       I(Op::STXDW, 10, 0, -8, 0), I(Op::LDABS_B, 0, 0, 0, 1),
+                         I(Op::MOV64_REG, 7, 0),       I(Op::LDIND_B, 0, 7, 0, 0),  I(Op::LDXDW, 3, 10, -8, 0),
+                         I(Op::ADD64_REG, 0, 3),       I(Op::EXIT)};
+  ExecOptions o = jit_opts();
+  auto no_batch = Executable::create(Program{"t", p}, HelperTable::conformance(), o);
+  ASSERT_TRUE(no_batch.ok()) << no_batch.error().to_string();
+  EXPECT_EQ((*no_batch)->engine().batch_entry(), nullptr);  // only on request
+  o.jit_batch = true;
+  auto exe = Executable::create(Program{"t", p}, HelperTable::conformance(), o);
+  ASSERT_TRUE(exe.ok()) << exe.error().to_string();
+  auto batch = (*exe)->engine().batch_entry();
+  ASSERT_NE(batch, nullptr);
+  auto interp = Executable::create(Program{"t", p}, HelperTable::conformance());
+  ASSERT_TRUE(interp.ok());
+  std::vector<uint8_t> a = {5, 2, 100}, b = {7, 0}, c = {9}, d = {1, 9, 3};
+  std::vector<BatchItem> items = {{a.data(), 3, 1000}, {b.data(), 2, 2000}, {c.data(), 1, 3000},
+                                  {nullptr, 0, 1},     {d.data(), 3, 4},    {a.data(), 3, 10}};
+  uint32_t ctx_word = 0;
+  std::vector<uint32_t> verdicts(items.size(), 0xdeadbeef);
+  batch(items.data(), items.size(), verdicts.data(), reinterpret_cast<uint64_t>(&ctx_word), &ctx_word);
+  for (size_t i = 0; i < items.size(); ++i) {
+    uint32_t word = items[i].value;
+    RunArgs args;
+    args.r1 = reinterpret_cast<uint64_t>(&word);
+    args.packet = items[i].packet;
+    args.packet_len = items[i].packet_len;
+    auto want = (*interp)->run(args);
+    ASSERT_TRUE(want.ok()) << want.error().to_string();
+    EXPECT_EQ(verdicts[i], static_cast<uint32_t>(*want)) << "item " << i;
+  }
+  EXPECT_EQ(verdicts[0], 100u + 5 + 1000);
+  EXPECT_EQ(verdicts[2], 0u);  // one byte: packet[1] is out of bounds
+  EXPECT_EQ(verdicts[4], 0u);  // packet[9] is out of bounds
+  // n = 0 writes nothing
+  uint32_t untouched = 77;
+  batch(items.data(), 0, &untouched, reinterpret_cast<uint64_t>(&ctx_word), &ctx_word);
+  EXPECT_EQ(untouched, 77u);
+  // Every register in use: no four free host registers, no batch entry (the program still runs).
+  std::vector<Insn> all;
+  for (uint8_t r = 0; r <= 9; ++r) all.push_back(I(Op::MOV64_IMM, r, 0, 0, r));
+  all.push_back(I(Op::LDABS_B, 0, 0, 0, 0));
+  for (uint8_t r = 1; r <= 9; ++r) all.push_back(I(Op::ADD64_REG, 0, r));
+  all.push_back(I(Op::EXIT));
+  auto full = Executable::create(Program{"t", all}, HelperTable::conformance(), o);
+  ASSERT_TRUE(full.ok()) << full.error().to_string();
+  EXPECT_EQ((*full)->engine().batch_entry(), nullptr);
+  EXPECT_NE((*full)->engine().direct_entry(), nullptr);
+  // Programs with calls have neither.
+  auto calls = Executable::create(Program{"t", {I(Op::CALL_HELPER, 0, 0, 0, 5), I(Op::EXIT)}}, HelperTable::conformance(), o);
+  ASSERT_TRUE(calls.ok());
+  EXPECT_EQ((*calls)->engine().batch_entry(), nullptr);
+}
+
 namespace {
 size_t count(const std::string& text, const std::string& what) {
   size_t n = 0;
