@@ -96,7 +96,12 @@ constexpr int kMaxCallDepth = 8;   // frames, including the main one
 Result<std::vector<Insn>> decode(std::span<const RawInsn> raw, int isa_version = kMaxIsaVersion);
 Result<std::vector<Insn>> decode_bytes(std::span<const uint8_t> bytes, int isa_version = kMaxIsaVersion);
 
-// Whole-program checks: non-empty, jumps and local calls land on instruction boundaries inside
+// The fields of one instruction, as decode() checks them: reserved fields (neither used by the op nor
+// its selector) are 0, registers exist, r10 is not written. IR built directly (not decoded) is
+// checked by check_structure() and the verifier.
+Status check_fields(const Insn& insn, int64_t pc);
+
+// Whole-program checks: check_fields() of every instruction, non-empty, jumps and local calls land on instruction boundaries inside
 // the program (not in the second half of lddw), last instruction is exit or an unconditional jump.
 Status check_structure(std::span<const Insn> insns);
 

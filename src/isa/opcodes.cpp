@@ -172,34 +172,17 @@ Result<std::vector<Insn>> decode(std::span<const RawInsn> raw, int isa_version) 
     if (row->version > isa_version)
       return decode_error(pc, fmt::format("{} needs ISA v{} (cpu v{} requested)", row->mnemonic,
                                           row->version, isa_version));
-    auto reserved = [&](uint8_t field, Sel selfield) {
-      return !(row->fields & field) && row->sel != selfield;
-    };
-    if (!(row->fields & F_DST) && rr.dst != 0)  // dst is never a selector
-      return decode_error(pc, fmt::format("{}: reserved dst field is {} (must be 0)", row->mnemonic, int(rr.dst)));
-    if (reserved(F_SRC, Sel::SRC) && rr.src != 0)
-      return decode_error(pc, fmt::format("{}: reserved src field is {} (must be 0)", row->mnemonic, int(rr.src)));
-    if (reserved(F_OFF, Sel::OFF) && rr.off != 0)
-      return decode_error(pc, fmt::format("{}: reserved off field is {} (must be 0)", row->mnemonic, rr.off));
-    if (reserved(F_IMM, Sel::IMM) && rr.imm != 0)
-      return decode_error(pc, fmt::format("{}: reserved imm field is {} (must be 0)", row->mnemonic, rr.imm));
-    if ((row->fields & F_DST) && rr.dst > 10)
-      return decode_error(pc, fmt::format("{}: invalid destination register r{}", row->mnemonic, int(rr.dst)));
-    if ((row->fields & F_SRC) && rr.src > 10)
-      return decode_error(pc, fmt::format("{}: invalid source register r{}", row->mnemonic, int(rr.src)));
-    // Writes to r10 (the frame pointer) are not allowed: ALU, ldx, lddw, atomics with fetch write dst/src.
-    bool writes_dst = row->kind == OpKind::Alu || row->kind == OpKind::Load || row->kind == OpKind::LoadImm64;
-    if (writes_dst && rr.dst == 10)
-      return decode_error(pc, fmt::format("{}: r10 is read-only (frame pointer)", row->mnemonic));
-    if (row->kind == OpKind::Atomic && (rr.imm & 1) && rr.src == 10)
-      return decode_error(pc, fmt::format("{}: r10 is read-only (frame pointer)", row->mnemonic));
-
     Insn in;
     in.op = row->op;
     in.dst = rr.dst;
     in.src = rr.src;
     in.off = rr.off;
     in.imm = rr.imm;
+    if (auto st = check_fields(in, static_cast<int64_t>(pc)); !st) {
+      Diagnostic d = st.error();
+      d.code = ErrorCode::Decode;
+      return d;
+    }
     if (row->kind == OpKind::LoadImm64) {
       if (pc + 1 >= raw.size())
         return decode_error(pc, "lddw is truncated: its second slot is missing");
@@ -236,11 +219,40 @@ int64_t jump_target(const Insn& insn, int64_t pc) {
   return pc + 1 + insn.off;
 }
 
+Status check_fields(const Insn& in, int64_t pc) {
+  const OpInfo* row = &in.info();
+  if (row->kind == OpKind::Pseudo) return {};
+  auto bad = [&](std::string msg) { return Status(make_error(ErrorCode::Structure, std::move(msg), pc)); };
+  // A field is reserved when the op does not use it and it is not the op's selector (which the IR
+  // implies by the op: encode() writes it).
+  auto reserved = [&](uint8_t field, Sel selfield) { return !(row->fields & field) && row->sel != selfield; };
+  int64_t imm = row->kind == OpKind::LoadImm64 ? 0 : in.imm;  // lddw: the whole 64-bit value
+  if (!(row->fields & F_DST) && in.dst != 0)  // dst is never a selector
+    return bad(fmt::format("{}: reserved dst field is {} (must be 0)", row->mnemonic, int(in.dst)));
+  if (reserved(F_SRC, Sel::SRC) && in.src != 0)
+    return bad(fmt::format("{}: reserved src field is {} (must be 0)", row->mnemonic, int(in.src)));
+  if (reserved(F_OFF, Sel::OFF) && in.off != 0)
+    return bad(fmt::format("{}: reserved off field is {} (must be 0)", row->mnemonic, in.off));
+  if (reserved(F_IMM, Sel::IMM) && imm != 0)
+    return bad(fmt::format("{}: reserved imm field is {} (must be 0)", row->mnemonic, imm));
+  if ((row->fields & F_DST) && in.dst > 10)
+    return bad(fmt::format("{}: invalid destination register r{}", row->mnemonic, int(in.dst)));
+  if ((row->fields & F_SRC) && in.src > 10)
+    return bad(fmt::format("{}: invalid source register r{}", row->mnemonic, int(in.src)));
+  // Writes to r10 (the frame pointer) are not allowed: ALU, ldx, lddw, atomics with fetch write dst/src.
+  bool writes_dst = row->kind == OpKind::Alu || row->kind == OpKind::Load || row->kind == OpKind::LoadImm64;
+  if (writes_dst && in.dst == 10) return bad(fmt::format("{}: r10 is read-only (frame pointer)", row->mnemonic));
+  if (row->kind == OpKind::Atomic && (in.imm & 1) && in.src == 10)
+    return bad(fmt::format("{}: r10 is read-only (frame pointer)", row->mnemonic));
+  return {};
+}
+
 Status check_structure(std::span<const Insn> insns) {
   if (insns.empty()) return make_error(ErrorCode::Structure, "program is empty");
   const int64_t n = static_cast<int64_t>(insns.size());
   for (int64_t pc = 0; pc < n; ++pc) {
     const Insn& in = insns[pc];
+    if (auto st = check_fields(in, pc); !st) return st;
     OpKind k = in.info().kind;
     if (k == OpKind::Jump || k == OpKind::CondJump || in.op == Op::CALL_LOCAL ||
         in.op == Op::LDDW_CODE_ADDR) {

@@ -76,6 +76,13 @@ Reg Verifier::stack_read(Frame& fr, int32_t abs, int size, bool* ok, int regno) 
   const Slot& sl = s ? *s : empty;
   if (sl.bytes[b] == kStackSpill || (sl.bytes[0] == kStackSpill && b < sl.spill_size)) {
     if (b == 0 && size == sl.spill_size) return sl.spill;
+    // A narrower fill from the start of a spilled scalar: its low bytes (little-endian), zero-extended
+    // -- the kernel's narrow fill (copy the register, coerce it to the size).
+    if (b == 0 && size < sl.spill_size && sl.spill.kind == Kind::Scalar)
+      return Reg::scalar(truncate(sl.spill.v, size));
+    // Any other part of a spilled constant zero reads 0 (the kernel keeps that zero too).
+    if (sl.spill.kind == Kind::Scalar && sl.spill.v.is_const() && sl.spill.v.value() == 0 && b + size <= sl.spill_size)
+      return Reg::scalar(Scalar::constant(0));
     if (sl.spill.kind != Kind::Scalar) {
       *ok = reject(fmt::format("invalid size of register fill (off {} size {}, {} bytes spilled)", abs, size,
                                sl.spill_size),

@@ -841,8 +841,10 @@ bool Verifier::do_load_imm64(const Insn& in) {
 // ---- exit ---------------------------------------------------------------------------------------
 
 bool Verifier::do_exit(const Insn&) {
-  if (!check_reg_init(0)) return false;
   Frame& fr = cur_.cur();
+  // A bpf-to-bpf function may return without setting r0 (as in the kernel): the caller's r0 is then
+  // uninitialised, and reading it there is the error. The program's and a callback's r0 must be set.
+  if ((cur_.frames.size() == 1 || fr.callback) && !check_reg_init(0)) return false;
   const Reg r0 = fr.regs[0];
   if (cur_.frames.size() > 1) {
     if (fr.callback) {
@@ -988,7 +990,25 @@ Result<VerifyReport> verify(std::span<const Insn> insns, const VerifyOptions& op
       next.stack |= prec.stack;
       prec = std::move(next);
     }
-  }  rep.time_us = static_cast<uint64_t>(
+  }
+  // Instructions built as IR (not decoded) get decode()'s field checks (reserved fields 0, registers
+  // that exist) where a path reaches them, as the kernel checks them when it visits an instruction
+  // ("BPF_ALU uses reserved fields"); code no path reaches is not judged.
+  if (rep.accepted) {
+    for (size_t pc = 0; pc < insns.size(); ++pc) {
+      if (!rep.facts[pc].visited) continue;
+      if (auto st = check_fields(insns[pc], static_cast<int64_t>(pc)); !st) {
+        rep.accepted = false;
+        rep.error = st.error();
+        rep.error.code = ErrorCode::Verify;
+        if (options.source_line) rep.error.source_line = options.source_line(rep.error.pc);
+        rep.explanation = verifier::explain(rep.error.message);
+        if (options.log_level >= 1) rep.log += rep.error.message + "\n";
+        break;
+      }
+    }
+  }
+  rep.time_us = static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count());
   if (rep.accepted) {
     rep.error = Diagnostic{};
