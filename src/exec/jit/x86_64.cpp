@@ -14,9 +14,7 @@
 #include <asmjit/x86.h>
 #include <capstone/capstone.h>
 #include <fmt/format.h>
-#include <sys/mman.h>
 #include <time.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -31,6 +29,7 @@
 #include "bpfvm/jit.hpp"
 #include "bpfvm/map.hpp"
 #include "exec/engine.hpp"
+#include "exec/jit/exec_memory.hpp"
 
 namespace bpfvm {
 namespace detail {
@@ -323,44 +322,6 @@ uint64_t thread_cpu_ns() {
   clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
   return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
 }
-
-// ---- executable memory (W^X) -----------------------------------------------------------------------
-class ExecMemory {
- public:
-  ExecMemory() = default;
-  ExecMemory(const ExecMemory&) = delete;
-  ExecMemory& operator=(const ExecMemory&) = delete;
-  ~ExecMemory() {
-    if (base_) munmap(base_, mapped_);
-  }
-  // Maps RW, copies, then flips to RX. Never writable and executable at once.
-  Status install(const uint8_t* code, size_t size) {
-    size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
-    size_t len = (size + page - 1) / page * page;
-    if (len == 0) len = page;
-    void* p = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-    if (p == MAP_FAILED)
-      return make_error(ErrorCode::Runtime, fmt::format("jit: mmap of {} bytes failed: {}", len, std::strerror(errno)));
-    std::memcpy(p, code, size);
-    std::memset(static_cast<uint8_t*>(p) + size, 0xcc, len - size);  // int3 padding
-    if (mprotect(p, len, PROT_READ | PROT_EXEC) != 0) {
-      int e = errno;
-      munmap(p, len);
-      return make_error(ErrorCode::Runtime, fmt::format("jit: mprotect(PROT_READ|PROT_EXEC) failed: {}", std::strerror(e)));
-    }
-    base_ = static_cast<uint8_t*>(p);
-    mapped_ = len;
-    size_ = size;
-    return {};
-  }
-  const uint8_t* base() const { return base_; }
-  size_t size() const { return size_; }
-
- private:
-  uint8_t* base_ = nullptr;
-  size_t mapped_ = 0;
-  size_t size_ = 0;
-};
 
 // One piece of the listing: native bytes [start, end) came from BPF instruction pc of function fn.
 struct ListingEntry {
@@ -1680,14 +1641,18 @@ class JitEngine final : public Engine {
   }
 
   Status install(Compiler& c, const LinkedProgram& linked, const ExecOptions& options, uint64_t t0) {
+    // The process-wide callback entry first: the first time, it takes the pool's first page, so the
+    // programs' pages above it extend its read+execute VMA (exec_memory.cpp).
+    trampoline_ = shared_trampoline();
+    if (!trampoline_) return make_error(ErrorCode::Runtime, "jit: cannot create the callback entry");
     if (auto st = mem_.install(c.code.data(), c.code.size()); !st) return st;
     entry_ = reinterpret_cast<EntryFn>(const_cast<uint8_t*>(mem_.base() + c.main_offset));
     if (c.direct()) direct_ = reinterpret_cast<DirectFn>(const_cast<uint8_t*>(mem_.base() + c.main_offset));
-    trampoline_ = shared_trampoline();
-    if (!trampoline_) return make_error(ErrorCode::Runtime, "jit: cannot create the callback entry");
     for (auto& [f, off] : c.fn_offsets) fn_addr_[f] = mem_.base() + off;
     listing_ = std::move(c.listing);
     info_.code_size = c.code.size();
+    info_.code = mem_.base();
+    info_.mapped_size = mem_.mapped();
     info_.functions = c.functions;
     info_.bmi2 = c.bmi2();
     info_.hardened = options.jit_harden;
