@@ -209,6 +209,105 @@ inline Enc enc_shift_imm(uint32_t ext, bool w64, uint32_t dst, uint32_t count) {
   return e;
 }
 
+// The rest of the forms the instruction emitters need (asmjit's generic encoder costs ~200 machine
+// instructions per x86 instruction; these a few dozen). Host register ids as above; kNoIndex: no
+// index register.
+constexpr int kNoIndex = -1;
+constexpr uint32_t kRax = 0, kRcx = 1, kRdx = 2, kRsp = 4, kRbp = 5, kRsi = 6, kRdi = 7, kR9 = 9, kR10 = 10,
+                   kR11 = 11, kR12 = 12;
+
+struct MemOp {  // [base + index * 2^scale + disp]
+  uint32_t base;
+  int32_t disp = 0;
+  int index = kNoIndex;
+  uint32_t scale = 0;
+};
+
+// Byte registers spl, bpl, sil, dil need a REX prefix (without one, 4-7 are ah, ch, dh, bh).
+inline bool byte_needs_rex(uint32_t r) { return r >= 4 && r <= 7; }
+
+// [prefix] [REX] opcode (1 byte, or 0x0f xx as 0x0fxx) modrm(reg, rm register).
+inline Enc enc_op_rr(uint32_t opcode, bool w64, uint32_t reg, uint32_t rm, uint32_t prefix = 0, bool force_rex = false) {
+  Enc e;
+  if (prefix) e.u8(prefix);
+  e.rex(w64, reg, rm, force_rex);
+  if (opcode > 0xff) e.u8(opcode >> 8);
+  e.u8(opcode & 0xff);
+  e.modrm_rr(reg, rm);
+  return e;
+}
+
+// [prefix] [REX] opcode modrm(reg, memory) [sib] [disp].
+inline Enc enc_op_mem(uint32_t opcode, bool w64, uint32_t reg, const MemOp& m, uint32_t prefix = 0,
+                      bool force_rex = false) {
+  Enc e;
+  if (prefix) e.u8(prefix);
+  const uint32_t x = m.index == kNoIndex ? 0 : static_cast<uint32_t>(m.index);
+  uint32_t r = 0x40 | (w64 ? 8 : 0) | ((reg >> 3) & 1) << 2 | ((x >> 3) & 1) << 1 | ((m.base >> 3) & 1);
+  if (r != 0x40 || force_rex) e.u8(r);
+  if (opcode > 0xff) e.u8(opcode >> 8);
+  e.u8(opcode & 0xff);
+  if (m.index == kNoIndex) {
+    e.modrm_mem(reg, m.base, m.disp);
+  } else {
+    uint32_t mod = (m.disp == 0 && (m.base & 7) != 5) ? 0 : (m.disp >= -128 && m.disp <= 127) ? 1 : 2;
+    e.u8(mod << 6 | (reg & 7) << 3 | 4);
+    e.u8(m.scale << 6 | (x & 7) << 3 | (m.base & 7));
+    if (mod == 1) e.u8(static_cast<uint32_t>(m.disp) & 0xff);
+    else if (mod == 2) e.u32(static_cast<uint32_t>(m.disp));
+  }
+  return e;
+}
+
+// group-1 op on a qword in memory with an immediate: /0 add ... /7 cmp.
+inline Enc enc_mi(uint32_t ext, bool w64, const MemOp& m, int32_t imm) {
+  const bool i8 = imm >= -128 && imm <= 127;
+  Enc e = enc_op_mem(i8 ? 0x83 : 0x81, w64, ext, m);
+  if (i8) e.u8(static_cast<uint32_t>(imm) & 0xff);
+  else e.u32(static_cast<uint32_t>(imm));
+  return e;
+}
+
+// imul dst, rm, imm
+inline Enc enc_imul_imm(bool w64, uint32_t dst, uint32_t rm, int32_t imm) {
+  const bool i8 = imm >= -128 && imm <= 127;
+  Enc e = enc_op_rr(i8 ? 0x6b : 0x69, w64, dst, rm);
+  if (i8) e.u8(static_cast<uint32_t>(imm) & 0xff);
+  else e.u32(static_cast<uint32_t>(imm));
+  return e;
+}
+
+inline Enc enc_bswap(bool w64, uint32_t r) {
+  Enc e;
+  e.rex(w64, 0, r);
+  e.u8(0x0f);
+  e.u8(0xc8 + (r & 7));
+  return e;
+}
+
+// shlx (pp = 1: 66), sarx (pp = 2: F3), shrx (pp = 3: F2): dst = src shifted by count (VEX.0F38 F7).
+inline Enc enc_shiftx(uint32_t pp, bool w64, uint32_t dst, uint32_t src, uint32_t count) {
+  Enc e;
+  e.u8(0xc4);
+  e.u8(((~dst >> 3) & 1) << 7 | 1 << 6 | ((~src >> 3) & 1) << 5 | 0x02);  // R, X (no index), B, map 0F38
+  e.u8((w64 ? 0x80 : 0) | ((~count & 15) << 3) | pp);                       // W, vvvv, L = 0, pp
+  e.u8(0xf7);
+  e.modrm_rr(dst, src);
+  return e;
+}
+
+inline Enc enc_byte(uint32_t b0) {
+  Enc e;
+  e.u8(b0);
+  return e;
+}
+inline Enc enc_bytes(uint32_t b0, uint32_t b1) {
+  Enc e;
+  e.u8(b0);
+  e.u8(b1);
+  return e;
+}
+
 // ---- register use ---------------------------------------------------------------------------------
 struct RegUse {
   uint16_t reads = 0, writes = 0;
@@ -376,12 +475,32 @@ class Compiler {
  private:
   struct SlowPath {
     enum Kind { Depth, Callx, LdOob, LdIndCheck } kind;
-    Label label;
     int64_t pc;
-    int reg;
-    Label resume;       // LdIndCheck: the load, when the offset turns out valid
-    uint32_t size = 0;  // LdIndCheck: bytes loaded
+    int reg = 0;
+    uint32_t resume = 0;  // LdIndCheck: offset of the load, when the offset turns out valid
+    uint32_t size = 0;    // LdIndCheck: bytes loaded
+    uint32_t from[2] = {0, 0};  // rel32 displacements of the jumps to it (patched when it is emitted)
+    uint32_t nfrom = 0;
   };
+  // Jumps and calls between pieces of code, encoded here (no asmjit labels): a conditional jump (cc =
+  // x86 condition code, -1 = jmp) to a slow path; a short jump within one instruction's code, bound
+  // later with bind8(); a call of a BPF function, patched once every function is placed.
+  size_t add_slow_path(SlowPath::Kind kind, int64_t pc, int reg = 0, uint32_t size = 0) {
+    slow_paths_.push_back(SlowPath{kind, pc, reg, 0, size});
+    return slow_paths_.size() - 1;
+  }
+  void jcc_slow(int cc, size_t slow);
+  uint32_t jcc8(int cc);
+  void bind8(uint32_t pos);
+  uint32_t here() const { return static_cast<uint32_t>(a_->offset()); }
+  void emit_slow_paths();
+  struct CallFixup {
+    uint32_t pos;    // rel32 of the call
+    int64_t target;  // function entry
+  };
+  std::vector<CallFixup> call_fixups_;
+  bool short_overflow_ = false;  // a bind8() distance did not fit: compile() fails
+  void mov_rr(bool w64, uint32_t dst, uint32_t src) { put(enc_rr(0x89, w64, dst, src)); }
 
   void analyze();
   uint32_t max_native_bytes(const Insn& in, const OpInfo& info) const;
@@ -412,7 +531,17 @@ class Compiler {
   // Loads an immediate into r11 (blinded when hardening), sign-extended to 64 bits.
   void imm_to_r11(int64_t v);
   void mark(int32_t fn, int32_t pc) { listing.push_back({fn, pc, static_cast<uint32_t>(a_->offset())}); }
-  void put(const Enc& e) { a_->embed(e.b, e.n); }
+  // Appends the bytes straight to the assembler's buffer (asmjit's embed() costs more than encoding).
+  void put(const Enc& e) {
+    if (a_->remainingSpace() >= sizeof(e.b)) [[likely]] {
+      std::memcpy(a_->_bufferPtr, e.b, sizeof(e.b));
+      a_->_bufferPtr += e.n;
+      // asmjit copies _size bytes when it grows the buffer: keep it current.
+      a_->_section->_buffer._size = static_cast<size_t>(a_->_bufferPtr - a_->_bufferData);
+    } else {
+      a_->embed(e.b, e.n);
+    }
+  }
 
   const LinkedProgram& linked_;
   const std::vector<Insn>& insns_;
@@ -430,7 +559,7 @@ class Compiler {
   std::vector<uint32_t> pkt_known_;    // per insn: LD_ABS packet bytes known present (bounds checks skipped)
   void compute_pkt_known();
   void emit_ldpkt_oob();
-  x86::Mem pkt_len_mem() const;
+  MemOp pkt_len_memop() const;  // where the packet length is when it is not in a register
   void cmp_len_imm(int32_t v);  // cmp <packet length>, v
   void cmp_r10_len();           // cmp r10, <packet length>
   x86::Gp pkt_base_ = x86::r12;  // direct code: the packet pointer
@@ -665,17 +794,17 @@ void Compiler::emit_call_abs(const void* fn, const x86::Gp& via) {
 }
 
 void Compiler::emit_unwind() {
-  a_->mov(x86::rsp, x86::qword_ptr(x86::r12, offsetof(JitHot, unwind_rsp)));
-  a_->jmp(x86::qword_ptr(x86::r12, offsetof(JitHot, unwind_rip)));
+  put(enc_op_mem(0x8b, true, kRsp, MemOp{kR12, offsetof(JitHot, unwind_rsp)}));  // mov rsp, [r12 + unwind_rsp]
+  put(enc_op_mem(0xff, false, 4, MemOp{kR12, offsetof(JitHot, unwind_rip)}));    // jmp [r12 + unwind_rip]
 }
 
 void Compiler::imm_to_r11(int64_t v) {
   if (harden_) {
     int32_t key = static_cast<int32_t>(rng_());
-    a_->mov(x86::r11, asmjit::imm(static_cast<int64_t>(static_cast<int32_t>(static_cast<int32_t>(v) ^ key))));
-    a_->xor_(x86::r11, asmjit::imm(static_cast<int64_t>(key)));
+    put(enc_mov_imm(kR11, static_cast<uint64_t>(static_cast<int64_t>(static_cast<int32_t>(v) ^ key))));
+    put(enc_ri(6, true, kR11, key));
   } else {
-    a_->mov(x86::r11, asmjit::imm(v));
+    put(enc_mov_imm(kR11, static_cast<uint64_t>(v)));
   }
 }
 
@@ -700,22 +829,46 @@ Status Compiler::compile() {
     if (auto st = compile_function(f, false); !st) return st;
   }
   functions = 1 + fn_entries_.size();
-  // Out-of-line slow paths. rsp is 16-byte aligned at every slow path's jump site (functions that call are
-  // aligned in their bodies), so the slow paths may call C++.
+  emit_slow_paths();
+  if (eh.failed) return make_error(ErrorCode::Unsupported, fmt::format("jit: code generation failed: {}", eh.text));
+  if (short_overflow_) return make_error(ErrorCode::Unsupported, "jit: short jump out of range");
+  if (holder.resolveUnresolvedLinks() != asmjit::kErrorOk)
+    return make_error(ErrorCode::Unsupported, "jit: unresolved label links");
+  main_offset = 0;
+  for (auto& [f, l] : fn_labels_) fn_offsets[f] = static_cast<uint32_t>(holder.labelOffset(l));
+  for (const CallFixup& c : call_fixups_) {
+    const int32_t d = static_cast<int32_t>(fn_offsets.at(c.target)) - static_cast<int32_t>(c.pos + 4);
+    std::memcpy(holder.textSection()->buffer().data() + c.pos, &d, 4);
+  }
+  asmjit::CodeBuffer& buf = holder.textSection()->buffer();
+  code.assign(buf.data(), buf.data() + buf.size());
+  a_ = nullptr;
+  holder.resetErrorHandler();
+  return {};
+}
+
+// Out-of-line slow paths, after all functions. rsp is 16-byte aligned at every slow path's jump site
+// (functions that call are aligned in their bodies), so the slow paths may call C++.
+void Compiler::emit_slow_paths() {
   for (const SlowPath& s : slow_paths_) {
-    a.bind(s.label);
+    const uint32_t at = here();
+    uint8_t* buf = a_->bufferData();
+    for (uint32_t k = 0; k < s.nfrom; ++k) {
+      const int32_t d = static_cast<int32_t>(at) - static_cast<int32_t>(s.from[k] + 4);
+      std::memcpy(buf + s.from[k], &d, 4);
+    }
     mark(-2, static_cast<int32_t>(s.pc));
     switch (s.kind) {
       case SlowPath::Depth:
-        a.mov(x86::rdi, x86::r12);
-        a.mov(x86::esi, asmjit::imm(static_cast<uint32_t>(s.pc)));
+        mov_rr(true, kRdi, kR12);
+        put(enc_mov_imm(kRsi, static_cast<uint32_t>(s.pc)));
         emit_call_abs(reinterpret_cast<const void*>(&rt_fail_depth), x86::rax);
         emit_unwind();
         break;
       case SlowPath::Callx:
-        a.mov(x86::rsi, Q(s.reg));
-        a.mov(x86::rdi, x86::r12);
-        a.mov(x86::edx, asmjit::imm(static_cast<uint32_t>(s.pc)));
+        mov_rr(true, kRsi, kHost[s.reg]);
+        mov_rr(true, kRdi, kR12);
+        put(enc_mov_imm(kRdx, static_cast<uint32_t>(s.pc)));
         emit_call_abs(reinterpret_cast<const void*>(&rt_fail_callx), x86::rax);
         emit_unwind();
         break;
@@ -723,35 +876,59 @@ Status Compiler::compile() {
       case SlowPath::LdIndCheck: {
         // The inline check failed for r11 = (u32)(src + imm): a negative offset may still be a
         // link-layer one (SKF_LL_OFF); anything else is out of bounds.
-        Label oob = a.newLabel();
-        a.movsxd(x86::r11, x86::r11d);
-        a.test(x86::r11, x86::r11);
-        a.jns(oob);
-        a.cmp(x86::r11, asmjit::imm(kSkfLlOff));
-        a.jl(oob);
-        a.cmp(x86::r11, asmjit::imm(kSkfNetOff));
-        a.jge(oob);
-        a.sub(x86::r11, asmjit::imm(kSkfLlOff));
-        a.lea(x86::r10, x86::ptr(x86::r11, static_cast<int32_t>(s.size)));
+        put(enc_op_rr(0x63, true, kR11, kR11));  // movsxd r11, r11d
+        put(enc_rr(0x85, true, kR11, kR11));
+        const uint32_t j1 = jcc8(0x9);  // jns oob
+        put(enc_ri(7, true, kR11, kSkfLlOff));
+        const uint32_t j2 = jcc8(0xc);  // jl oob
+        put(enc_ri(7, true, kR11, kSkfNetOff));
+        const uint32_t j3 = jcc8(0xd);  // jge oob
+        put(enc_ri(5, true, kR11, kSkfLlOff));
+        put(enc_op_mem(0x8d, true, kR10, MemOp{kR11, static_cast<int32_t>(s.size)}));
         cmp_r10_len();
-        a.ja(oob);
-        a.jmp(s.resume);
-        a.bind(oob);
+        const uint32_t j4 = jcc8(0x7);  // ja oob
+        {
+          Enc e;
+          const int64_t d8 = static_cast<int64_t>(s.resume) - (here() + 2);
+          if (d8 >= -128) {
+            e.u8(0xeb);
+            e.u8(static_cast<uint32_t>(d8) & 0xff);
+          } else {
+            e.u8(0xe9);
+            e.u32(static_cast<uint32_t>(static_cast<int64_t>(s.resume) - (here() + 5)));
+          }
+          put(e);
+        }
+        for (uint32_t j : {j1, j2, j3, j4}) bind8(j);
         emit_ldpkt_oob();
         break;
       }
     }
   }
-  if (eh.failed) return make_error(ErrorCode::Unsupported, fmt::format("jit: code generation failed: {}", eh.text));
-  if (holder.resolveUnresolvedLinks() != asmjit::kErrorOk)
-    return make_error(ErrorCode::Unsupported, "jit: unresolved label links");
-  main_offset = 0;
-  for (auto& [f, l] : fn_labels_) fn_offsets[f] = static_cast<uint32_t>(holder.labelOffset(l));
-  asmjit::CodeBuffer& buf = holder.textSection()->buffer();
-  code.assign(buf.data(), buf.data() + buf.size());
-  a_ = nullptr;
-  holder.resetErrorHandler();
-  return {};
+}
+
+void Compiler::jcc_slow(int cc, size_t slow) {
+  Enc e;
+  if (cc < 0) e.u8(0xe9);
+  else {
+    e.u8(0x0f);
+    e.u8(0x80 + static_cast<uint32_t>(cc));
+  }
+  e.u32(0);
+  put(e);
+  SlowPath& sp = slow_paths_[slow];
+  sp.from[sp.nfrom++] = here() - 4;
+}
+
+uint32_t Compiler::jcc8(int cc) {
+  put(enc_bytes(cc < 0 ? 0xeb : 0x70 + static_cast<uint32_t>(cc), 0));
+  return here() - 1;
+}
+
+void Compiler::bind8(uint32_t pos) {
+  const int64_t d = static_cast<int64_t>(here()) - (pos + 1);
+  if (d > 127) short_overflow_ = true;
+  a_->bufferData()[pos] = static_cast<uint8_t>(d);
 }
 
 // Generic entry for callbacks (RunContext::call_function): JitHot* in rdi, function in rsi,
@@ -1002,25 +1179,23 @@ Map* Compiler::constant_map_arg(int64_t pc) const {
 // r1 (the map) and r2 (the key pointer) are in place; r0 gets the result; r1-r5 are clobbered as by
 // any call.
 bool Compiler::emit_map_lookup(Map& m) {
-  auto& a = *a_;
   Map::InlineArray ia;
-  if (m.inline_array(&ia) && ia.base && ia.stride) {
-    Label null = a.newLabel(), done = a.newLabel();
-    a.mov(x86::r11d, x86::dword_ptr(Q(2)));
-    a.cmp(x86::r11d, asmjit::imm(ia.max_entries));
-    a.jae(null);
+  if (m.inline_array(&ia) && ia.base && ia.stride && ia.stride <= INT32_MAX) {
+    put(enc_op_mem(0x8b, false, kR11, MemOp{kHost[2]}));  // mov r11d, [rsi]
+    put(enc_ri(7, false, kR11, static_cast<int32_t>(ia.max_entries)));
+    const uint32_t null = jcc8(0x3);  // jae
     if ((ia.stride & (ia.stride - 1)) == 0) {
       int shift = __builtin_ctz(ia.stride);
-      if (shift) a.shl(x86::r11, shift);
+      if (shift) put(enc_shift_imm(4, true, kR11, static_cast<uint32_t>(shift)));
     } else {
-      a.imul(x86::r11, x86::r11, asmjit::imm(ia.stride));
+      put(enc_imul_imm(true, kR11, kR11, static_cast<int32_t>(ia.stride)));
     }
-    a.mov(Q(0), asmjit::imm(reinterpret_cast<uint64_t>(ia.base)));
-    a.add(Q(0), x86::r11);
-    a.jmp(done);
-    a.bind(null);
-    a.xor_(D32(0), D32(0));
-    a.bind(done);
+    put(enc_mov_imm(kRax, reinterpret_cast<uint64_t>(ia.base)));
+    put(enc_rr(0x01, true, kRax, kR11));
+    const uint32_t done = jcc8(-1);
+    bind8(null);
+    put(enc_rr(0x31, false, kRax, kRax));
+    bind8(done);
     return true;
   }
   Map::LookupFn fn = m.lookup_fn();
@@ -1041,12 +1216,12 @@ size_t Compiler::zero_extend_idiom(const std::vector<int64_t>& body, size_t k) {
   };
   const Insn& in = insns_[static_cast<size_t>(body[k])];
   if (in.op == Op::LSH64_IMM && in.imm == 32 && plain(k + 1) && is_shift32(k + 1, Op::RSH64_IMM, in.dst)) {
-    a_->mov(D32(in.dst), D32(in.dst));
+    mov_rr(false, kHost[in.dst], kHost[in.dst]);
     return 1;
   }
   if (in.op == Op::MOV64_REG && in.dst != in.src && plain(k + 1) && plain(k + 2) &&
       is_shift32(k + 1, Op::LSH64_IMM, in.dst) && is_shift32(k + 2, Op::RSH64_IMM, in.dst)) {
-    a_->mov(D32(in.dst), D32(in.src));
+    mov_rr(false, kHost[in.dst], kHost[in.src]);
     return 2;
   }
   // `dst = src; dst += imm` and `dst = src; dst += src2` (an address or index computed from another
@@ -1054,11 +1229,11 @@ size_t Compiler::zero_extend_idiom(const std::vector<int64_t>& body, size_t k) {
   if (in.op == Op::MOV64_REG && in.dst != in.src && plain(k + 1)) {
     const Insn& nx = insns_[static_cast<size_t>(body[k + 1])];
     if (nx.dst == in.dst && nx.op == Op::ADD64_IMM && !harden_) {
-      a_->lea(Q(in.dst), x86::ptr(Q(in.src), static_cast<int32_t>(nx.imm)));
+      put(enc_op_mem(0x8d, true, kHost[in.dst], MemOp{kHost[in.src], static_cast<int32_t>(nx.imm)}));
       return 1;
     }
     if (nx.dst == in.dst && nx.op == Op::ADD64_REG && nx.src != in.dst) {
-      a_->lea(Q(in.dst), x86::ptr(Q(in.src), Q(nx.src)));
+      put(enc_op_mem(0x8d, true, kHost[in.dst], MemOp{kHost[in.src], 0, static_cast<int>(kHost[nx.src])}));
       return 1;
     }
   }
@@ -1086,13 +1261,11 @@ bool Compiler::emit_insn(int64_t pc, bool main_mode) {
       if (in.op == Op::LDDW_CODE_ADDR) v = static_cast<uint64_t>(pc + 1 + static_cast<int32_t>(in.imm));
       if (harden_) {
         uint64_t key = rng_();
-        a.mov(Q(in.dst), asmjit::imm(v ^ key));
-        a.mov(x86::r11, asmjit::imm(key));
-        a.xor_(Q(in.dst), x86::r11);
-      } else if (v == 0) {
-        a.xor_(D32(in.dst), D32(in.dst));
+        put(enc_mov_imm(kHost[in.dst], v ^ key));
+        put(enc_mov_imm(kR11, key));
+        put(enc_rr(0x31, true, kHost[in.dst], kR11));
       } else {
-        a.mov(Q(in.dst), asmjit::imm(v));
+        put(enc_mov_imm(kHost[in.dst], v));  // v == 0: xor r32, r32
       }
       return true;
     }
@@ -1114,46 +1287,49 @@ bool Compiler::emit_insn(int64_t pc, bool main_mode) {
     if (in.imm == kHelperMapLookupElem && h->fn == HelperSet::kernel().find(kHelperMapLookupElem)->fn) {
       if (Map* m = constant_map_arg(pc); m && emit_map_lookup(*m)) return true;
     }
-    if (h->tail_call) a.mov(x86::qword_ptr(x86::r12, offsetof(JitHot, saved_r1)), x86::rdi);
+    if (h->tail_call) put(enc_op_mem(0x89, true, kRdi, MemOp{kR12, offsetof(JitHot, saved_r1)}));
     emit_call_abs(reinterpret_cast<const void*>(h->fn), x86::r11);
     if (h->tail_call) emit_tail_check();
     return true;
   }
   if (in.op == Op::CALLX) {
-    Label fail = a.newLabel();
-    slow_paths_.push_back({SlowPath::Callx, fail, pc, in.dst});
-    a.mov(x86::r11, Q(in.dst));
-    a.cmp(x86::r11, asmjit::imm(static_cast<uint32_t>(callx_size_)));
-    a.jae(fail);
-    a.shl(x86::r11, 4);
-    a.mov(x86::r10, asmjit::imm(reinterpret_cast<uint64_t>(callx_table_)));
-    a.cmp(x86::qword_ptr(x86::r10, x86::r11), 0);
-    a.je(fail);
+    const size_t fail = add_slow_path(SlowPath::Callx, pc, in.dst);
+    mov_rr(true, kR11, kHost[in.dst]);
+    put(enc_ri(7, true, kR11, static_cast<int32_t>(callx_size_)));
+    jcc_slow(0x3, fail);  // jae
+    put(enc_shift_imm(4, true, kR11, 4));
+    put(enc_mov_imm(kR10, reinterpret_cast<uint64_t>(callx_table_)));
+    put(enc_mi(7, true, MemOp{kR10, 0, static_cast<int>(kR11)}, 0));  // cmp qword [r10 + r11], 0
+    jcc_slow(0x4, fail);  // je
     if (callx_has_tail_) {
-      a.mov(x86::qword_ptr(x86::r12, offsetof(JitHot, saved_r1)), x86::rdi);
-      a.mov(x86::qword_ptr(x86::r12, offsetof(JitHot, callx_idx)), x86::r11);
+      put(enc_op_mem(0x89, true, kRdi, MemOp{kR12, offsetof(JitHot, saved_r1)}));
+      put(enc_op_mem(0x89, true, kR11, MemOp{kR12, offsetof(JitHot, callx_idx)}));
     }
-    a.call(x86::qword_ptr(x86::r10, x86::r11));
+    put(enc_op_mem(0xff, false, 2, MemOp{kR10, 0, static_cast<int>(kR11)}));  // call [r10 + r11]
     if (callx_has_tail_) {
-      Label no_tail = a.newLabel();
-      a.mov(x86::r11, x86::qword_ptr(x86::r12, offsetof(JitHot, callx_idx)));
-      a.mov(x86::r10, asmjit::imm(reinterpret_cast<uint64_t>(callx_table_)));
-      a.cmp(x86::qword_ptr(x86::r10, x86::r11, 0, 8), 0);
-      a.je(no_tail);
+      put(enc_op_mem(0x8b, true, kR11, MemOp{kR12, offsetof(JitHot, callx_idx)}));
+      put(enc_mov_imm(kR10, reinterpret_cast<uint64_t>(callx_table_)));
+      put(enc_mi(7, true, MemOp{kR10, 8, static_cast<int>(kR11)}, 0));  // cmp qword [r10 + r11 + 8], 0
+      const uint32_t no_tail = jcc8(0x4);                              // je
       emit_tail_check();
-      a.bind(no_tail);
+      bind8(no_tail);
     }
     return true;
   }
   if (in.op == Op::CALL_LOCAL) {
     int64_t t = jump_target(in, pc);
-    Label fail = a.newLabel();
-    slow_paths_.push_back({SlowPath::Depth, fail, pc, 0});
-    a.cmp(x86::rbp, x86::qword_ptr(x86::r12, offsetof(JitHot, stack_limit)));
-    a.jbe(fail);
-    a.sub(x86::rbp, kStackSize);
-    a.call(fn_labels_.at(t));
-    a.add(x86::rbp, kStackSize);
+    const size_t fail = add_slow_path(SlowPath::Depth, pc);
+    put(enc_op_mem(0x3b, true, kRbp, MemOp{kR12, offsetof(JitHot, stack_limit)}));  // cmp rbp, [r12 + stack_limit]
+    jcc_slow(0x6, fail);  // jbe
+    put(enc_ri(5, true, kRbp, kStackSize));
+    {
+      Enc e;  // call rel32, patched in compile()
+      e.u8(0xe8);
+      e.u32(0);
+      put(e);
+    }
+    call_fixups_.push_back({here() - 4, t});
+    put(enc_ri(0, true, kRbp, kStackSize));
     return true;
   }
   error_ = make_error(ErrorCode::Unsupported, fmt::format("jit: cannot compile {}", info.mnemonic), pc);
@@ -1163,233 +1339,192 @@ bool Compiler::emit_insn(int64_t pc, bool main_mode) {
 // After a tail-call helper returned rax: 0 = fall through with r0 = -ENOENT; otherwise run the
 // target program and leave the whole program with its result.
 void Compiler::emit_tail_check() {
-  auto& a = *a_;
-  Label fall = a.newLabel(), done = a.newLabel();
-  a.test(x86::rax, x86::rax);
-  a.jz(fall);
-  a.mov(x86::rdi, x86::r12);
-  a.mov(x86::rsi, x86::rax);
+  put(enc_rr(0x85, true, kRax, kRax));
+  const uint32_t fall = jcc8(0x4);  // jz
+  mov_rr(true, kRdi, kR12);
+  mov_rr(true, kRsi, kRax);
   emit_call_abs(reinterpret_cast<const void*>(&rt_tail_call), x86::r11);
   emit_unwind();
-  a.bind(fall);
-  a.mov(x86::rax, asmjit::imm(static_cast<int64_t>(-2)));
-  a.bind(done);
+  bind8(fall);
+  put(enc_mov_imm(kRax, static_cast<uint64_t>(int64_t{-2})));
 }
 
 void Compiler::emit_alu(const Insn& in) {
-  auto& a = *a_;
   const OpInfo& info = in.info();
   const bool w64 = info.alu64;
   const bool reg = info.uses_reg_src;
   const uint8_t base = info.code & 0xf0;
-  const int d = in.dst, s = in.src;
-  const x86::Gp dq = w64 ? Q(d) : D32(d);
-  auto sq = [&]() { return w64 ? Q(s) : D32(s); };
-  const x86::Gp r11 = w64 ? x86::Gp(x86::r11) : x86::Gp(x86::r11d);
+  const uint32_t d = kHost[in.dst], s = kHost[in.src];
 
   if (is_div_family(in.op)) return emit_div(in);
   switch (in.op) {
-    case Op::NEG64: a.neg(Q(d)); return;
-    case Op::NEG32: a.neg(D32(d)); return;
-    case Op::MOVSX64_8: a.movsx(Q(d), B8(s)); return;
-    case Op::MOVSX64_16: a.movsx(Q(d), W16(s)); return;
-    case Op::MOVSX64_32: a.movsxd(Q(d), D32(s)); return;
-    case Op::MOVSX32_8: a.movsx(D32(d), B8(s)); return;
-    case Op::MOVSX32_16: a.movsx(D32(d), W16(s)); return;
-    case Op::LE16: a.movzx(D32(d), W16(d)); return;
-    case Op::LE32: a.mov(D32(d), D32(d)); return;
+    case Op::NEG64: put(enc_op_rr(0xf7, true, 3, d)); return;
+    case Op::NEG32: put(enc_op_rr(0xf7, false, 3, d)); return;
+    case Op::MOVSX64_8: put(enc_op_rr(0x0fbe, true, d, s)); return;
+    case Op::MOVSX64_16: put(enc_op_rr(0x0fbf, true, d, s)); return;
+    case Op::MOVSX64_32: put(enc_op_rr(0x63, true, d, s)); return;
+    case Op::MOVSX32_8: put(enc_op_rr(0x0fbe, false, d, s, 0, byte_needs_rex(s))); return;
+    case Op::MOVSX32_16: put(enc_op_rr(0x0fbf, false, d, s)); return;
+    case Op::LE16: put(enc_op_rr(0x0fb7, false, d, d)); return;  // movzx r32, r16
+    case Op::LE32: mov_rr(false, d, d); return;
     case Op::LE64: return;
     case Op::BE16:
-    case Op::BSWAP16:
-      a.rol(W16(d), 8);
-      a.movzx(D32(d), W16(d));
+    case Op::BSWAP16: {
+      Enc e = enc_op_rr(0xc1, false, 0, d, 0x66);  // rol r16, 8
+      e.u8(8);
+      put(e);
+      put(enc_op_rr(0x0fb7, false, d, d));
       return;
+    }
     case Op::BE32:
-    case Op::BSWAP32: a.bswap(D32(d)); return;
+    case Op::BSWAP32: put(enc_bswap(false, d)); return;
     case Op::BE64:
-    case Op::BSWAP64: a.bswap(Q(d)); return;
+    case Op::BSWAP64: put(enc_bswap(true, d)); return;
     default: break;
   }
   if (base == 0x60 || base == 0x70 || base == 0xc0) return emit_shift(in, base);
 
   if (base == 0xb0) {  // mov
     if (reg) {
-      if (!w64 || d != s) put(enc_rr(0x89, w64, kHost[d], kHost[s]));  // 32-bit: zero-extends, also to itself
+      if (!w64 || d != s) mov_rr(w64, d, s);  // 32-bit: zero-extends, also to itself
       return;
     }
     if (harden_) {
       imm_to_r11(in.imm);
-      a.mov(dq, r11);
+      mov_rr(w64, d, kR11);
       return;
     }
     int64_t v = in.imm;
     if (!w64) v = static_cast<uint32_t>(v);
-    put(enc_mov_imm(kHost[d], static_cast<uint64_t>(v)));
+    put(enc_mov_imm(d, static_cast<uint64_t>(v)));
     return;
   }
 
-  // add, sub, or, and, xor: direct encoding
-  {
-    uint8_t rr = 0;
-    uint32_t ext = 0;
-    switch (base) {
-      case 0x00: rr = 0x01; ext = 0; break;
-      case 0x10: rr = 0x29; ext = 5; break;
-      case 0x40: rr = 0x09; ext = 1; break;
-      case 0x50: rr = 0x21; ext = 4; break;
-      case 0xa0: rr = 0x31; ext = 6; break;
-      default: break;
-    }
-    if (rr && reg) {
-      put(enc_rr(rr, w64, kHost[d], kHost[s]));
-      return;
-    }
-    if (rr && !harden_) {
-      put(enc_ri(ext, w64, kHost[d], static_cast<int32_t>(in.imm)));
-      return;
-    }
-  }
-  x86::Gp src;
-  bool use_imm = false;
-  if (reg) {
-    src = sq();
-  } else if (harden_) {
-    imm_to_r11(in.imm);
-    src = r11;
-  } else {
-    use_imm = true;
-  }
-  asmjit::Imm imm(in.imm);
+  // add, sub, or, and, xor, mul
+  uint8_t rr = 0;
+  uint32_t ext = 0;
   switch (base) {
-    case 0x00: use_imm ? a.add(dq, imm) : a.add(dq, src); break;
-    case 0x10: use_imm ? a.sub(dq, imm) : a.sub(dq, src); break;
-    case 0x20:
-      if (use_imm) a.imul(dq, dq, imm);
-      else a.imul(dq, src);
-      break;
-    case 0x40: use_imm ? a.or_(dq, imm) : a.or_(dq, src); break;
-    case 0x50: use_imm ? a.and_(dq, imm) : a.and_(dq, src); break;
-    case 0xa0: use_imm ? a.xor_(dq, imm) : a.xor_(dq, src); break;
+    case 0x00: rr = 0x01; ext = 0; break;
+    case 0x10: rr = 0x29; ext = 5; break;
+    case 0x40: rr = 0x09; ext = 1; break;
+    case 0x50: rr = 0x21; ext = 4; break;
+    case 0xa0: rr = 0x31; ext = 6; break;
     default: break;
+  }
+  if (!reg && harden_) imm_to_r11(in.imm);
+  const uint32_t src = reg ? s : kR11;  // the second operand when it is a register
+  if (rr) {
+    if (reg || harden_) put(enc_rr(rr, w64, d, src));
+    else put(enc_ri(ext, w64, d, static_cast<int32_t>(in.imm)));
+    return;
+  }
+  if (base == 0x20) {  // imul
+    if (reg || harden_) put(enc_op_rr(0x0faf, w64, d, src));
+    else put(enc_imul_imm(w64, d, d, static_cast<int32_t>(in.imm)));
   }
 }
 
 void Compiler::emit_shift(const Insn& in, uint8_t base) {
-  auto& a = *a_;
   const OpInfo& info = in.info();
   const bool w64 = info.alu64;
-  const int d = in.dst, s = in.src;
-  const x86::Gp dq = w64 ? Q(d) : D32(d);
-  auto op_cl = [&](const x86::Gp& r) {
-    if (base == 0x60) a.shl(r, x86::cl);
-    else if (base == 0x70) a.shr(r, x86::cl);
-    else a.sar(r, x86::cl);
-  };
+  const uint32_t d = kHost[in.dst], s = kHost[in.src];
+  const uint32_t ext = base == 0x60 ? 4 : base == 0x70 ? 5 : 7;  // shl, shr, sar
   if (!info.uses_reg_src) {
     uint32_t c = static_cast<uint32_t>(in.imm) & (w64 ? 63 : 31);
     if (c == 0) {
-      if (!w64) a.mov(D32(d), D32(d));
+      if (!w64) mov_rr(false, d, d);
       return;
     }
-    put(enc_shift_imm(base == 0x60 ? 4 : base == 0x70 ? 5 : 7, w64, kHost[d], c));
+    put(enc_shift_imm(ext, w64, d, c));
     return;
   }
   if (bmi2_) {
-    const x86::Gp sr = w64 ? Q(s) : D32(s);
-    if (base == 0x60) a.shlx(dq, dq, sr);
-    else if (base == 0x70) a.shrx(dq, dq, sr);
-    else a.sarx(dq, dq, sr);
+    put(enc_shiftx(base == 0x60 ? 1 : base == 0x70 ? 3 : 2, w64, d, d, s));
     return;
   }
   // Count must be in cl (rcx is r4).
-  const int rcx = 4;
-  if (s == rcx) {
-    op_cl(dq);
+  if (s == kRcx) {
+    put(enc_op_rr(0xd3, w64, ext, d));
   } else {
-    a.mov(x86::r11, x86::rcx);
-    a.mov(x86::ecx, D32(s));
-    if (d == rcx) {
-      const x86::Gp t = w64 ? x86::Gp(x86::r11) : x86::Gp(x86::r11d);
-      op_cl(t);
-      a.mov(x86::rcx, x86::r11);
+    mov_rr(true, kR11, kRcx);
+    mov_rr(false, kRcx, s);
+    if (d == kRcx) {
+      put(enc_op_rr(0xd3, w64, ext, kR11));
+      mov_rr(true, kRcx, kR11);
     } else {
-      op_cl(dq);
-      a.mov(x86::rcx, x86::r11);
+      put(enc_op_rr(0xd3, w64, ext, d));
+      mov_rr(true, kRcx, kR11);
     }
   }
-  if (!w64) a.mov(D32(d), D32(d));
+  if (!w64) mov_rr(false, d, d);
 }
 
 void Compiler::emit_div(const Insn& in) {
-  auto& a = *a_;
   const OpInfo& info = in.info();
   const bool w64 = info.alu64;
   const bool reg = info.uses_reg_src;
   const bool is_signed = is_signed_div(in.op);
   const bool is_mod = (info.code & 0xf0) == 0x90;
-  const int d = in.dst;
-  const x86::Gp dq = w64 ? Q(d) : D32(d);
+  const uint32_t d = kHost[in.dst];
   auto zero_result = [&]() {
-    if (!is_mod) a.xor_(D32(d), D32(d));
-    else if (!w64) a.mov(D32(d), D32(d));
+    if (!is_mod) put(enc_rr(0x31, false, d, d));
+    else if (!w64) mov_rr(false, d, d);
   };
   auto neg1_result = [&]() {
-    if (!is_mod) a.neg(dq);
-    else a.xor_(D32(d), D32(d));
+    if (!is_mod) put(enc_op_rr(0xf7, w64, 3, d));  // neg
+    else put(enc_rr(0x31, false, d, d));
   };
   if (!reg) {
     int64_t v = w64 ? in.imm : static_cast<int64_t>(static_cast<uint32_t>(in.imm));
     if (v == 0) return zero_result();
     if (is_signed && static_cast<int32_t>(in.imm) == -1) return neg1_result();
   }
-  const x86::Gp div = w64 ? x86::Gp(x86::r11) : x86::Gp(x86::r11d);
-  Label zero, neg1, done;
+  // The divisor is r11 (r11d for 32-bit).
+  uint32_t zero = 0, neg1 = 0;
   if (reg) {
-    a.mov(div, w64 ? Q(in.src) : D32(in.src));
-    zero = a.newLabel();
-    done = a.newLabel();
-    a.test(div, div);
-    a.jz(zero);
+    mov_rr(w64, kR11, kHost[in.src]);
+    put(enc_rr(0x85, w64, kR11, kR11));
+    zero = jcc8(0x4);  // jz
     if (is_signed) {
-      neg1 = a.newLabel();
-      a.cmp(div, -1);
-      a.je(neg1);
+      put(enc_ri(7, w64, kR11, -1));
+      neg1 = jcc8(0x4);  // je
     }
   } else {
     if (harden_) imm_to_r11(in.imm);
-    else a.mov(x86::r11, asmjit::imm(w64 ? in.imm : static_cast<int64_t>(static_cast<uint32_t>(in.imm))));
+    else put(enc_mov_imm(kR11, static_cast<uint64_t>(w64 ? in.imm : static_cast<int64_t>(static_cast<uint32_t>(in.imm)))));
   }
-  const bool d_rax = d == 0, d_rdx = d == 3;
-  if (!d_rax) a.mov(x86::r10, x86::rax);
-  if (!d_rdx) a.mov(x86::r9, x86::rdx);
-  if (!d_rax) a.mov(w64 ? x86::Gp(x86::rax) : x86::Gp(x86::eax), dq);
+  const bool d_rax = d == kRax, d_rdx = d == kRdx;
+  if (!d_rax) mov_rr(true, kR10, kRax);
+  if (!d_rdx) mov_rr(true, kR9, kRdx);
+  if (!d_rax) mov_rr(w64, kRax, d);
   if (is_signed) {
-    if (w64) a.cqo();
-    else a.cdq();
-    a.idiv(div);
+    if (w64) put(enc_bytes(0x48, 0x99));  // cqo
+    else put(enc_byte(0x99));             // cdq
+    put(enc_op_rr(0xf7, w64, 7, kR11));   // idiv
   } else {
-    a.xor_(x86::edx, x86::edx);
-    a.div(div);
+    put(enc_rr(0x31, false, kRdx, kRdx));
+    put(enc_op_rr(0xf7, w64, 6, kR11));  // div
   }
-  const x86::Gp res = is_mod ? (w64 ? x86::Gp(x86::rdx) : x86::Gp(x86::edx)) : (w64 ? x86::Gp(x86::rax) : x86::Gp(x86::eax));
-  if (!(is_mod ? d_rdx : d_rax)) a.mov(dq, res);
-  if (!d_rax) a.mov(x86::rax, x86::r10);
-  if (!d_rdx) a.mov(x86::rdx, x86::r9);
+  const uint32_t res = is_mod ? kRdx : kRax;
+  if (!(is_mod ? d_rdx : d_rax)) mov_rr(w64, d, res);
+  if (!d_rax) mov_rr(true, kRax, kR10);
+  if (!d_rdx) mov_rr(true, kRdx, kR9);
   if (reg) {
-    a.jmp(done);
-    a.bind(zero);
+    const uint32_t done1 = jcc8(-1);
+    bind8(zero);
     zero_result();
+    uint32_t done2 = 0;
     if (is_signed) {
-      a.jmp(done);
-      a.bind(neg1);
+      done2 = jcc8(-1);
+      bind8(neg1);
       neg1_result();
     }
-    a.bind(done);
+    bind8(done1);
+    if (is_signed) bind8(done2);
   }
 }
 
 void Compiler::emit_jump(const Insn& in, int64_t pc) {
-  auto& a = *a_;
   int64_t t = jump_target(in, pc);
   int64_t next = pc + 1;
   if (in.op == Op::JA || in.op == Op::JA32) {
@@ -1400,14 +1535,12 @@ void Compiler::emit_jump(const Insn& in, int64_t pc) {
   const OpInfo& info = in.info();
   const bool w64 = (info.code & 7) == 5;  // JMP class vs JMP32
   const uint8_t base = info.code & 0xf0;
-  const x86::Gp dq = w64 ? Q(in.dst) : D32(in.dst);
   const bool is_test = base == 0x40;
   if (info.uses_reg_src) {
     put(enc_rr(is_test ? 0x85 : 0x39, w64, kHost[in.dst], kHost[in.src]));
   } else if (harden_) {
     imm_to_r11(in.imm);
-    const x86::Gp r = w64 ? x86::Gp(x86::r11) : x86::Gp(x86::r11d);
-    is_test ? a.test(dq, r) : a.cmp(dq, r);
+    put(enc_rr(is_test ? 0x85 : 0x39, w64, kHost[in.dst], kR11));
   } else if (in.imm == 0 && (base == 0x10 || base == 0x50)) {
     put(enc_rr(0x85, w64, kHost[in.dst], kHost[in.dst]));
   } else {
@@ -1433,7 +1566,6 @@ void Compiler::emit_jump(const Insn& in, int64_t pc) {
 }
 
 void Compiler::emit_mem(const Insn& in) {
-  auto& a = *a_;
   const int32_t off = in.off;
   {
     // direct encodings: [base + disp] with base = the address register
@@ -1460,110 +1592,90 @@ void Compiler::emit_mem(const Insn& in) {
       }
     }
   }
+  const MemOp m{kHost[in.dst], off};
+  const MemOp ms{kHost[in.src], off};
   switch (in.op) {
-    case Op::LDXB: a.movzx(D32(in.dst), x86::byte_ptr(Q(in.src), off)); return;
-    case Op::LDXH: a.movzx(D32(in.dst), x86::word_ptr(Q(in.src), off)); return;
-    case Op::LDXW: a.mov(D32(in.dst), x86::dword_ptr(Q(in.src), off)); return;
-    case Op::LDXDW: a.mov(Q(in.dst), x86::qword_ptr(Q(in.src), off)); return;
-    case Op::LDXSB: a.movsx(Q(in.dst), x86::byte_ptr(Q(in.src), off)); return;
-    case Op::LDXSH: a.movsx(Q(in.dst), x86::word_ptr(Q(in.src), off)); return;
-    case Op::LDXSW: a.movsxd(Q(in.dst), x86::dword_ptr(Q(in.src), off)); return;
-    case Op::STXB: a.mov(x86::byte_ptr(Q(in.dst), off), B8(in.src)); return;
-    case Op::STXH: a.mov(x86::word_ptr(Q(in.dst), off), W16(in.src)); return;
-    case Op::STXW: a.mov(x86::dword_ptr(Q(in.dst), off), D32(in.src)); return;
-    case Op::STXDW: a.mov(x86::qword_ptr(Q(in.dst), off), Q(in.src)); return;
+    case Op::LDXSB: put(enc_op_mem(0x0fbe, true, kHost[in.dst], ms)); return;
+    case Op::LDXSH: put(enc_op_mem(0x0fbf, true, kHost[in.dst], ms)); return;
+    case Op::LDXSW: put(enc_op_mem(0x63, true, kHost[in.dst], ms)); return;
     default: break;
   }
-  // stores of immediates
-  if (harden_) {
-    imm_to_r11(in.imm);
-    switch (in.op) {
-      case Op::STB: a.mov(x86::byte_ptr(Q(in.dst), off), x86::r11b); return;
-      case Op::STH: a.mov(x86::word_ptr(Q(in.dst), off), x86::r11w); return;
-      case Op::STW: a.mov(x86::dword_ptr(Q(in.dst), off), x86::r11d); return;
-      default: a.mov(x86::qword_ptr(Q(in.dst), off), x86::r11); return;
-    }
-  }
+  // stores of immediates, hardened: the value goes through r11
+  imm_to_r11(in.imm);
   switch (in.op) {
-    case Op::STB: a.mov(x86::byte_ptr(Q(in.dst), off), asmjit::imm(static_cast<uint8_t>(in.imm))); return;
-    case Op::STH: a.mov(x86::word_ptr(Q(in.dst), off), asmjit::imm(static_cast<uint16_t>(in.imm))); return;
-    case Op::STW: a.mov(x86::dword_ptr(Q(in.dst), off), asmjit::imm(static_cast<uint32_t>(in.imm))); return;
-    default: a.mov(x86::qword_ptr(Q(in.dst), off), asmjit::imm(static_cast<int32_t>(in.imm))); return;
+    case Op::STB: put(enc_op_mem(0x88, false, kR11, m)); return;
+    case Op::STH: put(enc_op_mem(0x89, false, kR11, m, 0x66)); return;
+    case Op::STW: put(enc_op_mem(0x89, false, kR11, m)); return;
+    default: put(enc_op_mem(0x89, true, kR11, m)); return;
   }
 }
 
 void Compiler::emit_atomic(const Insn& in) {
-  auto& a = *a_;
   const bool w64 = in.info().size == 8;
-  const int d = in.dst, s = in.src;
-  const x86::Gp sr = w64 ? Q(s) : D32(s);
-  x86::Mem m = w64 ? x86::qword_ptr(Q(d), in.off) : x86::dword_ptr(Q(d), in.off);
+  const uint32_t s = kHost[in.src];
+  const MemOp m{kHost[in.dst], in.off};
   switch (in.op) {
-    case Op::ATOMIC_ADD32: case Op::ATOMIC_ADD64: a.lock().add(m, sr); return;
-    case Op::ATOMIC_OR32: case Op::ATOMIC_OR64: a.lock().or_(m, sr); return;
-    case Op::ATOMIC_AND32: case Op::ATOMIC_AND64: a.lock().and_(m, sr); return;
-    case Op::ATOMIC_XOR32: case Op::ATOMIC_XOR64: a.lock().xor_(m, sr); return;
-    case Op::ATOMIC_FETCH_ADD32: case Op::ATOMIC_FETCH_ADD64: a.lock().xadd(m, sr); return;
-    case Op::ATOMIC_XCHG32: case Op::ATOMIC_XCHG64: a.xchg(m, sr); return;
+    case Op::ATOMIC_ADD32: case Op::ATOMIC_ADD64: put(enc_op_mem(0x01, w64, s, m, 0xf0)); return;
+    case Op::ATOMIC_OR32: case Op::ATOMIC_OR64: put(enc_op_mem(0x09, w64, s, m, 0xf0)); return;
+    case Op::ATOMIC_AND32: case Op::ATOMIC_AND64: put(enc_op_mem(0x21, w64, s, m, 0xf0)); return;
+    case Op::ATOMIC_XOR32: case Op::ATOMIC_XOR64: put(enc_op_mem(0x31, w64, s, m, 0xf0)); return;
+    case Op::ATOMIC_FETCH_ADD32: case Op::ATOMIC_FETCH_ADD64: put(enc_op_mem(0x0fc1, w64, s, m, 0xf0)); return;  // lock xadd
+    case Op::ATOMIC_XCHG32: case Op::ATOMIC_XCHG64: put(enc_op_mem(0x87, w64, s, m)); return;
     case Op::ATOMIC_CMPXCHG32:
     case Op::ATOMIC_CMPXCHG64:
-      a.lock().cmpxchg(m, sr, w64 ? x86::Gp(x86::rax) : x86::Gp(x86::eax));
-      if (!w64) a.mov(x86::eax, x86::eax);
+      put(enc_op_mem(0x0fb1, w64, s, m, 0xf0));  // lock cmpxchg [m], s (compares with rax/eax)
+      if (!w64) mov_rr(false, kRax, kRax);
       return;
     default: break;
   }
   // fetch or/and/xor: a cmpxchg loop (uses rax, so r0 is kept in r10).
-  a.lea(x86::r11, x86::ptr(Q(d), in.off));
-  x86::Mem mm = w64 ? x86::qword_ptr(x86::r11) : x86::dword_ptr(x86::r11);
-  const x86::Gp ax = w64 ? x86::Gp(x86::rax) : x86::Gp(x86::eax);
-  const x86::Gp r9 = w64 ? x86::Gp(x86::r9) : x86::Gp(x86::r9d);
-  const x86::Gp operand = s == 0 ? (w64 ? x86::Gp(x86::r10) : x86::Gp(x86::r10d)) : sr;
-  a.mov(x86::r10, x86::rax);
-  a.mov(ax, mm);
-  Label loop = a.newLabel();
-  a.bind(loop);
-  a.mov(r9, ax);
+  put(enc_op_mem(0x8d, true, kR11, m));  // lea r11, [dst + off]
+  const MemOp mm{kR11};
+  const uint32_t operand = in.src == 0 ? kR10 : s;
+  mov_rr(true, kR10, kRax);
+  put(enc_op_mem(0x8b, w64, kRax, mm));
+  const uint32_t loop = here();
+  mov_rr(w64, kR9, kRax);
   switch (in.op) {
-    case Op::ATOMIC_FETCH_OR32: case Op::ATOMIC_FETCH_OR64: a.or_(r9, operand); break;
-    case Op::ATOMIC_FETCH_AND32: case Op::ATOMIC_FETCH_AND64: a.and_(r9, operand); break;
-    default: a.xor_(r9, operand); break;
+    case Op::ATOMIC_FETCH_OR32: case Op::ATOMIC_FETCH_OR64: put(enc_rr(0x09, w64, kR9, operand)); break;
+    case Op::ATOMIC_FETCH_AND32: case Op::ATOMIC_FETCH_AND64: put(enc_rr(0x21, w64, kR9, operand)); break;
+    default: put(enc_rr(0x31, w64, kR9, operand)); break;
   }
-  a.lock().cmpxchg(mm, r9, ax);
-  a.jne(loop);
-  a.mov(sr, ax);  // 32-bit: zero-extends
-  if (s != 0) a.mov(x86::rax, x86::r10);
+  put(enc_op_mem(0x0fb1, w64, kR9, mm, 0xf0));
+  put(enc_bytes(0x75, static_cast<uint32_t>(static_cast<int64_t>(loop) - (here() + 2)) & 0xff));  // jne loop
+  mov_rr(w64, s, kRax);  // 32-bit: zero-extends
+  if (in.src != 0) mov_rr(true, kRax, kR10);
 }
 
 // Legacy packet loads: r0 = big-endian value at packet[offset]; out of bounds ends the program with 0.
 // The length the code compares with is min(packet_len, INT32_MAX) (0 without a packet): a load whose
 // end is beyond 2^31 - 1 bytes is out of bounds (offsets are 32-bit).
-x86::Mem Compiler::pkt_len_mem() const {
-  // Direct code keeps the length in [rsp] (no calls: rsp is the body's everywhere), other code in JitHot.
-  return direct_ ? x86::qword_ptr(x86::rsp) : x86::qword_ptr(x86::r12, offsetof(JitHot, pkt_len));
+// Direct code keeps the length in [rsp] (no calls: rsp is the body's everywhere), other code in JitHot.
+MemOp Compiler::pkt_len_memop() const {
+  return direct_ ? MemOp{kRsp} : MemOp{kR12, offsetof(JitHot, pkt_len)};
 }
 
 void Compiler::cmp_len_imm(int32_t v) {
-  if (len_in_reg_) a_->cmp(pkt_len_reg_, asmjit::imm(v));
-  else a_->cmp(pkt_len_mem(), asmjit::imm(v));
+  if (len_in_reg_) put(enc_ri(7, true, pkt_len_reg_.id(), v));
+  else put(enc_mi(7, true, pkt_len_memop(), v));
 }
 
 void Compiler::cmp_r10_len() {
-  if (len_in_reg_) a_->cmp(x86::r10, pkt_len_reg_);
-  else a_->cmp(x86::r10, pkt_len_mem());
+  if (len_in_reg_) put(enc_rr(0x39, true, kR10, pkt_len_reg_.id()));
+  else put(enc_op_mem(0x3b, true, kR10, pkt_len_memop()));
 }
 
 // Out of bounds: the program returns 0.
 void Compiler::emit_ldpkt_oob() {
-  a_->xor_(x86::eax, x86::eax);
+  put(enc_rr(0x31, false, kRax, kRax));
   if (direct_) a_->jmp(main_epilogue_);
   else emit_unwind();
 }
 
 void Compiler::emit_ldpkt(const Insn& in, int64_t pc) {
-  auto& a = *a_;
   uint32_t size = in.op == Op::LDABS_W || in.op == Op::LDIND_W ? 4 : in.op == Op::LDABS_H || in.op == Op::LDIND_H ? 2 : 1;
   bool ind = in.op == Op::LDIND_W || in.op == Op::LDIND_H || in.op == Op::LDIND_B;
-  x86::Mem m;
+  MemOp m{0};
   if (!ind) {
     int64_t o = static_cast<int32_t>(in.imm);
     if (o < 0 && o >= kSkfLlOff && o < kSkfNetOff) o -= kSkfLlOff;
@@ -1572,46 +1684,43 @@ void Compiler::emit_ldpkt(const Insn& in, int64_t pc) {
       return;
     }
     if (o + size > pkt_known_[static_cast<size_t>(pc)]) {
-      Label oob = a.newLabel();
-      slow_paths_.push_back({SlowPath::LdOob, oob, pc, 0});
+      const size_t oob = add_slow_path(SlowPath::LdOob, pc);
       cmp_len_imm(static_cast<int32_t>(o + size));
-      a.jb(oob);
+      jcc_slow(0x2, oob);  // jb
     }
-    x86::Gp base = pkt_base_;
+    uint32_t base = pkt_base_.id();
     if (!direct_) {
-      a.mov(x86::r11, x86::qword_ptr(x86::r12, offsetof(JitHot, pkt)));
-      base = x86::r11;
+      put(enc_op_mem(0x8b, true, kR11, MemOp{kR12, offsetof(JitHot, pkt)}));
+      base = kR11;
     }
-    m = x86::ptr(base, static_cast<int32_t>(o));
+    m = MemOp{base, static_cast<int32_t>(o)};
   } else {
     // r11 = (u32)(src + imm). Zero-extended, an offset that is negative as an int32 is >= 2^31 and fails
     // the unsigned check against a length <= INT32_MAX: the out-of-line path sorts out SKF_LL_OFF.
-    Label check = a.newLabel(), load = a.newLabel();
-    slow_paths_.push_back({SlowPath::LdIndCheck, check, pc, 0, load, size});
-    a.mov(x86::r11d, D32(in.src));
-    if (static_cast<int32_t>(in.imm) != 0) a.add(x86::r11d, asmjit::imm(static_cast<int32_t>(in.imm)));
-    a.lea(x86::r10, x86::ptr(x86::r11, static_cast<int32_t>(size)));
+    const size_t check = add_slow_path(SlowPath::LdIndCheck, pc, 0, size);
+    mov_rr(false, kR11, kHost[in.src]);
+    if (static_cast<int32_t>(in.imm) != 0) put(enc_ri(0, false, kR11, static_cast<int32_t>(in.imm)));
+    put(enc_op_mem(0x8d, true, kR10, MemOp{kR11, static_cast<int32_t>(size)}));
     cmp_r10_len();
-    a.ja(check);
-    a.bind(load);
-    x86::Gp base = pkt_base_;
+    jcc_slow(0x7, check);  // ja
+    slow_paths_[check].resume = here();
+    uint32_t base = pkt_base_.id();
     if (!direct_) {
-      a.mov(x86::r10, x86::qword_ptr(x86::r12, offsetof(JitHot, pkt)));
-      base = x86::r10;
+      put(enc_op_mem(0x8b, true, kR10, MemOp{kR12, offsetof(JitHot, pkt)}));
+      base = kR10;
     }
-    m = x86::ptr(base, x86::r11);
+    m = MemOp{base, 0, static_cast<int>(kR11)};
   }
   if (size == 1) {
-    m.setSize(1);
-    a.movzx(x86::eax, m);
+    put(enc_op_mem(0x0fb6, false, kRax, m));  // movzx eax, byte
   } else if (size == 2) {
-    m.setSize(2);
-    a.movzx(x86::eax, m);
-    a.rol(x86::ax, 8);
+    put(enc_op_mem(0x0fb7, false, kRax, m));  // movzx eax, word
+    Enc e = enc_op_rr(0xc1, false, 0, kRax, 0x66);  // rol ax, 8
+    e.u8(8);
+    put(e);
   } else {
-    m.setSize(4);
-    a.mov(x86::eax, m);
-    a.bswap(x86::eax);
+    put(enc_op_mem(0x8b, false, kRax, m));
+    put(enc_bswap(false, kRax));
   }
 }
 
