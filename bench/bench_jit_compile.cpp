@@ -1,7 +1,7 @@
 // JIT compile time alone (issue 3: "compiles fast"), and a fixed workload for profiling the compiler
 // with callgrind (instruction counts do not depend on the machine's load).
 //
-//   build/bench_jit_compile [--set suite|gen|big|all] [--reps N] [--gen-count N] [--each]
+//   build/bench_jit_compile [--set suite|gen|big|all] [--reps N] [--gen-count N] [--each] [--only FUNCTION]
 //   valgrind --tool=callgrind build/bench_jit_compile --set gen --reps 2
 //
 // Sets: `suite` = the 8 programs of bench_suite (bench/progs/*.bpf.o, loaded and prepared once),
@@ -34,6 +34,7 @@ struct Subject {
 };
 
 bool g_each = false;  // --each: one line per program
+std::string g_only;   // --only NAME: only the suite program NAME (its function name, e.g. xdp_strcmp)
 
 struct SuiteProg {
   const char* object;
@@ -56,6 +57,7 @@ bool add_suite(std::vector<Subject>& out, Keep& keep) {
   keep.objects.reserve(16);
   keep.live.reserve(16);
   for (const SuiteProg& s : kSuite) {
+    if (!g_only.empty() && g_only != s.function) continue;
     std::string path = std::string(BPFVM_PROGS_DIR) + "/" + s.object;
     auto obj = load_object_file(path);
     if (!obj) {
@@ -156,9 +158,10 @@ int main(int argc, char** argv) {
     if (a == "--set" && i + 1 < argc) set = argv[++i];
     else if (a == "--reps" && i + 1 < argc) reps = std::max(1, std::atoi(argv[++i]));
     else if (a == "--each") g_each = true;
+    else if (a == "--only" && i + 1 < argc) g_only = argv[++i];
     else if (a == "--gen-count" && i + 1 < argc) gen_count = std::strtoull(argv[++i], nullptr, 10);
     else {
-      std::fprintf(stderr, "usage: bench_jit_compile [--set suite|gen|big|all] [--reps N] [--gen-count N] [--each]\n");
+      std::fprintf(stderr, "usage: bench_jit_compile [--set suite|gen|big|all] [--reps N] [--gen-count N] [--each] [--only FUNCTION]\n");
       return 2;
     }
   }

@@ -23,6 +23,7 @@
 #include <cstring>
 #include <map>
 #include <random>
+#include <span>
 
 #include "bpfvm/asm.hpp"
 #include "bpfvm/helpers.hpp"
@@ -94,30 +95,33 @@ using TrampolineFn = uint64_t (*)(JitHot* hot, const void* fn, const uint64_t* a
 // stores are a large part of every program; encoding them here and handing the bytes to the
 // assembler (embed) costs a fraction of asmjit's generic encoder. Everything with labels or rarer
 // forms still goes through asmjit. Host register numbers are asmjit's ids (rax 0 ... r15 15).
+// Encoding runs for every instruction of every compile: the helpers are forced inline (as calls they
+// cost more than the encoding).
+#define BPFVM_ENC [[gnu::always_inline]] inline
 struct Enc {
   uint8_t b[16];
   uint32_t n = 0;
-  void u8(uint32_t v) { b[n++] = static_cast<uint8_t>(v); }
-  void u16(uint32_t v) {
+  BPFVM_ENC void u8(uint32_t v) { b[n++] = static_cast<uint8_t>(v); }
+  BPFVM_ENC void u16(uint32_t v) {
     u8(v & 0xff);
     u8((v >> 8) & 0xff);
   }
-  void u32(uint32_t v) {
+  BPFVM_ENC void u32(uint32_t v) {
     std::memcpy(b + n, &v, 4);
     n += 4;
   }
-  void u64(uint64_t v) {
+  BPFVM_ENC void u64(uint64_t v) {
     std::memcpy(b + n, &v, 8);
     n += 8;
   }
   // REX prefix: W, R (reg), B (rm/base); `force` for byte registers spl/bpl/sil/dil.
-  void rex(bool w, uint32_t reg, uint32_t rm, bool force = false) {
+  BPFVM_ENC void rex(bool w, uint32_t reg, uint32_t rm, bool force = false) {
     uint32_t r = 0x40 | (w ? 8 : 0) | ((reg >> 3) & 1) << 2 | ((rm >> 3) & 1);
     if (r != 0x40 || force) u8(r);
   }
-  void modrm_rr(uint32_t reg, uint32_t rm) { u8(0xc0 | (reg & 7) << 3 | (rm & 7)); }
+  BPFVM_ENC void modrm_rr(uint32_t reg, uint32_t rm) { u8(0xc0 | (reg & 7) << 3 | (rm & 7)); }
   // [base + disp]: rsp/r12 need a SIB byte, rbp/r13 a displacement.
-  void modrm_mem(uint32_t reg, uint32_t base, int32_t disp) {
+  BPFVM_ENC void modrm_mem(uint32_t reg, uint32_t base, int32_t disp) {
     uint32_t mod = (disp == 0 && (base & 7) != 5) ? 0 : (disp >= -128 && disp <= 127) ? 1 : 2;
     u8(mod << 6 | (reg & 7) << 3 | (base & 7));
     if ((base & 7) == 4) u8(0x24);
@@ -127,7 +131,7 @@ struct Enc {
 };
 
 // op r/m(dst), reg(src): 0x01 add, 0x09 or, 0x21 and, 0x29 sub, 0x31 xor, 0x39 cmp, 0x85 test, 0x89 mov.
-inline Enc enc_rr(uint8_t opcode, bool w64, uint32_t dst, uint32_t src) {
+BPFVM_ENC Enc enc_rr(uint8_t opcode, bool w64, uint32_t dst, uint32_t src) {
   Enc e;
   e.rex(w64, src, dst);
   e.u8(opcode);
@@ -136,7 +140,7 @@ inline Enc enc_rr(uint8_t opcode, bool w64, uint32_t dst, uint32_t src) {
 }
 // group-1 op with an immediate (sign-extended to the operand size): /0 add, /1 or, /4 and, /5 sub,
 // /6 xor, /7 cmp.
-inline Enc enc_ri(uint32_t ext, bool w64, uint32_t dst, int32_t imm) {
+BPFVM_ENC Enc enc_ri(uint32_t ext, bool w64, uint32_t dst, int32_t imm) {
   Enc e;
   e.rex(w64, 0, dst);
   if (imm >= -128 && imm <= 127) {
@@ -150,7 +154,7 @@ inline Enc enc_ri(uint32_t ext, bool w64, uint32_t dst, int32_t imm) {
   }
   return e;
 }
-inline Enc enc_test_ri(bool w64, uint32_t dst, int32_t imm) {
+BPFVM_ENC Enc enc_test_ri(bool w64, uint32_t dst, int32_t imm) {
   Enc e;
   e.rex(w64, 0, dst);
   e.u8(0xf7);
@@ -159,7 +163,7 @@ inline Enc enc_test_ri(bool w64, uint32_t dst, int32_t imm) {
   return e;
 }
 // dst = v (v as the BPF semantics give it: 64-bit value).
-inline Enc enc_mov_imm(uint32_t dst, uint64_t v) {
+BPFVM_ENC Enc enc_mov_imm(uint32_t dst, uint64_t v) {
   Enc e;
   if (v == 0) {  // xor r32, r32
     e.rex(false, dst, dst);
@@ -182,14 +186,14 @@ inline Enc enc_mov_imm(uint32_t dst, uint64_t v) {
   return e;
 }
 
-inline Enc enc_push_pop(bool push, uint32_t r) {
+BPFVM_ENC Enc enc_push_pop(bool push, uint32_t r) {
   Enc e;
   e.rex(false, 0, r);
   e.u8((push ? 0x50 : 0x58) + (r & 7));
   return e;
 }
 // mov r, imm64 (movabs); call r
-inline Enc enc_call_abs(uint32_t via, uint64_t fn) {
+BPFVM_ENC Enc enc_call_abs(uint32_t via, uint64_t fn) {
   Enc e;
   e.rex(true, 0, via);
   e.u8(0xb8 + (via & 7));
@@ -200,7 +204,7 @@ inline Enc enc_call_abs(uint32_t via, uint64_t fn) {
   return e;
 }
 // shl (/4), shr (/5), sar (/7) by an immediate count 1..63
-inline Enc enc_shift_imm(uint32_t ext, bool w64, uint32_t dst, uint32_t count) {
+BPFVM_ENC Enc enc_shift_imm(uint32_t ext, bool w64, uint32_t dst, uint32_t count) {
   Enc e;
   e.rex(w64, 0, dst);
   e.u8(0xc1);
@@ -224,10 +228,10 @@ struct MemOp {  // [base + index * 2^scale + disp]
 };
 
 // Byte registers spl, bpl, sil, dil need a REX prefix (without one, 4-7 are ah, ch, dh, bh).
-inline bool byte_needs_rex(uint32_t r) { return r >= 4 && r <= 7; }
+BPFVM_ENC bool byte_needs_rex(uint32_t r) { return r >= 4 && r <= 7; }
 
 // [prefix] [REX] opcode (1 byte, or 0x0f xx as 0x0fxx) modrm(reg, rm register).
-inline Enc enc_op_rr(uint32_t opcode, bool w64, uint32_t reg, uint32_t rm, uint32_t prefix = 0, bool force_rex = false) {
+BPFVM_ENC Enc enc_op_rr(uint32_t opcode, bool w64, uint32_t reg, uint32_t rm, uint32_t prefix = 0, bool force_rex = false) {
   Enc e;
   if (prefix) e.u8(prefix);
   e.rex(w64, reg, rm, force_rex);
@@ -238,7 +242,7 @@ inline Enc enc_op_rr(uint32_t opcode, bool w64, uint32_t reg, uint32_t rm, uint3
 }
 
 // [prefix] [REX] opcode modrm(reg, memory) [sib] [disp].
-inline Enc enc_op_mem(uint32_t opcode, bool w64, uint32_t reg, const MemOp& m, uint32_t prefix = 0,
+BPFVM_ENC Enc enc_op_mem(uint32_t opcode, bool w64, uint32_t reg, const MemOp& m, uint32_t prefix = 0,
                       bool force_rex = false) {
   Enc e;
   if (prefix) e.u8(prefix);
@@ -260,7 +264,7 @@ inline Enc enc_op_mem(uint32_t opcode, bool w64, uint32_t reg, const MemOp& m, u
 }
 
 // group-1 op on a qword in memory with an immediate: /0 add ... /7 cmp.
-inline Enc enc_mi(uint32_t ext, bool w64, const MemOp& m, int32_t imm) {
+BPFVM_ENC Enc enc_mi(uint32_t ext, bool w64, const MemOp& m, int32_t imm) {
   const bool i8 = imm >= -128 && imm <= 127;
   Enc e = enc_op_mem(i8 ? 0x83 : 0x81, w64, ext, m);
   if (i8) e.u8(static_cast<uint32_t>(imm) & 0xff);
@@ -269,7 +273,7 @@ inline Enc enc_mi(uint32_t ext, bool w64, const MemOp& m, int32_t imm) {
 }
 
 // imul dst, rm, imm
-inline Enc enc_imul_imm(bool w64, uint32_t dst, uint32_t rm, int32_t imm) {
+BPFVM_ENC Enc enc_imul_imm(bool w64, uint32_t dst, uint32_t rm, int32_t imm) {
   const bool i8 = imm >= -128 && imm <= 127;
   Enc e = enc_op_rr(i8 ? 0x6b : 0x69, w64, dst, rm);
   if (i8) e.u8(static_cast<uint32_t>(imm) & 0xff);
@@ -277,7 +281,7 @@ inline Enc enc_imul_imm(bool w64, uint32_t dst, uint32_t rm, int32_t imm) {
   return e;
 }
 
-inline Enc enc_bswap(bool w64, uint32_t r) {
+BPFVM_ENC Enc enc_bswap(bool w64, uint32_t r) {
   Enc e;
   e.rex(w64, 0, r);
   e.u8(0x0f);
@@ -286,7 +290,7 @@ inline Enc enc_bswap(bool w64, uint32_t r) {
 }
 
 // shlx (pp = 1: 66), sarx (pp = 2: F3), shrx (pp = 3: F2): dst = src shifted by count (VEX.0F38 F7).
-inline Enc enc_shiftx(uint32_t pp, bool w64, uint32_t dst, uint32_t src, uint32_t count) {
+BPFVM_ENC Enc enc_shiftx(uint32_t pp, bool w64, uint32_t dst, uint32_t src, uint32_t count) {
   Enc e;
   e.u8(0xc4);
   e.u8(((~dst >> 3) & 1) << 7 | 1 << 6 | ((~src >> 3) & 1) << 5 | 0x02);  // R, X (no index), B, map 0F38
@@ -296,12 +300,12 @@ inline Enc enc_shiftx(uint32_t pp, bool w64, uint32_t dst, uint32_t src, uint32_
   return e;
 }
 
-inline Enc enc_byte(uint32_t b0) {
+BPFVM_ENC Enc enc_byte(uint32_t b0) {
   Enc e;
   e.u8(b0);
   return e;
 }
-inline Enc enc_bytes(uint32_t b0, uint32_t b1) {
+BPFVM_ENC Enc enc_bytes(uint32_t b0, uint32_t b1) {
   Enc e;
   e.u8(b0);
   e.u8(b1);
@@ -458,11 +462,26 @@ class Compiler {
         callx_has_tail_(callx_has_tail),
         short_jumps_(short_jumps) {
     if (harden_) rng_state_ = std::random_device{}() ^ (static_cast<uint64_t>(std::random_device{}()) << 32);
+    rng_seed_ = rng_state_;
+    scratch_ = take_scratch();
   }
+  ~Compiler() { give_back_scratch(); }
+  Compiler(const Compiler&) = delete;
+  Compiler& operator=(const Compiler&) = delete;
 
   Status compile();
+  // The listing (which BPF instruction each piece of code came from) is recorded only on request:
+  // jit_disassemble compiles the program again with replay() (same CPU features, same blinding keys),
+  // so ordinary compiles do not pay for it.
+  void want_listing() { listing_on_ = true; }
+  void replay(bool bmi2, uint64_t rng_seed) {
+    bmi2_ = bmi2;
+    rng_state_ = rng_seed;
+  }
+  uint64_t rng_seed() const { return rng_seed_; }
+  bool calls_helpers() const { return calls_helpers_; }
 
-  std::vector<uint8_t> code;               // final bytes (position independent)
+  std::span<const uint8_t> code;           // final bytes (position independent), in this thread's CodeHolder
   uint32_t main_offset = 0;                // entry: EntryFn
   std::map<int64_t, uint32_t> fn_offsets;  // callable function entry insn -> offset
   std::vector<ListingEntry> listing;
@@ -500,13 +519,20 @@ class Compiler {
   };
   std::vector<CallFixup> call_fixups_;
   bool short_overflow_ = false;  // a bind8() distance did not fit: compile() fails
-  void mov_rr(bool w64, uint32_t dst, uint32_t src) { put(enc_rr(0x89, w64, dst, src)); }
+  BPFVM_ENC void mov_rr(bool w64, uint32_t dst, uint32_t src) { put(enc_rr(0x89, w64, dst, src)); }
 
+  struct Scratch;
+  Scratch* scratch_ = nullptr;
+  Scratch* take_scratch();
+  void give_back_scratch();
   void analyze();
   uint32_t max_native_bytes(const Insn& in, const OpInfo& info) const;
-  std::vector<int64_t> reachable_from(int64_t entry);
-  std::vector<uint32_t> seen_;         // reachable_from: visited stamps
+  const std::vector<int64_t>& reachable_from(int64_t entry);  // body_, valid until the next call
+  std::vector<uint32_t> seen_;         // reachable_from: visited stamps (cleared by analyze)
   uint32_t seen_stamp_ = 0;
+  std::vector<int64_t> body_;
+  std::vector<uint8_t> is_fn_, reset_;  // analyze, compute_pkt_known
+  bool has_ldpkt_ = false;
   std::vector<int64_t> work_;
   Status compile_function(int64_t entry, bool main_mode);
   // Returns false (and sets error_) when the instruction cannot be compiled. Not a Status: building
@@ -530,9 +556,11 @@ class Compiler {
   void emit_tail_check();
   // Loads an immediate into r11 (blinded when hardening), sign-extended to 64 bits.
   void imm_to_r11(int64_t v);
-  void mark(int32_t fn, int32_t pc) { listing.push_back({fn, pc, static_cast<uint32_t>(a_->offset())}); }
+  void mark(int32_t fn, int32_t pc) {
+    if (listing_on_) listing.push_back({fn, pc, static_cast<uint32_t>(a_->offset())});
+  }
   // Appends the bytes straight to the assembler's buffer (asmjit's embed() costs more than encoding).
-  void put(const Enc& e) {
+  BPFVM_ENC void put(const Enc& e) {
     if (a_->remainingSpace() >= sizeof(e.b)) [[likely]] {
       std::memcpy(a_->_bufferPtr, e.b, sizeof(e.b));
       a_->_bufferPtr += e.n;
@@ -566,6 +594,9 @@ class Compiler {
   x86::Gp pkt_len_reg_;          // direct code: the packet length, when len_in_reg_
   bool len_in_reg_ = false;
   uint64_t rng_state_ = 0;
+  uint64_t rng_seed_ = 0;      // rng_state_ before the first key
+  bool listing_on_ = false;
+  bool calls_helpers_ = false;  // a helper call or callx (the run needs a RunContext)
   uint64_t rng_() {  // splitmix64: blinding keys
     uint64_t z = (rng_state_ += 0x9e3779b97f4a7c15ull);
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
@@ -606,18 +637,55 @@ class Compiler {
   int32_t cur_fn_ = 0;
 };
 
+// Per-thread working storage of the compiler: a compile takes these vectors (with their capacity) and
+// gives them back, so compiling allocates (almost) nothing once they have grown. A compile that starts
+// while another one on the same thread holds them (the rel32 retry in JitEngine::build) gets fresh ones.
+#define BPFVM_JIT_SCRATCH(X)                                                                                 \
+  X(uses_) X(infos_) X(size_prefix_) X(pkt_known_) X(is_target_) X(fn_entries_) X(dead_) X(seen_) X(work_) \
+  X(insn_off_) X(fixups_) X(slow_paths_) X(call_fixups_) X(saved_) X(listing) X(body_) X(is_fn_) X(reset_)
+
+struct Compiler::Scratch {
+#define BPFVM_X(m) decltype(Compiler::m) m;
+  BPFVM_JIT_SCRATCH(BPFVM_X)
+#undef BPFVM_X
+  bool in_use = false;
+};
+
+Compiler::Scratch* Compiler::take_scratch() {
+  thread_local Scratch t;
+  if (t.in_use) return nullptr;
+  t.in_use = true;
+#define BPFVM_X(m) m.swap(t.m);
+  BPFVM_JIT_SCRATCH(BPFVM_X)
+#undef BPFVM_X
+  return &t;
+}
+
+void Compiler::give_back_scratch() {
+  if (!scratch_) return;
+#define BPFVM_X(m) m.swap(scratch_->m);
+  BPFVM_JIT_SCRATCH(BPFVM_X)
+#undef BPFVM_X
+  scratch_->in_use = false;
+  scratch_ = nullptr;
+}
+
 void Compiler::analyze() {
   is_target_.assign(n_, 0);
+  seen_.assign(n_, 0);
   uses_.resize(n_);
   infos_.resize(n_);
   size_prefix_.assign(n_ + 1, 0);
-  std::vector<uint8_t> is_fn(n_, 0);
+  is_fn_.assign(n_, 0);
+  bool any_fn = false;
+  uint16_t plain_writes = 0;  // registers written by ALU or lddw (the writes that can be dead)
   for (size_t i = 0; i < n_; ++i) {
     const Insn& in = insns_[i];
     const OpInfo& info = in.info();
     infos_[i] = &info;
     RegUse u = uses_[i] = reg_use(in);
     program_reads_ |= u.reads;
+    if (info.kind == OpKind::Alu || info.kind == OpKind::LoadImm64) plain_writes |= u.writes;
     size_prefix_[i + 1] = size_prefix_[i] + max_native_bytes(in, info);
     if ((u.reads | u.writes) & (1u << 10)) needs_stack_ = true;
     switch (info.kind) {
@@ -625,9 +693,11 @@ void Compiler::analyze() {
       case OpKind::CondJump: is_target_[static_cast<size_t>(jump_target(in, static_cast<int64_t>(i)))] = 1; break;
       case OpKind::Call:
         has_any_call_ = true;
+        if (in.op != Op::CALL_LOCAL) calls_helpers_ = true;
         if (in.op == Op::CALL_LOCAL) {
           has_local_calls_ = needs_state_ = needs_stack_ = true;
-          is_fn[static_cast<size_t>(jump_target(in, static_cast<int64_t>(i)))] = 1;
+          is_fn_[static_cast<size_t>(jump_target(in, static_cast<int64_t>(i)))] = 1;
+          any_fn = true;
         } else if (in.op == Op::CALLX) {
           needs_state_ = true;
         } else if (in.op == Op::CALL_HELPER && linked_.helper_at[i] && linked_.helper_at[i]->tail_call) {
@@ -635,23 +705,29 @@ void Compiler::analyze() {
         }
         break;
       case OpKind::LoadPacket:
-        needs_state_ = true;
+        needs_state_ = has_ldpkt_ = true;
         if (in.op == Op::LDIND_B || in.op == Op::LDIND_H || in.op == Op::LDIND_W) has_ldind_ = true;
         break;
       case OpKind::LoadImm64:
         if (in.op == Op::LDDW_CODE_ADDR) {
           int64_t t = static_cast<int64_t>(i) + 1 + static_cast<int32_t>(in.imm);
-          if (t >= 0 && static_cast<size_t>(t) < n_ && insns_[static_cast<size_t>(t)].op != Op::LDDW_HI) is_fn[static_cast<size_t>(t)] = 1;
+          if (t >= 0 && static_cast<size_t>(t) < n_ && insns_[static_cast<size_t>(t)].op != Op::LDDW_HI) {
+            is_fn_[static_cast<size_t>(t)] = 1;
+            any_fn = true;
+          }
         }
         break;
       default: break;
     }
   }
-  for (size_t i = 0; i < n_; ++i)
-    if (is_fn[i]) fn_entries_.push_back(static_cast<int64_t>(i));
+  fn_entries_.clear();
+  if (any_fn)
+    for (size_t i = 0; i < n_; ++i)
+      if (is_fn_[i]) fn_entries_.push_back(static_cast<int64_t>(i));
   // Writes to a register nothing ever reads are dead: ALU and lddw have no other effect (translated
   // classic filters start with r6 = r1 and often never use r6: no push/pop of its host register).
   dead_.assign(n_, 0);
+  if (plain_writes & ~program_reads_)
   for (size_t i = 0; i < n_; ++i) {
     OpKind k = infos_[i]->kind;
     if ((k == OpKind::Alu || k == OpKind::LoadImm64) && !(program_reads_ & (1u << insns_[i].dst))) {
@@ -687,14 +763,10 @@ void Compiler::analyze() {
 // entries start from nothing.
 void Compiler::compute_pkt_known() {
   constexpr uint32_t kUnset = UINT32_MAX;
+  if (!has_ldpkt_) return;  // pkt_known_ is read by packet loads only
   pkt_known_.assign(n_, kUnset);
-  bool any = false;
-  for (size_t i = 0; i < n_ && !any; ++i) any = infos_[i]->kind == OpKind::LoadPacket;
-  if (!any) {
-    pkt_known_.assign(n_, 0);
-    return;
-  }
-  std::vector<uint8_t> reset(n_, 0);
+  std::vector<uint8_t>& reset = reset_;
+  reset.assign(n_, 0);
   if (n_) reset[0] = 1;
   for (int64_t f : fn_entries_) reset[static_cast<size_t>(f)] = 1;
   for (size_t i = 0; i < n_; ++i) {
@@ -753,39 +825,39 @@ uint32_t Compiler::max_native_bytes(const Insn& in, const OpInfo& info) const {
   return 128;
 }
 
-std::vector<int64_t> Compiler::reachable_from(int64_t entry) {
-  // One visited-stamp array for all functions (no O(n) clearing or allocation per function).
-  if (seen_.size() != n_) seen_.assign(n_, 0);
+const std::vector<int64_t>& Compiler::reachable_from(int64_t entry) {
+  // One visited-stamp array for all functions (no O(n) clearing or allocation per function); the walk
+  // follows straight-line runs and stacks only the other side of conditional jumps.
   const uint32_t stamp = ++seen_stamp_;
+  const int64_t n = static_cast<int64_t>(n_);
+  size_t count = 0;
   std::vector<int64_t>& work = work_;
   work.clear();
   work.push_back(entry);
-  seen_[static_cast<size_t>(entry)] = stamp;
-  auto push = [&](int64_t t) {
-    if (t >= 0 && static_cast<size_t>(t) < n_ && seen_[static_cast<size_t>(t)] != stamp) {
-      seen_[static_cast<size_t>(t)] = stamp;
-      work.push_back(t);
-    }
-  };
   while (!work.empty()) {
     int64_t i = work.back();
     work.pop_back();
-    const Insn& in = insns_[static_cast<size_t>(i)];
-    switch (infos_[static_cast<size_t>(i)]->kind) {
-      case OpKind::Exit: break;
-      case OpKind::Jump: push(jump_target(in, i)); break;
-      case OpKind::CondJump:
-        push(jump_target(in, i));
-        push(i + 1);
-        break;
-      case OpKind::LoadImm64: push(i + 2); break;
-      default: push(i + 1); break;
+    while (i >= 0 && i < n && seen_[static_cast<size_t>(i)] != stamp) {
+      seen_[static_cast<size_t>(i)] = stamp;
+      ++count;
+      const Insn& in = insns_[static_cast<size_t>(i)];
+      const OpKind k = infos_[static_cast<size_t>(i)]->kind;
+      if (k == OpKind::Exit) break;
+      if (k == OpKind::Jump) {
+        i = jump_target(in, i);
+      } else if (k == OpKind::CondJump) {
+        work.push_back(jump_target(in, i));
+        ++i;
+      } else {
+        i += k == OpKind::LoadImm64 ? 2 : 1;
+      }
     }
   }
-  std::vector<int64_t> out;
-  out.reserve(n_);
-  for (size_t i = 0; i < n_; ++i)
-    if (seen_[i] == stamp) out.push_back(static_cast<int64_t>(i));
+  std::vector<int64_t>& out = body_;
+  out.resize(count);
+  size_t k = 0;
+  for (size_t i = 0; k < count; ++i)
+    if (seen_[i] == stamp) out[k++] = static_cast<int64_t>(i);
   return out;
 }
 
@@ -810,7 +882,10 @@ void Compiler::imm_to_r11(int64_t v) {
 
 Status Compiler::compile() {
   analyze();
-  listing.reserve(n_ + 8);
+  listing.clear();
+  slow_paths_.clear();
+  call_fixups_.clear();
+  if (listing_on_) listing.reserve(n_ + 8);
   // One CodeHolder per thread, reset softly: its zone memory is reused from one compile to the next.
   thread_local asmjit::CodeHolder t_holder;
   asmjit::CodeHolder& holder = t_holder;
@@ -841,7 +916,7 @@ Status Compiler::compile() {
     std::memcpy(holder.textSection()->buffer().data() + c.pos, &d, 4);
   }
   asmjit::CodeBuffer& buf = holder.textSection()->buffer();
-  code.assign(buf.data(), buf.data() + buf.size());
+  code = std::span<const uint8_t>(buf.data(), buf.size());
   a_ = nullptr;
   holder.resetErrorHandler();
   return {};
@@ -988,7 +1063,7 @@ TrampolineFn shared_trampoline() {
 
 Status Compiler::compile_function(int64_t entry, bool main_mode) {
   auto& a = *a_;
-  std::vector<int64_t> body = reachable_from(entry);
+  const std::vector<int64_t>& body = reachable_from(entry);
   // Registers the function touches and whether it calls.
   uint16_t reads = 0, writes = 0;
   bool calls = false;
@@ -1731,19 +1806,25 @@ class JitEngine final : public Engine {
 
   Status build(const LinkedProgram& linked, const ExecOptions& options) {
     uint64_t t0 = thread_cpu_ns();
-    callx_.resize(linked.by_id.size());
+    // The callx table (every helper by id) only for programs with a callx.
+    bool any_callx = false;
+    for (const Insn& in : linked.program->insns) any_callx |= in.op == Op::CALLX;
+    callx_.resize(any_callx ? linked.by_id.size() : 0);
     bool has_tail = false;
-    for (size_t i = 0; i < linked.by_id.size(); ++i) {
+    for (size_t i = 0; i < callx_.size(); ++i) {
       const HelperDef* h = linked.by_id[i];
       callx_[i].fn = h && h->fn ? reinterpret_cast<uint64_t>(h->fn) : 0;
       callx_[i].tail = h && h->fn && h->tail_call ? 1 : 0;
       has_tail |= callx_[i].tail != 0;
     }
+    callx_has_tail_ = has_tail;
+    options_ = options;
     Compiler c(linked, options, callx_.data(), callx_.size(), has_tail, true);
     if (auto st = c.compile(); !st) {
       // A size bound that was too small shows up as a displacement error: compile again with long jumps.
       Compiler slow(linked, options, callx_.data(), callx_.size(), has_tail, false);
       if (auto st2 = slow.compile(); !st2) return st2;
+      short_jumps_ = false;
       return install(slow, linked, options, t0);
     }
     return install(c, linked, options, t0);
@@ -1758,15 +1839,14 @@ class JitEngine final : public Engine {
     entry_ = reinterpret_cast<EntryFn>(const_cast<uint8_t*>(mem_.base() + c.main_offset));
     if (c.direct()) direct_ = reinterpret_cast<DirectFn>(const_cast<uint8_t*>(mem_.base() + c.main_offset));
     for (auto& [f, off] : c.fn_offsets) fn_addr_[f] = mem_.base() + off;
-    listing_ = std::move(c.listing);
+    rng_seed_ = c.rng_seed();
     info_.code_size = c.code.size();
     info_.code = mem_.base();
     info_.mapped_size = mem_.mapped();
     info_.functions = c.functions;
     info_.bmi2 = c.bmi2();
     info_.hardened = options.jit_harden;
-    for (const Insn& in : linked.program->insns)
-      if (in.info().kind == OpKind::Call && in.op != Op::CALL_LOCAL) calls_helpers_ = true;
+    calls_helpers_ = c.calls_helpers();
     info_.compile_ns = thread_cpu_ns() - t0;
     return {};
   }
@@ -1876,10 +1956,35 @@ class JitEngine final : public Engine {
   DirectFn direct_ = nullptr;
   TrampolineFn trampoline_ = nullptr;
   std::map<int64_t, const uint8_t*> fn_addr_;
-  std::vector<ListingEntry> listing_;
+  // What compiling again for the listing needs (disassemble()).
+  ExecOptions options_;
+  bool callx_has_tail_ = false;
+  bool short_jumps_ = true;
+  uint64_t rng_seed_ = 0;
+  Result<std::vector<ListingEntry>> listing() const;
   JitCodeInfo info_;
   bool calls_helpers_ = false;
 };
+
+// The listing of the installed code: the program compiled again, as build() compiled it, with the
+// listing recorded; the bytes must come out identical.
+Result<std::vector<ListingEntry>> JitEngine::listing() const {
+  LinkedProgram linked;
+  linked.program = program_;
+  linked.exe = exe_;
+  linked.helper_at.assign(program_->insns.size(), nullptr);
+  for (size_t pc = 0; pc < program_->insns.size(); ++pc) {
+    const Insn& in = program_->insns[pc];
+    if (in.op == Op::CALL_HELPER) linked.helper_at[pc] = exe_->helpers().find(static_cast<int32_t>(in.imm));
+  }
+  Compiler c(linked, options_, callx_.data(), callx_.size(), callx_has_tail_, short_jumps_);
+  c.want_listing();
+  c.replay(info_.bmi2, rng_seed_);
+  if (auto st = c.compile(); !st) return st.error();
+  if (c.code.size() != mem_.size() || std::memcmp(c.code.data(), mem_.base(), c.code.size()) != 0)
+    return make_error(ErrorCode::Runtime, "jit: the listing's compilation differs from the installed code");
+  return std::move(c.listing);
+}
 
 std::string JitEngine::disassemble(const DisasmOptions& options) const {
   std::string out;
@@ -1889,6 +1994,12 @@ std::string JitEngine::disassemble(const DisasmOptions& options) const {
   DisasmOptions bpf_opts = options;
   bpf_opts.show_index = false;
   const auto& insns = program_->insns;
+  auto rec = listing();
+  if (!rec) {  // not expected: the code is shown without the BPF instructions
+    out += fmt::format("; {}\n", rec.error().message);
+    rec = std::vector<ListingEntry>{ListingEntry{-1, -1, 0}};
+  }
+  const std::vector<ListingEntry>& listing_ = *rec;
   for (size_t k = 0; k < listing_.size(); ++k) {
     const ListingEntry& e = listing_[k];
     uint32_t end = k + 1 < listing_.size() ? listing_[k + 1].start : static_cast<uint32_t>(mem_.size());
