@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstddef>
@@ -389,6 +390,51 @@ bool is_signed_div(Op op) {
   }
 }
 
+// Per-opcode facts the analysis needs for every instruction, computed once per process: the
+// OpInfo, the register-use pattern and the native-size bounds (max_native_bytes) without hardening
+// and with it. Calls, atomics and packet loads keep reg_use() (their use depends on more than the
+// opcode).
+struct OpFacts {
+  const OpInfo* info = nullptr;
+  uint8_t use = 0;  // kUse* bits
+  uint8_t max_bytes = 0, max_bytes_hard = 0;
+};
+constexpr uint8_t kUseReadDst = 1, kUseReadSrc = 2, kUseWriteDst = 4, kUseReadR0 = 8, kUseSpecial = 16;
+
+uint32_t max_native_bytes_of(Op op, const OpInfo& info, bool harden);
+
+std::array<OpFacts, kOpCount> make_op_facts() {
+  std::array<OpFacts, kOpCount> t{};
+  for (size_t k = 0; k < kOpCount; ++k) {
+    const Op op = static_cast<Op>(k);
+    const OpInfo& info = op_info(op);
+    OpFacts& f = t[k];
+    f.info = &info;
+    f.max_bytes = static_cast<uint8_t>(max_native_bytes_of(op, info, false));
+    f.max_bytes_hard = static_cast<uint8_t>(max_native_bytes_of(op, info, true));
+    switch (info.kind) {
+      case OpKind::Alu:
+        f.use = kUseWriteDst | ((info.code & 0xf0) == 0xb0 ? 0 : kUseReadDst) | (info.uses_reg_src ? kUseReadSrc : 0);
+        break;
+      case OpKind::CondJump: f.use = kUseReadDst | (info.uses_reg_src ? kUseReadSrc : 0); break;
+      case OpKind::Exit: f.use = kUseReadR0; break;
+      case OpKind::LoadImm64: f.use = kUseWriteDst; break;
+      case OpKind::Load: f.use = kUseReadSrc | kUseWriteDst; break;
+      case OpKind::Store: f.use = kUseReadDst; break;
+      case OpKind::StoreReg: f.use = kUseReadDst | kUseReadSrc; break;
+      case OpKind::Jump:
+      case OpKind::Pseudo: f.use = 0; break;
+      case OpKind::Call:
+      case OpKind::Atomic:
+      case OpKind::LoadPacket: f.use = kUseSpecial; break;
+    }
+  }
+  return t;
+}
+// Built at load time (no initialisation guard on the per-instruction lookup).
+const std::array<OpFacts, kOpCount> g_op_facts = make_op_facts();
+inline const OpFacts& op_facts(Op op) { return g_op_facts[static_cast<size_t>(op)]; }
+
 // ---- run-time support called from JIT code ---------------------------------------------------------
 JitState* state_of(JitHot* h) { return static_cast<JitState*>(h->state); }
 
@@ -526,7 +572,6 @@ class Compiler {
   Scratch* take_scratch();
   void give_back_scratch();
   void analyze();
-  uint32_t max_native_bytes(const Insn& in, const OpInfo& info) const;
   const std::vector<int64_t>& reachable_from(int64_t entry);  // body_, valid until the next call
   std::vector<uint32_t> seen_;         // reachable_from: visited stamps (cleared by analyze)
   uint32_t seen_stamp_ = 0;
@@ -681,12 +726,22 @@ void Compiler::analyze() {
   uint16_t plain_writes = 0;  // registers written by ALU or lddw (the writes that can be dead)
   for (size_t i = 0; i < n_; ++i) {
     const Insn& in = insns_[i];
-    const OpInfo& info = in.info();
+    const OpFacts& facts = op_facts(in.op);
+    const OpInfo& info = *facts.info;
     infos_[i] = &info;
-    RegUse u = uses_[i] = reg_use(in);
+    RegUse u;
+    if (facts.use & kUseSpecial) {
+      u = reg_use(in);
+    } else {
+      const uint16_t d = static_cast<uint16_t>(1u << in.dst), sbit = static_cast<uint16_t>(1u << in.src);
+      u.reads = static_cast<uint16_t>((facts.use & kUseReadDst ? d : 0) | (facts.use & kUseReadSrc ? sbit : 0) |
+                                      (facts.use & kUseReadR0 ? 1 : 0));
+      u.writes = facts.use & kUseWriteDst ? d : 0;
+    }
+    uses_[i] = u;
     program_reads_ |= u.reads;
     if (info.kind == OpKind::Alu || info.kind == OpKind::LoadImm64) plain_writes |= u.writes;
-    size_prefix_[i + 1] = size_prefix_[i] + max_native_bytes(in, info);
+    size_prefix_[i + 1] = size_prefix_[i] + (harden_ ? facts.max_bytes_hard : facts.max_bytes);
     if ((u.reads | u.writes) & (1u << 10)) needs_stack_ = true;
     switch (info.kind) {
       case OpKind::Jump:
@@ -806,10 +861,10 @@ void Compiler::compute_pkt_known() {
 }
 
 // An upper bound of the machine code bytes emitted for one instruction (for choosing rel8 jumps).
-uint32_t Compiler::max_native_bytes(const Insn& in, const OpInfo& info) const {
-  uint32_t extra = harden_ ? 24 : 0;
+uint32_t max_native_bytes_of(Op op, const OpInfo& info, bool harden) {
+  uint32_t extra = harden ? 24 : 0;
   switch (info.kind) {
-    case OpKind::Alu: return (is_div_family(in.op) ? 96 : 28) + extra;
+    case OpKind::Alu: return (is_div_family(op) ? 96 : 28) + extra;
     case OpKind::Jump:
     case OpKind::CondJump: return 16 + extra;
     case OpKind::Call: return 112;
@@ -1425,7 +1480,7 @@ void Compiler::emit_tail_check() {
 }
 
 void Compiler::emit_alu(const Insn& in) {
-  const OpInfo& info = in.info();
+  const OpInfo& info = *op_facts(in.op).info;
   const bool w64 = info.alu64;
   const bool reg = info.uses_reg_src;
   const uint8_t base = info.code & 0xf0;
@@ -1500,7 +1555,7 @@ void Compiler::emit_alu(const Insn& in) {
 }
 
 void Compiler::emit_shift(const Insn& in, uint8_t base) {
-  const OpInfo& info = in.info();
+  const OpInfo& info = *op_facts(in.op).info;
   const bool w64 = info.alu64;
   const uint32_t d = kHost[in.dst], s = kHost[in.src];
   const uint32_t ext = base == 0x60 ? 4 : base == 0x70 ? 5 : 7;  // shl, shr, sar
@@ -1535,7 +1590,7 @@ void Compiler::emit_shift(const Insn& in, uint8_t base) {
 }
 
 void Compiler::emit_div(const Insn& in) {
-  const OpInfo& info = in.info();
+  const OpInfo& info = *op_facts(in.op).info;
   const bool w64 = info.alu64;
   const bool reg = info.uses_reg_src;
   const bool is_signed = is_signed_div(in.op);
@@ -1607,7 +1662,7 @@ void Compiler::emit_jump(const Insn& in, int64_t pc) {
     return;
   }
   if (t == next) return;  // both ways lead to the next instruction; comparisons have no side effects
-  const OpInfo& info = in.info();
+  const OpInfo& info = *op_facts(in.op).info;
   const bool w64 = (info.code & 7) == 5;  // JMP class vs JMP32
   const uint8_t base = info.code & 0xf0;
   const bool is_test = base == 0x40;
@@ -1686,7 +1741,7 @@ void Compiler::emit_mem(const Insn& in) {
 }
 
 void Compiler::emit_atomic(const Insn& in) {
-  const bool w64 = in.info().size == 8;
+  const bool w64 = op_facts(in.op).info->size == 8;
   const uint32_t s = kHost[in.src];
   const MemOp m{kHost[in.dst], in.off};
   switch (in.op) {
