@@ -313,6 +313,11 @@ BPFVM_ENC Enc enc_bytes(uint32_t b0, uint32_t b1) {
   return e;
 }
 
+// jump_target() (isa/opcodes.cpp), inline: the analysis asks for every jump several times.
+[[gnu::always_inline]] inline int64_t jit_target(const Insn& in, int64_t pc) {
+  return pc + 1 + ((in.op == Op::JA32 || in.op == Op::CALL_LOCAL) ? in.imm : in.off);
+}
+
 // ---- register use ---------------------------------------------------------------------------------
 struct RegUse {
   uint16_t reads = 0, writes = 0;
@@ -745,13 +750,13 @@ void Compiler::analyze() {
     if ((u.reads | u.writes) & (1u << 10)) needs_stack_ = true;
     switch (info.kind) {
       case OpKind::Jump:
-      case OpKind::CondJump: is_target_[static_cast<size_t>(jump_target(in, static_cast<int64_t>(i)))] = 1; break;
+      case OpKind::CondJump: is_target_[static_cast<size_t>(jit_target(in, static_cast<int64_t>(i)))] = 1; break;
       case OpKind::Call:
         has_any_call_ = true;
         if (in.op != Op::CALL_LOCAL) calls_helpers_ = true;
         if (in.op == Op::CALL_LOCAL) {
           has_local_calls_ = needs_state_ = needs_stack_ = true;
-          is_fn_[static_cast<size_t>(jump_target(in, static_cast<int64_t>(i)))] = 1;
+          is_fn_[static_cast<size_t>(jit_target(in, static_cast<int64_t>(i)))] = 1;
           any_fn = true;
         } else if (in.op == Op::CALLX) {
           needs_state_ = true;
@@ -827,7 +832,7 @@ void Compiler::compute_pkt_known() {
   for (size_t i = 0; i < n_; ++i) {
     OpKind k = infos_[i]->kind;
     if (k == OpKind::Jump || k == OpKind::CondJump) {
-      int64_t t = jump_target(insns_[i], static_cast<int64_t>(i));
+      int64_t t = jit_target(insns_[i], static_cast<int64_t>(i));
       if (t <= static_cast<int64_t>(i)) reset[static_cast<size_t>(t)] = 1;
     }
   }
@@ -849,9 +854,9 @@ void Compiler::compute_pkt_known() {
     const int64_t pc = static_cast<int64_t>(i);
     switch (infos_[i]->kind) {
       case OpKind::Exit: break;
-      case OpKind::Jump: flow(jump_target(in, pc), out); break;
+      case OpKind::Jump: flow(jit_target(in, pc), out); break;
       case OpKind::CondJump:
-        flow(jump_target(in, pc), out);
+        flow(jit_target(in, pc), out);
         flow(pc + 1, out);
         break;
       case OpKind::LoadImm64: flow(pc + 2, out); break;
@@ -899,9 +904,9 @@ const std::vector<int64_t>& Compiler::reachable_from(int64_t entry) {
       const OpKind k = infos_[static_cast<size_t>(i)]->kind;
       if (k == OpKind::Exit) break;
       if (k == OpKind::Jump) {
-        i = jump_target(in, i);
+        i = jit_target(in, i);
       } else if (k == OpKind::CondJump) {
-        work.push_back(jump_target(in, i));
+        work.push_back(jit_target(in, i));
         ++i;
       } else {
         i += k == OpKind::LoadImm64 ? 2 : 1;
@@ -1447,7 +1452,7 @@ bool Compiler::emit_insn(int64_t pc, bool main_mode) {
     return true;
   }
   if (in.op == Op::CALL_LOCAL) {
-    int64_t t = jump_target(in, pc);
+    int64_t t = jit_target(in, pc);
     const size_t fail = add_slow_path(SlowPath::Depth, pc);
     put(enc_op_mem(0x3b, true, kRbp, MemOp{kR12, offsetof(JitHot, stack_limit)}));  // cmp rbp, [r12 + stack_limit]
     jcc_slow(0x6, fail);  // jbe
@@ -1655,7 +1660,7 @@ void Compiler::emit_div(const Insn& in) {
 }
 
 void Compiler::emit_jump(const Insn& in, int64_t pc) {
-  int64_t t = jump_target(in, pc);
+  int64_t t = jit_target(in, pc);
   int64_t next = pc + 1;
   if (in.op == Op::JA || in.op == Op::JA32) {
     if (t != next) emit_branch(-1, t, pc);
