@@ -432,7 +432,7 @@ int main(int argc, char** argv) {
               "  ns/run median/min for interp, jit, kernel (kernel JIT via BPF_PROG_TEST_RUN repeat), native (host "
               "compiler -O2);\n  kern-net = kernel minus its per-run harness cost (the empty row); jit/kern, jit/nat = "
               "ratios of medians;\n  cmp us/1k = JIT compile time per 1,000 instructions for this program (median of 15 compiles; "
-              "includes the ~5 us fixed cost per program of mapping code pages, which dominates small programs).\n");
+              "includes ~2.5 us per program of fixed kernel cost: mprotect of the code page and the CPU clock itself, which dominates small programs).\n");
   std::printf("interpreter ns per executed instruction:");
   for (auto& [n, v] : interp_per_insn) std::printf("  %s %s", n.c_str(), v.c_str());
   std::printf("\n");

@@ -7,6 +7,8 @@
 #include <cstring>
 #include <fstream>
 #include <sstream>
+#include <cstdio>
+#include <unistd.h>
 
 #include "asm_test_util.hpp"
 #include "map_util.hpp"
@@ -146,10 +148,20 @@ TEST(Jit, RefusesCheckedModeAndBudget) {
   EXPECT_EQ(b.error().code, ErrorCode::Unsupported);
 }
 
-TEST(Jit, CodeIsNeverWritableAndExecutable) {
-  auto exe = Executable::create(Program{"t", {I(Op::MOV64_IMM, 0, 0, 0, 1), I(Op::EXIT)}}, HelperTable::conformance(),
-                                jit_opts());
-  ASSERT_TRUE(exe.ok());
+// Permissions ("r-xp"...) of the mapping holding addr, "" if none.
+std::string perms_at(const void* addr) {
+  std::ifstream maps("/proc/self/maps");
+  std::string line;
+  const auto a = reinterpret_cast<uintptr_t>(addr);
+  while (std::getline(maps, line)) {
+    uintptr_t lo = 0, hi = 0;
+    char perms[8] = {};
+    if (std::sscanf(line.c_str(), "%lx-%lx %7s", &lo, &hi, perms) == 3 && a >= lo && a < hi) return perms;
+  }
+  return "";
+}
+
+void expect_no_writable_executable_mapping() {
   std::ifstream maps("/proc/self/maps");
   std::string line;
   while (std::getline(maps, line)) {
@@ -158,9 +170,71 @@ TEST(Jit, CodeIsNeverWritableAndExecutable) {
     ls >> range >> perms;
     EXPECT_FALSE(perms.size() >= 3 && perms[1] == 'w' && perms[2] == 'x') << line;
   }
-  auto info = jit_code_info(**exe);
-  ASSERT_TRUE(info.ok());
-  EXPECT_GT(info->code_size, 0u);
+}
+
+// W^X with the code pool: every program's code is read+execute, on pages of its own; no mapping is
+// ever writable and executable; a released program's pages are no longer executable, and their reuse
+// gives correct code.
+TEST(Jit, CodeIsNeverWritableAndExecutable) {
+  auto ret = [](int64_t v) { return Program{"t", {I(Op::MOV64_IMM, 0, 0, 0, v), I(Op::EXIT)}}; };
+  std::vector<std::unique_ptr<Executable>> live;
+  for (int k = 0; k < 6; ++k) {
+    auto exe = Executable::create(ret(k), HelperTable::conformance(), jit_opts(k % 2 == 1));
+    ASSERT_TRUE(exe.ok());
+    live.push_back(std::move(*exe));
+  }
+  expect_no_writable_executable_mapping();
+  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  std::vector<std::pair<uintptr_t, uintptr_t>> ranges;
+  for (size_t k = 0; k < live.size(); ++k) {
+    auto info = jit_code_info(*live[k]);
+    ASSERT_TRUE(info.ok());
+    EXPECT_GT(info->code_size, 0u);
+    const auto lo = reinterpret_cast<uintptr_t>(info->code);
+    EXPECT_EQ(lo % page, 0u);
+    EXPECT_EQ(info->mapped_size % page, 0u);
+    EXPECT_GE(info->mapped_size, info->code_size);
+    EXPECT_EQ(perms_at(info->code).substr(0, 3), "r-x");
+    for (const auto& [a, b] : ranges) EXPECT_TRUE(lo + info->mapped_size <= a || lo >= b) << "programs share a page";
+    ranges.emplace_back(lo, lo + info->mapped_size);
+    EXPECT_EQ(*live[k]->run_on_memory(nullptr, 0), k);
+  }
+  // Released: the pages are not executable any more (read-write in the pool, or unmapped).
+  const void* freed = jit_code_info(*live[2]).value().code;
+  live[2].reset();
+  EXPECT_EQ(perms_at(freed).find('x'), std::string::npos) << perms_at(freed);
+  expect_no_writable_executable_mapping();
+  // Reused pages hold the new program only.
+  for (int k = 0; k < 4; ++k) {
+    auto exe = Executable::create(ret(100 + k), HelperTable::conformance(), jit_opts());
+    ASSERT_TRUE(exe.ok());
+    EXPECT_EQ(*(*exe)->run_on_memory(nullptr, 0), static_cast<uint64_t>(100 + k));
+    EXPECT_EQ(perms_at(jit_code_info(**exe).value().code).substr(0, 3), "r-x");
+  }
+  for (size_t k = 0; k < live.size(); ++k)
+    if (live[k]) EXPECT_EQ(*live[k]->run_on_memory(nullptr, 0), k);
+  expect_no_writable_executable_mapping();
+}
+
+// The listing is recorded by compiling the program again (jit_disassemble): with the CPU features and
+// blinding keys of the first compile, even when the BMI2 knob changed in between.
+TEST(Jit, ListingMatchesTheInstalledCode) {
+  std::vector<Insn> p = {I(Op::MOV64_IMM, 0, 0, 0, 0x11223344), I(Op::MOV64_IMM, 2, 0, 0, 3),
+                         I(Op::LSH64_REG, 0, 2), I(Op::ADD64_IMM, 0, 0, 0, 0x55667788), I(Op::EXIT)};
+  const bool was = jit_set_use_bmi2(true);
+  auto plain = Executable::create(Program{"t", p}, HelperTable::conformance(), jit_opts());
+  auto hard = Executable::create(Program{"t", p}, HelperTable::conformance(), jit_opts(true));
+  jit_set_use_bmi2(false);
+  ASSERT_TRUE(plain.ok() && hard.ok());
+  for (auto* exe : {&*plain, &*hard}) {
+    auto text = jit_disassemble(**exe);
+    ASSERT_TRUE(text.ok());
+    EXPECT_EQ(text->find("differs"), std::string::npos) << *text;
+    EXPECT_NE(text->find("r0 <<= r2"), std::string::npos) << *text;
+    EXPECT_NE(text->find("r0 += 1432778632"), std::string::npos) << *text;
+    if (jit_code_info(**exe).value().bmi2) EXPECT_NE(text->find("shlx"), std::string::npos) << *text;
+  }
+  jit_set_use_bmi2(was);
 }
 
 TEST(Jit, HardeningBlindsImmediates) {

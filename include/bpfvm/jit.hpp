@@ -18,6 +18,8 @@ struct JitCodeInfo {
   size_t functions = 0;        // number of compiled BPF functions (main + call/callback targets)
   bool bmi2 = false;           // shifts by register used shlx/shrx/sarx
   bool hardened = false;       // immediates were blinded
+  const void* code = nullptr;  // first byte of the code (page-aligned, read+execute, no other program's code on its pages)
+  size_t mapped_size = 0;      // bytes of the pages holding it
 };
 
 // Facts about an Executable created with EngineKind::Jit (InvalidArgument for other engines).

@@ -14,23 +14,24 @@
 #include <asmjit/x86.h>
 #include <capstone/capstone.h>
 #include <fmt/format.h>
-#include <sys/mman.h>
 #include <time.h>
-#include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstring>
 #include <map>
 #include <random>
+#include <span>
 
 #include "bpfvm/asm.hpp"
 #include "bpfvm/helpers.hpp"
 #include "bpfvm/jit.hpp"
 #include "bpfvm/map.hpp"
 #include "exec/engine.hpp"
+#include "exec/jit/exec_memory.hpp"
 
 namespace bpfvm {
 namespace detail {
@@ -95,30 +96,33 @@ using TrampolineFn = uint64_t (*)(JitHot* hot, const void* fn, const uint64_t* a
 // stores are a large part of every program; encoding them here and handing the bytes to the
 // assembler (embed) costs a fraction of asmjit's generic encoder. Everything with labels or rarer
 // forms still goes through asmjit. Host register numbers are asmjit's ids (rax 0 ... r15 15).
+// Encoding runs for every instruction of every compile: the helpers are forced inline (as calls they
+// cost more than the encoding).
+#define BPFVM_ENC [[gnu::always_inline]] inline
 struct Enc {
   uint8_t b[16];
   uint32_t n = 0;
-  void u8(uint32_t v) { b[n++] = static_cast<uint8_t>(v); }
-  void u16(uint32_t v) {
+  BPFVM_ENC void u8(uint32_t v) { b[n++] = static_cast<uint8_t>(v); }
+  BPFVM_ENC void u16(uint32_t v) {
     u8(v & 0xff);
     u8((v >> 8) & 0xff);
   }
-  void u32(uint32_t v) {
+  BPFVM_ENC void u32(uint32_t v) {
     std::memcpy(b + n, &v, 4);
     n += 4;
   }
-  void u64(uint64_t v) {
+  BPFVM_ENC void u64(uint64_t v) {
     std::memcpy(b + n, &v, 8);
     n += 8;
   }
   // REX prefix: W, R (reg), B (rm/base); `force` for byte registers spl/bpl/sil/dil.
-  void rex(bool w, uint32_t reg, uint32_t rm, bool force = false) {
+  BPFVM_ENC void rex(bool w, uint32_t reg, uint32_t rm, bool force = false) {
     uint32_t r = 0x40 | (w ? 8 : 0) | ((reg >> 3) & 1) << 2 | ((rm >> 3) & 1);
     if (r != 0x40 || force) u8(r);
   }
-  void modrm_rr(uint32_t reg, uint32_t rm) { u8(0xc0 | (reg & 7) << 3 | (rm & 7)); }
+  BPFVM_ENC void modrm_rr(uint32_t reg, uint32_t rm) { u8(0xc0 | (reg & 7) << 3 | (rm & 7)); }
   // [base + disp]: rsp/r12 need a SIB byte, rbp/r13 a displacement.
-  void modrm_mem(uint32_t reg, uint32_t base, int32_t disp) {
+  BPFVM_ENC void modrm_mem(uint32_t reg, uint32_t base, int32_t disp) {
     uint32_t mod = (disp == 0 && (base & 7) != 5) ? 0 : (disp >= -128 && disp <= 127) ? 1 : 2;
     u8(mod << 6 | (reg & 7) << 3 | (base & 7));
     if ((base & 7) == 4) u8(0x24);
@@ -128,7 +132,7 @@ struct Enc {
 };
 
 // op r/m(dst), reg(src): 0x01 add, 0x09 or, 0x21 and, 0x29 sub, 0x31 xor, 0x39 cmp, 0x85 test, 0x89 mov.
-inline Enc enc_rr(uint8_t opcode, bool w64, uint32_t dst, uint32_t src) {
+BPFVM_ENC Enc enc_rr(uint8_t opcode, bool w64, uint32_t dst, uint32_t src) {
   Enc e;
   e.rex(w64, src, dst);
   e.u8(opcode);
@@ -137,7 +141,7 @@ inline Enc enc_rr(uint8_t opcode, bool w64, uint32_t dst, uint32_t src) {
 }
 // group-1 op with an immediate (sign-extended to the operand size): /0 add, /1 or, /4 and, /5 sub,
 // /6 xor, /7 cmp.
-inline Enc enc_ri(uint32_t ext, bool w64, uint32_t dst, int32_t imm) {
+BPFVM_ENC Enc enc_ri(uint32_t ext, bool w64, uint32_t dst, int32_t imm) {
   Enc e;
   e.rex(w64, 0, dst);
   if (imm >= -128 && imm <= 127) {
@@ -151,7 +155,7 @@ inline Enc enc_ri(uint32_t ext, bool w64, uint32_t dst, int32_t imm) {
   }
   return e;
 }
-inline Enc enc_test_ri(bool w64, uint32_t dst, int32_t imm) {
+BPFVM_ENC Enc enc_test_ri(bool w64, uint32_t dst, int32_t imm) {
   Enc e;
   e.rex(w64, 0, dst);
   e.u8(0xf7);
@@ -160,7 +164,7 @@ inline Enc enc_test_ri(bool w64, uint32_t dst, int32_t imm) {
   return e;
 }
 // dst = v (v as the BPF semantics give it: 64-bit value).
-inline Enc enc_mov_imm(uint32_t dst, uint64_t v) {
+BPFVM_ENC Enc enc_mov_imm(uint32_t dst, uint64_t v) {
   Enc e;
   if (v == 0) {  // xor r32, r32
     e.rex(false, dst, dst);
@@ -183,14 +187,14 @@ inline Enc enc_mov_imm(uint32_t dst, uint64_t v) {
   return e;
 }
 
-inline Enc enc_push_pop(bool push, uint32_t r) {
+BPFVM_ENC Enc enc_push_pop(bool push, uint32_t r) {
   Enc e;
   e.rex(false, 0, r);
   e.u8((push ? 0x50 : 0x58) + (r & 7));
   return e;
 }
 // mov r, imm64 (movabs); call r
-inline Enc enc_call_abs(uint32_t via, uint64_t fn) {
+BPFVM_ENC Enc enc_call_abs(uint32_t via, uint64_t fn) {
   Enc e;
   e.rex(true, 0, via);
   e.u8(0xb8 + (via & 7));
@@ -201,13 +205,117 @@ inline Enc enc_call_abs(uint32_t via, uint64_t fn) {
   return e;
 }
 // shl (/4), shr (/5), sar (/7) by an immediate count 1..63
-inline Enc enc_shift_imm(uint32_t ext, bool w64, uint32_t dst, uint32_t count) {
+BPFVM_ENC Enc enc_shift_imm(uint32_t ext, bool w64, uint32_t dst, uint32_t count) {
   Enc e;
   e.rex(w64, 0, dst);
   e.u8(0xc1);
   e.modrm_rr(ext, dst);
   e.u8(count);
   return e;
+}
+
+// The rest of the forms the instruction emitters need (asmjit's generic encoder costs ~200 machine
+// instructions per x86 instruction; these a few dozen). Host register ids as above; kNoIndex: no
+// index register.
+constexpr int kNoIndex = -1;
+constexpr uint32_t kRax = 0, kRcx = 1, kRdx = 2, kRsp = 4, kRbp = 5, kRsi = 6, kRdi = 7, kR9 = 9, kR10 = 10,
+                   kR11 = 11, kR12 = 12;
+
+struct MemOp {  // [base + index * 2^scale + disp]
+  uint32_t base;
+  int32_t disp = 0;
+  int index = kNoIndex;
+  uint32_t scale = 0;
+};
+
+// Byte registers spl, bpl, sil, dil need a REX prefix (without one, 4-7 are ah, ch, dh, bh).
+BPFVM_ENC bool byte_needs_rex(uint32_t r) { return r >= 4 && r <= 7; }
+
+// [prefix] [REX] opcode (1 byte, or 0x0f xx as 0x0fxx) modrm(reg, rm register).
+BPFVM_ENC Enc enc_op_rr(uint32_t opcode, bool w64, uint32_t reg, uint32_t rm, uint32_t prefix = 0, bool force_rex = false) {
+  Enc e;
+  if (prefix) e.u8(prefix);
+  e.rex(w64, reg, rm, force_rex);
+  if (opcode > 0xff) e.u8(opcode >> 8);
+  e.u8(opcode & 0xff);
+  e.modrm_rr(reg, rm);
+  return e;
+}
+
+// [prefix] [REX] opcode modrm(reg, memory) [sib] [disp].
+BPFVM_ENC Enc enc_op_mem(uint32_t opcode, bool w64, uint32_t reg, const MemOp& m, uint32_t prefix = 0,
+                      bool force_rex = false) {
+  Enc e;
+  if (prefix) e.u8(prefix);
+  const uint32_t x = m.index == kNoIndex ? 0 : static_cast<uint32_t>(m.index);
+  uint32_t r = 0x40 | (w64 ? 8 : 0) | ((reg >> 3) & 1) << 2 | ((x >> 3) & 1) << 1 | ((m.base >> 3) & 1);
+  if (r != 0x40 || force_rex) e.u8(r);
+  if (opcode > 0xff) e.u8(opcode >> 8);
+  e.u8(opcode & 0xff);
+  if (m.index == kNoIndex) {
+    e.modrm_mem(reg, m.base, m.disp);
+  } else {
+    uint32_t mod = (m.disp == 0 && (m.base & 7) != 5) ? 0 : (m.disp >= -128 && m.disp <= 127) ? 1 : 2;
+    e.u8(mod << 6 | (reg & 7) << 3 | 4);
+    e.u8(m.scale << 6 | (x & 7) << 3 | (m.base & 7));
+    if (mod == 1) e.u8(static_cast<uint32_t>(m.disp) & 0xff);
+    else if (mod == 2) e.u32(static_cast<uint32_t>(m.disp));
+  }
+  return e;
+}
+
+// group-1 op on a qword in memory with an immediate: /0 add ... /7 cmp.
+BPFVM_ENC Enc enc_mi(uint32_t ext, bool w64, const MemOp& m, int32_t imm) {
+  const bool i8 = imm >= -128 && imm <= 127;
+  Enc e = enc_op_mem(i8 ? 0x83 : 0x81, w64, ext, m);
+  if (i8) e.u8(static_cast<uint32_t>(imm) & 0xff);
+  else e.u32(static_cast<uint32_t>(imm));
+  return e;
+}
+
+// imul dst, rm, imm
+BPFVM_ENC Enc enc_imul_imm(bool w64, uint32_t dst, uint32_t rm, int32_t imm) {
+  const bool i8 = imm >= -128 && imm <= 127;
+  Enc e = enc_op_rr(i8 ? 0x6b : 0x69, w64, dst, rm);
+  if (i8) e.u8(static_cast<uint32_t>(imm) & 0xff);
+  else e.u32(static_cast<uint32_t>(imm));
+  return e;
+}
+
+BPFVM_ENC Enc enc_bswap(bool w64, uint32_t r) {
+  Enc e;
+  e.rex(w64, 0, r);
+  e.u8(0x0f);
+  e.u8(0xc8 + (r & 7));
+  return e;
+}
+
+// shlx (pp = 1: 66), sarx (pp = 2: F3), shrx (pp = 3: F2): dst = src shifted by count (VEX.0F38 F7).
+BPFVM_ENC Enc enc_shiftx(uint32_t pp, bool w64, uint32_t dst, uint32_t src, uint32_t count) {
+  Enc e;
+  e.u8(0xc4);
+  e.u8(((~dst >> 3) & 1) << 7 | 1 << 6 | ((~src >> 3) & 1) << 5 | 0x02);  // R, X (no index), B, map 0F38
+  e.u8((w64 ? 0x80 : 0) | ((~count & 15) << 3) | pp);                       // W, vvvv, L = 0, pp
+  e.u8(0xf7);
+  e.modrm_rr(dst, src);
+  return e;
+}
+
+BPFVM_ENC Enc enc_byte(uint32_t b0) {
+  Enc e;
+  e.u8(b0);
+  return e;
+}
+BPFVM_ENC Enc enc_bytes(uint32_t b0, uint32_t b1) {
+  Enc e;
+  e.u8(b0);
+  e.u8(b1);
+  return e;
+}
+
+// jump_target() (isa/opcodes.cpp), inline: the analysis asks for every jump several times.
+[[gnu::always_inline]] inline int64_t jit_target(const Insn& in, int64_t pc) {
+  return pc + 1 + ((in.op == Op::JA32 || in.op == Op::CALL_LOCAL) ? in.imm : in.off);
 }
 
 // ---- register use ---------------------------------------------------------------------------------
@@ -287,6 +395,51 @@ bool is_signed_div(Op op) {
   }
 }
 
+// Per-opcode facts the analysis needs for every instruction, computed once per process: the
+// OpInfo, the register-use pattern and the native-size bounds (max_native_bytes) without hardening
+// and with it. Calls, atomics and packet loads keep reg_use() (their use depends on more than the
+// opcode).
+struct OpFacts {
+  const OpInfo* info = nullptr;
+  uint8_t use = 0;  // kUse* bits
+  uint8_t max_bytes = 0, max_bytes_hard = 0;
+};
+constexpr uint8_t kUseReadDst = 1, kUseReadSrc = 2, kUseWriteDst = 4, kUseReadR0 = 8, kUseSpecial = 16;
+
+uint32_t max_native_bytes_of(Op op, const OpInfo& info, bool harden);
+
+std::array<OpFacts, kOpCount> make_op_facts() {
+  std::array<OpFacts, kOpCount> t{};
+  for (size_t k = 0; k < kOpCount; ++k) {
+    const Op op = static_cast<Op>(k);
+    const OpInfo& info = op_info(op);
+    OpFacts& f = t[k];
+    f.info = &info;
+    f.max_bytes = static_cast<uint8_t>(max_native_bytes_of(op, info, false));
+    f.max_bytes_hard = static_cast<uint8_t>(max_native_bytes_of(op, info, true));
+    switch (info.kind) {
+      case OpKind::Alu:
+        f.use = kUseWriteDst | ((info.code & 0xf0) == 0xb0 ? 0 : kUseReadDst) | (info.uses_reg_src ? kUseReadSrc : 0);
+        break;
+      case OpKind::CondJump: f.use = kUseReadDst | (info.uses_reg_src ? kUseReadSrc : 0); break;
+      case OpKind::Exit: f.use = kUseReadR0; break;
+      case OpKind::LoadImm64: f.use = kUseWriteDst; break;
+      case OpKind::Load: f.use = kUseReadSrc | kUseWriteDst; break;
+      case OpKind::Store: f.use = kUseReadDst; break;
+      case OpKind::StoreReg: f.use = kUseReadDst | kUseReadSrc; break;
+      case OpKind::Jump:
+      case OpKind::Pseudo: f.use = 0; break;
+      case OpKind::Call:
+      case OpKind::Atomic:
+      case OpKind::LoadPacket: f.use = kUseSpecial; break;
+    }
+  }
+  return t;
+}
+// Built at load time (no initialisation guard on the per-instruction lookup).
+const std::array<OpFacts, kOpCount> g_op_facts = make_op_facts();
+inline const OpFacts& op_facts(Op op) { return g_op_facts[static_cast<size_t>(op)]; }
+
 // ---- run-time support called from JIT code ---------------------------------------------------------
 JitState* state_of(JitHot* h) { return static_cast<JitState*>(h->state); }
 
@@ -324,44 +477,6 @@ uint64_t thread_cpu_ns() {
   return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
 }
 
-// ---- executable memory (W^X) -----------------------------------------------------------------------
-class ExecMemory {
- public:
-  ExecMemory() = default;
-  ExecMemory(const ExecMemory&) = delete;
-  ExecMemory& operator=(const ExecMemory&) = delete;
-  ~ExecMemory() {
-    if (base_) munmap(base_, mapped_);
-  }
-  // Maps RW, copies, then flips to RX. Never writable and executable at once.
-  Status install(const uint8_t* code, size_t size) {
-    size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
-    size_t len = (size + page - 1) / page * page;
-    if (len == 0) len = page;
-    void* p = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-    if (p == MAP_FAILED)
-      return make_error(ErrorCode::Runtime, fmt::format("jit: mmap of {} bytes failed: {}", len, std::strerror(errno)));
-    std::memcpy(p, code, size);
-    std::memset(static_cast<uint8_t*>(p) + size, 0xcc, len - size);  // int3 padding
-    if (mprotect(p, len, PROT_READ | PROT_EXEC) != 0) {
-      int e = errno;
-      munmap(p, len);
-      return make_error(ErrorCode::Runtime, fmt::format("jit: mprotect(PROT_READ|PROT_EXEC) failed: {}", std::strerror(e)));
-    }
-    base_ = static_cast<uint8_t*>(p);
-    mapped_ = len;
-    size_ = size;
-    return {};
-  }
-  const uint8_t* base() const { return base_; }
-  size_t size() const { return size_; }
-
- private:
-  uint8_t* base_ = nullptr;
-  size_t mapped_ = 0;
-  size_t size_ = 0;
-};
-
 // One piece of the listing: native bytes [start, end) came from BPF instruction pc of function fn.
 struct ListingEntry {
   int32_t fn;   // function entry insn, -1 for the entry prologue/epilogue, -2 for slow paths, -3 trampoline
@@ -398,11 +513,26 @@ class Compiler {
         callx_has_tail_(callx_has_tail),
         short_jumps_(short_jumps) {
     if (harden_) rng_state_ = std::random_device{}() ^ (static_cast<uint64_t>(std::random_device{}()) << 32);
+    rng_seed_ = rng_state_;
+    scratch_ = take_scratch();
   }
+  ~Compiler() { give_back_scratch(); }
+  Compiler(const Compiler&) = delete;
+  Compiler& operator=(const Compiler&) = delete;
 
   Status compile();
+  // The listing (which BPF instruction each piece of code came from) is recorded only on request:
+  // jit_disassemble compiles the program again with replay() (same CPU features, same blinding keys),
+  // so ordinary compiles do not pay for it.
+  void want_listing() { listing_on_ = true; }
+  void replay(bool bmi2, uint64_t rng_seed) {
+    bmi2_ = bmi2;
+    rng_state_ = rng_seed;
+  }
+  uint64_t rng_seed() const { return rng_seed_; }
+  bool calls_helpers() const { return calls_helpers_; }
 
-  std::vector<uint8_t> code;               // final bytes (position independent)
+  std::span<const uint8_t> code;           // final bytes (position independent), in this thread's CodeHolder
   uint32_t main_offset = 0;                // entry: EntryFn
   std::map<int64_t, uint32_t> fn_offsets;  // callable function entry insn -> offset
   std::vector<ListingEntry> listing;
@@ -419,18 +549,44 @@ class Compiler {
  private:
   struct SlowPath {
     enum Kind { Depth, Callx, LdOob, LdIndCheck } kind;
-    Label label;
     int64_t pc;
-    int reg;
-    Label resume;       // LdIndCheck: the load, when the offset turns out valid
-    uint32_t size = 0;  // LdIndCheck: bytes loaded
+    int reg = 0;
+    uint32_t resume = 0;  // LdIndCheck: offset of the load, when the offset turns out valid
+    uint32_t size = 0;    // LdIndCheck: bytes loaded
+    uint32_t from[2] = {0, 0};  // rel32 displacements of the jumps to it (patched when it is emitted)
+    uint32_t nfrom = 0;
   };
+  // Jumps and calls between pieces of code, encoded here (no asmjit labels): a conditional jump (cc =
+  // x86 condition code, -1 = jmp) to a slow path; a short jump within one instruction's code, bound
+  // later with bind8(); a call of a BPF function, patched once every function is placed.
+  size_t add_slow_path(SlowPath::Kind kind, int64_t pc, int reg = 0, uint32_t size = 0) {
+    slow_paths_.push_back(SlowPath{kind, pc, reg, 0, size});
+    return slow_paths_.size() - 1;
+  }
+  void jcc_slow(int cc, size_t slow);
+  uint32_t jcc8(int cc);
+  void bind8(uint32_t pos);
+  uint32_t here() const { return static_cast<uint32_t>(a_->offset()); }
+  void emit_slow_paths();
+  struct CallFixup {
+    uint32_t pos;    // rel32 of the call
+    int64_t target;  // function entry
+  };
+  std::vector<CallFixup> call_fixups_;
+  bool short_overflow_ = false;  // a bind8() distance did not fit: compile() fails
+  BPFVM_ENC void mov_rr(bool w64, uint32_t dst, uint32_t src) { put(enc_rr(0x89, w64, dst, src)); }
 
+  struct Scratch;
+  Scratch* scratch_ = nullptr;
+  Scratch* take_scratch();
+  void give_back_scratch();
   void analyze();
-  uint32_t max_native_bytes(const Insn& in, const OpInfo& info) const;
-  std::vector<int64_t> reachable_from(int64_t entry);
-  std::vector<uint32_t> seen_;         // reachable_from: visited stamps
+  const std::vector<int64_t>& reachable_from(int64_t entry);  // body_, valid until the next call
+  std::vector<uint32_t> seen_;         // reachable_from: visited stamps (cleared by analyze)
   uint32_t seen_stamp_ = 0;
+  std::vector<int64_t> body_;
+  std::vector<uint8_t> is_fn_, reset_;  // analyze, compute_pkt_known
+  bool has_ldpkt_ = false;
   std::vector<int64_t> work_;
   Status compile_function(int64_t entry, bool main_mode);
   // Returns false (and sets error_) when the instruction cannot be compiled. Not a Status: building
@@ -455,8 +611,20 @@ class Compiler {
   void emit_tail_check();
   // Loads an immediate into r11 (blinded when hardening), sign-extended to 64 bits.
   void imm_to_r11(int64_t v);
-  void mark(int32_t fn, int32_t pc) { listing.push_back({fn, pc, static_cast<uint32_t>(a_->offset())}); }
-  void put(const Enc& e) { a_->embed(e.b, e.n); }
+  void mark(int32_t fn, int32_t pc) {
+    if (listing_on_) listing.push_back({fn, pc, static_cast<uint32_t>(a_->offset())});
+  }
+  // Appends the bytes straight to the assembler's buffer (asmjit's embed() costs more than encoding).
+  BPFVM_ENC void put(const Enc& e) {
+    if (a_->remainingSpace() >= sizeof(e.b)) [[likely]] {
+      std::memcpy(a_->_bufferPtr, e.b, sizeof(e.b));
+      a_->_bufferPtr += e.n;
+      // asmjit copies _size bytes when it grows the buffer: keep it current.
+      a_->_section->_buffer._size = static_cast<size_t>(a_->_bufferPtr - a_->_bufferData);
+    } else {
+      a_->embed(e.b, e.n);
+    }
+  }
 
   const LinkedProgram& linked_;
   const std::vector<Insn>& insns_;
@@ -474,7 +642,7 @@ class Compiler {
   std::vector<uint32_t> pkt_known_;    // per insn: LD_ABS packet bytes known present (bounds checks skipped)
   void compute_pkt_known();
   void emit_ldpkt_oob();
-  x86::Mem pkt_len_mem() const;
+  MemOp pkt_len_memop() const;  // where the packet length is when it is not in a register
   void cmp_len_imm(int32_t v);  // cmp <packet length>, v
   void cmp_r10_len();           // cmp r10, <packet length>
   x86::Gp pkt_base_ = x86::r12;  // direct code: the packet pointer
@@ -484,6 +652,9 @@ class Compiler {
   x86::Gp batch_cur_, batch_vp_;  // batch: the current BatchItem, the current verdict
   Label batch_top_, batch_done_;
   uint64_t rng_state_ = 0;
+  uint64_t rng_seed_ = 0;      // rng_state_ before the first key
+  bool listing_on_ = false;
+  bool calls_helpers_ = false;  // a helper call or callx (the run needs a RunContext)
   uint64_t rng_() {  // splitmix64: blinding keys
     uint64_t z = (rng_state_ += 0x9e3779b97f4a7c15ull);
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
@@ -524,28 +695,77 @@ class Compiler {
   int32_t cur_fn_ = 0;
 };
 
+// Per-thread working storage of the compiler: a compile takes these vectors (with their capacity) and
+// gives them back, so compiling allocates (almost) nothing once they have grown. A compile that starts
+// while another one on the same thread holds them (the rel32 retry in JitEngine::build) gets fresh ones.
+#define BPFVM_JIT_SCRATCH(X)                                                                                 \
+  X(uses_) X(infos_) X(size_prefix_) X(pkt_known_) X(is_target_) X(fn_entries_) X(dead_) X(seen_) X(work_) \
+  X(insn_off_) X(fixups_) X(slow_paths_) X(call_fixups_) X(saved_) X(listing) X(body_) X(is_fn_) X(reset_)
+
+struct Compiler::Scratch {
+#define BPFVM_X(m) decltype(Compiler::m) m;
+  BPFVM_JIT_SCRATCH(BPFVM_X)
+#undef BPFVM_X
+  bool in_use = false;
+};
+
+Compiler::Scratch* Compiler::take_scratch() {
+  thread_local Scratch t;
+  if (t.in_use) return nullptr;
+  t.in_use = true;
+#define BPFVM_X(m) m.swap(t.m);
+  BPFVM_JIT_SCRATCH(BPFVM_X)
+#undef BPFVM_X
+  return &t;
+}
+
+void Compiler::give_back_scratch() {
+  if (!scratch_) return;
+#define BPFVM_X(m) m.swap(scratch_->m);
+  BPFVM_JIT_SCRATCH(BPFVM_X)
+#undef BPFVM_X
+  scratch_->in_use = false;
+  scratch_ = nullptr;
+}
+
 void Compiler::analyze() {
   is_target_.assign(n_, 0);
+  seen_.assign(n_, 0);
   uses_.resize(n_);
   infos_.resize(n_);
   size_prefix_.assign(n_ + 1, 0);
-  std::vector<uint8_t> is_fn(n_, 0);
+  is_fn_.assign(n_, 0);
+  bool any_fn = false;
+  uint16_t plain_writes = 0;  // registers written by ALU or lddw (the writes that can be dead)
   for (size_t i = 0; i < n_; ++i) {
     const Insn& in = insns_[i];
-    const OpInfo& info = in.info();
+    const OpFacts& facts = op_facts(in.op);
+    const OpInfo& info = *facts.info;
     infos_[i] = &info;
-    RegUse u = uses_[i] = reg_use(in);
+    RegUse u;
+    if (facts.use & kUseSpecial) {
+      u = reg_use(in);
+    } else {
+      const uint16_t d = static_cast<uint16_t>(1u << in.dst), sbit = static_cast<uint16_t>(1u << in.src);
+      u.reads = static_cast<uint16_t>((facts.use & kUseReadDst ? d : 0) | (facts.use & kUseReadSrc ? sbit : 0) |
+                                      (facts.use & kUseReadR0 ? 1 : 0));
+      u.writes = facts.use & kUseWriteDst ? d : 0;
+    }
+    uses_[i] = u;
     program_reads_ |= u.reads;
-    size_prefix_[i + 1] = size_prefix_[i] + max_native_bytes(in, info);
+    if (info.kind == OpKind::Alu || info.kind == OpKind::LoadImm64) plain_writes |= u.writes;
+    size_prefix_[i + 1] = size_prefix_[i] + (harden_ ? facts.max_bytes_hard : facts.max_bytes);
     if ((u.reads | u.writes) & (1u << 10)) needs_stack_ = true;
     switch (info.kind) {
       case OpKind::Jump:
-      case OpKind::CondJump: is_target_[static_cast<size_t>(jump_target(in, static_cast<int64_t>(i)))] = 1; break;
+      case OpKind::CondJump: is_target_[static_cast<size_t>(jit_target(in, static_cast<int64_t>(i)))] = 1; break;
       case OpKind::Call:
         has_any_call_ = true;
+        if (in.op != Op::CALL_LOCAL) calls_helpers_ = true;
         if (in.op == Op::CALL_LOCAL) {
           has_local_calls_ = needs_state_ = needs_stack_ = true;
-          is_fn[static_cast<size_t>(jump_target(in, static_cast<int64_t>(i)))] = 1;
+          is_fn_[static_cast<size_t>(jit_target(in, static_cast<int64_t>(i)))] = 1;
+          any_fn = true;
         } else if (in.op == Op::CALLX) {
           needs_state_ = true;
         } else if (in.op == Op::CALL_HELPER && linked_.helper_at[i] && linked_.helper_at[i]->tail_call) {
@@ -553,23 +773,29 @@ void Compiler::analyze() {
         }
         break;
       case OpKind::LoadPacket:
-        needs_state_ = true;
+        needs_state_ = has_ldpkt_ = true;
         if (in.op == Op::LDIND_B || in.op == Op::LDIND_H || in.op == Op::LDIND_W) has_ldind_ = true;
         break;
       case OpKind::LoadImm64:
         if (in.op == Op::LDDW_CODE_ADDR) {
           int64_t t = static_cast<int64_t>(i) + 1 + static_cast<int32_t>(in.imm);
-          if (t >= 0 && static_cast<size_t>(t) < n_ && insns_[static_cast<size_t>(t)].op != Op::LDDW_HI) is_fn[static_cast<size_t>(t)] = 1;
+          if (t >= 0 && static_cast<size_t>(t) < n_ && insns_[static_cast<size_t>(t)].op != Op::LDDW_HI) {
+            is_fn_[static_cast<size_t>(t)] = 1;
+            any_fn = true;
+          }
         }
         break;
       default: break;
     }
   }
-  for (size_t i = 0; i < n_; ++i)
-    if (is_fn[i]) fn_entries_.push_back(static_cast<int64_t>(i));
+  fn_entries_.clear();
+  if (any_fn)
+    for (size_t i = 0; i < n_; ++i)
+      if (is_fn_[i]) fn_entries_.push_back(static_cast<int64_t>(i));
   // Writes to a register nothing ever reads are dead: ALU and lddw have no other effect (translated
   // classic filters start with r6 = r1 and often never use r6: no push/pop of its host register).
   dead_.assign(n_, 0);
+  if (plain_writes & ~program_reads_)
   for (size_t i = 0; i < n_; ++i) {
     OpKind k = infos_[i]->kind;
     if ((k == OpKind::Alu || k == OpKind::LoadImm64) && !(program_reads_ & (1u << insns_[i].dst))) {
@@ -631,20 +857,16 @@ void Compiler::analyze() {
 // entries start from nothing.
 void Compiler::compute_pkt_known() {
   constexpr uint32_t kUnset = UINT32_MAX;
+  if (!has_ldpkt_) return;  // pkt_known_ is read by packet loads only
   pkt_known_.assign(n_, kUnset);
-  bool any = false;
-  for (size_t i = 0; i < n_ && !any; ++i) any = infos_[i]->kind == OpKind::LoadPacket;
-  if (!any) {
-    pkt_known_.assign(n_, 0);
-    return;
-  }
-  std::vector<uint8_t> reset(n_, 0);
+  std::vector<uint8_t>& reset = reset_;
+  reset.assign(n_, 0);
   if (n_) reset[0] = 1;
   for (int64_t f : fn_entries_) reset[static_cast<size_t>(f)] = 1;
   for (size_t i = 0; i < n_; ++i) {
     OpKind k = infos_[i]->kind;
     if (k == OpKind::Jump || k == OpKind::CondJump) {
-      int64_t t = jump_target(insns_[i], static_cast<int64_t>(i));
+      int64_t t = jit_target(insns_[i], static_cast<int64_t>(i));
       if (t <= static_cast<int64_t>(i)) reset[static_cast<size_t>(t)] = 1;
     }
   }
@@ -666,9 +888,9 @@ void Compiler::compute_pkt_known() {
     const int64_t pc = static_cast<int64_t>(i);
     switch (infos_[i]->kind) {
       case OpKind::Exit: break;
-      case OpKind::Jump: flow(jump_target(in, pc), out); break;
+      case OpKind::Jump: flow(jit_target(in, pc), out); break;
       case OpKind::CondJump:
-        flow(jump_target(in, pc), out);
+        flow(jit_target(in, pc), out);
         flow(pc + 1, out);
         break;
       case OpKind::LoadImm64: flow(pc + 2, out); break;
@@ -678,10 +900,10 @@ void Compiler::compute_pkt_known() {
 }
 
 // An upper bound of the machine code bytes emitted for one instruction (for choosing rel8 jumps).
-uint32_t Compiler::max_native_bytes(const Insn& in, const OpInfo& info) const {
-  uint32_t extra = harden_ ? 24 : 0;
+uint32_t max_native_bytes_of(Op op, const OpInfo& info, bool harden) {
+  uint32_t extra = harden ? 24 : 0;
   switch (info.kind) {
-    case OpKind::Alu: return (is_div_family(in.op) ? 96 : 28) + extra;
+    case OpKind::Alu: return (is_div_family(op) ? 96 : 28) + extra;
     case OpKind::Jump:
     case OpKind::CondJump: return 16 + extra;
     case OpKind::Call: return 112;
@@ -697,39 +919,39 @@ uint32_t Compiler::max_native_bytes(const Insn& in, const OpInfo& info) const {
   return 128;
 }
 
-std::vector<int64_t> Compiler::reachable_from(int64_t entry) {
-  // One visited-stamp array for all functions (no O(n) clearing or allocation per function).
-  if (seen_.size() != n_) seen_.assign(n_, 0);
+const std::vector<int64_t>& Compiler::reachable_from(int64_t entry) {
+  // One visited-stamp array for all functions (no O(n) clearing or allocation per function); the walk
+  // follows straight-line runs and stacks only the other side of conditional jumps.
   const uint32_t stamp = ++seen_stamp_;
+  const int64_t n = static_cast<int64_t>(n_);
+  size_t count = 0;
   std::vector<int64_t>& work = work_;
   work.clear();
   work.push_back(entry);
-  seen_[static_cast<size_t>(entry)] = stamp;
-  auto push = [&](int64_t t) {
-    if (t >= 0 && static_cast<size_t>(t) < n_ && seen_[static_cast<size_t>(t)] != stamp) {
-      seen_[static_cast<size_t>(t)] = stamp;
-      work.push_back(t);
-    }
-  };
   while (!work.empty()) {
     int64_t i = work.back();
     work.pop_back();
-    const Insn& in = insns_[static_cast<size_t>(i)];
-    switch (infos_[static_cast<size_t>(i)]->kind) {
-      case OpKind::Exit: break;
-      case OpKind::Jump: push(jump_target(in, i)); break;
-      case OpKind::CondJump:
-        push(jump_target(in, i));
-        push(i + 1);
-        break;
-      case OpKind::LoadImm64: push(i + 2); break;
-      default: push(i + 1); break;
+    while (i >= 0 && i < n && seen_[static_cast<size_t>(i)] != stamp) {
+      seen_[static_cast<size_t>(i)] = stamp;
+      ++count;
+      const Insn& in = insns_[static_cast<size_t>(i)];
+      const OpKind k = infos_[static_cast<size_t>(i)]->kind;
+      if (k == OpKind::Exit) break;
+      if (k == OpKind::Jump) {
+        i = jit_target(in, i);
+      } else if (k == OpKind::CondJump) {
+        work.push_back(jit_target(in, i));
+        ++i;
+      } else {
+        i += k == OpKind::LoadImm64 ? 2 : 1;
+      }
     }
   }
-  std::vector<int64_t> out;
-  out.reserve(n_);
-  for (size_t i = 0; i < n_; ++i)
-    if (seen_[i] == stamp) out.push_back(static_cast<int64_t>(i));
+  std::vector<int64_t>& out = body_;
+  out.resize(count);
+  size_t k = 0;
+  for (size_t i = 0; k < count; ++i)
+    if (seen_[i] == stamp) out[k++] = static_cast<int64_t>(i);
   return out;
 }
 
@@ -738,24 +960,27 @@ void Compiler::emit_call_abs(const void* fn, const x86::Gp& via) {
 }
 
 void Compiler::emit_unwind() {
-  a_->mov(x86::rsp, x86::qword_ptr(x86::r12, offsetof(JitHot, unwind_rsp)));
-  a_->jmp(x86::qword_ptr(x86::r12, offsetof(JitHot, unwind_rip)));
+  put(enc_op_mem(0x8b, true, kRsp, MemOp{kR12, offsetof(JitHot, unwind_rsp)}));  // mov rsp, [r12 + unwind_rsp]
+  put(enc_op_mem(0xff, false, 4, MemOp{kR12, offsetof(JitHot, unwind_rip)}));    // jmp [r12 + unwind_rip]
 }
 
 void Compiler::imm_to_r11(int64_t v) {
   if (harden_) {
     int32_t key = static_cast<int32_t>(rng_());
-    a_->mov(x86::r11, asmjit::imm(static_cast<int64_t>(static_cast<int32_t>(static_cast<int32_t>(v) ^ key))));
-    a_->xor_(x86::r11, asmjit::imm(static_cast<int64_t>(key)));
+    put(enc_mov_imm(kR11, static_cast<uint64_t>(static_cast<int64_t>(static_cast<int32_t>(v) ^ key))));
+    put(enc_ri(6, true, kR11, key));
   } else {
-    a_->mov(x86::r11, asmjit::imm(v));
+    put(enc_mov_imm(kR11, static_cast<uint64_t>(v)));
   }
 }
 
 Status Compiler::compile() {
   analyze();
   if (batch_ && !batch_ok_) return make_error(ErrorCode::Unsupported, "jit: no batch entry for this program");
-  listing.reserve(n_ + 8);
+  listing.clear();
+  slow_paths_.clear();
+  call_fixups_.clear();
+  if (listing_on_) listing.reserve(n_ + 8);
   // One CodeHolder per thread, reset softly: its zone memory is reused from one compile to the next.
   thread_local asmjit::CodeHolder t_holder;
   asmjit::CodeHolder& holder = t_holder;
@@ -774,22 +999,46 @@ Status Compiler::compile() {
     if (auto st = compile_function(f, false); !st) return st;
   }
   functions = 1 + fn_entries_.size();
-  // Out-of-line slow paths. rsp is 16-byte aligned at every slow path's jump site (functions that call are
-  // aligned in their bodies), so the slow paths may call C++.
+  emit_slow_paths();
+  if (eh.failed) return make_error(ErrorCode::Unsupported, fmt::format("jit: code generation failed: {}", eh.text));
+  if (short_overflow_) return make_error(ErrorCode::Unsupported, "jit: short jump out of range");
+  if (holder.resolveUnresolvedLinks() != asmjit::kErrorOk)
+    return make_error(ErrorCode::Unsupported, "jit: unresolved label links");
+  main_offset = 0;
+  for (auto& [f, l] : fn_labels_) fn_offsets[f] = static_cast<uint32_t>(holder.labelOffset(l));
+  for (const CallFixup& c : call_fixups_) {
+    const int32_t d = static_cast<int32_t>(fn_offsets.at(c.target)) - static_cast<int32_t>(c.pos + 4);
+    std::memcpy(holder.textSection()->buffer().data() + c.pos, &d, 4);
+  }
+  asmjit::CodeBuffer& buf = holder.textSection()->buffer();
+  code = std::span<const uint8_t>(buf.data(), buf.size());
+  a_ = nullptr;
+  holder.resetErrorHandler();
+  return {};
+}
+
+// Out-of-line slow paths, after all functions. rsp is 16-byte aligned at every slow path's jump site
+// (functions that call are aligned in their bodies), so the slow paths may call C++.
+void Compiler::emit_slow_paths() {
   for (const SlowPath& s : slow_paths_) {
-    a.bind(s.label);
+    const uint32_t at = here();
+    uint8_t* buf = a_->bufferData();
+    for (uint32_t k = 0; k < s.nfrom; ++k) {
+      const int32_t d = static_cast<int32_t>(at) - static_cast<int32_t>(s.from[k] + 4);
+      std::memcpy(buf + s.from[k], &d, 4);
+    }
     mark(-2, static_cast<int32_t>(s.pc));
     switch (s.kind) {
       case SlowPath::Depth:
-        a.mov(x86::rdi, x86::r12);
-        a.mov(x86::esi, asmjit::imm(static_cast<uint32_t>(s.pc)));
+        mov_rr(true, kRdi, kR12);
+        put(enc_mov_imm(kRsi, static_cast<uint32_t>(s.pc)));
         emit_call_abs(reinterpret_cast<const void*>(&rt_fail_depth), x86::rax);
         emit_unwind();
         break;
       case SlowPath::Callx:
-        a.mov(x86::rsi, Q(s.reg));
-        a.mov(x86::rdi, x86::r12);
-        a.mov(x86::edx, asmjit::imm(static_cast<uint32_t>(s.pc)));
+        mov_rr(true, kRsi, kHost[s.reg]);
+        mov_rr(true, kRdi, kR12);
+        put(enc_mov_imm(kRdx, static_cast<uint32_t>(s.pc)));
         emit_call_abs(reinterpret_cast<const void*>(&rt_fail_callx), x86::rax);
         emit_unwind();
         break;
@@ -797,35 +1046,59 @@ Status Compiler::compile() {
       case SlowPath::LdIndCheck: {
         // The inline check failed for r11 = (u32)(src + imm): a negative offset may still be a
         // link-layer one (SKF_LL_OFF); anything else is out of bounds.
-        Label oob = a.newLabel();
-        a.movsxd(x86::r11, x86::r11d);
-        a.test(x86::r11, x86::r11);
-        a.jns(oob);
-        a.cmp(x86::r11, asmjit::imm(kSkfLlOff));
-        a.jl(oob);
-        a.cmp(x86::r11, asmjit::imm(kSkfNetOff));
-        a.jge(oob);
-        a.sub(x86::r11, asmjit::imm(kSkfLlOff));
-        a.lea(x86::r10, x86::ptr(x86::r11, static_cast<int32_t>(s.size)));
+        put(enc_op_rr(0x63, true, kR11, kR11));  // movsxd r11, r11d
+        put(enc_rr(0x85, true, kR11, kR11));
+        const uint32_t j1 = jcc8(0x9);  // jns oob
+        put(enc_ri(7, true, kR11, kSkfLlOff));
+        const uint32_t j2 = jcc8(0xc);  // jl oob
+        put(enc_ri(7, true, kR11, kSkfNetOff));
+        const uint32_t j3 = jcc8(0xd);  // jge oob
+        put(enc_ri(5, true, kR11, kSkfLlOff));
+        put(enc_op_mem(0x8d, true, kR10, MemOp{kR11, static_cast<int32_t>(s.size)}));
         cmp_r10_len();
-        a.ja(oob);
-        a.jmp(s.resume);
-        a.bind(oob);
+        const uint32_t j4 = jcc8(0x7);  // ja oob
+        {
+          Enc e;
+          const int64_t d8 = static_cast<int64_t>(s.resume) - (here() + 2);
+          if (d8 >= -128) {
+            e.u8(0xeb);
+            e.u8(static_cast<uint32_t>(d8) & 0xff);
+          } else {
+            e.u8(0xe9);
+            e.u32(static_cast<uint32_t>(static_cast<int64_t>(s.resume) - (here() + 5)));
+          }
+          put(e);
+        }
+        for (uint32_t j : {j1, j2, j3, j4}) bind8(j);
         emit_ldpkt_oob();
         break;
       }
     }
   }
-  if (eh.failed) return make_error(ErrorCode::Unsupported, fmt::format("jit: code generation failed: {}", eh.text));
-  if (holder.resolveUnresolvedLinks() != asmjit::kErrorOk)
-    return make_error(ErrorCode::Unsupported, "jit: unresolved label links");
-  main_offset = 0;
-  for (auto& [f, l] : fn_labels_) fn_offsets[f] = static_cast<uint32_t>(holder.labelOffset(l));
-  asmjit::CodeBuffer& buf = holder.textSection()->buffer();
-  code.assign(buf.data(), buf.data() + buf.size());
-  a_ = nullptr;
-  holder.resetErrorHandler();
-  return {};
+}
+
+void Compiler::jcc_slow(int cc, size_t slow) {
+  Enc e;
+  if (cc < 0) e.u8(0xe9);
+  else {
+    e.u8(0x0f);
+    e.u8(0x80 + static_cast<uint32_t>(cc));
+  }
+  e.u32(0);
+  put(e);
+  SlowPath& sp = slow_paths_[slow];
+  sp.from[sp.nfrom++] = here() - 4;
+}
+
+uint32_t Compiler::jcc8(int cc) {
+  put(enc_bytes(cc < 0 ? 0xeb : 0x70 + static_cast<uint32_t>(cc), 0));
+  return here() - 1;
+}
+
+void Compiler::bind8(uint32_t pos) {
+  const int64_t d = static_cast<int64_t>(here()) - (pos + 1);
+  if (d > 127) short_overflow_ = true;
+  a_->bufferData()[pos] = static_cast<uint8_t>(d);
 }
 
 // Generic entry for callbacks (RunContext::call_function): JitHot* in rdi, function in rsi,
@@ -885,7 +1158,7 @@ TrampolineFn shared_trampoline() {
 
 Status Compiler::compile_function(int64_t entry, bool main_mode) {
   auto& a = *a_;
-  std::vector<int64_t> body = reachable_from(entry);
+  const std::vector<int64_t>& body = reachable_from(entry);
   // Registers the function touches and whether it calls.
   uint16_t reads = 0, writes = 0;
   bool calls = false;
@@ -1132,25 +1405,23 @@ Map* Compiler::constant_map_arg(int64_t pc) const {
 // r1 (the map) and r2 (the key pointer) are in place; r0 gets the result; r1-r5 are clobbered as by
 // any call.
 bool Compiler::emit_map_lookup(Map& m) {
-  auto& a = *a_;
   Map::InlineArray ia;
-  if (m.inline_array(&ia) && ia.base && ia.stride) {
-    Label null = a.newLabel(), done = a.newLabel();
-    a.mov(x86::r11d, x86::dword_ptr(Q(2)));
-    a.cmp(x86::r11d, asmjit::imm(ia.max_entries));
-    a.jae(null);
+  if (m.inline_array(&ia) && ia.base && ia.stride && ia.stride <= INT32_MAX) {
+    put(enc_op_mem(0x8b, false, kR11, MemOp{kHost[2]}));  // mov r11d, [rsi]
+    put(enc_ri(7, false, kR11, static_cast<int32_t>(ia.max_entries)));
+    const uint32_t null = jcc8(0x3);  // jae
     if ((ia.stride & (ia.stride - 1)) == 0) {
       int shift = __builtin_ctz(ia.stride);
-      if (shift) a.shl(x86::r11, shift);
+      if (shift) put(enc_shift_imm(4, true, kR11, static_cast<uint32_t>(shift)));
     } else {
-      a.imul(x86::r11, x86::r11, asmjit::imm(ia.stride));
+      put(enc_imul_imm(true, kR11, kR11, static_cast<int32_t>(ia.stride)));
     }
-    a.mov(Q(0), asmjit::imm(reinterpret_cast<uint64_t>(ia.base)));
-    a.add(Q(0), x86::r11);
-    a.jmp(done);
-    a.bind(null);
-    a.xor_(D32(0), D32(0));
-    a.bind(done);
+    put(enc_mov_imm(kRax, reinterpret_cast<uint64_t>(ia.base)));
+    put(enc_rr(0x01, true, kRax, kR11));
+    const uint32_t done = jcc8(-1);
+    bind8(null);
+    put(enc_rr(0x31, false, kRax, kRax));
+    bind8(done);
     return true;
   }
   Map::LookupFn fn = m.lookup_fn();
@@ -1171,12 +1442,12 @@ size_t Compiler::zero_extend_idiom(const std::vector<int64_t>& body, size_t k) {
   };
   const Insn& in = insns_[static_cast<size_t>(body[k])];
   if (in.op == Op::LSH64_IMM && in.imm == 32 && plain(k + 1) && is_shift32(k + 1, Op::RSH64_IMM, in.dst)) {
-    a_->mov(D32(in.dst), D32(in.dst));
+    mov_rr(false, kHost[in.dst], kHost[in.dst]);
     return 1;
   }
   if (in.op == Op::MOV64_REG && in.dst != in.src && plain(k + 1) && plain(k + 2) &&
       is_shift32(k + 1, Op::LSH64_IMM, in.dst) && is_shift32(k + 2, Op::RSH64_IMM, in.dst)) {
-    a_->mov(D32(in.dst), D32(in.src));
+    mov_rr(false, kHost[in.dst], kHost[in.src]);
     return 2;
   }
   // `dst = src; dst += imm` and `dst = src; dst += src2` (an address or index computed from another
@@ -1184,11 +1455,11 @@ size_t Compiler::zero_extend_idiom(const std::vector<int64_t>& body, size_t k) {
   if (in.op == Op::MOV64_REG && in.dst != in.src && plain(k + 1)) {
     const Insn& nx = insns_[static_cast<size_t>(body[k + 1])];
     if (nx.dst == in.dst && nx.op == Op::ADD64_IMM && !harden_) {
-      a_->lea(Q(in.dst), x86::ptr(Q(in.src), static_cast<int32_t>(nx.imm)));
+      put(enc_op_mem(0x8d, true, kHost[in.dst], MemOp{kHost[in.src], static_cast<int32_t>(nx.imm)}));
       return 1;
     }
     if (nx.dst == in.dst && nx.op == Op::ADD64_REG && nx.src != in.dst) {
-      a_->lea(Q(in.dst), x86::ptr(Q(in.src), Q(nx.src)));
+      put(enc_op_mem(0x8d, true, kHost[in.dst], MemOp{kHost[in.src], 0, static_cast<int>(kHost[nx.src])}));
       return 1;
     }
   }
@@ -1221,13 +1492,11 @@ bool Compiler::emit_insn(int64_t pc, bool main_mode) {
       if (in.op == Op::LDDW_CODE_ADDR) v = static_cast<uint64_t>(pc + 1 + static_cast<int32_t>(in.imm));
       if (harden_) {
         uint64_t key = rng_();
-        a.mov(Q(in.dst), asmjit::imm(v ^ key));
-        a.mov(x86::r11, asmjit::imm(key));
-        a.xor_(Q(in.dst), x86::r11);
-      } else if (v == 0) {
-        a.xor_(D32(in.dst), D32(in.dst));
+        put(enc_mov_imm(kHost[in.dst], v ^ key));
+        put(enc_mov_imm(kR11, key));
+        put(enc_rr(0x31, true, kHost[in.dst], kR11));
       } else {
-        a.mov(Q(in.dst), asmjit::imm(v));
+        put(enc_mov_imm(kHost[in.dst], v));  // v == 0: xor r32, r32
       }
       return true;
     }
@@ -1249,46 +1518,49 @@ bool Compiler::emit_insn(int64_t pc, bool main_mode) {
     if (in.imm == kHelperMapLookupElem && h->fn == HelperSet::kernel().find(kHelperMapLookupElem)->fn) {
       if (Map* m = constant_map_arg(pc); m && emit_map_lookup(*m)) return true;
     }
-    if (h->tail_call) a.mov(x86::qword_ptr(x86::r12, offsetof(JitHot, saved_r1)), x86::rdi);
+    if (h->tail_call) put(enc_op_mem(0x89, true, kRdi, MemOp{kR12, offsetof(JitHot, saved_r1)}));
     emit_call_abs(reinterpret_cast<const void*>(h->fn), x86::r11);
     if (h->tail_call) emit_tail_check();
     return true;
   }
   if (in.op == Op::CALLX) {
-    Label fail = a.newLabel();
-    slow_paths_.push_back({SlowPath::Callx, fail, pc, in.dst});
-    a.mov(x86::r11, Q(in.dst));
-    a.cmp(x86::r11, asmjit::imm(static_cast<uint32_t>(callx_size_)));
-    a.jae(fail);
-    a.shl(x86::r11, 4);
-    a.mov(x86::r10, asmjit::imm(reinterpret_cast<uint64_t>(callx_table_)));
-    a.cmp(x86::qword_ptr(x86::r10, x86::r11), 0);
-    a.je(fail);
+    const size_t fail = add_slow_path(SlowPath::Callx, pc, in.dst);
+    mov_rr(true, kR11, kHost[in.dst]);
+    put(enc_ri(7, true, kR11, static_cast<int32_t>(callx_size_)));
+    jcc_slow(0x3, fail);  // jae
+    put(enc_shift_imm(4, true, kR11, 4));
+    put(enc_mov_imm(kR10, reinterpret_cast<uint64_t>(callx_table_)));
+    put(enc_mi(7, true, MemOp{kR10, 0, static_cast<int>(kR11)}, 0));  // cmp qword [r10 + r11], 0
+    jcc_slow(0x4, fail);  // je
     if (callx_has_tail_) {
-      a.mov(x86::qword_ptr(x86::r12, offsetof(JitHot, saved_r1)), x86::rdi);
-      a.mov(x86::qword_ptr(x86::r12, offsetof(JitHot, callx_idx)), x86::r11);
+      put(enc_op_mem(0x89, true, kRdi, MemOp{kR12, offsetof(JitHot, saved_r1)}));
+      put(enc_op_mem(0x89, true, kR11, MemOp{kR12, offsetof(JitHot, callx_idx)}));
     }
-    a.call(x86::qword_ptr(x86::r10, x86::r11));
+    put(enc_op_mem(0xff, false, 2, MemOp{kR10, 0, static_cast<int>(kR11)}));  // call [r10 + r11]
     if (callx_has_tail_) {
-      Label no_tail = a.newLabel();
-      a.mov(x86::r11, x86::qword_ptr(x86::r12, offsetof(JitHot, callx_idx)));
-      a.mov(x86::r10, asmjit::imm(reinterpret_cast<uint64_t>(callx_table_)));
-      a.cmp(x86::qword_ptr(x86::r10, x86::r11, 0, 8), 0);
-      a.je(no_tail);
+      put(enc_op_mem(0x8b, true, kR11, MemOp{kR12, offsetof(JitHot, callx_idx)}));
+      put(enc_mov_imm(kR10, reinterpret_cast<uint64_t>(callx_table_)));
+      put(enc_mi(7, true, MemOp{kR10, 8, static_cast<int>(kR11)}, 0));  // cmp qword [r10 + r11 + 8], 0
+      const uint32_t no_tail = jcc8(0x4);                              // je
       emit_tail_check();
-      a.bind(no_tail);
+      bind8(no_tail);
     }
     return true;
   }
   if (in.op == Op::CALL_LOCAL) {
-    int64_t t = jump_target(in, pc);
-    Label fail = a.newLabel();
-    slow_paths_.push_back({SlowPath::Depth, fail, pc, 0});
-    a.cmp(x86::rbp, x86::qword_ptr(x86::r12, offsetof(JitHot, stack_limit)));
-    a.jbe(fail);
-    a.sub(x86::rbp, kStackSize);
-    a.call(fn_labels_.at(t));
-    a.add(x86::rbp, kStackSize);
+    int64_t t = jit_target(in, pc);
+    const size_t fail = add_slow_path(SlowPath::Depth, pc);
+    put(enc_op_mem(0x3b, true, kRbp, MemOp{kR12, offsetof(JitHot, stack_limit)}));  // cmp rbp, [r12 + stack_limit]
+    jcc_slow(0x6, fail);  // jbe
+    put(enc_ri(5, true, kRbp, kStackSize));
+    {
+      Enc e;  // call rel32, patched in compile()
+      e.u8(0xe8);
+      e.u32(0);
+      put(e);
+    }
+    call_fixups_.push_back({here() - 4, t});
+    put(enc_ri(0, true, kRbp, kStackSize));
     return true;
   }
   error_ = make_error(ErrorCode::Unsupported, fmt::format("jit: cannot compile {}", info.mnemonic), pc);
@@ -1298,251 +1570,208 @@ bool Compiler::emit_insn(int64_t pc, bool main_mode) {
 // After a tail-call helper returned rax: 0 = fall through with r0 = -ENOENT; otherwise run the
 // target program and leave the whole program with its result.
 void Compiler::emit_tail_check() {
-  auto& a = *a_;
-  Label fall = a.newLabel(), done = a.newLabel();
-  a.test(x86::rax, x86::rax);
-  a.jz(fall);
-  a.mov(x86::rdi, x86::r12);
-  a.mov(x86::rsi, x86::rax);
+  put(enc_rr(0x85, true, kRax, kRax));
+  const uint32_t fall = jcc8(0x4);  // jz
+  mov_rr(true, kRdi, kR12);
+  mov_rr(true, kRsi, kRax);
   emit_call_abs(reinterpret_cast<const void*>(&rt_tail_call), x86::r11);
   emit_unwind();
-  a.bind(fall);
-  a.mov(x86::rax, asmjit::imm(static_cast<int64_t>(-2)));
-  a.bind(done);
+  bind8(fall);
+  put(enc_mov_imm(kRax, static_cast<uint64_t>(int64_t{-2})));
 }
 
 void Compiler::emit_alu(const Insn& in) {
-  auto& a = *a_;
-  const OpInfo& info = in.info();
+  const OpInfo& info = *op_facts(in.op).info;
   const bool w64 = info.alu64;
   const bool reg = info.uses_reg_src;
   const uint8_t base = info.code & 0xf0;
-  const int d = in.dst, s = in.src;
-  const x86::Gp dq = w64 ? Q(d) : D32(d);
-  auto sq = [&]() { return w64 ? Q(s) : D32(s); };
-  const x86::Gp r11 = w64 ? x86::Gp(x86::r11) : x86::Gp(x86::r11d);
+  const uint32_t d = kHost[in.dst], s = kHost[in.src];
 
   if (is_div_family(in.op)) return emit_div(in);
   switch (in.op) {
-    case Op::NEG64: a.neg(Q(d)); return;
-    case Op::NEG32: a.neg(D32(d)); return;
-    case Op::MOVSX64_8: a.movsx(Q(d), B8(s)); return;
-    case Op::MOVSX64_16: a.movsx(Q(d), W16(s)); return;
-    case Op::MOVSX64_32: a.movsxd(Q(d), D32(s)); return;
-    case Op::MOVSX32_8: a.movsx(D32(d), B8(s)); return;
-    case Op::MOVSX32_16: a.movsx(D32(d), W16(s)); return;
-    case Op::LE16: a.movzx(D32(d), W16(d)); return;
-    case Op::LE32: a.mov(D32(d), D32(d)); return;
+    case Op::NEG64: put(enc_op_rr(0xf7, true, 3, d)); return;
+    case Op::NEG32: put(enc_op_rr(0xf7, false, 3, d)); return;
+    case Op::MOVSX64_8: put(enc_op_rr(0x0fbe, true, d, s)); return;
+    case Op::MOVSX64_16: put(enc_op_rr(0x0fbf, true, d, s)); return;
+    case Op::MOVSX64_32: put(enc_op_rr(0x63, true, d, s)); return;
+    case Op::MOVSX32_8: put(enc_op_rr(0x0fbe, false, d, s, 0, byte_needs_rex(s))); return;
+    case Op::MOVSX32_16: put(enc_op_rr(0x0fbf, false, d, s)); return;
+    case Op::LE16: put(enc_op_rr(0x0fb7, false, d, d)); return;  // movzx r32, r16
+    case Op::LE32: mov_rr(false, d, d); return;
     case Op::LE64: return;
     case Op::BE16:
-    case Op::BSWAP16:
-      a.rol(W16(d), 8);
-      a.movzx(D32(d), W16(d));
+    case Op::BSWAP16: {
+      Enc e = enc_op_rr(0xc1, false, 0, d, 0x66);  // rol r16, 8
+      e.u8(8);
+      put(e);
+      put(enc_op_rr(0x0fb7, false, d, d));
       return;
+    }
     case Op::BE32:
-    case Op::BSWAP32: a.bswap(D32(d)); return;
+    case Op::BSWAP32: put(enc_bswap(false, d)); return;
     case Op::BE64:
-    case Op::BSWAP64: a.bswap(Q(d)); return;
+    case Op::BSWAP64: put(enc_bswap(true, d)); return;
     default: break;
   }
   if (base == 0x60 || base == 0x70 || base == 0xc0) return emit_shift(in, base);
 
   if (base == 0xb0) {  // mov
     if (reg) {
-      if (!w64 || d != s) put(enc_rr(0x89, w64, kHost[d], kHost[s]));  // 32-bit: zero-extends, also to itself
+      if (!w64 || d != s) mov_rr(w64, d, s);  // 32-bit: zero-extends, also to itself
       return;
     }
     if (harden_) {
       imm_to_r11(in.imm);
-      a.mov(dq, r11);
+      mov_rr(w64, d, kR11);
       return;
     }
     int64_t v = in.imm;
     if (!w64) v = static_cast<uint32_t>(v);
-    put(enc_mov_imm(kHost[d], static_cast<uint64_t>(v)));
+    put(enc_mov_imm(d, static_cast<uint64_t>(v)));
     return;
   }
 
-  // add, sub, or, and, xor: direct encoding
-  {
-    uint8_t rr = 0;
-    uint32_t ext = 0;
-    switch (base) {
-      case 0x00: rr = 0x01; ext = 0; break;
-      case 0x10: rr = 0x29; ext = 5; break;
-      case 0x40: rr = 0x09; ext = 1; break;
-      case 0x50: rr = 0x21; ext = 4; break;
-      case 0xa0: rr = 0x31; ext = 6; break;
-      default: break;
-    }
-    if (rr && reg) {
-      put(enc_rr(rr, w64, kHost[d], kHost[s]));
-      return;
-    }
-    if (rr && !harden_) {
-      put(enc_ri(ext, w64, kHost[d], static_cast<int32_t>(in.imm)));
-      return;
-    }
-  }
-  x86::Gp src;
-  bool use_imm = false;
-  if (reg) {
-    src = sq();
-  } else if (harden_) {
-    imm_to_r11(in.imm);
-    src = r11;
-  } else {
-    use_imm = true;
-  }
-  asmjit::Imm imm(in.imm);
+  // add, sub, or, and, xor, mul
+  uint8_t rr = 0;
+  uint32_t ext = 0;
   switch (base) {
-    case 0x00: use_imm ? a.add(dq, imm) : a.add(dq, src); break;
-    case 0x10: use_imm ? a.sub(dq, imm) : a.sub(dq, src); break;
-    case 0x20:
-      if (use_imm) a.imul(dq, dq, imm);
-      else a.imul(dq, src);
-      break;
-    case 0x40: use_imm ? a.or_(dq, imm) : a.or_(dq, src); break;
-    case 0x50: use_imm ? a.and_(dq, imm) : a.and_(dq, src); break;
-    case 0xa0: use_imm ? a.xor_(dq, imm) : a.xor_(dq, src); break;
+    case 0x00: rr = 0x01; ext = 0; break;
+    case 0x10: rr = 0x29; ext = 5; break;
+    case 0x40: rr = 0x09; ext = 1; break;
+    case 0x50: rr = 0x21; ext = 4; break;
+    case 0xa0: rr = 0x31; ext = 6; break;
     default: break;
+  }
+  if (!reg && harden_) imm_to_r11(in.imm);
+  const uint32_t src = reg ? s : kR11;  // the second operand when it is a register
+  if (rr) {
+    if (reg || harden_) put(enc_rr(rr, w64, d, src));
+    else put(enc_ri(ext, w64, d, static_cast<int32_t>(in.imm)));
+    return;
+  }
+  if (base == 0x20) {  // imul
+    if (reg || harden_) put(enc_op_rr(0x0faf, w64, d, src));
+    else put(enc_imul_imm(w64, d, d, static_cast<int32_t>(in.imm)));
   }
 }
 
 void Compiler::emit_shift(const Insn& in, uint8_t base) {
-  auto& a = *a_;
-  const OpInfo& info = in.info();
+  const OpInfo& info = *op_facts(in.op).info;
   const bool w64 = info.alu64;
-  const int d = in.dst, s = in.src;
-  const x86::Gp dq = w64 ? Q(d) : D32(d);
-  auto op_cl = [&](const x86::Gp& r) {
-    if (base == 0x60) a.shl(r, x86::cl);
-    else if (base == 0x70) a.shr(r, x86::cl);
-    else a.sar(r, x86::cl);
-  };
+  const uint32_t d = kHost[in.dst], s = kHost[in.src];
+  const uint32_t ext = base == 0x60 ? 4 : base == 0x70 ? 5 : 7;  // shl, shr, sar
   if (!info.uses_reg_src) {
     uint32_t c = static_cast<uint32_t>(in.imm) & (w64 ? 63 : 31);
     if (c == 0) {
-      if (!w64) a.mov(D32(d), D32(d));
+      if (!w64) mov_rr(false, d, d);
       return;
     }
-    put(enc_shift_imm(base == 0x60 ? 4 : base == 0x70 ? 5 : 7, w64, kHost[d], c));
+    put(enc_shift_imm(ext, w64, d, c));
     return;
   }
   if (bmi2_) {
-    const x86::Gp sr = w64 ? Q(s) : D32(s);
-    if (base == 0x60) a.shlx(dq, dq, sr);
-    else if (base == 0x70) a.shrx(dq, dq, sr);
-    else a.sarx(dq, dq, sr);
+    put(enc_shiftx(base == 0x60 ? 1 : base == 0x70 ? 3 : 2, w64, d, d, s));
     return;
   }
   // Count must be in cl (rcx is r4).
-  const int rcx = 4;
-  if (s == rcx) {
-    op_cl(dq);
+  if (s == kRcx) {
+    put(enc_op_rr(0xd3, w64, ext, d));
   } else {
-    a.mov(x86::r11, x86::rcx);
-    a.mov(x86::ecx, D32(s));
-    if (d == rcx) {
-      const x86::Gp t = w64 ? x86::Gp(x86::r11) : x86::Gp(x86::r11d);
-      op_cl(t);
-      a.mov(x86::rcx, x86::r11);
+    mov_rr(true, kR11, kRcx);
+    mov_rr(false, kRcx, s);
+    if (d == kRcx) {
+      put(enc_op_rr(0xd3, w64, ext, kR11));
+      mov_rr(true, kRcx, kR11);
     } else {
-      op_cl(dq);
-      a.mov(x86::rcx, x86::r11);
+      put(enc_op_rr(0xd3, w64, ext, d));
+      mov_rr(true, kRcx, kR11);
     }
   }
-  if (!w64) a.mov(D32(d), D32(d));
+  if (!w64) mov_rr(false, d, d);
 }
 
 void Compiler::emit_div(const Insn& in) {
-  auto& a = *a_;
-  const OpInfo& info = in.info();
+  const OpInfo& info = *op_facts(in.op).info;
   const bool w64 = info.alu64;
   const bool reg = info.uses_reg_src;
   const bool is_signed = is_signed_div(in.op);
   const bool is_mod = (info.code & 0xf0) == 0x90;
-  const int d = in.dst;
-  const x86::Gp dq = w64 ? Q(d) : D32(d);
+  const uint32_t d = kHost[in.dst];
   auto zero_result = [&]() {
-    if (!is_mod) a.xor_(D32(d), D32(d));
-    else if (!w64) a.mov(D32(d), D32(d));
+    if (!is_mod) put(enc_rr(0x31, false, d, d));
+    else if (!w64) mov_rr(false, d, d);
   };
   auto neg1_result = [&]() {
-    if (!is_mod) a.neg(dq);
-    else a.xor_(D32(d), D32(d));
+    if (!is_mod) put(enc_op_rr(0xf7, w64, 3, d));  // neg
+    else put(enc_rr(0x31, false, d, d));
   };
   if (!reg) {
     int64_t v = w64 ? in.imm : static_cast<int64_t>(static_cast<uint32_t>(in.imm));
     if (v == 0) return zero_result();
     if (is_signed && static_cast<int32_t>(in.imm) == -1) return neg1_result();
   }
-  const x86::Gp div = w64 ? x86::Gp(x86::r11) : x86::Gp(x86::r11d);
-  Label zero, neg1, done;
+  // The divisor is r11 (r11d for 32-bit).
+  uint32_t zero = 0, neg1 = 0;
   if (reg) {
-    a.mov(div, w64 ? Q(in.src) : D32(in.src));
-    zero = a.newLabel();
-    done = a.newLabel();
-    a.test(div, div);
-    a.jz(zero);
+    mov_rr(w64, kR11, kHost[in.src]);
+    put(enc_rr(0x85, w64, kR11, kR11));
+    zero = jcc8(0x4);  // jz
     if (is_signed) {
-      neg1 = a.newLabel();
-      a.cmp(div, -1);
-      a.je(neg1);
+      put(enc_ri(7, w64, kR11, -1));
+      neg1 = jcc8(0x4);  // je
     }
   } else {
     if (harden_) imm_to_r11(in.imm);
-    else a.mov(x86::r11, asmjit::imm(w64 ? in.imm : static_cast<int64_t>(static_cast<uint32_t>(in.imm))));
+    else put(enc_mov_imm(kR11, static_cast<uint64_t>(w64 ? in.imm : static_cast<int64_t>(static_cast<uint32_t>(in.imm)))));
   }
-  const bool d_rax = d == 0, d_rdx = d == 3;
-  if (!d_rax) a.mov(x86::r10, x86::rax);
-  if (!d_rdx) a.mov(x86::r9, x86::rdx);
-  if (!d_rax) a.mov(w64 ? x86::Gp(x86::rax) : x86::Gp(x86::eax), dq);
+  const bool d_rax = d == kRax, d_rdx = d == kRdx;
+  if (!d_rax) mov_rr(true, kR10, kRax);
+  if (!d_rdx) mov_rr(true, kR9, kRdx);
+  if (!d_rax) mov_rr(w64, kRax, d);
   if (is_signed) {
-    if (w64) a.cqo();
-    else a.cdq();
-    a.idiv(div);
+    if (w64) put(enc_bytes(0x48, 0x99));  // cqo
+    else put(enc_byte(0x99));             // cdq
+    put(enc_op_rr(0xf7, w64, 7, kR11));   // idiv
   } else {
-    a.xor_(x86::edx, x86::edx);
-    a.div(div);
+    put(enc_rr(0x31, false, kRdx, kRdx));
+    put(enc_op_rr(0xf7, w64, 6, kR11));  // div
   }
-  const x86::Gp res = is_mod ? (w64 ? x86::Gp(x86::rdx) : x86::Gp(x86::edx)) : (w64 ? x86::Gp(x86::rax) : x86::Gp(x86::eax));
-  if (!(is_mod ? d_rdx : d_rax)) a.mov(dq, res);
-  if (!d_rax) a.mov(x86::rax, x86::r10);
-  if (!d_rdx) a.mov(x86::rdx, x86::r9);
+  const uint32_t res = is_mod ? kRdx : kRax;
+  if (!(is_mod ? d_rdx : d_rax)) mov_rr(w64, d, res);
+  if (!d_rax) mov_rr(true, kRax, kR10);
+  if (!d_rdx) mov_rr(true, kRdx, kR9);
   if (reg) {
-    a.jmp(done);
-    a.bind(zero);
+    const uint32_t done1 = jcc8(-1);
+    bind8(zero);
     zero_result();
+    uint32_t done2 = 0;
     if (is_signed) {
-      a.jmp(done);
-      a.bind(neg1);
+      done2 = jcc8(-1);
+      bind8(neg1);
       neg1_result();
     }
-    a.bind(done);
+    bind8(done1);
+    if (is_signed) bind8(done2);
   }
 }
 
 void Compiler::emit_jump(const Insn& in, int64_t pc) {
-  auto& a = *a_;
-  int64_t t = jump_target(in, pc);
+  int64_t t = jit_target(in, pc);
   int64_t next = pc + 1;
   if (in.op == Op::JA || in.op == Op::JA32) {
     if (t != next) emit_branch(-1, t, pc);
     return;
   }
   if (t == next) return;  // both ways lead to the next instruction; comparisons have no side effects
-  const OpInfo& info = in.info();
+  const OpInfo& info = *op_facts(in.op).info;
   const bool w64 = (info.code & 7) == 5;  // JMP class vs JMP32
   const uint8_t base = info.code & 0xf0;
-  const x86::Gp dq = w64 ? Q(in.dst) : D32(in.dst);
   const bool is_test = base == 0x40;
   if (info.uses_reg_src) {
     put(enc_rr(is_test ? 0x85 : 0x39, w64, kHost[in.dst], kHost[in.src]));
   } else if (harden_) {
     imm_to_r11(in.imm);
-    const x86::Gp r = w64 ? x86::Gp(x86::r11) : x86::Gp(x86::r11d);
-    is_test ? a.test(dq, r) : a.cmp(dq, r);
+    put(enc_rr(is_test ? 0x85 : 0x39, w64, kHost[in.dst], kR11));
   } else if (in.imm == 0 && (base == 0x10 || base == 0x50)) {
     put(enc_rr(0x85, w64, kHost[in.dst], kHost[in.dst]));
   } else {
@@ -1568,7 +1797,6 @@ void Compiler::emit_jump(const Insn& in, int64_t pc) {
 }
 
 void Compiler::emit_mem(const Insn& in) {
-  auto& a = *a_;
   const int32_t off = in.off;
   {
     // direct encodings: [base + disp] with base = the address register
@@ -1595,110 +1823,90 @@ void Compiler::emit_mem(const Insn& in) {
       }
     }
   }
+  const MemOp m{kHost[in.dst], off};
+  const MemOp ms{kHost[in.src], off};
   switch (in.op) {
-    case Op::LDXB: a.movzx(D32(in.dst), x86::byte_ptr(Q(in.src), off)); return;
-    case Op::LDXH: a.movzx(D32(in.dst), x86::word_ptr(Q(in.src), off)); return;
-    case Op::LDXW: a.mov(D32(in.dst), x86::dword_ptr(Q(in.src), off)); return;
-    case Op::LDXDW: a.mov(Q(in.dst), x86::qword_ptr(Q(in.src), off)); return;
-    case Op::LDXSB: a.movsx(Q(in.dst), x86::byte_ptr(Q(in.src), off)); return;
-    case Op::LDXSH: a.movsx(Q(in.dst), x86::word_ptr(Q(in.src), off)); return;
-    case Op::LDXSW: a.movsxd(Q(in.dst), x86::dword_ptr(Q(in.src), off)); return;
-    case Op::STXB: a.mov(x86::byte_ptr(Q(in.dst), off), B8(in.src)); return;
-    case Op::STXH: a.mov(x86::word_ptr(Q(in.dst), off), W16(in.src)); return;
-    case Op::STXW: a.mov(x86::dword_ptr(Q(in.dst), off), D32(in.src)); return;
-    case Op::STXDW: a.mov(x86::qword_ptr(Q(in.dst), off), Q(in.src)); return;
+    case Op::LDXSB: put(enc_op_mem(0x0fbe, true, kHost[in.dst], ms)); return;
+    case Op::LDXSH: put(enc_op_mem(0x0fbf, true, kHost[in.dst], ms)); return;
+    case Op::LDXSW: put(enc_op_mem(0x63, true, kHost[in.dst], ms)); return;
     default: break;
   }
-  // stores of immediates
-  if (harden_) {
-    imm_to_r11(in.imm);
-    switch (in.op) {
-      case Op::STB: a.mov(x86::byte_ptr(Q(in.dst), off), x86::r11b); return;
-      case Op::STH: a.mov(x86::word_ptr(Q(in.dst), off), x86::r11w); return;
-      case Op::STW: a.mov(x86::dword_ptr(Q(in.dst), off), x86::r11d); return;
-      default: a.mov(x86::qword_ptr(Q(in.dst), off), x86::r11); return;
-    }
-  }
+  // stores of immediates, hardened: the value goes through r11
+  imm_to_r11(in.imm);
   switch (in.op) {
-    case Op::STB: a.mov(x86::byte_ptr(Q(in.dst), off), asmjit::imm(static_cast<uint8_t>(in.imm))); return;
-    case Op::STH: a.mov(x86::word_ptr(Q(in.dst), off), asmjit::imm(static_cast<uint16_t>(in.imm))); return;
-    case Op::STW: a.mov(x86::dword_ptr(Q(in.dst), off), asmjit::imm(static_cast<uint32_t>(in.imm))); return;
-    default: a.mov(x86::qword_ptr(Q(in.dst), off), asmjit::imm(static_cast<int32_t>(in.imm))); return;
+    case Op::STB: put(enc_op_mem(0x88, false, kR11, m)); return;
+    case Op::STH: put(enc_op_mem(0x89, false, kR11, m, 0x66)); return;
+    case Op::STW: put(enc_op_mem(0x89, false, kR11, m)); return;
+    default: put(enc_op_mem(0x89, true, kR11, m)); return;
   }
 }
 
 void Compiler::emit_atomic(const Insn& in) {
-  auto& a = *a_;
-  const bool w64 = in.info().size == 8;
-  const int d = in.dst, s = in.src;
-  const x86::Gp sr = w64 ? Q(s) : D32(s);
-  x86::Mem m = w64 ? x86::qword_ptr(Q(d), in.off) : x86::dword_ptr(Q(d), in.off);
+  const bool w64 = op_facts(in.op).info->size == 8;
+  const uint32_t s = kHost[in.src];
+  const MemOp m{kHost[in.dst], in.off};
   switch (in.op) {
-    case Op::ATOMIC_ADD32: case Op::ATOMIC_ADD64: a.lock().add(m, sr); return;
-    case Op::ATOMIC_OR32: case Op::ATOMIC_OR64: a.lock().or_(m, sr); return;
-    case Op::ATOMIC_AND32: case Op::ATOMIC_AND64: a.lock().and_(m, sr); return;
-    case Op::ATOMIC_XOR32: case Op::ATOMIC_XOR64: a.lock().xor_(m, sr); return;
-    case Op::ATOMIC_FETCH_ADD32: case Op::ATOMIC_FETCH_ADD64: a.lock().xadd(m, sr); return;
-    case Op::ATOMIC_XCHG32: case Op::ATOMIC_XCHG64: a.xchg(m, sr); return;
+    case Op::ATOMIC_ADD32: case Op::ATOMIC_ADD64: put(enc_op_mem(0x01, w64, s, m, 0xf0)); return;
+    case Op::ATOMIC_OR32: case Op::ATOMIC_OR64: put(enc_op_mem(0x09, w64, s, m, 0xf0)); return;
+    case Op::ATOMIC_AND32: case Op::ATOMIC_AND64: put(enc_op_mem(0x21, w64, s, m, 0xf0)); return;
+    case Op::ATOMIC_XOR32: case Op::ATOMIC_XOR64: put(enc_op_mem(0x31, w64, s, m, 0xf0)); return;
+    case Op::ATOMIC_FETCH_ADD32: case Op::ATOMIC_FETCH_ADD64: put(enc_op_mem(0x0fc1, w64, s, m, 0xf0)); return;  // lock xadd
+    case Op::ATOMIC_XCHG32: case Op::ATOMIC_XCHG64: put(enc_op_mem(0x87, w64, s, m)); return;
     case Op::ATOMIC_CMPXCHG32:
     case Op::ATOMIC_CMPXCHG64:
-      a.lock().cmpxchg(m, sr, w64 ? x86::Gp(x86::rax) : x86::Gp(x86::eax));
-      if (!w64) a.mov(x86::eax, x86::eax);
+      put(enc_op_mem(0x0fb1, w64, s, m, 0xf0));  // lock cmpxchg [m], s (compares with rax/eax)
+      if (!w64) mov_rr(false, kRax, kRax);
       return;
     default: break;
   }
   // fetch or/and/xor: a cmpxchg loop (uses rax, so r0 is kept in r10).
-  a.lea(x86::r11, x86::ptr(Q(d), in.off));
-  x86::Mem mm = w64 ? x86::qword_ptr(x86::r11) : x86::dword_ptr(x86::r11);
-  const x86::Gp ax = w64 ? x86::Gp(x86::rax) : x86::Gp(x86::eax);
-  const x86::Gp r9 = w64 ? x86::Gp(x86::r9) : x86::Gp(x86::r9d);
-  const x86::Gp operand = s == 0 ? (w64 ? x86::Gp(x86::r10) : x86::Gp(x86::r10d)) : sr;
-  a.mov(x86::r10, x86::rax);
-  a.mov(ax, mm);
-  Label loop = a.newLabel();
-  a.bind(loop);
-  a.mov(r9, ax);
+  put(enc_op_mem(0x8d, true, kR11, m));  // lea r11, [dst + off]
+  const MemOp mm{kR11};
+  const uint32_t operand = in.src == 0 ? kR10 : s;
+  mov_rr(true, kR10, kRax);
+  put(enc_op_mem(0x8b, w64, kRax, mm));
+  const uint32_t loop = here();
+  mov_rr(w64, kR9, kRax);
   switch (in.op) {
-    case Op::ATOMIC_FETCH_OR32: case Op::ATOMIC_FETCH_OR64: a.or_(r9, operand); break;
-    case Op::ATOMIC_FETCH_AND32: case Op::ATOMIC_FETCH_AND64: a.and_(r9, operand); break;
-    default: a.xor_(r9, operand); break;
+    case Op::ATOMIC_FETCH_OR32: case Op::ATOMIC_FETCH_OR64: put(enc_rr(0x09, w64, kR9, operand)); break;
+    case Op::ATOMIC_FETCH_AND32: case Op::ATOMIC_FETCH_AND64: put(enc_rr(0x21, w64, kR9, operand)); break;
+    default: put(enc_rr(0x31, w64, kR9, operand)); break;
   }
-  a.lock().cmpxchg(mm, r9, ax);
-  a.jne(loop);
-  a.mov(sr, ax);  // 32-bit: zero-extends
-  if (s != 0) a.mov(x86::rax, x86::r10);
+  put(enc_op_mem(0x0fb1, w64, kR9, mm, 0xf0));
+  put(enc_bytes(0x75, static_cast<uint32_t>(static_cast<int64_t>(loop) - (here() + 2)) & 0xff));  // jne loop
+  mov_rr(w64, s, kRax);  // 32-bit: zero-extends
+  if (in.src != 0) mov_rr(true, kRax, kR10);
 }
 
 // Legacy packet loads: r0 = big-endian value at packet[offset]; out of bounds ends the program with 0.
 // The length the code compares with is min(packet_len, INT32_MAX) (0 without a packet): a load whose
 // end is beyond 2^31 - 1 bytes is out of bounds (offsets are 32-bit).
-x86::Mem Compiler::pkt_len_mem() const {
-  // Direct code keeps the length in [rsp] (no calls: rsp is the body's everywhere), other code in JitHot.
-  return direct_ ? x86::qword_ptr(x86::rsp) : x86::qword_ptr(x86::r12, offsetof(JitHot, pkt_len));
+// Direct code keeps the length in [rsp] (no calls: rsp is the body's everywhere), other code in JitHot.
+MemOp Compiler::pkt_len_memop() const {
+  return direct_ ? MemOp{kRsp} : MemOp{kR12, offsetof(JitHot, pkt_len)};
 }
 
 void Compiler::cmp_len_imm(int32_t v) {
-  if (len_in_reg_) a_->cmp(pkt_len_reg_, asmjit::imm(v));
-  else a_->cmp(pkt_len_mem(), asmjit::imm(v));
+  if (len_in_reg_) put(enc_ri(7, true, pkt_len_reg_.id(), v));
+  else put(enc_mi(7, true, pkt_len_memop(), v));
 }
 
 void Compiler::cmp_r10_len() {
-  if (len_in_reg_) a_->cmp(x86::r10, pkt_len_reg_);
-  else a_->cmp(x86::r10, pkt_len_mem());
+  if (len_in_reg_) put(enc_rr(0x39, true, kR10, pkt_len_reg_.id()));
+  else put(enc_op_mem(0x3b, true, kR10, pkt_len_memop()));
 }
 
 // Out of bounds: the program returns 0.
 void Compiler::emit_ldpkt_oob() {
-  a_->xor_(x86::eax, x86::eax);
+  put(enc_rr(0x31, false, kRax, kRax));
   if (direct_) a_->jmp(main_epilogue_);
   else emit_unwind();
 }
 
 void Compiler::emit_ldpkt(const Insn& in, int64_t pc) {
-  auto& a = *a_;
   uint32_t size = in.op == Op::LDABS_W || in.op == Op::LDIND_W ? 4 : in.op == Op::LDABS_H || in.op == Op::LDIND_H ? 2 : 1;
   bool ind = in.op == Op::LDIND_W || in.op == Op::LDIND_H || in.op == Op::LDIND_B;
-  x86::Mem m;
+  MemOp m{0};
   if (!ind) {
     int64_t o = static_cast<int32_t>(in.imm);
     if (o < 0 && o >= kSkfLlOff && o < kSkfNetOff) o -= kSkfLlOff;
@@ -1707,46 +1915,43 @@ void Compiler::emit_ldpkt(const Insn& in, int64_t pc) {
       return;
     }
     if (o + size > pkt_known_[static_cast<size_t>(pc)]) {
-      Label oob = a.newLabel();
-      slow_paths_.push_back({SlowPath::LdOob, oob, pc, 0});
+      const size_t oob = add_slow_path(SlowPath::LdOob, pc);
       cmp_len_imm(static_cast<int32_t>(o + size));
-      a.jb(oob);
+      jcc_slow(0x2, oob);  // jb
     }
-    x86::Gp base = pkt_base_;
+    uint32_t base = pkt_base_.id();
     if (!direct_) {
-      a.mov(x86::r11, x86::qword_ptr(x86::r12, offsetof(JitHot, pkt)));
-      base = x86::r11;
+      put(enc_op_mem(0x8b, true, kR11, MemOp{kR12, offsetof(JitHot, pkt)}));
+      base = kR11;
     }
-    m = x86::ptr(base, static_cast<int32_t>(o));
+    m = MemOp{base, static_cast<int32_t>(o)};
   } else {
     // r11 = (u32)(src + imm). Zero-extended, an offset that is negative as an int32 is >= 2^31 and fails
     // the unsigned check against a length <= INT32_MAX: the out-of-line path sorts out SKF_LL_OFF.
-    Label check = a.newLabel(), load = a.newLabel();
-    slow_paths_.push_back({SlowPath::LdIndCheck, check, pc, 0, load, size});
-    a.mov(x86::r11d, D32(in.src));
-    if (static_cast<int32_t>(in.imm) != 0) a.add(x86::r11d, asmjit::imm(static_cast<int32_t>(in.imm)));
-    a.lea(x86::r10, x86::ptr(x86::r11, static_cast<int32_t>(size)));
+    const size_t check = add_slow_path(SlowPath::LdIndCheck, pc, 0, size);
+    mov_rr(false, kR11, kHost[in.src]);
+    if (static_cast<int32_t>(in.imm) != 0) put(enc_ri(0, false, kR11, static_cast<int32_t>(in.imm)));
+    put(enc_op_mem(0x8d, true, kR10, MemOp{kR11, static_cast<int32_t>(size)}));
     cmp_r10_len();
-    a.ja(check);
-    a.bind(load);
-    x86::Gp base = pkt_base_;
+    jcc_slow(0x7, check);  // ja
+    slow_paths_[check].resume = here();
+    uint32_t base = pkt_base_.id();
     if (!direct_) {
-      a.mov(x86::r10, x86::qword_ptr(x86::r12, offsetof(JitHot, pkt)));
-      base = x86::r10;
+      put(enc_op_mem(0x8b, true, kR10, MemOp{kR12, offsetof(JitHot, pkt)}));
+      base = kR10;
     }
-    m = x86::ptr(base, x86::r11);
+    m = MemOp{base, 0, static_cast<int>(kR11)};
   }
   if (size == 1) {
-    m.setSize(1);
-    a.movzx(x86::eax, m);
+    put(enc_op_mem(0x0fb6, false, kRax, m));  // movzx eax, byte
   } else if (size == 2) {
-    m.setSize(2);
-    a.movzx(x86::eax, m);
-    a.rol(x86::ax, 8);
+    put(enc_op_mem(0x0fb7, false, kRax, m));  // movzx eax, word
+    Enc e = enc_op_rr(0xc1, false, 0, kRax, 0x66);  // rol ax, 8
+    e.u8(8);
+    put(e);
   } else {
-    m.setSize(4);
-    a.mov(x86::eax, m);
-    a.bswap(x86::eax);
+    put(enc_op_mem(0x8b, false, kRax, m));
+    put(enc_bswap(false, kRax));
   }
 }
 
@@ -1757,14 +1962,19 @@ class JitEngine final : public Engine {
 
   Status build(const LinkedProgram& linked, const ExecOptions& options) {
     uint64_t t0 = thread_cpu_ns();
-    callx_.resize(linked.by_id.size());
+    // The callx table (every helper by id) only for programs with a callx.
+    bool any_callx = false;
+    for (const Insn& in : linked.program->insns) any_callx |= in.op == Op::CALLX;
+    callx_.resize(any_callx ? linked.by_id.size() : 0);
     bool has_tail = false;
-    for (size_t i = 0; i < linked.by_id.size(); ++i) {
+    for (size_t i = 0; i < callx_.size(); ++i) {
       const HelperDef* h = linked.by_id[i];
       callx_[i].fn = h && h->fn ? reinterpret_cast<uint64_t>(h->fn) : 0;
       callx_[i].tail = h && h->fn && h->tail_call ? 1 : 0;
       has_tail |= callx_[i].tail != 0;
     }
+    callx_has_tail_ = has_tail;
+    options_ = options;
     Compiler c(linked, options, callx_.data(), callx_.size(), has_tail, true);
     Compiler* done = &c;
     std::unique_ptr<Compiler> slow;
@@ -1772,49 +1982,50 @@ class JitEngine final : public Engine {
       // A size bound that was too small shows up as a displacement error: compile again with long jumps.
       slow = std::make_unique<Compiler>(linked, options, callx_.data(), callx_.size(), has_tail, false);
       if (auto st2 = slow->compile(); !st2) return st2;
+      short_jumps_ = false;
       done = slow.get();
     }
-    // The batch entry: the same program compiled a second time, its body inside a loop over items.
-    // Programs it cannot serve (calls, too few free registers) simply have none.
-    std::vector<uint8_t> batch_code;
-    if (options.jit_batch && done->direct()) {
-      for (bool short_jumps : {true, false}) {
-        Compiler b(linked, options, callx_.data(), callx_.size(), has_tail, short_jumps);
-        b.set_batch();
-        if (b.compile()) {
-          batch_code = std::move(b.code);
-          break;
-        }
-        if (!b.batch_ok()) break;
+    if (!(options.jit_batch && done->direct())) return install(*done, done->code, 0, t0);
+    // The batch entry: the same program compiled a second time, its body inside a loop over items,
+    // placed after the program's code (int3 padding to 16 bytes) in the same mapping. The program's
+    // bytes are copied first: the second compile reuses this thread's CodeHolder. Programs the loop
+    // cannot serve (too few free registers) simply have none.
+    std::vector<uint8_t> code(done->code.begin(), done->code.end());
+    size_t batch_off = 0;
+    for (bool short_jumps : {true, false}) {
+      Compiler b(linked, options, callx_.data(), callx_.size(), has_tail, short_jumps);
+      b.set_batch();
+      if (b.compile()) {
+        batch_off = (code.size() + 15) & ~size_t{15};
+        code.resize(batch_off, 0xcc);
+        code.insert(code.end(), b.code.begin(), b.code.end());
+        break;
       }
+      if (!b.batch_ok()) break;
     }
-    return install(*done, batch_code, linked, options, t0);
+    return install(*done, code, batch_off, t0);
   }
 
-  Status install(Compiler& c, const std::vector<uint8_t>& batch_code, const LinkedProgram& linked,
-                 const ExecOptions& options, uint64_t t0) {
-    size_t batch_off = 0;
-    if (!batch_code.empty()) {
-      // One mapping: the program's code, int3 padding to 16 bytes, the batch loop.
-      batch_off = (c.code.size() + 15) & ~size_t{15};
-      c.code.resize(batch_off, 0xcc);
-      c.code.insert(c.code.end(), batch_code.begin(), batch_code.end());
-    }
-    listing_end_ = batch_off ? static_cast<uint32_t>(batch_off) : static_cast<uint32_t>(c.code.size());
-    if (auto st = mem_.install(c.code.data(), c.code.size()); !st) return st;
+  // `code` is the program's code (c.code), followed at `batch_off` (when non-zero) by the batch loop.
+  Status install(Compiler& c, std::span<const uint8_t> code, size_t batch_off, uint64_t t0) {
+    // The process-wide callback entry first: the first time, it takes the pool's first page, so the
+    // programs' pages above it extend its read+execute VMA (exec_memory.cpp).
+    trampoline_ = shared_trampoline();
+    if (!trampoline_) return make_error(ErrorCode::Runtime, "jit: cannot create the callback entry");
+    program_size_ = c.code.size();  // (its bytes may be gone from c.code: only the size is used)
+    if (auto st = mem_.install(code.data(), code.size()); !st) return st;
     entry_ = reinterpret_cast<EntryFn>(const_cast<uint8_t*>(mem_.base() + c.main_offset));
     if (c.direct()) direct_ = reinterpret_cast<DirectFn>(const_cast<uint8_t*>(mem_.base() + c.main_offset));
     if (batch_off) batch_ = reinterpret_cast<BatchFn>(const_cast<uint8_t*>(mem_.base() + batch_off));
-    trampoline_ = shared_trampoline();
-    if (!trampoline_) return make_error(ErrorCode::Runtime, "jit: cannot create the callback entry");
     for (auto& [f, off] : c.fn_offsets) fn_addr_[f] = mem_.base() + off;
-    listing_ = std::move(c.listing);
-    info_.code_size = c.code.size();
+    rng_seed_ = c.rng_seed();
+    info_.code_size = code.size();
+    info_.code = mem_.base();
+    info_.mapped_size = mem_.mapped();
     info_.functions = c.functions;
     info_.bmi2 = c.bmi2();
-    info_.hardened = options.jit_harden;
-    for (const Insn& in : linked.program->insns)
-      if (in.info().kind == OpKind::Call && in.op != Op::CALL_LOCAL) calls_helpers_ = true;
+    info_.hardened = options_.jit_harden;
+    calls_helpers_ = c.calls_helpers();
     info_.compile_ns = thread_cpu_ns() - t0;
     return {};
   }
@@ -1924,13 +2135,38 @@ class JitEngine final : public Engine {
   EntryFn entry_ = nullptr;
   DirectFn direct_ = nullptr;
   BatchFn batch_ = nullptr;
-  uint32_t listing_end_ = 0;  // the listing covers the program's code, not the batch loop after it
+  size_t program_size_ = 0;  // bytes of the program's code; the batch loop (if any) follows it
   TrampolineFn trampoline_ = nullptr;
   std::map<int64_t, const uint8_t*> fn_addr_;
-  std::vector<ListingEntry> listing_;
+  // What compiling again for the listing needs (disassemble()).
+  ExecOptions options_;
+  bool callx_has_tail_ = false;
+  bool short_jumps_ = true;
+  uint64_t rng_seed_ = 0;
+  Result<std::vector<ListingEntry>> listing() const;
   JitCodeInfo info_;
   bool calls_helpers_ = false;
 };
+
+// The listing of the installed code: the program compiled again, as build() compiled it, with the
+// listing recorded; the bytes must come out identical.
+Result<std::vector<ListingEntry>> JitEngine::listing() const {
+  LinkedProgram linked;
+  linked.program = program_;
+  linked.exe = exe_;
+  linked.helper_at.assign(program_->insns.size(), nullptr);
+  for (size_t pc = 0; pc < program_->insns.size(); ++pc) {
+    const Insn& in = program_->insns[pc];
+    if (in.op == Op::CALL_HELPER) linked.helper_at[pc] = exe_->helpers().find(static_cast<int32_t>(in.imm));
+  }
+  Compiler c(linked, options_, callx_.data(), callx_.size(), callx_has_tail_, short_jumps_);
+  c.want_listing();
+  c.replay(info_.bmi2, rng_seed_);
+  if (auto st = c.compile(); !st) return st.error();
+  if (c.code.size() != program_size_ || std::memcmp(c.code.data(), mem_.base(), c.code.size()) != 0)
+    return make_error(ErrorCode::Runtime, "jit: the listing's compilation differs from the installed code");
+  return std::move(c.listing);
+}
 
 std::string JitEngine::disassemble(const DisasmOptions& options) const {
   std::string out;
@@ -1940,9 +2176,15 @@ std::string JitEngine::disassemble(const DisasmOptions& options) const {
   DisasmOptions bpf_opts = options;
   bpf_opts.show_index = false;
   const auto& insns = program_->insns;
+  auto rec = listing();
+  if (!rec) {  // not expected: the code is shown without the BPF instructions
+    out += fmt::format("; {}\n", rec.error().message);
+    rec = std::vector<ListingEntry>{ListingEntry{-1, -1, 0}};
+  }
+  const std::vector<ListingEntry>& listing_ = *rec;
   for (size_t k = 0; k < listing_.size(); ++k) {
     const ListingEntry& e = listing_[k];
-    uint32_t end = k + 1 < listing_.size() ? listing_[k + 1].start : listing_end_;
+    uint32_t end = k + 1 < listing_.size() ? listing_[k + 1].start : static_cast<uint32_t>(program_size_);
     if (k == 0 || listing_[k - 1].fn != e.fn || (e.pc < 0 && listing_[k - 1].pc >= 0)) {
       if (e.fn == -1 && e.pc < 0) out += k == 0 ? "; main: entry prologue\n" : "; main: epilogue\n";
       else if (e.fn >= 0 && e.pc < 0) out += fmt::format("; function at insn {}: prologue\n", e.fn);
