@@ -14,7 +14,7 @@ namespace bpfvm {
 
 struct JitCodeInfo {
   size_t code_size = 0;        // bytes of machine code (all functions, slow paths and the callback entry)
-  uint64_t compile_ns = 0;     // CPU time spent in the JIT compiler (analysis, emission, W^X mapping)
+  uint64_t compile_ns = 0;     // time spent in the JIT compiler (analysis, emission, W^X mapping; monotonic clock)
   size_t functions = 0;        // number of compiled BPF functions (main + call/callback targets)
   bool bmi2 = false;           // shifts by register used shlx/shrx/sarx
   bool hardened = false;       // immediates were blinded
