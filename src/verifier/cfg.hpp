@@ -45,6 +45,8 @@ struct PrecisionSeeds {
 Precision compute_precision(std::span<const Insn> insns, const Cfg& cfg, const PrecisionSeeds& seeds);
 
 // Builds the CFG facts and checks structure. Errors: ErrorCode::Verify with the pc.
-Result<Cfg> build_cfg(std::span<const Insn> insns);
+// privileged = false: the kernel's rules for a loader without CAP_BPF as well: no bpf-to-bpf or
+// kernel function calls and no function addresses (add_subprog_and_kfunc), no back-edges (check_cfg).
+Result<Cfg> build_cfg(std::span<const Insn> insns, bool privileged = true);
 
 }  // namespace bpfvm::verifier

@@ -669,6 +669,16 @@ bool Verifier::do_cond_jump(const Insn& in) {
   }
   const int cond = cond_of(in.op);
   cur_.jmps++;
+  // Strict: a pointer as the second operand only between packet pointers (the kernel's first check
+  // in check_cond_jmp_op without allow_ptr_leaks; NULL checks have the pointer first).
+  auto pkt_any = [](const Reg& r) {
+    return r.kind == Kind::Packet || r.kind == Kind::PacketMeta || r.kind == Kind::PacketEnd;
+  };
+  if (strict() && info.uses_reg_src && b.kind != Kind::Scalar && !(pkt_any(a) && pkt_any(b)))
+    return reject(fmt::format("R{} pointer comparison prohibited", in.src), in.src,
+                  "Unprivileged programs may compare pointers only against NULL (the pointer in the first "
+                  "operand) and packet pointers only against each other; other comparisons could leak "
+                  "addresses.");
 
   // Scalars on both sides.
   if (a.kind == Kind::Scalar && b.kind == Kind::Scalar) {
@@ -935,7 +945,7 @@ Result<VerifyReport> verify(std::span<const Insn> insns, const VerifyOptions& op
   if (!options.type) return make_error(ErrorCode::InvalidArgument, "verify: no program type given");
   VerifyReport rep;
   auto t0 = std::chrono::steady_clock::now();
-  auto cfg = verifier::build_cfg(insns);
+  auto cfg = verifier::build_cfg(insns, options.rules != RuleSet::Strict);
   if (!cfg) {
     rep.accepted = false;
     rep.error = cfg.error();
