@@ -31,6 +31,10 @@ struct Precision {
   std::vector<LiveSet> need;  // per slot
   bool stack = false;
   bool all = false;           // everything precise (fallback)
+  // Path-sensitive precision instead (programs without subprograms or callbacks): each stored state
+  // carries the registers its descendants needed precisely, marked by backtracking each decision
+  // along its own path, as the kernel's mark_chain_precision does; one exploration suffices.
+  bool path = false;
 };
 struct PrecisionSeeds {
   std::vector<LiveSet> regs;        // per slot

@@ -42,7 +42,16 @@ class Verifier {
   void live_for(const State& st, int64_t pc, std::vector<LiveSet>& out) const;
   void precise_for(const State& st, int64_t pc, std::vector<LiveSet>& out) const;
   std::vector<LiveSet> live_buf_, precise_buf_;  // reused by is_state_visited (no allocation per visit)
-  void seed(int regno) { seeds_.regs[pc_] |= static_cast<LiveSet>(1u << regno); }
+  void seed(int regno) {
+    seeds_.regs[pc_] |= static_cast<LiveSet>(1u << regno);
+    if (prec_.path && !cur_.hist.empty()) backtrack(static_cast<LiveSet>(1u << regno), cur_.hist.size() - 1);
+  }
+  // Path precision: registers `need` are needed precisely before cur_.hist[end] (or at the current
+  // instruction when end == hist.size()); marks them, as their sources, in the stored states of the
+  // current path.
+  void backtrack(LiveSet need, size_t end);
+  bool back_insn(int32_t pc, LiveSet& need) const;  // false: a value came from the stack
+  static void mark_all_from(Node* n);
 
   // ---- instruction kinds ----
   bool do_alu(const Insn& in);

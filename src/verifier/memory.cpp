@@ -486,7 +486,7 @@ bool Verifier::do_ld_abs(const Insn& in) {
   bool ind = in.op == Op::LDIND_W || in.op == Op::LDIND_H || in.op == Op::LDIND_B;
   if (ind) {
     if (!check_reg_init(in.src)) return false;
-    seed(in.src);
+    // (The offset is not a verifier decision: the load checks it at run time, as in the kernel.)
     if (cur_.cur().regs[in.src].kind != Kind::Scalar && strict())
       return reject(fmt::format("R{} leaks addr into packet offset", in.src), in.src);
   }

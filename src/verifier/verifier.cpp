@@ -173,14 +173,25 @@ bool Verifier::is_state_visited(bool& pruned) {
     std::vector<LiveSet>& live = live_buf_;
     std::vector<LiveSet>& precise = precise_buf_;
     live_for(cur_, pc_, live);
-    precise_for(cur_, pc_, precise);
-    const bool stack_precise = prec_.all || prec_.stack;
+    if (!prec_.path) precise_for(cur_, pc_, precise);
+    bool stack_precise = prec_.all || prec_.stack;
     size_t keep = 0;
     for (size_t idx = 0; idx < list.size(); ++idx) {
       Node* n = list[idx];
       list[keep++] = n;
+      if (prec_.path) {  // the node's own precision (single frame)
+        precise.assign(1, n->pall ? LiveSet{0x7ff} : n->pprec);
+        stack_precise = n->pall;
+      }
       if (state_covered(n->st, cur_, live, precise, stack_precise)) {
-        if (!prec_.all) note_imprecise_prune(n->st, live, precise, stack_precise);
+        if (prec_.path) {
+          // This path continues as the node's did: what the node's descendants needed precisely is
+          // needed on this path too.
+          if (n->pall) mark_all_from(cur_.parent);
+          else if (n->pprec & live[0]) backtrack(static_cast<LiveSet>(n->pprec & live[0]), cur_.hist.size());
+        } else if (!prec_.all) {
+          note_imprecise_prune(n->st, live, precise, stack_precise);
+        }
         n->hits++;
         pruned = true;
         for (size_t j = idx + 1; j < list.size(); ++j) list[keep++] = list[j];
@@ -198,6 +209,9 @@ bool Verifier::is_state_visited(bool& pruned) {
   if (looping && processed_ - last_ckpt_processed_ < 100 && jmps_processed_ - last_ckpt_jmps_ < 20) return true;
   if (rep_.states >= opts_.limits.max_states) return true;  // stop storing; exploration continues
   auto node = std::make_unique<Node>();
+  node->seg = std::move(cur_.hist);
+  cur_.hist.clear();
+  mem_bytes_ += node->seg.size() * sizeof(int32_t);
   node->st = cur_;
   node->st.parent = cur_.parent;
   node->pc = static_cast<int32_t>(pc_);
@@ -246,6 +260,82 @@ void Verifier::note_imprecise_prune(const State& old, const std::vector<LiveSet>
     if (at >= 0 && at < static_cast<int64_t>(relied_.size())) relied_[at] |= relied[f];
   }
   relied_stack_ |= relied_stack;
+}
+
+// ---- path precision ------------------------------------------------------------------------------
+
+void Verifier::mark_all_from(Node* n) {
+  for (; n && !n->pall; n = n->st.parent) n->pall = true;
+}
+
+// Before the instruction at `pc`: which registers the needed ones (after it) were computed from.
+bool Verifier::back_insn(int32_t pc, LiveSet& need) const {
+  const Insn& in = insns_[pc];
+  const OpInfo& info = in.info();
+  auto bit = [](int r) { return static_cast<LiveSet>(1u << r); };
+  switch (info.kind) {
+    case OpKind::Alu: {
+      if (!(need & bit(in.dst))) return true;
+      need = static_cast<LiveSet>(need & ~bit(in.dst));
+      if (in.op == Op::MOV64_IMM || in.op == Op::MOV32_IMM) return true;
+      if (in.op == Op::MOV64_REG || in.op == Op::MOV32_REG || (in.op >= Op::MOVSX64_8 && in.op <= Op::MOVSX32_16)) {
+        need |= bit(in.src);
+        return true;
+      }
+      need |= bit(in.dst);
+      if (info.uses_reg_src) need |= bit(in.src);
+      return true;
+    }
+    case OpKind::CondJump:
+      // A comparison of two registers refines each by the other.
+      if (info.uses_reg_src && (need & (bit(in.dst) | bit(in.src)))) need |= static_cast<LiveSet>(bit(in.dst) | bit(in.src));
+      return true;
+    case OpKind::Call:
+    case OpKind::LoadPacket:
+      need = static_cast<LiveSet>(need & ~0x3f);  // r0 is the helper's result; r1-r5 are cleared
+      return true;
+    case OpKind::LoadImm64:
+      need = static_cast<LiveSet>(need & ~bit(in.dst));
+      return true;
+    case OpKind::Load:
+      if (!(need & bit(in.dst))) return true;
+      if (seeds_.stack_load[pc]) return false;  // filled from the stack: the spill's source matters
+      need = static_cast<LiveSet>(need & ~bit(in.dst));
+      return true;
+    case OpKind::Atomic: {
+      LiveSet def = 0;
+      if (in.op == Op::ATOMIC_CMPXCHG32 || in.op == Op::ATOMIC_CMPXCHG64) def = bit(0);
+      else if (in.imm & 1) def = bit(in.src);
+      if (!(need & def)) return true;
+      if (seeds_.stack_load[pc]) return false;
+      need = static_cast<LiveSet>(need & ~def);
+      return true;
+    }
+    default:
+      return true;
+  }
+}
+
+void Verifier::backtrack(LiveSet need, size_t end) {
+  const std::vector<int32_t>* seg = &cur_.hist;
+  Node* node = cur_.parent;
+  for (;;) {
+    for (size_t i = std::min(end, seg->size()); i-- > 0 && need;) {
+      if (!back_insn((*seg)[i], need)) {
+        mark_all_from(node);
+        return;
+      }
+    }
+    need = static_cast<LiveSet>(need & 0x3ff);
+    if (!need || !node || node->pall) return;
+    LiveSet fresh = static_cast<LiveSet>(need & ~node->pprec);
+    if (!fresh) return;  // already marked there, and (so) above
+    node->pprec |= fresh;
+    need = fresh;
+    seg = &node->seg;
+    end = seg->size();
+    node = node->st.parent;
+  }
 }
 
 void Verifier::push_branch(State st, int64_t pc) {
@@ -373,6 +463,7 @@ bool Verifier::run() {
       }
     }
     rep_.facts[pc_].visited = true;
+    if (prec_.path) cur_.hist.push_back(static_cast<int32_t>(pc_));
     if (Frame& cf = cur_.cur(); cf.callback && cf.cb_args.empty() && pc_ == cf.subprog)
       cf.cb_args.assign(cf.regs.begin() + 1, cf.regs.begin() + 6);
     if (opts_.log_level >= 1) log_insn(opts_.log_level >= 2);
@@ -961,13 +1052,14 @@ Result<VerifyReport> verify(std::span<const Insn> insns, const VerifyOptions& op
     seeds.init(insns.size());
     verifier::Precision prec;
     prec.need.assign(insns.size(), 0);
+    prec.path = cfg->func_starts.size() == 1;
     uint64_t total_processed = 0;
     for (int round = 0;; ++round) {
       VerifyReport r;
       verifier::Verifier v(insns, options, *cfg, r, prec, seeds);
       r.accepted = v.run();
       total_processed += r.insns_processed;
-      bool done = !r.accepted || prec.all || !v.used_imprecision();
+      bool done = !r.accepted || prec.all || prec.path || !v.used_imprecision();
       verifier::Precision next;
       if (!done) {
         next = verifier::compute_precision(insns, *cfg, seeds);
