@@ -50,7 +50,23 @@ class Verifier {
   // instruction when end == hist.size()); marks them, as their sources, in the stored states of the
   // current path.
   void backtrack(LiveSet need, size_t end);
-  bool back_insn(int32_t pc, LiveSet& need) const;  // false: a value came from the stack
+  bool back_insn(int32_t pc, LiveSet& need) const {  // false: a needed value came from the stack
+    const BackXfer& x = xfer_[pc];
+    if (need & x.join) need |= x.join;
+    if (!(need & x.def)) return true;
+    if (x.may_fill && seeds_.stack_load[pc]) return false;
+    need = static_cast<LiveSet>((need & ~x.def) | x.srcs);
+    return true;
+  }
+  // Per instruction, for backtracking: registers it defines, the registers those are computed from,
+  // registers a comparison links (one needed: both needed), and whether a defined value may come
+  // from the stack (a load or atomic fetch).
+  struct BackXfer {
+    LiveSet def = 0, srcs = 0, join = 0;
+    bool may_fill = false;
+  };
+  std::vector<BackXfer> xfer_;
+  void init_xfer();
   static void mark_all_from(Node* n);
 
   // ---- instruction kinds ----

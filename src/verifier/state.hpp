@@ -113,6 +113,12 @@ struct RefState {
 
 struct Node;
 struct State;
+// One executed instruction of a path segment (path precision), with the registers already
+// backtracked from just before it (a later backtrack needing no more stops there).
+struct HistEntry {
+  int32_t pc;
+  uint16_t marked;
+};
 uint64_t state_hash(const State& s);  // equal states hash equal
 
 struct State {
@@ -124,7 +130,7 @@ struct State {
   Node* parent = nullptr;
   uint32_t jmps = 0;  // conditional jumps on this path (heuristics)
   // Path precision (Precision::path): the instructions executed since `parent` was stored, in order.
-  std::vector<int32_t> hist;
+  std::vector<HistEntry> hist;
 
   Frame& cur() { return frames.back(); }
   const Frame& cur() const { return frames.back(); }
@@ -144,7 +150,7 @@ struct Node {
   // Path precision: the instructions from the parent node's state to this one (the path segment),
   // the registers whose exact values some decision below this state used (backtracked along the
   // paths that made the decisions), and whether everything (registers and stack) is needed.
-  std::vector<int32_t> seg;
+  std::vector<HistEntry> seg;
   uint16_t pprec = 0;
   bool pall = false;
   uint64_t get_hash() {

@@ -45,6 +45,7 @@ Verifier::Verifier(std::span<const Insn> insns, const VerifyOptions& opts, const
   stack_depth_.assign(cfg.func_starts.size(), 0);
   rep_.facts.assign(insns.size(), InsnFacts{});
   mem_unknown_ = type_.type == kProgMem && opts.mem_size < 0;
+  if (prec_.path) init_xfer();
 }
 
 void Verifier::init_state() {
@@ -211,7 +212,7 @@ bool Verifier::is_state_visited(bool& pruned) {
   auto node = std::make_unique<Node>();
   node->seg = std::move(cur_.hist);
   cur_.hist.clear();
-  mem_bytes_ += node->seg.size() * sizeof(int32_t);
+  mem_bytes_ += node->seg.size() * sizeof(HistEntry);
   node->st = cur_;
   node->st.parent = cur_.parent;
   node->pc = static_cast<int32_t>(pc_);
@@ -268,63 +269,64 @@ void Verifier::mark_all_from(Node* n) {
   for (; n && !n->pall; n = n->st.parent) n->pall = true;
 }
 
-// Before the instruction at `pc`: which registers the needed ones (after it) were computed from.
-bool Verifier::back_insn(int32_t pc, LiveSet& need) const {
-  const Insn& in = insns_[pc];
-  const OpInfo& info = in.info();
+// Before each instruction: which registers the needed ones (after it) were computed from.
+void Verifier::init_xfer() {
+  xfer_.assign(insns_.size(), BackXfer{});
   auto bit = [](int r) { return static_cast<LiveSet>(1u << r); };
-  switch (info.kind) {
-    case OpKind::Alu: {
-      if (!(need & bit(in.dst))) return true;
-      need = static_cast<LiveSet>(need & ~bit(in.dst));
-      if (in.op == Op::MOV64_IMM || in.op == Op::MOV32_IMM) return true;
-      if (in.op == Op::MOV64_REG || in.op == Op::MOV32_REG || (in.op >= Op::MOVSX64_8 && in.op <= Op::MOVSX32_16)) {
-        need |= bit(in.src);
-        return true;
-      }
-      need |= bit(in.dst);
-      if (info.uses_reg_src) need |= bit(in.src);
-      return true;
+  for (size_t pc = 0; pc < insns_.size(); ++pc) {
+    const Insn& in = insns_[pc];
+    if (in.op == Op::LDDW_HI) continue;
+    const OpInfo& info = in.info();
+    BackXfer& x = xfer_[pc];
+    switch (info.kind) {
+      case OpKind::Alu:
+        x.def = bit(in.dst);
+        if (in.op == Op::MOV64_IMM || in.op == Op::MOV32_IMM) break;
+        if (in.op == Op::MOV64_REG || in.op == Op::MOV32_REG || (in.op >= Op::MOVSX64_8 && in.op <= Op::MOVSX32_16))
+          x.srcs = bit(in.src);
+        else
+          x.srcs = static_cast<LiveSet>(bit(in.dst) | (info.uses_reg_src ? bit(in.src) : 0));
+        break;
+      case OpKind::CondJump:  // a comparison of two registers refines each by the other
+        if (info.uses_reg_src) x.join = static_cast<LiveSet>(bit(in.dst) | bit(in.src));
+        break;
+      case OpKind::Call:
+      case OpKind::LoadPacket:
+        x.def = 0x3f;  // r0 is the helper's (or the load's) result; r1-r5 are cleared
+        break;
+      case OpKind::LoadImm64:
+        x.def = bit(in.dst);
+        break;
+      case OpKind::Load:
+        x.def = bit(in.dst);
+        x.may_fill = true;
+        break;
+      case OpKind::Atomic:
+        if (in.op == Op::ATOMIC_CMPXCHG32 || in.op == Op::ATOMIC_CMPXCHG64) x.def = bit(0);
+        else if (in.imm & 1) x.def = bit(in.src);
+        x.may_fill = true;
+        break;
+      default:
+        break;
     }
-    case OpKind::CondJump:
-      // A comparison of two registers refines each by the other.
-      if (info.uses_reg_src && (need & (bit(in.dst) | bit(in.src)))) need |= static_cast<LiveSet>(bit(in.dst) | bit(in.src));
-      return true;
-    case OpKind::Call:
-    case OpKind::LoadPacket:
-      need = static_cast<LiveSet>(need & ~0x3f);  // r0 is the helper's result; r1-r5 are cleared
-      return true;
-    case OpKind::LoadImm64:
-      need = static_cast<LiveSet>(need & ~bit(in.dst));
-      return true;
-    case OpKind::Load:
-      if (!(need & bit(in.dst))) return true;
-      if (seeds_.stack_load[pc]) return false;  // filled from the stack: the spill's source matters
-      need = static_cast<LiveSet>(need & ~bit(in.dst));
-      return true;
-    case OpKind::Atomic: {
-      LiveSet def = 0;
-      if (in.op == Op::ATOMIC_CMPXCHG32 || in.op == Op::ATOMIC_CMPXCHG64) def = bit(0);
-      else if (in.imm & 1) def = bit(in.src);
-      if (!(need & def)) return true;
-      if (seeds_.stack_load[pc]) return false;
-      need = static_cast<LiveSet>(need & ~def);
-      return true;
-    }
-    default:
-      return true;
   }
 }
 
 void Verifier::backtrack(LiveSet need, size_t end) {
-  const std::vector<int32_t>* seg = &cur_.hist;
+  std::vector<HistEntry>* seg = &cur_.hist;
   Node* node = cur_.parent;
   for (;;) {
-    for (size_t i = std::min(end, seg->size()); i-- > 0 && need;) {
-      if (!back_insn((*seg)[i], need)) {
+    for (size_t i = std::min(end, seg->size()); i-- > 0;) {
+      HistEntry& h = (*seg)[i];
+      if (!back_insn(h.pc, need)) {
         mark_all_from(node);
         return;
       }
+      // What was already backtracked from here on was marked above (the marks distribute over
+      // unions), so only the rest goes on.
+      need = static_cast<LiveSet>(need & ~h.marked & 0x3ff);
+      if (!need) return;
+      h.marked |= need;
     }
     need = static_cast<LiveSet>(need & 0x3ff);
     if (!need || !node || node->pall) return;
@@ -463,7 +465,7 @@ bool Verifier::run() {
       }
     }
     rep_.facts[pc_].visited = true;
-    if (prec_.path) cur_.hist.push_back(static_cast<int32_t>(pc_));
+    if (prec_.path) cur_.hist.push_back(HistEntry{static_cast<int32_t>(pc_), 0});
     if (Frame& cf = cur_.cur(); cf.callback && cf.cb_args.empty() && pc_ == cf.subprog)
       cf.cb_args.assign(cf.regs.begin() + 1, cf.regs.begin() + 6);
     if (opts_.log_level >= 1) log_insn(opts_.log_level >= 2);
