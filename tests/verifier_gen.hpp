@@ -3,7 +3,7 @@
 // r2 holds its length. They are built from templates a correct verifier accepts -- bounds checks
 // before memory accesses (a mask when the size is known, a comparison against r1 + r2 or of r2 with a
 // constant when it is not), stack spills and fills, counted loops, forward branches, bpf-to-bpf calls
-// with a pointer argument -- and then, sometimes, mutated (an offset, an immediate, a mask or a register
+// with a pointer argument, an index bounded through another register set on two paths -- and then, sometimes, mutated (an offset, an immediate, a mask or a register
 // changed by a little) so that programs on both sides of the safety boundary are produced. Every
 // accepted program must run in the checked interpreter without a memory fault.
 #pragma once
