@@ -115,7 +115,8 @@ enum class HelperPriv : uint8_t {
   CapPerfmon,    // bpf_base_func_proto's CAP_PERFMON tier (probe_read_kernel/user, trace_printk, ...)
   Tracing,       // offered only to tracing program types, which need CAP_PERFMON / CAP_SYS_ADMIN
 };
-// "CAP_BPF", "CAP_PERFMON", ...: the capability the kernel asks for ("" for the first two tiers).
+// "CAP_BPF" or "CAP_PERFMON": the capability the kernel asks for (for Tracing, the one its program
+// types need; "" for the first two tiers).
 const char* helper_priv_capability(HelperPriv p);
 constexpr bool helper_priv_unprivileged(HelperPriv p) {
   return p == HelperPriv::Unprivileged || p == HelperPriv::ProgType;

@@ -73,7 +73,7 @@ const char* helper_priv_capability(HelperPriv p) {
     case HelperPriv::ProgType: return "";
     case HelperPriv::CapBpf: return "CAP_BPF";
     case HelperPriv::CapPerfmon: return "CAP_PERFMON";
-    case HelperPriv::Tracing: return "CAP_PERFMON (tracing program types)";
+    case HelperPriv::Tracing: return "CAP_PERFMON";  // through the tracing program types it needs
   }
   return "";
 }

@@ -94,9 +94,10 @@ bool Verifier::do_call_helper(const Insn& in) {
     // capability tiers; tracing helpers exist only for tracing types, which need capabilities).
     const char* cap = helper_priv_capability(p->priv);
     return reject(
-        fmt::format("program of this type cannot use helper {}#{} under strict rules (the kernel gives it to {} "
-                    "holders only)",
-                    p->name, id, cap),
+        fmt::format("program of this type cannot use helper {}#{} under strict rules (the kernel gives it {})",
+                    p->name, id,
+                    p->priv == HelperPriv::Tracing ? "only to tracing programs, which need CAP_PERFMON"
+                                                   : fmt::format("to {} holders only", cap)),
         -1,
         fmt::format("{} is a privileged helper: the kernel offers it only with {}{}. Under strict rules (for "
                     "untrusted code) it is refused, because it {}. Verify with privileged rules (no --strict) "

@@ -290,9 +290,10 @@ Precision compute_precision(std::span<const Insn> insns, const Cfg& cfg, const P
         }
         if (info.kind == OpKind::Call) def = 0x3f;
         LiveSet v = static_cast<LiveSet>(extra[pc] | (out & ~def) | ((out & def) ? srcs : 0));
-        // A comparison of two registers refines each by the other: when one is needed after it, the
-        // other's value decided its range (the kernel's backtrack_insn does the same).
-        if (info.kind == OpKind::CondJump && info.uses_reg_src && (out & use)) v |= use;
+        // A comparison of two registers refines each by the other, and every copy of them (shared ids,
+        // recorded per comparison by the exploration): when one is needed after it, the other operand's
+        // value decided its range (the kernel's backtrack_insn and linked registers do the same).
+        if (info.kind == OpKind::CondJump && info.uses_reg_src && (out & (use | seeds.jmp_linked[pc]))) v |= use;
         if (v != p.need[pc]) {
           p.need[pc] = v;
           changed = true;

@@ -40,8 +40,10 @@ struct PrecisionSeeds {
   std::vector<LiveSet> regs;        // per slot
   std::vector<uint8_t> stack_load;  // per slot: a load that read the stack
   std::vector<uint8_t> stack_store; // per slot: a store that wrote the stack
+  std::vector<LiveSet> jmp_linked;  // per slot: a comparison of two registers, registers sharing an id with them
   void init(size_t n) {
     regs.assign(n, 0);
+    jmp_linked.assign(n, 0);
     stack_load.assign(n, 0);
     stack_store.assign(n, 0);
   }

@@ -50,9 +50,11 @@ class Verifier {
   // instruction when end == hist.size()); marks them, as their sources, in the stored states of the
   // current path.
   void backtrack(LiveSet need, size_t end);
-  bool back_insn(int32_t pc, LiveSet& need) const {  // false: a needed value came from the stack
+  bool back_insn(const HistEntry& h, LiveSet& need) const {  // false: a needed value came from the stack
+    const int32_t pc = h.pc;
     const BackXfer& x = xfer_[pc];
-    if (need & x.join) need |= x.join;
+    // A comparison of two registers refines each by the other, and every copy (shared id) with them.
+    if (x.join && (need & (x.join | h.linked))) need |= x.join;
     if (!(need & x.def)) return true;
     if (x.may_fill && seeds_.stack_load[pc]) return false;
     need = static_cast<LiveSet>((need & ~x.def) | x.srcs);

@@ -118,6 +118,7 @@ struct State;
 struct HistEntry {
   int32_t pc;
   uint16_t marked;
+  uint16_t linked = 0;  // a comparison of scalars: registers sharing an id with an operand (refined with it)
 };
 uint64_t state_hash(const State& s);  // equal states hash equal
 

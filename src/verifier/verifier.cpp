@@ -318,7 +318,7 @@ void Verifier::backtrack(LiveSet need, size_t end) {
   for (;;) {
     for (size_t i = std::min(end, seg->size()); i-- > 0;) {
       HistEntry& h = (*seg)[i];
-      if (!back_insn(h.pc, need)) {
+      if (!back_insn(h, need)) {
         mark_all_from(node);
         return;
       }
@@ -775,6 +775,17 @@ bool Verifier::do_cond_jump(const Insn& in) {
 
   // Scalars on both sides.
   if (a.kind == Kind::Scalar && b.kind == Kind::Scalar) {
+    if (info.uses_reg_src) {
+      // Registers the refinement reaches through shared ids: one needed later needs both operands.
+      LiveSet linked = 0;
+      for (int r = 0; r < 10; ++r) {
+        const Reg& x = fr.regs[r];
+        if (x.kind == Kind::Scalar && x.id != 0 && ((a.id != 0 && x.id == a.id) || (b.id != 0 && x.id == b.id)))
+          linked |= static_cast<LiveSet>(1u << r);
+      }
+      seeds_.jmp_linked[pc_] |= linked;
+      if (prec_.path && !cur_.hist.empty()) cur_.hist.back().linked = linked;
+    }
     State taken = cur_;
     Reg ta = a, tb = b, fa = a, fb = b;
     bool t_ok, f_ok;
