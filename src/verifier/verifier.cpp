@@ -785,6 +785,12 @@ bool Verifier::do_cond_jump(const Insn& in) {
       }
       seeds_.jmp_linked[pc_] |= linked;
       if (prec_.path && !cur_.hist.empty()) cur_.hist.back().linked = linked;
+      // Plain memory of unknown size: the comparison bounds the length (a state fact pruning compares
+      // exactly, not a register), so the other operand's value is a decision.
+      if (a.id == kMemLenId || b.id == kMemLenId) {
+        seed(in.dst);
+        seed(in.src);
+      }
     }
     State taken = cur_;
     Reg ta = a, tb = b, fa = a, fb = b;
