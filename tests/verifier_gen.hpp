@@ -3,9 +3,10 @@
 // r2 holds its length. They are built from templates a correct verifier accepts -- bounds checks
 // before memory accesses (a mask when the size is known, a comparison against r1 + r2 or of r2 with a
 // constant when it is not), stack spills and fills, counted loops, forward branches, bpf-to-bpf calls
-// with a pointer argument, an index bounded through another register set on two paths -- and then, sometimes, mutated (an offset, an immediate, a mask or a register
-// changed by a little) so that programs on both sides of the safety boundary are produced. Every
-// accepted program must run in the checked interpreter without a memory fault.
+// with a pointer argument, an index (or, for unknown size, the length) bounded through another
+// register set on two paths -- and then, sometimes, mutated (an offset, an immediate, a mask or a
+// register changed by a little) so that programs on both sides of the safety boundary are produced.
+// Every accepted program must run in the checked interpreter without a memory fault.
 #pragma once
 
 #include <cstdint>
@@ -97,10 +98,41 @@ class Generator {
         p_[j].off = static_cast<int16_t>(p_.size() - j - 1);
         break;
       }
-      case 6: if (known_ && r(2)) bound_by_other(); else alu(); break;
+      case 6:
+        if (known_ && r(2)) bound_by_other();
+        else if (!known_ && r(2)) bound_length_by_other();
+        else alu();
+        break;
       case 7: loop(depth); break;
       default: call(); break;
     }
+  }
+
+  // (unknown size) The length bounded by a register set on two paths: `if r7 < rB goto skip` (r7 is
+  // the length), then an access that needs rB bytes of the first path; the second path's rB is
+  // sometimes smaller. Pruning at the join must keep rB's value.
+  void bound_length_by_other() {
+    uint8_t b = scratch(), c = scratch();
+    while (c == b) c = scratch();
+    const int size = rand_size();
+    const int64_t k = 8 + r(40);
+    size_t j0 = p_.size();
+    emit(Op::JLT_IMM, 7, 0, 0, 1);
+    emit(Op::LDXB, c, 6, 0, 0);  // a byte the verifier does not know
+    size_t j = p_.size();
+    emit(Op::JSET_IMM, c, 0, 0, 1);
+    emit(Op::MOV64_IMM, b, 0, 0, k);
+    size_t ja = p_.size();
+    emit(Op::JA, 0, 0, 0, 0);
+    p_[j].off = static_cast<int16_t>(p_.size() - j - 1);
+    emit(Op::MOV64_IMM, b, 0, 0, r(3) == 0 ? r(k) : k + r(8));
+    p_[ja].off = static_cast<int16_t>(p_.size() - ja - 1);
+    size_t jb = p_.size();
+    emit(Op::JLT_REG, 7, b, 0, 0);
+    access(6, static_cast<int16_t>(k - size), size);
+    p_[jb].off = static_cast<int16_t>(p_.size() - jb - 1);
+    p_[j0].off = static_cast<int16_t>(p_.size() - j0 - 1);
+    emit(Op::MOV64_IMM, b, 0, 0, r(50));
   }
 
   // (known size) An index bounded through another register whose value depends on an earlier branch:
