@@ -8,6 +8,7 @@
 
 #include <cstring>
 #include <map>
+#include <set>
 #include <string>
 
 #include "bpfvm/asm.hpp"
@@ -111,6 +112,44 @@ TEST(HelperProtos, KernelArgumentAndReturnTypes) {
       }
     }
   }
+}
+
+// The privilege tiers (strict rules allow Unprivileged and ProgType only): bpf_base_func_proto's
+// tier for everyone is exactly this list; its CAP_BPF and CAP_PERFMON tiers and the tracing-only
+// helpers are never given to an unprivileged loader.
+TEST(HelperProtos, PrivilegeTiersFollowTheKernel) {
+  const std::set<int32_t> base = {
+      BPF_FUNC_map_lookup_elem, BPF_FUNC_map_update_elem, BPF_FUNC_map_delete_elem, BPF_FUNC_map_push_elem,
+      BPF_FUNC_map_pop_elem, BPF_FUNC_map_peek_elem, BPF_FUNC_map_lookup_percpu_elem, BPF_FUNC_get_prandom_u32,
+      BPF_FUNC_get_smp_processor_id, BPF_FUNC_get_numa_node_id, BPF_FUNC_tail_call, BPF_FUNC_ktime_get_ns,
+      BPF_FUNC_ktime_get_boot_ns, BPF_FUNC_ktime_get_tai_ns, BPF_FUNC_ringbuf_output, BPF_FUNC_ringbuf_reserve,
+      BPF_FUNC_ringbuf_submit, BPF_FUNC_ringbuf_discard, BPF_FUNC_ringbuf_query, BPF_FUNC_for_each_map_elem,
+      BPF_FUNC_loop, BPF_FUNC_strncmp};
+  for (const HelperProto& p : kernel_helper_protos().subspan(1)) {
+    SCOPED_TRACE(std::string(p.name));
+    EXPECT_EQ(p.priv == HelperPriv::Unprivileged, base.count(p.id) == 1);
+  }
+  auto priv = [](int32_t id) { return kernel_helper_proto(id)->priv; };
+  for (int32_t id : {BPF_FUNC_spin_lock, BPF_FUNC_spin_unlock, BPF_FUNC_jiffies64, BPF_FUNC_per_cpu_ptr,
+                     BPF_FUNC_this_cpu_ptr, BPF_FUNC_timer_init, BPF_FUNC_timer_set_callback, BPF_FUNC_timer_start,
+                     BPF_FUNC_timer_cancel, BPF_FUNC_kptr_xchg, BPF_FUNC_dynptr_read})
+    EXPECT_EQ(priv(id), HelperPriv::CapBpf) << id;
+  for (int32_t id : {BPF_FUNC_trace_printk, BPF_FUNC_get_current_task, BPF_FUNC_get_current_task_btf,
+                     BPF_FUNC_probe_read_user, BPF_FUNC_probe_read_kernel, BPF_FUNC_probe_read_user_str,
+                     BPF_FUNC_probe_read_kernel_str, BPF_FUNC_snprintf_btf, BPF_FUNC_snprintf, BPF_FUNC_task_pt_regs,
+                     BPF_FUNC_trace_vprintk, BPF_FUNC_skc_to_tcp_sock})
+    EXPECT_EQ(priv(id), HelperPriv::CapPerfmon) << id;
+  for (int32_t id : {BPF_FUNC_probe_read, BPF_FUNC_probe_read_str, BPF_FUNC_probe_write_user, BPF_FUNC_send_signal,
+                     BPF_FUNC_override_return, BPF_FUNC_get_stack, BPF_FUNC_get_stackid, BPF_FUNC_d_path,
+                     BPF_FUNC_copy_from_user, BPF_FUNC_get_func_ip})
+    EXPECT_EQ(priv(id), HelperPriv::Tracing) << id;
+  // A socket filter's own helpers (the kernel gives them to unprivileged socket filters).
+  for (int32_t id : {BPF_FUNC_skb_load_bytes, BPF_FUNC_skb_load_bytes_relative, BPF_FUNC_get_socket_cookie,
+                     BPF_FUNC_get_socket_uid, BPF_FUNC_perf_event_output, BPF_FUNC_ktime_get_coarse_ns})
+    EXPECT_EQ(priv(id), HelperPriv::ProgType) << id;
+  EXPECT_TRUE(helper_priv_unprivileged(HelperPriv::ProgType));
+  EXPECT_FALSE(helper_priv_unprivileged(HelperPriv::CapBpf));
+  EXPECT_STREQ(helper_priv_capability(HelperPriv::CapPerfmon), "CAP_PERFMON");
 }
 
 TEST(HelperSetTest, RefusesWhatATypeCannotCall) {

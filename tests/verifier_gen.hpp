@@ -3,9 +3,10 @@
 // r2 holds its length. They are built from templates a correct verifier accepts -- bounds checks
 // before memory accesses (a mask when the size is known, a comparison against r1 + r2 or of r2 with a
 // constant when it is not), stack spills and fills, counted loops, forward branches, bpf-to-bpf calls
-// with a pointer argument -- and then, sometimes, mutated (an offset, an immediate, a mask or a register
-// changed by a little) so that programs on both sides of the safety boundary are produced. Every
-// accepted program must run in the checked interpreter without a memory fault.
+// with a pointer argument, an index (or, for unknown size, the length) bounded through another
+// register set on two paths -- and then, sometimes, mutated (an offset, an immediate, a mask or a
+// register changed by a little) so that programs on both sides of the safety boundary are produced.
+// Every accepted program must run in the checked interpreter without a memory fault.
 #pragma once
 
 #include <cstdint>
@@ -97,10 +98,102 @@ class Generator {
         p_[j].off = static_cast<int16_t>(p_.size() - j - 1);
         break;
       }
-      case 6: alu(); break;
+      case 6:
+        if (known_ && r(2)) bound_by_other();
+        else if (!known_ && r(2)) bound_length_by_other();
+        else alu();
+        break;
       case 7: loop(depth); break;
       default: call(); break;
     }
+  }
+
+  // (unknown size) The length bounded by a register set on two paths: `if r7 < rB goto skip` (r7 is
+  // the length), then an access that needs rB bytes of the first path; the second path's rB is
+  // sometimes smaller. Pruning at the join must keep rB's value.
+  void bound_length_by_other() {
+    uint8_t b = scratch(), c = scratch();
+    while (c == b) c = scratch();
+    const int size = rand_size();
+    const int64_t k = 8 + r(40);
+    size_t j0 = p_.size();
+    emit(Op::JLT_IMM, 7, 0, 0, 1);
+    emit(Op::LDXB, c, 6, 0, 0);  // a byte the verifier does not know
+    size_t j = p_.size();
+    emit(Op::JSET_IMM, c, 0, 0, 1);
+    emit(Op::MOV64_IMM, b, 0, 0, k);
+    size_t ja = p_.size();
+    emit(Op::JA, 0, 0, 0, 0);
+    p_[j].off = static_cast<int16_t>(p_.size() - j - 1);
+    emit(Op::MOV64_IMM, b, 0, 0, r(3) == 0 ? r(k) : k + r(8));
+    p_[ja].off = static_cast<int16_t>(p_.size() - ja - 1);
+    size_t jb = p_.size();
+    emit(Op::JLT_REG, 7, b, 0, 0);
+    access(6, static_cast<int16_t>(k - size), size);
+    p_[jb].off = static_cast<int16_t>(p_.size() - jb - 1);
+    p_[j0].off = static_cast<int16_t>(p_.size() - j0 - 1);
+    emit(Op::MOV64_IMM, b, 0, 0, r(50));
+  }
+
+  // (known size) An index bounded through another register whose value depends on an earlier branch:
+  // `if idx > rB` with rB set on two paths, or `if rC > K` where rC is a copy of idx on one path only.
+  // Pruning at the join must keep what the access after it depends on (rB's value; rC's link).
+  void bound_by_other() {
+    uint8_t idx = scratch(), b = scratch(), p = scratch();
+    while (b == idx) b = scratch();
+    while (p == idx || p == b) p = scratch();
+    uint8_t other = scratch();
+    while (other == b || other == idx) other = scratch();
+    const int size = rand_size();
+    // idx <= k keeps [idx, idx + size) inside the memory; the largest such k, so that a bound one
+    // larger is already unsafe.
+    const int64_t k = kMemSize - size;
+    // Values unknown to the verifier (bytes of the memory), so that runs take every path; the
+    // branch tests bit 0 of r0 after it is loaded the same way (r0 is reset afterwards).
+    emit(Op::LDXB, idx, 6, static_cast<int16_t>(r(kMemSize)), 0);
+    emit(Op::LDXB, other, 6, static_cast<int16_t>(r(kMemSize)), 0);
+    mov_reg(p, idx);  // idx gets an id on every path (p is overwritten below)
+    const uint8_t c = idx == 0 || other == 0 || b == 0 || p == 0 ? 9 : 0;  // r9 is free outside loops
+    if (c == 9) emit(Op::STXDW, 10, 9, -64, 0);  // keep the loop counter (we may be in a loop body)
+    emit(Op::LDXB, c, 6, static_cast<int16_t>(r(kMemSize)), 0);
+    size_t j = p_.size();
+    emit(Op::JSET_IMM, c, 0, 0, 1);
+    if (c == 9) emit(Op::LDXDW, 9, 10, -64, 0);
+    else emit(Op::MOV64_IMM, 0, 0, 0, r(50));
+    const bool via_copy = r(2);
+    if (via_copy) {
+      mov_reg(b, idx);  // linked copy
+      size_t ja = p_.size();
+      emit(Op::JA, 0, 0, 0, 0);
+      p_[j].off = static_cast<int16_t>(p_.size() - j - 1);
+      if (c == 9) emit(Op::LDXDW, 9, 10, -64, 0);
+      else emit(Op::MOV64_IMM, 0, 0, 0, r(50));
+      if (r(3) == 0) mov_reg(b, other);  // not a copy of idx on this path
+      else mov_reg(b, idx);
+      p_[ja].off = static_cast<int16_t>(p_.size() - ja - 1);
+      size_t jk = p_.size();
+      emit(Op::JGT_IMM, b, 0, 0, k);
+      mov_reg(p, 6);
+      emit(Op::ADD64_REG, p, idx, 0, 0);
+      access(p, 0, size);
+      p_[jk].off = static_cast<int16_t>(p_.size() - jk - 1);
+    } else {
+      emit(Op::MOV64_IMM, b, 0, 0, k);
+      size_t ja = p_.size();
+      emit(Op::JA, 0, 0, 0, 0);
+      p_[j].off = static_cast<int16_t>(p_.size() - j - 1);
+      if (c == 9) emit(Op::LDXDW, 9, 10, -64, 0);
+      else emit(Op::MOV64_IMM, 0, 0, 0, r(50));
+      emit(Op::MOV64_IMM, b, 0, 0, r(3) == 0 ? k + 1 + r(128) : r(k + 1));
+      p_[ja].off = static_cast<int16_t>(p_.size() - ja - 1);
+      size_t jb = p_.size();
+      emit(Op::JGT_REG, idx, b, 0, 0);
+      mov_reg(p, 6);
+      emit(Op::ADD64_REG, p, idx, 0, 0);
+      access(p, 0, size);
+      p_[jb].off = static_cast<int16_t>(p_.size() - jb - 1);
+    }
+    emit(Op::MOV64_IMM, p, 0, 0, r(50));
   }
 
   void alu() {

@@ -226,6 +226,25 @@ TEST(VerifierSamples, BuiltToBreakARuleAreRejectedUnderStrict) {
   }
 }
 
+// Path-sensitive precision: a register needed exactly on one path (in tracex3's log2 histogram, when
+// the delta is 0 a later branch is decided) is not needed on the others, so their states prune; a
+// path-insensitive slice processed 1,759 instructions here in two rounds, the kernel 397.
+TEST(VerifierSamples, PrecisionIsMarkedAlongThePathThatNeedsIt) {
+  auto shared = test::shared_dir();
+  if (shared.empty()) GTEST_SKIP() << "../shared not found";
+  auto obj = load_object_file((shared / "samples" / "linux" / "tracex3_kern.o").string());
+  ASSERT_TRUE(obj.ok()) << obj.error().to_string();
+  const ObjectProgram* prog = nullptr;
+  for (const auto& p : obj->programs)
+    if (p.name == "bpf_prog2") prog = &p;
+  ASSERT_NE(prog, nullptr);
+  auto r = verify(prog->insns, verify_options_for(*obj, *prog));
+  ASSERT_TRUE(r.ok());
+  ASSERT_TRUE(r->accepted) << r->error.to_string();
+  EXPECT_EQ(r->rounds, 1);
+  EXPECT_LT(r->insns_total, 400u) << "processed " << r->insns_total;
+}
+
 TEST(VerifierSamples, RejectionShowsTheSourceLine) {
   auto shared = test::shared_dir();
   if (shared.empty()) GTEST_SKIP() << "../shared not found";

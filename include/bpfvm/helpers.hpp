@@ -104,6 +104,24 @@ enum HelperFlag : uint16_t {
   kHelperPktAccess = 32,       // pkt_access: packet pointers accepted for memory arguments
 };
 
+// Who the kernel gives a helper to (bpf_base_func_proto and the program types' func_proto). The
+// strict rule set (verifier.hpp) allows Unprivileged and ProgType helpers only: the others read or
+// act on memory and state outside the program's context and maps (in bpfvm: the host process's).
+enum class HelperPriv : uint8_t {
+  Unprivileged,  // any program, no capability (bpf_base_func_proto's first tier: maps, ringbuf, ...)
+  ProgType,      // a program type's own helper (packet, socket, cgroup): given to whoever may load
+                 // the type, unprivileged socket_filter / cgroup_skb included
+  CapBpf,        // bpf_base_func_proto's CAP_BPF tier (spin locks, timers, per-CPU pointers, dynptrs)
+  CapPerfmon,    // bpf_base_func_proto's CAP_PERFMON tier (probe_read_kernel/user, trace_printk, ...)
+  Tracing,       // offered only to tracing program types, which need CAP_PERFMON / CAP_SYS_ADMIN
+};
+// "CAP_BPF" or "CAP_PERFMON": the capability the kernel asks for (for Tracing, the one its program
+// types need; "" for the first two tiers).
+const char* helper_priv_capability(HelperPriv p);
+constexpr bool helper_priv_unprivileged(HelperPriv p) {
+  return p == HelperPriv::Unprivileged || p == HelperPriv::ProgType;
+}
+
 struct HelperProto {
   int32_t id = 0;
   std::string_view name;  // "bpf_map_lookup_elem"
@@ -111,6 +129,8 @@ struct HelperProto {
   uint8_t ret_flags = 0;
   std::array<HelperArg, 5> args{};
   uint16_t flags = 0;
+  // Embedder helpers: Unprivileged unless the embedder says otherwise (it decides what it exposes).
+  HelperPriv priv = HelperPriv::Unprivileged;
 
   // Number of arguments the prototype declares (trailing ArgType::None excluded).
   int nargs() const;

@@ -48,11 +48,16 @@ constexpr RetTok INT{RetType::Integer, 0}, VOID{RetType::Void, 0}, MV{RetType::M
 constexpr uint16_t GPL = kHelperGplOnly, PKT = kHelperChangesPktData, CB = kHelperCallsBack, SLP = kHelperSleepable,
                    TAIL = kHelperTailCall, PKTA = kHelperPktAccess;
 
+// Privilege tiers of protos.def.
+constexpr HelperPriv UNPRIV = HelperPriv::Unprivileged, TYPE = HelperPriv::ProgType, CAPBPF = HelperPriv::CapBpf,
+                     PERFMON = HelperPriv::CapPerfmon, TRACING = HelperPriv::Tracing;
+
 constexpr std::array<HelperProto, kMaxKernelHelperId + 1> make_table() {
   std::array<HelperProto, kMaxKernelHelperId + 1> t{};
-  t[0] = HelperProto{0, "bpf_unspec", RetType::Integer, 0, {}, 0};
-#define H(ID, NAME, RET, FLAGS, A1, A2, A3, A4, A5) \
-  t[ID] = HelperProto{ID, "bpf_" #NAME, RET.t, RET.f, {A1, A2, A3, A4, A5}, static_cast<uint16_t>(FLAGS)};
+  t[0] = HelperProto{0, "bpf_unspec", RetType::Integer, 0, {}, 0, HelperPriv::Tracing};
+#define H(ID, NAME, RET, FLAGS, PRIV, A1, A2, A3, A4, A5)                                                \
+  t[ID] = HelperProto{ID, "bpf_" #NAME, RET.t, RET.f, {A1, A2, A3, A4, A5}, static_cast<uint16_t>(FLAGS), \
+                      PRIV};
 #include "helpers/protos.def"
 #undef H
   return t;
@@ -61,6 +66,17 @@ constexpr std::array<HelperProto, kMaxKernelHelperId + 1> make_table() {
 constexpr auto kTable = make_table();
 
 }  // namespace
+
+const char* helper_priv_capability(HelperPriv p) {
+  switch (p) {
+    case HelperPriv::Unprivileged:
+    case HelperPriv::ProgType: return "";
+    case HelperPriv::CapBpf: return "CAP_BPF";
+    case HelperPriv::CapPerfmon: return "CAP_PERFMON";
+    case HelperPriv::Tracing: return "CAP_PERFMON";  // through the tracing program types it needs
+  }
+  return "";
+}
 
 int HelperProto::nargs() const {
   int n = 5;

@@ -89,6 +89,27 @@ bool Verifier::do_call_helper(const Insn& in) {
                   fmt::format("{} is not available to {} programs. Use a helper this program type may call, or "
                               "change the program type (section name).",
                               p->name, type_.name));
+  if (strict() && !helper_priv_unprivileged(p->priv)) {
+    // The kernel's get_func_proto returns NULL for an unprivileged loader (bpf_base_func_proto's
+    // capability tiers; tracing helpers exist only for tracing types, which need capabilities).
+    const char* cap = helper_priv_capability(p->priv);
+    return reject(
+        fmt::format("program of this type cannot use helper {}#{} under strict rules (the kernel gives it {})",
+                    p->name, id,
+                    p->priv == HelperPriv::Tracing ? "only to tracing programs, which need CAP_PERFMON"
+                                                   : fmt::format("to {} holders only", cap)),
+        -1,
+        fmt::format("{} is a privileged helper: the kernel offers it only with {}{}. Under strict rules (for "
+                    "untrusted code) it is refused, because it {}. Verify with privileged rules (no --strict) "
+                    "if the code is trusted, or do without it.",
+                    p->name, cap,
+                    p->priv == HelperPriv::Tracing ? ", to tracing programs" : "",
+                    p->priv == HelperPriv::CapBpf
+                        ? "reaches state shared outside the program's maps (locks, timers, per-CPU and kernel "
+                          "object pointers, dynptrs)"
+                        : "reads or acts on memory and state outside the program's context and maps (in bpfvm: "
+                          "the host process's memory, tasks and stacks)"));
+  }
   if (p->gpl_only() && !opts_.gpl)
     return reject(fmt::format("cannot call GPL-restricted function {} from non-GPL compatible program", p->name), -1,
                   "Declare a GPL-compatible license: char _license[] SEC(\"license\") = \"GPL\";");

@@ -76,9 +76,17 @@ void uses_defs(const Insn& in, LiveSet& use, LiveSet& def) {
 
 }  // namespace
 
-Result<Cfg> build_cfg(std::span<const Insn> insns) {
+Result<Cfg> build_cfg(std::span<const Insn> insns, bool privileged) {
   const int64_t n = static_cast<int64_t>(insns.size());
   if (n == 0) return err(-1, "the program is empty");
+  if (!privileged) {
+    // The kernel refuses these before anything else when the loader lacks CAP_BPF.
+    for (int64_t pc = 0; pc < n; ++pc) {
+      const Op op = insns[pc].op;
+      if (op == Op::CALL_LOCAL || op == Op::CALL_KFUNC || op == Op::LDDW_CODE_ADDR)
+        return err(pc, "loading/calling other bpf or kernel functions are allowed for CAP_BPF and CAP_SYS_ADMIN");
+    }
+  }
   Cfg cfg;
   cfg.func_starts.push_back(0);
   std::vector<int32_t> cb_starts;
@@ -157,6 +165,38 @@ Result<Cfg> build_cfg(std::span<const Insn> insns) {
       if (in.op == Op::LDDW_CODE_ADDR) cfg.callees[f].push_back(cfg.func_index(static_cast<int32_t>(pc + 1 + static_cast<int32_t>(in.imm))));
     }
     if (!s.ok()) return s.error();
+  }
+
+  // Strict: no loops. A depth-first walk from each function's start, the fall-through edge before
+  // the jump's (the kernel's check_cfg order, so the same back-edge is reported): an edge to an
+  // instruction still on the walk's path closes a loop.
+  if (!privileged) {
+    std::vector<uint8_t> state(n, 0);  // 0 unseen, 1 on the path, 2 done
+    std::vector<std::pair<int64_t, size_t>> path;
+    auto edges = [&](int64_t pc, size_t i) -> int64_t {
+      const auto& s = succ[pc];
+      if (s.size() == 2 && insns[pc].info().kind == OpKind::CondJump) return s[1 - i];  // [next, target]
+      return s[i];
+    };
+    for (int32_t start : cfg.func_starts) {
+      if (state[start]) continue;
+      state[start] = 1;
+      path.emplace_back(start, 0);
+      while (!path.empty()) {
+        auto& [t, i] = path.back();
+        if (i == succ[t].size()) {
+          state[t] = 2;
+          path.pop_back();
+          continue;
+        }
+        int64_t w = edges(t, i++);
+        if (state[w] == 1) return err(t, fmt::format("back-edge from insn {} to {}", t, w));
+        if (state[w] == 0) {
+          state[w] = 1;
+          path.emplace_back(w, 0);
+        }
+      }
+    }
   }
 
   // Reachability (the kernel's check_cfg: every instruction of every function reachable from its
@@ -250,6 +290,10 @@ Precision compute_precision(std::span<const Insn> insns, const Cfg& cfg, const P
         }
         if (info.kind == OpKind::Call) def = 0x3f;
         LiveSet v = static_cast<LiveSet>(extra[pc] | (out & ~def) | ((out & def) ? srcs : 0));
+        // A comparison of two registers refines each by the other, and every copy of them (shared ids,
+        // recorded per comparison by the exploration): when one is needed after it, the other operand's
+        // value decided its range (the kernel's backtrack_insn and linked registers do the same).
+        if (info.kind == OpKind::CondJump && info.uses_reg_src && (out & (use | seeds.jmp_linked[pc]))) v |= use;
         if (v != p.need[pc]) {
           p.need[pc] = v;
           changed = true;

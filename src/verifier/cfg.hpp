@@ -31,13 +31,19 @@ struct Precision {
   std::vector<LiveSet> need;  // per slot
   bool stack = false;
   bool all = false;           // everything precise (fallback)
+  // Path-sensitive precision instead (programs without subprograms or callbacks): each stored state
+  // carries the registers its descendants needed precisely, marked by backtracking each decision
+  // along its own path, as the kernel's mark_chain_precision does; one exploration suffices.
+  bool path = false;
 };
 struct PrecisionSeeds {
   std::vector<LiveSet> regs;        // per slot
   std::vector<uint8_t> stack_load;  // per slot: a load that read the stack
   std::vector<uint8_t> stack_store; // per slot: a store that wrote the stack
+  std::vector<LiveSet> jmp_linked;  // per slot: a comparison of two registers, registers sharing an id with them
   void init(size_t n) {
     regs.assign(n, 0);
+    jmp_linked.assign(n, 0);
     stack_load.assign(n, 0);
     stack_store.assign(n, 0);
   }
@@ -45,6 +51,8 @@ struct PrecisionSeeds {
 Precision compute_precision(std::span<const Insn> insns, const Cfg& cfg, const PrecisionSeeds& seeds);
 
 // Builds the CFG facts and checks structure. Errors: ErrorCode::Verify with the pc.
-Result<Cfg> build_cfg(std::span<const Insn> insns);
+// privileged = false: the kernel's rules for a loader without CAP_BPF as well: no bpf-to-bpf or
+// kernel function calls and no function addresses (add_subprog_and_kfunc), no back-edges (check_cfg).
+Result<Cfg> build_cfg(std::span<const Insn> insns, bool privileged = true);
 
 }  // namespace bpfvm::verifier

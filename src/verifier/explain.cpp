@@ -7,6 +7,15 @@ namespace bpfvm::verifier {
 
 std::string explain(const std::string& m) {
   auto has = [&](const char* s) { return m.find(s) != std::string::npos; };
+  if (has("back-edge from insn"))
+    return "This jump goes back to an earlier instruction, which makes a loop. Strict rules (for untrusted code, "
+           "the kernel's rules without CAP_BPF) allow no loops at all, bounded or not. Unroll the loop (`#pragma "
+           "unroll` with a constant bound), or verify with privileged rules (no --strict) if the code is trusted.";
+  if (has("loading/calling other bpf or kernel functions"))
+    return "The program calls another BPF function, or takes a function's address for a callback (bpf_loop, "
+           "bpf_for_each_map_elem, timers). Strict rules (for untrusted code, the kernel's rules without CAP_BPF) "
+           "allow neither. Inline the function (static __always_inline), or verify with privileged rules (no "
+           "--strict) if the code is trusted.";
   if (has("_or_null"))
     return "The pointer may be NULL here (a map lookup or reservation can fail). Check it first: "
            "`if (!p) return 0;` and use it only on the non-NULL path.";

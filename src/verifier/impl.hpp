@@ -42,7 +42,34 @@ class Verifier {
   void live_for(const State& st, int64_t pc, std::vector<LiveSet>& out) const;
   void precise_for(const State& st, int64_t pc, std::vector<LiveSet>& out) const;
   std::vector<LiveSet> live_buf_, precise_buf_;  // reused by is_state_visited (no allocation per visit)
-  void seed(int regno) { seeds_.regs[pc_] |= static_cast<LiveSet>(1u << regno); }
+  void seed(int regno) {
+    seeds_.regs[pc_] |= static_cast<LiveSet>(1u << regno);
+    if (prec_.path && !cur_.hist.empty()) backtrack(static_cast<LiveSet>(1u << regno), cur_.hist.size() - 1);
+  }
+  // Path precision: registers `need` are needed precisely before cur_.hist[end] (or at the current
+  // instruction when end == hist.size()); marks them, as their sources, in the stored states of the
+  // current path.
+  void backtrack(LiveSet need, size_t end);
+  bool back_insn(const HistEntry& h, LiveSet& need) const {  // false: a needed value came from the stack
+    const int32_t pc = h.pc;
+    const BackXfer& x = xfer_[pc];
+    // A comparison of two registers refines each by the other, and every copy (shared id) with them.
+    if (x.join && (need & (x.join | h.linked))) need |= x.join;
+    if (!(need & x.def)) return true;
+    if (x.may_fill && seeds_.stack_load[pc]) return false;
+    need = static_cast<LiveSet>((need & ~x.def) | x.srcs);
+    return true;
+  }
+  // Per instruction, for backtracking: registers it defines, the registers those are computed from,
+  // registers a comparison links (one needed: both needed), and whether a defined value may come
+  // from the stack (a load or atomic fetch).
+  struct BackXfer {
+    LiveSet def = 0, srcs = 0, join = 0;
+    bool may_fill = false;
+  };
+  std::vector<BackXfer> xfer_;
+  void init_xfer();
+  static void mark_all_from(Node* n);
 
   // ---- instruction kinds ----
   bool do_alu(const Insn& in);

@@ -379,6 +379,12 @@ bool Verifier::check_mem(int regno, const Reg& base, int32_t off, int size, Acce
       return true;
     case Kind::BtfId:
       if (write || !direct) return reject(fmt::format("R{} cannot write or pass kernel object memory", regno), regno);
+      if (strict())  // the kernel's check_ptr_to_btf_access without allow_ptr_leaks
+        return reject(fmt::format("R{} kernel object (btf_id) access is allowed only to CAP_PERFMON and CAP_SYS_ADMIN",
+                                  regno),
+                      regno,
+                      "Reading a kernel object through a BTF pointer is not bounds-checked memory the program "
+                      "owns; strict rules (for untrusted code) refuse it.");
       if (out) *out = Reg::scalar(loaded_value(size, sign_ext));
       return true;
     case Kind::NotInit:
@@ -487,7 +493,7 @@ bool Verifier::do_ld_abs(const Insn& in) {
   bool ind = in.op == Op::LDIND_W || in.op == Op::LDIND_H || in.op == Op::LDIND_B;
   if (ind) {
     if (!check_reg_init(in.src)) return false;
-    seed(in.src);
+    // (The offset is not a verifier decision: the load checks it at run time, as in the kernel.)
     if (cur_.cur().regs[in.src].kind != Kind::Scalar && strict())
       return reject(fmt::format("R{} leaks addr into packet offset", in.src), in.src);
   }

@@ -123,6 +123,35 @@ bool state_covered(const State& old, const State& cur, const std::vector<LiveSet
   if (!old.mem_len.contains(cur.mem_len)) return false;
   IdMap ids;
   if (old.lock_map && !ids.check(old.lock_id, cur.lock_id)) return false;
+  // Ids of precise scalars (copies share an id): a branch on an imprecise copy refines the precise
+  // register too, so such a copy must be linked the same way in `cur` (its range need not match).
+  uint32_t linked[8];
+  int nlinked = 0;
+  bool linked_overflow = false;
+  auto scalar_linked = [](const Reg& r) {
+    return r.kind == Kind::Scalar && r.id != 0 && r.id != kMemLenId && !r.v.is_const();
+  };
+  for (size_t f = 0; f < old.frames.size(); ++f) {
+    LiveSet l = f < live.size() ? live[f] : 0x7ff;
+    LiveSet p = f < precise.size() ? precise[f] : 0x7ff;
+    for (int r = 0; r < 10; ++r) {
+      const Reg& o = old.frames[f].regs[r];
+      if (!((l & p) & (1u << r)) || !scalar_linked(o)) continue;
+      bool have = false;
+      for (int k = 0; k < nlinked; ++k) have |= linked[k] == o.id;
+      if (have) continue;
+      if (nlinked == 8) linked_overflow = true;
+      else linked[nlinked++] = o.id;
+    }
+  }
+  auto must_link = [&](const Reg& o) {
+    if (!scalar_linked(o)) return false;
+    if (linked_overflow) return true;
+    for (int k = 0; k < nlinked; ++k)
+      if (linked[k] == o.id) return true;
+    return false;
+  };
+  auto link_ok = [&](const Reg& o, const Reg& c) { return c.kind == Kind::Scalar && c.id != 0 && ids.check(o.id, c.id); };
   for (size_t f = 0; f < old.frames.size(); ++f) {
     const Frame& of = old.frames[f];
     const Frame& cf = cur.frames[f];
@@ -131,7 +160,9 @@ bool state_covered(const State& old, const State& cur, const std::vector<LiveSet
     LiveSet p = f < precise.size() ? precise[f] : 0x7ff;
     for (int r = 0; r < 10; ++r) {
       if (!(l & (1u << r))) continue;
-      if (!reg_covered(of.regs[r], cf.regs[r], ids, (p >> r) & 1)) return false;
+      const bool prec = (p >> r) & 1;
+      if (!reg_covered(of.regs[r], cf.regs[r], ids, prec)) return false;
+      if (!prec && nlinked && must_link(of.regs[r]) && !link_ok(of.regs[r], cf.regs[r])) return false;
     }
     static const Slot empty{};
     size_t n = std::max(of.stack.size(), cf.stack.size());
@@ -139,6 +170,9 @@ bool state_covered(const State& old, const State& cur, const std::vector<LiveSet
       const Slot& os = i < of.stack.size() ? of.stack[i] : empty;
       const Slot& cs = i < cf.stack.size() ? cf.stack[i] : empty;
       if (!slot_covered(os, cs, ids, stack_precise)) return false;
+      if (!stack_precise && nlinked && os.bytes[0] == kStackSpill && must_link(os.spill) &&
+          !(cs.bytes[0] == kStackSpill && link_ok(os.spill, cs.spill)))
+        return false;
     }
   }
   for (size_t i = 0; i < old.refs.size(); ++i)

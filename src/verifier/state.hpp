@@ -113,6 +113,13 @@ struct RefState {
 
 struct Node;
 struct State;
+// One executed instruction of a path segment (path precision), with the registers already
+// backtracked from just before it (a later backtrack needing no more stops there).
+struct HistEntry {
+  int32_t pc;
+  uint16_t marked;
+  uint16_t linked = 0;  // a comparison of scalars: registers sharing an id with an operand (refined with it)
+};
 uint64_t state_hash(const State& s);  // equal states hash equal
 
 struct State {
@@ -123,6 +130,8 @@ struct State {
   Scalar mem_len = Scalar::unknown();  // kProgMem with unknown size: the length in r2 (id kMemLenId)
   Node* parent = nullptr;
   uint32_t jmps = 0;  // conditional jumps on this path (heuristics)
+  // Path precision (Precision::path): the instructions executed since `parent` was stored, in order.
+  std::vector<HistEntry> hist;
 
   Frame& cur() { return frames.back(); }
   const Frame& cur() const { return frames.back(); }
@@ -139,6 +148,12 @@ struct Node {
   uint32_t hits = 0, misses = 0;
   uint64_t hash = 0;
   bool hashed = false;  // `hash` computed
+  // Path precision: the instructions from the parent node's state to this one (the path segment),
+  // the registers whose exact values some decision below this state used (backtracked along the
+  // paths that made the decisions), and whether everything (registers and stack) is needed.
+  std::vector<HistEntry> seg;
+  uint16_t pprec = 0;
+  bool pall = false;
   uint64_t get_hash() {
     if (!hashed) {
       hash = state_hash(st);

@@ -45,6 +45,7 @@ Verifier::Verifier(std::span<const Insn> insns, const VerifyOptions& opts, const
   stack_depth_.assign(cfg.func_starts.size(), 0);
   rep_.facts.assign(insns.size(), InsnFacts{});
   mem_unknown_ = type_.type == kProgMem && opts.mem_size < 0;
+  if (prec_.path) init_xfer();
 }
 
 void Verifier::init_state() {
@@ -173,14 +174,25 @@ bool Verifier::is_state_visited(bool& pruned) {
     std::vector<LiveSet>& live = live_buf_;
     std::vector<LiveSet>& precise = precise_buf_;
     live_for(cur_, pc_, live);
-    precise_for(cur_, pc_, precise);
-    const bool stack_precise = prec_.all || prec_.stack;
+    if (!prec_.path) precise_for(cur_, pc_, precise);
+    bool stack_precise = prec_.all || prec_.stack;
     size_t keep = 0;
     for (size_t idx = 0; idx < list.size(); ++idx) {
       Node* n = list[idx];
       list[keep++] = n;
+      if (prec_.path) {  // the node's own precision (single frame)
+        precise.assign(1, n->pall ? LiveSet{0x7ff} : n->pprec);
+        stack_precise = n->pall;
+      }
       if (state_covered(n->st, cur_, live, precise, stack_precise)) {
-        if (!prec_.all) note_imprecise_prune(n->st, live, precise, stack_precise);
+        if (prec_.path) {
+          // This path continues as the node's did: what the node's descendants needed precisely is
+          // needed on this path too.
+          if (n->pall) mark_all_from(cur_.parent);
+          else if (n->pprec & live[0]) backtrack(static_cast<LiveSet>(n->pprec & live[0]), cur_.hist.size());
+        } else if (!prec_.all) {
+          note_imprecise_prune(n->st, live, precise, stack_precise);
+        }
         n->hits++;
         pruned = true;
         for (size_t j = idx + 1; j < list.size(); ++j) list[keep++] = list[j];
@@ -198,6 +210,9 @@ bool Verifier::is_state_visited(bool& pruned) {
   if (looping && processed_ - last_ckpt_processed_ < 100 && jmps_processed_ - last_ckpt_jmps_ < 20) return true;
   if (rep_.states >= opts_.limits.max_states) return true;  // stop storing; exploration continues
   auto node = std::make_unique<Node>();
+  node->seg = std::move(cur_.hist);
+  cur_.hist.clear();
+  mem_bytes_ += node->seg.size() * sizeof(HistEntry);
   node->st = cur_;
   node->st.parent = cur_.parent;
   node->pc = static_cast<int32_t>(pc_);
@@ -246,6 +261,83 @@ void Verifier::note_imprecise_prune(const State& old, const std::vector<LiveSet>
     if (at >= 0 && at < static_cast<int64_t>(relied_.size())) relied_[at] |= relied[f];
   }
   relied_stack_ |= relied_stack;
+}
+
+// ---- path precision ------------------------------------------------------------------------------
+
+void Verifier::mark_all_from(Node* n) {
+  for (; n && !n->pall; n = n->st.parent) n->pall = true;
+}
+
+// Before each instruction: which registers the needed ones (after it) were computed from.
+void Verifier::init_xfer() {
+  xfer_.assign(insns_.size(), BackXfer{});
+  auto bit = [](int r) { return static_cast<LiveSet>(1u << r); };
+  for (size_t pc = 0; pc < insns_.size(); ++pc) {
+    const Insn& in = insns_[pc];
+    if (in.op == Op::LDDW_HI) continue;
+    const OpInfo& info = in.info();
+    BackXfer& x = xfer_[pc];
+    switch (info.kind) {
+      case OpKind::Alu:
+        x.def = bit(in.dst);
+        if (in.op == Op::MOV64_IMM || in.op == Op::MOV32_IMM) break;
+        if (in.op == Op::MOV64_REG || in.op == Op::MOV32_REG || (in.op >= Op::MOVSX64_8 && in.op <= Op::MOVSX32_16))
+          x.srcs = bit(in.src);
+        else
+          x.srcs = static_cast<LiveSet>(bit(in.dst) | (info.uses_reg_src ? bit(in.src) : 0));
+        break;
+      case OpKind::CondJump:  // a comparison of two registers refines each by the other
+        if (info.uses_reg_src) x.join = static_cast<LiveSet>(bit(in.dst) | bit(in.src));
+        break;
+      case OpKind::Call:
+      case OpKind::LoadPacket:
+        x.def = 0x3f;  // r0 is the helper's (or the load's) result; r1-r5 are cleared
+        break;
+      case OpKind::LoadImm64:
+        x.def = bit(in.dst);
+        break;
+      case OpKind::Load:
+        x.def = bit(in.dst);
+        x.may_fill = true;
+        break;
+      case OpKind::Atomic:
+        if (in.op == Op::ATOMIC_CMPXCHG32 || in.op == Op::ATOMIC_CMPXCHG64) x.def = bit(0);
+        else if (in.imm & 1) x.def = bit(in.src);
+        x.may_fill = true;
+        break;
+      default:
+        break;
+    }
+  }
+}
+
+void Verifier::backtrack(LiveSet need, size_t end) {
+  std::vector<HistEntry>* seg = &cur_.hist;
+  Node* node = cur_.parent;
+  for (;;) {
+    for (size_t i = std::min(end, seg->size()); i-- > 0;) {
+      HistEntry& h = (*seg)[i];
+      if (!back_insn(h, need)) {
+        mark_all_from(node);
+        return;
+      }
+      // What was already backtracked from here on was marked above (the marks distribute over
+      // unions), so only the rest goes on.
+      need = static_cast<LiveSet>(need & ~h.marked & 0x3ff);
+      if (!need) return;
+      h.marked |= need;
+    }
+    need = static_cast<LiveSet>(need & 0x3ff);
+    if (!need || !node || node->pall) return;
+    LiveSet fresh = static_cast<LiveSet>(need & ~node->pprec);
+    if (!fresh) return;  // already marked there, and (so) above
+    node->pprec |= fresh;
+    need = fresh;
+    seg = &node->seg;
+    end = seg->size();
+    node = node->st.parent;
+  }
 }
 
 void Verifier::push_branch(State st, int64_t pc) {
@@ -373,6 +465,7 @@ bool Verifier::run() {
       }
     }
     rep_.facts[pc_].visited = true;
+    if (prec_.path) cur_.hist.push_back(HistEntry{static_cast<int32_t>(pc_), 0});
     if (Frame& cf = cur_.cur(); cf.callback && cf.cb_args.empty() && pc_ == cf.subprog)
       cf.cb_args.assign(cf.regs.begin() + 1, cf.regs.begin() + 6);
     if (opts_.log_level >= 1) log_insn(opts_.log_level >= 2);
@@ -582,16 +675,22 @@ bool Verifier::do_ptr_arith(const Insn& in, Reg& dst, const Reg& src, int op) {
   const bool dptr = dst.kind != Kind::Scalar, sptr = src.kind != Kind::Scalar;
   int ptrreg = dptr ? in.dst : in.src;
   const Reg& ptr = dptr ? dst : src;
-  if (is32) {
-    return reject(fmt::format("R{} 32-bit pointer arithmetic prohibited", ptrreg), ptrreg,
-                  "Pointers are 64-bit; 32-bit arithmetic would cut them. Use 64-bit operations on pointers.");
-  }
   if (dptr && sptr) {
     if (op == kSub && !strict()) {  // root: the difference of two pointers is an unknown number
       dst = Reg::unknown();
       return true;
     }
     return reject(fmt::format("R{} pointer {} pointer prohibited", in.dst, alu_name(op)), in.dst);
+  }
+  if (is32) {
+    // Root (the kernel's allow_ptr_leaks): a 32-bit subtraction with a pointer operand is an unknown
+    // number, as for two pointers; every other 32-bit operation on a pointer is refused.
+    if (op == kSub && !strict()) {
+      dst = Reg::unknown();
+      return true;
+    }
+    return reject(fmt::format("R{} 32-bit pointer arithmetic prohibited", ptrreg), ptrreg,
+                  "Pointers are 64-bit; 32-bit arithmetic would cut them. Use 64-bit operations on pointers.");
   }
   if (op != kAdd && op != kSub) {
     if (op == kAnd || op == kOr || op == kXor || op == kLsh || op == kRsh || op == kArsh)
@@ -669,9 +768,36 @@ bool Verifier::do_cond_jump(const Insn& in) {
   }
   const int cond = cond_of(in.op);
   cur_.jmps++;
+  // Strict: a pointer as the second operand only between packet pointers (the kernel's first check
+  // in check_cond_jmp_op without allow_ptr_leaks; NULL checks have the pointer first).
+  auto pkt_any = [](const Reg& r) {
+    return r.kind == Kind::Packet || r.kind == Kind::PacketMeta || r.kind == Kind::PacketEnd;
+  };
+  if (strict() && info.uses_reg_src && b.kind != Kind::Scalar && !(pkt_any(a) && pkt_any(b)))
+    return reject(fmt::format("R{} pointer comparison prohibited", in.src), in.src,
+                  "Unprivileged programs may compare pointers only against NULL (the pointer in the first "
+                  "operand) and packet pointers only against each other; other comparisons could leak "
+                  "addresses.");
 
   // Scalars on both sides.
   if (a.kind == Kind::Scalar && b.kind == Kind::Scalar) {
+    if (info.uses_reg_src) {
+      // Registers the refinement reaches through shared ids: one needed later needs both operands.
+      LiveSet linked = 0;
+      for (int r = 0; r < 10; ++r) {
+        const Reg& x = fr.regs[r];
+        if (x.kind == Kind::Scalar && x.id != 0 && ((a.id != 0 && x.id == a.id) || (b.id != 0 && x.id == b.id)))
+          linked |= static_cast<LiveSet>(1u << r);
+      }
+      seeds_.jmp_linked[pc_] |= linked;
+      if (prec_.path && !cur_.hist.empty()) cur_.hist.back().linked = linked;
+      // Plain memory of unknown size: the comparison bounds the length (a state fact pruning compares
+      // exactly, not a register), so the other operand's value is a decision.
+      if (a.id == kMemLenId || b.id == kMemLenId) {
+        seed(in.dst);
+        seed(in.src);
+      }
+    }
     State taken = cur_;
     Reg ta = a, tb = b, fa = a, fb = b;
     bool t_ok, f_ok;
@@ -937,7 +1063,7 @@ Result<VerifyReport> verify(std::span<const Insn> insns, const VerifyOptions& op
   if (!options.type) return make_error(ErrorCode::InvalidArgument, "verify: no program type given");
   VerifyReport rep;
   auto t0 = std::chrono::steady_clock::now();
-  auto cfg = verifier::build_cfg(insns);
+  auto cfg = verifier::build_cfg(insns, options.rules != RuleSet::Strict);
   if (!cfg) {
     rep.accepted = false;
     rep.error = cfg.error();
@@ -953,13 +1079,14 @@ Result<VerifyReport> verify(std::span<const Insn> insns, const VerifyOptions& op
     seeds.init(insns.size());
     verifier::Precision prec;
     prec.need.assign(insns.size(), 0);
+    prec.path = cfg->func_starts.size() == 1;
     uint64_t total_processed = 0;
     for (int round = 0;; ++round) {
       VerifyReport r;
       verifier::Verifier v(insns, options, *cfg, r, prec, seeds);
       r.accepted = v.run();
       total_processed += r.insns_processed;
-      bool done = !r.accepted || prec.all || !v.used_imprecision();
+      bool done = !r.accepted || prec.all || prec.path || !v.used_imprecision();
       verifier::Precision next;
       if (!done) {
         next = verifier::compute_precision(insns, *cfg, seeds);

@@ -131,7 +131,7 @@ RegisterCommand reg("verify", [](CLI::App& app, std::function<int()>& run) {
   cmd->add_option("--section", o->input.section, "Verify only the programs of this ELF section");
   cmd->add_option("--function", o->input.function, "Verify only this function (program or .text subprogram)");
   cmd->add_option("--type", o->input.type, "Program type (bpftool name, e.g. xdp); default: from the section, or mem");
-  cmd->add_flag("--strict", o->strict, "Unprivileged rules: no pointer leaks, no uninitialised stack reads, return range");
+  cmd->add_flag("--strict", o->strict, "Unprivileged rules: no loops, calls or privileged helpers, no pointer leaks, no uninitialised stack reads, return range");
   cmd->add_option("--log-level", o->log_level, "0 none, 1 path to the error, 2 state at every instruction")
       ->check(CLI::Range(0, 2));
   cmd->add_option("--mem-size", o->mem_size, "Plain-memory programs: r1 points to exactly N bytes")

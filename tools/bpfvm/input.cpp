@@ -153,7 +153,7 @@ Result<PreparedProgram> prepare_input(const InputSpec& spec, const InputProgram&
 void add_verify_options(CLI::App* cmd, VerifyFlags& flags) {
   auto* nv = cmd->add_flag("--no-verify", flags.no_verify,
                            "Run without verification (unsafe code: the interpreter then checks every memory access)");
-  cmd->add_flag("--strict", flags.strict, "Verify with the unprivileged rules (no pointer leaks, ...)")->excludes(nv);
+  cmd->add_flag("--strict", flags.strict, "Verify with the unprivileged rules (no loops, calls or privileged helpers, no pointer leaks, ...)")->excludes(nv);
 }
 
 PrepareOptions prepare_options(const std::optional<EngineKind>& engine, const VerifyFlags& flags) {

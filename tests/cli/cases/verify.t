@@ -19,6 +19,14 @@ rejected at insn 1: At program exit the register R0 has value 99 should have bee
   1: exit
   why: xdp programs must return a value in [0, 4]: XDP action: XDP_ABORTED 0, XDP_DROP 1, XDP_PASS 2, XDP_TX 3, XDP_REDIRECT 4. Return one of those values on every path.
 [exit 1]
+$ bpfvm verify sum-kernel.s --mem-size 16 | sed -E 's/[0-9]+ µs/T µs/'
+accepted: 27 instructions processed, 3 states, T µs
+[exit 0]
+$ bpfvm verify sum-kernel.s --mem-size 16 --strict
+rejected at insn 6: back-edge from insn 6 to 1
+  6: goto pc-6
+  why: This jump goes back to an earlier instruction, which makes a loop. Strict rules (for untrusted code, the kernel's rules without CAP_BPF) allow no loops at all, bounded or not. Unroll the loop (`#pragma unroll` with a constant bound), or verify with privileged rules (no --strict) if the code is trusted.
+[exit 1]
 $ bpfvm verify verify-ret99.s --type nosuchtype
 bpfvm: --type: unknown program type 'nosuchtype'
 [exit 2]
