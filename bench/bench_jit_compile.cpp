@@ -77,6 +77,7 @@ bool add_suite(std::vector<Subject>& out, Keep& keep) {
     }
     keep.live.push_back(std::move(*live));
     PrepareOptions po;
+    po.rules = RuleSet::Privileged;  // our own benchmark programs (loops)
     po.exec.engine = EngineKind::Jit;
     po.engine = engine_choice(EngineKind::Jit);
     auto pp = prepare_program(*op, keep.live.back(), nullptr, po);

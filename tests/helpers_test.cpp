@@ -829,6 +829,7 @@ TEST(HelperObjects, MapsLoopForEachRingbuf) {
     auto live = instantiate(*obj);
     ASSERT_TRUE(live.ok()) << live.error().to_string();
     PrepareOptions o;
+    o.rules = RuleSet::Privileged;  // bpf_loop, for_each_map_elem: trusted code
     o.engine = engine_choice(e);
     o.exec.checked = e == EngineKind::Interpreter;
     auto prep = prepare_program(obj->programs.at(0), *live, nullptr, o);
@@ -862,6 +863,7 @@ TEST(HelperObjects, TracingHelpers) {
   auto live = instantiate(*obj);
   ASSERT_TRUE(live.ok()) << live.error().to_string();
   PrepareOptions o;
+  o.rules = RuleSet::Privileged;  // tracing helpers: root only
   o.exec.checked = true;
   auto prep = prepare_program(obj->programs.at(0), *live, nullptr, o);
   ASSERT_TRUE(prep.ok()) << prep.error().to_string();

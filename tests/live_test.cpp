@@ -105,6 +105,7 @@ std::string child_main() {
   auto obj = load_object_file(std::string(BPFVM_PROGS_DIR) + "/pk_xdp.bpf.o");
   if (!obj) return "FAIL " + obj.error().to_string();
   HookOptions ho;
+  ho.prepare.rules = RuleSet::Privileged;  // the test's own program: trusted
   auto hook = PacketHook::from_object(*obj, "xdp_main", ho, "xdp");
   if (!hook) return "FAIL " + hook.error().to_string();
   LiveCapture::Options lo;

@@ -115,6 +115,7 @@ Result<std::unique_ptr<PacketHook>> hook_for(const char* obj, const char* sectio
   auto o = load_object_file(prog_path(obj));
   if (!o) return o.error();
   HookOptions ho;
+  ho.prepare.rules = RuleSet::Privileged;  // the test's own programs: trusted (XDP return values, loops)
   ho.prepare.engine = engine_choice(engine);
   return PacketHook::from_object(*o, section, ho, type);
 }
@@ -263,6 +264,7 @@ void compare_with_kernel(const char* obj_name, const char* prog_name, uint32_t t
   ASSERT_TRUE(kp) << kp.error().message;
   for (EngineKind e : {EngineKind::Interpreter, EngineKind::Jit}) {
     HookOptions ho;
+    ho.prepare.rules = RuleSet::Privileged;  // compared with the kernel's root rules
     ho.prepare.engine = engine_choice(e);
     auto h = PacketHook::from_object(*obj, prog_name, ho, type_name);
     ASSERT_TRUE(h) << h.error().to_string();

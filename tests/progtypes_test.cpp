@@ -486,6 +486,7 @@ Result<ObjRun> run_object(const std::string& file, EngineKind engine, std::span<
   auto live = instantiate(*obj);
   if (!live) return live.error();
   PrepareOptions o;
+  o.rules = RuleSet::Privileged;  // the test's own programs, compared with the kernel's root rules
   o.engine = engine_choice(engine);
   o.exec.checked = engine == EngineKind::Interpreter;
   auto prep = prepare_program(obj->programs.at(0), *live, nullptr, o);

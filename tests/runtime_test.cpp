@@ -66,6 +66,7 @@ TEST(Runtime, EngineFollowsVerification) {
   };
   for (const Case& c : cases) {
     PrepareOptions po;
+    po.rules = RuleSet::Privileged;  // XDP returns any value under root's rules
     po.engine = c.choice;
     po.verify = c.verify;
     auto p = prepare_program(asm_program(safe), xdp(), po);
@@ -81,12 +82,14 @@ TEST(Runtime, EngineFollowsVerification) {
   }
   // A budget needs instruction counting: the interpreter, even for a verified program.
   PrepareOptions po;
+  po.rules = RuleSet::Privileged;
   po.exec.insn_budget = 100;
   auto p = prepare_program(asm_program(safe), xdp(), po);
   ASSERT_TRUE(p.ok()) << p.error().to_string();
   EXPECT_EQ(p->exe->options().engine, EngineKind::Interpreter);
   // exec.engine = Jit (the older way of asking) still means the JIT.
   PrepareOptions old;
+  old.rules = RuleSet::Privileged;
   old.exec.engine = EngineKind::Jit;
   old.verify = false;
   auto q = prepare_program(asm_program(safe), xdp(), old);
@@ -101,6 +104,7 @@ TEST(Runtime, RejectedProgramsDoNotRun) {
       "r0 = *(u32 *)(r2 +8000)\n"
       "exit\n";
   PrepareOptions po;
+  po.rules = RuleSet::Privileged;
   VerifyReport rep;
   std::string text;
   po.report = &rep;
@@ -120,17 +124,25 @@ TEST(Runtime, RejectedProgramsDoNotRun) {
   auto r = test_run(*u, std::vector<uint8_t>(14, 0));
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code, ErrorCode::MemoryFault) << r.error().to_string();
-  // Strict rules are passed through: returning a pointer is fine for root, a leak for strict.
+  // The rule set is passed through: returning a pointer is fine for root, a leak for strict -- the
+  // API's default (code not marked trusted is untrusted).
   const char* leak = "r0 = r10\nexit\n";
   PrepareOptions priv;
-  priv.verify = true;
+  priv.rules = RuleSet::Privileged;
   auto mem = find_prog_type(static_cast<uint32_t>(kProgMem));
   EXPECT_TRUE(prepare_program(asm_program(leak), *mem, priv).ok());
-  PrepareOptions strict;
-  strict.rules = RuleSet::Strict;
-  auto s = prepare_program(asm_program(leak), *mem, strict);
+  PrepareOptions untrusted;
+  EXPECT_EQ(untrusted.rules, RuleSet::Strict);
+  auto s = prepare_program(asm_program(leak), *mem, untrusted);
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.error().code, ErrorCode::Verify);
+  EXPECT_NE(s.error().message.find("leaks addr"), std::string::npos) << s.error().to_string();
+  // A loop: accepted for trusted code, refused by default (the kernel's unprivileged rules).
+  const char* loop = "r0 = 0\nr0 += 1\nif r0 < 10 goto -2\nexit\n";
+  EXPECT_TRUE(prepare_program(asm_program(loop), *mem, priv).ok());
+  auto l = prepare_program(asm_program(loop), *mem, untrusted);
+  ASSERT_FALSE(l.ok());
+  EXPECT_NE(l.error().message.find("back-edge"), std::string::npos) << l.error().to_string();
 }
 
 TEST(Runtime, PlainMemorySizeKnownAtLoad) {
@@ -259,6 +271,7 @@ TEST(Runtime, ConformanceSuiteThroughTheVerifier) {
     bool calls = false;
     for (const Insn& in : *insns) calls |= in.op == Op::CALL_HELPER;
     PrepareOptions po;
+    po.rules = RuleSet::Privileged;  // the suite has loops and calls: trusted test programs
     po.mem_size = static_cast<int64_t>(c.mem.size());
     auto p = prepare_program(Program{c.name, *insns}, *find_prog_type(static_cast<uint32_t>(kProgMem)), po);
     if (!p) {

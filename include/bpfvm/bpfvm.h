@@ -9,7 +9,8 @@
  *   bpfvm_program_free(prog);
  *   bpfvm_object_close(obj);
  *
- * Programs are verified when loaded (privileged rules unless `strict`) and then run in the JIT;
+ * Programs are verified when loaded (strict rules -- the kernel's unprivileged ones and more -- unless
+ * `trusted`: privileged rules) and then run in the JIT;
  * `no_verify` runs unverified code in the checked interpreter (or in the JIT when asked: trusted code).
  * Errors: functions returning a pointer return NULL, functions returning int return a negative
  * errno-style value (maps, like libbpf) or -1; the message (for a verifier rejection: the full
@@ -41,12 +42,13 @@ enum bpfvm_engine {
 struct bpfvm_load_opts {
   const char *prog_type; /* bpftool name ("xdp", "socket_filter", "mem"...); NULL: from the section */
   int no_verify;         /* run without verification (explicit request) */
-  int strict;            /* the verifier's unprivileged rules */
+  int trusted;           /* 1: code trusted as root: the verifier's privileged rules (loops, calls,
+                            every helper); 0 (default): strict rules, for untrusted code */
   int engine;            /* enum bpfvm_engine */
   int64_t mem_size;      /* plain-memory programs: exact memory size if known, else -1 (0 counts as 0
                             bytes; use -1 for "unknown") */
 };
-/* The defaults: type from the section, verified, privileged rules, automatic engine, size unknown. */
+/* The defaults: type from the section, verified, strict rules (untrusted), automatic engine, size unknown. */
 void bpfvm_load_opts_init(struct bpfvm_load_opts *opts);
 
 /* ---- objects -------------------------------------------------------------------------------- */

@@ -38,7 +38,11 @@ struct PrepareOptions {
   // Run the verifier first (the default): a rejected program is refused with ErrorCode::Verify.
   // false: the caller explicitly runs unverified code (`--no-verify`).
   bool verify = true;
-  RuleSet rules = RuleSet::Privileged;
+  // The verifier's rule set. The API's default is strict (the kernel's unprivileged rules and more):
+  // code the embedder did not write itself -- plugins, programs from users or the network -- is
+  // untrusted. Code trusted as root would be (your own programs; what the CLI runs by default):
+  // RuleSet::Privileged, which allows loops, bpf-to-bpf calls, callbacks and every helper.
+  RuleSet rules = RuleSet::Strict;
   // Plain-memory programs (kProgMem): the exact size of the memory r1 points to, when known.
   int64_t mem_size = -1;
   const HelperSet* helpers = nullptr;  // default: HelperSet::kernel()

@@ -41,7 +41,7 @@ bpfvm::PrepareOptions prepare_options(const bpfvm_load_opts* o, std::string* rej
   bpfvm::PrepareOptions po;
   if (o) {
     po.verify = !o->no_verify;
-    po.rules = o->strict ? bpfvm::RuleSet::Strict : bpfvm::RuleSet::Privileged;
+    po.rules = o->trusted ? bpfvm::RuleSet::Privileged : bpfvm::RuleSet::Strict;
     po.engine = o->engine == BPFVM_ENGINE_JIT      ? bpfvm::EngineChoice::Jit
                 : o->engine == BPFVM_ENGINE_INTERP ? bpfvm::EngineChoice::Interpreter
                                                    : bpfvm::EngineChoice::Auto;

@@ -1035,8 +1035,9 @@ bool Verifier::do_exit(const Insn&) {
     if (r0.kind != Kind::Scalar)
       return reject(fmt::format("At program exit the register R0 is not a known value ({})", kind_name(r0.kind)), 0);
     if (r0.v.smin < type_.ret.min || r0.v.smax > type_.ret.max)
-      return reject(fmt::format("At program exit the register R0 has value {} should have been in [{}, {}]",
-                                r0.v.str(), type_.ret.min, type_.ret.max),
+      return reject(fmt::format("At program exit the register R0 has {} should have been in [{}, {}]",
+                                r0.v.str().empty() ? std::string("unknown scalar value") : "value " + r0.v.str(),
+                                type_.ret.min, type_.ret.max),
                     0,
                     fmt::format("{} programs must return a value in [{}, {}]{}{}. Return one of those values on "
                                 "every path.",
