@@ -2,7 +2,7 @@
 // the Linux kernel's JIT (BPF_PROG_TEST_RUN with repeat) and the same C compiled natively.
 //
 //   bench/run_suite.sh            (builds, then runs build/bench_suite)
-//   build/bench_suite [--trials N] [--ms M] [--only NAME]
+//   build/bench_suite [--trials N] [--ms M] [--placements N] [--only NAME]
 //
 // Programs: bench/progs/suite.bpf.c and maplookup.bpf.c (XDP, compiled with clang -target bpf into
 // build/progs), whose algorithms live in bench/progs/bench_algos.h, which this file also includes so
@@ -84,29 +84,54 @@ int g_trials = 9;
 bool g_dump = false;  // print the JIT's code for each program
 double g_trial_ms = 20;
 
-// `batch(R)` runs R times and returns the elapsed nanoseconds (or < 0 on failure).
-Stats measure(const std::function<double(uint64_t)>& batch) {
-  Stats s;
+// Code placement matters on this machine: the same loop runs in one of two speeds (up to 2x apart)
+// depending on where it sits in memory (branch-predictor aliasing; the native column moves with
+// ASLR from one process to the next). The JIT and the kernel's JIT are therefore measured at
+// several placements -- the program compiled / loaded that many times -- and their trials pooled.
+int g_placements = 5;
+
+// `batch(R)` runs R times and returns the elapsed nanoseconds (or < 0 on failure). Appends the
+// per-run times of the trials to `per`; false on failure.
+bool measure_into(const std::function<double(uint64_t)>& batch, std::vector<double>& per) {
   double t = batch(1);
-  if (t < 0) return s;
+  if (t < 0) return false;
   uint64_t reps = 1;
   while (t < g_trial_ms * 1e6 / 8 && reps < (1ull << 30)) {
     reps *= 4;
     t = batch(reps);
-    if (t < 0) return s;
+    if (t < 0) return false;
   }
   reps = std::max<uint64_t>(1, static_cast<uint64_t>(static_cast<double>(reps) * g_trial_ms * 1e6 / t));
-  std::vector<double> per;
   for (int k = 0; k < g_trials; ++k) {
     double ns = batch(reps);
-    if (ns < 0) return s;
+    if (ns < 0) return false;
     per.push_back(ns / static_cast<double>(reps));
   }
+  return true;
+}
+
+Stats stats_of(std::vector<double> per) {
+  Stats s;
+  if (per.empty()) return s;
   std::sort(per.begin(), per.end());
   s.valid = true;
   s.median = per[per.size() / 2];
   s.min = per.front();
   return s;
+}
+
+Stats measure(const std::function<double(uint64_t)>& batch) {
+  std::vector<double> per;
+  if (!measure_into(batch, per)) return {};
+  return stats_of(std::move(per));
+}
+
+// The trials of every batch (one per placement), pooled: median and min over all of them.
+Stats measure_pooled(const std::vector<std::function<double(uint64_t)>>& batches) {
+  std::vector<double> per;
+  for (const auto& b : batches)
+    if (!measure_into(b, per)) return {};
+  return stats_of(std::move(per));
 }
 
 std::string fmt_ns(const Stats& s) {
@@ -285,14 +310,17 @@ int main(int argc, char** argv) {
     if (a == "--trials" && i + 1 < argc) g_trials = std::max(1, std::atoi(argv[++i]));
     else if (a == "--ms" && i + 1 < argc) g_trial_ms = std::max(1.0, std::atof(argv[++i]));
     else if (a == "--only" && i + 1 < argc) only = argv[++i];
+    else if (a == "--placements" && i + 1 < argc) g_placements = std::max(1, std::atoi(argv[++i]));
     else if (a == "--dump") g_dump = true;
     else {
-      std::fprintf(stderr, "usage: bench_suite [--trials N] [--ms M] [--only NAME] [--dump]\n");
+      std::fprintf(stderr, "usage: bench_suite [--trials N] [--ms M] [--placements N] [--only NAME] [--dump]\n");
       return 2;
     }
   }
   bool have_kernel = kernel::available();
-  std::printf("bpfvm benchmark suite: ns per run as median/min of %d trials (~%.0f ms each)\n", g_trials, g_trial_ms);
+  std::printf("bpfvm benchmark suite: ns per run as median/min of %d trials (~%.0f ms each); JIT and kernel: pooled "
+              "over %d placements of the code\n",
+              g_trials, g_trial_ms, g_placements);
   if (!have_kernel) std::printf("kernel: unavailable (%s): kernel columns are n/a\n", kernel::unavailable_reason().c_str());
   std::printf("\n%-20s %6s %8s %14s %12s %12s %9s %12s %9s %9s %10s\n", "program", "insns", "ran", "interp",
               "jit", "kernel", "kern-net", "native", "jit/kern", "jit/nat", "cmp us/1k");
@@ -368,7 +396,15 @@ int main(int argc, char** argv) {
       };
     };
     Stats s_interp = measure(time_exe(ir));
-    Stats s_jit = measure(time_exe(jr));
+    // The JIT at several placements: `jr` and more compiles of the same program, all alive at once.
+    std::vector<EngineRun> more_jit;
+    for (int k = 1; k < g_placements; ++k) {
+      more_jit.push_back(prepare(l, *op, jo));
+      if (!more_jit.back().error.empty()) more_jit.pop_back();
+    }
+    std::vector<std::function<double(uint64_t)>> jit_batches = {time_exe(jr)};
+    for (EngineRun& e : more_jit) jit_batches.push_back(time_exe(e));
+    Stats s_jit = measure_pooled(jit_batches);
     Stats s_native;
     if (b.native) {
       auto np = packet();
@@ -383,24 +419,39 @@ int main(int argc, char** argv) {
     }
     Stats s_kernel;
     if (have_kernel) {
-      KernelProg kp = kernel_load(*op, l.obj);
-      if (!kp.fd) {
-        notes.push_back(std::string(b.name) + ": kernel " + kp.error);
-      } else {
-        auto pk = packet();
+      // As many kernel loads of the program as JIT placements (each load is JIT-compiled to its own
+      // address by the kernel), all kept loaded while they are measured.
+      std::vector<KernelProg> kps;
+      for (int k = 0; k < g_placements; ++k) {
+        KernelProg kp = kernel_load(*op, l.obj);
+        if (!kp.fd) {
+          notes.push_back(std::string(b.name) + ": kernel " + kp.error);
+          break;
+        }
+        kps.push_back(std::move(kp));
+      }
+      auto pk = packet();
+      std::vector<std::function<double(uint64_t)>> kernel_batches;
+      for (KernelProg& kp : kps) {
         auto tr = kernel::test_run(kp.fd.get(), pk, {}, 1, pk.size() + 256);
-        if (tr.err) notes.push_back(std::string(b.name) + ": BPF_PROG_TEST_RUN errno " + std::to_string(tr.err));
-        else if (tr.retval != want)
+        if (tr.err) {
+          notes.push_back(std::string(b.name) + ": BPF_PROG_TEST_RUN errno " + std::to_string(tr.err));
+          kernel_batches.clear();
+          break;
+        }
+        if (tr.retval != want) {
           notes.push_back(std::string(b.name) + ": kernel result " + std::to_string(tr.retval) + " differs from bpfvm " +
                           std::to_string(want));
-        if (!tr.err)
-          s_kernel = measure([&](uint64_t reps) -> double {
-            uint32_t r = static_cast<uint32_t>(std::min<uint64_t>(reps, 1u << 30));
-            auto t = kernel::test_run(kp.fd.get(), pk, {}, r, pk.size() + 256);
-            if (t.err) return -1;
-            return static_cast<double>(t.duration_ns) * r;
-          });
+        }
+        const int fd = kp.fd.get();
+        kernel_batches.push_back([fd, &pk](uint64_t reps) -> double {
+          uint32_t r = static_cast<uint32_t>(std::min<uint64_t>(reps, 1u << 30));
+          auto t = kernel::test_run(fd, pk, {}, r, pk.size() + 256);
+          if (t.err) return -1;
+          return static_cast<double>(t.duration_ns) * r;
+        });
       }
+      if (!kernel_batches.empty()) s_kernel = measure_pooled(kernel_batches);
     }
     if (std::string(b.name) == "empty" && s_kernel.valid) kernel_empty = s_kernel.median;
     Stats s_net = s_kernel;

@@ -87,6 +87,41 @@ TEST_P(InterpAndJit, DivisionEdgeCases) {
             100000u);
 }
 
+// 64-bit unsigned division of values known to fit in 32 bits (the JIT uses a 32-bit div there): the
+// same results as the 64-bit operation, including a zero divisor, 0xffffffff operands, BE64 (not a
+// zero-extending op although its encoding is ALU32) and a jump target that brings a 64-bit value.
+TEST_P(InterpAndJit, NarrowedDivisionOfZeroExtendedValues) {
+  auto ld = [](uint8_t r, uint64_t v) { return std::vector<Insn>{I(Op::LDDW, r, 0, 0, static_cast<int64_t>(v)), I(Op::LDDW_HI)}; };
+  auto prog = [](std::vector<std::vector<Insn>> parts) {
+    std::vector<Insn> p;
+    for (auto& x : parts) p.insert(p.end(), x.begin(), x.end());
+    return p;
+  };
+  // r0 = 0xffffffff (w0 = -1), r1 = 7 (w1 = 7): 64-bit div and mod
+  EXPECT_EQ(value(prog({{I(Op::MOV32_IMM, 0, 0, 0, -1), I(Op::MOV32_IMM, 1, 0, 0, 7), I(Op::DIV64_REG, 0, 1), I(Op::EXIT)}})),
+            0xffffffffull / 7);
+  EXPECT_EQ(value(prog({{I(Op::MOV32_IMM, 0, 0, 0, -1), I(Op::MOV32_IMM, 1, 0, 0, 7), I(Op::MOD64_REG, 0, 1), I(Op::EXIT)}})),
+            0xffffffffull % 7);
+  // zero divisor: quotient 0, remainder the dividend
+  EXPECT_EQ(value(prog({{I(Op::MOV32_IMM, 0, 0, 0, 1234), I(Op::MOV32_IMM, 1, 0, 0, 0), I(Op::DIV64_REG, 0, 1), I(Op::EXIT)}})), 0u);
+  EXPECT_EQ(value(prog({{I(Op::MOV32_IMM, 0, 0, 0, 1234), I(Op::MOV32_IMM, 1, 0, 0, 0), I(Op::MOD64_REG, 0, 1), I(Op::EXIT)}})), 1234u);
+  // immediate divisor; clang's zero-extension idiom (<<= 32, >>= 32) on a 64-bit value
+  EXPECT_EQ(value(prog({ld(0, 0x123456789abcdefull), {I(Op::LSH64_IMM, 0, 0, 0, 32), I(Op::RSH64_IMM, 0, 0, 0, 32),
+                                                       I(Op::MOD64_IMM, 0, 0, 0, 1000), I(Op::EXIT)}})),
+            0x89abcdefull % 1000);
+  // BE64 of a 32-bit value is a 64-bit value: the division must stay 64-bit
+  EXPECT_EQ(value(prog({{I(Op::MOV32_IMM, 0, 0, 0, 0x12345678), I(Op::BE64, 0, 0, 0, 64), I(Op::MOV32_IMM, 1, 0, 0, 3),
+                         I(Op::DIV64_REG, 0, 1), I(Op::EXIT)}})),
+            0x7856341200000000ull / 3);
+  // r0 is zero-extended on the fall-through path only; the jump brings 2^40 + 9 to the division
+  EXPECT_EQ(value(prog({ld(0, (1ull << 40) + 9), {I(Op::MOV32_IMM, 1, 0, 0, 10), I(Op::JA, 0, 0, 1),
+                                                   I(Op::MOV32_REG, 0, 0), I(Op::DIV64_REG, 0, 1), I(Op::EXIT)}})),
+            ((1ull << 40) + 9) / 10);
+  // a 64-bit divisor is not narrowed
+  EXPECT_EQ(value(prog({{I(Op::MOV32_IMM, 0, 0, 0, -1)}, ld(1, 1ull << 33), {I(Op::MOD64_REG, 0, 1), I(Op::EXIT)}})),
+            0xffffffffu);
+}
+
 TEST_P(InterpAndJit, LocalCallPreservesCalleeSaved) {
   // r6 = 6; call f; r0 += r6; exit.   f: r6 = 100; r0 = 1; exit
   EXPECT_EQ(value({I(Op::MOV64_IMM, 6, 0, 0, 6), I(Op::CALL_LOCAL, 0, 1, 0, 2), I(Op::ADD64_REG, 0, 6), I(Op::EXIT),

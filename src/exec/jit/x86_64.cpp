@@ -607,6 +607,8 @@ class Compiler {
   void emit_call_abs(const void* fn, const x86::Gp& via);
   void emit_alu(const Insn& in);
   void emit_div(const Insn& in);
+  void note_zext(const Insn& in);
+  uint16_t zext_ = 0;  // registers with upper 32 bits known zero (see note_zext)
   void emit_shift(const Insn& in, uint8_t base);
   void emit_jump(const Insn& in, int64_t pc);
   void emit_mem(const Insn& in);
@@ -1175,6 +1177,7 @@ Status Compiler::compile_function(int64_t entry, bool main_mode) {
   saved_.clear();
   frame_adjust_ = 0;
   cur_fn_ = main_mode ? -1 : static_cast<int32_t>(entry);
+  zext_ = 0;
   if (main_mode) {
     a.align(asmjit::AlignMode::kCode, 16);
     mark(-1, -1);
@@ -1296,15 +1299,24 @@ Status Compiler::compile_function(int64_t entry, bool main_mode) {
     mark(cur_fn_, static_cast<int32_t>(i));
     // The main function's last exit falls into the epilogue.
     if (main_mode && in.op == Op::EXIT && k + 1 == body.size()) continue;
-    if (dead_[static_cast<size_t>(i)]) continue;
+    if (is_target_[static_cast<size_t>(i)]) zext_ = 0;  // another path may arrive with other values
+    if (dead_[static_cast<size_t>(i)]) {
+      zext_ &= static_cast<uint16_t>(~(1u << in.dst));  // not written: the host register holds something else
+      continue;
+    }
     // Zero-extension idioms of clang's 64-bit code for u32 values: `dst <<= 32; dst >>= 32` is one
     // 32-bit move (`mov ecx, ecx`), and `dst = src` in front of it folds in (`mov ecx, esi`).
     if (size_t skip = zero_extend_idiom(body, k); skip) {
-      for (size_t s = 1; s <= skip; ++s) mark(cur_fn_, static_cast<int32_t>(body[k + s]));
+      note_zext(in);
+      for (size_t s = 1; s <= skip; ++s) {
+        mark(cur_fn_, static_cast<int32_t>(body[k + s]));
+        note_zext(insns_[static_cast<size_t>(body[k + s])]);
+      }
       k += skip;
       continue;
     }
     if (!emit_insn(i, main_mode)) return error_;
+    note_zext(in);
   }
   if (main_mode) {
     a.bind(main_epilogue_);
@@ -1694,9 +1706,74 @@ void Compiler::emit_shift(const Insn& in, uint8_t base) {
   if (!w64) mov_rr(false, d, d);
 }
 
+// Registers whose upper 32 bits are known to be zero here (zext_), from the instructions since the
+// last jump target of the straight-line code being compiled: ALU32 results, zero-extending loads,
+// `>>= 32` or more, non-negative masks and constants, copies of such registers. Cleared at every
+// jump target and function entry; a register not written as the program says (dead writes) loses it.
+void Compiler::note_zext(const Insn& in) {
+  const OpFacts& f = op_facts(in.op);
+  const OpInfo& info = *f.info;
+  const uint16_t bit = static_cast<uint16_t>(1u << in.dst);
+  const auto has = [&](uint8_t r) { return (zext_ >> r) & 1u; };
+  bool z = false;
+  switch (info.kind) {
+    case OpKind::Alu:
+      if (in.op == Op::LE64) {
+        z = has(in.dst);  // the identity (the END class is ALU32 in its encoding, 64-bit here)
+      } else if (in.op == Op::BE64 || in.op == Op::BSWAP64) {
+        z = false;
+      } else if (!info.alu64) {
+        z = true;  // every other 32-bit ALU operation zero-extends its result
+      } else {
+        switch (in.op) {
+          case Op::MOV64_REG: z = has(in.src); break;
+          case Op::MOV64_IMM: z = in.imm >= 0; break;
+          case Op::RSH64_IMM: z = (in.imm & 63) >= 32 || has(in.dst); break;
+          case Op::RSH64_REG: z = has(in.dst); break;
+          case Op::AND64_IMM: z = in.imm >= 0 || has(in.dst); break;
+          case Op::AND64_REG: z = has(in.dst) || has(in.src); break;
+          case Op::OR64_REG:
+          case Op::XOR64_REG: z = has(in.dst) && has(in.src); break;
+          case Op::OR64_IMM:
+          case Op::XOR64_IMM: z = has(in.dst) && in.imm >= 0; break;
+          // unsigned quotient <= dividend, remainder < divisor (or the dividend when it is 0)
+          case Op::DIV64_REG:
+          case Op::MOD64_REG: z = has(in.dst) && has(in.src); break;
+          case Op::DIV64_IMM: z = has(in.dst) && in.imm >= 0; break;
+          case Op::MOD64_IMM: z = has(in.dst) && in.imm >= 0; break;
+          case Op::LE16:
+          case Op::LE32:
+          case Op::BE16:
+          case Op::BE32:
+          case Op::BSWAP16:
+          case Op::BSWAP32: z = true; break;
+          default: z = false; break;
+        }
+      }
+      zext_ = static_cast<uint16_t>(z ? (zext_ | bit) : (zext_ & ~bit));
+      return;
+    case OpKind::Load:
+      z = in.op == Op::LDXW || in.op == Op::LDXH || in.op == Op::LDXB;
+      zext_ = static_cast<uint16_t>(z ? (zext_ | bit) : (zext_ & ~bit));
+      return;
+    case OpKind::LoadPacket: zext_ |= 1u; return;  // r0 = a 1-, 2- or 4-byte value
+    case OpKind::LoadImm64:
+      z = static_cast<uint64_t>(in.imm) <= UINT32_MAX && in.op != Op::LDDW_CODE_ADDR;
+      zext_ = static_cast<uint16_t>(z ? (zext_ | bit) : (zext_ & ~bit));
+      return;
+    case OpKind::Call: zext_ &= static_cast<uint16_t>(~0x3fu); return;  // r0-r5
+    case OpKind::Atomic: zext_ &= static_cast<uint16_t>(~((1u << in.src) | 1u)); return;
+    default: return;  // stores and jumps write no register
+  }
+}
+
 void Compiler::emit_div(const Insn& in) {
   const OpInfo& info = *op_facts(in.op).info;
-  const bool w64 = info.alu64;
+  // A 64-bit unsigned division or modulo of values known to fit in 32 bits is the 32-bit one (same
+  // quotient and remainder, zero-extended): x86's 32-bit div is several times faster than the 64-bit one.
+  const bool narrow = info.alu64 && !is_signed_div(in.op) && (zext_ >> in.dst & 1u) &&
+                      (info.uses_reg_src ? (zext_ >> in.src & 1u) != 0 : in.imm > 0);
+  const bool w64 = info.alu64 && !narrow;
   const bool reg = info.uses_reg_src;
   const bool is_signed = is_signed_div(in.op);
   const bool is_mod = (info.code & 0xf0) == 0x90;
