@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "../tests/diff_gen.hpp"
+#include "jit_programs.hpp"
 #include "bpfvm/jit.hpp"
 #include "bpfvm/object.hpp"
 #include "bpfvm/runtime.hpp"
@@ -103,20 +104,7 @@ void add_generated(std::vector<Subject>& out, uint64_t count) {
 
 // The 20,001-instruction program of bench_suite (ALU, loads, stores, conditional jumps).
 void add_big(std::vector<Subject>& out) {
-  std::vector<Insn> big;
-  for (int i = 0; i < 20000; ++i) {
-    Insn in;
-    switch (i % 4) {
-      case 0: in.op = Op::ADD64_IMM; in.dst = 0; in.imm = i; break;
-      case 1: in.op = Op::LDXDW; in.dst = static_cast<uint8_t>(i % 5 + 1); in.src = 10; in.off = -8; break;
-      case 2: in.op = Op::STXW; in.dst = 10; in.src = 0; in.off = -16; break;
-      default: in.op = Op::JEQ_IMM; in.dst = 0; in.off = i + 4 < 20000 ? 3 : 0; in.imm = 7; break;
-    }
-    big.push_back(in);
-  }
-  Insn ex;
-  ex.op = Op::EXIT;
-  big.push_back(ex);
+  std::vector<Insn> big = bench::big_compile_program();
   out.push_back({Program{"big", big}, HelperTable{}, "big"});
 }
 

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "../tests/diff_gen.hpp"
+#include "jit_programs.hpp"
 #include "bpfvm/jit.hpp"
 #include "bpfvm/object.hpp"
 #include "bpfvm/runtime.hpp"
@@ -282,20 +283,7 @@ void compile_speed(uint64_t suite_ns, size_t suite_insns) {
   std::printf("  generated programs:   %7.1f us  over %zu instructions in 300 programs (all instruction classes) %s\n",
               gen_us, insns, vs_target(gen_us).c_str());
   // One large program (20,001 instructions: ALU, loads, stores, conditional jumps).
-  std::vector<Insn> big;
-  for (int i = 0; i < 20000; ++i) {
-    Insn in;
-    switch (i % 4) {
-      case 0: in.op = Op::ADD64_IMM; in.dst = 0; in.imm = i; break;
-      case 1: in.op = Op::LDXDW; in.dst = static_cast<uint8_t>(i % 5 + 1); in.src = 10; in.off = -8; break;
-      case 2: in.op = Op::STXW; in.dst = 10; in.src = 0; in.off = -16; break;
-      default: in.op = Op::JEQ_IMM; in.dst = 0; in.off = i + 4 < 20000 ? 3 : 0; in.imm = 7; break;
-    }
-    big.push_back(in);
-  }
-  Insn ex;
-  ex.op = Op::EXIT;
-  big.push_back(ex);
+  std::vector<Insn> big = bench::big_compile_program();
   uint64_t t = median_compile_ns(Program{"big", big}, helpers, 9);
   double big_us = static_cast<double>(t) / static_cast<double>(big.size());
   std::printf("  one large program:    %7.1f us  (%zu instructions) %s\n", big_us, big.size(), vs_target(big_us).c_str());

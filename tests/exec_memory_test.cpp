@@ -1,6 +1,7 @@
 // The JIT's executable-memory pool (src/exec/jit/exec_memory.cpp): W^X per piece, page-granular
 // pieces, reuse, the bounds on what the pool keeps, code too large for an arena, concurrent use.
 #include "exec/jit/exec_memory.hpp"
+#include "test_util.hpp"
 
 #include <gtest/gtest.h>
 
@@ -17,17 +18,6 @@ using namespace bpfvm::detail;
 
 namespace {
 
-std::string perms_at(const void* addr) {
-  std::ifstream maps("/proc/self/maps");
-  std::string line;
-  const auto a = reinterpret_cast<uintptr_t>(addr);
-  while (std::getline(maps, line)) {
-    uintptr_t lo = 0, hi = 0;
-    char perms[8] = {};
-    if (std::sscanf(line.c_str(), "%lx-%lx %7s", &lo, &hi, perms) == 3 && a >= lo && a < hi) return perms;
-  }
-  return "";
-}
 
 std::vector<uint8_t> code_of(size_t n, uint8_t seed) {
   std::vector<uint8_t> v(n);
@@ -45,7 +35,7 @@ TEST(ExecMemory, PiecesAreReadExecuteWholePagesWithInt3Padding) {
     EXPECT_EQ(reinterpret_cast<uintptr_t>(m->base()) % page, 0u);
     EXPECT_EQ(m->mapped(), page);
     EXPECT_EQ(m->size(), bytes.size());
-    EXPECT_EQ(perms_at(m->base()).substr(0, 3), "r-x");
+    EXPECT_EQ(bpfvm::test::perms_at(m->base()).substr(0, 3), "r-x");
     EXPECT_EQ(std::memcmp(m->base(), bytes.data(), bytes.size()), 0);
     for (size_t i = bytes.size(); i < page; ++i) ASSERT_EQ(m->base()[i], 0xcc) << i;
   }
@@ -62,7 +52,7 @@ TEST(ExecMemory, ReleasedPagesAreWritableNotExecutableAndReused) {
     EXPECT_EQ(m.mapped(), 2 * ExecMemory::page_size());
     first = m.base();
   }
-  EXPECT_EQ(perms_at(first).substr(0, 3), "rw-");
+  EXPECT_EQ(bpfvm::test::perms_at(first).substr(0, 3), "rw-");
   // Lowest-address first fit: the next piece of the same size takes the pages just given back
   // (nothing else in this test binary's thread allocates in between).
   auto other = code_of(4500, 9);
@@ -83,11 +73,11 @@ TEST(ExecMemory, CodeLargerThanAnArenaGetsAMappingOfItsOwn) {
     ASSERT_TRUE(m.install(bytes.data(), bytes.size()).ok());
     base = m.base();
     EXPECT_EQ(exec_pool_stats().own_mappings, own + 1);
-    EXPECT_EQ(perms_at(base).substr(0, 3), "r-x");
+    EXPECT_EQ(bpfvm::test::perms_at(base).substr(0, 3), "r-x");
     EXPECT_EQ(std::memcmp(base, bytes.data(), bytes.size()), 0);
   }
   EXPECT_EQ(exec_pool_stats().own_mappings, own);
-  EXPECT_EQ(perms_at(base).find('x'), std::string::npos);
+  EXPECT_EQ(bpfvm::test::perms_at(base).find('x'), std::string::npos);
 }
 
 TEST(ExecMemory, PoolBoundsWhatItKeeps) {

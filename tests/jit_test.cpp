@@ -12,6 +12,7 @@
 
 #include "asm_test_util.hpp"
 #include "map_util.hpp"
+#include "test_util.hpp"
 #include "bpfvm/asm.hpp"
 #include "bpfvm/insn.hpp"
 #include "bpfvm/helpers.hpp"
@@ -148,18 +149,6 @@ TEST(Jit, RefusesCheckedModeAndBudget) {
   EXPECT_EQ(b.error().code, ErrorCode::Unsupported);
 }
 
-// Permissions ("r-xp"...) of the mapping holding addr, "" if none.
-std::string perms_at(const void* addr) {
-  std::ifstream maps("/proc/self/maps");
-  std::string line;
-  const auto a = reinterpret_cast<uintptr_t>(addr);
-  while (std::getline(maps, line)) {
-    uintptr_t lo = 0, hi = 0;
-    char perms[8] = {};
-    if (std::sscanf(line.c_str(), "%lx-%lx %7s", &lo, &hi, perms) == 3 && a >= lo && a < hi) return perms;
-  }
-  return "";
-}
 
 void expect_no_writable_executable_mapping() {
   std::ifstream maps("/proc/self/maps");
@@ -194,7 +183,7 @@ TEST(Jit, CodeIsNeverWritableAndExecutable) {
     EXPECT_EQ(lo % page, 0u);
     EXPECT_EQ(info->mapped_size % page, 0u);
     EXPECT_GE(info->mapped_size, info->code_size);
-    EXPECT_EQ(perms_at(info->code).substr(0, 3), "r-x");
+    EXPECT_EQ(test::perms_at(info->code).substr(0, 3), "r-x");
     for (const auto& [a, b] : ranges) EXPECT_TRUE(lo + info->mapped_size <= a || lo >= b) << "programs share a page";
     ranges.emplace_back(lo, lo + info->mapped_size);
     EXPECT_EQ(*live[k]->run_on_memory(nullptr, 0), k);
@@ -202,14 +191,14 @@ TEST(Jit, CodeIsNeverWritableAndExecutable) {
   // Released: the pages are not executable any more (read-write in the pool, or unmapped).
   const void* freed = jit_code_info(*live[2]).value().code;
   live[2].reset();
-  EXPECT_EQ(perms_at(freed).find('x'), std::string::npos) << perms_at(freed);
+  EXPECT_EQ(test::perms_at(freed).find('x'), std::string::npos) << test::perms_at(freed);
   expect_no_writable_executable_mapping();
   // Reused pages hold the new program only.
   for (int k = 0; k < 4; ++k) {
     auto exe = Executable::create(ret(100 + k), HelperTable::conformance(), jit_opts());
     ASSERT_TRUE(exe.ok());
     EXPECT_EQ(*(*exe)->run_on_memory(nullptr, 0), static_cast<uint64_t>(100 + k));
-    EXPECT_EQ(perms_at(jit_code_info(**exe).value().code).substr(0, 3), "r-x");
+    EXPECT_EQ(test::perms_at(jit_code_info(**exe).value().code).substr(0, 3), "r-x");
   }
   for (size_t k = 0; k < live.size(); ++k)
     if (live[k]) EXPECT_EQ(*live[k]->run_on_memory(nullptr, 0), k);
