@@ -127,6 +127,47 @@ Stats measure(const std::function<double(uint64_t)>& batch) {
   return stats_of(std::move(per));
 }
 
+// Several engines, each with batches (placements): every batch calibrated alone, then g_trials
+// rounds, each running one trial of every batch of every engine in turn; an engine's stats pool the
+// trials of its batches. An engine with no batch (or a failing one) gets invalid stats.
+std::vector<Stats> measure_interleaved(const std::vector<std::vector<std::function<double(uint64_t)>>>& engines) {
+  std::vector<std::vector<uint64_t>> reps(engines.size());
+  std::vector<bool> ok(engines.size(), true);
+  for (size_t e = 0; e < engines.size(); ++e) {
+    for (const auto& b : engines[e]) {
+      double t = b(1);
+      uint64_t r = 1;
+      while (t >= 0 && t < g_trial_ms * 1e6 / 8 && r < (1ull << 30)) {
+        r *= 4;
+        t = b(r);
+      }
+      if (t < 0) {
+        ok[e] = false;
+        break;
+      }
+      reps[e].push_back(std::max<uint64_t>(1, static_cast<uint64_t>(static_cast<double>(r) * g_trial_ms * 1e6 / t)));
+    }
+    if (engines[e].empty()) ok[e] = false;
+  }
+  std::vector<std::vector<double>> per(engines.size());
+  for (int k = 0; k < g_trials; ++k)
+    for (size_t e = 0; e < engines.size(); ++e) {
+      if (!ok[e]) continue;
+      for (size_t j = 0; j < engines[e].size(); ++j) {
+        double ns = engines[e][j](reps[e][j]);
+        if (ns < 0) {
+          ok[e] = false;
+          break;
+        }
+        per[e].push_back(ns / static_cast<double>(reps[e][j]));
+      }
+    }
+  std::vector<Stats> out(engines.size());
+  for (size_t e = 0; e < engines.size(); ++e)
+    if (ok[e]) out[e] = stats_of(std::move(per[e]));
+  return out;
+}
+
 // The trials of every batch (one per placement), pooled: median and min over all of them.
 Stats measure_pooled(const std::vector<std::function<double(uint64_t)>>& batches) {
   std::vector<double> per;
@@ -383,21 +424,20 @@ int main(int argc, char** argv) {
         return static_cast<double>(CpuClock::now_ns() - t0);
       };
     };
-    Stats s_interp = measure(time_exe(ir));
+    using Batch = std::function<double(uint64_t)>;
     // The JIT at several placements: `jr` and more compiles of the same program, all alive at once.
     std::vector<EngineRun> more_jit;
     for (int k = 1; k < g_placements; ++k) {
       more_jit.push_back(prepare(l, *op, jo));
       if (!more_jit.back().error.empty()) more_jit.pop_back();
     }
-    std::vector<std::function<double(uint64_t)>> jit_batches = {time_exe(jr)};
+    std::vector<Batch> jit_batches = {time_exe(jr)};
     for (EngineRun& e : more_jit) jit_batches.push_back(time_exe(e));
-    Stats s_jit = measure_pooled(jit_batches);
-    Stats s_native;
+    std::vector<Batch> native_batches;
+    auto np = packet();
+    uint32_t (*volatile fn)(bu8*) = b.native;
     if (b.native) {
-      auto np = packet();
-      uint32_t (*volatile fn)(bu8*) = b.native;
-      s_native = measure([&](uint64_t reps) -> double {
+      native_batches.push_back([&](uint64_t reps) -> double {
         uint64_t t0 = CpuClock::now_ns();
         uint32_t sink = 0;
         for (uint64_t i = 0; i < reps; ++i) sink += fn(np.data());
@@ -405,11 +445,12 @@ int main(int argc, char** argv) {
         return static_cast<double>(CpuClock::now_ns() - t0);
       });
     }
-    Stats s_kernel;
+    // As many kernel loads of the program as JIT placements (each load is JIT-compiled to its own
+    // address by the kernel), all kept loaded while they are measured.
+    std::vector<KernelProg> kps;
+    std::vector<Batch> kernel_batches;
+    auto pk = packet();
     if (have_kernel) {
-      // As many kernel loads of the program as JIT placements (each load is JIT-compiled to its own
-      // address by the kernel), all kept loaded while they are measured.
-      std::vector<KernelProg> kps;
       for (int k = 0; k < g_placements; ++k) {
         KernelProg kp = kernel_load(*op, l.obj);
         if (!kp.fd) {
@@ -418,8 +459,6 @@ int main(int argc, char** argv) {
         }
         kps.push_back(std::move(kp));
       }
-      auto pk = packet();
-      std::vector<std::function<double(uint64_t)>> kernel_batches;
       for (KernelProg& kp : kps) {
         auto tr = kernel::test_run(kp.fd.get(), pk, {}, 1, pk.size() + 256);
         if (tr.err) {
@@ -439,8 +478,11 @@ int main(int argc, char** argv) {
           return static_cast<double>(t.duration_ns) * r;
         });
       }
-      if (!kernel_batches.empty()) s_kernel = measure_pooled(kernel_batches);
     }
+    // Trials interleaved: one trial of every engine and placement per round, so that the machine's
+    // slow and fast phases (this VM shares its cores) fall on every column alike.
+    std::vector<Stats> st4 = measure_interleaved({{time_exe(ir)}, jit_batches, native_batches, kernel_batches});
+    Stats s_interp = st4[0], s_jit = st4[1], s_native = st4[2], s_kernel = st4[3];
     if (std::string(b.name) == "empty" && s_kernel.valid) kernel_empty = s_kernel.median;
     Stats s_net = s_kernel;
     if (s_net.valid && kernel_empty >= 0) {
