@@ -162,7 +162,8 @@ class Engine {
   virtual DirectFn direct_entry() const { return nullptr; }
   // With ExecOptions::jit_batch, the JIT's code of programs with no call of any kind also has this
   // entry: for each of the n items, r1 = `r1`, r2 = 0, *store = item.value (when the program reads
-  // r1), the packet = item.packet / packet_len; verdicts[i] = (u32) r0. nullptr otherwise.
+  // r1; `store` must then point to 4 writable bytes), the packet = item.packet / packet_len (an item
+  // with a null packet has none: length 0); verdicts[i] = (u32) r0. nullptr otherwise.
   using BatchFn = void (*)(const BatchItem* items, size_t n, uint32_t* verdicts, uint64_t r1, uint32_t* store);
   virtual BatchFn batch_entry() const { return nullptr; }
 };

@@ -118,24 +118,14 @@ Result<uint32_t> PacketFilter::run(const uint8_t* frame, uint32_t caplen, uint32
 
 size_t PacketFilter::match_many(const uint8_t* const* frames, const uint32_t* caplens, const uint32_t* wirelens,
                                 size_t n, uint32_t* verdicts) {
+  // Chunks of BatchItems on the stack for match_batch.
+  constexpr size_t kChunk = 256;
+  BatchItem items[kChunk];
   size_t matches = 0;
-  if (batch_) {
-    // Chunks of items on the stack for the native loop.
-    constexpr size_t kChunk = 256;
-    BatchItem items[kChunk];
-    for (size_t at = 0; at < n; at += kChunk) {
-      size_t k = std::min(kChunk, n - at);
-      for (size_t j = 0; j < k; ++j) items[j] = BatchItem{frames[at + j], caplens[at + j], wirelens[at + j]};
-      matches += match_batch(std::span<const BatchItem>(items, k), verdicts + at);
-    }
-    return matches;
-  }
-  constexpr size_t kAhead = 4;
-  for (size_t i = 0; i < n; ++i) {
-    if (i + kAhead < n) __builtin_prefetch(frames[i + kAhead]);
-    uint32_t v = match(frames[i], caplens[i], wirelens[i]);
-    verdicts[i] = v;
-    matches += v != 0;
+  for (size_t at = 0; at < n; at += kChunk) {
+    size_t k = std::min(kChunk, n - at);
+    for (size_t j = 0; j < k; ++j) items[j] = BatchItem{frames[at + j], caplens[at + j], wirelens[at + j]};
+    matches += match_batch(std::span<const BatchItem>(items, k), verdicts + at);
   }
   return matches;
 }
@@ -148,7 +138,10 @@ size_t PacketFilter::match_batch(std::span<const BatchItem> items, uint32_t* ver
     for (size_t i = 0; i < items.size(); ++i) matches += verdicts[i] != 0;
     return matches;
   }
+  // Packet by packet, the next frames' headers prefetched while one is filtered.
+  constexpr size_t kAhead = 4;
   for (size_t i = 0; i < items.size(); ++i) {
+    if (i + kAhead < items.size()) __builtin_prefetch(items[i + kAhead].packet);
     uint32_t v = match(items[i].packet, items[i].packet_len, items[i].value);
     verdicts[i] = v;
     matches += v != 0;

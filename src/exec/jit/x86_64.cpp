@@ -812,36 +812,21 @@ void Compiler::analyze() {
   stack_bytes_ = needs_stack_ ? (has_local_calls_ ? kStackSize * kMaxCallDepth : kStackSize) : 0;
   direct_ = !has_any_call_ && fn_entries_.empty();
   stack_base_ = direct_ && needs_state_ ? 8 : 0;
-  if (direct_ && needs_state_) {
-    // Two caller-saved argument registers the program never uses hold the packet and its length:
-    // no push/pop of r12 and no stack slot (translated classic filters use few registers).
-    uint16_t used = 0;
+  uint16_t used = 0;  // registers any instruction reads or writes
+  if (direct_)
     for (size_t i = 0; i < n_; ++i) used |= static_cast<uint16_t>(uses_[i].reads | uses_[i].writes);
-    int free_regs[2];
-    int nf = 0;
-    for (int r : {2, 4, 5, 1})  // rsi, rcx, r8, rdi (not rdx: it brings the RunArgs)
-      if (!(used & (1u << r)) && nf < 2) free_regs[nf++] = r;
-    if (nf == 2) {
-      pkt_base_ = Q(free_regs[0]);
-      pkt_len_reg_ = Q(free_regs[1]);
-      len_in_reg_ = true;
-      stack_base_ = 0;
-    }
-  }
   if (batch_ && direct_) {
     // Four host registers the body never touches: the packet, its length, the item and verdict
     // pointers. Argument registers first (no save), then r12 and unused callee-saved ones.
-    uint16_t used = 0;
-    for (size_t i = 0; i < n_; ++i) used |= static_cast<uint16_t>(uses_[i].reads | uses_[i].writes);
-    std::vector<x86::Gp> free_regs;
+    x86::Gp free_regs[11];
+    size_t nf = 0;
     for (int r : {2, 4, 5, 3, 1})
-      if (!(used & (1u << r))) free_regs.push_back(Q(r));
-    free_regs.push_back(x86::r12);
+      if (!(used & (1u << r))) free_regs[nf++] = Q(r);
+    free_regs[nf++] = x86::r12;
     for (int r : {6, 7, 8, 9})
-      if (!(used & (1u << r))) free_regs.push_back(Q(r));
-    if (!needs_stack_) free_regs.push_back(x86::rbp);
-    const size_t need = needs_state_ ? 4 : 2;
-    if (free_regs.size() >= need) {
+      if (!(used & (1u << r))) free_regs[nf++] = Q(r);
+    if (!needs_stack_) free_regs[nf++] = x86::rbp;
+    if (nf >= (needs_state_ ? 4u : 2u)) {
       size_t k = 0;
       if (needs_state_) {
         pkt_base_ = free_regs[k++];
@@ -852,6 +837,19 @@ void Compiler::analyze() {
       batch_vp_ = free_regs[k++];
       stack_base_ = 24;  // [rsp] end of the items, [rsp+8] r1, [rsp+16] the store pointer
       batch_ok_ = true;
+    }
+  } else if (direct_ && needs_state_) {
+    // Two caller-saved argument registers the program never uses hold the packet and its length:
+    // no push/pop of r12 and no stack slot (translated classic filters use few registers).
+    int free_regs[2];
+    int nf = 0;
+    for (int r : {2, 4, 5, 1})  // rsi, rcx, r8, rdi (not rdx: it brings the RunArgs)
+      if (!(used & (1u << r)) && nf < 2) free_regs[nf++] = r;
+    if (nf == 2) {
+      pkt_base_ = Q(free_regs[0]);
+      pkt_len_reg_ = Q(free_regs[1]);
+      len_in_reg_ = true;
+      stack_base_ = 0;
     }
   }
   compute_pkt_known();
@@ -1190,10 +1188,10 @@ Status Compiler::compile_function(int64_t entry, bool main_mode) {
       if (used & (1u << r)) saved_.push_back(Q(r));
     if (batch_) {  // loop registers the host wants preserved
       for (const x86::Gp& g : {pkt_base_, pkt_len_reg_, batch_cur_, batch_vp_}) {
-        if (!g.isValid() || (g != x86::r12 && g != x86::rbx && g != x86::r13 && g != x86::r14 && g != x86::r15 &&
-                             g != x86::rbp))
-          continue;
-        if (std::find(saved_.begin(), saved_.end(), g) == saved_.end()) saved_.push_back(g);
+        const bool callee_saved = g == x86::rbx || g == x86::rbp || g == x86::r12 || g == x86::r13 ||
+                                  g == x86::r14 || g == x86::r15;
+        if (g.isValid() && callee_saved && std::find(saved_.begin(), saved_.end(), g) == saved_.end())
+          saved_.push_back(g);
       }
     }
     for (auto& r : saved_) put(enc_push_pop(true, r.id()));
