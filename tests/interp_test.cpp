@@ -322,6 +322,54 @@ TEST_P(InterpAndJit, LongForwardAndBackwardJumps) {
 }
 
 namespace {
+// Branch shapes the JIT lays out differently from index order (jit.md, "Branch layout"): a
+// conditional jump over one exit, over one unconditional jump, over a block ending in exit (placed out
+// of line, with a jump into it from further down), chains of unconditional jumps and jumps to an exit.
+// mem = {a, b}.
+std::vector<Insn> branch_layout_program() {
+  return {I(Op::MOV64_IMM, 0, 0, 0, 1),   //  0: r0 = 1
+          I(Op::LDXB, 3, 1, 0),           //  1: r3 = a
+          I(Op::LDXB, 4, 1, 1),           //  2: r4 = b
+          I(Op::JEQ_IMM, 3, 0, 10, 1),    //  3: if a == 1 goto 14
+          I(Op::JNE_IMM, 3, 0, 1, 2),     //  4: if a != 2 goto 6 (over one exit)
+          I(Op::EXIT),                    //  5:   a == 2: 1
+          I(Op::JNE_IMM, 3, 0, 2, 3),     //  6: if a != 3 goto 9 (over 7-8)
+          I(Op::MOV64_IMM, 0, 0, 0, 30),  //  7:   r0 = 30 (also reached from 15)
+          I(Op::EXIT),                    //  8:   exit
+          I(Op::JEQ_IMM, 3, 0, 6, 4),     //  9: if a == 4 goto 16
+          I(Op::JEQ_IMM, 4, 0, 1, 0),     // 10: if b == 0 goto 12 (over one ja)
+          I(Op::JA, 0, 0, 6),             // 11:   goto 18
+          I(Op::MOV64_IMM, 0, 0, 0, 50),  // 12: r0 = 50
+          I(Op::EXIT),                    // 13: exit (reached from 17 and 19 too)
+          I(Op::JA, 0, 0, 0),             // 14: goto 15
+          I(Op::JA, 0, 0, -9),            // 15: goto 7
+          I(Op::MOV64_REG, 0, 4),         // 16: r0 = b
+          I(Op::JA, 0, 0, -5),            // 17: goto 13
+          I(Op::ADD64_IMM, 0, 0, 0, 100), // 18: r0 += 100
+          I(Op::JEQ_IMM, 4, 0, -7, 9),    // 19: if b == 9 goto 13
+          I(Op::ADD64_IMM, 0, 0, 0, 1000),// 20: r0 += 1000
+          I(Op::EXIT)};                   // 21: exit
+}
+}  // namespace
+
+TEST_P(InterpAndJit, BranchLayoutKeepsSemantics) {
+  const struct {
+    uint8_t a, b;
+    uint64_t want;
+  } cases[] = {{1, 0, 30}, {2, 0, 1}, {3, 0, 30}, {4, 5, 5}, {5, 0, 50}, {5, 9, 101}, {5, 7, 1101}};
+  // main: the program itself; then the same body as a called function (exits are returns there, so
+  // the one-exit case is an out-of-line block too): r6 = r1; call f; r0 += 7; exit.
+  std::vector<Insn> as_fn = {I(Op::CALL_LOCAL, 0, 1, 0, 2), I(Op::ADD64_IMM, 0, 0, 0, 7), I(Op::EXIT)};
+  for (const Insn& in : branch_layout_program()) as_fn.push_back(in);
+  for (const auto& c : cases) {
+    SCOPED_TRACE(testing::Message() << "a=" << int(c.a) << " b=" << int(c.b));
+    std::vector<uint8_t> mem = {c.a, c.b};
+    EXPECT_EQ(value(branch_layout_program(), &mem), c.want);
+    EXPECT_EQ(value(as_fn, &mem), c.want + 7);
+  }
+}
+
+namespace {
 const Executable* g_tail_target = nullptr;
 uint64_t fake_tail_call(uint64_t, uint64_t, uint64_t index, uint64_t, uint64_t) {
   RunContext* rc = current_run();

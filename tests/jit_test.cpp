@@ -398,6 +398,30 @@ TEST(Jit, WritesToNeverReadRegistersAreDropped) {
   EXPECT_EQ(*(*exe)->run_on_memory(nullptr, 0), 3u);
 }
 
+// Branch layout: `if r1 != 0 goto +2; r0 = 5; exit` puts the two-instruction exit block after the
+// epilogue (the jump into it inverted: `je`), and a conditional jump over a single exit goes to the
+// epilogue itself. Semantics: InterpAndJit.BranchLayoutKeepsSemantics (every engine), the
+// differential tester (early exits in main and in functions, if/else with empty then-blocks).
+TEST(Jit, ExitBlocksArePlacedOutOfLine) {
+  std::vector<Insn> p = {I(Op::LDXB, 2, 1, 0),         I(Op::JNE_IMM, 2, 0, 2, 0), I(Op::MOV64_IMM, 0, 0, 0, 5),
+                         I(Op::EXIT),                  I(Op::MOV64_IMM, 0, 0, 0, 9), I(Op::JNE_IMM, 2, 0, 1, 7),
+                         I(Op::EXIT),                  I(Op::MOV64_IMM, 0, 0, 0, 11), I(Op::EXIT)};
+  auto exe = Executable::create(Program{"t", p}, HelperTable::conformance(), jit_opts());
+  ASSERT_TRUE(exe.ok());
+  auto text = jit_disassemble(**exe);
+  ASSERT_TRUE(text.ok());
+  EXPECT_EQ(text->find("differs"), std::string::npos) << *text;
+  const size_t cold = text->find("; main: cold blocks");
+  ASSERT_NE(cold, std::string::npos) << *text;
+  EXPECT_GT(cold, text->find("; main: epilogue")) << *text;
+  EXPECT_GT(text->find("    2: r0 = 5"), cold) << *text;       // the block sits after the epilogue
+  EXPECT_LT(text->find("    4: r0 = 9"), cold) << *text;       // the code that goes on falls through
+  for (uint8_t v : {0, 7, 8}) {
+    std::vector<uint8_t> mem = {v};
+    EXPECT_EQ(*(*exe)->run_on_memory(mem.data(), mem.size()), v == 0 ? 5u : v == 7 ? 9u : 11u);
+  }
+}
+
 namespace {
 std::shared_ptr<Map> make_map(uint32_t type, uint32_t key, uint32_t value, uint32_t max) {
   return bpfvm::test::make_map(MapSpec{"m", type, key, value, max});

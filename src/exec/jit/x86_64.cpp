@@ -484,7 +484,7 @@ uint64_t compile_clock_ns() {
 // One piece of the listing: native bytes [start, end) came from BPF instruction pc of function fn.
 struct ListingEntry {
   int32_t fn;   // function entry insn, -1 for the entry prologue/epilogue, -2 for slow paths, -3 trampoline
-  int32_t pc;   // BPF instruction (-1 for prologue/epilogue/slow-path code)
+  int32_t pc;   // BPF instruction (-1 for prologue/epilogue/slow-path code, -4 where cold blocks begin)
   uint32_t start;
 };
 
@@ -692,6 +692,22 @@ class Compiler {
   std::vector<uint32_t> insn_off_;
   std::vector<Fixup> fixups_;
   void emit_branch(int cc, int64_t t, int64_t pc);  // cc = x86 condition code, -1 = jmp
+  int emit_compare(const Insn& in);                 // cmp/test of a conditional jump: its x86 condition code
+  // Branch layout (compile_function). A jump's target is *threaded*: through unconditional jumps to
+  // their final target, and, in main outside batch mode, from an exit straight to the epilogue
+  // (kEpilogue: r0 is already in rax). Straight-line blocks that end in exit and are entered only by
+  // falling through a conditional jump over them are *cold*: emitted after the function, the jump
+  // inverted into them, so the path that goes on falls through.
+  static constexpr int64_t kEpilogue = -1;
+  int64_t resolve(int64_t t) const;
+  bool thread_exit_ = false;           // main, not batch: an exit is `jmp epilogue`
+  std::vector<uint8_t> cold_;          // per insn: in a cold block of the function being compiled
+  struct ColdBlock {
+    size_t k0, k1;     // body[k0..k1): the block
+    uint32_t jpos;     // rel32 of the inverted jump into it
+    uint16_t zext;     // zext_ where the block is entered
+  };
+  std::vector<ColdBlock> cold_blocks_;
   std::map<int64_t, Label> fn_labels_;
   Label main_epilogue_;
   std::vector<SlowPath> slow_paths_;
@@ -706,7 +722,8 @@ class Compiler {
 // while another one on the same thread holds them (the rel32 retry in JitEngine::build) gets fresh ones.
 #define BPFVM_JIT_SCRATCH(X)                                                                                 \
   X(uses_) X(infos_) X(size_prefix_) X(pkt_known_) X(is_target_) X(fn_entries_) X(dead_) X(seen_) X(work_) \
-  X(insn_off_) X(fixups_) X(slow_paths_) X(call_fixups_) X(saved_) X(listing) X(body_) X(is_fn_) X(reset_)
+  X(insn_off_) X(fixups_) X(slow_paths_) X(call_fixups_) X(saved_) X(listing) X(body_) X(is_fn_) X(reset_) \
+  X(cold_) X(cold_blocks_)
 
 struct Compiler::Scratch {
 #define BPFVM_X(m) decltype(Compiler::m) m;
@@ -736,6 +753,7 @@ void Compiler::give_back_scratch() {
 
 void Compiler::analyze() {
   is_target_.assign(n_, 0);
+  cold_.assign(n_, 0);  // compile_function marks a function's cold blocks and clears them when done
   seen_.assign(n_, 0);
   uses_.resize(n_);
   infos_.resize(n_);
@@ -1289,18 +1307,42 @@ Status Compiler::compile_function(int64_t entry, bool main_mode) {
   // any backward jump to it: offsets left from another function are never used.
   if (insn_off_.size() != n_) insn_off_.assign(n_, 0);
   fixups_.clear();
-  for (size_t k = 0; k < body.size(); ++k) {
+  cold_blocks_.clear();
+  thread_exit_ = main_mode && !batch_;
+  // Cold blocks: body[k+1..k+1+m) = instructions i+1..i+m right after a conditional jump at i = body[k]
+  // to i+m+1, straight-line code ending in exit (up to 8 slots; no function entry). Other jumps may land
+  // in the block: they reach it wherever it is (rel32). A single exit in main outside batch mode is
+  // no block: the inverted jump goes to the epilogue itself.
+  for (size_t k = 0; k + 1 < body.size(); ++k) {
+    const int64_t i = body[k];
+    if (infos_[static_cast<size_t>(i)]->kind != OpKind::CondJump) continue;
+    const int64_t t = jit_target(insns_[static_cast<size_t>(i)], i);
+    const int64_t m = t - i - 1;
+    if (m < 1 || m > 8 || k + static_cast<size_t>(m) >= body.size()) continue;
+    if (insns_[static_cast<size_t>(t - 1)].op != Op::EXIT || (m == 1 && thread_exit_)) continue;
+    bool ok = true;
+    for (int64_t j = 1; j <= m && ok; ++j) {
+      const size_t x = static_cast<size_t>(i + j);
+      ok = body[k + static_cast<size_t>(j)] == i + j && !is_fn_[x] && !cold_[x] &&
+           (j == m || insns_[x].op == Op::LDDW_HI ||
+            (infos_[x]->kind != OpKind::Jump && infos_[x]->kind != OpKind::CondJump && infos_[x]->kind != OpKind::Exit));
+    }
+    if (!ok) continue;
+    for (int64_t j = 1; j <= m; ++j) cold_[static_cast<size_t>(i + j)] = 1;
+    cold_blocks_.push_back({k + 1, k + 1 + static_cast<size_t>(m), 0, 0});
+    k += static_cast<size_t>(m);
+  }
+  // One instruction of the body (body[k]) and, for zero-extension idioms, the ones it folds in.
+  auto emit_at = [&](size_t& k) -> bool {
     int64_t i = body[k];
     const Insn& in = insns_[static_cast<size_t>(i)];
-    if (in.op == Op::LDDW_HI) continue;
+    if (in.op == Op::LDDW_HI) return true;
     if (is_target_[static_cast<size_t>(i)]) insn_off_[static_cast<size_t>(i)] = static_cast<uint32_t>(a.offset());
     mark(cur_fn_, static_cast<int32_t>(i));
-    // The main function's last exit falls into the epilogue.
-    if (main_mode && in.op == Op::EXIT && k + 1 == body.size()) continue;
     if (is_target_[static_cast<size_t>(i)]) zext_ = 0;  // another path may arrive with other values
     if (dead_[static_cast<size_t>(i)]) {
       zext_ &= static_cast<uint16_t>(~(1u << in.dst));  // not written: the host register holds something else
-      continue;
+      return true;
     }
     // Zero-extension idioms of clang's 64-bit code for u32 values: `dst <<= 32; dst >>= 32` is one
     // 32-bit move (`mov ecx, ecx`), and `dst = src` in front of it folds in (`mov ecx, esi`).
@@ -1311,10 +1353,67 @@ Status Compiler::compile_function(int64_t entry, bool main_mode) {
         note_zext(insns_[static_cast<size_t>(body[k + s])]);
       }
       k += skip;
+      return true;
+    }
+    if (!emit_insn(i, main_mode)) return false;
+    note_zext(in);
+    return true;
+  };
+  size_t next_cold = 0;
+  for (size_t k = 0; k < body.size(); ++k) {
+    int64_t i = body[k];
+    const Insn& in = insns_[static_cast<size_t>(i)];
+    if (cold_[static_cast<size_t>(i)]) continue;  // emitted after the function
+    // The main function's last exit falls into the epilogue.
+    if (main_mode && in.op == Op::EXIT && k + 1 == body.size()) {
+      if (is_target_[static_cast<size_t>(i)]) insn_off_[static_cast<size_t>(i)] = static_cast<uint32_t>(a.offset());
+      mark(cur_fn_, static_cast<int32_t>(i));
       continue;
     }
-    if (!emit_insn(i, main_mode)) return error_;
-    note_zext(in);
+    if (infos_[static_cast<size_t>(i)]->kind == OpKind::CondJump) {
+      if (is_target_[static_cast<size_t>(i)]) {
+        insn_off_[static_cast<size_t>(i)] = static_cast<uint32_t>(a.offset());
+        zext_ = 0;
+      }
+      const int64_t t = jit_target(in, i);
+      if (next_cold < cold_blocks_.size() && cold_blocks_[next_cold].k0 == k + 1) {
+        // Over a cold block: the inverted jump into it, the code goes on at the target.
+        mark(cur_fn_, static_cast<int32_t>(i));
+        const int cc = emit_compare(in);
+        if (cc < 0) return make_error(ErrorCode::Unsupported, "jit: cannot compile a conditional jump", i);
+        Enc e;
+        e.u8(0x0f);
+        e.u8(0x80 + static_cast<uint32_t>(cc ^ 1));
+        e.u32(0);
+        put(e);
+        cold_blocks_[next_cold].jpos = here() - 4;
+        cold_blocks_[next_cold].zext = zext_;
+        k = cold_blocks_[next_cold].k1 - 1;
+        ++next_cold;
+        continue;
+      }
+      if (t == i + 2 && k + 1 < body.size() && body[k + 1] == i + 1 && !is_fn_[static_cast<size_t>(i + 1)]) {
+        // Over one exit (main, not batch) or one unconditional jump nothing else targets: the
+        // inverted jump goes where that instruction would, and the instruction is not emitted (its
+        // only way in was the fall-through; jumps to an exit are threaded to the epilogue).
+        const Insn& x = insns_[static_cast<size_t>(i + 1)];
+        const bool over_exit = x.op == Op::EXIT && thread_exit_;
+        const bool over_ja = (x.op == Op::JA || x.op == Op::JA32) && !is_target_[static_cast<size_t>(i + 1)];
+        if (over_exit || over_ja) {
+          mark(cur_fn_, static_cast<int32_t>(i));
+          const int64_t r = over_exit ? kEpilogue : resolve(jit_target(x, i + 1));
+          if (r != resolve(t)) {
+            const int cc = emit_compare(in);
+            if (cc < 0) return make_error(ErrorCode::Unsupported, "jit: cannot compile a conditional jump", i);
+            emit_branch(cc ^ 1, r, i);
+          }
+          mark(cur_fn_, static_cast<int32_t>(i + 1));
+          ++k;
+          continue;
+        }
+      }
+    }
+    if (!emit_at(k)) return error_;
   }
   if (main_mode) {
     a.bind(main_epilogue_);
@@ -1324,6 +1423,18 @@ Status Compiler::compile_function(int64_t entry, bool main_mode) {
       a.bind(batch_done_);
     }
     emit_exit(true);
+  }
+  // Cold blocks, after the function (main: after its epilogue).
+  if (!cold_blocks_.empty()) mark(cur_fn_, -4);
+  for (const ColdBlock& cb : cold_blocks_) {
+    uint8_t* b = a.code()->textSection()->buffer().data();
+    const int32_t d = static_cast<int32_t>(here() - (cb.jpos + 4));
+    std::memcpy(b + cb.jpos, &d, 4);
+    zext_ = cb.zext;
+    for (size_t k = cb.k0; k < cb.k1; ++k) {
+      cold_[static_cast<size_t>(body[k])] = 0;
+      if (!emit_at(k)) return error_;
+    }
   }
   // Forward jumps of this function.
   uint8_t* buf = a.code()->textSection()->buffer().data();
@@ -1341,10 +1452,31 @@ Status Compiler::compile_function(int64_t entry, bool main_mode) {
   return {};
 }
 
+// The final target of a jump to t: through unconditional jumps (at most 8, not round a cycle) and, in
+// main outside batch mode, from an exit to the epilogue. Never an instruction compile_function leaves
+// out (those are not jump targets, or exits threaded here).
+int64_t Compiler::resolve(int64_t t) const {
+  for (int hops = 0; hops < 8; ++hops) {
+    const Insn& x = insns_[static_cast<size_t>(t)];
+    if (x.op == Op::EXIT) return thread_exit_ ? kEpilogue : t;
+    if (x.op != Op::JA && x.op != Op::JA32) return t;
+    const int64_t u = jit_target(x, t);
+    if (u == t) return t;
+    t = u;
+  }
+  return t;
+}
+
 void Compiler::emit_branch(int cc, int64_t t, int64_t pc) {
   Enc e;
+  if (t != kEpilogue) t = resolve(t);
+  if (t == kEpilogue) {
+    if (cc < 0) a_->jmp(main_epilogue_);
+    else a_->j(static_cast<x86::CondCode>(cc), main_epilogue_);
+    return;
+  }
   const uint32_t here = static_cast<uint32_t>(a_->offset());
-  if (t <= pc) {  // backward: the target's offset is known
+  if (t <= pc && !cold_[static_cast<size_t>(t)]) {  // backward: the target's offset is known
     int64_t d8 = static_cast<int64_t>(insn_off_[static_cast<size_t>(t)]) - (here + 2);
     if (d8 >= -128) {
       e.u8(cc < 0 ? 0xeb : 0x70 + static_cast<uint32_t>(cc));
@@ -1362,7 +1494,9 @@ void Compiler::emit_branch(int cc, int64_t t, int64_t pc) {
     return;
   }
   // Forward: the 2-byte form when an upper bound of the code in between proves it fits.
-  const bool rel8 = short_jumps_ && size_prefix_[static_cast<size_t>(t)] - size_prefix_[static_cast<size_t>(pc + 1)] <= 120;
+  // (Cold code is placed after the function: rel32. t < pc here only for a cold target.)
+  const bool rel8 = short_jumps_ && t > pc && !cold_[static_cast<size_t>(t)] &&
+                    size_prefix_[static_cast<size_t>(t)] - size_prefix_[static_cast<size_t>(pc + 1)] <= 120;
   if (rel8) {
     e.u8(cc < 0 ? 0xeb : 0x70 + static_cast<uint32_t>(cc));
     e.u8(0);
@@ -1838,10 +1972,15 @@ void Compiler::emit_jump(const Insn& in, int64_t pc) {
   int64_t t = jit_target(in, pc);
   int64_t next = pc + 1;
   if (in.op == Op::JA || in.op == Op::JA32) {
-    if (t != next) emit_branch(-1, t, pc);
+    if (t != next && resolve(t) != next) emit_branch(-1, t, pc);
     return;
   }
   if (t == next) return;  // both ways lead to the next instruction; comparisons have no side effects
+  const int cc = emit_compare(in);
+  if (cc >= 0) emit_branch(cc, t, pc);
+}
+
+int Compiler::emit_compare(const Insn& in) {
   const OpInfo& info = *op_facts(in.op).info;
   const bool w64 = (info.code & 7) == 5;  // JMP class vs JMP32
   const uint8_t base = info.code & 0xf0;
@@ -1872,7 +2011,7 @@ void Compiler::emit_jump(const Insn& in, int64_t pc) {
     case 0xd0: cc = 0xe; break;  // jle
     default: break;
   }
-  if (cc >= 0) emit_branch(cc, t, pc);
+  return cc;
 }
 
 void Compiler::emit_mem(const Insn& in) {
@@ -2264,8 +2403,10 @@ std::string JitEngine::disassemble(const DisasmOptions& options) const {
   for (size_t k = 0; k < listing_.size(); ++k) {
     const ListingEntry& e = listing_[k];
     uint32_t end = k + 1 < listing_.size() ? listing_[k + 1].start : static_cast<uint32_t>(program_size_);
-    if (k == 0 || listing_[k - 1].fn != e.fn || (e.pc < 0 && listing_[k - 1].pc >= 0)) {
-      if (e.fn == -1 && e.pc < 0) out += k == 0 ? "; main: entry prologue\n" : "; main: epilogue\n";
+    if (k == 0 || listing_[k - 1].fn != e.fn || (e.pc < 0 && e.pc != listing_[k - 1].pc)) {
+      if (e.pc == -4) out += e.fn == -1 ? std::string("; main: cold blocks (ending in exit, placed out of line)\n")
+                                        : fmt::format("; function at insn {}: cold blocks\n", e.fn);
+      else if (e.fn == -1 && e.pc < 0) out += k == 0 ? "; main: entry prologue\n" : "; main: epilogue\n";
       else if (e.fn >= 0 && e.pc < 0) out += fmt::format("; function at insn {}: prologue\n", e.fn);
       else if (e.fn == -2) out += "; out-of-line slow paths (errors, packet loads out of bounds)\n";
       else if (e.fn == -3) out += "; callback entry (RunContext::call_function)\n";
