@@ -10,9 +10,12 @@
 //                   (the pool's lowest-address first fit); release = mprotect(RW), merging back
 //   pool, split     a page in the middle of a RW region: the VMA splits in three; release merges
 //   pool, guarded   every page its own VMA (PROT_NONE pages between them): only flags change
+//   pwrite          a page of a read+execute int3 region written with pwrite() on /proc/self/mem,
+//                   release = the same bytes overwritten with int3 (the pool's kernel-write mode)
 //   ExecMemory      the JIT's ExecMemory::install + destructor (the pool itself, one live piece below),
-//                   100-byte code
+//                   100-byte code, in the default mode (kernel writes where available) and in mprotect mode
 // VMAs for all: /proc/self/maps lines the region takes with n pages RX at once (n live programs).
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
@@ -151,19 +154,40 @@ int main(int argc, char** argv) {
   std::printf("%-16s %10.2f %10.2f %14d\n", "pool, guarded", c.install_us, c.release_us, vmas_all_rx(2, 0));
   munmap(b, 64 * kPage);
 
+  if (int fd = open("/proc/self/mem", O_RDWR | O_CLOEXEC); fd >= 0) {
+    b = populated(64);
+    std::memset(b, 0xcc, 64 * kPage);
+    mprotect(b, 64 * kPage, PROT_READ | PROT_EXEC);
+    p = b + 10 * kPage;
+    std::vector<uint8_t> code100(100, 0x90), int3(100, 0xcc);
+    c = cycles([&](int) { (void)!pwrite(fd, code100.data(), code100.size(), static_cast<off_t>(reinterpret_cast<uintptr_t>(p))); },
+               [&](int) { (void)!pwrite(fd, int3.data(), int3.size(), static_cast<off_t>(reinterpret_cast<uintptr_t>(p))); });
+    std::printf("%-16s %10.2f %10.2f %14d\n", "pwrite", c.install_us, c.release_us, 1);
+    munmap(b, 64 * kPage);
+    close(fd);
+  }
+
   std::vector<uint8_t> bytes(100, 0xc3);
   // As in the JIT, where the callback trampoline keeps the pool's first page: the piece cycled has
   // live code below it.
   bpfvm::detail::ExecMemory keeper;
   if (!keeper.install(bytes.data(), bytes.size()).ok()) return 1;
   std::vector<bpfvm::detail::ExecMemory*> mem(1);
-  c = cycles(
-      [&](int) {
-        mem[0] = new bpfvm::detail::ExecMemory();
-        if (!mem[0]->install(bytes.data(), bytes.size()).ok()) std::exit(1);
-      },
-      [&](int) { delete mem[0]; });
-  std::printf("%-16s %10.2f %10.2f\n", "ExecMemory", c.install_us, c.release_us);
+  using bpfvm::detail::CodeWriteMode;
+  for (CodeWriteMode mode : {CodeWriteMode::KernelWrite, CodeWriteMode::Mprotect}) {
+    bpfvm::detail::exec_memory_set_mode(mode);
+    if (bpfvm::detail::exec_memory_mode() != mode) continue;  // kernel writes unavailable here
+    bpfvm::detail::ExecMemory keeper2;  // live code below the cycled piece in this mode's arena too
+    if (!keeper2.install(bytes.data(), bytes.size()).ok()) return 1;
+    c = cycles(
+        [&](int) {
+          mem[0] = new bpfvm::detail::ExecMemory();
+          if (!mem[0]->install(bytes.data(), bytes.size()).ok()) std::exit(1);
+        },
+        [&](int) { delete mem[0]; });
+    std::printf("%-16s %10.2f %10.2f\n", mode == CodeWriteMode::KernelWrite ? "ExecMemory" : "ExecMemory mprot",
+                c.install_us, c.release_us);
+  }
   std::printf("clock read pair inside every interval: %.2f us\n", median(clock));
   return 0;
 }

@@ -10,7 +10,7 @@
 namespace bpfvm::detail {
 
 // The machine code of one program: whole pages of its own (no other program's code shares a page),
-// written while read-write and then made read+execute; never writable and executable at once.
+// never writable and executable at once (see CodeWriteMode for how the bytes get there).
 // Small code comes from the pool (ExecPool below), code larger than a pool arena gets a mapping of its
 // own. Destroying the object gives the pages back (read-write again, ready for the next program).
 class ExecMemory {
@@ -32,7 +32,22 @@ class ExecMemory {
   size_t pages_ = 0;
   size_t size_ = 0;
   bool pooled_ = false;
+  bool kernel_write_ = false;  // written through /proc/self/mem (its pages stay read+execute)
 };
+
+// How code gets into its pages. KernelWrite (the default where it works): a pool arena is filled with
+// int3 and made read+execute once, when it is mapped; a program's code is then written into its pages
+// by the kernel, with pwrite() on /proc/self/mem (as a debugger writes a breakpoint: no mapping of the
+// process is writable at any time, none changes, no TLB flush), and a released program's bytes are
+// overwritten with int3 the same way. Mprotect: pages are read-write while the pool holds them and
+// while the code is copied, then mprotect()ed read+execute, and read-write again on release. KernelWrite
+// is used when a probe at first use succeeds (the file opens read-write and a test write into a
+// read+execute page lands); otherwise, or on request, Mprotect.
+enum class CodeWriteMode { KernelWrite, Mprotect };
+// The mode for arenas mapped from now on (tests, benchmarks); returns the previous one. Asking for
+// KernelWrite where the probe failed keeps Mprotect (check exec_memory_mode()).
+CodeWriteMode exec_memory_set_mode(CodeWriteMode mode);
+CodeWriteMode exec_memory_mode();
 
 // Pool facts (tests and diagnostics).
 struct ExecPoolStats {
@@ -46,7 +61,7 @@ ExecPoolStats exec_pool_stats();
 
 // Limits: an arena is kExecArenaPages pages; at most kExecMaxResidentFreePages free pages stay
 // populated (beyond that, freed pages are dropped with MADV_DONTNEED); at most one arena with no
-// live code is kept (others are unmapped).
+// live code is kept per CodeWriteMode (others are unmapped).
 inline constexpr size_t kExecArenaPages = 64;
 inline constexpr size_t kExecMaxResidentFreePages = 256;
 
