@@ -6,6 +6,7 @@
 #include <csignal>
 #include <cstring>
 #include <fstream>
+#include <random>
 #include <sstream>
 #include <cstdio>
 #include <unistd.h>
@@ -427,6 +428,82 @@ TEST(Jit, ExitBlocksArePlacedOutOfLine) {
     std::vector<uint8_t> mem = {v};
     EXPECT_EQ(*(*exe)->run_on_memory(mem.data(), mem.size()), v == 0 ? 5u : v == 7 ? 9u : 11u);
   }
+}
+
+namespace {
+// A random decision tree over r2 (loaded from memory as 64 bits): conditional jumps with immediates
+// (every comparison, 64- and 32-bit, signed, jset), leaves `r0 = id; exit`, sometimes a leaf that
+// jumps to another one. clang's code for a switch is such a tree; the JIT may dispatch it through a
+// table.
+struct TreeGen {
+  std::mt19937_64 rng;
+  std::vector<Insn> out;
+  int next_id = 1;
+  std::vector<size_t> leaf_at;
+  explicit TreeGen(uint64_t seed) : rng(seed) {}
+  uint64_t rnd(uint64_t n) { return rng() % n; }
+  void node(int depth) {
+    if (depth == 0 || (depth < 5 && rnd(6) == 0)) {
+      if (!leaf_at.empty() && rnd(5) == 0) {  // jump to an earlier leaf
+        size_t t = leaf_at[rnd(leaf_at.size())];
+        out.push_back(Insn{Op::JA, 0, 0, static_cast<int16_t>(static_cast<int64_t>(t) - static_cast<int64_t>(out.size()) - 1), 0});
+        return;
+      }
+      leaf_at.push_back(out.size());
+      out.push_back(Insn{Op::MOV64_IMM, 0, 0, 0, next_id++});
+      out.push_back(Insn{Op::EXIT, 0, 0, 0, 0});
+      return;
+    }
+    static const Op ops[] = {Op::JEQ_IMM,   Op::JNE_IMM,   Op::JGT_IMM,   Op::JGE_IMM,   Op::JLT_IMM,   Op::JLE_IMM,
+                             Op::JSGT_IMM,  Op::JSGE_IMM,  Op::JSLT_IMM,  Op::JSLE_IMM,  Op::JSET_IMM,  Op::JEQ32_IMM,
+                             Op::JGT32_IMM, Op::JSGT32_IMM, Op::JLE32_IMM, Op::JSLT32_IMM, Op::JNE32_IMM, Op::JSET32_IMM};
+    // mostly clang's shapes (signed greater-than and equality), every other comparison too
+    Op op = rnd(2) ? (rnd(2) ? Op::JSGT_IMM : Op::JEQ_IMM) : ops[rnd(sizeof ops / sizeof ops[0])];
+    const size_t at = out.size();
+    out.push_back(Insn{op, 2, 0, 0, static_cast<int64_t>(rnd(44)) - 3});
+    node(depth - 1);
+    out[at].off = static_cast<int16_t>(out.size() - at - 1);
+    node(depth - 1);
+  }
+};
+}  // namespace
+
+// Switch tables (jit.md, "Switches"): random decision trees, every value from -4 to 300 (and a few
+// far ones), the JIT's result equal to the interpreter's, in main and in a called function; and the
+// tables are really used by some of them (the listing shows them).
+TEST(Jit, SwitchTablesMatchTheTree) {
+  int with_table = 0;
+  for (uint64_t seed = 1; seed <= 60; ++seed) {
+    TreeGen g(seed);
+    g.out.push_back(I(Op::LDXDW, 2, 1, 0));
+    g.node(static_cast<int>(3 + seed % 4));
+    std::vector<Insn> as_fn = {I(Op::CALL_LOCAL, 0, 1, 0, 2), I(Op::ADD64_IMM, 0, 0, 0, 1000), I(Op::EXIT)};
+    for (const Insn& in : g.out) as_fn.push_back(in);
+    for (const auto* prog : {&g.out, &as_fn}) {
+      SCOPED_TRACE(testing::Message() << "seed " << seed << (prog == &as_fn ? " (in a function)" : ""));
+      auto jit = Executable::create(Program{"t", *prog}, HelperTable::conformance(), jit_opts());
+      auto interp = Executable::create(Program{"t", *prog}, HelperTable::conformance());
+      ASSERT_TRUE(jit.ok()) << jit.error().to_string();
+      ASSERT_TRUE(interp.ok());
+      auto text = jit_disassemble(**jit);
+      ASSERT_TRUE(text.ok());
+      EXPECT_EQ(text->find("differs"), std::string::npos);
+      with_table += text->find("; switch tables") != std::string::npos;
+      std::vector<int64_t> values;
+      for (int64_t v = -4; v <= 300; ++v) values.push_back(v);
+      for (int64_t v : {int64_t{1} << 32, (int64_t{1} << 32) + 5, INT64_MIN, INT64_MAX, int64_t{0x80000003}})
+        values.push_back(v);
+      for (int64_t v : values) {
+        uint8_t mem[8];
+        std::memcpy(mem, &v, 8);
+        auto rj = (*jit)->run_on_memory(mem, 8);
+        auto ri = (*interp)->run_on_memory(mem, 8);
+        ASSERT_TRUE(rj.ok() && ri.ok());
+        ASSERT_EQ(*rj, *ri) << "value " << v << "\n" << *text;
+      }
+    }
+  }
+  EXPECT_GE(with_table, 10) << "programs compiled with a switch table";
 }
 
 namespace {

@@ -484,7 +484,7 @@ uint64_t compile_clock_ns() {
 // One piece of the listing: native bytes [start, end) came from BPF instruction pc of function fn.
 struct ListingEntry {
   int32_t fn;   // function entry insn, -1 for the entry prologue/epilogue, -2 for slow paths, -3 trampoline
-  int32_t pc;   // BPF instruction (-1 for prologue/epilogue/slow-path code, -4 where cold blocks begin)
+  int32_t pc;   // BPF instruction (-1 for prologue/epilogue/slow-path code, -4 where cold blocks begin, -6 switch tables)
   uint32_t start;
 };
 
@@ -708,6 +708,32 @@ class Compiler {
     uint16_t zext;     // zext_ where the block is entered
   };
   std::vector<ColdBlock> cold_blocks_;
+  // Switches: a tree of at least kSwitchMinNodes conditional jumps comparing one register with
+  // immediates (clang's code for a switch; BPF has no indirect jump) gets, at its root, a dispatch
+  // through a table of native offsets: for values 0..hi of the register, where the tree would end
+  // (found by running the tree on each value at compile time); other values go through the tree.
+  struct SwitchTable {
+    int64_t root;
+    uint8_t reg;
+    uint32_t hi;      // the table has hi + 1 entries
+    size_t leaves;    // index of its first entry in switch_leaves_
+  };
+  static constexpr size_t kSwitchMinNodes = 6;
+  static constexpr uint32_t kSwitchMaxValues = 256;
+  static constexpr uint32_t kDispatchBytes = 26;  // native size of the dispatch (size bounds)
+  void find_switches();
+  const SwitchTable* switch_at(int64_t pc) const;
+  void emit_dispatch(const SwitchTable& st);
+  void emit_switch_tables();
+  std::vector<SwitchTable> switches_;   // sorted by root
+  std::vector<int64_t> switch_leaves_;  // per table: the instruction for each value
+  std::vector<uint8_t> is_leaf_;        // per insn (only when switches_ is not empty)
+  struct PendingTable {
+    size_t sw;
+    uint32_t lea_disp;  // rel32 of the dispatch's lea of the table
+  };
+  std::vector<PendingTable> pending_tables_;
+  int64_t dispatched_ = -1;  // the root whose dispatch was just emitted: its offset is the dispatch's
   std::map<int64_t, Label> fn_labels_;
   Label main_epilogue_;
   std::vector<SlowPath> slow_paths_;
@@ -723,7 +749,7 @@ class Compiler {
 #define BPFVM_JIT_SCRATCH(X)                                                                                 \
   X(uses_) X(infos_) X(size_prefix_) X(pkt_known_) X(is_target_) X(fn_entries_) X(dead_) X(seen_) X(work_) \
   X(insn_off_) X(fixups_) X(slow_paths_) X(call_fixups_) X(saved_) X(listing) X(body_) X(is_fn_) X(reset_) \
-  X(cold_) X(cold_blocks_)
+  X(cold_) X(cold_blocks_) X(switches_) X(switch_leaves_) X(is_leaf_) X(pending_tables_)
 
 struct Compiler::Scratch {
 #define BPFVM_X(m) decltype(Compiler::m) m;
@@ -870,7 +896,186 @@ void Compiler::analyze() {
       stack_base_ = 0;
     }
   }
+  find_switches();
   compute_pkt_known();
+}
+
+// The value of `if reg <op> imm` for reg = v (v >= 0, small), as the interpreter computes it.
+bool imm_jump_taken(const Insn& in, uint64_t v) {
+  const OpInfo& info = in.info();
+  const bool w64 = (info.code & 7) == 5;
+  const uint64_t a = w64 ? v : static_cast<uint32_t>(v);
+  const uint64_t b = w64 ? static_cast<uint64_t>(static_cast<int64_t>(static_cast<int32_t>(in.imm)))
+                         : static_cast<uint32_t>(in.imm);
+  const int64_t sa = w64 ? static_cast<int64_t>(a) : static_cast<int32_t>(a);
+  const int64_t sb = w64 ? static_cast<int64_t>(b) : static_cast<int32_t>(b);
+  switch (info.code & 0xf0) {
+    case 0x10: return a == b;
+    case 0x20: return a > b;
+    case 0x30: return a >= b;
+    case 0x40: return (a & b) != 0;
+    case 0x50: return a != b;
+    case 0x60: return sa > sb;
+    case 0x70: return sa >= sb;
+    case 0xa0: return a < b;
+    case 0xb0: return a <= b;
+    case 0xc0: return sa < sb;
+    case 0xd0: return sa <= sb;
+    default: return false;
+  }
+}
+
+// A tree node: a conditional jump comparing a register with an immediate.
+bool is_switch_node(const Insn& in, const OpInfo& info) {
+  return info.kind == OpKind::CondJump && !info.uses_reg_src;
+}
+
+void Compiler::find_switches() {
+  switches_.clear();
+  switch_leaves_.clear();
+  if (harden_ || n_ < kSwitchMinNodes * 2) return;
+  auto node_on = [&](int64_t j, uint8_t reg) {
+    return j >= 0 && static_cast<size_t>(j) < n_ && is_switch_node(insns_[static_cast<size_t>(j)], *infos_[static_cast<size_t>(j)]) &&
+           insns_[static_cast<size_t>(j)].dst == reg;
+  };
+  // A tree needs a node leading to another node on the same register: most programs have none.
+  auto leads_to_node = [&](size_t i) {
+    const Insn& in = insns_[i];
+    const int64_t pc = static_cast<int64_t>(i);
+    return is_switch_node(in, *infos_[i]) && (node_on(pc + 1, in.dst) || node_on(jit_target(in, pc), in.dst));
+  };
+  size_t first_candidate = n_;
+  for (size_t i = 0; i + 1 < n_ && first_candidate == n_; ++i)
+    if (leads_to_node(i)) first_candidate = i;
+  if (first_candidate == n_) return;
+  // Roots: nodes no node on the same register leads to (is_leaf_ holds these "inner" marks first).
+  is_leaf_.assign(n_, 0);
+  for (size_t j = 0; j < n_; ++j) {
+    const Insn& x = insns_[j];
+    if (!is_switch_node(x, *infos_[j])) continue;
+    for (int64_t nx : {static_cast<int64_t>(j) + 1, jit_target(x, static_cast<int64_t>(j))})
+      if (node_on(nx, x.dst)) is_leaf_[static_cast<size_t>(nx)] = 1;
+  }
+  std::vector<int64_t>& stack = work_;
+  for (size_t i = first_candidate; i + 1 < n_; ++i) {
+    const Insn& in = insns_[i];
+    const int64_t pc = static_cast<int64_t>(i);
+    if (is_leaf_[i] || !leads_to_node(i)) continue;
+    // The tree: every node reachable from the root through nodes on the same register.
+    size_t nodes = 0;
+    int64_t hi = -1;
+    stack.clear();
+    stack.push_back(pc);
+    std::vector<int64_t> seen;  // small: the tree's nodes
+    while (!stack.empty() && nodes <= 4 * kSwitchMaxValues) {
+      const int64_t j = stack.back();
+      stack.pop_back();
+      if (std::find(seen.begin(), seen.end(), j) != seen.end()) continue;
+      seen.push_back(j);
+      ++nodes;
+      const Insn& x = insns_[static_cast<size_t>(j)];
+      hi = std::max<int64_t>(hi, static_cast<int32_t>(x.imm));
+      for (int64_t nx : {j + 1, jit_target(x, j)})
+        if (node_on(nx, in.dst)) stack.push_back(nx);
+    }
+    // Values above every constant compare alike (but for jset): one entry more covers the first of them.
+    hi = std::min<int64_t>(hi + 1, kSwitchMaxValues - 1);
+    // Dense enough (as compilers decide on jump tables): at most 4 values per node.
+    if (nodes < kSwitchMinNodes || hi < 3 || static_cast<size_t>(hi) + 1 > 4 * nodes) continue;
+    // Where the tree ends for each value 0..hi (a cycle through nodes: no table).
+    const size_t first = switch_leaves_.size();
+    bool ok = true;
+    for (int64_t v = 0; v <= hi && ok; ++v) {
+      int64_t j = pc;
+      size_t steps = 0;
+      while (node_on(j, in.dst) && ok) {
+        const Insn& x = insns_[static_cast<size_t>(j)];
+        j = imm_jump_taken(x, static_cast<uint64_t>(v)) ? jit_target(x, j) : j + 1;
+        ok = ++steps <= nodes;
+      }
+      if (ok) switch_leaves_.push_back(j);
+    }
+    // Worth a table only when the values lead to several places (constants beyond 255 send all of
+    // 0..255 to one).
+    if (ok) {
+      std::vector<int64_t> distinct(switch_leaves_.begin() + static_cast<std::ptrdiff_t>(first), switch_leaves_.end());
+      std::sort(distinct.begin(), distinct.end());
+      ok = std::unique(distinct.begin(), distinct.end()) - distinct.begin() >= 4;
+    }
+    if (!ok) {
+      switch_leaves_.resize(first);
+      continue;
+    }
+    switches_.push_back({pc, in.dst, static_cast<uint32_t>(hi), first});
+  }
+  is_leaf_.assign(n_, 0);
+  if (switches_.empty()) return;
+  // Leaves are jump targets now (their offsets are recorded; nothing leaves them out); the
+  // dispatch's bytes go into the size bounds of the code after each root.
+  for (int64_t l : switch_leaves_) {
+    is_target_[static_cast<size_t>(l)] = 1;
+    is_leaf_[static_cast<size_t>(l)] = 1;
+  }
+  for (const SwitchTable& st : switches_)
+    for (size_t j = static_cast<size_t>(st.root) + 1; j <= n_; ++j) size_prefix_[j] += kDispatchBytes;
+}
+
+const Compiler::SwitchTable* Compiler::switch_at(int64_t pc) const {
+  auto it = std::lower_bound(switches_.begin(), switches_.end(), pc,
+                             [](const SwitchTable& st, int64_t v) { return st.root < v; });
+  return it != switches_.end() && it->root == pc ? &*it : nullptr;
+}
+
+// cmp reg, hi; ja tree; lea r11, [rip + table]; movsxd r10, [r11 + reg*4]; add r10, r11; jmp r10;
+// tree: (the root's own code follows). 26 bytes at most (kDispatchBytes).
+void Compiler::emit_dispatch(const SwitchTable& st) {
+  const uint32_t r = kHost[st.reg];
+  put(enc_ri(7, true, r, static_cast<int32_t>(st.hi)));
+  const uint32_t over = jcc8(0x7);
+  Enc e;
+  e.u8(0x4c);  // lea r11, [rip + disp32]
+  e.u8(0x8d);
+  e.u8(0x1d);
+  e.u32(0);
+  put(e);
+  pending_tables_.push_back({static_cast<size_t>(&st - switches_.data()), here() - 4});
+  Enc m;  // movsxd r10, dword [r11 + r*4]
+  m.u8(0x4c | ((r >> 3) & 1) << 1 | 1);  // REX.W R(r10) X(index) B(r11)
+  m.u8(0x63);
+  m.u8(0x14);                                   // modrm: reg = r10 (010), rm = SIB
+  m.u8(0x80 | (r & 7) << 3 | (kR11 & 7));       // SIB: scale 4, index r, base r11
+  put(m);
+  put(enc_rr(0x01, true, kR10, kR11));  // add r10, r11
+  put(enc_bytes(0x41, 0xff));
+  put(enc_byte(0xe2));                  // jmp r10
+  bind8(over);
+}
+
+// The tables of the function just compiled: after its code (4-byte aligned, int3 before), one
+// 32-bit offset from the table per value.
+void Compiler::emit_switch_tables() {
+  if (pending_tables_.empty()) return;
+  uint8_t pad[4] = {0xcc, 0xcc, 0xcc, 0xcc};
+  if (here() & 3) {
+    Enc e;
+    for (uint32_t k = here() & 3; k < 4; ++k) e.u8(0xcc);
+    put(e);
+  }
+  (void)pad;
+  mark(cur_fn_, -6);
+  for (const PendingTable& pt : pending_tables_) {
+    const SwitchTable& st = switches_[pt.sw];
+    const uint32_t table = here();
+    uint8_t* b = a_->code()->textSection()->buffer().data();
+    const int32_t d = static_cast<int32_t>(table - (pt.lea_disp + 4));
+    std::memcpy(b + pt.lea_disp, &d, 4);
+    for (uint32_t v = 0; v <= st.hi; ++v) {
+      Enc e;
+      e.u32(static_cast<uint32_t>(static_cast<int32_t>(insn_off_[static_cast<size_t>(switch_leaves_[st.leaves + v])] - table)));
+      put(e);
+    }
+  }
+  pending_tables_.clear();
 }
 
 // Legacy packet loads leave the program when out of bounds, so after `r0 = *(u16 *)skb[12]` the packet is
@@ -1337,8 +1542,10 @@ Status Compiler::compile_function(int64_t entry, bool main_mode) {
     int64_t i = body[k];
     const Insn& in = insns_[static_cast<size_t>(i)];
     if (in.op == Op::LDDW_HI) return true;
-    if (is_target_[static_cast<size_t>(i)]) insn_off_[static_cast<size_t>(i)] = static_cast<uint32_t>(a.offset());
-    mark(cur_fn_, static_cast<int32_t>(i));
+    if (i != dispatched_) {
+      if (is_target_[static_cast<size_t>(i)]) insn_off_[static_cast<size_t>(i)] = static_cast<uint32_t>(a.offset());
+      mark(cur_fn_, static_cast<int32_t>(i));
+    }
     if (is_target_[static_cast<size_t>(i)]) zext_ = 0;  // another path may arrive with other values
     if (dead_[static_cast<size_t>(i)]) {
       zext_ &= static_cast<uint16_t>(~(1u << in.dst));  // not written: the host register holds something else
@@ -1360,9 +1567,11 @@ Status Compiler::compile_function(int64_t entry, bool main_mode) {
     return true;
   };
   size_t next_cold = 0;
+  pending_tables_.clear();
   for (size_t k = 0; k < body.size(); ++k) {
     int64_t i = body[k];
     const Insn& in = insns_[static_cast<size_t>(i)];
+    dispatched_ = -1;
     if (cold_[static_cast<size_t>(i)]) continue;  // emitted after the function
     // The main function's last exit falls into the epilogue.
     if (main_mode && in.op == Op::EXIT && k + 1 == body.size()) {
@@ -1375,10 +1584,17 @@ Status Compiler::compile_function(int64_t entry, bool main_mode) {
         insn_off_[static_cast<size_t>(i)] = static_cast<uint32_t>(a.offset());
         zext_ = 0;
       }
+      if (!switches_.empty()) {
+        if (const SwitchTable* st = switch_at(i)) {
+          mark(cur_fn_, static_cast<int32_t>(i));
+          emit_dispatch(*st);
+          dispatched_ = i;  // jumps to the root go to the dispatch
+        }
+      }
       const int64_t t = jit_target(in, i);
       if (next_cold < cold_blocks_.size() && cold_blocks_[next_cold].k0 == k + 1) {
         // Over a cold block: the inverted jump into it, the code goes on at the target.
-        mark(cur_fn_, static_cast<int32_t>(i));
+        if (i != dispatched_) mark(cur_fn_, static_cast<int32_t>(i));
         const int cc = emit_compare(in);
         if (cc < 0) return make_error(ErrorCode::Unsupported, "jit: cannot compile a conditional jump", i);
         Enc e;
@@ -1397,10 +1613,10 @@ Status Compiler::compile_function(int64_t entry, bool main_mode) {
         // inverted jump goes where that instruction would, and the instruction is not emitted (its
         // only way in was the fall-through; jumps to an exit are threaded to the epilogue).
         const Insn& x = insns_[static_cast<size_t>(i + 1)];
-        const bool over_exit = x.op == Op::EXIT && thread_exit_;
+        const bool over_exit = x.op == Op::EXIT && thread_exit_ && (switches_.empty() || !is_leaf_[static_cast<size_t>(i + 1)]);
         const bool over_ja = (x.op == Op::JA || x.op == Op::JA32) && !is_target_[static_cast<size_t>(i + 1)];
         if (over_exit || over_ja) {
-          mark(cur_fn_, static_cast<int32_t>(i));
+          if (i != dispatched_) mark(cur_fn_, static_cast<int32_t>(i));
           const int64_t r = over_exit ? kEpilogue : resolve(jit_target(x, i + 1));
           if (r != resolve(t)) {
             const int cc = emit_compare(in);
@@ -1415,6 +1631,7 @@ Status Compiler::compile_function(int64_t entry, bool main_mode) {
     }
     if (!emit_at(k)) return error_;
   }
+  dispatched_ = -1;
   if (main_mode) {
     a.bind(main_epilogue_);
     mark(-1, -1);
@@ -1436,6 +1653,7 @@ Status Compiler::compile_function(int64_t entry, bool main_mode) {
       if (!emit_at(k)) return error_;
     }
   }
+  emit_switch_tables();  // after everything the tables point into
   // Forward jumps of this function.
   uint8_t* buf = a.code()->textSection()->buffer().data();
   for (const Fixup& f : fixups_) {
@@ -2406,6 +2624,7 @@ std::string JitEngine::disassemble(const DisasmOptions& options) const {
     if (k == 0 || listing_[k - 1].fn != e.fn || (e.pc < 0 && e.pc != listing_[k - 1].pc)) {
       if (e.pc == -4) out += e.fn == -1 ? std::string("; main: cold blocks (ending in exit, placed out of line)\n")
                                         : fmt::format("; function at insn {}: cold blocks\n", e.fn);
+      else if (e.pc == -6) out += "; switch tables (32-bit offsets from the table to each case's code)\n";
       else if (e.fn == -1 && e.pc < 0) out += k == 0 ? "; main: entry prologue\n" : "; main: epilogue\n";
       else if (e.fn >= 0 && e.pc < 0) out += fmt::format("; function at insn {}: prologue\n", e.fn);
       else if (e.fn == -2) out += "; out-of-line slow paths (errors, packet loads out of bounds)\n";
@@ -2414,6 +2633,16 @@ std::string JitEngine::disassemble(const DisasmOptions& options) const {
     if (e.pc >= 0 && e.fn != -2)
       out += fmt::format("{:5}: {}\n", e.pc, format_insn(insns[static_cast<size_t>(e.pc)], e.pc, bpf_opts));
     if (end <= e.start) continue;
+    if (e.pc == -6) {  // data: the switch tables (offsets from each table's start)
+      uint32_t at = e.start;
+      while (at < end && mem_.base()[at] == 0xcc) ++at;
+      for (; at + 4 <= end; at += 4) {
+        int32_t d;
+        std::memcpy(&d, mem_.base() + at, 4);
+        out += fmt::format("       {:6x}:  .long {:#x}\n", at, static_cast<uint32_t>(d));
+      }
+      continue;
+    }
     cs_insn* ci = nullptr;
     size_t count = cs_disasm(cs, mem_.base() + e.start, end - e.start, reinterpret_cast<uint64_t>(mem_.base()) + e.start,
                              0, &ci);
