@@ -733,6 +733,11 @@ class Compiler {
     uint32_t lea_disp;  // rel32 of the dispatch's lea of the table
   };
   std::vector<PendingTable> pending_tables_;
+  struct SwitchRange {
+    int64_t j, lo, hi;
+    size_t steps;
+  };
+  std::vector<SwitchRange> switch_ranges_;  // find_switches' work list
   int64_t dispatched_ = -1;  // the root whose dispatch was just emitted: its offset is the dispatch's
   std::map<int64_t, Label> fn_labels_;
   Label main_epilogue_;
@@ -749,7 +754,7 @@ class Compiler {
 #define BPFVM_JIT_SCRATCH(X)                                                                                 \
   X(uses_) X(infos_) X(size_prefix_) X(pkt_known_) X(is_target_) X(fn_entries_) X(dead_) X(seen_) X(work_) \
   X(insn_off_) X(fixups_) X(slow_paths_) X(call_fixups_) X(saved_) X(listing) X(body_) X(is_fn_) X(reset_) \
-  X(cold_) X(cold_blocks_) X(switches_) X(switch_leaves_) X(is_leaf_) X(pending_tables_)
+  X(cold_) X(cold_blocks_) X(switches_) X(switch_leaves_) X(is_leaf_) X(pending_tables_) X(switch_ranges_)
 
 struct Compiler::Scratch {
 #define BPFVM_X(m) decltype(Compiler::m) m;
@@ -966,12 +971,12 @@ void Compiler::find_switches() {
     int64_t hi = -1;
     stack.clear();
     stack.push_back(pc);
-    std::vector<int64_t> seen;  // small: the tree's nodes
+    const uint32_t stamp = ++seen_stamp_;
     while (!stack.empty() && nodes <= 4 * kSwitchMaxValues) {
       const int64_t j = stack.back();
       stack.pop_back();
-      if (std::find(seen.begin(), seen.end(), j) != seen.end()) continue;
-      seen.push_back(j);
+      if (seen_[static_cast<size_t>(j)] == stamp) continue;
+      seen_[static_cast<size_t>(j)] = stamp;
       ++nodes;
       const Insn& x = insns_[static_cast<size_t>(j)];
       hi = std::max<int64_t>(hi, static_cast<int32_t>(x.imm));
@@ -982,25 +987,52 @@ void Compiler::find_switches() {
     hi = std::min<int64_t>(hi + 1, kSwitchMaxValues - 1);
     // Dense enough (as compilers decide on jump tables): at most 4 values per node.
     if (nodes < kSwitchMinNodes || hi < 3 || static_cast<size_t>(hi) + 1 > 4 * nodes) continue;
-    // Where the tree ends for each value 0..hi (a cycle through nodes: no table).
+    // Where the tree ends for each value 0..hi, by ranges of values: a comparison with c splits
+    // [lo, hi] at most at c and c + 1 (values are small and non-negative, so every comparison but jset
+    // is the same on each piece; jset goes value by value). A path through more nodes than the tree
+    // has is a cycle: no table.
     const size_t first = switch_leaves_.size();
+    switch_leaves_.resize(first + static_cast<size_t>(hi) + 1, -1);
     bool ok = true;
-    for (int64_t v = 0; v <= hi && ok; ++v) {
-      int64_t j = pc;
-      size_t steps = 0;
-      while (node_on(j, in.dst) && ok) {
-        const Insn& x = insns_[static_cast<size_t>(j)];
-        j = imm_jump_taken(x, static_cast<uint64_t>(v)) ? jit_target(x, j) : j + 1;
-        ok = ++steps <= nodes;
+    std::vector<SwitchRange>& ranges = switch_ranges_;
+    ranges.clear();
+    ranges.push_back({pc, 0, hi, 0});
+    while (!ranges.empty() && ok) {
+      SwitchRange r = ranges.back();
+      ranges.pop_back();
+      while (node_on(r.j, in.dst)) {
+        if (++r.steps > nodes) {
+          ok = false;
+          break;
+        }
+        const Insn& x = insns_[static_cast<size_t>(r.j)];
+        const int64_t t = jit_target(x, r.j), c = static_cast<int32_t>(x.imm);
+        const bool jset = (infos_[static_cast<size_t>(r.j)]->code & 0xf0) == 0x40;
+        int64_t a = r.lo, b = r.hi;  // the first piece: [a, b]
+        if (jset) b = a;
+        else if (c > a && c <= b) b = c - 1;
+        else if (c == a && a < b) b = a;
+        if (b < r.hi) ranges.push_back({r.j, b + 1, r.hi, r.steps - 1});  // the rest, from this node again
+        r.lo = a;
+        r.hi = b;
+        r.j = imm_jump_taken(x, static_cast<uint64_t>(a)) ? t : r.j + 1;
       }
-      if (ok) switch_leaves_.push_back(j);
+      if (ok)
+        for (int64_t v = r.lo; v <= r.hi; ++v) switch_leaves_[first + static_cast<size_t>(v)] = r.j;
     }
     // Worth a table only when the values lead to several places (constants beyond 255 send all of
     // 0..255 to one).
     if (ok) {
-      std::vector<int64_t> distinct(switch_leaves_.begin() + static_cast<std::ptrdiff_t>(first), switch_leaves_.end());
-      std::sort(distinct.begin(), distinct.end());
-      ok = std::unique(distinct.begin(), distinct.end()) - distinct.begin() >= 4;
+      const uint32_t leaf_stamp = ++seen_stamp_;
+      size_t distinct = 0;
+      for (size_t v = first; v < switch_leaves_.size(); ++v) {
+        const size_t l = static_cast<size_t>(switch_leaves_[v]);
+        if (seen_[l] != leaf_stamp) {
+          seen_[l] = leaf_stamp;
+          ++distinct;
+        }
+      }
+      ok = distinct >= 4;
     }
     if (!ok) {
       switch_leaves_.resize(first);
