@@ -128,6 +128,7 @@ struct Piece {
   uint8_t* p = nullptr;
   bool kernel_write = false;  // from a kernel-write arena: read+execute, int3 where not dropped
   bool dropped = false;       // some page was given back to the kernel: it reads as zeros
+  int fd = -1;                // kernel writes: the /proc/self/mem descriptor to write with
 };
 
 class Pool {
@@ -135,11 +136,12 @@ class Pool {
   // n pages (n <= kExecArenaPages) from an arena of the current mode (read-write for mprotect, read+execute int3
   // for kernel writes); p = nullptr when no arena can be mapped.
   Piece take(size_t n) {
-    const bool kernel = writer_fd(true) >= 0;
+    const int fd = writer_fd(true);
+    const bool kernel = fd >= 0;
     for (;;) {
       {
         std::lock_guard<std::mutex> lock(mu_);
-        if (Piece pc = take_locked(n, kernel); pc.p) return pc;
+        if (Piece pc = take_locked(n, kernel); pc.p) return pc.fd = fd, pc;
       }
       // No room: a new arena, mapped and populated outside the lock (kernel writes: filled with
       // int3 and made read+execute, once).
@@ -160,7 +162,7 @@ class Pool {
       for (auto& s : a->state) s = kFree;
       arenas_.push_back(std::move(a));
       resident_free_ += kExecArenaPages;
-      if (Piece pc = take_locked(n, kernel); pc.p) return pc;
+      if (Piece pc = take_locked(n, kernel); pc.p) return pc.fd = fd, pc;
     }
   }
 
@@ -275,57 +277,52 @@ Status ExecMemory::install(const uint8_t* code, size_t size) {
   const size_t page = page_size();
   size_t n = (size + page - 1) / page;
   if (n == 0) n = 1;
-  uint8_t* p = nullptr;
-  bool pooled = n <= kExecArenaPages;
+  const bool pooled = n <= kExecArenaPages;
+  Piece pc;
   if (pooled) {
-    Piece pc = pool().take(n);
-    p = pc.p;
-    if (!p)
+    pc = pool().take(n);
+    if (!pc.p)
       return make_error(ErrorCode::Runtime,
                         fmt::format("jit: mmap of a {}-byte code arena failed: {}", kExecArenaPages * page, std::strerror(errno)));
-    if (pc.kernel_write) {
-      // The pages are read+execute and int3 beyond any earlier code (overwritten on release); dropped
-      // pages read as zeros, so then the whole piece is written.
-      bool ok;
-      const int fd = writer_fd(false);
-      if (!pc.dropped) {
-        ok = fd >= 0 && pwrite_all(fd, code, size, p);
-      } else {
-        std::vector<uint8_t> image(n * page, 0xcc);
-        std::memcpy(image.data(), code, size);
-        ok = fd >= 0 && pwrite_all(fd, image.data(), image.size(), p);
-      }
-      if (!ok) {
-        const int e = errno;
-        pool().give_back(p, n, size, true);
-        return make_error(ErrorCode::Runtime, fmt::format("jit: writing code through /proc/self/mem failed: {}", std::strerror(e)));
-      }
-      base_ = p;
-      pages_ = n;
-      size_ = size;
-      pooled_ = true;
-      kernel_write_ = true;
-      return {};
-    }
   } else {
     void* m = mmap(nullptr, n * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
     if (m == MAP_FAILED)
       return make_error(ErrorCode::Runtime, fmt::format("jit: mmap of {} bytes failed: {}", n * page, std::strerror(errno)));
-    p = static_cast<uint8_t*>(m);
+    pc.p = static_cast<uint8_t*>(m);
   }
-  std::memcpy(p, code, size);
-  std::memset(p + size, 0xcc, n * page - size);  // int3 padding (also over a previous program's bytes)
-  if (mprotect(p, n * page, PROT_READ | PROT_EXEC) != 0) {
-    int e = errno;
-    if (pooled) pool().give_back(p, n, size, false);
-    else munmap(p, n * page);
-    return make_error(ErrorCode::Runtime, fmt::format("jit: mprotect(PROT_READ|PROT_EXEC) failed: {}", std::strerror(e)));
+  uint8_t* p = pc.p;
+  if (pc.kernel_write) {
+    // The pages are read+execute and int3 beyond any earlier code (overwritten on release); dropped
+    // pages read as zeros, so then the whole piece is written.
+    bool ok;
+    if (!pc.dropped) {
+      ok = pwrite_all(pc.fd, code, size, p);
+    } else {
+      std::vector<uint8_t> image(n * page, 0xcc);
+      std::memcpy(image.data(), code, size);
+      ok = pwrite_all(pc.fd, image.data(), image.size(), p);
+    }
+    if (!ok) {
+      const int e = errno;
+      pool().give_back(p, n, size, true);
+      return make_error(ErrorCode::Runtime, fmt::format("jit: writing code through /proc/self/mem failed: {}", std::strerror(e)));
+    }
+  } else {
+    std::memcpy(p, code, size);
+    std::memset(p + size, 0xcc, n * page - size);  // int3 padding (also over a previous program's bytes)
+    if (mprotect(p, n * page, PROT_READ | PROT_EXEC) != 0) {
+      int e = errno;
+      if (pooled) pool().give_back(p, n, size, false);
+      else munmap(p, n * page);
+      return make_error(ErrorCode::Runtime, fmt::format("jit: mprotect(PROT_READ|PROT_EXEC) failed: {}", std::strerror(e)));
+    }
   }
   if (!pooled) g_own_mappings.fetch_add(1, std::memory_order_relaxed);
   base_ = p;
   pages_ = n;
   size_ = size;
   pooled_ = pooled;
+  kernel_write_ = pc.kernel_write;
   return {};
 }
 

@@ -738,7 +738,7 @@ class Compiler {
     size_t steps;
   };
   std::vector<SwitchRange> switch_ranges_;  // find_switches' work list
-  int64_t dispatched_ = -1;  // the root whose dispatch was just emitted: its offset is the dispatch's
+  int64_t recorded_ = -1;  // compile_function: the instruction whose offset and listing mark are set already
   std::map<int64_t, Label> fn_labels_;
   Label main_epilogue_;
   std::vector<SlowPath> slow_paths_;
@@ -1087,13 +1087,11 @@ void Compiler::emit_dispatch(const SwitchTable& st) {
 // 32-bit offset from the table per value.
 void Compiler::emit_switch_tables() {
   if (pending_tables_.empty()) return;
-  uint8_t pad[4] = {0xcc, 0xcc, 0xcc, 0xcc};
   if (here() & 3) {
     Enc e;
     for (uint32_t k = here() & 3; k < 4; ++k) e.u8(0xcc);
     put(e);
   }
-  (void)pad;
   mark(cur_fn_, -6);
   for (const PendingTable& pt : pending_tables_) {
     const SwitchTable& st = switches_[pt.sw];
@@ -1574,7 +1572,7 @@ Status Compiler::compile_function(int64_t entry, bool main_mode) {
     int64_t i = body[k];
     const Insn& in = insns_[static_cast<size_t>(i)];
     if (in.op == Op::LDDW_HI) return true;
-    if (i != dispatched_) {
+    if (i != recorded_) {
       if (is_target_[static_cast<size_t>(i)]) insn_off_[static_cast<size_t>(i)] = static_cast<uint32_t>(a.offset());
       mark(cur_fn_, static_cast<int32_t>(i));
     }
@@ -1603,7 +1601,7 @@ Status Compiler::compile_function(int64_t entry, bool main_mode) {
   for (size_t k = 0; k < body.size(); ++k) {
     int64_t i = body[k];
     const Insn& in = insns_[static_cast<size_t>(i)];
-    dispatched_ = -1;
+    recorded_ = -1;
     if (cold_[static_cast<size_t>(i)]) continue;  // emitted after the function
     // The main function's last exit falls into the epilogue.
     if (main_mode && in.op == Op::EXIT && k + 1 == body.size()) {
@@ -1612,21 +1610,18 @@ Status Compiler::compile_function(int64_t entry, bool main_mode) {
       continue;
     }
     if (infos_[static_cast<size_t>(i)]->kind == OpKind::CondJump) {
+      // Offset and listing mark here, before a switch dispatch (jumps to the root go to it).
       if (is_target_[static_cast<size_t>(i)]) {
         insn_off_[static_cast<size_t>(i)] = static_cast<uint32_t>(a.offset());
         zext_ = 0;
       }
-      if (!switches_.empty()) {
-        if (const SwitchTable* st = switch_at(i)) {
-          mark(cur_fn_, static_cast<int32_t>(i));
-          emit_dispatch(*st);
-          dispatched_ = i;  // jumps to the root go to the dispatch
-        }
-      }
+      mark(cur_fn_, static_cast<int32_t>(i));
+      recorded_ = i;
+      if (!switches_.empty())
+        if (const SwitchTable* st = switch_at(i)) emit_dispatch(*st);
       const int64_t t = jit_target(in, i);
       if (next_cold < cold_blocks_.size() && cold_blocks_[next_cold].k0 == k + 1) {
         // Over a cold block: the inverted jump into it, the code goes on at the target.
-        if (i != dispatched_) mark(cur_fn_, static_cast<int32_t>(i));
         const int cc = emit_compare(in);
         if (cc < 0) return make_error(ErrorCode::Unsupported, "jit: cannot compile a conditional jump", i);
         Enc e;
@@ -1648,7 +1643,6 @@ Status Compiler::compile_function(int64_t entry, bool main_mode) {
         const bool over_exit = x.op == Op::EXIT && thread_exit_ && (switches_.empty() || !is_leaf_[static_cast<size_t>(i + 1)]);
         const bool over_ja = (x.op == Op::JA || x.op == Op::JA32) && !is_target_[static_cast<size_t>(i + 1)];
         if (over_exit || over_ja) {
-          if (i != dispatched_) mark(cur_fn_, static_cast<int32_t>(i));
           const int64_t r = over_exit ? kEpilogue : resolve(jit_target(x, i + 1));
           if (r != resolve(t)) {
             const int cc = emit_compare(in);
@@ -1663,7 +1657,7 @@ Status Compiler::compile_function(int64_t entry, bool main_mode) {
     }
     if (!emit_at(k)) return error_;
   }
-  dispatched_ = -1;
+  recorded_ = -1;
   if (main_mode) {
     a.bind(main_epilogue_);
     mark(-1, -1);
