@@ -28,7 +28,9 @@ Fd create_one(const MapSpec& s, int inner_fd, const MapBtf& btf, int* err) {
   if (s.type == kMapPerfEventArray && max_entries == 0) max_entries = 64;
   if (s.type == kMapRingbuf && max_entries == 0) max_entries = 4096;
   uint32_t flags = s.flags & ~kMapFNumaNode;
-  return create_map(s.type, s.key_size, s.value_size, max_entries, flags, err, s.map_extra, inner_fd, btf);
+  // A map-in-map's value is an inner map fd (4 bytes) whatever the object declares, as libbpf sets it.
+  uint32_t value_size = (s.type == kMapArrayOfMaps || s.type == kMapHashOfMaps) ? 4 : s.value_size;
+  return create_map(s.type, s.key_size, value_size, max_entries, flags, err, s.map_extra, inner_fd, btf);
 }
 
 // The object's BTF with the strings line_info refers to (file names and source lines), loaded.
