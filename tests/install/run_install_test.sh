@@ -54,7 +54,10 @@ needs "$tmp/c_static" && fail "c_static links libbpfvm.so"
 "$tmp/c_static" "$progs" || fail "c_static failed"
 
 # CMake: find_package(bpfvm).
-cmake -S "$src/tests/install/consumer" -B "$tmp/consumer" -DCMAKE_PREFIX_PATH="$prefix" \
+gen=
+command -v ninja >/dev/null && gen="-G Ninja"
+# shellcheck disable=SC2086
+cmake -S "$src/tests/install/consumer" -B "$tmp/consumer" $gen -DCMAKE_PREFIX_PATH="$prefix" \
   -DBPFVM_EXAMPLE="$src/examples/c_api_example.c" >"$tmp/consumer.log" 2>&1 \
   || { cat "$tmp/consumer.log"; fail "configuring the find_package consumer failed"; }
 cmake --build "$tmp/consumer" >>"$tmp/consumer.log" 2>&1 || { cat "$tmp/consumer.log"; fail "building the consumer failed"; }
