@@ -5,16 +5,18 @@
 #   bpfvm::bpfvm_static). Each program is run; those linked with the shared library must need
 #   libbpfvm.so.0, the static ones must not; libbpfvm.so must have its SONAME and export exactly the
 #   functions bpfvm.h declares.
-#   Exit 77 (a skip) when the build is instrumented with a sanitizer: programs built here without it
-#   could not load that library.
-#   run_install_test.sh BUILD_DIR SOURCE_DIR PROGS_DIR
+#   FLAGS: added to every compile and link of the consumers (a sanitizer build: -fsanitize=...). Exit 77
+#   (a skip) when the library is instrumented with a sanitizer and FLAGS are empty: programs built
+#   without its runtime could not load it.
+#   run_install_test.sh BUILD_DIR SOURCE_DIR PROGS_DIR [FLAGS]
 set -eu
 build=$1
 src=$2
 progs=$3
-if nm -D "$build/libbpfvm.so" 2>/dev/null | grep -q '__\(a\|ub\|t\|m\)san_'; then
-  echo "install test: skipped: libbpfvm.so is built with a sanitizer runtime (a sanitizer build);" \
-       "programs compiled here without it cannot load it, and such a build is never installed" >&2
+flags=${4:-}
+if [ -z "$flags" ] && nm -D "$build/libbpfvm.so" 2>/dev/null | grep -q '__\(a\|ub\|t\|m\)san_'; then
+  echo "install test: skipped: libbpfvm.so is built with a sanitizer runtime and no FLAGS were given;" \
+       "programs compiled without it cannot load that library" >&2
   exit 77
 fi
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/bpfvm-install.XXXXXX")
@@ -49,14 +51,14 @@ needs() { readelf -d "$1" | grep -q "NEEDED.*\[libbpfvm\.so"; }
 
 # pkg-config, shared: the line the README shows.
 # shellcheck disable=SC2046
-$cc -Wall -Werror -o "$tmp/c_shared" "$src/examples/c_api_example.c" $(pkg-config --cflags --libs bpfvm) \
+$cc $flags -Wall -Werror -o "$tmp/c_shared" "$src/examples/c_api_example.c" $(pkg-config --cflags --libs bpfvm) \
   || fail "cc with pkg-config bpfvm failed"
 needs "$tmp/c_shared" || fail "c_shared does not link libbpfvm.so"
 LD_LIBRARY_PATH=$libdir "$tmp/c_shared" "$progs" || fail "c_shared failed"
 
 # pkg-config, static.
 # shellcheck disable=SC2046
-$cc -Wall -Werror -o "$tmp/c_static" "$src/examples/c_api_example.c" $(pkg-config --cflags --libs bpfvm-static) \
+$cc $flags -Wall -Werror -o "$tmp/c_static" "$src/examples/c_api_example.c" $(pkg-config --cflags --libs bpfvm-static) \
   || fail "cc with pkg-config bpfvm-static failed"
 needs "$tmp/c_static" && fail "c_static links libbpfvm.so"
 "$tmp/c_static" "$progs" || fail "c_static failed"
@@ -66,6 +68,7 @@ gen=
 command -v ninja >/dev/null && gen="-G Ninja"
 # shellcheck disable=SC2086
 cmake -S "$src/tests/install/consumer" -B "$tmp/consumer" $gen -DCMAKE_PREFIX_PATH="$prefix" \
+  -DCMAKE_C_FLAGS="$flags" -DCMAKE_CXX_FLAGS="$flags" -DCMAKE_EXE_LINKER_FLAGS="$flags" \
   -DBPFVM_EXAMPLE="$src/examples/c_api_example.c" >"$tmp/consumer.log" 2>&1 \
   || { cat "$tmp/consumer.log"; fail "configuring the find_package consumer failed"; }
 cmake --build "$tmp/consumer" >>"$tmp/consumer.log" 2>&1 || { cat "$tmp/consumer.log"; fail "building the consumer failed"; }
