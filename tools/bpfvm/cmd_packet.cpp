@@ -339,11 +339,12 @@ int hook_command(const HookOpts& o) {
     auto& m = *h.loaded()->maps[static_cast<size_t>(mi)];
     const MapSpec& ms = m.spec();
     std::vector<uint8_t> key, value;
+    auto bytes_of = [](size_t n) { return fmt::format("{} byte{}", n, n == 1 ? "" : "s"); };
     if (!parse_map_bytes(key_text, ms.key_size, key, err))
-      return fail(kUsage, fmt::format("--map-set {}: key of map '{}' ({} bytes): {}", spec, name, ms.key_size, err));
+      return fail(kUsage, fmt::format("--map-set {}: key of map '{}' ({}): {}", spec, name, bytes_of(ms.key_size), err));
     const size_t value_size = m.user_value_size();  // per-CPU maps: one value per CPU
     if (!parse_map_bytes(value_text, value_size, value, err))
-      return fail(kUsage, fmt::format("--map-set {}: value of map '{}' ({} bytes): {}", spec, name, value_size, err));
+      return fail(kUsage, fmt::format("--map-set {}: value of map '{}' ({}): {}", spec, name, bytes_of(value_size), err));
     if (long rc = m.update_user(key.data(), value.data(), 0); rc != 0)
       return fail(kUsage, fmt::format("--map-set {}: update failed ({})", spec, std::strerror(static_cast<int>(-rc))));
   }

@@ -121,10 +121,7 @@ bool parse_map_bytes(std::string_view text, size_t size, std::vector<uint8_t>& o
       }
       uint64_t v;
       uint64_t max = size == 8 ? UINT64_MAX : (uint64_t{1} << (8 * size)) - 1;
-      if (!parse_number(text, max, v, err)) {
-        if (err.find(" is above ") != std::string::npos) err += " (" + std::to_string(size) + " bytes)";
-        return false;
-      }
+      if (!parse_number(text, max, v, err)) return false;
       out.resize(size);
       // Host byte order, as the program reads it (bpftool does the same with a byte list).
       uint8_t bytes[8];
