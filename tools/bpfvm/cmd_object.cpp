@@ -26,10 +26,12 @@ int show_command(const ShowOpts& o) {
   LoadOptions lo;
   if (!o.type.empty()) {
     auto t = prog_type_from_name(o.type);
-    if (!t) return fail(kUsage, "unknown program type '" + o.type + "'");
+    if (!t) return fail(kUsage, unknown_type_message("--type", o.type));
     lo.prog_type = *t;
   }
-  auto obj = load_object_file(o.path, lo);
+  std::string bytes, err;
+  if (!read_file(o.path, bytes, err)) return fail(kUsage, err);
+  auto obj = load_object(std::span(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()), lo, o.path);
   if (!obj) {
     if (obj.error().code == ErrorCode::Io) return fail(kUsage, obj.error());
     return fail(kFailed, obj.error(), o.path);

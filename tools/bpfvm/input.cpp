@@ -43,6 +43,12 @@ EngineChoice engine_choice(const std::optional<EngineKind>& engine) {
   return engine ? bpfvm::engine_choice(*engine) : EngineChoice::Auto;
 }
 
+std::string unknown_type_message(const std::string& option, const std::string& name) {
+  std::string list;
+  for (const ProgTypeInfo* t : all_prog_types()) list += (list.empty() ? "" : ", ") + std::string(t->name);
+  return option + ": unknown program type '" + name + "'; the types are: " + list;
+}
+
 InputFormat detect_format(const std::string& bytes) {
   if (bytes.size() >= 4 && std::memcmp(bytes.data(), "\x7f" "ELF", 4) == 0) return InputFormat::Elf;
   // Bytecode nearly always contains NUL bytes (zero registers and offsets); text never does.
@@ -54,6 +60,7 @@ Result<InputProgram> read_input(const InputSpec& spec) {
   InputProgram in;
   std::string err;
   if (!read_file(spec.path, in.bytes, err)) return make_error(ErrorCode::Io, err);
+  if (in.bytes.empty()) return make_error(ErrorCode::Decode, "the file is empty: no program");
   in.format = spec.format == InputFormat::Auto ? detect_format(in.bytes) : spec.format;
   switch (in.format) {
     case InputFormat::Asm: {
@@ -72,7 +79,7 @@ Result<InputProgram> read_input(const InputSpec& spec) {
       LoadOptions lo;
       if (!spec.type.empty()) {
         const ProgTypeInfo* t = find_prog_type(spec.type);
-        if (!t) return make_error(ErrorCode::InvalidArgument, "--type: unknown program type '" + spec.type + "'");
+        if (!t) return make_error(ErrorCode::InvalidArgument, unknown_type_message("--type", spec.type));
         lo.prog_type = t->type;
       }
       auto obj = load_object(std::span(reinterpret_cast<const uint8_t*>(in.bytes.data()), in.bytes.size()), lo,
@@ -127,7 +134,7 @@ Result<const ProgTypeInfo*> input_prog_type(const InputSpec& spec, const InputPr
   const ProgTypeInfo* t = nullptr;
   if (!spec.type.empty()) {
     t = find_prog_type(spec.type);
-    if (!t) return make_error(ErrorCode::InvalidArgument, "--type: unknown program type '" + spec.type + "'");
+    if (!t) return make_error(ErrorCode::InvalidArgument, unknown_type_message("--type", spec.type));
   } else if (in.objprog && in.objprog->type_known && in.objprog->type) {
     t = find_prog_type(in.objprog->type);
   } else {
@@ -166,6 +173,8 @@ PrepareOptions prepare_options(const std::optional<EngineKind>& engine, const Ve
 
 int fail_rejection(const std::string& rejection) {
   std::fprintf(stderr, "bpfvm: %s", rejection.c_str());
+  if (rejection.find("privileged rules") != std::string::npos)
+    std::fprintf(stderr, "bpfvm: the privileged rules apply without --strict\n");
   std::fprintf(stderr, "bpfvm: the verifier rejected the program (--no-verify runs it unverified, in the checked interpreter)\n");
   return kFailed;
 }
