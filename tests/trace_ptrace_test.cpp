@@ -238,9 +238,9 @@ TEST(PtraceTrace, DurationDetachesAndTheCommandGoesOn) {
   TempDir dir;
   fs::path done = dir.path / "done";
   PtraceOptions o;
-  o.duration = 0.3;
+  o.duration = 0.2;
   auto t0 = std::chrono::steady_clock::now();
-  auto run = bpfvm_run(progs("tr_rawtp.bpf.o"), {workload(), "-", "sleep", "1200", done.string()}, o);
+  auto run = bpfvm_run(progs("tr_rawtp.bpf.o"), {workload(), "-", "sleep", "600", done.string()}, o);
   double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   EXPECT_TRUE(run.res.detached);
   EXPECT_EQ(run.res.exit_code, 0);
@@ -256,7 +256,7 @@ TEST(PtraceTrace, AttachToARunningProcess) {
   fs::path done = dir.path / "done";
   pid_t pid = fork();
   if (pid == 0) {
-    execl(workload(), workload(), "-", "sleep", "1200", done.c_str(), nullptr);
+    execl(workload(), workload(), "-", "sleep", "600", done.c_str(), nullptr);
     _exit(127);
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -266,7 +266,7 @@ TEST(PtraceTrace, AttachToARunningProcess) {
   ASSERT_TRUE(hooks);
   PtraceOptions o;
   o.pid = pid;
-  o.duration = 0.3;
+  o.duration = 0.2;
   std::string notes;
   o.note = [&](const std::string& m) { notes += m; };
   auto res = run_ptrace(**hooks, o);

@@ -57,13 +57,14 @@ int main(int argc, char **argv) {
     open_close("/nonexistent/bpfvm-trace-test", O_RDONLY);
     snprintf(path, sizeof path, "%s/created.txt", dir);
     open_close(path, O_WRONLY | O_CREAT | O_TRUNC);
-    pthread_t t[2];
-    for (int i = 0; i < 2; i++) pthread_create(&t[i], NULL, thread_main, NULL);
-    // Joined without blocking in futex (whose calls would depend on timing): the same syscalls in
-    // every run.
-    for (int i = 0; i < 2; i++)
-      while (pthread_tryjoin_np(t[i], NULL) == EBUSY) {
+    // One thread after the other (their file descriptors do not depend on timing), each joined
+    // without blocking in futex (whose calls would): the same syscalls and results in every run.
+    for (int i = 0; i < 2; i++) {
+      pthread_t t;
+      pthread_create(&t, NULL, thread_main, NULL);
+      while (pthread_tryjoin_np(t, NULL) == EBUSY) {
       }
+    }
     pid_t child = fork();
     if (child == 0) {
       ppid(2);
