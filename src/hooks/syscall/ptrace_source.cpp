@@ -22,6 +22,7 @@
 #include <fmt/format.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <csignal>
 #include <cstring>
 #include <ctime>
@@ -153,6 +154,23 @@ struct StartReport {  // written by the child through a close-on-exec pipe
   int stage;          // 1: the seccomp filter could not be installed; 2: exec failed
   int err;
 };
+
+// The file execvp would run for `cmd` ("" when none is found).
+std::string resolve_command(const std::string& cmd) {
+  if (cmd.find('/') != std::string::npos) return cmd;
+  const char* path = std::getenv("PATH");
+  std::string p = path ? path : "/usr/local/bin:/usr/bin:/bin";
+  size_t start = 0;
+  while (start <= p.size()) {
+    size_t end = p.find(':', start);
+    if (end == std::string::npos) end = p.size();
+    std::string dir = p.substr(start, end - start);
+    std::string full = (dir.empty() ? "." : dir) + "/" + cmd;
+    if (access(full.c_str(), X_OK) == 0) return full;
+    start = end + 1;
+  }
+  return "";
+}
 
 class Tracer {
  public:
@@ -497,6 +515,15 @@ Result<PtraceResult> Tracer::run() {
   else if (o_.seccomp && o_.duration > 0 && !every)
     note("--duration: no seccomp filter (once bpfvm detaches, filtered system calls would fail with ENOSYS), so "
          "every system call stops");
+
+  if (command && geteuid() != 0) {
+    // As under strace: a traced exec does not take the file's set-user-ID / set-group-ID identity.
+    struct stat st;
+    std::string file = resolve_command(o_.argv[0]);
+    if (!file.empty() && stat(file.c_str(), &st) == 0 && (st.st_mode & (S_ISUID | S_ISGID)))
+      note(fmt::format("{} is set-{}-ID: traced, it runs without that identity (run bpfvm as root to keep it)",
+                       o_.argv[0], (st.st_mode & S_ISUID) ? "user" : "group"));
+  }
 
   sigset_t block, old;
   sigemptyset(&block);
