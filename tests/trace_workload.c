@@ -7,6 +7,9 @@
 //   tr_workload - exit N         exits with status N
 //   tr_workload - signal N       kills itself with signal N
 //   tr_workload - signals        SIGUSR1 to itself 3 times, a handler counts them; exit 0 if 3
+//   tr_workload - vfork          getppid in a vfork child and in the parent
+//   tr_workload - stopcont       a child stops itself, the parent continues it; exit 0 if all seen
+//   tr_workload - sendsig        getpid with a SIGUSR2 handler; exit 0 if it ran once
 //   tr_workload - sleep MS FILE  getppid every 10 ms for MS ms, then writes FILE
 //   tr_workload - loop N         N getppid calls
 #define _GNU_SOURCE
@@ -99,6 +102,41 @@ int main(int argc, char **argv) {
     signal(SIGUSR1, on_usr1);
     for (int i = 0; i < 3; i++) kill(getpid(), SIGUSR1);
     return usr1 == 3 ? 0 : 1;
+  }
+  if (!strcmp(mode, "vfork")) {
+    // getppid in a vfork child and in the parent after it: 2 calls.
+    pid_t child = vfork();
+    if (child == 0) {
+      syscall(SYS_getppid);
+      _exit(0);
+    }
+    int st = 0;
+    waitpid(child, &st, 0);
+    syscall(SYS_getppid);
+    return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : 1;
+  }
+  if (!strcmp(mode, "stopcont")) {
+    // Job control through a tracer: a child stops itself (SIGSTOP), the parent sees it stopped,
+    // continues it (SIGCONT) and sees it exit. SIGALRM ends a run that hangs.
+    alarm(10);
+    pid_t child = fork();
+    if (child == 0) {
+      raise(SIGSTOP);
+      syscall(SYS_getppid);
+      _exit(7);
+    }
+    int st = 0;
+    if (waitpid(child, &st, WUNTRACED) != child || !WIFSTOPPED(st) || WSTOPSIG(st) != SIGSTOP) return 1;
+    kill(child, SIGCONT);
+    if (waitpid(child, &st, 0) != child || !WIFEXITED(st) || WEXITSTATUS(st) != 7) return 2;
+    return 0;
+  }
+  if (!strcmp(mode, "sendsig")) {
+    // A tracing program sends SIGUSR2 at getpid (bpf_send_signal): the handler runs before
+    // getpid's caller continues.
+    signal(SIGUSR2, on_usr1);
+    syscall(SYS_getpid);
+    return usr1 == 1 ? 0 : 1;
   }
   if (!strcmp(mode, "sleep") && argc > 4) {
     long ms = atol(argv[3]);

@@ -1,6 +1,8 @@
 // The current-task helpers for programs that run for a traced task (trace.hpp: TracedTask): the
 // task's ids, name and memory instead of bpfvm's own, bpf_send_signal to the task, and
 // bpf_override_return at a syscall entry.
+#include <linux/bpf.h>
+
 #include <csignal>
 #include <cstring>
 
@@ -87,9 +89,9 @@ uint64_t override_return(uint64_t, uint64_t rc, uint64_t, uint64_t, uint64_t) {
 }  // namespace
 
 void task_helper_rows(void (*add)(int32_t, HelperFn)) {
-  add(58, &override_return);
-  add(109, &send_signal);
-  add(117, &send_signal_thread);
+  add(BPF_FUNC_override_return, &override_return);
+  add(BPF_FUNC_send_signal, &send_signal);
+  add(BPF_FUNC_send_signal_thread, &send_signal_thread);
 }
 
 }  // namespace helpers

@@ -1,4 +1,5 @@
 // SyscallHooks: an object's programs attached to syscall events, run for the events a source reports.
+#include <linux/bpf.h>
 #include <pthread.h>
 #include <sched.h>
 #include <time.h>
@@ -39,7 +40,7 @@ bool calls_helper(const ObjectProgram& prog, int32_t id) {
   return false;
 }
 
-constexpr int32_t kOverrideReturn = 58;  // bpf_override_return
+constexpr int32_t kOverrideReturn = BPF_FUNC_override_return;
 
 // The task as programs of one event see it: the source's task, plus the event's kernel data and
 // the override decision of the program running.
