@@ -9,6 +9,7 @@
 //   tr_workload - signals        SIGUSR1 to itself 3 times, a handler counts them; exit 0 if 3
 //   tr_workload - vfork          getppid in a vfork child and in the parent
 //   tr_workload - stopcont       a child stops itself, the parent continues it; exit 0 if all seen
+//   tr_workload - int80          an i386 getpid (int $0x80), then getppid; exit 0 if it worked
 //   tr_workload - sendsig        getpid with a SIGUSR2 handler; exit 0 if it ran once
 //   tr_workload - sleep MS FILE  getppid every 10 ms for MS ms, then writes FILE
 //   tr_workload - loop N         N getppid calls
@@ -130,6 +131,14 @@ int main(int argc, char **argv) {
     kill(child, SIGCONT);
     if (waitpid(child, &st, 0) != child || !WIFEXITED(st) || WEXITSTATUS(st) != 7) return 2;
     return 0;
+  }
+  if (!strcmp(mode, "int80")) {
+    // An i386 system call from this 64-bit process (getpid, 20 in the i386 table), where the
+    // kernel has IA32 emulation; then a 64-bit getppid.
+    long r;
+    __asm__ volatile("int $0x80" : "=a"(r) : "a"(20L) : "memory");
+    syscall(SYS_getppid);
+    return r == getpid() ? 0 : 1;
   }
   if (!strcmp(mode, "sendsig")) {
     // A tracing program sends SIGUSR2 at getpid (bpf_send_signal): the handler runs before

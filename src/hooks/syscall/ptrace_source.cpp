@@ -358,6 +358,7 @@ void Tracer::syscall_stop(Tracee& t, bool seccomp_stop) {
         note(fmt::format("process {} makes {} system calls; they are not traced (bpfvm's table is x86-64's)",
                          t.tgid(), other_arch ? "32-bit (i386)" : "x32"));
       t.want_exit = false;
+      t.entered_nr = -1;  // its exit (without the filter it stops too) runs no program either
       return restart(t, 0);
     }
     std::optional<int64_t> ov;
