@@ -222,6 +222,14 @@ TEST(PtraceTrace, ExitStatusesAndSignals) {
   EXPECT_EQ(bpfvm_run(obj, {workload(), "-", "exit", "3"}).res.exit_code, 3);
   EXPECT_EQ(bpfvm_run(obj, {workload(), "-", "signal", "15"}).res.exit_code, 128 + 15);
   EXPECT_EQ(bpfvm_run(obj, {workload(), "-", "signals"}).res.exit_code, 0) << "SIGUSR1 x3 reach the handler";
+  // A shell that forks and execs the workload, then exits with its own status: the workload's
+  // opens are seen after its exec, in a grandchild of bpfvm.
+  TempDir dir;
+  auto sh = bpfvm_run(progs("tr_opensnoop.bpf.o"),
+                      {"/bin/sh", "-c", std::string(workload()) + " " + dir.path.string() + " basic; exit 4"});
+  EXPECT_EQ(sh.res.exit_code, 4);
+  auto ev = open_events(sh.records);
+  EXPECT_EQ(std::count_if(ev.begin(), ev.end(), [](const OpenEvent& e) { return e.fname == "/dev/zero"; }), 2);
   auto bad = bpfvm_run(obj, {"/nonexistent/bpfvm-no-such-command"});
   EXPECT_FALSE(bad.res.started);
   EXPECT_EQ(bad.res.exit_code, 127);
