@@ -67,8 +67,18 @@ class EventTask final : public TracedTask {
       : t_(t), kregs_(kregs), data_(data) {}
   uint32_t tid() const override { return t_.tid(); }
   uint32_t tgid() const override { return t_.tgid(); }
-  uint64_t uid_gid() override { return t_.uid_gid(); }
-  void comm(char out[16]) override { t_.comm(out); }
+  // Asked once per event however many programs ask (a source may read them from /proc).
+  uint64_t uid_gid() override {
+    if (!uid_gid_) uid_gid_ = t_.uid_gid();
+    return *uid_gid_;
+  }
+  void comm(char out[16]) override {
+    if (!have_comm_) {
+      t_.comm(comm_);
+      have_comm_ = true;
+    }
+    std::memcpy(out, comm_, 16);
+  }
   long read_user(void* dst, uint64_t addr, size_t len) override { return t_.read_user(dst, addr, len); }
   long read_user_str(char* dst, uint64_t addr, size_t size) override { return t_.read_user_str(dst, addr, size); }
   long send_signal(int sig, bool thread_only) override { return t_.send_signal(sig, thread_only); }
@@ -93,6 +103,9 @@ class EventTask final : public TracedTask {
   TracedTask& t_;
   const PtRegsNative* kregs_;
   const std::vector<MemRegion>& data_;
+  std::optional<uint64_t> uid_gid_;
+  char comm_[16] = {};
+  bool have_comm_ = false;
 };
 
 }  // namespace
