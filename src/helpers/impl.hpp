@@ -4,6 +4,7 @@
 #include <cstdint>
 
 #include "bpfvm/helpers.hpp"
+#include "bpfvm/trace.hpp"
 
 namespace bpfvm {
 
@@ -25,6 +26,18 @@ void map_helper_rows(void (*add)(int32_t, HelperFn));
 void misc_helper_rows(void (*add)(int32_t, HelperFn));
 void string_helper_rows(void (*add)(int32_t, HelperFn));
 void net_helper_rows(void (*add)(int32_t, HelperFn), void (*add_typed)(int32_t, uint32_t, HelperFn));
+void task_helper_rows(void (*add)(int32_t, HelperFn));
+
+// Programs running for a traced task (trace.hpp, current_traced_task()): task_helpers.cpp.
+// Which memory a read means: the task's (bpf_probe_read_user), bpfvm's (bpf_probe_read_kernel: the
+// synthetic kernel data), or by address (bpf_probe_read, %s: bpfvm's for the event's kernel data).
+enum class TaskMem : uint8_t { User, Kernel, Either };
+uint64_t task_pid_tgid(TracedTask& t);
+uint64_t task_comm(TracedTask& t, char* out, uint64_t size);
+long task_read(TracedTask& t, void* dst, uint64_t src, uint64_t size, TaskMem where);
+long task_read_str(TracedTask& t, char* dst, uint64_t src, uint64_t size, TaskMem where);
+// A string for %s / %pus / %pks: from the current traced task when there is one, else bpfvm's memory.
+long read_str_for_current(char* dst, uint64_t src, size_t size, TaskMem where);
 
 // Deterministic-mode aware sources (runtime.cpp).
 uint64_t clock_ns(int clock_id);  // CLOCK_MONOTONIC, CLOCK_BOOTTIME, ...

@@ -45,6 +45,7 @@ uint64_t get_numa_node_id(uint64_t, uint64_t, uint64_t, uint64_t, uint64_t) {
 }
 
 uint64_t get_current_pid_tgid(uint64_t, uint64_t, uint64_t, uint64_t, uint64_t) {
+  if (TracedTask* t = current_traced_task()) return task_pid_tgid(*t);
   if (deterministic()) {
     const auto& c = deterministic_config();
     return (static_cast<uint64_t>(c.tgid) << 32) | c.pid;
@@ -53,6 +54,7 @@ uint64_t get_current_pid_tgid(uint64_t, uint64_t, uint64_t, uint64_t, uint64_t) 
 }
 
 uint64_t get_current_uid_gid(uint64_t, uint64_t, uint64_t, uint64_t, uint64_t) {
+  if (TracedTask* t = current_traced_task()) return t->uid_gid();
   if (deterministic()) {
     const auto& c = deterministic_config();
     return (static_cast<uint64_t>(c.gid) << 32) | c.uid;
@@ -63,6 +65,7 @@ uint64_t get_current_uid_gid(uint64_t, uint64_t, uint64_t, uint64_t, uint64_t) {
 uint64_t get_current_comm(uint64_t buf, uint64_t size, uint64_t, uint64_t, uint64_t) {
   char* out = ptr<char>(buf);
   if (size == 0) return neg(kEINVAL);
+  if (TracedTask* t = current_traced_task()) return task_comm(*t, out, size);
   char comm[17] = {};
   if (deterministic()) {
     std::strncpy(comm, deterministic_config().comm.c_str(), 16);
@@ -78,18 +81,47 @@ uint64_t get_current_comm(uint64_t buf, uint64_t size, uint64_t, uint64_t, uint6
   return 0;
 }
 
-// bpf_probe_read{,_user,_kernel}: copy or clear and return -EFAULT.
+// bpf_probe_read{,_user,_kernel}: copy or clear and return -EFAULT. For a traced task, _user reads
+// the task's memory, _kernel bpfvm's (the event's kernel data), and the old bpf_probe_read decides
+// by the address, as the kernel's does on x86-64.
+uint64_t probe_read_task(uint64_t dst, uint64_t size, uint64_t src, TaskMem where) {
+  return static_cast<uint64_t>(task_read(*current_traced_task(), ptr<void>(dst), src, size, where));
+}
 uint64_t probe_read(uint64_t dst, uint64_t size, uint64_t src, uint64_t, uint64_t) {
+  if (current_traced_task()) return probe_read_task(dst, size, src, TaskMem::Either);
   long r = safe_read(ptr<void>(dst), ptr<const void>(src), size);
   if (r < 0) std::memset(ptr<void>(dst), 0, size);
   return static_cast<uint64_t>(r);
 }
 
+uint64_t probe_read_kernel(uint64_t dst, uint64_t size, uint64_t src, uint64_t, uint64_t) {
+  if (current_traced_task()) return probe_read_task(dst, size, src, TaskMem::Kernel);
+  return probe_read(dst, size, src, 0, 0);
+}
+uint64_t probe_read_user(uint64_t dst, uint64_t size, uint64_t src, uint64_t, uint64_t) {
+  if (current_traced_task()) return probe_read_task(dst, size, src, TaskMem::User);
+  return probe_read(dst, size, src, 0, 0);
+}
+
+uint64_t probe_read_str_task(uint64_t dst, uint64_t size, uint64_t src, TaskMem where) {
+  if (size == 0) return 0;
+  return static_cast<uint64_t>(task_read_str(*current_traced_task(), ptr<char>(dst), src, size, where));
+}
 uint64_t probe_read_str(uint64_t dst, uint64_t size, uint64_t src, uint64_t, uint64_t) {
+  if (current_traced_task()) return probe_read_str_task(dst, size, src, TaskMem::Either);
   if (size == 0) return 0;
   long r = safe_read_str(ptr<char>(dst), ptr<const void>(src), size);
   if (r < 0) std::memset(ptr<void>(dst), 0, size);
   return static_cast<uint64_t>(r);
+}
+
+uint64_t probe_read_kernel_str(uint64_t dst, uint64_t size, uint64_t src, uint64_t, uint64_t) {
+  if (current_traced_task()) return probe_read_str_task(dst, size, src, TaskMem::Kernel);
+  return probe_read_str(dst, size, src, 0, 0);
+}
+uint64_t probe_read_user_str(uint64_t dst, uint64_t size, uint64_t src, uint64_t, uint64_t) {
+  if (current_traced_task()) return probe_read_str_task(dst, size, src, TaskMem::User);
+  return probe_read_str(dst, size, src, 0, 0);
 }
 
 // ---- stacks: the host process's own user stack ----------------------------------------------------
@@ -162,10 +194,10 @@ void misc_helper_rows(void (*add)(int32_t, HelperFn)) {
   add(42, &get_numa_node_id);
   add(45, &probe_read_str);
   add(67, &get_stack);
-  add(112, &probe_read);      // probe_read_user
-  add(113, &probe_read);      // probe_read_kernel
-  add(114, &probe_read_str);  // probe_read_user_str
-  add(115, &probe_read_str);  // probe_read_kernel_str
+  add(112, &probe_read_user);
+  add(113, &probe_read_kernel);
+  add(114, &probe_read_user_str);
+  add(115, &probe_read_kernel_str);
   add(118, &jiffies64);
   add(125, &ktime_get_boot_ns);
   add(160, &ktime_get_coarse_ns);

@@ -185,6 +185,7 @@ const ImplTables& impls() {
     helpers::misc_helper_rows(add);
     helpers::string_helper_rows(add);
     helpers::net_helper_rows(add, add_typed);
+    helpers::task_helper_rows(add);
     g_building = nullptr;
     return tt;
   }();

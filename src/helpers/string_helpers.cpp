@@ -79,7 +79,9 @@ std::string bpf_format(std::string_view fmtv, std::span<const uint64_t> args, lo
       if (next == 'k' || next == 'u') {  // %pks / %pus: string through a kernel / user pointer
         if (i + 2 >= fmtv.size() || fmtv[i + 2] != 's') return fail();
         char s[kMaxStrLen];
-        if (safe_read_str(s, reinterpret_cast<const void*>(a), sizeof s) < 0) s[0] = 0;
+        if (helpers::read_str_for_current(s, a, sizeof s, next == 'k' ? helpers::TaskMem::Kernel
+                                                                       : helpers::TaskMem::User) < 0)
+          s[0] = 0;
         out += s;
         i += 2;
         continue;
@@ -98,7 +100,7 @@ std::string bpf_format(std::string_view fmtv, std::span<const uint64_t> args, lo
     }
     if (conv == 's') {
       char s[kMaxStrLen];
-      if (!a || safe_read_str(s, reinterpret_cast<const void*>(a), sizeof s) < 0) s[0] = 0;
+      if (!a || helpers::read_str_for_current(s, a, sizeof s, helpers::TaskMem::Either) < 0) s[0] = 0;
       spec += 's';
       std::string tmp(s);
       int n = std::snprintf(nullptr, 0, spec.c_str(), tmp.c_str());

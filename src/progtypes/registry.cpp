@@ -11,6 +11,7 @@
 #include <mutex>
 
 #include "bpfvm/progtype.hpp"
+#include "bpfvm/trace.hpp"
 #include "progtypes/helper_groups.hpp"
 
 namespace bpfvm {
@@ -479,6 +480,45 @@ Result<CtxAccess> check_pointee_access(CtxPtr kind, int64_t off, int size, bool 
     return make_error(ErrorCode::Verify,
                       fmt::format("a {} pointer does not lead to a described object", ctx_ptr_name(kind)));
   return check_ctx_access(*t, off, size, write);
+}
+
+// ---- context layouts of tracing hooks ------------------------------------------------------------
+
+namespace {
+
+struct TraceLayouts {
+  std::vector<TraceLayoutInfo> rows;
+  TraceLayouts() {
+    auto row = [&](TraceLayout l, std::string_view name, uint32_t type, std::string_view st, uint32_t size) {
+      ProgTypeInfo t = *find_prog_type(type);
+      t.ctx_struct = st;
+      t.ctx_size = size;
+      t.native_size = (size + 7) & ~7u;
+      rows.push_back(TraceLayoutInfo{l, name, std::move(t)});
+    };
+    row(TraceLayout::SyscallEnterRecord, "syscalls/sys_enter_* record", kProgTracepoint,
+        "sys_enter record {trace_entry; int __syscall_nr @8; u64 args @16 (one per argument)}",
+        sizeof(SyscallEnterNative));
+    row(TraceLayout::SyscallExitRecord, "syscalls/sys_exit_* record", kProgTracepoint,
+        "sys_exit record {trace_entry; int __syscall_nr @8; long ret @16}", sizeof(SyscallExitNative));
+    row(TraceLayout::RawSyscallsEnterRecord, "raw_syscalls/sys_enter record", kProgTracepoint,
+        "raw_syscalls/sys_enter record {trace_entry; long id @8; unsigned long args[6] @16}",
+        sizeof(RawSyscallsEnterNative));
+    row(TraceLayout::RawSyscallsExitRecord, "raw_syscalls/sys_exit record", kProgTracepoint,
+        "raw_syscalls/sys_exit record {trace_entry; long id @8; long ret @16}", sizeof(RawSyscallsExitNative));
+    row(TraceLayout::RawTracepointArgs, "bpf_raw_tracepoint_args of sys_enter/sys_exit", kProgRawTracepoint,
+        "struct bpf_raw_tracepoint_args {u64 args[2]: struct pt_regs *, id or ret}", 2 * 8);
+    row(TraceLayout::PtRegs, "struct pt_regs", kProgKprobe, "struct pt_regs", sizeof(PtRegsNative));
+  }
+};
+
+}  // namespace
+
+const TraceLayoutInfo& trace_layout(TraceLayout layout) {
+  static const TraceLayouts t;
+  for (const auto& r : t.rows)
+    if (r.layout == layout) return r;
+  return t.rows.front();
 }
 
 const char* ctx_ptr_name(CtxPtr p) {

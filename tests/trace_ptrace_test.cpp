@@ -1,0 +1,586 @@
+// The ptrace event source with real programs (tests/progs/tr_*.bpf.c) on the test workload
+// (tests/trace_workload.c): counts, records, a deny policy, exit statuses, signals, detaching, and
+// the kernel as the oracle (the same objects attached with libbpf, the same workload).
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <set>
+#include <thread>
+
+#include "bpfvm/helpers.hpp"
+#include "bpfvm/trace.hpp"
+#include "test_util.hpp"
+
+namespace bpfvm {
+namespace {
+
+namespace fs = std::filesystem;
+using Bytes = std::vector<uint8_t>;
+using MapDump = std::map<Bytes, Bytes>;
+
+std::string progs(const char* name) { return std::string(BPFVM_PROGS_DIR) + "/" + name; }
+const char* workload() { return BPFVM_TR_WORKLOAD; }
+
+// A scratch directory per test.
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    char tmpl[] = "/tmp/bpfvm-trace-XXXXXX";
+    path = mkdtemp(tmpl);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+};
+
+struct TraceRun {
+  PtraceResult res;
+  std::vector<Bytes> records;
+  std::vector<std::string> printk;
+  std::map<std::string, MapDump> maps;
+};
+
+MapDump dump_map(Map& m) {
+  MapDump out;
+  const MapSpec& s = m.spec();
+  Bytes key(s.key_size), next(s.key_size), value(m.user_value_size());
+  bool first = true;
+  while (m.get_next_key(first ? nullptr : key.data(), next.data()) == 0) {
+    first = false;
+    key = next;
+    if (m.lookup_copy(key.data(), value.data(), 0) == 0) out[key] = value;
+  }
+  return out;
+}
+
+// The object under bpfvm trace (ptrace), with the workload's argv.
+TraceRun bpfvm_run(const std::string& object, std::vector<std::string> argv, PtraceOptions popt = {},
+                   SyscallHooksOptions ho = {}) {
+  TraceRun run;
+  auto obj = load_object_file(object);
+  EXPECT_TRUE(obj) << (obj ? "" : obj.error().message);
+  if (!obj) return run;
+  auto hooks = SyscallHooks::create(*obj, ho);
+  EXPECT_TRUE(hooks) << (hooks ? "" : hooks.error().message);
+  if (!hooks) return run;
+  auto& h = **hooks;
+  h.set_record_sink([&](const TraceRecord& r) { run.records.emplace_back(r.data.begin(), r.data.end()); });
+  set_printk_sink([&](std::string_view m) { run.printk.emplace_back(m); });
+  popt.argv = std::move(argv);
+  auto res = run_ptrace(h, popt);
+  set_printk_sink(nullptr);
+  EXPECT_TRUE(res) << (res ? "" : res.error().message);
+  if (res) run.res = *res;
+  for (const auto& e : h.run_errors()) ADD_FAILURE() << e;
+  for (size_t i = 0; i < h.loaded().maps.size(); ++i) {
+    if (h.loaded().object->maps[i].is_global_data()) continue;
+    Map& m = *h.loaded().maps[i];
+    if (m.spec().type == kMapHash || m.spec().type == kMapArray) run.maps[m.spec().name] = dump_map(m);
+  }
+  return run;
+}
+
+uint64_t u64_at(const MapDump& m, uint32_t key) {
+  Bytes k(4);
+  std::memcpy(k.data(), &key, 4);
+  auto it = m.find(k);
+  if (it == m.end() || it->second.size() < 8) return 0;
+  uint64_t v;
+  std::memcpy(&v, it->second.data(), 8);
+  return v;
+}
+
+// The opensnoop record (tr_opensnoop.bpf.c: struct event) without its ids.
+struct OpenEvent {
+  uint32_t uid;
+  int ret;
+  long flags;
+  std::string comm, fname;
+  auto key() const { return std::tie(fname, ret, flags, comm, uid); }
+  bool operator<(const OpenEvent& o) const { return key() < o.key(); }
+  bool operator==(const OpenEvent& o) const { return key() == o.key(); }
+};
+std::vector<OpenEvent> open_events(const std::vector<Bytes>& recs) {
+  std::vector<OpenEvent> out;
+  for (const Bytes& r : recs) {
+    if (r.size() < 4 * 4 + 8 + 16 + 128) continue;
+    OpenEvent e;
+    std::memcpy(&e.uid, r.data() + 8, 4);
+    std::memcpy(&e.ret, r.data() + 12, 4);
+    std::memcpy(&e.flags, r.data() + 16, 8);
+    e.comm = std::string(reinterpret_cast<const char*>(r.data() + 24), strnlen(reinterpret_cast<const char*>(r.data() + 24), 16));
+    e.fname = std::string(reinterpret_cast<const char*>(r.data() + 40), strnlen(reinterpret_cast<const char*>(r.data() + 40), 128));
+    out.push_back(e);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+TEST(PtraceTrace, CountsEverySyscallOfTheWorkload) {
+  TempDir dir;
+  auto run = bpfvm_run(progs("tr_count.bpf.o"), {workload(), dir.path, "basic"});
+  EXPECT_TRUE(run.res.started);
+  EXPECT_EQ(run.res.exit_code, 0);
+  EXPECT_FALSE(run.res.filtered);  // raw_syscalls: every syscall stops
+  const MapDump& counts = run.maps["counts"];
+  EXPECT_EQ(u64_at(counts, 110), 5u + 2 * 3 + 2) << "getppid: main, two threads, the child";
+  EXPECT_GE(u64_at(counts, 257), 6u) << "openat";
+  EXPECT_GE(u64_at(run.maps["errors"], 257), 1u) << "the failed openat";
+  EXPECT_EQ(u64_at(counts, 231), 2u) << "exit_group: the workload and its child";
+}
+
+TEST(PtraceTrace, OpenSnoopRecordsWithAndWithoutTheFilter) {
+  TempDir dir;
+  std::vector<std::string> argv = {workload(), dir.path, "basic"};
+  auto run = bpfvm_run(progs("tr_opensnoop.bpf.o"), argv);
+  EXPECT_TRUE(run.res.filtered);
+  EXPECT_EQ(run.res.exit_code, 0);
+  auto ev = open_events(run.records);
+  auto count = [&](const std::string& f, int ret) {
+    return std::count_if(ev.begin(), ev.end(), [&](const OpenEvent& e) { return e.fname == f && e.ret == ret; });
+  };
+  auto count_ok = [&](const std::string& f) {
+    return std::count_if(ev.begin(), ev.end(), [&](const OpenEvent& e) { return e.fname == f && e.ret >= 0; });
+  };
+  EXPECT_EQ(count("/nonexistent/bpfvm-trace-test", -2), 1);
+  EXPECT_EQ(count_ok("/dev/zero"), 2);
+  EXPECT_EQ(count_ok("/dev/null"), 2);
+  EXPECT_EQ(count_ok((dir.path / "created.txt").string()), 1);
+  for (const auto& e : ev) {
+    EXPECT_EQ(e.comm, "tr_workload");
+    EXPECT_EQ(e.uid, getuid());
+  }
+  // Without the seccomp filter (every syscall stops) the programs see exactly the same.
+  PtraceOptions all;
+  all.seccomp = false;
+  auto run2 = bpfvm_run(progs("tr_opensnoop.bpf.o"), argv, all);
+  EXPECT_FALSE(run2.res.filtered);
+  EXPECT_EQ(open_events(run2.records), ev);
+  EXPECT_GT(run2.res.stops, run.res.stops);
+}
+
+TEST(PtraceTrace, RawTracepointsSeeTheRegisters) {
+  TempDir dir;
+  auto run = bpfvm_run(progs("tr_rawtp.bpf.o"), {workload(), dir.path, "basic"});
+  EXPECT_EQ(run.res.exit_code, 0);
+  const Bytes& t = run.maps["totals"].begin()->second;
+  ASSERT_EQ(t.size(), 32u);
+  uint64_t v[4];
+  std::memcpy(v, t.data(), 32);
+  EXPECT_EQ(v[0], 13u);  // getppid
+  EXPECT_GE(v[1], static_cast<uint64_t>(O_WRONLY | O_CREAT | O_TRUNC) + O_WRONLY);  // flags of the opens
+  EXPECT_GE(v[2], 1u);   // failed openat
+  EXPECT_GE(v[3], 6u);   // openat exits
+  bool printed = std::any_of(run.printk.begin(), run.printk.end(),
+                             [](const std::string& s) { return s.find("openat failed: -2") != std::string::npos; });
+  EXPECT_TRUE(printed);
+}
+
+TEST(PtraceTrace, DenyPolicyOverridesUnlinkat) {
+  TempDir dir;
+  int out[2];
+  ASSERT_EQ(pipe(out), 0);
+  // The workload prints the errno of each unlinkat: capture its stdout.
+  int saved = dup(1);
+  dup2(out[1], 1);
+  auto run = bpfvm_run(progs("tr_deny.bpf.o"), {workload(), dir.path, "unlink"});
+  fflush(stdout);
+  dup2(saved, 1);
+  close(saved);
+  close(out[1]);
+  char buf[256] = {};
+  ssize_t n = read(out[0], buf, sizeof buf - 1);
+  close(out[0]);
+  ASSERT_GT(n, 0);
+  EXPECT_NE(std::string(buf).find("protected: 1\n"), std::string::npos) << buf;  // EPERM
+  EXPECT_NE(std::string(buf).find("scratch: 0\n"), std::string::npos) << buf;
+  EXPECT_TRUE(fs::exists(dir.path / "protected.txt"));
+  EXPECT_FALSE(fs::exists(dir.path / "scratch.txt"));
+  EXPECT_EQ(u64_at(run.maps["stats"], 0), 2u);
+  EXPECT_EQ(u64_at(run.maps["stats"], 1), 1u);
+  ASSERT_EQ(run.printk.size(), 1u);
+  EXPECT_NE(run.printk[0].find("denied unlinkat of protected.txt"), std::string::npos);
+}
+
+TEST(PtraceTrace, ExitStatusesAndSignals) {
+  auto obj = progs("tr_rawtp.bpf.o");
+  EXPECT_EQ(bpfvm_run(obj, {workload(), "-", "exit", "3"}).res.exit_code, 3);
+  EXPECT_EQ(bpfvm_run(obj, {workload(), "-", "signal", "15"}).res.exit_code, 128 + 15);
+  EXPECT_EQ(bpfvm_run(obj, {workload(), "-", "signals"}).res.exit_code, 0) << "SIGUSR1 x3 reach the handler";
+  // A shell that forks and execs the workload, then exits with its own status: the workload's
+  // opens are seen after its exec, in a grandchild of bpfvm.
+  TempDir dir;
+  auto sh = bpfvm_run(progs("tr_opensnoop.bpf.o"),
+                      {"/bin/sh", "-c", std::string(workload()) + " " + dir.path.string() + " basic; exit 4"});
+  EXPECT_EQ(sh.res.exit_code, 4);
+  auto ev = open_events(sh.records);
+  EXPECT_EQ(std::count_if(ev.begin(), ev.end(), [](const OpenEvent& e) { return e.fname == "/dev/zero"; }), 2);
+  auto bad = bpfvm_run(obj, {"/nonexistent/bpfvm-no-such-command"});
+  EXPECT_FALSE(bad.res.started);
+  EXPECT_EQ(bad.res.exit_code, 127);
+  EXPECT_NE(bad.res.start_error.find("No such file or directory"), std::string::npos) << bad.res.start_error;
+}
+
+TEST(PtraceTrace, TaskHelpersPerfOutputAndSignals) {
+  // getppid: from main (5), two threads (3 each) and the child (2); each record carries the ids of
+  // the calling thread.
+  TempDir dir;
+  auto obj = load_object_file(progs("tr_misc.bpf.o"));
+  ASSERT_TRUE(obj) << obj.error().message;
+  auto hooks = SyscallHooks::create(*obj);
+  ASSERT_TRUE(hooks) << hooks.error().message;
+  std::vector<std::pair<uint64_t, uint64_t>> recs;
+  (*hooks)->set_record_sink([&](const TraceRecord& r) {
+    EXPECT_TRUE(r.perf);
+    EXPECT_EQ(r.map, "perf");
+    // The 16 bytes, padded as the kernel pads PERF_SAMPLE_RAW (u32 size + data to a multiple of 8).
+    ASSERT_EQ(r.data.size(), 20u);
+    uint64_t v[2];
+    std::memcpy(v, r.data.data(), 16);
+    recs.emplace_back(v[0], v[1]);
+  });
+  PtraceOptions o;
+  o.argv = {workload(), dir.path.string(), "basic"};
+  auto res = run_ptrace(**hooks, o);
+  ASSERT_TRUE(res);
+  (*hooks)->drain();
+  EXPECT_EQ(res->exit_code, 0);
+  ASSERT_EQ(recs.size(), 13u);
+  std::map<uint32_t, int> per_tgid;
+  std::set<uint32_t> tids;
+  for (auto [pid_tgid, uid_gid] : recs) {
+    per_tgid[static_cast<uint32_t>(pid_tgid >> 32)]++;
+    tids.insert(static_cast<uint32_t>(pid_tgid));
+    EXPECT_EQ(uid_gid, (static_cast<uint64_t>(getgid()) << 32) | getuid());
+  }
+  ASSERT_EQ(per_tgid.size(), 2u);  // the workload and its child
+  EXPECT_EQ(per_tgid.begin()->second + std::next(per_tgid.begin())->second, 13);
+  EXPECT_EQ(tids.size(), 4u);      // main, two threads, the child
+  // A bad user pointer: -EFAULT, as the kernel's bpf_probe_read_user.
+  const LoadedObject& live = (*hooks)->loaded();
+  const GlobalVar* g = obj->find_global("bad_read");
+  ASSERT_NE(g, nullptr);
+  int64_t v;
+  std::memcpy(&v, live.data(g->map) + g->offset, 8);
+  EXPECT_EQ(v, -14);
+
+  // bpf_send_signal: the workload's handler runs once.
+  auto hooks2 = SyscallHooks::create(*obj);
+  ASSERT_TRUE(hooks2);
+  o.argv = {workload(), "-", "sendsig"};
+  auto res2 = run_ptrace(**hooks2, o);
+  ASSERT_TRUE(res2);
+  EXPECT_EQ(res2->exit_code, 0) << "SIGUSR2 from bpf_send_signal reached the handler";
+  const GlobalVar* s = obj->find_global("signal_ret");
+  ASSERT_NE(s, nullptr);
+  int64_t sr;
+  std::memcpy(&sr, (*hooks2)->loaded().data(s->map) + s->offset, 8);
+  EXPECT_EQ(sr, 0);
+}
+
+TEST(PtraceTrace, VforkAndJobControl) {
+  auto totals = [](const TraceRun& r) {
+    uint64_t v = 0;
+    auto it = r.maps.find("totals");
+    if (it != r.maps.end() && !it->second.empty()) std::memcpy(&v, it->second.begin()->second.data(), 8);
+    return v;
+  };
+  auto v = bpfvm_run(progs("tr_rawtp.bpf.o"), {workload(), "-", "vfork"});
+  EXPECT_EQ(v.res.exit_code, 0);
+  EXPECT_EQ(totals(v), 2u) << "getppid in the vfork child and in the parent";
+  // A tracee stopped by SIGSTOP stays stopped (its parent sees it) until SIGCONT.
+  auto s = bpfvm_run(progs("tr_rawtp.bpf.o"), {workload(), "-", "stopcont"});
+  EXPECT_EQ(s.res.exit_code, 0) << "1: the stop was not seen, 2: the exit was not, 142: it hung";
+  EXPECT_EQ(totals(s), 1u);
+}
+
+TEST(PtraceTrace, I386SystemCallsAreReportedNotTraced) {
+  if (std::system((std::string(workload()) + " - int80").c_str()) != 0)
+    GTEST_SKIP() << "this kernel runs no i386 system calls (no IA32 emulation)";
+  for (bool every : {true, false}) {
+    std::string notes;
+    PtraceOptions o;
+    o.note = [&](const std::string& m) { notes += m + "\n"; };
+    // tr_rawtp stops at every syscall; tr_opensnoop behind the filter, which sends i386 calls to
+    // the tracer too.
+    auto run = bpfvm_run(progs(every ? "tr_rawtp.bpf.o" : "tr_opensnoop.bpf.o"), {workload(), "-", "int80"}, o);
+    EXPECT_EQ(run.res.exit_code, 0);
+    EXPECT_NE(notes.find("makes 32-bit (i386) system calls; they are not traced"), std::string::npos) << notes;
+    if (every) {
+      uint64_t v;
+      std::memcpy(&v, run.maps["totals"].begin()->second.data(), 8);
+      EXPECT_EQ(v, 1u) << "the 64-bit getppid counts; the i386 getpid (20) is not taken for another syscall";
+    }
+  }
+}
+
+bool wait_for_file(const fs::path& p, int ms) {
+  for (int i = 0; i < ms / 10; ++i) {
+    if (fs::exists(p) && fs::file_size(p) > 0) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return false;
+}
+
+TEST(PtraceTrace, DurationDetachesAndTheCommandGoesOn) {
+  TempDir dir;
+  fs::path done = dir.path / "done";
+  PtraceOptions o;
+  o.duration = 0.2;
+  auto run = bpfvm_run(progs("tr_rawtp.bpf.o"), {workload(), "-", "sleep", "600", done.string()}, o);
+  EXPECT_TRUE(run.res.detached) << "tracing ended before the command did";
+  EXPECT_EQ(run.res.exit_code, 0);
+  uint64_t v;
+  std::memcpy(&v, run.maps["totals"].begin()->second.data(), 8);
+  EXPECT_GT(v, 5u) << "getppid calls during the first 0.3 s";
+  EXPECT_TRUE(wait_for_file(done, 5000)) << "the command finished after bpfvm detached";
+}
+
+TEST(PtraceTrace, AttachToARunningProcess) {
+  TempDir dir;
+  fs::path done = dir.path / "done";
+  pid_t pid = fork();
+  if (pid == 0) {
+    execl(workload(), workload(), "-", "sleep", "600", done.c_str(), nullptr);
+    _exit(127);
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  auto obj = load_object_file(progs("tr_rawtp.bpf.o"));
+  ASSERT_TRUE(obj);
+  auto hooks = SyscallHooks::create(*obj);
+  ASSERT_TRUE(hooks);
+  PtraceOptions o;
+  o.pid = pid;
+  o.duration = 0.2;
+  std::string notes;
+  o.note = [&](const std::string& m) { notes += m; };
+  auto res = run_ptrace(**hooks, o);
+  ASSERT_TRUE(res) << res.error().message;
+  EXPECT_TRUE(res->detached);
+  EXPECT_NE(notes.find("no seccomp filter"), std::string::npos);
+  uint64_t v;
+  int mi = (*hooks)->loaded().object->find_map("totals");
+  ASSERT_GE(mi, 0);
+  std::memcpy(&v, dump_map(*(*hooks)->loaded().maps[static_cast<size_t>(mi)]).begin()->second.data(), 8);
+  EXPECT_GT(v, 5u);
+  int st = 0;
+  ASSERT_EQ(waitpid(pid, &st, 0), pid);
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  EXPECT_TRUE(fs::exists(done));
+}
+
+// ---- the CLI -------------------------------------------------------------------------------------
+
+std::string bpfvm_bin() {
+  const char* b = std::getenv("BPFVM_BIN");
+  return b ? b : std::string(BPFVM_BINARY_DIR) + "/bpfvm";
+}
+
+int run_cli(const std::string& args, std::string* out) {
+  std::string cmd = bpfvm_bin() + " " + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return -1;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out->append(buf, n);
+  int st = pclose(p);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+TEST(TraceCli, ExitCodesOutputAndRefusals) {
+  std::string out;
+  EXPECT_EQ(run_cli("trace " + progs("tr_rawtp.bpf.o") + " -- " + workload() + " - exit 7", &out), 7) << out;
+  EXPECT_NE(out.find("maps:"), std::string::npos) << out;
+  out.clear();
+  EXPECT_EQ(run_cli("trace " + progs("tr_rawtp.bpf.o") + " -- /nonexistent/cmd", &out), 127) << out;
+  EXPECT_NE(out.find("cannot run /nonexistent/cmd: No such file or directory"), std::string::npos) << out;
+  out.clear();
+  EXPECT_EQ(run_cli("trace " + progs("tr_rawtp.bpf.o") + " --attach rawtp_enter=kprobe/do_sys_openat2 -- true", &out),
+            1) << out;
+  EXPECT_NE(out.find("not a system call entry"), std::string::npos) << out;
+  out.clear();
+  TempDir dir;
+  EXPECT_EQ(run_cli("trace -j " + progs("tr_opensnoop.bpf.o") + " -- " + workload() + " " + dir.path.string() +
+                        " basic",
+                    &out),
+            0) << out;
+  int records = 0;
+  std::istringstream lines(out);
+  std::string line;
+  while (std::getline(lines, line)) {
+    if (line.empty() || line[0] != '{') continue;
+    auto j = nlohmann::json::parse(line);
+    if (j.contains("data")) {
+      EXPECT_EQ(j["map"], "events");
+      EXPECT_EQ(j["type"], 9);
+      EXPECT_EQ(j["data"].size(), 4u * 4 + 8 + 16 + 128);
+      ++records;
+    }
+  }
+  EXPECT_GE(records, 6);
+}
+
+// As an unprivileged user (setpriv, when the tests run as root): the seccomp filter goes in with
+// no_new_privs, and a set-user-ID command is traced without its identity, with a warning.
+TEST(TraceCli, UnprivilegedUserAndSetuidCommand) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to switch to an unprivileged user";
+  if (std::system("command -v setpriv >/dev/null 2>&1") != 0) GTEST_SKIP() << "setpriv is not installed";
+  struct stat st;
+  if (stat("/bin/su", &st) != 0 || !(st.st_mode & S_ISUID)) GTEST_SKIP() << "no set-user-ID /bin/su";
+  std::string out;
+  int rc = run_cli("trace " + progs("tr_rawtp.bpf.o") + " -- /bin/su --version", &out);
+  (void)rc;
+  std::string cmd = "cd /tmp && setpriv --reuid=65534 --regid=65534 --clear-groups " + bpfvm_bin() + " trace " +
+                    progs("tr_rawtp.bpf.o") + " -- /bin/su --version 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  std::string text;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) text.append(buf, n);
+  int status = pclose(p);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << text;
+  EXPECT_NE(text.find("/bin/su is set-user-ID: traced, it runs without that identity"), std::string::npos) << text;
+  EXPECT_EQ(out.find("set-user-ID"), std::string::npos) << "as root the identity is kept: no warning\n" << out;
+}
+
+// ---- the kernel as the oracle ---------------------------------------------------------------------
+
+struct KernelRun {
+  std::vector<Bytes> records;
+  std::map<std::string, MapDump> maps;
+};
+
+int on_ringbuf(void* ctx, void* data, size_t size) {
+  auto* recs = static_cast<std::vector<Bytes>*>(ctx);
+  auto* p = static_cast<uint8_t*>(data);
+  recs->emplace_back(p, p + size);
+  return 0;
+}
+
+// Loads and attaches the object in the kernel with libbpf and runs the workload; nullopt (and why)
+// when the kernel cannot (no tracefs, no BPF, an attach it refuses).
+std::optional<KernelRun> kernel_run(const std::string& object, const std::vector<std::string>& argv, std::string* why) {
+  if (!fs::exists("/sys/kernel/tracing/events")) {
+    fs::create_directories("/sys/kernel/tracing");
+    mount("nodev", "/sys/kernel/tracing", "tracefs", 0, nullptr);
+  }
+  if (!fs::exists("/sys/kernel/tracing/events/syscalls")) {
+    *why = "tracefs with syscall events is not available";
+    return std::nullopt;
+  }
+  libbpf_set_print(nullptr);
+  bpf_object* o = bpf_object__open_file(object.c_str(), nullptr);
+  if (!o || libbpf_get_error(o)) {
+    *why = "libbpf cannot open " + object;
+    return std::nullopt;
+  }
+  std::vector<bpf_link*> links;
+  ring_buffer* rb = nullptr;
+  KernelRun kr;
+  auto cleanup = [&] {
+    if (rb) ring_buffer__free(rb);
+    for (auto* l : links) bpf_link__destroy(l);
+    bpf_object__close(o);
+  };
+  if (int err = bpf_object__load(o); err) {
+    *why = "the kernel does not load " + object + ": " + std::strerror(-err);
+    cleanup();
+    return std::nullopt;
+  }
+  bpf_program* prog;
+  bpf_object__for_each_program(prog, o) {
+    bpf_link* l = bpf_program__attach(prog);
+    if (!l || libbpf_get_error(l)) {
+      *why = std::string("the kernel cannot attach ") + bpf_program__name(prog) + " (" + bpf_program__section_name(prog) + ")";
+      cleanup();
+      return std::nullopt;
+    }
+    links.push_back(l);
+  }
+  bpf_map* map;
+  bpf_object__for_each_map(map, o) {
+    if (bpf_map__type(map) == BPF_MAP_TYPE_RINGBUF) rb = ring_buffer__new(bpf_map__fd(map), on_ringbuf, &kr.records, nullptr);
+  }
+  pid_t pid = fork();
+  if (pid == 0) {
+    std::vector<char*> av;
+    for (const auto& a : argv) av.push_back(const_cast<char*>(a.c_str()));
+    av.push_back(nullptr);
+    execv(av[0], av.data());
+    _exit(127);
+  }
+  int st = 0;
+  waitpid(pid, &st, 0);
+  if (rb) ring_buffer__consume(rb);
+  bpf_object__for_each_map(map, o) {
+    auto type = bpf_map__type(map);
+    if (type != BPF_MAP_TYPE_HASH && type != BPF_MAP_TYPE_ARRAY) continue;
+    if (std::string(bpf_map__name(map)).find('.') != std::string::npos) continue;  // global data
+    MapDump d;
+    Bytes key(bpf_map__key_size(map)), next(key.size()), value(bpf_map__value_size(map));
+    int fd = bpf_map__fd(map);
+    bool first = true;
+    while (bpf_map_get_next_key(fd, first ? nullptr : key.data(), next.data()) == 0) {
+      first = false;
+      key = next;
+      if (bpf_map_lookup_elem(fd, key.data(), value.data()) == 0) d[key] = value;
+    }
+    kr.maps[bpf_map__name(map)] = d;
+  }
+  cleanup();
+  return kr;
+}
+
+TEST(PtraceVsKernel, SyscallCountsMatch) {
+  TempDir dir;
+  std::vector<std::string> argv = {workload(), dir.path, "basic"};
+  std::string why;
+  auto k = kernel_run(progs("tr_count.bpf.o"), argv, &why);
+  if (!k) GTEST_SKIP() << why;
+  auto b = bpfvm_run(progs("tr_count.bpf.o"), argv);
+  // Every syscall the workload makes, counted by the kernel and by bpfvm.
+  EXPECT_EQ(b.maps["counts"], k->maps["counts"]);
+  EXPECT_EQ(b.maps["errors"], k->maps["errors"]);
+  EXPECT_GT(k->maps["counts"].size(), 10u);
+}
+
+TEST(PtraceVsKernel, OpenSnoopRecordsMatch) {
+  TempDir dir;
+  std::vector<std::string> argv = {workload(), dir.path, "basic"};
+  std::string why;
+  auto k = kernel_run(progs("tr_opensnoop.bpf.o"), argv, &why);
+  if (!k) GTEST_SKIP() << why;
+  auto b = bpfvm_run(progs("tr_opensnoop.bpf.o"), argv);
+  auto ke = open_events(k->records), be = open_events(b.records);
+  EXPECT_GE(ke.size(), 6u);
+  EXPECT_EQ(be, ke);
+}
+
+TEST(PtraceVsKernel, RawTracepointTotalsMatch) {
+  TempDir dir;
+  std::vector<std::string> argv = {workload(), dir.path, "basic"};
+  std::string why;
+  auto k = kernel_run(progs("tr_rawtp.bpf.o"), argv, &why);
+  if (!k) GTEST_SKIP() << why;
+  auto b = bpfvm_run(progs("tr_rawtp.bpf.o"), argv);
+  EXPECT_EQ(b.maps["totals"], k->maps["totals"]);
+}
+
+}  // namespace
+}  // namespace bpfvm

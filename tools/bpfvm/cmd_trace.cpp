@@ -1,0 +1,196 @@
+// bpfvm trace OBJ [--section S]... [--attach PROG=SPEC]... [-j] [--duration SEC] [--mode ptrace]
+//                 [--no-seccomp] [--engine interp|jit] [--no-verify] [--strict] (-p PID | -- CMD [ARGS...])
+// Attaches the object's tracing programs to system-call events of the command (or process) and runs
+// it: printk lines and ring-buffer / perf records as they happen, the object's maps at the end.
+#include <fmt/format.h>
+
+#include <nlohmann/json.hpp>
+
+#include <cstdio>
+#include <cstring>
+
+#include "bpfvm/helpers.hpp"
+#include "bpfvm/map.hpp"
+#include "bpfvm/packet.hpp"
+#include "bpfvm/trace.hpp"
+#include "cli.hpp"
+#include "input.hpp"
+
+namespace bpfvm::cli {
+namespace {
+
+struct TraceOpts {
+  std::string object;
+  std::vector<std::string> sections;
+  std::vector<std::string> attach;
+  bool json = false;
+  double duration = 0;
+  std::string mode = "ptrace";
+  bool no_seccomp = false;
+  int pid = 0;
+  std::vector<std::string> command;
+  std::optional<EngineKind> engine;
+  VerifyFlags verify;
+};
+
+std::vector<int> bytes_json(std::span<const uint8_t> d) { return std::vector<int>(d.begin(), d.end()); }
+
+void print_record(const TraceRecord& r, bool json) {
+  if (json) {
+    nlohmann::ordered_json j;
+    j["type"] = r.lost ? 2 : 9;  // PERF_RECORD_LOST / PERF_RECORD_SAMPLE, as bpftool's event_pipe
+    j["cpu"] = r.cpu;
+    j["index"] = r.index;
+    if (r.lost) {
+      j["lost"] = {{"id", 0}, {"count", r.lost}};
+    } else {
+      j["timestamp"] = r.timestamp;
+      j["data"] = bytes_json(r.data);
+    }
+    j["map"] = std::string(r.map);
+    std::printf("%s\n", j.dump().c_str());
+  } else if (r.lost) {
+    std::printf("== @%llu.%09llu CPU: %d index: %u map: %.*s =====\nlost %llu events\n",
+                static_cast<unsigned long long>(r.timestamp / 1000000000ull),
+                static_cast<unsigned long long>(r.timestamp % 1000000000ull), r.cpu, r.index,
+                static_cast<int>(r.map.size()), r.map.data(), static_cast<unsigned long long>(r.lost));
+  } else {
+    std::printf("== @%llu.%09llu CPU: %d index: %u map: %.*s =====\n",
+                static_cast<unsigned long long>(r.timestamp / 1000000000ull),
+                static_cast<unsigned long long>(r.timestamp % 1000000000ull), r.cpu, r.index,
+                static_cast<int>(r.map.size()), r.map.data());
+    std::string hex;
+    for (size_t i = 0; i < r.data.size(); ++i) hex += fmt::format("{}{:02x}", i ? " " : "", r.data[i]);
+    std::printf("%s\n", hex.c_str());
+  }
+  std::fflush(stdout);
+}
+
+void print_printk(std::string_view msg, bool json) {
+  std::string m(msg);
+  while (!m.empty() && m.back() == '\n') m.pop_back();
+  TracedTask* t = current_traced_task();
+  if (json) {
+    nlohmann::ordered_json j;
+    j["printk"] = m;
+    if (t) j["pid"] = t->tgid();
+    std::printf("%s\n", j.dump().c_str());
+  } else if (t) {
+    char comm[16];
+    t->comm(comm);
+    std::printf("%s-%u bpf_trace_printk: %s\n", comm, t->tid(), m.c_str());
+  } else {
+    std::printf("bpf_trace_printk: %s\n", m.c_str());
+  }
+  std::fflush(stdout);
+}
+
+// The object's maps at the end (global data aside): as `bpfvm xdp` prints them, or one JSON object
+// per map with its entries (keys and values as byte arrays; per-CPU values: every CPU's slot).
+void print_maps(const LoadedObject& live, bool json) {
+  bool any = false;
+  for (size_t i = 0; i < live.maps.size(); ++i) {
+    if (live.object->maps[i].is_global_data()) continue;
+    Map& m = *live.maps[i];
+    if (json) {
+      nlohmann::ordered_json j;
+      j["map"] = m.spec().name;
+      j["type"] = map_type_name(m.spec().type);
+      nlohmann::ordered_json entries = nlohmann::json::array();
+      const MapSpec& s = m.spec();
+      bool listable = s.type == kMapArray || s.type == kMapPercpuArray || s.type == kMapHash ||
+                      s.type == kMapPercpuHash || s.type == kMapLruHash || s.type == kMapLruPercpuHash;
+      if (listable) {
+        std::vector<uint8_t> key(s.key_size), next(s.key_size), value(std::max<size_t>(m.user_value_size(), 8));
+        bool first = true;
+        while (m.get_next_key(first ? nullptr : key.data(), next.data()) == 0) {
+          first = false;
+          key = next;
+          if (m.lookup_copy(key.data(), value.data(), 0) != 0) continue;
+          entries.push_back({{"key", bytes_json(key)},
+                             {"value", bytes_json(std::span<const uint8_t>(value.data(), m.user_value_size()))}});
+        }
+        j["entries"] = entries;
+      }
+      std::printf("%s\n", j.dump().c_str());
+      continue;
+    }
+    if (!any) std::printf("maps:\n");
+    any = true;
+    std::string text = format_map_contents(m);
+    for (size_t p = text.find("\n  "); p != std::string::npos; p = text.find("\n  ", p + 3)) text.insert(p + 1, "  ");
+    std::printf("  %s", text.c_str());
+  }
+  std::fflush(stdout);
+}
+
+int trace_command(const TraceOpts& o) {
+  if (o.pid == 0 && o.command.empty()) return fail(kUsage, "trace: give a command after -- or a process with -p PID");
+  if (o.pid != 0 && !o.command.empty()) return fail(kUsage, "trace: give either -p PID or a command, not both");
+  auto obj = load_object_file(o.object);
+  if (!obj) {
+    if (obj.error().code == ErrorCode::Io) return fail(kUsage, obj.error());
+    return fail(kFailed, obj.error(), o.object);
+  }
+  SyscallHooksOptions ho;
+  for (const auto& s : o.sections) ho.attach.push_back(AttachRequest{s, ""});
+  for (const auto& a : o.attach) {
+    auto eq = a.find('=');
+    if (eq == std::string::npos || eq == 0 || eq + 1 == a.size())
+      return fail(kUsage, "--attach: '" + a + "' is not PROG=SPEC");
+    ho.attach.push_back(AttachRequest{a.substr(0, eq), a.substr(eq + 1)});
+  }
+  ho.prepare = prepare_options(o.engine, o.verify);
+  std::string rejection;
+  ho.prepare.rejection = &rejection;
+  auto hooks = SyscallHooks::create(*obj, ho);
+  if (!hooks) {
+    if (hooks.error().code == ErrorCode::Verify && !rejection.empty()) return fail_rejection(rejection);
+    return fail(kFailed, hooks.error(), o.object);
+  }
+  auto& h = **hooks;
+  const bool json = o.json;
+  set_printk_sink([json](std::string_view m) { print_printk(m, json); });
+  h.set_record_sink([json](const TraceRecord& r) { print_record(r, json); });
+
+  PtraceOptions popt;
+  popt.argv = o.command;
+  popt.pid = o.pid;
+  popt.duration = o.duration;
+  popt.seccomp = !o.no_seccomp;
+  popt.note = [](const std::string& m) { std::fprintf(stderr, "bpfvm: %s\n", m.c_str()); };
+  auto res = run_ptrace(h, popt);
+  h.drain();
+  set_printk_sink(nullptr);
+  if (!res) return fail(kUsage, res.error());
+  for (const auto& e : h.run_errors()) std::fprintf(stderr, "bpfvm: %s\n", e.c_str());
+  if (o.pid == 0 && !res->started) {
+    std::fprintf(stderr, "bpfvm: %s\n",
+                 res->start_error.empty() ? ("cannot run " + o.command[0]).c_str() : res->start_error.c_str());
+    return 127;
+  }
+  print_maps(h.loaded(), json);
+  return res->exit_code;
+}
+
+RegisterCommand reg_trace("trace", [](CLI::App& app, std::function<int()>& run) {
+  auto o = std::make_shared<TraceOpts>();
+  auto* cmd = app.add_subcommand("trace", "Run tracing programs on the system calls of a command or a process "
+                                          "(tracepoints, raw tracepoints, syscall kprobes; ptrace)");
+  cmd->add_option("object", o->object, "BPF ELF object")->required();
+  cmd->add_option("--section", o->sections, "Attach only this program (function or section name); repeatable");
+  cmd->add_option("--attach", o->attach, "Attach program PROG to SPEC (libbpf section syntax); repeatable");
+  cmd->add_flag("-j,--json", o->json, "JSON lines: records as bpftool's event_pipe -j, printk, maps");
+  cmd->add_option("--duration", o->duration, "Stop tracing after SEC seconds and detach (the command keeps running)");
+  add_choice_option(cmd, "--mode", o->mode, {"ptrace"}, "Event source (ptrace)");
+  cmd->add_flag("--no-seccomp", o->no_seccomp, "Stop at every system call (no seccomp filter in the command)");
+  auto* p = cmd->add_option("-p,--pid", o->pid, "Trace a running process (every thread); detaching leaves it running");
+  auto* c = cmd->add_option("command", o->command, "The command to run, after --");
+  p->excludes(c);
+  add_engine_option(cmd, o->engine);
+  add_verify_options(cmd, o->verify);
+  cmd->callback([o, &run] { run = [o] { return trace_command(*o); }; });
+});
+
+}  // namespace
+}  // namespace bpfvm::cli
