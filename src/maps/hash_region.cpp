@@ -129,6 +129,10 @@ class RegionHash final : public Map {
     }
   }
 
+  ~RegionHash() override {
+    if (HElem* e = stash_take()) release_to_list(e);
+  }
+
   static bool validate(const HCtl& c, const Shape& sh, std::string* why) {
     if (c.magic != kLayoutMagic || c.nbuckets != sh.nbuckets || c.nelems != sh.nelems || c.elem_size != sh.elem_size) {
       if (why) *why = "damaged hash table header (bucket or element counts do not match the map's shape)";
@@ -180,6 +184,15 @@ class RegionHash final : public Map {
     return nullptr;
   }
 
+  // find() with the key size of this map as a constant (4 and 8 bytes).
+  HElem* find_any(uint32_t h, const void* key) const {
+    switch (spec_.key_size) {
+      case 4: return find<4>(h, key);
+      case 8: return find<8>(h, key);
+      default: return find<0>(h, key);
+    }
+  }
+
   template <uint32_t KS>
   static void* fast_lookup(Map* m, const void* key) {
     auto* h = static_cast<RegionHash*>(m);
@@ -224,12 +237,62 @@ class RegionHash final : public Map {
     if (damaged) repair();
     return e;
   }
+  // One element per thread and map kept back from the free list: an update that replaces an
+  // element (or a delete) leaves the old one here and the thread's next insert takes it, without
+  // the free list's lock. It stays owned by this process (a repair leaves it alone while the
+  // process lives, and reclaims it after). Entries name the map by a process-unique serial, so an
+  // entry of a map object since destroyed never matches, and the process, so that a child of
+  // fork() never uses an element its parent holds.
+  struct Stash {
+    uint64_t serial;
+    HElem* e;
+    uint32_t pid;  // a child of fork() must not use its parent's entries
+  };
+  static constexpr int kStashSlots = 4;
+  static Stash* stash() {
+    thread_local Stash s[kStashSlots] = {};
+    return s;
+  }
+  HElem* stash_take() {
+    Stash* s = stash();
+    for (int i = 0; i < kStashSlots; ++i)
+      if (s[i].serial == serial_ && s[i].e && s[i].pid == store::self_pid()) {
+        HElem* e = s[i].e;
+        s[i].e = nullptr;
+        return e;
+      }
+    return nullptr;
+  }
+  bool stash_put(HElem* e) {
+    Stash* s = stash();
+    int victim = -1;
+    const uint32_t me = store::self_pid();
+    for (int i = 0; i < kStashSlots; ++i) {
+      if (s[i].pid != me) s[i] = Stash{0, nullptr, me};  // inherited through fork(): not ours
+      if (s[i].serial == serial_) {
+        if (s[i].e) return false;
+        s[i].e = e;
+        return true;
+      }
+      if (!s[i].e && victim < 0) victim = i;
+    }
+    if (victim < 0) return false;
+    s[victim] = Stash{serial_, e, me};
+    return true;
+  }
+
   HElem* alloc() {
+    if (HElem* e = stash_take()) return e;
     if (HElem* e = alloc_once()) return e;
     repair();  // elements of dead processes, or a damaged free list
     return alloc_once();
   }
+  // Gives an element back (owned by this process, in no chain).
   void release(HElem* e) {
+    if (stash_put(e)) return;
+    release_to_list(e);
+  }
+  void release_to_list(HElem* e) {
     lock_free();
     e->linked.store(0, std::memory_order_relaxed);
     e->next.store(ctl_->free_head.load(std::memory_order_relaxed), std::memory_order_relaxed);
@@ -339,6 +402,11 @@ class RegionHash final : public Map {
   // ---- values ----
   void fill(HElem* e, const void* value, bool onallcpus) {
     if (!percpu_) {
+      if (!has_lock()) {  // the common case: one copy, zero only the padding
+        std::memcpy(val(e), value, spec_.value_size);
+        if (stride_ > spec_.value_size) std::memset(val(e) + spec_.value_size, 0, stride_ - spec_.value_size);
+        return;
+      }
       std::memset(val(e), 0, stride_);
       copy_value(val(e), value);
       return;
@@ -374,7 +442,7 @@ class RegionHash final : public Map {
     if ((flags & kBpfFLock) && !has_lock()) return -EINVAL;
     const uint32_t h = hash_of(key), b = h & mask_;
     if (flags & kBpfFLock) {
-      HElem* old = find(h, key);
+      HElem* old = find_any(h, key);
       if (long e = check_flags(old, flags)) return e;
       if (old) {
         copy_value_locked(val(old), value);
@@ -383,7 +451,7 @@ class RegionHash final : public Map {
     }
     if (percpu_) {  // per-CPU values are updated in place, as in the kernel
       lock_bucket(b);
-      HElem* old = find(h, key);
+      HElem* old = find_any(h, key);
       if (old) {
         long e = check_flags(old, flags);
         if (!e) set_in_place(old, value, onallcpus);
@@ -397,18 +465,18 @@ class RegionHash final : public Map {
       if (!n) {
         // No spare element: replace in place, or the map is full.
         lock_bucket(b);
-        HElem* old = find(h, key);
+        HElem* old = find_any(h, key);
         long e = check_flags(old, flags);
         if (!e && old) set_in_place(old, value, onallcpus);
         unlock_bucket(b);
         return e ? e : old ? 0 : -E2BIG;
       }
       n->hash = h;
-      if (key_round_ > spec_.key_size) std::memset(n->key() + spec_.key_size, 0, key_round_ - spec_.key_size);
+      if (key_round_ > spec_.key_size) std::memset(n->key() + key_round_ - 8, 0, 8);
       std::memcpy(n->key(), key, spec_.key_size);
       fill(n, value, onallcpus);
       lock_bucket(b);
-      HElem* old = find(h, key);
+      HElem* old = find_any(h, key);
       long err = check_flags(old, flags);
       if (!err && !old) {
         if (ctl_->count.load(std::memory_order_relaxed) >= max_)
@@ -432,13 +500,13 @@ class RegionHash final : public Map {
 
   // ---- program side ----
   void* lookup(const void* key) override {
-    HElem* e = find(hash_of(key), key);
+    HElem* e = find_any(hash_of(key), key);
     if (!e) return nullptr;
     return percpu_ ? cpu_val(e, cpu()) : val(e);
   }
   void* lookup_percpu(const void* key, uint32_t c) override {
     if (!percpu_ || c >= uint32_t(ncpus_)) return nullptr;
-    HElem* e = find(hash_of(key), key);
+    HElem* e = find_any(hash_of(key), key);
     return e ? cpu_val(e, int(c)) : nullptr;
   }
   long update(const void* key, const void* value, uint64_t flags) override {
@@ -447,7 +515,7 @@ class RegionHash final : public Map {
   long remove(const void* key) override {
     const uint32_t h = hash_of(key), b = h & mask_;
     lock_bucket(b);
-    HElem* e = find(h, key);
+    HElem* e = find_any(h, key);
     if (!e || !unlink(e, b)) {
       unlock_bucket(b);
       return -ENOENT;
@@ -490,7 +558,7 @@ class RegionHash final : public Map {
   long lookup_copy(const void* key, void* out, uint64_t flags) override {
     if (flags & ~kBpfFLock) return -EINVAL;
     if ((flags & kBpfFLock) && !has_lock()) return -EINVAL;
-    HElem* e = find(hash_of(key), key);
+    HElem* e = find_any(hash_of(key), key);
     if (!e) return -ENOENT;
     copy_out(e, out, flags);
     return 0;
@@ -502,7 +570,7 @@ class RegionHash final : public Map {
     uint32_t start = 0;
     if (key) {
       uint32_t h = hash_of(key);
-      HElem* e = find(h, key);
+      HElem* e = find_any(h, key);
       if (e) {
         uint32_t v = e->next.load(std::memory_order_acquire);
         if (!(v & kNulls) && v >= 1 && v <= nelems_) {
@@ -526,7 +594,7 @@ class RegionHash final : public Map {
     if ((flags & kBpfFLock) && !has_lock()) return -EINVAL;
     const uint32_t h = hash_of(key), b = h & mask_;
     lock_bucket(b);
-    HElem* e = find(h, key);
+    HElem* e = find_any(h, key);
     if (!e) {
       unlock_bucket(b);
       return -ENOENT;
@@ -587,6 +655,11 @@ class RegionHash final : public Map {
   HBucket* buckets_ = nullptr;
   uint8_t* elems_ = nullptr;
   std::atomic<int64_t> last_full_repair_{0};
+  uint64_t serial_ = next_serial();
+  static uint64_t next_serial() {
+    static std::atomic<uint64_t> n{1};
+    return n.fetch_add(1, std::memory_order_relaxed);
+  }
 };
 
 std::shared_ptr<Map> hash_in_region(const MapSpec& s, std::shared_ptr<store::Region> r, std::string* why) {

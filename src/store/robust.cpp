@@ -17,19 +17,17 @@ namespace bpfvm::store {
 
 namespace {
 constexpr std::chrono::seconds kAbandonAfter{2};
-std::atomic<uint32_t> g_pid{0};
-void reset_pid() { g_pid.store(0, std::memory_order_relaxed); }
+void reset_pid() { g_self_pid.store(0, std::memory_order_relaxed); }
 struct AtForkReset {
   AtForkReset() { pthread_atfork(nullptr, nullptr, reset_pid); }
 } g_atfork;
 }  // namespace
 
-uint32_t self_pid() {
-  uint32_t p = g_pid.load(std::memory_order_relaxed);
-  if (__builtin_expect(p == 0, 0)) {
-    p = uint32_t(getpid());
-    g_pid.store(p, std::memory_order_relaxed);
-  }
+std::atomic<uint32_t> g_self_pid{0};
+
+uint32_t self_pid_slow() {
+  uint32_t p = uint32_t(getpid());
+  g_self_pid.store(p, std::memory_order_relaxed);
   return p;
 }
 
@@ -55,10 +53,9 @@ bool pid_alive(uint32_t pid) {
   return !(st == 'Z' || st == 'X' || st == 'x');
 }
 
-bool robust_lock(std::atomic<uint32_t>& word) {
+bool robust_lock_slow(std::atomic<uint32_t>& word) {
   const uint32_t me = self_pid();
   uint32_t cur = 0;
-  if (word.compare_exchange_strong(cur, me, std::memory_order_acquire, std::memory_order_relaxed)) return false;
   unsigned spins = 0, rounds = 0;
   uint32_t seen = 0;
   std::chrono::steady_clock::time_point since;
@@ -94,7 +91,6 @@ bool robust_lock(std::atomic<uint32_t>& word) {
   }
 }
 
-void robust_unlock(std::atomic<uint32_t>& word) { word.store(0, std::memory_order_release); }
 
 void futex_wait(std::atomic<uint32_t>& word, uint32_t expected, int timeout_ms) {
   struct timespec ts;

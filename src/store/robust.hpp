@@ -14,13 +14,25 @@
 namespace bpfvm::store {
 
 // This process's id (cached; refreshed after fork).
-uint32_t self_pid();
+extern std::atomic<uint32_t> g_self_pid;
+uint32_t self_pid_slow();
+inline uint32_t self_pid() {
+  uint32_t p = g_self_pid.load(std::memory_order_relaxed);
+  return __builtin_expect(p != 0, 1) ? p : self_pid_slow();
+}
 // False when `pid` is gone or a zombie; true otherwise (including "cannot tell").
 bool pid_alive(uint32_t pid);
 
 // Acquires the lock word; returns true when it was taken over from a dead holder.
-bool robust_lock(std::atomic<uint32_t>& word);
-void robust_unlock(std::atomic<uint32_t>& word);
+bool robust_lock_slow(std::atomic<uint32_t>& word);
+inline bool robust_lock(std::atomic<uint32_t>& word) {
+  uint32_t cur = 0;
+  if (__builtin_expect(word.compare_exchange_strong(cur, self_pid(), std::memory_order_acquire,
+                                                    std::memory_order_relaxed), 1))
+    return false;
+  return robust_lock_slow(word);
+}
+inline void robust_unlock(std::atomic<uint32_t>& word) { word.store(0, std::memory_order_release); }
 
 struct RobustLock {
   std::atomic<uint32_t> word{0};
