@@ -637,3 +637,37 @@ TEST_F(StoreTest, PinMapAddsASecondName) {
 
 }  // namespace
 }  // namespace bpfvm
+
+// The C API opens and creates the same files.
+#include "bpfvm/bpfvm.h"
+
+namespace bpfvm {
+namespace {
+
+TEST_F(StoreTest, CApiSharesPinnedMapsWithTheCppApi) {
+  char err[256] = "";
+  bpfvm_map* c = bpfvm_map_create_pinned(path("c").c_str(), "cmap", kMapHash, 4, 8, 8, 0, err, sizeof err);
+  ASSERT_NE(c, nullptr) << err;
+  uint32_t k = 2;
+  uint64_t v = 5;
+  ASSERT_EQ(bpfvm_map_update(c, &k, &v, 0), 0);
+  auto cpp = open_pinned_map(path("c"));
+  ASSERT_TRUE(cpp.ok());
+  v = 0;
+  ASSERT_EQ((*cpp)->lookup_copy(&k, &v, 0), 0);
+  EXPECT_EQ(v, 5u);
+  ASSERT_EQ(bpfvm_map_pin(c, path("c2").c_str(), err, sizeof err), 0) << err;
+  bpfvm_map* c2 = bpfvm_map_open_pinned(path("c2").c_str(), err, sizeof err);
+  ASSERT_NE(c2, nullptr) << err;
+  EXPECT_STREQ(bpfvm_map_name(c2), "cmap");
+  (*cpp)->freeze();
+  EXPECT_EQ(bpfvm_map_update(c2, &k, &v, 0), -EPERM);
+  EXPECT_EQ(bpfvm_map_delete(c2, &k), -EPERM);
+  EXPECT_EQ(bpfvm_map_open_pinned(path("nope").c_str(), err, sizeof err), nullptr);
+  EXPECT_NE(std::string(err).find("No such file"), std::string::npos) << err;
+  bpfvm_map_close(c2);
+  bpfvm_map_close(c);
+}
+
+}  // namespace
+}  // namespace bpfvm
