@@ -40,10 +40,19 @@ class StoreTest : public ::testing::Test {
     static std::atomic<int> n{0};
     dir_ = "/dev/shm/bpfvm-store-test-" + std::to_string(getpid()) + "-" + std::to_string(n++);
     fs::create_directories(dir_);
+    // The pin root (and with it the per-CPU slot table) of every process these tests start.
+    const char* old = std::getenv("BPFVM_PIN_ROOT");
+    had_root_ = old != nullptr;
+    if (old) old_root_ = old;
+    setenv("BPFVM_PIN_ROOT", dir_.c_str(), 1);
   }
   void TearDown() override {
-    if (!dir_.empty()) fs::remove_all(dir_);
+    if (dir_.empty()) return;
+    fs::remove_all(dir_);
+    if (had_root_) setenv("BPFVM_PIN_ROOT", old_root_.c_str(), 1); else unsetenv("BPFVM_PIN_ROOT");
   }
+  bool had_root_ = false;
+  std::string old_root_;
   std::string path(const std::string& name) const { return dir_ + "/" + name; }
   std::string dir_;
 };
@@ -310,6 +319,56 @@ TEST_F(StoreTest, SpinLockOfADeadProcessIsTakenOver) {
   map_spin_unlock(lock);
 }
 
+// A program run holds its per-CPU slot alone: a run in another process on the same worker index
+// gets another slot (and bpf_get_smp_processor_id says which), and a slot of a dead run is freed.
+TEST_F(StoreTest, PerCpuSlotIsHeldByOneRunAcrossProcesses) {
+  int before = possible_cpus();
+  set_possible_cpus(2);
+  auto m = create_pinned_map(spec(kMapPercpuArray, 4, 8, 1), path("pc"));
+  set_possible_cpus(before);
+  ASSERT_TRUE(m.ok()) << m.error().to_string();
+  int to_child[2], to_parent[2];
+  ASSERT_EQ(pipe(to_child), 0);
+  ASSERT_EQ(pipe(to_parent), 0);
+  pid_t pid = fork();
+  if (pid == 0) {
+    auto o = open_pinned_map(path("pc"));
+    set_current_cpu(0);
+    {
+      MapReadSection run;  // one program run
+      uint32_t k = 0;
+      (*o)->lookup(&k);
+      char c = char('0' + current_cpu());
+      (void)!write(to_parent[1], &c, 1);
+      (void)!read(to_child[0], &c, 1);  // hold the slot until told
+    }
+    _exit(0);
+  }
+  char c = 0;
+  ASSERT_EQ(read(to_parent[0], &c, 1), 1);
+  EXPECT_EQ(c, '0');
+  uint32_t k = 0;
+  set_current_cpu(0);
+  {
+    MapReadSection run;
+    void* mine = (*m)->lookup(&k);
+    EXPECT_EQ(current_cpu(), 1);  // slot 0 is held by the child's run
+    EXPECT_EQ(mine, (*m)->lookup_percpu(&k, 1));
+  }
+  EXPECT_EQ(current_cpu(), 0);  // the run's end gives the slot back and restores the worker index
+  kill(pid, SIGKILL);  // dies holding slot 0
+  waitpid(pid, nullptr, 0);
+  {
+    MapReadSection run;
+    (*m)->lookup(&k);
+    EXPECT_EQ(current_cpu(), 0);  // taken over from the dead run
+  }
+  close(to_child[0]);
+  close(to_child[1]);
+  close(to_parent[0]);
+  close(to_parent[1]);
+}
+
 TEST_F(StoreTest, RingbufProducerAndConsumerInTwoProcesses) {
   MapSpec s = spec(kMapRingbuf, 0, 0, 1 << 14);
   auto m = create_pinned_map(s, path("rb"));
@@ -550,6 +609,7 @@ TEST_F(StoreTest, PinByNameSharesMapsBetweenProcessesRunningThePrograms) {
   EXPECT_TRUE(fs::exists(path("st_hash")));
   EXPECT_TRUE(fs::exists(path("st_events")));
   EXPECT_FALSE(fs::exists(path("st_private")));
+  EXPECT_TRUE(fs::exists(path("st_percpu")));
   // A third process (this one) sees what both did: exactly 2N runs.
   auto counts = open_pinned_map(path("st_counts"));
   ASSERT_TRUE(counts.ok()) << counts.error().to_string();
@@ -562,6 +622,15 @@ TEST_F(StoreTest, PinByNameSharesMapsBetweenProcessesRunningThePrograms) {
   k = 60;
   ASSERT_EQ((*hash)->lookup_copy(&k, &v, 0), 0);
   EXPECT_EQ(v, 2 * kRuns);
+  // Per-CPU slots are leased per run across processes: plain adds lose nothing either.
+  auto pc = open_pinned_map(path("st_percpu"));
+  ASSERT_TRUE(pc.ok()) << pc.error().to_string();
+  std::vector<uint64_t> slots((*pc)->user_value_size() / 8);
+  k = 0;
+  ASSERT_EQ((*pc)->lookup_copy(&k, slots.data(), 0), 0);
+  uint64_t sum = 0;
+  for (uint64_t x : slots) sum += x;
+  EXPECT_EQ(sum, 2 * kRuns);
   auto ev = open_pinned_map(path("st_events"));
   ASSERT_TRUE(ev.ok());
   uint64_t records = 0, maxn = 0;

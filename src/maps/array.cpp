@@ -86,7 +86,7 @@ class ArrayMap final : public Map {
   uint8_t* slot(uint32_t idx, int cpu) const {
     return data_ + (size_t(idx) * ncpus_ + size_t(cpu)) * stride_;
   }
-  int cpu() const { return percpu_ ? current_cpu() % ncpus_ : 0; }
+  int cpu() const { return percpu_ ? region_->cpu_slot(ncpus_) : 0; }
 
   void* lookup(const void* key) override {
     uint32_t idx = *static_cast<const uint32_t*>(key);

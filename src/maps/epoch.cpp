@@ -268,6 +268,7 @@ void map_read_lock() {
 
 void map_read_unlock() {
   if (maps::t_reader.depth > 0 && --maps::t_reader.depth == 0) {
+    store::cpu_slot_release();
     maps::t_reader.sticky = false;
     maps::Tls& t = maps::tls;
     t.idle();
@@ -277,10 +278,13 @@ void map_read_unlock() {
 
 namespace maps {
 void internal_read_unlock() {
-  if (t_reader.depth > 0 && --t_reader.depth == 0 && !t_reader.sticky) {
-    Tls& t = tls;
-    t.idle();
-    if (!t.fresh.empty()) t.seal();
+  if (t_reader.depth > 0 && --t_reader.depth == 0) {
+    store::cpu_slot_release();
+    if (!t_reader.sticky) {
+      Tls& t = tls;
+      t.idle();
+      if (!t.fresh.empty()) t.seal();
+    }
   }
 }
 }  // namespace maps

@@ -145,7 +145,7 @@ class RegionHash final : public Map {
   uint32_t index_of(const HElem* e) const { return uint32_t((reinterpret_cast<const uint8_t*>(e) - elems_) / esize_); }
   uint8_t* val(HElem* e) const { return e->key() + key_round_; }
   uint8_t* cpu_val(HElem* e, int c) const { return val(e) + size_t(c) * stride_; }
-  int cpu() const { return percpu_ ? current_cpu() % ncpus_ : 0; }
+  int cpu() const { return percpu_ ? region_->cpu_slot(ncpus_) : 0; }
   uint32_t hash_of(const void* key) const { return uint32_t(hash_bytes(key, spec_.key_size, seed_)); }
 
   template <uint32_t KS>

@@ -37,6 +37,11 @@ struct StoreHeader {
 };
 static_assert(sizeof(StoreHeader) <= 256);
 
+// The per-CPU slot a program run uses in a pinned map: leased exclusively across processes for the
+// run (lease.cpp); released when the thread leaves its outermost read-side section.
+int cpu_slot_shared(int ncpus);
+void cpu_slot_release();
+
 class Region {
  public:
   // Private memory of `size` zero bytes; need_fd: backed by a memfd (fd() valid).
@@ -55,6 +60,8 @@ class Region {
   int ncpus() const { return ncpus_; }
   StoreHeader* header() const { return hdr_; }  // nullptr for private memory
   bool shared() const { return hdr_ != nullptr; }
+  // The slot of the current program run in a map with `ncpus` per-CPU slots.
+  int cpu_slot(int ncpus) const { return hdr_ ? cpu_slot_shared(ncpus) : current_cpu() % ncpus; }
 
  private:
   Region() = default;
