@@ -41,7 +41,13 @@ static_assert(sizeof(RingCtl) <= kPageSize);
 
 class Ringbuf final : public RingbufMap {
  public:
-  static uint64_t layout(const MapSpec& s, int) { return uint64_t(kPageSize) + s.max_entries; }
+  // The control page, the data, then the reservers' table: the pid of the process that reserved
+  // the record at each 8-byte position (read only while that record is busy), so that a consumer
+  // can discard a record whose producer died before submitting it.
+  static uint64_t pid_table_bytes(const MapSpec& s) {
+    return (uint64_t(s.max_entries) / 8 * 4 + kPageSize - 1) / kPageSize * kPageSize;
+  }
+  static uint64_t layout(const MapSpec& s, int) { return uint64_t(kPageSize) + s.max_entries + pid_table_bytes(s); }
 
   Ringbuf(const MapSpec& s, std::shared_ptr<store::Region> region)
       : RingbufMap(s), size_(s.max_entries), mask_(s.max_entries - 1) {
@@ -58,15 +64,13 @@ class Ringbuf final : public RingbufMap {
       throw std::bad_alloc();
     }
     data_ = b;
+    pids_ = reinterpret_cast<std::atomic<uint32_t>*>(region->base() + kPageSize + size_);
     region_ = std::move(region);
   }
   ~Ringbuf() override { munmap(data_, 2 * size_); }
 
   std::atomic<uint32_t>& hdr_len(uint64_t pos) const {
     return *reinterpret_cast<std::atomic<uint32_t>*>(data_ + (pos & mask_));
-  }
-  std::atomic<uint32_t>& hdr_pid(uint64_t pos) const {
-    return *reinterpret_cast<std::atomic<uint32_t>*>(data_ + (pos & mask_) + 4);
   }
 
   void* reserve(uint64_t size, uint64_t flags) override {
@@ -83,11 +87,10 @@ class Ringbuf final : public RingbufMap {
       return nullptr;
     }
     uint8_t* hdr = data_ + (prod & mask_);
+    pids_[(prod & mask_) >> 3].store(store::self_pid(), std::memory_order_relaxed);
     hdr_len(prod).store(uint32_t(size) | kBusyBit, std::memory_order_relaxed);
-    // While the record is busy its second word names the reserving process, so that a consumer
-    // can discard the record of a producer that died before submitting it; commit() writes the
-    // kernel's pg_off there before clearing BUSY.
-    hdr_pid(prod).store(store::self_pid(), std::memory_order_relaxed);
+    uint32_t pg_off = uint32_t((prod & mask_) / kPageSize);
+    std::memcpy(hdr + 4, &pg_off, 4);
     ctl_->prod_pos.store(np, std::memory_order_release);
     ctl_->prod_lock.unlock();
     return hdr + kHdrSize;
@@ -98,8 +101,6 @@ class Ringbuf final : public RingbufMap {
     uint32_t v = len->load(std::memory_order_relaxed) & ~kBusyBit;
     if (discard) v |= kDiscardBit;
     uint64_t rec_pos = uint64_t(hdr - data_);
-    uint32_t pg_off = uint32_t(rec_pos / kPageSize);
-    reinterpret_cast<std::atomic<uint32_t>*>(hdr + 4)->store(pg_off, std::memory_order_relaxed);
     len->store(v, std::memory_order_release);
     uint64_t cons = ctl_->cons_pos.load(std::memory_order_acquire);
     bool wake = (flags & kForceWakeup) || (!(flags & kNoWakeup) && (cons & mask_) == (rec_pos & mask_));
@@ -143,7 +144,7 @@ class Ringbuf final : public RingbufMap {
         uint32_t len = hdr_len(cons).load(std::memory_order_acquire);
         if (len & kBusyBit) {
           // A record reserved by a process that died before submitting it is discarded.
-          uint32_t pid = hdr_pid(cons).load(std::memory_order_relaxed);
+          uint32_t pid = pids_[(cons & mask_) >> 3].load(std::memory_order_relaxed);
           if (store::pid_alive(pid)) return cnt;
           uint32_t want = (len & ~kBusyBit) | kDiscardBit;
           if (!hdr_len(cons).compare_exchange_strong(len, want, std::memory_order_acq_rel)) continue;
@@ -219,6 +220,7 @@ class Ringbuf final : public RingbufMap {
   uint64_t size_, mask_;
   uint8_t* data_ = nullptr;
   RingCtl* ctl_ = nullptr;
+  std::atomic<uint32_t>* pids_ = nullptr;
   std::mutex cons_mu_;
 };
 
