@@ -12,6 +12,7 @@
 #include <array>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <string>
 #include <thread>
 
@@ -189,6 +190,75 @@ TEST_F(MapCliTest, EventPipePrintsRecordsAsTheyArrive) {
     EXPECT_EQ(recs[i]["map"], "events");
     for (const char* key : {"type", "cpu", "index", "timestamp"}) EXPECT_TRUE(recs[i].contains(key));
   }
+}
+
+}  // namespace
+}  // namespace bpfvm
+
+namespace bpfvm {
+namespace {
+
+// bpfvm prog: loadall pins an object's programs and maps; show, run, dump and pin work on the
+// pinned program from other processes, which share its maps.
+TEST_F(MapCliTest, ProgLoadallShowRunDumpPin) {
+  const std::string obj = std::string(BPFVM_PROGS_DIR) + "/st_pinned.bpf.o";
+  if (!fs::exists(obj)) GTEST_SKIP() << obj << " not built";
+  Out o = run("prog loadall " + obj + " " + root_ + "/progs pinmaps " + root_ + "/maps", true);
+  ASSERT_EQ(o.rc, 0) << o.text;
+  EXPECT_TRUE(fs::exists(root_ + "/progs/st_count"));
+  EXPECT_TRUE(fs::exists(root_ + "/maps/st_counts"));
+  o = run("prog show -j pinned " + root_ + "/progs/st_count");
+  ASSERT_EQ(o.rc, 0) << o.text;
+  auto j = nlohmann::json::parse(o.text);
+  EXPECT_EQ(j["type"], "xdp");
+  EXPECT_EQ(j["name"], "st_count");
+  EXPECT_EQ(j["tag"].get<std::string>().size(), 16u);
+  EXPECT_EQ(j["gpl_compatible"], true);
+  // Runs from two CLI processes count in the same pinned map.
+  const std::string pkt = root_ + "/pkt";
+  { std::ofstream(pkt) << std::string(60, '\0'); }
+  o = run("prog run pinned " + root_ + "/progs/st_count data_in " + pkt + " repeat 10");
+  ASSERT_EQ(o.rc, 0);
+  EXPECT_EQ(o.text.rfind("Return value: 2, duration (average): ", 0), 0u) << o.text;
+  ASSERT_EQ(run("prog run pinned " + root_ + "/progs/st_count data_in " + pkt).rc, 0);
+  auto m = open_pinned_map(root_ + "/maps/st_counts");
+  ASSERT_TRUE(m.ok());
+  uint32_t k = 0;
+  uint64_t v = 0;
+  ASSERT_EQ((*m)->lookup_copy(&k, &v, 0), 0);
+  EXPECT_EQ(v, 11u);
+  o = run("prog dump xlated pinned " + root_ + "/progs/st_count");
+  EXPECT_NE(o.text.find("call bpf_map_lookup_elem#1"), std::string::npos) << o.text;
+  EXPECT_NE(o.text.find("; __u64 *v = bpf_map_lookup_elem(&st_counts, &k);"), std::string::npos) << o.text;
+  o = run("prog dump jited pinned " + root_ + "/progs/st_count");
+  EXPECT_NE(o.text.find("push rbp"), std::string::npos);
+  EXPECT_EQ(run("prog pin pinned " + root_ + "/progs/st_count " + root_ + "/again").rc, 0);
+  o = run("prog list -j");
+  EXPECT_EQ(nlohmann::json::parse(o.text).size(), 2u) << o.text;  // two names of one program file
+  // A program whose maps were unpinned is refused with the map's name.
+  fs::remove(root_ + "/maps/st_counts");
+  o = run("prog show pinned " + root_ + "/progs/st_count", true);
+  EXPECT_EQ(o.rc, 1);
+  EXPECT_NE(o.text.find("its map 'st_counts' is no longer pinned"), std::string::npos) << o.text;
+  // Not a program file.
+  o = run("prog show pinned " + pkt, true);
+  EXPECT_EQ(o.rc, 1);
+  EXPECT_NE(o.text.find("not a bpfvm program file"), std::string::npos) << o.text;
+}
+
+TEST_F(MapCliTest, BtfDumpCommand) {
+  const std::string obj = std::string(BPFVM_PROGS_DIR) + "/st_pinned.bpf.o";
+  if (!fs::exists(obj)) GTEST_SKIP() << obj << " not built";
+  Out o = run("btf dump file " + obj);
+  ASSERT_EQ(o.rc, 0);
+  EXPECT_NE(o.text.find("[2] INT 'int' size=4 bits_offset=0 nr_bits=32 encoding=SIGNED\n"), std::string::npos) << o.text;
+  o = run("btf dump file " + obj + " format c");
+  EXPECT_EQ(o.text.rfind("#ifndef __VMLINUX_H__\n", 0), 0u);
+  o = run("btf dump file " + obj + " format x", true);
+  EXPECT_EQ(o.rc, 2);
+  o = run("btf dump file /nonexistent -j");
+  EXPECT_EQ(o.rc, 1);
+  EXPECT_TRUE(nlohmann::json::parse(o.text).contains("error"));
 }
 
 }  // namespace
