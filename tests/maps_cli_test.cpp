@@ -164,6 +164,22 @@ TEST_F(MapCliTest, ShowListGetnextFreezePin) {
   EXPECT_NE(o.text.find("No such file"), std::string::npos) << o.text;
 }
 
+TEST_F(MapCliTest, QueuePushPopPeek) {
+  const std::string f = root_ + "/q";
+  ASSERT_EQ(run("map create " + f + " type queue key 0 value 4 entries 2 name q").rc, 0);
+  EXPECT_EQ(run("map push pinned " + f + " value 1 0 0 0").rc, 0);
+  EXPECT_EQ(run("map enqueue pinned " + f + " value hex 02000000").rc, 0);
+  Out o = run("map push pinned " + f + " value 3 0 0 0", true);
+  EXPECT_EQ(o.rc, 1);
+  EXPECT_NE(o.text.find("Argument list too long"), std::string::npos) << o.text;  // E2BIG: full
+  EXPECT_EQ(run("map peek pinned " + f).text, "value: 01 00 00 00\n");
+  EXPECT_EQ(run("map pop -j pinned " + f).text, "{\"value\":[\"0x01\",\"0x00\",\"0x00\",\"0x00\"]}\n");
+  EXPECT_EQ(run("map dequeue pinned " + f).text, "value: 02 00 00 00\n");
+  o = run("map pop pinned " + f);
+  EXPECT_EQ(o.rc, 1);
+  EXPECT_EQ(o.text, "Not found\n");
+}
+
 TEST_F(MapCliTest, EventPipePrintsRecordsAsTheyArrive) {
   const std::string f = root_ + "/events";
   ASSERT_EQ(run("map create " + f + " type ringbuf key 0 value 0 entries 4096 name events").rc, 0);
@@ -259,6 +275,52 @@ TEST_F(MapCliTest, BtfDumpCommand) {
   o = run("btf dump file /nonexistent -j");
   EXPECT_EQ(o.rc, 1);
   EXPECT_TRUE(nlohmann::json::parse(o.text).contains("error"));
+}
+
+}  // namespace
+}  // namespace bpfvm
+
+#include <linux/bpf.h>
+#include <sys/syscall.h>
+
+#include "bpfvm/object.hpp"
+#include "bpfvm/pinned_prog.hpp"
+#include "kernel/oracle.hpp"
+
+namespace bpfvm {
+namespace {
+
+// The tag `prog show` prints is the running kernel's for the same instructions.
+TEST(ProgramTag, MatchesTheKernel) {
+  if (!kernel::available()) GTEST_SKIP() << "kernel bpf() unavailable: " << kernel::unavailable_reason();
+  const std::string path = std::string(BPFVM_PROGS_DIR) + "/pk_socket.bpf.o";
+  if (!fs::exists(path)) GTEST_SKIP() << path << " not built";
+  auto obj = load_object_file(path);
+  ASSERT_TRUE(obj.ok()) << obj.error().to_string();
+  const ObjectProgram* p = obj->find_program("keep_tcp");
+  ASSERT_NE(p, nullptr);
+  std::vector<kernel::Fd> maps;
+  for (const ObjectMap& m : obj->maps) {
+    maps.push_back(kernel::create_map(m.spec.type, m.spec.key_size, m.spec.value_size, m.spec.max_entries, m.spec.flags));
+    ASSERT_TRUE(static_cast<bool>(maps.back())) << m.spec.name;
+  }
+  std::vector<Insn> insns = p->insns;
+  for (size_t i = 0; i < insns.size(); ++i)
+    if (insns[i].op == Op::LDDW_MAP_IDX) {
+      insns[i].op = Op::LDDW_MAP_FD;
+      insns[i].imm = maps.at(size_t(insns[i].imm)).get();
+    }
+  auto k = kernel::load_program(encode(insns), p->type, 1);
+  ASSERT_TRUE(static_cast<bool>(k.fd)) << k.log;
+  bpf_prog_info info{};
+  union bpf_attr attr{};
+  attr.info.bpf_fd = uint32_t(k.fd.get());
+  attr.info.info_len = sizeof info;
+  attr.info.info = reinterpret_cast<uint64_t>(&info);
+  ASSERT_EQ(syscall(SYS_bpf, BPF_OBJ_GET_INFO_BY_FD, &attr, sizeof attr), 0);
+  char want[17];
+  for (int i = 0; i < 8; ++i) std::snprintf(want + 2 * i, 3, "%02x", info.tag[i]);
+  EXPECT_EQ(program_tag(*p), std::string(want));
 }
 
 }  // namespace

@@ -38,8 +38,10 @@ struct OpenedProgram {
 // options.rules says otherwise) and prepares it.
 Result<OpenedProgram> open_pinned_program(const std::string& path, const PrepareOptions& options = {});
 
-// The kernel's program tag (bpf_prog_calc_tag): the first 8 bytes of the SHA-1 of the
-// instructions, with the immediates of map-reference lddw zeroed; as 16 hex digits.
+// The kernel's program tag (bpf_prog_calc_tag): the first 8 bytes of the SHA-256 of the
+// instructions as loaded (map references as BPF_PSEUDO_MAP_FD / _VALUE lddw with their immediates
+// zeroed), as 16 hex digits. Current kernels (6.18 here) hash with SHA-256; older ones used SHA-1.
+// tests/maps_cli_test.cpp compares it with the running kernel's.
 std::string program_tag(const ObjectProgram& program);
 
 }  // namespace bpfvm

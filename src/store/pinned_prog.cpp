@@ -136,8 +136,8 @@ std::string program_tag(const ObjectProgram& p) {
     if (i + 1 < insns.size() && insns[i + 1].op == Op::LDDW_HI) insns[i + 1].imm = 0;
   }
   std::vector<RawInsn> raw = encode(insns);
-  unsigned char md[SHA_DIGEST_LENGTH];
-  SHA1(reinterpret_cast<const unsigned char*>(raw.data()), raw.size() * sizeof(RawInsn), md);
+  unsigned char md[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(raw.data()), raw.size() * sizeof(RawInsn), md);
   std::string tag;
   for (int i = 0; i < 8; ++i) tag += fmt::format("{:02x}", md[i]);
   return tag;
