@@ -264,9 +264,10 @@ TEST_F(StoreTest, HashSurvivesWritersKilledAtRandomPoints) {
       if ((*m)->lookup_copy(&k, &v, 0) == 0) EXPECT_EQ(v, k);
     }
   }
-  // Chains, count and free list are valid; the only thing a dead writer may have left is an element
-  // it owned (taken from the free list, not yet linked), which is reclaimed when the spare elements
-  // run out -- or by any repair.
+  // Chains, count and free list are valid; what a dead writer may have left is an element it owned
+  // (taken from the free list, not yet linked), reclaimed when the spare elements run out or by any
+  // repair, and in a bucket whose lock it died holding, a key linked twice or a count off by one,
+  // repaired by whoever takes that lock over.
   EXPECT_EQ(maps::region_hash_check(m->get(), true), "");
   // Survivors: delete everything (taking over any lock a dead writer held), then fill exactly.
   for (uint32_t k = 0; k < 48; ++k)
