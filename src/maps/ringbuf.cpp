@@ -41,12 +41,14 @@ static_assert(sizeof(RingCtl) <= kPageSize);
 
 class Ringbuf final : public RingbufMap {
  public:
-  // The control page, the data, then the reservers' table: the pid of the process that reserved
-  // the record at each 8-byte position (read only while that record is busy), so that a consumer
-  // can discard a record whose producer died before submitting it.
-  static uint64_t pid_table_bytes(const MapSpec& s) {
-    return (uint64_t(s.max_entries) / 8 * 4 + kPageSize - 1) / kPageSize * kPageSize;
-  }
+  // The control page, the data, then the reservers' table, so that a consumer can discard a record
+  // whose producer died before submitting it: entry (offset / 8) % kPidSlots holds
+  // (record offset << 32 | pid of the reserving process). It is small enough to stay in cache; an
+  // entry that a later reservation overwrote no longer names the record's offset, and the record is
+  // then waited for like a live producer's (a stall only when records more than kPidSlots * 8 bytes
+  // apart are in flight together and the earlier producer dies).
+  static constexpr uint64_t kPidSlots = 4096;
+  static uint64_t pid_table_bytes(const MapSpec&) { return kPidSlots * 8; }
   static uint64_t layout(const MapSpec& s, int) { return uint64_t(kPageSize) + s.max_entries + pid_table_bytes(s); }
 
   Ringbuf(const MapSpec& s, std::shared_ptr<store::Region> region)
@@ -64,7 +66,7 @@ class Ringbuf final : public RingbufMap {
       throw std::bad_alloc();
     }
     data_ = b;
-    pids_ = reinterpret_cast<std::atomic<uint32_t>*>(region->base() + kPageSize + size_);
+    pids_ = reinterpret_cast<std::atomic<uint64_t>*>(region->base() + kPageSize + size_);
     region_ = std::move(region);
   }
   ~Ringbuf() override { munmap(data_, 2 * size_); }
@@ -87,7 +89,7 @@ class Ringbuf final : public RingbufMap {
       return nullptr;
     }
     uint8_t* hdr = data_ + (prod & mask_);
-    pids_[(prod & mask_) >> 3].store(store::self_pid(), std::memory_order_relaxed);
+    pids_[((prod & mask_) >> 3) % kPidSlots].store((prod & mask_) << 32 | store::self_pid(), std::memory_order_relaxed);
     hdr_len(prod).store(uint32_t(size) | kBusyBit, std::memory_order_relaxed);
     uint32_t pg_off = uint32_t((prod & mask_) / kPageSize);
     std::memcpy(hdr + 4, &pg_off, 4);
@@ -144,8 +146,8 @@ class Ringbuf final : public RingbufMap {
         uint32_t len = hdr_len(cons).load(std::memory_order_acquire);
         if (len & kBusyBit) {
           // A record reserved by a process that died before submitting it is discarded.
-          uint32_t pid = pids_[(cons & mask_) >> 3].load(std::memory_order_relaxed);
-          if (store::pid_alive(pid)) return cnt;
+          uint64_t owner = pids_[((cons & mask_) >> 3) % kPidSlots].load(std::memory_order_relaxed);
+          if ((owner >> 32) != (cons & mask_) || store::pid_alive(uint32_t(owner))) return cnt;
           uint32_t want = (len & ~kBusyBit) | kDiscardBit;
           if (!hdr_len(cons).compare_exchange_strong(len, want, std::memory_order_acq_rel)) continue;
           len = want;
@@ -220,7 +222,7 @@ class Ringbuf final : public RingbufMap {
   uint64_t size_, mask_;
   uint8_t* data_ = nullptr;
   RingCtl* ctl_ = nullptr;
-  std::atomic<uint32_t>* pids_ = nullptr;
+  std::atomic<uint64_t>* pids_ = nullptr;
   std::mutex cons_mu_;
 };
 
