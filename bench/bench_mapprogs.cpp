@@ -25,6 +25,8 @@
 // trials, in bpfvm with RingbufMap::consume, in the kernel through the ring's mmap()ed pages, so
 // the 16 MiB ring never fills (a trial's repeat is capped accordingly).
 // The kernel column is skipped (n/a, with the reason) when bpf() is unusable here.
+// "jit pinned" runs the same program in the JIT on the object's maps created pinned (in the store,
+// shared memory under /dev/shm) instead of private: target at most 1.2x the private maps' JIT.
 #include <linux/bpf.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
@@ -38,6 +40,8 @@
 #include <memory>
 #include <string>
 #include <vector>
+
+#include <filesystem>
 
 #include "bpfvm/object.hpp"
 #include "bpfvm/runtime.hpp"
@@ -302,8 +306,9 @@ int main(int argc, char** argv) {
   std::printf("bpfvm map programs: ns per map operation (best of %d trials, ~%.0f ms each; %d ops per run)\n",
               g_trials, g_trial_ms, MAP_BENCH_OPS);
   if (!have_kernel) std::printf("kernel: unavailable (%s): kernel column is n/a\n", kernel::unavailable_reason().c_str());
-  std::printf("\n%-24s %10s %10s %10s %10s  %s\n", "program", "interp", "jit", "kernel", "jit/kern",
-              "target: jit faster than the kernel");
+  std::printf("\n%-24s %10s %10s %10s %10s  %-8s %11s %9s  %s\n", "program", "interp", "jit", "kernel", "jit/kern",
+              "target", "jit pinned", "pin/jit", "target <= 1.2x");
+  const std::string pin_dir = "/dev/shm/bpfvm-bench-mapprogs-" + std::to_string(getpid());
   std::vector<std::string> notes;
   auto pkt = packet();
   for (const Case& c : kCases) {
@@ -373,6 +378,52 @@ int main(int argc, char** argv) {
       cols[static_cast<size_t>(e)] = std::move(col);
     }
 
+    // The JIT on the same object instantiated with every map pinned (shared memory).
+    InstantiateOptions pin_opts;
+    pin_opts.pin_all_dir = pin_dir + "/" + c.name;
+    std::filesystem::create_directories(pin_opts.pin_all_dir);
+    auto live_pinned = instantiate_with(*obj, pin_opts);
+    std::unique_ptr<Column> pinned_col;
+    std::string pinned_err;
+    uint64_t pin_sum = 0;
+    if (!live_pinned) {
+      notes.push_back(std::string(c.name) + " (pinned): " + live_pinned.error().to_string());
+    } else {
+      for (size_t i = 0; i < live_pinned->maps.size(); ++i) {
+        if (!fillable(obj->maps[i].spec.type)) continue;
+        for (uint32_t key = 0; key < MAP_BENCH_ENTRIES; ++key) {
+          uint64_t v = uint64_t(key) * 3 + 1;
+          live_pinned->maps[i]->update_user(&key, &v, 0);
+        }
+      }
+      auto pp = prepare(*op, *live_pinned, EngineKind::Jit);
+      if (!pp) {
+        notes.push_back(std::string(c.name) + " (pinned): " + pp.error().to_string());
+      } else {
+        auto first = test_run(*pp, pkt);
+        consume_vm(*live_pinned, &pin_sum);
+        if (!first || (vm_ret >= 0 && int64_t(first->retval) != vm_ret)) {
+          notes.push_back(std::string(c.name) + " (pinned): first run failed or differs from the private maps' run");
+        } else {
+          progs.push_back(std::make_unique<PreparedProgram>(std::move(*pp)));
+          PreparedProgram* prog = progs.back().get();
+          pinned_col = std::make_unique<Column>();
+          std::string* err = &pinned_err;
+          pinned_col->run = [prog, &pkt, err](uint64_t repeat) -> double {
+            auto r = test_run(*prog, pkt, {}, repeat);
+            if (!r) {
+              *err = r.error().to_string();
+              return -1;
+            }
+            return double(r->duration_ns);
+          };
+          const LoadedObject* lp = &*live_pinned;
+          pinned_col->between = [lp, &pin_sum] { consume_vm(*lp, &pin_sum); };
+          pinned_col->cap = cap;
+        }
+      }
+    }
+
     // The kernel: same maps, same contents, same program.
     KernelSide ks;
     kernel::Fd fd;
@@ -408,6 +459,8 @@ int main(int argc, char** argv) {
       if (!err.empty()) notes.push_back(std::string(c.name) + " (kernel): " + err);
     }
 
+    cols.push_back(std::move(pinned_col));  // index 3
+    errs.push_back(pinned_err);
     for (auto& col : cols)
       if (col) col->calibrate();
     for (int t = 0; t < 10 * g_trials; ++t) {
@@ -418,14 +471,15 @@ int main(int argc, char** argv) {
       for (auto& col : cols)
         if (col && int(col->clean.size()) < g_trials) col->trial();
     }
-    double col[2] = {-1, -1}, kcol = -1;
-    for (int e = 0; e < 3; ++e) {
+    double col[2] = {-1, -1}, kcol = -1, pcol = -1;
+    for (int e = 0; e < 4; ++e) {
       double r = cols[static_cast<size_t>(e)] ? cols[static_cast<size_t>(e)]->result() : -1;
       if (cols[static_cast<size_t>(e)] && r < 0)
-        notes.push_back(std::string(c.name) + " (" + (e < 2 ? engine_name(engines[e]) : "kernel") + "): " +
-                        errs[static_cast<size_t>(e)]);
+        notes.push_back(std::string(c.name) + " (" + (e < 2 ? engine_name(engines[e]) : e == 2 ? "kernel" : "pinned") +
+                        "): " + (e == 3 ? pinned_err : errs[static_cast<size_t>(e)]));
       if (e < 2) col[e] = r;
-      else kcol = r;
+      else if (e == 2) kcol = r;
+      else pcol = r;
     }
 
     auto cell = [](double ns, uint32_t ops) {
@@ -441,9 +495,18 @@ int main(int argc, char** argv) {
       ratio = b;
       verdict = col[1] < kcol ? "met" : "NOT met";
     }
-    std::printf("%-24s %10s %10s %10s %10s  %s\n", c.name, cell(col[0], c.ops_per_run).c_str(),
-                cell(col[1], c.ops_per_run).c_str(), cell(kcol, c.ops_per_run).c_str(), ratio.c_str(), verdict.c_str());
+    std::string pratio = "n/a", pverdict = "n/a";
+    if (col[1] > 0 && pcol > 0) {
+      char b[32];
+      std::snprintf(b, sizeof b, "%.2fx", pcol / col[1]);
+      pratio = b;
+      pverdict = pcol <= 1.2 * col[1] ? "met" : "NOT met";
+    }
+    std::printf("%-24s %10s %10s %10s %10s  %-8s %11s %9s  %s\n", c.name, cell(col[0], c.ops_per_run).c_str(),
+                cell(col[1], c.ops_per_run).c_str(), cell(kcol, c.ops_per_run).c_str(), ratio.c_str(), verdict.c_str(),
+                cell(pcol, c.ops_per_run).c_str(), pratio.c_str(), pverdict.c_str());
   }
+  std::filesystem::remove_all(pin_dir);
   std::printf("\nns per map operation = average ns per run / operations per run (harness cost included on both sides).\n");
   for (const Case& c : kCases)
     if (only.empty() || only == c.name) std::printf("  %-24s %s\n", c.name, c.what);

@@ -3,7 +3,7 @@
 set -euo pipefail
 PACKAGES=(build-essential cmake ninja-build pkg-config
           libelf-dev libbpf-dev libcapstone-dev libcli11-dev libfmt-dev nlohmann-json3-dev
-          libpcap-dev googletest libgtest-dev libbenchmark-dev zlib1g-dev
+          libpcap-dev googletest libgtest-dev libbenchmark-dev zlib1g-dev libssl-dev
           clang-14 llvm-14 libclang-rt-14-dev clang-19 tcpdump)
 missing=()
 for p in "${PACKAGES[@]}"; do

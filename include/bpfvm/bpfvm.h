@@ -94,6 +94,20 @@ int bpfvm_map_update(bpfvm_map *map, const void *key, const void *value, uint64_
 int bpfvm_map_delete(bpfvm_map *map, const void *key);
 int bpfvm_map_get_next_key(bpfvm_map *map, const void *key, void *next_key); /* key NULL: the first */
 
+/* ---- pinned maps: files on tmpfs that processes share (docs/maps.md "Pinned maps") ----------------
+ * Objects' maps declared with LIBBPF_PIN_BY_NAME are opened or created under the pin root
+ * ($BPFVM_PIN_ROOT, default /run/bpfvm for root, $XDG_RUNTIME_DIR/bpfvm otherwise) when the object is
+ * opened. These open and create maps directly; close them with bpfvm_map_close. A frozen map
+ * (bpfvm map freeze) refuses bpfvm_map_update / bpfvm_map_delete with -EPERM. */
+bpfvm_map *bpfvm_map_open_pinned(const char *path, char *err, size_t err_len);
+bpfvm_map *bpfvm_map_create_pinned(const char *path, const char *name, uint32_t type, uint32_t key_size,
+                                   uint32_t value_size, uint32_t max_entries, uint32_t flags, char *err,
+                                   size_t err_len);
+/* Pins a pinned map at a second path (0, or -1 with err). */
+int bpfvm_map_pin(const bpfvm_map *map, const char *path, char *err, size_t err_len);
+/* Frees a map from bpfvm_map_open_pinned / bpfvm_map_create_pinned (the file stays). */
+void bpfvm_map_close(bpfvm_map *map);
+
 #ifdef __cplusplus
 }
 #endif

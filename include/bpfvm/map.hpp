@@ -30,6 +30,10 @@
 
 namespace bpfvm {
 
+namespace store {
+class Region;
+}
+
 // Map type numbers are the kernel's (enum bpf_map_type in <linux/bpf.h>).
 enum MapType : uint32_t {
   kMapUnspec = 0, kMapHash = 1, kMapArray = 2, kMapProgArray = 3, kMapPerfEventArray = 4,
@@ -62,7 +66,7 @@ struct MapSpec {
   uint32_t value_size = 0;
   uint32_t max_entries = 0;
   uint32_t flags = 0;
-  uint32_t pinning = 0;       // LIBBPF_PIN_NONE 0, LIBBPF_PIN_BY_NAME 1 (pinning: a later issue)
+  uint32_t pinning = 0;       // LIBBPF_PIN_NONE 0, LIBBPF_PIN_BY_NAME 1 (iproute2: 2 = global namespace)
   uint32_t numa_node = 0;
   uint64_t map_extra = 0;     // bloom filter: low 4 bits = number of hash functions (0 = 5)
   int32_t spin_lock_off = -1; // offset of a struct bpf_spin_lock in the value (from BTF), -1 none
@@ -145,6 +149,18 @@ class Map : public std::enable_shared_from_this<Map> {
   // Number of possible CPUs this map was created for (per-CPU maps; 1 otherwise).
   int ncpus() const { return ncpus_; }
 
+  // ---- the store (pinned maps) -----------------------------------------------------------------
+  // True when the map's memory is a pinned map file shared with other processes.
+  bool shared() const;
+  // The path the map was created or opened at ("" for private maps).
+  const std::string& pin_path() const { return pin_path_; }
+  // The store's id of a pinned map (the file's inode number; 0 for private maps).
+  uint64_t store_id() const { return store_id_; }
+  // BPF_MAP_FREEZE: user-space writes through the CLI and the C API are refused afterwards
+  // (-EPERM); programs keep writing, as in the kernel. Pinned maps keep the flag in their file.
+  bool frozen() const;
+  void freeze();
+
   // ---- engines' fast paths ---------------------------------------------------------------------
   // A function an engine may call instead of the generic bpf_map_lookup_elem helper when the map
   // argument is a constant of the program (lddw): r0 = fn(map, key), exactly what lookup() returns
@@ -181,6 +197,13 @@ class Map : public std::enable_shared_from_this<Map> {
   MapSpec spec_;
   int ncpus_ = 1;
   uint32_t id_ = 0;
+  std::shared_ptr<store::Region> region_;  // set by families that live in a Region
+  std::atomic<bool> frozen_{false};
+
+ private:
+  friend struct StoreAccess;
+  std::string pin_path_;
+  uint64_t store_id_ = 0;
 };
 
 // ---- families with extra interfaces -----------------------------------------------------------
@@ -269,5 +292,28 @@ int map_type_from_name(const std::string& name);
 
 // Live maps by id (user-space update of map-in-map values uses ids, the way the kernel uses fds).
 std::shared_ptr<Map> map_by_id(uint32_t id);
+
+// ---- pinned maps: the store (src/store/, docs/maps.md "Pinned maps") ----------------------------
+// A pinned map is a file on tmpfs (shared memory): a versioned header, then the map's structures,
+// mmap'd by every process that opens it. It lives until the file is removed; file permissions
+// decide who may open it (read and write access are both needed).
+
+// Whether maps of this type can live in the store.
+bool map_type_pinnable(uint32_t type);
+// The pin root for maps pinned by name: $BPFVM_PIN_ROOT, else /run/bpfvm for root and
+// $XDG_RUNTIME_DIR/bpfvm otherwise (/tmp/bpfvm-UID when XDG_RUNTIME_DIR is unset).
+std::string pin_root();
+// Creates a map at `path` (refused when the path exists, or its directory is not on tmpfs).
+Result<std::shared_ptr<Map>> create_pinned_map(const MapSpec& spec, const std::string& path);
+// Opens the map pinned at `path`; a foreign, damaged or incompatible file is refused with the reason.
+Result<std::shared_ptr<Map>> open_pinned_map(const std::string& path);
+// LIBBPF_PIN_BY_NAME: opens `path` when it exists and matches `spec` (type, key and value sizes,
+// max_entries, flags; a mismatch is refused with the reason), else creates it there.
+Result<std::shared_ptr<Map>> open_or_create_pinned_map(const MapSpec& spec, const std::string& path);
+// Pins a pinned map at another path too (a hard link: both names are the same map). Private maps
+// cannot be pinned after creation (their memory is not in the store): create them pinned.
+Status pin_map(const Map& map, const std::string& path);
+// Describes why `m` could not be reused for `spec` ("" when compatible).
+std::string pinned_map_mismatch(const MapSpec& spec, const MapSpec& existing);
 
 }  // namespace bpfvm

@@ -230,9 +230,23 @@ class LoadedObject {
   uint8_t* data(size_t map) const;
 };
 
+// How instantiate() treats pinning (docs/maps.md, "Pinned maps").
+struct InstantiateOptions {
+  // Root for maps pinned by name; "" = pin_root() (map.hpp: $BPFVM_PIN_ROOT, /run/bpfvm, ...).
+  std::string pin_root;
+  // When set, every map of the object that is not global data is created (or reused) pinned in
+  // this directory under its name (bpftool prog loadall ... pinmaps DIR).
+  std::string pin_all_dir;
+};
+
 // Creates every map of the object with create_map (map.hpp), writes global data initial contents,
 // fills map-in-map slots with the inner map objects. prog_array slots are left for the caller (it
-// decides which programs to create).
+// decides which programs to create). Maps declared with pinning are opened or created in the
+// store: LIBBPF_PIN_BY_NAME at <root>/NAME; iproute2's bpf_elf_map 1 (object namespace) at
+// <root>/tc/<object hash>/NAME and 2 (global namespace) at <root>/tc/globals/NAME. A pinned map
+// that exists is reused when it matches the definition (else an error says what differs).
 Result<LoadedObject> instantiate(const Object& object);
+// The same with options (pin root, pin every map).
+Result<LoadedObject> instantiate_with(const Object& object, const InstantiateOptions& options);
 
 }  // namespace bpfvm

@@ -265,11 +265,13 @@ int bpfvm_map_lookup(bpfvm_map* map, const void* key, void* value) {
 
 int bpfvm_map_update(bpfvm_map* map, const void* key, const void* value, uint64_t flags) {
   if (!map || !value) return -22;
+  if (map->map->frozen()) return -1;  // -EPERM
   return static_cast<int>(map->map->update_user(key, value, flags));
 }
 
 int bpfvm_map_delete(bpfvm_map* map, const void* key) {
   if (!map) return -22;
+  if (map->map->frozen()) return -1;  // -EPERM
   return static_cast<int>(map->map->delete_user(key));
 }
 
@@ -277,5 +279,56 @@ int bpfvm_map_get_next_key(bpfvm_map* map, const void* key, void* next_key) {
   if (!map || !next_key) return -22;
   return static_cast<int>(map->map->get_next_key(key, next_key));
 }
+
+
+bpfvm_map* bpfvm_map_open_pinned(const char* path, char* err, size_t err_len) {
+  if (!path) {
+    set_err(err, err_len, "no path");
+    return nullptr;
+  }
+  auto m = bpfvm::open_pinned_map(path);
+  if (!m) {
+    set_err(err, err_len, m.error().message);
+    return nullptr;
+  }
+  return new (std::nothrow) bpfvm_map{*m, (*m)->spec().name};
+}
+
+bpfvm_map* bpfvm_map_create_pinned(const char* path, const char* name, uint32_t type, uint32_t key_size,
+                                   uint32_t value_size, uint32_t max_entries, uint32_t flags, char* err,
+                                   size_t err_len) {
+  if (!path) {
+    set_err(err, err_len, "no path");
+    return nullptr;
+  }
+  bpfvm::MapSpec s;
+  s.name = name ? name : "";
+  s.type = type;
+  s.key_size = key_size;
+  s.value_size = value_size;
+  s.max_entries = max_entries;
+  s.flags = flags;
+  auto m = bpfvm::create_pinned_map(s, path);
+  if (!m) {
+    set_err(err, err_len, m.error().message);
+    return nullptr;
+  }
+  return new (std::nothrow) bpfvm_map{*m, s.name};
+}
+
+int bpfvm_map_pin(const bpfvm_map* map, const char* path, char* err, size_t err_len) {
+  if (!map || !path) {
+    set_err(err, err_len, "no map or path");
+    return -1;
+  }
+  auto r = bpfvm::pin_map(*map->map, path);
+  if (!r) {
+    set_err(err, err_len, r.error().message);
+    return -1;
+  }
+  return 0;
+}
+
+void bpfvm_map_close(bpfvm_map* map) { delete map; }
 
 }  // extern "C"

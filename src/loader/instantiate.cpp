@@ -1,13 +1,80 @@
 // instantiate(): creates an object's maps and resolves the pseudo lddw forms to addresses.
 #include <fmt/format.h>
 
+#include <sys/stat.h>
+
+#include <cerrno>
 #include <cstring>
 
 #include "bpfvm/object.hpp"
 
 namespace bpfvm {
 
-Result<LoadedObject> instantiate(const Object& object) {
+namespace {
+
+// mkdir -p (0755, like bpffs directories); "" or the reason it failed.
+std::string make_dirs(const std::string& dir) {
+  std::string cur;
+  size_t pos = 0;
+  while (pos <= dir.size()) {
+    size_t next = dir.find('/', pos);
+    if (next == std::string::npos) next = dir.size();
+    cur = dir.substr(0, next);
+    if (!cur.empty() && mkdir(cur.c_str(), 0755) != 0 && errno != EEXIST)
+      return fmt::format("cannot create directory {}: {}", cur, std::strerror(errno));
+    pos = next + 1;
+  }
+  return "";
+}
+
+// iproute2 names an object's namespace by a hash of the object file; bpfvm hashes what the object
+// holds (programs' instructions, map definitions), which is stable for one build of an object.
+std::string object_ns(const Object& o) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  auto mix = [&](const void* p, size_t n) {
+    const uint8_t* b = static_cast<const uint8_t*>(p);
+    for (size_t i = 0; i < n; ++i) h = (h ^ b[i]) * 0x100000001b3ull;
+  };
+  for (const ObjectProgram& p : o.programs) {
+    mix(p.name.data(), p.name.size());
+    for (const Insn& in : p.insns) {
+      mix(&in.op, sizeof in.op);
+      mix(&in.dst, sizeof in.dst);
+      mix(&in.src, sizeof in.src);
+      mix(&in.off, sizeof in.off);
+      mix(&in.imm, sizeof in.imm);
+    }
+  }
+  for (const ObjectMap& m : o.maps) {
+    mix(m.spec.name.data(), m.spec.name.size());
+    uint32_t f[4] = {m.spec.type, m.spec.key_size, m.spec.value_size, m.spec.max_entries};
+    mix(f, sizeof f);
+  }
+  return fmt::format("{:016x}", h);
+}
+
+// The pin path of a map of the object, "" when it is not pinned.
+Result<std::string> pin_path_of(const Object& object, const ObjectMap& om, const InstantiateOptions& opt) {
+  if (om.is_global_data()) return std::string();
+  const std::string root = opt.pin_root.empty() ? pin_root() : opt.pin_root;
+  if (!opt.pin_all_dir.empty()) return opt.pin_all_dir + "/" + om.spec.name;
+  if (om.spec.pinning == 0) return std::string();
+  if (om.origin == MapOrigin::LegacyElf) {
+    if (om.spec.pinning == 1) return root + "/tc/" + object_ns(object) + "/" + om.spec.name;
+    if (om.spec.pinning == 2) return root + "/tc/globals/" + om.spec.name;
+    return make_error(ErrorCode::Load, fmt::format("map '{}': pinning {} is not one of iproute2's (0 none, 1 object, "
+                                                   "2 global namespace)", om.spec.name, om.spec.pinning));
+  }
+  if (om.spec.pinning == 1) return root + "/" + om.spec.name;
+  return make_error(ErrorCode::Load, fmt::format("map '{}': invalid pinning value {} (0 none, 1 by name)", om.spec.name,
+                                                 om.spec.pinning));
+}
+
+}  // namespace
+
+Result<LoadedObject> instantiate(const Object& object) { return instantiate_with(object, InstantiateOptions{}); }
+
+Result<LoadedObject> instantiate_with(const Object& object, const InstantiateOptions& options) {
   LoadedObject live;
   live.object = std::make_shared<const Object>(object);
   live.maps.resize(object.maps.size());
@@ -15,6 +82,20 @@ Result<LoadedObject> instantiate(const Object& object) {
   // Inner maps first is not needed: map-in-map specs carry a copy of the inner spec.
   for (size_t i = 0; i < object.maps.size(); ++i) {
     const ObjectMap& om = object.maps[i];
+    auto path = pin_path_of(object, om, options);
+    if (!path) return path.error();
+    if (!path->empty()) {
+      if (!map_type_pinnable(om.spec.type))
+        return make_error(ErrorCode::Load, fmt::format("map '{}': maps of type {} cannot be pinned yet", om.spec.name,
+                                                       map_type_name(om.spec.type)));
+      std::string dir = path->substr(0, path->rfind('/'));
+      if (std::string e = make_dirs(dir); !e.empty())
+        return make_error(ErrorCode::Load, fmt::format("map '{}': {}", om.spec.name, e));
+      auto m = open_or_create_pinned_map(om.spec, *path);
+      if (!m) return make_error(ErrorCode::Load, fmt::format("map '{}': {}", om.spec.name, m.error().message));
+      live.maps[i] = std::move(*m);
+      continue;
+    }
     auto m = create_map(om.spec);
     if (!m) return m.error();
     live.maps[i] = std::move(*m);

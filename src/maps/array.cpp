@@ -54,15 +54,20 @@ long array_next_key(uint32_t max, const void* key, void* next) {
 
 class ArrayMap final : public Map {
  public:
-  ArrayMap(const MapSpec& s, bool percpu) : Map(s), percpu_(percpu) {
-    ncpus_ = percpu ? possible_cpus() : 1;
+  // The values: max_entries * slots * round_up(value_size, 8) bytes, nothing else (a region of
+  // exactly that size is valid whatever it holds).
+  static uint64_t layout(const MapSpec& s, int ncpus) {
+    uint64_t slots = s.type == kMapPercpuArray ? uint64_t(ncpus) : 1;
+    uint64_t n = uint64_t(s.max_entries) * slots * round_up8(s.value_size);
+    return n ? n : 8;
+  }
+  ArrayMap(const MapSpec& s, std::shared_ptr<store::Region> region) : Map(s), percpu_(s.type == kMapPercpuArray) {
+    ncpus_ = percpu_ ? region->ncpus() : 1;
     stride_ = round_up8(s.value_size);
-    size_t n = size_t(s.max_entries) * ncpus_;
-    data_ = static_cast<uint8_t*>(std::calloc(n ? n : 1, stride_));
-    if (!data_) throw std::bad_alloc();
+    data_ = region->base();
+    region_ = std::move(region);
     if (!percpu_) lookup_fn_ = &plain_lookup;
   }
-  ~ArrayMap() override { std::free(data_); }
 
   // The engines' fast path of a plain array (no per-CPU slot choice).
   static void* plain_lookup(Map* m, const void* key) {
@@ -81,7 +86,7 @@ class ArrayMap final : public Map {
   uint8_t* slot(uint32_t idx, int cpu) const {
     return data_ + (size_t(idx) * ncpus_ + size_t(cpu)) * stride_;
   }
-  int cpu() const { return percpu_ ? current_cpu() % ncpus_ : 0; }
+  int cpu() const { return percpu_ ? region_->cpu_slot(ncpus_) : 0; }
 
   void* lookup(const void* key) override {
     uint32_t idx = *static_cast<const uint32_t*>(key);
@@ -336,8 +341,25 @@ class ArrayOfMaps final : public Map {
 
 bool inner_meta_equal(const MapSpec& inner, const MapSpec& m) { return meta_equal(inner, m); }
 
-std::shared_ptr<Map> make_array(const MapSpec& s) { return std::make_shared<ArrayMap>(s, false); }
-std::shared_ptr<Map> make_percpu_array(const MapSpec& s) { return std::make_shared<ArrayMap>(s, true); }
+namespace {
+std::shared_ptr<Map> array_in_region(const MapSpec& s, std::shared_ptr<store::Region> r, std::string* why) {
+  if (r->size() < ArrayMap::layout(s, r->ncpus())) {
+    if (why) *why = "the array's area is shorter than its values";
+    return nullptr;
+  }
+  return std::make_shared<ArrayMap>(s, std::move(r));
+}
+}  // namespace
+
+const store::RegionFamily kArrayRegion = {&ArrayMap::layout, &array_in_region, false};
+
+std::shared_ptr<Map> make_array(const MapSpec& s) {
+  return std::make_shared<ArrayMap>(s, store::Region::anonymous(ArrayMap::layout(s, 1), false, 1));
+}
+std::shared_ptr<Map> make_percpu_array(const MapSpec& s) {
+  int n = possible_cpus();
+  return std::make_shared<ArrayMap>(s, store::Region::anonymous(ArrayMap::layout(s, n), false, n));
+}
 std::shared_ptr<Map> make_prog_array(const MapSpec& s) { return std::make_shared<ProgArray>(s); }
 std::shared_ptr<Map> make_array_of_maps(const MapSpec& s) { return std::make_shared<ArrayOfMaps>(s); }
 

@@ -19,12 +19,11 @@ long bloom_check(const MapSpec& s, std::string* why) {
 
 namespace {
 
-class Bloom final : public Map {
- public:
-  explicit Bloom(const MapSpec& s) : Map(s) {
-    nhash_ = uint32_t(s.map_extra & 0xF);
-    if (nhash_ == 0) nhash_ = 5;
-    uint64_t nbits = uint64_t(s.max_entries) * nhash_;
+// Bits of the filter for a spec (the kernel's sizing).
+uint64_t bloom_bits(const MapSpec& s) {
+    uint32_t nhash = uint32_t(s.map_extra & 0xF);
+    if (nhash == 0) nhash = 5;
+    uint64_t nbits = uint64_t(s.max_entries) * nhash;
     bool overflow = nbits > 0xffffffffull;
     if (!overflow) {
       nbits = nbits / 5 * 7;
@@ -37,9 +36,22 @@ class Bloom final : public Map {
     } else {
       nbits = roundup_pow2(nbits);
     }
-    mask_ = nbits - 1;
-    bits_ = ZeroArray<std::atomic<uint64_t>>(nbits / 64);
-    seed_ = (s.flags & kMapFZeroSeed) ? 0 : random_seed();
+    return nbits;
+}
+
+// The region: 64 bytes of control (the hash seed), then the bits.
+class Bloom final : public Map {
+ public:
+  static uint64_t layout(const MapSpec& s, int) { return 64 + bloom_bits(s) / 8; }
+  Bloom(const MapSpec& s, std::shared_ptr<store::Region> region) : Map(s) {
+    nhash_ = uint32_t(s.map_extra & 0xF);
+    if (nhash_ == 0) nhash_ = 5;
+    mask_ = bloom_bits(s) - 1;
+    auto* seed = reinterpret_cast<uint64_t*>(region->base());
+    if (region->fresh()) *seed = (s.flags & kMapFZeroSeed) ? 0 : random_seed();
+    seed_ = *seed;
+    bits_ = reinterpret_cast<std::atomic<uint64_t>*>(region->base() + 64);
+    region_ = std::move(region);
   }
   uint64_t bit(const void* v, uint32_t i) const {
     return hash_bytes(v, spec_.value_size, seed_ + i) & mask_;
@@ -82,11 +94,23 @@ class Bloom final : public Map {
   uint32_t nhash_;
   uint64_t mask_;
   uint64_t seed_;
-  ZeroArray<std::atomic<uint64_t>> bits_;
+  std::atomic<uint64_t>* bits_ = nullptr;
 };
+
+std::shared_ptr<Map> bloom_in_region(const MapSpec& s, std::shared_ptr<store::Region> r, std::string* why) {
+  if (r->size() < Bloom::layout(s, 1)) {
+    if (why) *why = "the bloom filter's area is shorter than its bits";
+    return nullptr;
+  }
+  return std::make_shared<Bloom>(s, std::move(r));
+}
 
 }  // namespace
 
-std::shared_ptr<Map> make_bloom(const MapSpec& s) { return std::make_shared<Bloom>(s); }
+const store::RegionFamily kBloomRegion = {&Bloom::layout, &bloom_in_region, false};
+
+std::shared_ptr<Map> make_bloom(const MapSpec& s) {
+  return std::make_shared<Bloom>(s, store::Region::anonymous(Bloom::layout(s, 1), false, 1));
+}
 
 }  // namespace bpfvm::maps

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "maps/map_internal.hpp"
+#include "store/robust.hpp"
 
 namespace bpfvm {
 namespace maps {
@@ -267,6 +268,7 @@ void map_read_lock() {
 
 void map_read_unlock() {
   if (maps::t_reader.depth > 0 && --maps::t_reader.depth == 0) {
+    store::cpu_slot_release();
     maps::t_reader.sticky = false;
     maps::Tls& t = maps::tls;
     t.idle();
@@ -276,10 +278,13 @@ void map_read_unlock() {
 
 namespace maps {
 void internal_read_unlock() {
-  if (t_reader.depth > 0 && --t_reader.depth == 0 && !t_reader.sticky) {
-    Tls& t = tls;
-    t.idle();
-    if (!t.fresh.empty()) t.seal();
+  if (t_reader.depth > 0 && --t_reader.depth == 0) {
+    store::cpu_slot_release();
+    if (!t_reader.sticky) {
+      Tls& t = tls;
+      t.idle();
+      if (!t.fresh.empty()) t.seal();
+    }
   }
 }
 }  // namespace maps
@@ -337,22 +342,13 @@ int possible_cpus() {
 void set_possible_cpus(int n) { g_possible.store(n < 1 ? 1 : n, std::memory_order_relaxed); }
 
 // ---- bpf_spin_lock ------------------------------------------------------------------------------
+// The lock word holds the holder's process id, so that a lock held by a process that died (a map
+// shared through the store) is taken over after a liveness check (store/robust.hpp).
 void map_spin_lock(void* lock) {
-  std::atomic_ref<uint32_t> a(*static_cast<uint32_t*>(lock));
-  for (;;) {
-    if (a.exchange(1, std::memory_order_acquire) == 0) return;
-    int spins = 0;
-    while (a.load(std::memory_order_relaxed) != 0) {
-      if (++spins > 128) {
-        std::this_thread::yield();
-        spins = 0;
-      }
-    }
-  }
+  store::robust_lock(*reinterpret_cast<std::atomic<uint32_t>*>(lock));
 }
 void map_spin_unlock(void* lock) {
-  std::atomic_ref<uint32_t> a(*static_cast<uint32_t*>(lock));
-  a.store(0, std::memory_order_release);
+  store::robust_unlock(*reinterpret_cast<std::atomic<uint32_t>*>(lock));
 }
 
 }  // namespace bpfvm

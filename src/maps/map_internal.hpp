@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "bpfvm/map.hpp"
+#include "store/region.hpp"
 
 namespace bpfvm::maps {
 
@@ -176,6 +177,8 @@ struct MapTypeRow {
   const char* name;  // bpftool's name
   CheckFn check;     // the kernel's map_alloc_check rules; 0 or -errno
   MakeFn make;
+  // Families whose whole state lives in a store::Region (those can be pinned); nullptr otherwise.
+  const store::RegionFamily* region;
 };
 const MapTypeRow* find_row(uint32_t type);
 
@@ -217,7 +220,22 @@ std::shared_ptr<Map> make_typed_hash(const MapSpec&);
 std::string fmt_inner_unsupported(uint32_t type);
 bool inner_meta_equal(const MapSpec& inner, const MapSpec& m);
 
+// Region layouts (the store): array.cpp, hash_region.cpp, ringbuf.cpp, queue_stack.cpp, bloom_filter.cpp.
+extern const store::RegionFamily kArrayRegion;
+extern const store::RegionFamily kHashRegion;
+extern const store::RegionFamily kRingbufRegion;
+extern const store::RegionFamily kQueueStackRegion;
+extern const store::RegionFamily kBloomRegion;
+
 // Hash-table storage shared by hash maps and the typed hash-like maps (hash.cpp).
 std::shared_ptr<Map> make_plain_hash_storage(const MapSpec& spec);
 
+}  // namespace bpfvm::maps
+
+namespace bpfvm::maps {
+// Pinned hash maps (hash_region.cpp), for tests: the invariant check ("" when valid) and the
+// number of repairs done after dead processes.
+std::string region_hash_check(Map* m, bool allow_dead_owned = false);
+uint32_t region_hash_repairs(Map* m);
+void region_hash_repair(Map* m);
 }  // namespace bpfvm::maps

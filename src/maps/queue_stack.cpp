@@ -1,9 +1,10 @@
 // Queue and stack maps (the kernel's queue_stack_maps.c): a ring of max_entries + 1 slots under a
-// lock; pushing into a full map fails with -E2BIG unless BPF_EXIST asks to drop the oldest element.
+// robust lock, all in a region (private or pinned); pushing into a full map fails with -E2BIG unless BPF_EXIST asks to drop the oldest element.
 #include <mutex>
 #include <vector>
 
 #include "maps/map_internal.hpp"
+#include "store/robust.hpp"
 
 namespace bpfvm::maps {
 
@@ -20,41 +21,67 @@ long queue_stack_check(const MapSpec& s, std::string* why) {
 
 namespace {
 
+// The control block at the start of the region; the slots follow it.
+struct QsCtl {
+  store::RobustLock lock;
+  uint32_t pad;
+  uint64_t head, tail;
+  uint8_t pad2[40];
+};
+static_assert(sizeof(QsCtl) == 64);
+
 class QueueStack final : public Map {
  public:
-  explicit QueueStack(const MapSpec& s)
-      : Map(s), stack_(s.type == kMapStack), size_(uint64_t(s.max_entries) + 1),
-        buf_(size_ * s.value_size) {}
-
-  bool full() const { return (head_ + 1) % size_ == tail_; }
-  bool empty() const { return head_ == tail_; }
-
+  static uint64_t layout(const MapSpec& s, int) {
+    return sizeof(QsCtl) + (uint64_t(s.max_entries) + 1) * s.value_size;
+  }
+  QueueStack(const MapSpec& s, std::shared_ptr<store::Region> region)
+      : Map(s), stack_(s.type == kMapStack), size_(uint64_t(s.max_entries) + 1) {
+    ctl_ = reinterpret_cast<QsCtl*>(region->base());
+    buf_ = region->base() + sizeof(QsCtl);
+    region_ = std::move(region);
+  }
+  // Under the lock. Positions come from memory other processes write: out of range means damage,
+  // and the map starts over empty rather than read outside its slots.
+  void lock() {
+    ctl_->lock.lock();
+    if (ctl_->head >= size_ || ctl_->tail >= size_) ctl_->head = ctl_->tail = 0;
+  }
+  void unlock() { ctl_->lock.unlock(); }
+  bool full() const { return (ctl_->head + 1) % size_ == ctl_->tail; }
+  bool empty() const { return ctl_->head == ctl_->tail; }
   long push(const void* value, uint64_t flags) override {
     bool replace = flags & kBpfExist;
     if ((flags & kBpfNoexist) || flags > kBpfExist) return -EINVAL;
-    std::lock_guard<SpinLock> lk(lock_);
+    lock();
     if (full()) {
-      if (!replace) return -E2BIG;
-      if (++tail_ >= size_) tail_ = 0;  // drop the oldest element
+      if (!replace) {
+        unlock();
+        return -E2BIG;
+      }
+      ctl_->tail = ctl_->tail + 1 >= size_ ? 0 : ctl_->tail + 1;  // drop the oldest element
     }
-    std::memcpy(&buf_[head_ * spec_.value_size], value, spec_.value_size);
-    if (++head_ >= size_) head_ = 0;
+    std::memcpy(&buf_[ctl_->head * spec_.value_size], value, spec_.value_size);
+    ctl_->head = ctl_->head + 1 >= size_ ? 0 : ctl_->head + 1;
+    unlock();
     return 0;
   }
   long take(void* value, bool del) {
-    std::lock_guard<SpinLock> lk(lock_);
+    lock();
     if (empty()) {
+      unlock();
       std::memset(value, 0, spec_.value_size);
       return -ENOENT;
     }
     if (stack_) {
-      uint64_t i = head_ == 0 ? size_ - 1 : head_ - 1;
+      uint64_t i = ctl_->head == 0 ? size_ - 1 : ctl_->head - 1;
       std::memcpy(value, &buf_[i * spec_.value_size], spec_.value_size);
-      if (del) head_ = i;
+      if (del) ctl_->head = i;
     } else {
-      std::memcpy(value, &buf_[tail_ * spec_.value_size], spec_.value_size);
-      if (del && ++tail_ >= size_) tail_ = 0;
+      std::memcpy(value, &buf_[ctl_->tail * spec_.value_size], spec_.value_size);
+      if (del) ctl_->tail = ctl_->tail + 1 >= size_ ? 0 : ctl_->tail + 1;
     }
+    unlock();
     return 0;
   }
   long pop(void* value) override { return take(value, true); }
@@ -90,13 +117,24 @@ class QueueStack final : public Map {
  private:
   bool stack_;
   uint64_t size_;
-  ZeroArray<uint8_t> buf_;
-  uint64_t head_ = 0, tail_ = 0;
-  SpinLock lock_;
+  QsCtl* ctl_ = nullptr;
+  uint8_t* buf_ = nullptr;
 };
+
+std::shared_ptr<Map> qs_in_region(const MapSpec& s, std::shared_ptr<store::Region> r, std::string* why) {
+  if (r->size() < QueueStack::layout(s, 1)) {
+    if (why) *why = "the queue's area is shorter than its slots";
+    return nullptr;
+  }
+  return std::make_shared<QueueStack>(s, std::move(r));
+}
 
 }  // namespace
 
-std::shared_ptr<Map> make_queue_stack(const MapSpec& s) { return std::make_shared<QueueStack>(s); }
+const store::RegionFamily kQueueStackRegion = {&QueueStack::layout, &qs_in_region, false};
+
+std::shared_ptr<Map> make_queue_stack(const MapSpec& s) {
+  return std::make_shared<QueueStack>(s, store::Region::anonymous(QueueStack::layout(s, 1), false, 1));
+}
 
 }  // namespace bpfvm::maps

@@ -1,0 +1,48 @@
+// Locks and liveness for memory shared between processes (pinned maps).
+//
+// A lock word holds the process id of its holder (0 = free). A waiter that spins for long checks
+// whether the holder still lives (kill(pid, 0) and /proc/PID/stat: a zombie is dead) and, if not,
+// takes the lock over with a compare-exchange from the dead pid to its own. Every structure guarded
+// by these locks is changed by single stores that each leave it valid, so a holder killed at any
+// point leaves nothing a successor cannot use (see docs/maps.md, "Pinned maps"). A word that names
+// the same live holder for more than two seconds is taken over too (a stopped holder, or damage).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+namespace bpfvm::store {
+
+// This process's id (cached; refreshed after fork).
+extern std::atomic<uint32_t> g_self_pid;
+uint32_t self_pid_slow();
+inline uint32_t self_pid() {
+  uint32_t p = g_self_pid.load(std::memory_order_relaxed);
+  return __builtin_expect(p != 0, 1) ? p : self_pid_slow();
+}
+// False when `pid` is gone or a zombie; true otherwise (including "cannot tell").
+bool pid_alive(uint32_t pid);
+
+// Acquires the lock word; returns true when it was taken over from a dead holder.
+bool robust_lock_slow(std::atomic<uint32_t>& word);
+inline bool robust_lock(std::atomic<uint32_t>& word) {
+  uint32_t cur = 0;
+  if (__builtin_expect(word.compare_exchange_strong(cur, self_pid(), std::memory_order_acquire,
+                                                    std::memory_order_relaxed), 1))
+    return false;
+  return robust_lock_slow(word);
+}
+inline void robust_unlock(std::atomic<uint32_t>& word) { word.store(0, std::memory_order_release); }
+
+struct RobustLock {
+  std::atomic<uint32_t> word{0};
+  bool lock() { return robust_lock(word); }
+  void unlock() { robust_unlock(word); }
+};
+static_assert(sizeof(RobustLock) == 4);
+
+// futex wait/wake on a 32-bit word in shared memory (works across processes).
+void futex_wait(std::atomic<uint32_t>& word, uint32_t expected, int timeout_ms);
+void futex_wake_all(std::atomic<uint32_t>& word);
+
+}  // namespace bpfvm::store

@@ -1,0 +1,327 @@
+// bpfvm map VERB: bpftool's verbs over pinned maps, run as a separate process (the CLI binary),
+// sharing the maps with this process.
+#include <signal.h>
+#include <sys/statfs.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <linux/magic.h>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <thread>
+
+#include "bpfvm/map.hpp"
+
+namespace bpfvm {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string fmt_hex(uint32_t b) {
+  char buf[8];
+  std::snprintf(buf, sizeof buf, "0x%02x", b);
+  return buf;
+}
+
+struct Out {
+  std::string text;
+  int rc = -1;
+};
+
+class MapCliTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    struct statfs st;
+    if (statfs("/dev/shm", &st) != 0 || static_cast<unsigned long>(st.f_type) != TMPFS_MAGIC)
+      GTEST_SKIP() << "/dev/shm is not tmpfs here";
+    bin_ = std::string(BPFVM_BINARY_DIR) + "/bpfvm";
+    if (!fs::exists(bin_)) GTEST_SKIP() << bin_ << " not built";
+    root_ = "/dev/shm/bpfvm-cli-test-" + std::to_string(getpid());
+    fs::create_directories(root_);
+  }
+  void TearDown() override {
+    if (!root_.empty()) fs::remove_all(root_);
+  }
+  // Runs `bpfvm ARGS` with the pin root set; stdout only (stderr to stdout when merge).
+  Out run(const std::string& args, bool merge = false) {
+    std::string cmd = "BPFVM_PIN_ROOT=" + root_ + " " + bin_ + " " + args + (merge ? " 2>&1" : " 2>/dev/null");
+    Out o;
+    FILE* p = popen(cmd.c_str(), "r");
+    if (!p) return o;
+    std::array<char, 4096> buf;
+    size_t n;
+    while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) o.text.append(buf.data(), n);
+    int st = pclose(p);
+    o.rc = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return o;
+  }
+  std::string bin_, root_;
+};
+
+TEST_F(MapCliTest, CreateUpdateLookupDumpDelete) {
+  const std::string f = root_ + "/counts";
+  ASSERT_EQ(run("map create " + f + " type hash key 4 value 8 entries 16 name counts").rc, 0);
+  EXPECT_EQ(run("map update pinned " + f + " key 1 0 0 0 value 0x2a 0 0 0 0 0 0 0").rc, 0);
+  EXPECT_EQ(run("map update pinned " + f + " key hex 02 00 00 00 value hex 0100000000000000 noexist").rc, 0);
+  // noexist on a present key fails
+  Out o = run("map update pinned " + f + " key 2 0 0 0 value 0 0 0 0 0 0 0 0 noexist", true);
+  EXPECT_EQ(o.rc, 1);
+  EXPECT_NE(o.text.find("File exists"), std::string::npos) << o.text;
+
+  // This process sees what the CLI wrote.
+  auto m = open_pinned_map(f);
+  ASSERT_TRUE(m.ok()) << m.error().to_string();
+  uint32_t k = 1;
+  uint64_t v = 0;
+  ASSERT_EQ((*m)->lookup_copy(&k, &v, 0), 0);
+  EXPECT_EQ(v, 42u);
+  k = 3;
+  v = 0x0102;
+  ASSERT_EQ((*m)->update_user(&k, &v, 0), 0);
+
+  o = run("map lookup name counts key 3 0 0 0");
+  EXPECT_EQ(o.rc, 0);
+  EXPECT_EQ(o.text, "key: 03 00 00 00  value: 02 01 00 00 00 00 00 00\n");
+  o = run("map lookup pinned " + f + " key 9 0 0 0");
+  EXPECT_EQ(o.rc, 1);
+  EXPECT_EQ(o.text, "Not found\n");
+  o = run("map lookup -j pinned " + f + " key 9 0 0 0");
+  EXPECT_EQ(o.text, "null\n");
+
+  o = run("map dump -j pinned " + f);
+  ASSERT_EQ(o.rc, 0);
+  auto j = nlohmann::json::parse(o.text);
+  ASSERT_TRUE(j.is_array());
+  EXPECT_EQ(j.size(), 3u);
+  bool found = false;
+  for (auto& e : j)
+    if (e["key"] == nlohmann::json({"0x01", "0x00", "0x00", "0x00"})) {
+      found = true;
+      EXPECT_EQ(e["value"], nlohmann::json({"0x2a", "0x00", "0x00", "0x00", "0x00", "0x00", "0x00", "0x00"}));
+    }
+  EXPECT_TRUE(found);
+  o = run("map dump pinned " + f);
+  EXPECT_NE(o.text.find("Found 3 elements\n"), std::string::npos) << o.text;
+
+  EXPECT_EQ(run("map delete pinned " + f + " key 1 0 0 0").rc, 0);
+  k = 1;
+  EXPECT_EQ((*m)->lookup_copy(&k, &v, 0), -ENOENT);
+
+  // bad BYTES are usage errors naming the problem; under -j, {"error": ...}
+  o = run("map update pinned " + f + " key 1 0 0 value 1", true);
+  EXPECT_EQ(o.rc, 2);
+  EXPECT_NE(o.text.find("key expected 4 bytes got 3"), std::string::npos) << o.text;
+  o = run("map lookup -j pinned " + f + " key 1 0 0 300");
+  EXPECT_EQ(o.rc, 2);
+  EXPECT_EQ(nlohmann::json::parse(o.text)["error"], "error parsing byte: 300 (larger than 255)");
+}
+
+TEST_F(MapCliTest, ShowListGetnextFreezePin) {
+  const std::string f = root_ + "/arr";
+  ASSERT_EQ(run("map create " + f + " type array key 4 value 4 entries 2 name arr").rc, 0);
+  Out o = run("map show -j pinned " + f);
+  ASSERT_EQ(o.rc, 0);
+  auto j = nlohmann::json::parse(o.text);
+  EXPECT_EQ(j["type"], "array");
+  EXPECT_EQ(j["name"], "arr");
+  EXPECT_EQ(j["bytes_key"], 4);
+  EXPECT_EQ(j["bytes_value"], 4);
+  EXPECT_EQ(j["max_entries"], 2);
+  EXPECT_EQ(j["frozen"], 0);
+  for (const char* key : {"id", "flags", "bytes_memlock", "btf_id"}) EXPECT_TRUE(j.contains(key)) << key;
+  const uint64_t id = j["id"];
+  o = run("map list -j");
+  auto all = nlohmann::json::parse(o.text);
+  ASSERT_EQ(all.size(), 1u);
+  EXPECT_EQ(all[0]["id"], id);
+  o = run("map show id " + std::to_string(id));
+  EXPECT_EQ(o.text.rfind(std::to_string(id) + ": array  name arr  flags 0x0\n", 0), 0u) << o.text;
+
+  o = run("map getnext pinned " + f);
+  EXPECT_EQ(o.text, "key:\nNone\nnext key:\n00 00 00 00\n");
+  o = run("map getnext -j pinned " + f + " key 0 0 0 0");
+  EXPECT_EQ(o.text, "{\"key\":[\"0x00\",\"0x00\",\"0x00\",\"0x00\"],\"next_key\":[\"0x01\",\"0x00\",\"0x00\",\"0x00\"]}\n");
+  EXPECT_EQ(run("map getnext pinned " + f + " key 1 0 0 0").rc, 1);
+
+  EXPECT_EQ(run("map pin pinned " + f + " " + root_ + "/arr2").rc, 0);
+  EXPECT_EQ(run("map update pinned " + root_ + "/arr2 key 1 0 0 0 value 7 0 0 0").rc, 0);
+  EXPECT_EQ(run("map lookup pinned " + f + " key 1 0 0 0").text, "key: 01 00 00 00  value: 07 00 00 00\n");
+
+  EXPECT_EQ(run("map freeze pinned " + f).rc, 0);
+  EXPECT_EQ(nlohmann::json::parse(run("map show -j pinned " + f).text)["frozen"], 1);
+  o = run("map update pinned " + f + " key 1 0 0 0 value 8 0 0 0", true);
+  EXPECT_EQ(o.rc, 1);
+  EXPECT_NE(o.text.find("frozen"), std::string::npos) << o.text;
+
+  o = run("map dump pinned /nonexistent/x", true);
+  EXPECT_EQ(o.rc, 1);
+  EXPECT_NE(o.text.find("No such file"), std::string::npos) << o.text;
+}
+
+TEST_F(MapCliTest, QueuePushPopPeek) {
+  const std::string f = root_ + "/q";
+  ASSERT_EQ(run("map create " + f + " type queue key 0 value 4 entries 2 name q").rc, 0);
+  EXPECT_EQ(run("map push pinned " + f + " value 1 0 0 0").rc, 0);
+  EXPECT_EQ(run("map enqueue pinned " + f + " value hex 02000000").rc, 0);
+  Out o = run("map push pinned " + f + " value 3 0 0 0", true);
+  EXPECT_EQ(o.rc, 1);
+  EXPECT_NE(o.text.find("Argument list too long"), std::string::npos) << o.text;  // E2BIG: full
+  EXPECT_EQ(run("map peek pinned " + f).text, "value: 01 00 00 00\n");
+  EXPECT_EQ(run("map pop -j pinned " + f).text, "{\"value\":[\"0x01\",\"0x00\",\"0x00\",\"0x00\"]}\n");
+  EXPECT_EQ(run("map dequeue pinned " + f).text, "value: 02 00 00 00\n");
+  o = run("map pop pinned " + f);
+  EXPECT_EQ(o.rc, 1);
+  EXPECT_EQ(o.text, "Not found\n");
+}
+
+TEST_F(MapCliTest, EventPipePrintsRecordsAsTheyArrive) {
+  const std::string f = root_ + "/events";
+  ASSERT_EQ(run("map create " + f + " type ringbuf key 0 value 0 entries 4096 name events").rc, 0);
+  auto m = open_pinned_map(f);
+  ASSERT_TRUE(m.ok());
+  std::thread producer([&] {
+    // records written while event_pipe already waits (a wake-up from another process), and before
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    for (uint32_t i = 1; i <= 3; ++i) as_ringbuf(m->get())->output(&i, 4, 0);
+  });
+  Out o = run("map event_pipe -j pinned " + f + " count 3 timeout 10000");
+  producer.join();
+  ASSERT_EQ(o.rc, 0);
+  std::vector<nlohmann::json> recs;
+  size_t pos = 0;
+  while (pos < o.text.size()) {
+    size_t nl = o.text.find('\n', pos);
+    recs.push_back(nlohmann::json::parse(o.text.substr(pos, nl - pos)));
+    pos = nl + 1;
+  }
+  ASSERT_EQ(recs.size(), 3u) << o.text;
+  for (uint32_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(recs[i]["data"], nlohmann::json({fmt_hex(i + 1), "0x00", "0x00", "0x00"}));
+    EXPECT_EQ(recs[i]["map"], "events");
+    for (const char* key : {"type", "cpu", "index", "timestamp"}) EXPECT_TRUE(recs[i].contains(key));
+  }
+}
+
+}  // namespace
+}  // namespace bpfvm
+
+namespace bpfvm {
+namespace {
+
+// bpfvm prog: loadall pins an object's programs and maps; show, run, dump and pin work on the
+// pinned program from other processes, which share its maps.
+TEST_F(MapCliTest, ProgLoadallShowRunDumpPin) {
+  const std::string obj = std::string(BPFVM_PROGS_DIR) + "/st_pinned.bpf.o";
+  if (!fs::exists(obj)) GTEST_SKIP() << obj << " not built";
+  Out o = run("prog loadall " + obj + " " + root_ + "/progs pinmaps " + root_ + "/maps", true);
+  ASSERT_EQ(o.rc, 0) << o.text;
+  EXPECT_TRUE(fs::exists(root_ + "/progs/st_count"));
+  EXPECT_TRUE(fs::exists(root_ + "/maps/st_counts"));
+  o = run("prog show -j pinned " + root_ + "/progs/st_count");
+  ASSERT_EQ(o.rc, 0) << o.text;
+  auto j = nlohmann::json::parse(o.text);
+  EXPECT_EQ(j["type"], "xdp");
+  EXPECT_EQ(j["name"], "st_count");
+  EXPECT_EQ(j["tag"].get<std::string>().size(), 16u);
+  EXPECT_EQ(j["gpl_compatible"], true);
+  // Runs from two CLI processes count in the same pinned map.
+  const std::string pkt = root_ + "/pkt";
+  { std::ofstream(pkt) << std::string(60, '\0'); }
+  o = run("prog run pinned " + root_ + "/progs/st_count data_in " + pkt + " repeat 10");
+  ASSERT_EQ(o.rc, 0);
+  EXPECT_EQ(o.text.rfind("Return value: 2, duration (average): ", 0), 0u) << o.text;
+  ASSERT_EQ(run("prog run pinned " + root_ + "/progs/st_count data_in " + pkt).rc, 0);
+  auto m = open_pinned_map(root_ + "/maps/st_counts");
+  ASSERT_TRUE(m.ok());
+  uint32_t k = 0;
+  uint64_t v = 0;
+  ASSERT_EQ((*m)->lookup_copy(&k, &v, 0), 0);
+  EXPECT_EQ(v, 11u);
+  o = run("prog dump xlated pinned " + root_ + "/progs/st_count");
+  EXPECT_NE(o.text.find("call bpf_map_lookup_elem#1"), std::string::npos) << o.text;
+  EXPECT_NE(o.text.find("; __u64 *v = bpf_map_lookup_elem(&st_counts, &k);"), std::string::npos) << o.text;
+  o = run("prog dump jited pinned " + root_ + "/progs/st_count");
+  EXPECT_NE(o.text.find("push rbp"), std::string::npos);
+  EXPECT_EQ(run("prog pin pinned " + root_ + "/progs/st_count " + root_ + "/again").rc, 0);
+  o = run("prog list -j");
+  EXPECT_EQ(nlohmann::json::parse(o.text).size(), 2u) << o.text;  // two names of one program file
+  // A program whose maps were unpinned is refused with the map's name.
+  fs::remove(root_ + "/maps/st_counts");
+  o = run("prog show pinned " + root_ + "/progs/st_count", true);
+  EXPECT_EQ(o.rc, 1);
+  EXPECT_NE(o.text.find("its map 'st_counts' is no longer pinned"), std::string::npos) << o.text;
+  // Not a program file.
+  o = run("prog show pinned " + pkt, true);
+  EXPECT_EQ(o.rc, 1);
+  EXPECT_NE(o.text.find("not a bpfvm program file"), std::string::npos) << o.text;
+}
+
+TEST_F(MapCliTest, BtfDumpCommand) {
+  const std::string obj = std::string(BPFVM_PROGS_DIR) + "/st_pinned.bpf.o";
+  if (!fs::exists(obj)) GTEST_SKIP() << obj << " not built";
+  Out o = run("btf dump file " + obj);
+  ASSERT_EQ(o.rc, 0);
+  EXPECT_NE(o.text.find("[2] INT 'int' size=4 bits_offset=0 nr_bits=32 encoding=SIGNED\n"), std::string::npos) << o.text;
+  o = run("btf dump file " + obj + " format c");
+  EXPECT_EQ(o.text.rfind("#ifndef __VMLINUX_H__\n", 0), 0u);
+  o = run("btf dump file " + obj + " format x", true);
+  EXPECT_EQ(o.rc, 2);
+  o = run("btf dump file /nonexistent -j");
+  EXPECT_EQ(o.rc, 1);
+  EXPECT_TRUE(nlohmann::json::parse(o.text).contains("error"));
+}
+
+}  // namespace
+}  // namespace bpfvm
+
+#include <linux/bpf.h>
+#include <sys/syscall.h>
+
+#include "bpfvm/object.hpp"
+#include "bpfvm/pinned_prog.hpp"
+#include "kernel/oracle.hpp"
+
+namespace bpfvm {
+namespace {
+
+// The tag `prog show` prints is the running kernel's for the same instructions.
+TEST(ProgramTag, MatchesTheKernel) {
+  if (!kernel::available()) GTEST_SKIP() << "kernel bpf() unavailable: " << kernel::unavailable_reason();
+  const std::string path = std::string(BPFVM_PROGS_DIR) + "/pk_socket.bpf.o";
+  if (!fs::exists(path)) GTEST_SKIP() << path << " not built";
+  auto obj = load_object_file(path);
+  ASSERT_TRUE(obj.ok()) << obj.error().to_string();
+  const ObjectProgram* p = obj->find_program("keep_tcp");
+  ASSERT_NE(p, nullptr);
+  std::vector<kernel::Fd> maps;
+  for (const ObjectMap& m : obj->maps) {
+    maps.push_back(kernel::create_map(m.spec.type, m.spec.key_size, m.spec.value_size, m.spec.max_entries, m.spec.flags));
+    ASSERT_TRUE(static_cast<bool>(maps.back())) << m.spec.name;
+  }
+  std::vector<Insn> insns = p->insns;
+  for (size_t i = 0; i < insns.size(); ++i)
+    if (insns[i].op == Op::LDDW_MAP_IDX) {
+      insns[i].op = Op::LDDW_MAP_FD;
+      insns[i].imm = maps.at(size_t(insns[i].imm)).get();
+    }
+  auto k = kernel::load_program(encode(insns), p->type, 1);
+  ASSERT_TRUE(static_cast<bool>(k.fd)) << k.log;
+  bpf_prog_info info{};
+  union bpf_attr attr{};
+  attr.info.bpf_fd = uint32_t(k.fd.get());
+  attr.info.info_len = sizeof info;
+  attr.info.info = reinterpret_cast<uint64_t>(&info);
+  ASSERT_EQ(syscall(SYS_bpf, BPF_OBJ_GET_INFO_BY_FD, &attr, sizeof attr), 0);
+  char want[17];
+  for (int i = 0; i < 8; ++i) std::snprintf(want + 2 * i, 3, "%02x", info.tag[i]);
+  EXPECT_EQ(program_tag(*p), std::string(want));
+}
+
+}  // namespace
+}  // namespace bpfvm

@@ -1,0 +1,83 @@
+// MAP arguments of the map and prog verbs: `pinned FILE`, `name NAME` or `id N` (maps of the pin
+// root), as bpftool takes them.
+#pragma once
+
+#include <dirent.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "bpfvm/map.hpp"
+
+namespace bpfvm::cli {
+
+// Every bpfvm map file under dir (recursively; files that are not maps are skipped).
+inline std::vector<std::string> list_pinned_maps(const std::string& dir) {
+  std::vector<std::string> out;
+  std::vector<std::string> todo{dir};
+  while (!todo.empty() && out.size() < 100000) {
+    std::string d = todo.back();
+    todo.pop_back();
+    DIR* dp = opendir(d.c_str());
+    if (!dp) continue;
+    while (dirent* e = readdir(dp)) {
+      std::string n = e->d_name;
+      if (n == "." || n == ".." || n.rfind(".bpfvm-", 0) == 0) continue;
+      std::string p = d + "/" + n;
+      struct stat st;
+      if (lstat(p.c_str(), &st) != 0) continue;
+      if (S_ISDIR(st.st_mode)) todo.push_back(p);
+      else if (S_ISREG(st.st_mode) && st.st_size >= 4096) {
+        FILE* f = std::fopen(p.c_str(), "rb");
+        char magic[8] = {};
+        if (f) {
+          size_t got = std::fread(magic, 1, 8, f);
+          std::fclose(f);
+          if (got == 8 && std::string(magic, 8) == "BPFVMMAP") out.push_back(p);
+        }
+      }
+    }
+    closedir(dp);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// Opens the MAP that starts at args[*i] and advances *i past it.
+inline Result<std::shared_ptr<Map>> open_map_ref(const std::vector<std::string>& args, size_t* i) {
+  if (*i + 1 >= args.size())
+    return make_error(ErrorCode::InvalidArgument, "MAP expected: pinned FILE, name NAME or id N");
+  const std::string kind = args[*i], what = args[*i + 1];
+  *i += 2;
+  if (kind == "pinned") return open_pinned_map(what);
+  if (kind == "name" || kind == "id") {
+    char* end = nullptr;
+    unsigned long long id = kind == "id" ? std::strtoull(what.c_str(), &end, 0) : 0;
+    if (kind == "id" && (what.empty() || *end))
+      return make_error(ErrorCode::InvalidArgument, "'" + what + "' is not a map id");
+    const std::string root = pin_root();
+    std::shared_ptr<Map> found;
+    int matches = 0;
+    for (const std::string& p : list_pinned_maps(root)) {
+      auto m = open_pinned_map(p);
+      if (!m) continue;
+      bool hit = kind == "id" ? (*m)->store_id() == id : (*m)->spec().name == what.substr(0, 15);
+      if (hit && (!found || (*m)->store_id() != found->store_id())) {
+        ++matches;
+        found = *m;
+      }
+    }
+    if (!found) return make_error(ErrorCode::InvalidArgument, "no pinned map with " + kind + " " + what + " under " + root);
+    if (matches > 1)
+      return make_error(ErrorCode::InvalidArgument, "several pinned maps are named " + what + " under " + root + "; use pinned FILE");
+    return found;
+  }
+  return make_error(ErrorCode::InvalidArgument, "MAP expected: pinned FILE, name NAME or id N (got '" + kind + "')");
+}
+
+}  // namespace bpfvm::cli
