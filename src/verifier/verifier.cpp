@@ -724,6 +724,18 @@ bool Verifier::do_alu(const Insn& in) {
                                 in.imm, is32 ? 31 : 63));
   }
   if (dst.kind == Kind::Scalar && src.kind == Kind::Scalar) {
+    // A scalar known to be 0 or -1 (the sign mask of `x s>>= 63`) AND- or OR-ed with a constant:
+    // compilers select between two values this way. As the kernel does (maybe_fork_scalars), the
+    // two cases are explored separately, each with an exact result, rather than one imprecise
+    // union of them.
+    if ((op == kAnd || op == kOr) && src.v.is_const() &&
+        ((!is32 && dst.v.smin == -1 && dst.v.smax == 0) || (is32 && dst.v.s32min == -1 && dst.v.s32max == 0))) {
+      State zero = cur_;
+      zero.cur().regs[in.dst] = Reg::scalar(scalar_alu(op, Scalar::constant(0), src.v, is32));
+      dst = Reg::scalar(scalar_alu(op, Scalar::constant(is32 ? 0xffffffffull : ~0ull), src.v, is32));
+      push_branch(std::move(zero), pc_ + 1);
+      return true;
+    }
     Scalar v = scalar_alu(op, dst.v, src.v, is32);
     dst = Reg::scalar(v);
     return true;
