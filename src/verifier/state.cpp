@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <cstring>
 #include <utility>
 
 namespace bpfvm::verifier {
@@ -127,6 +128,19 @@ bool state_covered(const State& old, const State& cur, const std::vector<LiveSet
   if (old.lock_map != cur.lock_map) return false;
   if (old.refs.size() != cur.refs.size()) return false;
   if (!old.mem_len.contains(cur.mem_len)) return false;
+  // A necessary condition first, cheap and where most comparisons fail: every live register covered
+  // on its own (the full check below adds the links between registers and the stack).
+  {
+    IdMap ids0;
+    for (size_t f = 0; f < old.frames.size(); ++f) {
+      const LiveSet l = f < live.size() ? live[f] : 0x7ff;
+      const LiveSet p = f < precise.size() ? precise[f] : 0x7ff;
+      if (old.frames[f].callsite != cur.frames[f].callsite) return false;
+      for (int r = 0; r < 10; ++r)
+        if ((l >> r) & 1)
+          if (!reg_covered(old.frames[f].regs[r], cur.frames[f].regs[r], ids0, (p >> r) & 1)) return false;
+    }
+  }
   IdMap ids;
   if (old.lock_map && !ids.check(old.lock_id, cur.lock_id)) return false;
   // Ids of precise scalars (copies share an id): a branch on an imprecise copy refines the precise
@@ -151,11 +165,16 @@ bool state_covered(const State& old, const State& cur, const std::vector<LiveSet
       if ((l & p) & (1u << r)) add_linked(old.frames[f].regs[r]);
     // Precise spilled scalars too: a branch on an imprecise copy refines them.
     const auto& st = old.frames[f].stack;
-    for (size_t i = 0; i < st.size(); ++i) {
-      if (st[i].bytes[0] != kStackSpill) continue;
-      const bool live_slot = f != 0 || i >= 64 || ((slots_live >> i) & 1);
-      const bool sprec = stack_precise || (f == 0 && i < 64 && ((slots_precise >> i) & 1));
-      if (live_slot && sprec) add_linked(st[i].spill);
+    if (f == 0) {
+      uint64_t m = slots_live & (stack_precise ? ~uint64_t{0} : slots_precise);
+      for (; m; m &= m - 1) {
+        const size_t i = static_cast<size_t>(__builtin_ctzll(m));
+        if (i >= st.size()) break;
+        if (st[i].bytes[0] == kStackSpill) add_linked(st[i].spill);
+      }
+    } else if (stack_precise) {
+      for (const Slot& sl : st)
+        if (sl.bytes[0] == kStackSpill) add_linked(sl.spill);
     }
   }
   auto must_link = [&](const Reg& o) {
@@ -185,6 +204,13 @@ bool state_covered(const State& old, const State& cur, const std::vector<LiveSet
       const bool sprec = stack_precise || (f == 0 && i < 64 && ((slots_precise >> i) & 1));
       const Slot& os = i < of.stack.size() ? of.stack[i] : empty;
       const Slot& cs = i < cf.stack.size() ? cf.stack[i] : empty;
+      // The same byte types without a spilled register cover each other.
+      {
+        uint64_t ob, cb;
+        std::memcpy(&ob, os.bytes.data(), 8);
+        std::memcpy(&cb, cs.bytes.data(), 8);
+        if (ob == cb && os.bytes[0] != kStackSpill && os.spill_size == 0 && cs.spill_size == 0) continue;
+      }
       if (!slot_covered(os, cs, ids, sprec, uninit_ok)) return false;
       if (!sprec && nlinked && os.bytes[0] == kStackSpill && must_link(os.spill) &&
           !(cs.bytes[0] == kStackSpill && link_ok(os.spill, cs.spill)))
