@@ -173,10 +173,10 @@ bool Verifier::is_state_visited(bool& pruned) {
   // The kernel's heuristic: store a new state only after at least 2 jumps and 8 instructions since
   // the last one (pruning is still tried at every prune point); inside a loop (a state at this
   // instruction is in progress) only after 20 jumps or 100 instructions, as different iterations
-  // rarely prune each other. Callback entries always get one (invocations converge there).
+  // rarely prune each other. A callback's entry gets one whatever the distance (its invocations
+  // converge there), under the loop rule too.
   bool add_new = cb_entry || (jmps_processed_ - last_ckpt_jmps_ >= 2 && processed_ - last_ckpt_processed_ >= 8);
-  if (looping && !cb_entry && processed_ - last_ckpt_processed_ < 100 && jmps_processed_ - last_ckpt_jmps_ < 20)
-    add_new = false;
+  if (looping && processed_ - last_ckpt_processed_ < 100 && jmps_processed_ - last_ckpt_jmps_ < 20) add_new = false;
   if (!list.empty()) {
     std::vector<LiveSet>& live = live_buf_;
     std::vector<LiveSet>& precise = precise_buf_;
