@@ -845,6 +845,7 @@ void check_against_verifier_log(const char* source) {
   ASSERT_TRUE(prog.ok()) << prog.error().to_string();
   auto raw = encode(*prog);
   auto res = kernel::load_program(raw, kProgSocketFilter, 2);
+  if (!res.not_offered.empty()) GTEST_SKIP() << "not compared: " << res.not_offered;
   ASSERT_TRUE(res.fd) << "the kernel rejected the test program (errno " << res.err << "):\n" << res.log;
   auto lines = log_instructions(res.log);
   ASSERT_FALSE(lines.empty()) << res.log;
