@@ -175,7 +175,10 @@ bool Verifier::is_state_visited(bool& pruned) {
   // instruction is in progress) only after 20 jumps or 100 instructions, as different iterations
   // rarely prune each other. A callback's entry gets one whatever the distance (its invocations
   // converge there), under the loop rule too.
-  bool add_new = cb_entry || (jmps_processed_ - last_ckpt_jmps_ >= 2 && processed_ - last_ckpt_processed_ >= 8);
+  // (Programs with subprograms or callbacks store a state at every prune point: the convergence of
+  // callback invocations relies on the states stored between them.)
+  bool add_new = !prec_.path || cb_entry ||
+                 (jmps_processed_ - last_ckpt_jmps_ >= 2 && processed_ - last_ckpt_processed_ >= 8);
   if (looping && processed_ - last_ckpt_processed_ < 100 && jmps_processed_ - last_ckpt_jmps_ < 20) add_new = false;
   if (!list.empty()) {
     std::vector<LiveSet>& live = live_buf_;
@@ -214,7 +217,7 @@ bool Verifier::is_state_visited(bool& pruned) {
       }
       // Misses count only where a new state is stored (otherwise the iterations of a loop would
       // evict the states stored at its start).
-      if (add_new) n->misses++;
+      if (add_new || !prec_.path) n->misses++;
       // Evict states that keep failing to prune (the kernel's heuristic). A complete state is no
       // one's ancestor on a path still being explored, so it is freed.
       if (n->misses > n->hits * 3 + 3) {
