@@ -43,6 +43,7 @@ struct Meta {
   int cb_ctx_regno = -1;
   uint32_t release_ref = 0;
   int release_regno = -1;
+  bool const_key_in_range = false;  // a lookup's key is a constant index inside an array map
 };
 
 bool map_allows_helper(uint32_t type, int32_t id) {
@@ -166,6 +167,16 @@ bool Verifier::do_call_helper(const Insn& in) {
           return bad_type("fp, map_value, mem");
         Access acc = a.flags & kArgUninit ? Access::HelperWrite : Access::HelperRead;
         if (size > 0 && !check_mem(regno, r, 0, static_cast<int>(size), acc, nullptr, nullptr)) return false;
+        // Root (the kernel's can_elide_value_nullness): a lookup in an array map with a constant key
+        // below max_entries cannot return NULL. The key's stack bytes become precise (pruning compares
+        // them exactly), so a path with another key is never pruned against this one.
+        if (!strict() && id == 1 && a.type == ArgType::MapKey && (m->type == kMapArray || m->type == kMapPercpuArray)) {
+          uint64_t k = 0, slots = 0;
+          if (stack_key_const(r, static_cast<int>(m->key_size), &k, &slots) && k < m->max_entries) {
+            meta.const_key_in_range = true;
+            if (slots && !cur_.hist.empty()) backtrack(0, slots, cur_.hist.size() - 1);
+          }
+        }
         // Strict: an update (or any helper but a lookup) with a constant index outside an array map
         // can only fail at run time. (A lookup returns NULL, which the program must check anyway; the
         // value path after it is still verified.)
@@ -330,12 +341,13 @@ bool Verifier::do_call_helper(const Insn& in) {
         r0 = Reg::ptr(Kind::MapPtrOrNull);
         r0.map = inner;
       } else {
-        r0 = Reg::ptr(p->ret_flags & kRetMaybeNull ? Kind::MapValueOrNull : Kind::MapValue);
+        const bool maybe_null = (p->ret_flags & kRetMaybeNull) && !meta.const_key_in_range;
+        r0 = Reg::ptr(maybe_null ? Kind::MapValueOrNull : Kind::MapValue);
         r0.map = meta.map;
         r0.rdonly = map_rdonly_[meta.map];
       }
       r0.id = new_id();
-      if (!(p->ret_flags & kRetMaybeNull)) r0.id = 0;
+      if (r0.kind == Kind::MapValue) r0.id = 0;
       break;
     }
     case RetType::AllocMem:

@@ -22,6 +22,9 @@ class Verifier {
  public:
   Verifier(std::span<const Insn> insns, const VerifyOptions& opts, const Cfg& cfg, VerifyReport& report,
            const Precision& prec, PrecisionSeeds& seeds);
+  ~Verifier();
+  Verifier(const Verifier&) = delete;
+  Verifier& operator=(const Verifier&) = delete;
   bool run();
   // A state was pruned thanks to an imprecise comparison (the run must be confirmed).
   bool used_imprecision() const { return used_imprecision_; }
@@ -44,20 +47,46 @@ class Verifier {
   std::vector<LiveSet> live_buf_, precise_buf_;  // reused by is_state_visited (no allocation per visit)
   void seed(int regno) {
     seeds_.regs[pc_] |= static_cast<LiveSet>(1u << regno);
-    if (prec_.path && !cur_.hist.empty()) backtrack(static_cast<LiveSet>(1u << regno), cur_.hist.size() - 1);
+    if (prec_.path && !cur_.hist.empty()) backtrack(static_cast<LiveSet>(1u << regno), 0, cur_.hist.size() - 1);
   }
-  // Path precision: registers `need` are needed precisely before cur_.hist[end] (or at the current
-  // instruction when end == hist.size()); marks them, as their sources, in the stored states of the
-  // current path.
-  void backtrack(LiveSet need, size_t end);
-  bool back_insn(const HistEntry& h, LiveSet& need) const {  // false: a needed value came from the stack
+  // Path precision: registers `need` and main-frame stack slots `sneed` are needed precisely before
+  // cur_.hist[end] (or at the current instruction when end == hist.size()); marks them, as their
+  // sources, in the stored states of the current path.
+  void backtrack(LiveSet need, uint64_t sneed, size_t end);
+  // Stack liveness (single-function programs): main-frame slots `mask` are read here; marks them read
+  // in the stored states above, up to where the path wrote them whole.
+  void mark_stack_read(uint64_t mask);
+  // A main-frame stack access at a constant offset by the current instruction (for backtracking).
+  void note_stack_slot(int slot, uint8_t flags) {
+    if (prec_.path && !cur_.hist.empty() && cur_.hist.back().pc == pc_ && slot >= 0 && slot < 64) {
+      cur_.hist.back().slot = static_cast<int8_t>(slot);
+      cur_.hist.back().sflags = flags;
+    }
+  }
+  bool track_stack_liveness() const { return prec_.path; }
+  void free_node(Node* n);
+  // Backtracks one instruction: registers `need` and main-frame stack slots `sneed` needed after it
+  // become those needed before it. False: a needed value came from the stack in a way not tracked per
+  // slot (an atomic operation on the stack): everything above is then needed.
+  bool back_insn(const HistEntry& h, LiveSet& need, uint64_t& sneed) const {
     const int32_t pc = h.pc;
     const BackXfer& x = xfer_[pc];
     // A comparison of two registers refines each by the other, and every copy (shared id) with them.
     if (x.join && (need & (x.join | h.linked))) need |= x.join;
+    const bool slot_needed = h.slot >= 0 && ((sneed >> h.slot) & 1);
+    if (x.atomic) {
+      if (slot_needed || ((need & x.def) && seeds_.stack_load[pc])) return false;
+    } else if (x.store && slot_needed) {
+      // The needed slot holds what this store wrote (a spill of src, or an immediate); a store of
+      // part of the slot leaves the rest as it was.
+      if (h.sflags & HistEntry::kFullWrite) sneed &= ~(uint64_t{1} << h.slot);
+      need |= x.srcs;
+    }
     if (!(need & x.def)) return true;
-    if (x.may_fill && seeds_.stack_load[pc]) return false;
     need = static_cast<LiveSet>((need & ~x.def) | x.srcs);
+    // A fill: the value is the slot's (a spilled register, zero bytes); unknown bytes need nothing.
+    if (x.may_fill && !x.atomic && h.slot >= 0 && (h.sflags & HistEntry::kValueFromSlot))
+      sneed |= uint64_t{1} << h.slot;
     return true;
   }
   // Per instruction, for backtracking: registers it defines, the registers those are computed from,
@@ -66,6 +95,8 @@ class Verifier {
   struct BackXfer {
     LiveSet def = 0, srcs = 0, join = 0;
     bool may_fill = false;
+    bool store = false;   // a store (srcs: the stored register, if any)
+    bool atomic = false;
   };
   std::vector<BackXfer> xfer_;
   void init_xfer();
@@ -95,6 +126,9 @@ class Verifier {
   // The constant stored in `size` stack bytes at `ptr` (a stack pointer with a constant offset), when
   // every byte is known.
   bool stack_const(const Reg& ptr, int size, uint64_t* out);
+  // The same from what pruning compares (zero bytes, spilled constant scalars) in the main frame of
+  // a single-function program; `slots`: the stack slots it read (to be made precise).
+  bool stack_key_const(const Reg& ptr, int size, uint64_t* out, uint64_t* slots);
 
   // ---- helpers for state updates ----
   bool check_reg_init(int regno);
@@ -134,7 +168,10 @@ class Verifier {
   std::vector<std::unordered_multimap<uint64_t, Node*>> in_progress_;  // hashed
   std::vector<std::vector<Node*>> in_progress_unhashed_;               // not hashed yet
   std::vector<uint32_t> in_progress_count_;
-  std::vector<std::unique_ptr<Node>> nodes_;
+  // Stored states are owned through in_progress_ / in_progress_unhashed_ (while in progress) and
+  // visited_ (complete); a complete state evicted from visited_ can never be matched or reached
+  // again and is freed.
+  uint64_t live_nodes_ = 0;
   uint32_t id_gen_ = kMemLenId;
   uint64_t processed_ = 0;
   uint64_t last_ckpt_processed_ = 0;

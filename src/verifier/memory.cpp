@@ -164,6 +164,11 @@ bool Verifier::stack_access(int regno, const Reg& base, int32_t off, int size, A
                                 base.v.str(), off, size),
                     regno);
     Frame& fr = cur_.frames[base.frame];
+    if (track_stack_liveness() && base.frame == 0 && is_read(acc)) {
+      uint64_t m = 0;
+      for (int64_t a = lo; a < hi; ++a) m |= uint64_t{1} << ((-a - 1) / 8);
+      mark_stack_read(m);
+    }
     for (int64_t a = lo; a < hi; ++a) {
       int i = static_cast<int>((-a - 1) / 8);
       int b = static_cast<int>(a + 8 * (i + 1));
@@ -202,15 +207,38 @@ bool Verifier::stack_access(int regno, const Reg& base, int32_t off, int size, A
     if (abs % size != 0)
       return reject(fmt::format("misaligned stack access off {} size {}", abs, size), regno,
                     "Stack accesses must be aligned to their size.");
+    const int slot = static_cast<int>((-abs - 1) / 8);
+    const int b = static_cast<int>(abs + 8 * (slot + 1));
     if (acc == Access::Write) {
+      const bool whole = size == 8 && b == 0;
+      if (base.frame == 0) {
+        note_stack_slot(slot, whole ? HistEntry::kFullWrite : 0);
+        if (whole && track_stack_liveness()) cur_.swritten |= uint64_t{1} << slot;
+      }
       stack_write(fr, static_cast<int32_t>(abs), size, value);
       return true;
+    }
+    if (base.frame == 0) {
+      // Does the value come from what the slot holds (a spilled register, zero bytes)?
+      uint8_t from = 0;
+      if (const Slot* sl = fr.slot(slot)) {
+        if (sl->bytes[0] == kStackSpill) from = HistEntry::kValueFromSlot;
+        for (int k = b; k < b + size && k < 8; ++k)
+          if (sl->bytes[k] == kStackSpill || sl->bytes[k] == kStackZero) from = HistEntry::kValueFromSlot;
+      }
+      note_stack_slot(slot, from);
+      if (track_stack_liveness()) mark_stack_read(uint64_t{1} << slot);
     }
     bool ok;
     Reg r = stack_read(fr, static_cast<int32_t>(abs), size, &ok, regno);
     if (!ok) return false;
     if (out) *out = r;
     return true;
+  }
+  if (track_stack_liveness() && base.frame == 0 && is_read(acc)) {
+    uint64_t m = 0;
+    for (int64_t a = abs; a < abs + size; ++a) m |= uint64_t{1} << ((-a - 1) / 8);
+    mark_stack_read(m);
   }
   // Helper access to a range of bytes.
   for (int64_t a = abs; a < abs + size; ++a) {
@@ -244,6 +272,37 @@ bool Verifier::stack_access(int regno, const Reg& base, int32_t off, int size, A
       sl.cval[b] = 0;
     }
   }
+  return true;
+}
+
+bool Verifier::stack_key_const(const Reg& ptr, int size, uint64_t* out, uint64_t* slots) {
+  *slots = 0;
+  // Only where stack slots are tracked precisely one by one (single-function programs).
+  if (!prec_.path || ptr.kind != Kind::Stack || ptr.frame != 0 || !ptr.v.is_const() || size <= 0 || size > 8)
+    return false;
+  const Frame& fr = cur_.frames[0];
+  const int64_t abs = static_cast<int64_t>(ptr.off) + static_cast<int64_t>(ptr.v.value());
+  uint64_t v = 0;
+  for (int j = 0; j < size; ++j) {
+    const int64_t a = abs + j;
+    if (a >= 0 || a < -kStackSize) return false;
+    const int i = static_cast<int>((-a - 1) / 8);
+    const int b = static_cast<int>(a + 8 * (i + 1));
+    const Slot* sl = i < static_cast<int>(fr.stack.size()) ? &fr.stack[i] : nullptr;
+    if (!sl) return false;
+    uint8_t byte;
+    if (sl->bytes[b] == kStackZero) {
+      byte = 0;
+    } else if (sl->bytes[0] == kStackSpill && b < sl->spill_size && sl->spill.kind == Kind::Scalar &&
+               sl->spill.v.is_const()) {
+      byte = static_cast<uint8_t>(sl->spill.v.value() >> (8 * b));
+    } else {
+      return false;  // unknown bytes (a constant stored there is not compared when pruning)
+    }
+    v |= static_cast<uint64_t>(byte) << (8 * j);
+    *slots |= uint64_t{1} << i;
+  }
+  *out = v;
   return true;
 }
 

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <cstring>
 #include <utility>
 
 namespace bpfvm::verifier {
@@ -52,6 +53,8 @@ namespace {
 
 struct IdMap {
   std::vector<std::pair<uint32_t, uint32_t>> m;
+  uint32_t fresh_ = 0x40000000u;
+  uint32_t fresh() { return ++fresh_; }  // an id no register has (a scalar of `cur` without id is unique)
   bool check(uint32_t a, uint32_t b) {
     for (auto& [x, y] : m) {
       if (x == a) return y == b;
@@ -70,8 +73,9 @@ bool reg_covered(const Reg& o, const Reg& c, IdMap& ids, bool precise = true) {
     if (!precise) return true;
     if (!o.v.contains(c.v)) return false;
     if (o.id != 0 && !o.v.is_const()) {
-      if (c.id == 0) return false;
-      if (!ids.check(o.id, c.id)) return false;
+      // An unlinked scalar of `cur` is linked with nothing: it maps to a fresh id, so only another
+      // register of `old` with the same id (linked there) makes it fail.
+      if (!ids.check(o.id, c.id != 0 ? c.id : ids.fresh())) return false;
     }
     return true;
   }
@@ -91,18 +95,20 @@ bool reg_covered(const Reg& o, const Reg& c, IdMap& ids, bool precise = true) {
   return true;
 }
 
-bool byte_covered(uint8_t o, uint8_t c, const Slot& os, const Slot& cs, bool precise) {
+bool byte_covered(uint8_t o, uint8_t c, const Slot& os, const Slot& cs, bool precise, bool uninit_ok) {
   if (o == kStackInvalid) return true;
-  bool c_init = c == kStackMisc || c == kStackZero || (c == kStackSpill && cs.spill.kind == Kind::Scalar);
+  // Under root rules an uninitialised byte reads as an unknown one (the kernel's allow_uninit_stack).
+  bool c_init = c == kStackMisc || c == kStackZero || (c == kStackSpill && cs.spill.kind == Kind::Scalar) ||
+                (uninit_ok && c == kStackInvalid);
   if (o == kStackMisc) return c_init;
   if (!precise && (o == kStackZero || (o == kStackSpill && os.spill.kind == Kind::Scalar))) return c_init;
   return o == c;
 }
 
-bool slot_covered(const Slot& o, const Slot& c, IdMap& ids, bool precise) {
+bool slot_covered(const Slot& o, const Slot& c, IdMap& ids, bool precise, bool uninit_ok) {
   bool spill = false;
   for (int i = 0; i < 8; ++i) {
-    if (!byte_covered(o.bytes[i], c.bytes[i], o, c, precise)) return false;
+    if (!byte_covered(o.bytes[i], c.bytes[i], o, c, precise, uninit_ok)) return false;
     if (o.bytes[i] == kStackSpill) spill = true;
   }
   if (spill && !precise && o.spill.kind == Kind::Scalar) return true;
@@ -116,11 +122,25 @@ bool slot_covered(const Slot& o, const Slot& c, IdMap& ids, bool precise) {
 }  // namespace
 
 bool state_covered(const State& old, const State& cur, const std::vector<LiveSet>& live,
-                   const std::vector<LiveSet>& precise, bool stack_precise) {
+                   const std::vector<LiveSet>& precise, bool stack_precise, uint64_t slots_live,
+                   uint64_t slots_precise, bool uninit_ok) {
   if (old.frames.size() != cur.frames.size()) return false;
   if (old.lock_map != cur.lock_map) return false;
   if (old.refs.size() != cur.refs.size()) return false;
   if (!old.mem_len.contains(cur.mem_len)) return false;
+  // A necessary condition first, cheap and where most comparisons fail: every live register covered
+  // on its own (the full check below adds the links between registers and the stack).
+  {
+    IdMap ids0;
+    for (size_t f = 0; f < old.frames.size(); ++f) {
+      const LiveSet l = f < live.size() ? live[f] : 0x7ff;
+      const LiveSet p = f < precise.size() ? precise[f] : 0x7ff;
+      if (old.frames[f].callsite != cur.frames[f].callsite) return false;
+      for (int r = 0; r < 10; ++r)
+        if ((l >> r) & 1)
+          if (!reg_covered(old.frames[f].regs[r], cur.frames[f].regs[r], ids0, (p >> r) & 1)) return false;
+    }
+  }
   IdMap ids;
   if (old.lock_map && !ids.check(old.lock_id, cur.lock_id)) return false;
   // Ids of precise scalars (copies share an id): a branch on an imprecise copy refines the precise
@@ -131,17 +151,30 @@ bool state_covered(const State& old, const State& cur, const std::vector<LiveSet
   auto scalar_linked = [](const Reg& r) {
     return r.kind == Kind::Scalar && r.id != 0 && r.id != kMemLenId && !r.v.is_const();
   };
+  auto add_linked = [&](const Reg& o) {
+    if (!scalar_linked(o)) return;
+    for (int k = 0; k < nlinked; ++k)
+      if (linked[k] == o.id) return;
+    if (nlinked == 8) linked_overflow = true;
+    else linked[nlinked++] = o.id;
+  };
   for (size_t f = 0; f < old.frames.size(); ++f) {
     LiveSet l = f < live.size() ? live[f] : 0x7ff;
     LiveSet p = f < precise.size() ? precise[f] : 0x7ff;
-    for (int r = 0; r < 10; ++r) {
-      const Reg& o = old.frames[f].regs[r];
-      if (!((l & p) & (1u << r)) || !scalar_linked(o)) continue;
-      bool have = false;
-      for (int k = 0; k < nlinked; ++k) have |= linked[k] == o.id;
-      if (have) continue;
-      if (nlinked == 8) linked_overflow = true;
-      else linked[nlinked++] = o.id;
+    for (int r = 0; r < 10; ++r)
+      if ((l & p) & (1u << r)) add_linked(old.frames[f].regs[r]);
+    // Precise spilled scalars too: a branch on an imprecise copy refines them.
+    const auto& st = old.frames[f].stack;
+    if (f == 0) {
+      uint64_t m = slots_live & (stack_precise ? ~uint64_t{0} : slots_precise);
+      for (; m; m &= m - 1) {
+        const size_t i = static_cast<size_t>(__builtin_ctzll(m));
+        if (i >= st.size()) break;
+        if (st[i].bytes[0] == kStackSpill) add_linked(st[i].spill);
+      }
+    } else if (stack_precise) {
+      for (const Slot& sl : st)
+        if (sl.bytes[0] == kStackSpill) add_linked(sl.spill);
     }
   }
   auto must_link = [&](const Reg& o) {
@@ -167,10 +200,19 @@ bool state_covered(const State& old, const State& cur, const std::vector<LiveSet
     static const Slot empty{};
     size_t n = std::max(of.stack.size(), cf.stack.size());
     for (size_t i = 0; i < n; ++i) {
+      if (f == 0 && i < 64 && !((slots_live >> i) & 1)) continue;  // dead: no path below reads it
+      const bool sprec = stack_precise || (f == 0 && i < 64 && ((slots_precise >> i) & 1));
       const Slot& os = i < of.stack.size() ? of.stack[i] : empty;
       const Slot& cs = i < cf.stack.size() ? cf.stack[i] : empty;
-      if (!slot_covered(os, cs, ids, stack_precise)) return false;
-      if (!stack_precise && nlinked && os.bytes[0] == kStackSpill && must_link(os.spill) &&
+      // The same byte types without a spilled register cover each other.
+      {
+        uint64_t ob, cb;
+        std::memcpy(&ob, os.bytes.data(), 8);
+        std::memcpy(&cb, cs.bytes.data(), 8);
+        if (ob == cb && os.bytes[0] != kStackSpill && os.spill_size == 0 && cs.spill_size == 0) continue;
+      }
+      if (!slot_covered(os, cs, ids, sprec, uninit_ok)) return false;
+      if (!sprec && nlinked && os.bytes[0] == kStackSpill && must_link(os.spill) &&
           !(cs.bytes[0] == kStackSpill && link_ok(os.spill, cs.spill)))
         return false;
     }

@@ -119,6 +119,14 @@ struct HistEntry {
   int32_t pc;
   uint16_t marked;
   uint16_t linked = 0;  // a comparison of scalars: registers sharing an id with an operand (refined with it)
+  // A load or store of the main frame's stack at a constant offset: the slot (fp-8*(slot+1)), and
+  // for a store whether it wrote the whole slot; for a load whether its value came from the slot's
+  // contents (a spilled register or zero bytes) rather than unknown bytes. kNoSlot otherwise.
+  int8_t slot = kNoSlot;
+  uint8_t sflags = 0;
+  uint64_t smarked = 0;  // stack slots already backtracked from just before it
+  static constexpr int8_t kNoSlot = -1;
+  static constexpr uint8_t kFullWrite = 1, kValueFromSlot = 2;
 };
 uint64_t state_hash(const State& s);  // equal states hash equal
 
@@ -130,6 +138,9 @@ struct State {
   Scalar mem_len = Scalar::unknown();  // kProgMem with unknown size: the length in r2 (id kMemLenId)
   Node* parent = nullptr;
   uint32_t jmps = 0;  // conditional jumps on this path (heuristics)
+  // Stack liveness (single-function programs): main-frame slots written whole since `parent` was
+  // stored (reads of them below do not reach `parent`).
+  uint64_t swritten = 0;
   // Path precision (Precision::path): the instructions executed since `parent` was stored, in order.
   std::vector<HistEntry> hist;
 
@@ -154,6 +165,11 @@ struct Node {
   std::vector<HistEntry> seg;
   uint16_t pprec = 0;
   bool pall = false;
+  // Single-function programs: main-frame stack slots some descendant read before writing them whole
+  // (the others are dead here and not compared), and slots whose exact contents (a spilled scalar,
+  // zero bytes) some decision below used (compared precisely).
+  uint64_t sread = 0;
+  uint64_t pstack = 0;
   uint64_t get_hash() {
     if (!hashed) {
       hash = state_hash(st);
@@ -169,10 +185,13 @@ using LiveSet = uint16_t;
 // Is every concrete state of `cur` covered by `old`? Registers outside `live` (per frame, innermost
 // last) are ignored.
 // Scalars outside `precise` (per frame) only need to be scalars on both sides (their values do not
-// influence any decision the verifier made below this point); spilled scalars likewise unless
-// `stack_precise`.
+// influence any decision the verifier made below this point); spilled scalars and zero bytes likewise
+// unless `stack_precise` (or, in the main frame, their slot is in `slots_precise`). Main-frame stack
+// slots outside `slots_live` are ignored. `uninit_ok` (root rules): uninitialised bytes read as
+// unknown ones, so an unknown byte of `old` covers them.
 bool state_covered(const State& old, const State& cur, const std::vector<LiveSet>& live_per_frame,
-                   const std::vector<LiveSet>& precise_per_frame, bool stack_precise);
+                   const std::vector<LiveSet>& precise_per_frame, bool stack_precise,
+                   uint64_t slots_live = ~uint64_t{0}, uint64_t slots_precise = 0, bool uninit_ok = false);
 // Per frame: the registers outside `precise` (and inside `live`) whose precise comparison, taken
 // alone, fails: what a pruning decision made with `precise` relied on being imprecise.
 std::vector<LiveSet> imprecise_regs(const State& old, const State& cur, const std::vector<LiveSet>& live,

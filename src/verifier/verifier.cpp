@@ -170,26 +170,42 @@ bool Verifier::is_state_visited(bool& pruned) {
                       "changes on every iteration and is compared against a bound.");
     }
   }
+  // The kernel's heuristic: store a new state only after at least 2 jumps and 8 instructions since
+  // the last one (pruning is still tried at every prune point); inside a loop (a state at this
+  // instruction is in progress) only after 20 jumps or 100 instructions, as different iterations
+  // rarely prune each other. A callback's entry gets one whatever the distance (its invocations
+  // converge there), under the loop rule too.
+  // (Programs with subprograms or callbacks store a state at every prune point: the convergence of
+  // callback invocations relies on the states stored between them.)
+  bool add_new = !prec_.path || cb_entry ||
+                 (jmps_processed_ - last_ckpt_jmps_ >= 2 && processed_ - last_ckpt_processed_ >= 8);
+  if (looping && processed_ - last_ckpt_processed_ < 100 && jmps_processed_ - last_ckpt_jmps_ < 20) add_new = false;
   if (!list.empty()) {
     std::vector<LiveSet>& live = live_buf_;
     std::vector<LiveSet>& precise = precise_buf_;
     live_for(cur_, pc_, live);
     if (!prec_.path) precise_for(cur_, pc_, precise);
     bool stack_precise = prec_.all || prec_.stack;
+    const bool uninit_ok = !strict();
     size_t keep = 0;
     for (size_t idx = 0; idx < list.size(); ++idx) {
       Node* n = list[idx];
       list[keep++] = n;
-      if (prec_.path) {  // the node's own precision (single frame)
+      uint64_t slots_live = ~uint64_t{0}, slots_precise = 0;
+      if (prec_.path) {  // the node's own precision and stack liveness (single frame)
         precise.assign(1, n->pall ? LiveSet{0x7ff} : n->pprec);
         stack_precise = n->pall;
+        slots_live = n->sread;
+        slots_precise = n->pstack;
       }
-      if (state_covered(n->st, cur_, live, precise, stack_precise)) {
+      if (state_covered(n->st, cur_, live, precise, stack_precise, slots_live, slots_precise, uninit_ok)) {
         if (prec_.path) {
-          // This path continues as the node's did: what the node's descendants needed precisely is
-          // needed on this path too.
+          // This path continues as the node's did: what the node's descendants read and needed
+          // precisely is read and needed on this path too.
+          mark_stack_read(n->sread);
           if (n->pall) mark_all_from(cur_.parent);
-          else if (n->pprec & live[0]) backtrack(static_cast<LiveSet>(n->pprec & live[0]), cur_.hist.size());
+          else if ((n->pprec & live[0]) || n->pstack)
+            backtrack(static_cast<LiveSet>(n->pprec & live[0]), n->pstack, cur_.hist.size());
         } else if (!prec_.all) {
           note_imprecise_prune(n->st, live, precise, stack_precise);
         }
@@ -199,20 +215,24 @@ bool Verifier::is_state_visited(bool& pruned) {
         list.resize(keep);
         return true;
       }
-      n->misses++;
-      // Evict states that keep failing to prune (the kernel's heuristic); they stay alive as parents.
-      if (n->misses > n->hits * 3 + 3) keep--;  // (memory stays accounted: nodes are parents)
+      // Misses count only where a new state is stored (otherwise the iterations of a loop would
+      // evict the states stored at its start).
+      if (add_new || !prec_.path) n->misses++;
+      // Evict states that keep failing to prune (the kernel's heuristic). A complete state is no
+      // one's ancestor on a path still being explored, so it is freed.
+      if (n->misses > n->hits * 3 + 3) {
+        keep--;
+        free_node(n);
+      }
     }
     list.resize(keep);
   }
-  // Inside a loop, do not store a state at every iteration (the kernel's heuristic).
-  // (The kernel's rule: a new state after 20 jumps or 100 instructions.)
-  if (looping && processed_ - last_ckpt_processed_ < 100 && jmps_processed_ - last_ckpt_jmps_ < 20) return true;
+  if (!add_new) return true;
   if (rep_.states >= opts_.limits.max_states) return true;  // stop storing; exploration continues
   auto node = std::make_unique<Node>();
   node->seg = std::move(cur_.hist);
   cur_.hist.clear();
-  mem_bytes_ += node->seg.size() * sizeof(HistEntry);
+  mem_bytes_ += node->seg.capacity() * sizeof(HistEntry);
   node->st = cur_;
   node->st.parent = cur_.parent;
   node->pc = static_cast<int32_t>(pc_);
@@ -220,15 +240,18 @@ bool Verifier::is_state_visited(bool& pruned) {
   node->hash = cur_hash;
   node->hashed = hashed;
   cur_.parent = node.get();
-  mem_bytes_ += node->st.approx_bytes();
+  cur_.swritten = 0;
+  mem_bytes_ += node->st.approx_bytes() + sizeof(Node);
   rep_.peak_memory = std::max(rep_.peak_memory, mem_bytes_);
   if (hashed)
     in_progress_[pc_].emplace(cur_hash, node.get());
   else
     in_progress_unhashed_[pc_].push_back(node.get());
   in_progress_count_[pc_]++;
-  nodes_.push_back(std::move(node));
+  node.release();
   rep_.states++;
+  live_nodes_++;
+  rep_.peak_states = std::max(rep_.peak_states, live_nodes_);
   last_ckpt_processed_ = processed_;
   last_ckpt_jmps_ = jmps_processed_;
   if (mem_bytes_ > opts_.limits.max_memory)
@@ -238,6 +261,21 @@ bool Verifier::is_state_visited(bool& pruned) {
                   "The program has too many distinct paths for the verifier to keep track of. Reduce the "
                   "number of branches whose outcome depends on earlier branches, or split the program.");
   return true;
+}
+
+void Verifier::free_node(Node* n) {
+  mem_bytes_ -= std::min<uint64_t>(mem_bytes_, n->st.approx_bytes() + sizeof(Node) + n->seg.capacity() * sizeof(HistEntry));
+  live_nodes_--;
+  delete n;
+}
+
+Verifier::~Verifier() {
+  for (auto& l : visited_)
+    for (Node* n : l) delete n;
+  for (auto& l : in_progress_unhashed_)
+    for (Node* n : l) delete n;
+  for (auto& m : in_progress_)
+    for (auto& [h, n] : m) delete n;
 }
 
 void Verifier::note_imprecise_prune(const State& old, const std::vector<LiveSet>& live,
@@ -301,10 +339,18 @@ void Verifier::init_xfer() {
         x.def = bit(in.dst);
         x.may_fill = true;
         break;
+      case OpKind::Store:
+        x.store = true;
+        break;
+      case OpKind::StoreReg:
+        x.store = true;
+        x.srcs = bit(in.src);
+        break;
       case OpKind::Atomic:
         if (in.op == Op::ATOMIC_CMPXCHG32 || in.op == Op::ATOMIC_CMPXCHG64) x.def = bit(0);
         else if (in.imm & 1) x.def = bit(in.src);
         x.may_fill = true;
+        x.atomic = true;
         break;
       default:
         break;
@@ -312,31 +358,46 @@ void Verifier::init_xfer() {
   }
 }
 
-void Verifier::backtrack(LiveSet need, size_t end) {
+void Verifier::backtrack(LiveSet need, uint64_t sneed, size_t end) {
   std::vector<HistEntry>* seg = &cur_.hist;
   Node* node = cur_.parent;
   for (;;) {
     for (size_t i = std::min(end, seg->size()); i-- > 0;) {
       HistEntry& h = (*seg)[i];
-      if (!back_insn(h, need)) {
+      if (!back_insn(h, need, sneed)) {
         mark_all_from(node);
         return;
       }
       // What was already backtracked from here on was marked above (the marks distribute over
       // unions), so only the rest goes on.
       need = static_cast<LiveSet>(need & ~h.marked & 0x3ff);
-      if (!need) return;
+      sneed &= ~h.smarked;
+      if (!need && !sneed) return;
       h.marked |= need;
+      h.smarked |= sneed;
     }
     need = static_cast<LiveSet>(need & 0x3ff);
-    if (!need || !node || node->pall) return;
+    if ((!need && !sneed) || !node || node->pall) return;
     LiveSet fresh = static_cast<LiveSet>(need & ~node->pprec);
-    if (!fresh) return;  // already marked there, and (so) above
+    uint64_t sfresh = sneed & ~node->pstack;
+    if (!fresh && !sfresh) return;  // already marked there, and (so) above
     node->pprec |= fresh;
+    node->pstack |= sfresh;
     need = fresh;
+    sneed = sfresh;
     seg = &node->seg;
     end = seg->size();
     node = node->st.parent;
+  }
+}
+
+void Verifier::mark_stack_read(uint64_t mask) {
+  mask &= ~cur_.swritten;
+  for (Node* n = cur_.parent; n && mask; n = n->st.parent) {
+    uint64_t fresh = mask & ~n->sread;
+    if (!fresh) return;  // marked before, and from there on up as far as it reaches
+    n->sread |= fresh;
+    mask = fresh & ~n->st.swritten;
   }
 }
 
@@ -369,6 +430,9 @@ void Verifier::finish_path() {
         }
     }
     in_progress_count_[n->pc]--;
+    // Only paths below a state in progress backtrack through its path segment.
+    mem_bytes_ -= std::min<uint64_t>(mem_bytes_, n->seg.capacity() * sizeof(HistEntry));
+    std::vector<HistEntry>().swap(n->seg);
     visited_[n->pc].push_back(n);
   }
 }
@@ -663,6 +727,18 @@ bool Verifier::do_alu(const Insn& in) {
                                 in.imm, is32 ? 31 : 63));
   }
   if (dst.kind == Kind::Scalar && src.kind == Kind::Scalar) {
+    // A scalar known to be 0 or -1 (the sign mask of `x s>>= 63`) AND- or OR-ed with a constant:
+    // compilers select between two values this way. As the kernel does (maybe_fork_scalars), the
+    // two cases are explored separately, each with an exact result, rather than one imprecise
+    // union of them.
+    if ((op == kAnd || op == kOr) && src.v.is_const() &&
+        ((!is32 && dst.v.smin == -1 && dst.v.smax == 0) || (is32 && dst.v.s32min == -1 && dst.v.s32max == 0))) {
+      State zero = cur_;
+      zero.cur().regs[in.dst] = Reg::scalar(scalar_alu(op, Scalar::constant(0), src.v, is32));
+      dst = Reg::scalar(scalar_alu(op, Scalar::constant(is32 ? 0xffffffffull : ~0ull), src.v, is32));
+      push_branch(std::move(zero), pc_ + 1);
+      return true;
+    }
     Scalar v = scalar_alu(op, dst.v, src.v, is32);
     dst = Reg::scalar(v);
     return true;
@@ -852,10 +928,16 @@ bool Verifier::do_cond_jump(const Insn& in) {
     pc_ = next;
     return true;
   }
-  // A non-NULL pointer against 0: the outcome is known.
+  // A pointer the kernel knows to be non-NULL (reg_not_null: sockets, map values, map pointers,
+  // memory of a known size, kernel objects) against 0: the outcome is known. Any other pointer (the
+  // context, the stack, packet pointers, functions) explores both branches, as the kernel does.
   auto nonnull_ptr = [&](const Reg& p) {
-    return is_pointer(p.kind) && !is_or_null(p.kind) && p.kind != Kind::Scalar && p.off == 0 && p.v.is_const() &&
-           p.v.value() == 0 && p.kind != Kind::PacketEnd;
+    switch (p.kind) {
+      case Kind::Sock: case Kind::MapValue: case Kind::MapPtr: case Kind::Mem: case Kind::BtfId:
+        return true;
+      default:
+        return false;
+    }
   };
   if (!is32 && (cond == kJeq || cond == kJne) && ((nonnull_ptr(a) && b.is_null()) || (nonnull_ptr(b) && a.is_null()))) {
     seed(in.dst);
@@ -1160,7 +1242,7 @@ Result<VerifyReport> verify(std::span<const Insn> insns, const VerifyOptions& op
   }
   if (options.log_level >= 1)
     rep.log += fmt::format("processed {} insns (limit {}) max_states_per_insn 0 total_states {} peak_states {}\n",
-                           rep.insns_processed, options.limits.insn_budget, rep.states, rep.states);
+                           rep.insns_processed, options.limits.insn_budget, rep.states, rep.peak_states);
   return rep;
 }
 

@@ -74,8 +74,9 @@ int verify_command(const VerifyOpts& o) {
       it.section = p.section;
       it.name = p.name;
       it.options = verify_options_for(*object, p, rules);
-      if (!it.options.type) return fail(kUsage, p.section + "/" + p.name + ": program type " + p.type_name() +
-                                                    " is not supported (use --type)");
+      // A verdict about the program (its type cannot be verified), not a usage error: exit 1.
+      if (!it.options.type) return fail(kFailed, p.section + "/" + p.name + ": program type " + p.type_name() +
+                                                     " is not supported (use --type)");
       it.insns = p.insns;
       items.push_back(std::move(it));
     }
@@ -114,6 +115,8 @@ int verify_command(const VerifyOpts& o) {
       j["verdict"] = rep.accepted ? "accepted" : "rejected";
       j["insns_processed"] = rep.insns_processed;
       j["states"] = rep.states;
+      j["peak_states"] = rep.peak_states;
+      j["peak_memory"] = rep.peak_memory;
       j["time_us"] = rep.time_us;
       j["error"] = rep.accepted ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(rep.error.to_string());
       if (!rep.accepted && !rep.error.source_line.empty()) j["source"] = rep.error.source_line;
@@ -123,9 +126,10 @@ int verify_command(const VerifyOpts& o) {
     }
     if (o.log_level > 0) std::fputs(rep.log.c_str(), stdout);
     if (rep.accepted) {
-      std::printf("%saccepted: %s processed, %s, %llu µs\n", prefix.c_str(),
+      std::printf("%saccepted: %s processed, %s (peak %llu), %.1f MiB peak, %llu µs\n", prefix.c_str(),
                   plural(rep.insns_processed, "instruction", "instructions").c_str(),
-                  plural(rep.states, "state", "states").c_str(), static_cast<unsigned long long>(rep.time_us));
+                  plural(rep.states, "state", "states").c_str(), static_cast<unsigned long long>(rep.peak_states),
+                  static_cast<double>(rep.peak_memory) / (1 << 20), static_cast<unsigned long long>(rep.time_us));
     } else {
       std::printf("%s%s", prefix.c_str(), format_rejection(rep, it.insns).c_str());
     }
