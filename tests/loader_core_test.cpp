@@ -332,6 +332,7 @@ TEST(LoaderKconfig, RunningKernelMatchesLibbpf) {
   ASSERT_EQ(k.bss.size(), 8u);
   // LINUX_HAS_SYSCALL_WRAPPER is bpfvm's own (its hooks emulate the x86-64 wrappers); the kernel's
   // answer depends on its build. Everything else comes from the same kernel.
+  EXPECT_EQ(v[1], 1u);
   v[1] = k.bss[1];
   EXPECT_EQ(v, k.bss);
 }
@@ -473,6 +474,7 @@ TEST(LoaderObjects2, CiliumObjectsLoadWithTheirPinning) {
     ++objects;
     EXPECT_TRUE(o.iproute2) << e.path();
     for (const auto& m : o.maps) {
+      if (m.is_global_data()) continue;
       EXPECT_EQ(m.origin, MapOrigin::LegacyElf) << e.path() << " " << m.spec.name;
       EXPECT_EQ(m.spec.numa_node, 0u) << e.path() << " " << m.spec.name;
     }

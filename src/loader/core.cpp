@@ -552,9 +552,11 @@ Result<Outcome> resolve(const struct btf* local, const TargetBtf& target, const 
   FieldValue first{};
   uint64_t value = 0;
   uint32_t matched_id = 0;
+  size_t candidates = 0;
   for (uint32_t cand : target.by_essential_name(essential_name(lname))) {
     const struct btf_type* ct = btfu::type(tb, cand);
     if (!ct || !kinds_compatible(lt, ct)) continue;
+    ++candidates;
     uint64_t v = 0;
     FieldValue fv{};
     if (field_based(r.kind)) {
@@ -610,7 +612,15 @@ Result<Outcome> resolve(const struct btf* local, const TargetBtf& target, const 
       return o;
     }
     o.poison = true;
-    o.reason = fmt::format("no type in the target BTF ({}) matches", target.origin());
+    const std::string what = std::string(kind_word(lt)) + essential_name(lname);
+    if (candidates == 0)
+      o.reason = fmt::format("the target BTF ({}) has no {}", target.origin(), what);
+    else if (field_based(r.kind))
+      o.reason = fmt::format("no {} of the target BTF ({}) has this field with a compatible type", what, target.origin());
+    else if (enum_based(r.kind))
+      o.reason = fmt::format("no {} of the target BTF ({}) has this enumerator", what, target.origin());
+    else
+      o.reason = fmt::format("no {} of the target BTF ({}) has a compatible shape", what, target.origin());
     return o;
   }
   o.target_value = value;

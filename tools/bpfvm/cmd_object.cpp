@@ -113,6 +113,7 @@ int show_command(const ShowOpts& o) {
   if (any_failed) {
     size_t n = 0;
     for (const auto& p : obj->programs) n += !p.ok();
+    std::fflush(stdout);
     std::fprintf(stderr, "bpfvm: %s: %zu of %zu programs failed to load\n", o.input.path.c_str(), n, obj->programs.size());
   }
   return any_failed ? kFailed : kOk;
