@@ -1,6 +1,5 @@
 # Objects whose programs fail one by one, iproute2 objects, CO-RE against a given BTF, --set.
 $ bpfvm object show $PROGS/ld_onebad.bpf.o
-bpfvm: $PROGS/ld_onebad.bpf.o: 1 of 3 programs failed to load
 programs: 3
   section  name           type           insns
   xdp      good_first     xdp            2
@@ -9,12 +8,13 @@ programs: 3
 maps: 0
 license: GPL
 btf: yes (with line info)
+bpfvm: $PROGS/ld_onebad.bpf.o: 1 of 3 programs failed to load
 [exit 1]
 $ bpfvm verify $PROGS/ld_onebad.bpf.o | sed -E 's/[0-9]+ µs/T µs/'; (exit ${PIPESTATUS[0]})
 xdp/good_first: accepted: 2 instructions processed, 0 states, T µs
 xdp/calls_unknown: error: section 'xdp': relocation #0 at offset 24 (insn 3) against 'not_a_helper': calls undefined function 'not_a_helper', which is neither in the object nor a helper
 socket/good_second: accepted: 2 instructions processed, 0 states, T µs
-[exit 0]
+[exit 1]
 $ bpfvm object show $PROGS/ld_elfmap28.bpf.o
 programs: 2
   section      name         type       insns
