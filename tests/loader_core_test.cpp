@@ -322,6 +322,14 @@ TEST(LoaderKconfig, UnknownVirtualExternIsAnError) {
   EXPECT_NE(r.error().message.find("unknown name"), std::string::npos) << r.error().message;
 }
 
+// Fuzzer finding: a .kconfig char array extern whose BTF claims 4 GB made the loader allocate it.
+TEST(LoaderKconfig, HugeExternIsRefused) {
+  auto r = load_object_file((fs::path(BPFVM_SOURCE_DIR) / "tests/loader_inputs/kconfig_huge_array.o").string());
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message.find("4 MiB"), std::string::npos) << r.error().message;
+  EXPECT_NE(r.error().message.find(".kconfig extern"), std::string::npos) << r.error().message;
+}
+
 // With the running kernel's config, bpfvm's values are libbpf's.
 TEST(LoaderKconfig, RunningKernelMatchesLibbpf) {
   LibbpfRun k = libbpf_run(prog_path("core_kconfig.bpf.o"), "", "kconfig_values");

@@ -665,7 +665,7 @@ void poison_one(RawInsn& in) {
 }
 }  // namespace
 
-Status patch(std::vector<RawInsn>& code, uint64_t slot, const Relo& r, const Outcome& o) {
+Result<bool> patch(std::vector<RawInsn>& code, uint64_t slot, const Relo& r, const Outcome& o) {
   RawInsn& in = code[slot];
   const uint8_t cls = in.code & 0x07;
   auto bad = [&](const std::string& m) { return err(fmt::format("{}: insn {}: {}", o.description, slot, m)); };
@@ -674,7 +674,7 @@ Status patch(std::vector<RawInsn>& code, uint64_t slot, const Relo& r, const Out
   if (o.poison || (!o.resize_ok && (cls == 1 || cls == 2 || cls == 3))) {
     if (lddw) poison_one(code[slot + 1]);
     poison_one(in);
-    return {};
+    return true;
   }
   (void)r;
   if (cls == 4 || cls == 7) {  // ALU, ALU64
@@ -682,7 +682,7 @@ Status patch(std::vector<RawInsn>& code, uint64_t slot, const Relo& r, const Out
     if (static_cast<uint32_t>(in.imm) != static_cast<uint32_t>(o.local_value))
       return bad(fmt::format("the instruction holds {}, not the local value {}", in.imm, o.local_value));
     in.imm = static_cast<int32_t>(o.target_value);
-    return {};
+    return false;
   }
   if (cls == 1 || cls == 2 || cls == 3) {  // LDX, ST, STX
     const uint8_t mode = in.code & 0xe0;
@@ -698,14 +698,14 @@ Status patch(std::vector<RawInsn>& code, uint64_t slot, const Relo& r, const Out
       if (sc == 0xff) return bad(fmt::format("the target field is {} bytes, no load has that size", o.target_size));
       in.code = static_cast<uint8_t>((in.code & ~0x18) | sc);
     }
-    return {};
+    return false;
   }
   if (lddw) {
     const uint64_t cur = static_cast<uint32_t>(in.imm) | (static_cast<uint64_t>(static_cast<uint32_t>(code[slot + 1].imm)) << 32);
     if (cur != o.local_value) return bad(fmt::format("lddw holds {}, not the local value {}", cur, o.local_value));
     in.imm = static_cast<int32_t>(static_cast<uint32_t>(o.target_value));
     code[slot + 1].imm = static_cast<int32_t>(static_cast<uint32_t>(o.target_value >> 32));
-    return {};
+    return false;
   }
   return bad(fmt::format("instruction 0x{:02x} cannot carry a CO-RE relocation", in.code));
 }

@@ -82,7 +82,8 @@ struct Outcome {
 // Computes the relocation (errors: malformed records, anonymous types, ambiguous candidates).
 Result<Outcome> resolve(const struct btf* local, const TargetBtf& target, const Relo& r);
 // Patches the instruction(s) at `slot` of `code` with the outcome (poison, or new offset / imm /
-// 64-bit immediate, checking that the instruction holds the local value). Errors name the problem.
-Status patch(std::vector<RawInsn>& code, uint64_t slot, const Relo& r, const Outcome& o);
+// 64-bit immediate, checking that the instruction holds the local value). Returns whether it
+// poisoned the instruction; errors name the problem.
+Result<bool> patch(std::vector<RawInsn>& code, uint64_t slot, const Relo& r, const Outcome& o);
 
 }  // namespace bpfvm::core

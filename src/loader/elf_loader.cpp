@@ -1153,14 +1153,19 @@ Status ObjectLoader::apply_core_relocations() {
         a.error = fmt::format("section {}: insn {}: {}", quoted(cs.name), rr.insn, o.error().message);
       } else {
         a.description = o->description;
-        a.poisoned = o->poison || !o->resize_ok;
-        a.reason = o->poison ? o->reason : !o->resize_ok ? "the field's size differs and a signed or non-integer load cannot be resized" : "";
+        a.reason = o->poison ? o->reason : "the field's size differs and a signed or non-integer load cannot be resized";
         a.local_value = o->local_value;
         a.target_value = o->target_value;
-        if (cs.core_applied.count(rr.insn))
+        if (cs.core_applied.count(rr.insn)) {
           a.error = fmt::format("section {}: insn {}: a second CO-RE relocation for the same instruction", quoted(cs.name), rr.insn);
-        else if (Status ps = core::patch(cs.raw, rr.insn, r, *o); !ps)
+        } else if (cs.relocs.count(rr.insn)) {
+          a.error = fmt::format("section {}: insn {}: the instruction has both a CO-RE and an ELF relocation", quoted(cs.name), rr.insn);
+        } else if (auto ps = core::patch(cs.raw, rr.insn, r, *o); !ps) {
           a.error = fmt::format("section {}: {}", quoted(cs.name), ps.error().message);
+        } else {
+          a.poisoned = *ps;
+          if (!a.poisoned) a.reason.clear();
+        }
       }
       cs.core_applied[rr.insn] = std::move(a);
     }

@@ -166,6 +166,9 @@ Result<Values> resolve(const struct btf* b, const std::vector<Extern>& externs, 
     if (align <= 0) align = 1;
     end = (end + static_cast<uint32_t>(align) - 1) / static_cast<uint32_t>(align) * static_cast<uint32_t>(align);
     r.offsets.push_back(end);
+    // The externs live in one array map value (at most 4 MiB, as global data).
+    if (size > (4u << 20) || end + size > (4u << 20))
+      return err(e.name, fmt::format("{} bytes; the .kconfig externs would exceed the 4 MiB an array map value may hold", size));
     end += size;
     kinds.push_back({kt, {size, is_signed}});
   }
