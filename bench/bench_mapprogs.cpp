@@ -7,8 +7,9 @@
 // kernel; the target is bpfvm's JIT faster than the kernel (ratio < 1).
 //
 //   ninja -C build bench_mapprogs && build/bench_mapprogs [--trials N] [--ms M] [--only NAME] [--no-verify]
-// (--no-verify: prepare without bpfvm's verifier — the JIT runs the same code; the interpreter
-// column then is the checked interpreter.)
+// (--no-verify: prepare without bpfvm's verifier — the interpreter column then is the checked
+// interpreter, under the default instruction budget; the JIT refuses unverified code, so its column
+// stays empty with a note.)
 //
 // Programs: bench/progs/map_{hash,array,ringbuf}.bpf.c (XDP, 256 operations per run, see
 // bench/progs/map_bench.h), compiled by the build into build/progs. Both sides start from the same

@@ -1,4 +1,7 @@
-/* The C embedding API, used from C (built and run by the tests: ctest -R c_api).
+/* The C embedding API, used from C (built and run by the tests: ctest -R c_api, linked with
+ * libbpfvm.so; ctest -R install_consumers builds it against an installation, as a user does):
+ *   cc c_api_example.c $(pkg-config --cflags --libs bpfvm)           (libbpfvm.so)
+ *   cc c_api_example.c $(pkg-config --cflags --libs bpfvm-static)    (libbpfvm.a)
  *   c_api_example PROGS_DIR
  * Loads objects built from tests/progs, verifies and runs their programs, uses their maps; runs bytecode. */
 #include <bpfvm/bpfvm.h>

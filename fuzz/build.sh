@@ -1,5 +1,5 @@
 #!/bin/sh
-# Builds the ISA fuzzers (fuzz_decode, fuzz_asm) directly with clang-14, from src/isa only, so
+# Builds the ISA fuzzers (fuzz_decode, fuzz_asm) and the CLI parser fuzzer (fuzz_cliparse) directly with clang-14, from src/isa only, so
 # they do not depend on the rest of the library compiling with clang.
 #   fuzz/build.sh [OUTDIR]      (default: build-fuzz-isa next to the sources)
 # The CMake way (-DBPFVM_FUZZ=ON, see docs/fuzzing.md) builds the same targets against the whole library.
@@ -21,6 +21,10 @@ for t in fuzz_decode fuzz_asm; do
   $CXX $FLAGS -fsanitize=fuzzer "$SRC/fuzz/$t.cpp" $objs -lfmt -o "$OUT/$t"
   echo "built $OUT/$t"
 done
+# The CLI's number and byte parsers: one self-contained file.
+$CXX $FLAGS -fsanitize=fuzzer -I"$SRC/tools/bpfvm" "$SRC/fuzz/fuzz_cliparse.cpp" "$SRC/tools/bpfvm/parse.cpp" \
+  -o "$OUT/fuzz_cliparse"
+echo "built $OUT/fuzz_cliparse"
 $CXX $FLAGS -fsanitize=fuzzer-no-link "$SRC/fuzz/make_seeds.cpp" $objs -lfmt -o "$OUT/make_seeds"
 SHARED=${BPFVM_SHARED:-$SRC/../shared}
 if [ -d "$SHARED/conformance" ]; then "$OUT/make_seeds" "$SHARED/conformance" "$OUT/seeds"; fi

@@ -2,7 +2,7 @@
 # Installs what bpfvm needs on Debian 12 (only what is missing) and configures the build.
 set -euo pipefail
 PACKAGES=(build-essential cmake ninja-build pkg-config
-          libelf-dev libbpf-dev libasmjit-dev libcapstone-dev libcli11-dev libfmt-dev nlohmann-json3-dev
+          libelf-dev libbpf-dev libcapstone-dev libcli11-dev libfmt-dev nlohmann-json3-dev
           libpcap-dev googletest libgtest-dev libbenchmark-dev zlib1g-dev
           clang-14 llvm-14 libclang-rt-14-dev clang-19 tcpdump)
 missing=()

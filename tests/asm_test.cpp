@@ -299,7 +299,8 @@ TEST(AsmKernel, ParsesPrintedAndLlvmForms) {
       {"*(u64 *)(r10 - 0x8) = r1", {0x7b, 0x1a, 0xf8, 0xff, 0, 0, 0, 0}},
       {"r1 = 0x1122334455667788 ll",
        {0x18, 0x01, 0, 0, 0x88, 0x77, 0x66, 0x55, 0, 0, 0, 0, 0x44, 0x33, 0x22, 0x11}},
-      {"r1 = 0x1122334455667788", {0x18, 0x01, 0, 0, 0x88, 0x77, 0x66, 0x55, 0, 0, 0, 0, 0x44, 0x33, 0x22, 0x11}},
+      // as llvm-mc: without `ll` a move of a 32-bit immediate, sign-extended (beyond 32 bits: an error)
+      {"r1 = 0xffffffff", {0xb7, 0x01, 0, 0, 0xff, 0xff, 0xff, 0xff}},
       {"r1 = 0 ll", {0x18, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}},
       {"(18) r1 = 0x5", {0x18, 0x01, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}},
       {"r1 = map[fd:3]", {0x18, 0x11, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}},
@@ -422,7 +423,8 @@ TEST(AsmKernel, Errors) {
       {"w1 += r2", 1, 7, "register r2 does not match the width of w1"},
       {"goto foo", 1, 6, "undefined label 'foo'"},
       {"w1 = 0x1ffffffff", 1, 6, "immediate 0x1ffffffff does not fit in 32 bits"},
-      {"r1 += 0x80000000", 1, 7, "value 0x80000000 does not fit in a signed 32-bit field"},
+      {"r1 += 0x100000000", 1, 7, "immediate 0x100000000 does not fit in 32 bits"},
+      {"r1 = 0x100000000", 1, 6, "immediate 0x100000000 does not fit in 32 bits (write `r1 = 0x100000000 ll` for a 64-bit load)"},
       {"r1 = *(u32 *)(r2 +40000)", 1, 18, "offset +40000 out of range (16-bit signed: -32768..32767)"},
       {"r1 = *(u128 *)(r2 +0)", 1, 8, "expected a memory type (u8, u16, u32, u64, s8, s16, s32), found 'u128'"},
       {"r1 = be16 r2", 1, 11, "be16 works in place: expected r1"},
@@ -845,6 +847,7 @@ void check_against_verifier_log(const char* source) {
   ASSERT_TRUE(prog.ok()) << prog.error().to_string();
   auto raw = encode(*prog);
   auto res = kernel::load_program(raw, kProgSocketFilter, 2);
+  if (!res.not_offered.empty()) GTEST_SKIP() << "not compared: " << res.not_offered;
   ASSERT_TRUE(res.fd) << "the kernel rejected the test program (errno " << res.err << "):\n" << res.log;
   auto lines = log_instructions(res.log);
   ASSERT_FALSE(lines.empty()) << res.log;

@@ -795,10 +795,16 @@ TEST(HelpersKernel, SameResultsAsTheKernel) {
       {kProgSocketFilter,
        "r2 = 60\nr3 = r10\nr3 += -8\nr4 = 8\ncall bpf_skb_load_bytes\nexit\n"},
   };
+  int compared = 0;
   for (const auto& c : cases) {
     auto insns = assemble(c.text, Syntax::Kernel, idf);
     ASSERT_TRUE(insns.ok()) << insns.error().to_string();
     auto k = kernel::load_program(encode(*insns), c.type, 1);
+    if (!k.not_offered.empty()) {
+      std::printf("  not compared: %s\n%s", k.not_offered.c_str(), c.text);
+      continue;
+    }
+    ++compared;
     ASSERT_TRUE(static_cast<bool>(k.fd)) << "kernel refused (errno " << k.err << "):\n" << k.log << c.text;
     auto kr = kernel::test_run(k.fd.get(), frame, {}, 1, 4096);
     ASSERT_EQ(kr.err, 0);
@@ -814,6 +820,7 @@ TEST(HelpersKernel, SameResultsAsTheKernel) {
     EXPECT_EQ(static_cast<uint32_t>(*r), kr.retval) << c.text;
     EXPECT_EQ((*tr)->data_out(), kr.data_out) << c.text;
   }
+  if (compared == 0) GTEST_SKIP() << "the kernel offers none of the helpers these cases call";
 }
 
 // ---- real objects (tests/progs/hl_*.bpf.c) ------------------------------------------------------------

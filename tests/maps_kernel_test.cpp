@@ -86,6 +86,15 @@ Pair make_pair(const Spec& s) {
   return p;
 }
 
+// A map type the running kernel's build does not offer cannot be compared (it refuses every spec).
+bool kernel_lacks(uint32_t type) {
+  if (!*map_type_name(type)) return false;  // numbers no kernel knows: compared (both refuse)
+  auto a = kernel::probe_map_type(type);
+  if (a.offer != kernel::Offer::No) return false;
+  std::printf("  not compared: the kernel does not offer map type %s (%s)\n", map_type_name(type), a.detail.c_str());
+  return true;
+}
+
 class CpuScope {
  public:
   CpuScope() { set_possible_cpus(kernel_possible_cpus()); }
@@ -154,6 +163,7 @@ TEST(MapsKernel, CreationErrnoMatches) {
   };
   int mismatches = 0;
   for (const Spec& s : specs) {
+    if (kernel_lacks(s.type)) continue;
     int kerr = 0;
     kernel::Fd fd = kernel::create_map(s.type, s.ks, s.vs, s.max, s.flags, &kerr, s.extra);
     long kret = fd ? 0 : -long(std::abs(kerr));
@@ -178,6 +188,7 @@ TEST(MapsKernel, MapInMapRules) {
   };
   for (uint32_t outer_type : {uint32_t(kMapArrayOfMaps), uint32_t(kMapHashOfMaps)}) {
     for (const Spec& in : inners) {
+      if (kernel_lacks(in.type)) continue;
       int kerr = 0;
       kernel::Fd ifd = kernel::create_map(in.type, in.ks, in.vs, in.max, in.flags, &kerr, in.extra);
       ASSERT_TRUE(bool(ifd)) << describe(in);
@@ -365,6 +376,7 @@ TEST(MapsKernel, RandomOpsArrays) {
   REQUIRE_KERNEL();
   CpuScope cpus;
   for (uint32_t type : {uint32_t(kMapArray), uint32_t(kMapPercpuArray)}) {
+    if (kernel_lacks(type)) continue;
     Differ d({type, 4, 12, 8}, 1234 + type, true);
     run_kv(d, 400, 10, [&] { return d.rand_bytes(4, 10); });
   }
@@ -377,6 +389,7 @@ TEST(MapsKernel, RandomOpsHashes) {
                              {kMapHash, 16, 8, 12},        {kMapPercpuHash, 4, 12, 6},
                              {kMapPercpuHash, 4, 8, 6, kMapFNoPrealloc}};
   for (const Spec& s : specs) {
+    if (kernel_lacks(s.type)) continue;
     Differ d(s, 99 + s.type * 7 + s.ks, false);
     run_kv(d, 500, 10, [&] { return d.rand_bytes(s.ks, 10); });
     if (HasFailure()) return;
@@ -387,6 +400,7 @@ TEST(MapsKernel, RandomOpsLru) {
   REQUIRE_KERNEL();
   CpuScope cpus;
   for (uint32_t type : {uint32_t(kMapLruHash), uint32_t(kMapLruPercpuHash)}) {
+    if (kernel_lacks(type)) continue;
     Differ d({type, 4, 8, 64}, 555 + type, false);
     d.lru = true;
     run_kv(d, 400, 400, [&] { return d.rand_bytes(4, 400); });
@@ -406,6 +420,7 @@ TEST(MapsKernel, RandomOpsLpmTrie) {
   REQUIRE_KERNEL();
   CpuScope cpus;
   for (uint32_t ks : {5u, 8u, 20u}) {
+    if (kernel_lacks(kMapLpmTrie)) continue;
     Differ d({kMapLpmTrie, ks, 4, 12, kMapFNoPrealloc}, 77 + ks, true);
     uint32_t maxp = (ks - 4) * 8;
     auto gen = [&] {
@@ -426,6 +441,7 @@ TEST(MapsKernel, RandomOpsQueueStack) {
   REQUIRE_KERNEL();
   CpuScope cpus;
   for (uint32_t type : {uint32_t(kMapQueue), uint32_t(kMapStack)}) {
+    if (kernel_lacks(type)) continue;
     Differ d({type, 0, 8, 5}, 4242 + type, true);
     ASSERT_TRUE(d.p.k && d.p.v);
     for (int i = 0; i < 500; ++i) {
@@ -463,6 +479,7 @@ TEST(MapsKernel, BloomFilter) {
   REQUIRE_KERNEL();
   CpuScope cpus;
   for (uint64_t nh : {0ull, 1ull, 3ull}) {
+    if (kernel_lacks(kMapBloomFilter)) continue;
     Differ d({kMapBloomFilter, 0, 8, 500, 0, nh}, 9 + nh, false);
     ASSERT_TRUE(d.p.k && d.p.v);
     for (uint64_t v = 0; v < 500; ++v) {
@@ -500,6 +517,7 @@ TEST(MapsKernel, UnsupportedOperationErrno) {
                              {kMapPerfEventArray, 4, 4, 4}, {kMapLpmTrie, 8, 8, 4, kMapFNoPrealloc},
                              {kMapPercpuArray, 4, 8, 4}, {kMapHash, 4, 8, 4}, {kMapQueue, 0, 4, 4}, {kMapBloomFilter, 0, 4, 4}};
   for (const Spec& s : specs) {
+    if (kernel_lacks(s.type)) continue;
     Pair p = make_pair(s);
     ASSERT_TRUE(p.k && p.v);
     std::vector<uint8_t> key(std::max<uint32_t>(s.ks, 8), 0), kv(4096, 0), vv(4096, 0), n1(64), n2(64);

@@ -449,11 +449,16 @@ TEST(TestRunKernel, SameResultsAsTheKernel) {
       {kProgXdp, "r6 = r1\nr2 = -4\ncall bpf_xdp_adjust_head\nr7 = r0\nr2 = *(u32 *)(r6 +0)\n"
                  "r3 = *(u32 *)(r6 +4)\nr0 = r3\nr0 -= r2\nr7 <<= 16\nr0 += r7\nexit\n"},
   };
-  int compared = 0;
+  int compared = 0, not_offered = 0;
   for (const auto& c : cases) {
     auto insns = A(c.text);
     auto raw = encode(insns);
     auto k = kernel::load_program(raw, c.type, 1);
+    if (!k.not_offered.empty()) {
+      std::printf("  not compared: %s\n%s", k.not_offered.c_str(), c.text.c_str());
+      ++not_offered;
+      continue;
+    }
     ASSERT_TRUE(static_cast<bool>(k.fd)) << "kernel refused: " << k.log;
     auto kr = kernel::test_run(k.fd.get(), frame, {}, 1, 4096);
     ASSERT_EQ(kr.err, 0) << c.text;
@@ -463,7 +468,8 @@ TEST(TestRunKernel, SameResultsAsTheKernel) {
     EXPECT_EQ(ours->tr->data_out(), kr.data_out) << c.text;
     ++compared;
   }
-  EXPECT_EQ(compared, 4);
+  EXPECT_EQ(compared + not_offered, 4);
+  if (compared == 0) GTEST_SKIP() << "the kernel offers none of what these cases use";
 }
 
 // ---- real objects (tests/progs/pt_*.bpf.c) through the loader, in every engine and in the kernel ------
@@ -534,12 +540,18 @@ TEST(ProgTypeObjects, SameResultsAsTheKernel) {
   auto frame = ipv4_udp_frame();
   auto tcp = frame;
   tcp[23] = 6;
+  int compared = 0;
   for (const char* file : {"pt_xdp_fields.bpf.o", "pt_tc_fields.bpf.o", "pt_socket.bpf.o"}) {
     for (const auto& data : {frame, tcp}) {
       auto ours = run_object(file, EngineKind::Interpreter, data);
       ASSERT_TRUE(ours.ok()) << ours.error().to_string();
       const ObjectProgram& p = ours->obj.programs.at(0);
       auto k = kernel::load_program(encode(p.insns), p.type, 1);
+      if (!k.not_offered.empty()) {
+        std::printf("  %s not compared: %s\n", file, k.not_offered.c_str());
+        continue;
+      }
+      ++compared;
       ASSERT_TRUE(static_cast<bool>(k.fd)) << file << ": kernel refused:\n" << k.log;
       auto kr = kernel::test_run(k.fd.get(), data, {}, 1, 4096, p.type == kProgXdp ? 0 : sizeof(__sk_buff));
       ASSERT_EQ(kr.err, 0) << file;
@@ -555,4 +567,5 @@ TEST(ProgTypeObjects, SameResultsAsTheKernel) {
       }
     }
   }
+  if (compared == 0) GTEST_SKIP() << "the kernel offers none of what these programs use";
 }

@@ -62,7 +62,6 @@ TEST(Runtime, EngineFollowsVerification) {
       {EngineChoice::Jit, true, EngineKind::Jit, false},
       {EngineChoice::Auto, false, EngineKind::Interpreter, true},
       {EngineChoice::Interpreter, false, EngineKind::Interpreter, true},
-      {EngineChoice::Jit, false, EngineKind::Jit, false},
   };
   for (const Case& c : cases) {
     PrepareOptions po;
@@ -91,10 +90,20 @@ TEST(Runtime, EngineFollowsVerification) {
   PrepareOptions old;
   old.rules = RuleSet::Privileged;
   old.exec.engine = EngineKind::Jit;
-  old.verify = false;
   auto q = prepare_program(asm_program(safe), xdp(), old);
   ASSERT_TRUE(q.ok()) << q.error().to_string();
   EXPECT_EQ(q->exe->options().engine, EngineKind::Jit);
+  // Unverified code is refused by the JIT, asked for either way: nothing would stop it (it counts no
+  // instructions). It runs in the checked interpreter, under kUnverifiedInsnBudget.
+  for (int how = 0; how < 2; ++how) {
+    PrepareOptions u;
+    u.verify = false;
+    if (how) u.exec.engine = EngineKind::Jit;
+    else u.engine = EngineChoice::Jit;
+    auto refused = prepare_program(asm_program(safe), xdp(), u);
+    ASSERT_FALSE(refused.ok());
+    EXPECT_EQ(refused.error().code, ErrorCode::InvalidArgument);
+  }
 }
 
 TEST(Runtime, RejectedProgramsDoNotRun) {

@@ -10,9 +10,12 @@
 #include <string>
 #include <vector>
 
+#include "bpfvm/helpers.hpp"
+#include "bpfvm/kernel_probe.hpp"
 #include "bpfvm/object.hpp"
 #include "bpfvm/progtype.hpp"
 #include "bpfvm/verifier.hpp"
+#include "kernel/object_load.hpp"
 #include "kernel/oracle.hpp"
 
 namespace bpfvm::vtest {
@@ -131,6 +134,10 @@ inline KernelVerdict kernel_verify(std::span<const Insn> insns, uint32_t type, c
   }
   auto raw = encode(patched);
   auto r = kernel::load_program(raw, type, log_level, license, expected_attach);
+  if (!r.not_offered.empty()) {
+    v.skip = r.not_offered;
+    return v;
+  }
   v.ran = true;
   v.accepted = static_cast<bool>(r.fd);
   v.err = r.err;
@@ -139,17 +146,50 @@ inline KernelVerdict kernel_verify(std::span<const Insn> insns, uint32_t type, c
   return v;
 }
 
-inline KernelVerdict kernel_verify_object(const Object& obj, const ObjectProgram& p, int log_level = 0) {
-  std::vector<MapSpec> maps;
-  std::vector<std::vector<uint8_t>> data;
-  std::vector<bool> freeze;
-  for (const ObjectMap& m : obj.maps) {
-    maps.push_back(m.spec);
-    data.push_back(m.data);
-    freeze.push_back(m.frozen || m.origin == MapOrigin::Rodata);
+// Loads one program of an object into the kernel as libbpf would (maps, BTF, func_info, line_info).
+// check_offered false: load even what the probe says the kernel does not offer (the caller decided).
+inline KernelVerdict kernel_verify_object(const Object& obj, const ObjectProgram& p, int log_level = 0,
+                                          bool check_offered = true) {
+  KernelVerdict v;
+  kernel::ObjectLoadOptions o;
+  o.log_level = log_level;
+  o.check_offered = check_offered;
+  auto r = kernel::load_object_program(obj, p, o);
+  if (!r.skip.empty()) {
+    v.skip = r.skip;
+    return v;
   }
-  std::string lic = obj.license.empty() ? "GPL" : obj.license;
-  return kernel_verify(p.insns, p.type, maps, data, freeze, log_level, p.expected_attach, lic.c_str());
+  if (!r.load.not_offered.empty()) {
+    v.skip = r.load.not_offered;
+    return v;
+  }
+  v.ran = true;
+  v.accepted = r.accepted();
+  v.err = r.load.err;
+  v.log = std::move(r.load.log);
+  v.time_ns = r.load.verification_time_ns;
+  return v;
+}
+
+// Why the kernel cannot judge `p` as bpfvm's rules would: the kernel's build does not offer the program
+// type, or a helper that bpfvm's table allows to the type (a helper neither allows is a rule both
+// apply, and the verdicts are compared). "" when the kernel can judge it.
+inline std::string kernel_build_difference(const ObjectProgram& p, uint32_t type) {
+  auto t = kernel::probe_prog_type(type, p.expected_attach);
+  if (t.offer == kernel::Offer::No) return "the kernel does not offer program type " + prog_type_name(type);
+  const ProgTypeInfo* info = find_prog_type(type);
+  for (const Insn& in : p.insns) {
+    if (in.op != Op::CALL_HELPER) continue;
+    int32_t id = static_cast<int32_t>(in.imm);
+    if (!info || !info->allows_helper(id)) continue;
+    auto h = kernel::probe_helper(type, id, p.expected_attach);
+    if (h.offer == kernel::Offer::No) {
+      const HelperProto* proto = kernel_helper_proto(id);
+      return "the kernel does not offer " + (proto ? std::string(proto->name) : "helper") + "#" + std::to_string(id) +
+             " to " + prog_type_name(type) + " programs (" + h.detail + ")";
+    }
+  }
+  return "";
 }
 
 // The last non-empty line of a kernel verifier log before the statistics: its error message.

@@ -11,7 +11,8 @@
  *
  * Programs are verified when loaded (strict rules -- the kernel's unprivileged ones and more -- unless
  * `trusted`: privileged rules) and then run in the JIT;
- * `no_verify` runs unverified code in the checked interpreter (or in the JIT when asked: trusted code).
+ * `no_verify` runs unverified code in the checked interpreter, under an instruction budget (the JIT
+ * refuses unverified code: it counts no instructions).
  * Errors: functions returning a pointer return NULL, functions returning int return a negative
  * errno-style value (maps, like libbpf) or -1; the message (for a verifier rejection: the full
  * explanation with the instruction and the C source line) goes to `err` (`err_len` bytes, NUL
@@ -36,7 +37,7 @@ typedef struct bpfvm_map bpfvm_map;         /* a map of an object (owned by the 
 enum bpfvm_engine {
   BPFVM_ENGINE_AUTO = 0,   /* verified: the JIT; unverified: the checked interpreter */
   BPFVM_ENGINE_INTERP = 1, /* the interpreter (checked when unverified) */
-  BPFVM_ENGINE_JIT = 2,    /* the JIT (unverified code: trusted by the caller) */
+  BPFVM_ENGINE_JIT = 2,    /* the JIT (verified programs only) */
 };
 
 struct bpfvm_load_opts {

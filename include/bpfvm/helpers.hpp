@@ -153,6 +153,10 @@ const HelperProto* kernel_helper_proto(int32_t id);
 int32_t kernel_helper_id(std::string_view name);
 // bpfvm's implementation of a kernel helper, nullptr when bpfvm does not implement it.
 HelperFn builtin_helper_impl(int32_t id);
+// The implementation of kernel helper `id` for programs of `prog_type` (some helpers behave per
+// type, as in the kernel: bpf_redirect for XDP returns XDP_REDIRECT, for tc TC_ACT_REDIRECT).
+// nullptr when bpfvm does not implement it for that type.
+HelperFn helper_impl_for(int32_t id, uint32_t prog_type);
 
 // ---- a set of helpers: the kernel table plus embedder helpers ------------------------------------
 

@@ -96,6 +96,19 @@ constexpr int kMaxCallDepth = 8;   // frames, including the main one
 Result<std::vector<Insn>> decode(std::span<const RawInsn> raw, int isa_version = kMaxIsaVersion);
 Result<std::vector<Insn>> decode_bytes(std::span<const uint8_t> bytes, int isa_version = kMaxIsaVersion);
 
+// Decodes what decodes, for listings that mark a bad slot and go on (llvm-objdump's `<unknown>`):
+// one entry per instruction, in order, covering every slot. `slots` is 2 for a whole lddw; an entry
+// with `ok` false is a slot that does not decode (or an lddw whose second slot is bad or missing),
+// with the reason in `error` (error.pc = the slot at fault).
+struct DecodedSlot {
+  size_t pc = 0;
+  size_t slots = 1;
+  bool ok = false;
+  Insn insn;         // ok: the instruction (an lddw's first half; its second is implied)
+  Diagnostic error;  // !ok: why it does not decode
+};
+std::vector<DecodedSlot> decode_each(std::span<const RawInsn> raw, int isa_version = kMaxIsaVersion);
+
 // The fields of one instruction, as decode() checks them: reserved fields (neither used by the op nor
 // its selector) are 0, registers exist, r10 is not written. IR built directly (not decoded) is
 // checked by check_structure() and the verifier.

@@ -160,6 +160,7 @@ struct HookCounters {
   std::map<int64_t, uint64_t> verdicts;     // raw return values (xdp/tc: by value; socket: 0 / kept)
   uint64_t truncated = 0;                   // socket filters: packets cut to the returned length
   uint64_t redirect_no_target = 0;          // redirects to an ifindex bpfvm has no interface for
+  uint64_t budget_exhausted = 0;            // runs stopped by the instruction budget (action Error)
 };
 
 class PacketHook {

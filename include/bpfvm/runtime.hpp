@@ -22,8 +22,13 @@ enum class EngineChoice {
   Auto,         // verified: the JIT (unchecked; the interpreter when exec asks for a budget or
                 // checked accesses); unverified: the checked interpreter
   Interpreter,  // the interpreter (checked when the program is not verified)
-  Jit,          // the JIT; for an unverified program this is the caller vouching for the code
+  Jit,          // the JIT; verified programs only (an unverified one is refused: InvalidArgument)
 };
+
+// The instruction budget of unverified programs when PrepareOptions::exec.insn_budget is 0: nothing
+// proved that they end, so a run (one packet of a hook, one test run) stops with ErrorCode::Budget
+// after this many instructions -- about a second or two of the checked interpreter.
+constexpr uint64_t kUnverifiedInsnBudget = 100'000'000;
 
 // The choice that asks for `kind`.
 constexpr EngineChoice engine_choice(EngineKind kind) {
@@ -32,11 +37,13 @@ constexpr EngineChoice engine_choice(EngineKind kind) {
 
 struct PrepareOptions {
   // exec.engine / exec.checked are decided by `engine` and `verify`; exec.engine == Jit with
-  // engine == Auto counts as asking for the JIT. Budget and hardening are passed through.
+  // engine == Auto counts as asking for the JIT. Budget and hardening are passed through; an
+  // unverified program without a budget gets kUnverifiedInsnBudget.
   ExecOptions exec;
   EngineChoice engine = EngineChoice::Auto;
   // Run the verifier first (the default): a rejected program is refused with ErrorCode::Verify.
-  // false: the caller explicitly runs unverified code (`--no-verify`).
+  // false: the caller explicitly runs unverified code (`--no-verify`): in the checked interpreter,
+  // under an instruction budget; asking for the JIT is then refused.
   bool verify = true;
   // The verifier's rule set. The API's default is strict (the kernel's unprivileged rules and more):
   // code the embedder did not write itself -- plugins, programs from users or the network -- is

@@ -1,6 +1,7 @@
 // Executable: links a program against a helper table and hands it to an engine.
 #include <fmt/format.h>
 
+#include "bpfvm/helpers.hpp"
 #include "bpfvm/map.hpp"
 #include "exec/engine.hpp"
 
@@ -94,7 +95,13 @@ Result<uint64_t> Executable::run_engine(const RunArgs& args, RunStats* stats) co
   if (calls_helpers_) {
     // Map elements a helper returned stay valid until the run ends (the kernel's rcu_read_lock).
     MapReadSection section;
-    return engine_->run(args, stats);
+    // A helper that calls back into the program (bpf_loop, for_each_map_elem) cannot fail the run
+    // itself: it records the callback's fault and returns an error to the program. The run fails
+    // with that fault here, so every caller (API, hooks, test runs, C API) sees it.
+    (void)take_helper_fault();
+    auto r = engine_->run(args, stats);
+    if (auto fault = take_helper_fault()) return *fault;
+    return r;
   }
   return engine_->run(args, stats);
 }

@@ -65,13 +65,21 @@ inline bool in_region(uint64_t addr, uint64_t size, uint64_t start, uint64_t len
   return addr >= start && size <= len && addr - start <= len - size;
 }
 
+// Checked mode's stack rule, per call frame (each frame is kStackSize bytes below its caller's):
+// an access based on r10 must lie in the current frame [fp-512, fp); an access through any other
+// register may reach every frame of the live call chain, from the current frame up to the top of
+// this run's stack (a caller may pass a pointer to its own stack), and the live frames of the run
+// that called back into the program (bpf_loop); nothing below the deepest live frame.
 template <bool Checked>
-inline bool mem_ok(State* st, uint64_t addr, uint64_t size, bool write) {
+inline bool mem_ok(State* st, bool fp_based, uint64_t fp, uint64_t addr, uint64_t size, bool write) {
   if constexpr (!Checked) {
     return true;
   } else {
-    for (const State* s = st; s; s = s->parent)
-      if (in_region(addr, size, s->stack_lo, s->stack_hi - s->stack_lo)) return true;
+    if (fp_based) return in_region(addr, size, fp - kStackSize, kStackSize);
+    for (const State* s = st; s; s = s->parent) {
+      uint64_t lo = *s->cur_r10 - kStackSize;
+      if (in_region(addr, size, lo, s->stack_hi - lo)) return true;
+    }
     for (const MemRegion& r : st->args->regions)
       if (in_region(addr, size, r.start, r.size)) return !write || r.writable;
     for (const MemRegion& r : st->ctx->dynamic_regions)
@@ -81,9 +89,14 @@ inline bool mem_ok(State* st, uint64_t addr, uint64_t size, bool write) {
 }
 
 // Describes a faulting access relative to the nearest region ("4 bytes at mem+6, mem is 8 bytes"),
-// so messages are stable across runs and say what the program got wrong.
-std::string describe_fault(State* st, uint64_t addr, uint64_t size, bool write) {
+// so messages are stable across runs and say what the program got wrong. Stack addresses are given
+// relative to the current frame pointer (fp = r10).
+std::string describe_fault(State* st, bool fp_based, uint64_t fp, uint64_t addr, uint64_t size, bool write) {
   const char* what = write ? "write" : "read";
+  const int64_t fp_rel = static_cast<int64_t>(addr - fp);
+  if (fp_based)
+    return fmt::format("memory fault: {} of {} bytes at fp{:+} is outside the current stack frame [fp-{}, fp)", what,
+                       size, fp_rel, kStackSize);
   struct Near {
     std::string_view name;
     uint64_t start, len;
@@ -107,9 +120,11 @@ std::string describe_fault(State* st, uint64_t addr, uint64_t size, bool write) 
   }
   if (best && best_dist <= 65536) {
     if (best->name == "stack") {
-      int64_t rel = static_cast<int64_t>(addr) - static_cast<int64_t>(st->stack_hi);
-      return fmt::format("memory fault: {} of {} bytes at stack{:+} is outside the {}-byte stack", what, size, rel,
-                         st->stack_hi - st->stack_lo);
+      if (addr < fp - kStackSize && addr >= st->stack_lo)
+        return fmt::format("memory fault: {} of {} bytes at fp{:+} is below the deepest live stack frame [fp-{}, fp)",
+                           what, size, fp_rel, kStackSize);
+      return fmt::format("memory fault: {} of {} bytes at fp{:+} is outside the live stack frames [fp-{}, fp+{})",
+                         what, size, fp_rel, kStackSize, st->stack_hi - fp);
     }
     int64_t rel = static_cast<int64_t>(addr - best->start);
     return fmt::format("memory fault: {} of {} bytes at {}{:+} is outside {} ({} bytes)", what, size, best->name, rel,
@@ -199,11 +214,13 @@ uint64_t Exec<Checked, Counted>::run(const DInsn* code, const DInsn* start, uint
 #define S r[pc->src]
 #define IMM pc->imm
 #define U32(x) static_cast<uint32_t>(x)
-#define CHECK(addr, size, write)                                                         \
+// `base` is the register the address was computed from (r10: the current frame only).
+#define CHECK(base, addr, size, write)                                                   \
   do {                                                                                   \
     if constexpr (Checked) {                                                             \
-      if (!mem_ok<Checked>(st, (addr), (size), (write))) {                               \
-        st->error = make_error(ErrorCode::MemoryFault, describe_fault(st, (addr), (size), (write)), pc->pc); \
+      if (!mem_ok<Checked>(st, (base) == 10, r[10], (addr), (size), (write))) {          \
+        st->error = make_error(ErrorCode::MemoryFault,                                   \
+                               describe_fault(st, (base) == 10, r[10], (addr), (size), (write)), pc->pc); \
         goto fail;                                                                       \
       }                                                                                  \
     }                                                                                    \
@@ -391,7 +408,7 @@ uint64_t Exec<Checked, Counted>::run(const DInsn* code, const DInsn* start, uint
 #define LDX(NAME, T, EXT)                 \
   L_##NAME : {                            \
     m = S + pc->off;                      \
-    CHECK(m, sizeof(T), false);           \
+    CHECK(pc->src, m, sizeof(T), false);           \
     D = acc = static_cast<uint64_t>(static_cast<EXT>(load<T>(m))); \
     NEXT();                               \
   }
@@ -406,7 +423,7 @@ uint64_t Exec<Checked, Counted>::run(const DInsn* code, const DInsn* start, uint
 #define STORE(NAME, T, VAL)           \
   L_##NAME : {                        \
     m = D + pc->off;                  \
-    CHECK(m, sizeof(T), true);        \
+    CHECK(pc->dst, m, sizeof(T), true);        \
     store<T>(m, static_cast<T>(VAL)); \
     NEXT();                           \
   }
@@ -424,14 +441,14 @@ uint64_t Exec<Checked, Counted>::run(const DInsn* code, const DInsn* start, uint
 #define ATOMIC_RMW(NAME, BUILTIN, FETCH)                                               \
   L_##NAME##32 : {                                                                     \
     m = D + pc->off;                                                                   \
-    CHECK(m, 4, true);                                                                 \
+    CHECK(pc->dst, m, 4, true);                                                                 \
     uint32_t old = BUILTIN(reinterpret_cast<uint32_t*>(m), U32(S), __ATOMIC_SEQ_CST);   \
     if (FETCH) S = old;                                                                \
     NEXT();                                                                            \
   }                                                                                    \
   L_##NAME##64 : {                                                                     \
     m = D + pc->off;                                                                   \
-    CHECK(m, 8, true);                                                                 \
+    CHECK(pc->dst, m, 8, true);                                                                 \
     uint64_t old = BUILTIN(reinterpret_cast<uint64_t*>(m), S, __ATOMIC_SEQ_CST);        \
     if (FETCH) S = old;                                                                \
     NEXT();                                                                            \
@@ -448,7 +465,7 @@ uint64_t Exec<Checked, Counted>::run(const DInsn* code, const DInsn* start, uint
 #undef ATOMIC_RMW
   L_ATOMIC_CMPXCHG32 : {
     m = D + pc->off;
-    CHECK(m, 4, true);
+    CHECK(pc->dst, m, 4, true);
     uint32_t expected = U32(r[0]);
     __atomic_compare_exchange_n(reinterpret_cast<uint32_t*>(m), &expected, U32(S), false, __ATOMIC_SEQ_CST,
                                 __ATOMIC_SEQ_CST);
@@ -457,7 +474,7 @@ uint64_t Exec<Checked, Counted>::run(const DInsn* code, const DInsn* start, uint
   }
   L_ATOMIC_CMPXCHG64 : {
     m = D + pc->off;
-    CHECK(m, 8, true);
+    CHECK(pc->dst, m, 8, true);
     uint64_t expected = r[0];
     __atomic_compare_exchange_n(reinterpret_cast<uint64_t*>(m), &expected, S, false, __ATOMIC_SEQ_CST,
                                 __ATOMIC_SEQ_CST);

@@ -7,11 +7,6 @@
 
 namespace bpfvm {
 
-// The implementation of kernel helper `id` for programs of `prog_type` (some helpers behave per
-// type, as in the kernel: bpf_redirect for XDP returns XDP_REDIRECT, for tc TC_ACT_REDIRECT).
-// nullptr when bpfvm does not implement it for that type.
-HelperFn helper_impl_for(int32_t id, uint32_t prog_type);
-
 namespace helpers {
 
 // Registration tables of the implementation files: {id, fn} rows; per-type variants separately.

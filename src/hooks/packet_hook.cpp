@@ -7,6 +7,7 @@
 #include "bpfvm/map.hpp"
 #include "bpfvm/packet.hpp"
 #include "bpfvm/runtime.hpp"
+#include "progtypes/packet_ctx.hpp"
 
 namespace bpfvm {
 
@@ -14,13 +15,9 @@ namespace bpfvm {
 Result<LoadedObject> instantiate(const Object& object) __attribute__((weak));
 
 namespace {
-constexpr size_t kXdpHeadroom = 256;  // XDP_PACKET_HEADROOM
-constexpr size_t kShinfo = 320;       // SKB_DATA_ALIGN(sizeof(struct skb_shared_info))
-constexpr size_t kXdpFrame = 4096;
-constexpr size_t kXdpFrameHdr = 40;   // sizeof(struct xdp_frame)
-constexpr size_t kSkbHeadroom = 256;  // room for bpf_skb_change_head / adjust_room
+// The frame layout is progtypes/packet_ctx.hpp's, the same as the test run's.
 constexpr size_t kMaxPacket = 262144;
-constexpr size_t kBufSize = kXdpHeadroom + kMaxPacket + kShinfo + 64;
+const size_t kBufSize = std::max(detail::xdp_frame_size(kMaxPacket), detail::skb_buffer_size(kMaxPacket));
 }  // namespace
 
 const char* packet_action_name(PacketAction a) {
@@ -89,7 +86,7 @@ Result<std::unique_ptr<PacketHook>> PacketHook::from_object(const Object& object
         std::string names;
         for (const auto& p : object.programs) names += (names.empty() ? "" : ", ") + p.section;
         return make_error(ErrorCode::InvalidArgument,
-                          fmt::format("the object has {} programs ({}): choose one with --section", object.programs.size(), names));
+                          fmt::format("the object has {} programs ({}): choose one by its section or function name", object.programs.size(), names));
       }
     }
   }
@@ -173,59 +170,37 @@ PacketResult PacketHook::process(const PacketView& in) {
   if (args_.regions.size() > fixed_regions_) args_.regions.resize(fixed_regions_);
   uint8_t* data = nullptr;
   if (t == kProgXdp) {
-    data = buf + kXdpHeadroom;
-    std::memcpy(data, in.data, caplen);
     auto* x = reinterpret_cast<XdpNative*>(ctx_storage_.data());
     *x = XdpNative{};
-    x->data = x->data_meta = reinterpret_cast<uint64_t>(data);
-    x->data_end = x->data + caplen;
+    args_.regions[1].size = detail::build_xdp(*x, buf, in.data, caplen);
     x->ingress_ifindex = in.ifindex ? in.ifindex : options_.ingress_ifindex;
     x->rx_queue_index = 0;
-    size_t frame = std::max(kXdpFrame, kXdpHeadroom + caplen + kShinfo);
-    x->bounds.buf_start = reinterpret_cast<uint64_t>(buf);
-    x->bounds.buf_end = reinterpret_cast<uint64_t>(buf + frame - kShinfo);
-    x->bounds.headroom_reserve = kXdpFrameHdr;
-    x->bounds.meta_valid = 1;
-    args_.regions[1].size = frame - kShinfo;
     args_.packet = nullptr;
     args_.packet_len = 0;
   } else {
-    data = buf + kSkbHeadroom;
-    std::memcpy(data, in.data, caplen);
     auto* s = reinterpret_cast<SkbNative*>(ctx_storage_.data());
     *s = SkbNative{};
+    // From layer 2, as tc and an AF_PACKET socket see it; the receiving device's address is unknown
+    // (a unicast frame counts as for this host).
+    data = detail::build_skb(*s, buf, in.data, caplen, 0);
     s->len = wirelen;
     s->wire_len = wirelen;
-    if (caplen >= 14) {
-      static const uint8_t bcast[6] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
-      if (data[0] & 1) s->pkt_type = std::memcmp(data, bcast, 6) == 0 ? 1 : 2;  // BROADCAST / MULTICAST
-      uint16_t proto = static_cast<uint16_t>(data[12] << 8 | data[13]);
-      if (proto < 0x600) proto = 0x0004;  // ETH_P_802_2
-      s->protocol = static_cast<uint16_t>(proto >> 8 | proto << 8);
-    }
     uint32_t ifx = in.ifindex ? in.ifindex : options_.ingress_ifindex;
     s->ifindex = ifx;
     s->ingress_ifindex = ifx;
-    s->data = s->data_meta = reinterpret_cast<uint64_t>(data);
-    s->data_end = s->data + caplen;
-    s->bounds.buf_start = reinterpret_cast<uint64_t>(buf);
-    s->bounds.buf_end = s->data_end;
-    args_.regions[1].size = kSkbHeadroom + caplen;
+    args_.regions[1].size = detail::kSkbHeadroom + caplen;
     args_.packet = data;
     args_.packet_len = caplen;
   }
-  // Executable::run holds a map read section for programs that call helpers.
-  Result<uint64_t> r = [&] {
-    (void)take_helper_fault();
-    auto rr = exe_->run(args_);
-    if (auto fault = take_helper_fault()) return Result<uint64_t>(*fault);
-    return rr;
-  }();
+  // Executable::run holds a map read section for programs that call helpers, and fails the run with
+  // a fault a helper's callback raised.
+  Result<uint64_t> r = exe_->run(args_);
   res.out = in;
   if (!r) {
     res.action = PacketAction::Error;
     res.error = r.error().to_string();
     ++counters_.actions[static_cast<size_t>(PacketAction::Error)];
+    if (r.error().code == ErrorCode::Budget) ++counters_.budget_exhausted;
     return res;
   }
   res.retval = *r;

@@ -376,14 +376,20 @@ void parse_assign(Cursor& c, Insn& in, const Reg& dst, int col, int prefix_code)
       in.imm = imm32(n, c.line());
       return;
     }
-    constexpr __int128 lim = static_cast<__int128>(1) << 31;
-    if (prefix_code == 0x18 || n.value < -lim || n.value >= lim) {
-      in.op = Op::LDDW;  // a 64-bit value without "ll" (as the verifier log prints lddw)
+    if (prefix_code == 0x18) {
+      in.op = Op::LDDW;  // a verifier-log or bpftool line "(18) r1 = 0x..." is an lddw without "ll"
       in.imm = imm64(n, c.line());
       return;
     }
+    // As llvm-mc: a move takes a 32-bit immediate, sign-extended to 64 bits (r0 = 0xffffffff sets
+    // r0 to -1); only "ll" makes a 64-bit load.
+    constexpr __int128 lo = -(static_cast<__int128>(1) << 31), hi = static_cast<__int128>(1) << 32;
+    if (n.value < lo || n.value >= hi)
+      fail(c.line(), n.column,
+           fmt::format("immediate {} does not fit in 32 bits (write `r{} = {} ll` for a 64-bit load)", n.text, dst.num,
+                       n.text));
     in.op = Op::MOV64_IMM;
-    in.imm = static_cast<int32_t>(n.value);
+    in.imm = imm32(n, c.line());
     return;
   }
   std::string_view word = c.peek_ident();
@@ -527,8 +533,9 @@ void parse_kernel_insn(Cursor& c, Builder& b, int prefix_code, int prefix_regs) 
         in.src = s.num;
       } else {
         Number n = need_number(c, "a register or an immediate");
-        // 64-bit operations sign-extend the immediate: only signed 32-bit values mean what they say.
-        in.imm = d.w ? imm32(n, c.line()) : simm32(n, c.line());
+        // As llvm-mc: a 32-bit immediate (or pattern, 0x80000000..0xffffffff), which 64-bit
+        // operations sign-extend (r1 &= 0xffffffff is r1 &= -1).
+        in.imm = imm32(n, c.line());
       }
       in.op = lookup(c, ocol, fmt::format("alu {} {} {}", op, d.w ? 'w' : 'r', reg ? 'R' : 'I'), op);
     }

@@ -204,6 +204,35 @@ Result<std::vector<Insn>> decode(std::span<const RawInsn> raw, int isa_version) 
   return out;
 }
 
+std::vector<DecodedSlot> decode_each(std::span<const RawInsn> raw, int isa_version) {
+  std::vector<DecodedSlot> out;
+  for (size_t pc = 0; pc < raw.size();) {
+    DecodedSlot e;
+    e.pc = pc;
+    auto one = decode(raw.subspan(pc, 1), isa_version);
+    if (!one && pc + 1 < raw.size()) {
+      // An lddw needs its second slot.
+      auto two = decode(raw.subspan(pc, 2), isa_version);
+      if (two && two->size() == 2) one = std::move(two);
+      else if (!two && two.error().pc == 1) {
+        e.slots = 2;
+        one = std::move(two);
+      }
+    }
+    if (one) {
+      e.ok = true;
+      e.insn = (*one)[0];
+      e.slots = one->size();
+    } else {
+      e.error = one.error();
+      e.error.pc = static_cast<int64_t>(pc) + (e.error.pc > 0 ? e.error.pc : 0);
+    }
+    pc += e.slots;
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
 Result<std::vector<Insn>> decode_bytes(std::span<const uint8_t> bytes, int isa_version) {
   if (bytes.size() % sizeof(RawInsn) != 0)
     return make_error(ErrorCode::Decode,

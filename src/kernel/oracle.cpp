@@ -1,5 +1,7 @@
 #include "kernel/oracle.hpp"
 
+#include "bpfvm/kernel_probe.hpp"
+
 #include <linux/bpf.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -8,6 +10,7 @@
 #include <cstring>
 #include <memory>
 #include <mutex>
+#include <vector>
 
 namespace bpfvm::kernel {
 namespace {
@@ -26,7 +29,10 @@ void probe() {
   RawInsn prog[2];
   prog[0].code = 0xb7;  // r0 = 0
   prog[1].code = 0x95;  // exit
-  LoadResult r = load_program(prog, BPF_PROG_TYPE_SOCKET_FILTER);
+  LoadRequest req;
+  req.insns = prog;
+  req.prog_type = BPF_PROG_TYPE_SOCKET_FILTER;
+  LoadResult r = load(req);
   if (r.fd) {
     g_available = true;
   } else {
@@ -59,27 +65,40 @@ Fd::~Fd() {
   if (fd_ >= 0) close(fd_);
 }
 
-LoadResult load_program(std::span<const RawInsn> insns, uint32_t prog_type, int log_level, const char* license,
-                        uint32_t expected_attach_type) {
+LoadResult load(const LoadRequest& req) {
   LoadResult res;
   // The log buffer is allocated only when a log is asked for, and not cleared (the kernel writes a
   // NUL-terminated string): statistics alone (level 4) fit in 64 KiB, a level 1/2 log starts at
   // 1 MiB. When the log does not fit the kernel refuses the load with ENOSPC: retry with a larger
   // buffer (up to 256 MiB).
-  size_t log_size = log_level == 0 ? 0 : (log_level & 3) ? (1u << 20) : (64u << 10);
+  size_t log_size = req.log_level == 0 ? 0 : req.log_size ? req.log_size : (req.log_level & 3) ? (1u << 20) : (64u << 10);
   for (;;) {
     std::unique_ptr<char[]> log;
     union bpf_attr attr;
     std::memset(&attr, 0, sizeof(attr));
-    attr.prog_type = prog_type;
-    attr.insns = ptr(insns.data());
-    attr.insn_cnt = static_cast<uint32_t>(insns.size());
-    attr.license = ptr(license);
-    attr.expected_attach_type = expected_attach_type;
+    attr.prog_type = req.prog_type;
+    attr.insns = ptr(req.insns.data());
+    attr.insn_cnt = static_cast<uint32_t>(req.insns.size());
+    attr.license = ptr(req.license);
+    attr.expected_attach_type = req.expected_attach_type;
+    attr.prog_flags = req.prog_flags;
+    if (req.btf_fd >= 0) {
+      attr.prog_btf_fd = static_cast<uint32_t>(req.btf_fd);
+      if (!req.func_info.empty()) {
+        attr.func_info_rec_size = sizeof(KFuncInfo);
+        attr.func_info = ptr(req.func_info.data());
+        attr.func_info_cnt = static_cast<uint32_t>(req.func_info.size());
+      }
+      if (!req.line_info.empty()) {
+        attr.line_info_rec_size = sizeof(KLineInfo);
+        attr.line_info = ptr(req.line_info.data());
+        attr.line_info_cnt = static_cast<uint32_t>(req.line_info.size());
+      }
+    }
     if (log_size) {
       log.reset(new char[log_size]);
       log[0] = 0;
-      attr.log_level = static_cast<uint32_t>(log_level);
+      attr.log_level = static_cast<uint32_t>(req.log_level);
       attr.log_buf = ptr(log.get());
       attr.log_size = static_cast<uint32_t>(log_size);
     }
@@ -105,6 +124,48 @@ LoadResult load_program(std::span<const RawInsn> insns, uint32_t prog_type, int 
     }
     return res;
   }
+}
+
+LoadResult load_program(std::span<const RawInsn> insns, uint32_t prog_type, int log_level, const char* license,
+                        uint32_t expected_attach_type) {
+  std::string why = not_offered_reason(insns, prog_type, expected_attach_type);
+  if (!why.empty()) {
+    LoadResult res;
+    res.err = EOPNOTSUPP;
+    res.not_offered = std::move(why);
+    return res;
+  }
+  LoadRequest req;
+  req.insns = insns;
+  req.prog_type = prog_type;
+  req.log_level = log_level;
+  req.license = license;
+  req.expected_attach_type = expected_attach_type;
+  return load(req);
+}
+
+Fd load_btf(const void* data, size_t size, int* err, std::string* log_out) {
+  std::vector<char> log(log_out ? (1u << 16) : 0);
+  union bpf_attr attr;
+  std::memset(&attr, 0, sizeof(attr));
+  attr.btf = ptr(data);
+  attr.btf_size = static_cast<uint32_t>(size);
+  if (log_out) {
+    attr.btf_log_buf = ptr(log.data());
+    attr.btf_log_size = static_cast<uint32_t>(log.size());
+    attr.btf_log_level = 1;
+  }
+  long fd = sys_bpf(BPF_BTF_LOAD, &attr);
+  if (fd < 0) {
+    if (err) *err = errno;
+    if (log_out) {
+      log.back() = 0;
+      *log_out = log.data();
+    }
+    return Fd();
+  }
+  if (err) *err = 0;
+  return Fd(static_cast<int>(fd));
 }
 
 TestRunResult test_run(int prog_fd, std::span<const uint8_t> data_in, std::span<const uint8_t> ctx_in,
@@ -143,6 +204,11 @@ TestRunResult test_run(int prog_fd, std::span<const uint8_t> data_in, std::span<
 
 Fd create_map(uint32_t type, uint32_t key_size, uint32_t value_size, uint32_t max_entries, uint32_t flags, int* err,
               uint64_t map_extra, int inner_map_fd) {
+  return create_map(type, key_size, value_size, max_entries, flags, err, map_extra, inner_map_fd, MapBtf{});
+}
+
+Fd create_map(uint32_t type, uint32_t key_size, uint32_t value_size, uint32_t max_entries, uint32_t flags, int* err,
+              uint64_t map_extra, int inner_map_fd, const MapBtf& btf) {
   union bpf_attr attr;
   std::memset(&attr, 0, sizeof(attr));
   attr.map_type = type;
@@ -152,6 +218,11 @@ Fd create_map(uint32_t type, uint32_t key_size, uint32_t value_size, uint32_t ma
   attr.map_flags = flags;
   attr.map_extra = map_extra;
   if (inner_map_fd >= 0) attr.inner_map_fd = static_cast<uint32_t>(inner_map_fd);
+  if (btf.btf_fd >= 0) {
+    attr.btf_fd = static_cast<uint32_t>(btf.btf_fd);
+    attr.btf_key_type_id = btf.key_type_id;
+    attr.btf_value_type_id = btf.value_type_id;
+  }
   long fd = sys_bpf(BPF_MAP_CREATE, &attr);
   if (fd < 0) {
     if (err) *err = errno;

@@ -10,13 +10,11 @@
 #include <vector>
 
 #include "bpfvm/insn.hpp"
+#include "bpfvm/kernel_probe.hpp"
 
 namespace bpfvm::kernel {
 
-// True when bpf() works here (probes once by loading a trivial socket filter).
-bool available();
-// Why it is unavailable ("" when available).
-const std::string& unavailable_reason();
+// available() and unavailable_reason(): see bpfvm/kernel_probe.hpp.
 
 // An fd that closes itself.
 class Fd {
@@ -40,12 +38,46 @@ struct LoadResult {
   int err = 0;         // errno when it did not
   std::string log;     // verifier log (when requested)
   uint64_t verification_time_ns = 0;  // from the log's "verification time" line, when present
+  // Set (and nothing loaded) when the probe (bpfvm/kernel_probe.hpp) says the running kernel does not offer the
+  // program type or a helper the program calls: the kernel cannot judge this program here.
+  std::string not_offered;
 };
+
+// bpf_func_info / bpf_line_info records (the kernel's uapi layout).
+struct KFuncInfo {
+  uint32_t insn_off = 0;
+  uint32_t type_id = 0;
+};
+struct KLineInfo {
+  uint32_t insn_off = 0;
+  uint32_t file_name_off = 0;
+  uint32_t line_off = 0;
+  uint32_t line_col = 0;  // line << 10 | column
+};
+
+// Everything BPF_PROG_LOAD takes that the tests use.
+struct LoadRequest {
+  std::span<const RawInsn> insns;
+  uint32_t prog_type = 0;
+  int log_level = 0;
+  size_t log_size = 0;  // 0: the default for the level (see load_program)
+  const char* license = "GPL";
+  uint32_t expected_attach_type = 0;
+  uint32_t prog_flags = 0;
+  int btf_fd = -1;  // with func_info / line_info
+  std::vector<KFuncInfo> func_info;
+  std::vector<KLineInfo> line_info;
+};
+// Loads exactly what is asked (no probe).
+LoadResult load(const LoadRequest& req);
+// Loads raw BTF (BPF_BTF_LOAD); on failure an invalid Fd, *err = errno and *log the kernel's log.
+Fd load_btf(const void* data, size_t size, int* err = nullptr, std::string* log = nullptr);
 
 // Loads raw instructions as `prog_type` (uapi number). log_level 0 = no log; 1/2 as the kernel's;
 // 4 (BPF_LOG_STATS) adds statistics. `expected_attach_type` for types that need one. The log buffer is
 // allocated only when a log is asked for (64 KiB for statistics, 1 MiB for a verifier log, grown when
-// the kernel reports ENOSPC).
+// the kernel reports ENOSPC). Programs the running kernel does not offer are not loaded: the result
+// has `not_offered` set (the probe of bpfvm/kernel_probe.hpp decides).
 LoadResult load_program(std::span<const RawInsn> insns, uint32_t prog_type, int log_level = 0,
                         const char* license = "GPL", uint32_t expected_attach_type = 0);
 
@@ -63,6 +95,14 @@ TestRunResult test_run(int prog_fd, std::span<const uint8_t> data_in, std::span<
 // Map commands. Return 0 or -errno.
 Fd create_map(uint32_t type, uint32_t key_size, uint32_t value_size, uint32_t max_entries, uint32_t flags = 0,
               int* err = nullptr, uint64_t map_extra = 0, int inner_map_fd = -1);
+// With the map's BTF (spin locks, typed values), as libbpf creates BTF-defined maps.
+struct MapBtf {
+  int btf_fd = -1;
+  uint32_t key_type_id = 0;
+  uint32_t value_type_id = 0;
+};
+Fd create_map(uint32_t type, uint32_t key_size, uint32_t value_size, uint32_t max_entries, uint32_t flags,
+              int* err, uint64_t map_extra, int inner_map_fd, const MapBtf& btf);
 int map_update(int fd, const void* key, const void* value, uint64_t flags);
 int map_lookup(int fd, const void* key, void* value, uint64_t flags = 0);
 int map_delete(int fd, const void* key);

@@ -7,17 +7,14 @@
 #include <cstring>
 
 #include "bpfvm/progtype.hpp"
+#include "progtypes/packet_ctx.hpp"
 
 namespace bpfvm {
 
 namespace {
 
-constexpr size_t kEthHlen = 14;
-constexpr size_t kXdpHeadroom = 256;   // XDP_PACKET_HEADROOM
-constexpr size_t kShinfoSize = 320;    // SKB_DATA_ALIGN(sizeof(struct skb_shared_info)), x86-64
-constexpr size_t kXdpFrameSize = 4096; // one page
-constexpr size_t kXdpFrameHdr = 40;    // sizeof(struct xdp_frame)
-constexpr size_t kSkbHeadroom = 64;    // NET_SKB_PAD + NET_IP_ALIGN (0 on x86)
+// Frame layout (headroom, tailroom): progtypes/packet_ctx.hpp, shared with the packet hook.
+constexpr size_t kEthHlen = detail::kEthHeaderLen;
 constexpr uint32_t kLoopbackIfindex = 1;
 
 Diagnostic einval(const std::string& msg) { return make_error(ErrorCode::InvalidArgument, msg); }
@@ -180,28 +177,19 @@ Result<std::unique_ptr<TestRunContext>> make_test_run(const ProgTypeInfo& type, 
       ingress = md.ingress_ifindex;
       rxq = md.rx_queue_index;
     }
-    size_t headroom = kXdpHeadroom - metalen;
-    size_t max_data = kXdpFrameSize - headroom - kShinfoSize;
+    size_t max_data = detail::xdp_max_single_page(metalen);
     if (data_in.size() > max_data)
       return einval(fmt::format("data_in is {} bytes; bpfvm's XDP test run takes at most {} (no fragments)",
                                 data_in.size(), max_data));
-    tr->buf_.assign(kXdpFrameSize, 0);
-    uint8_t* hard = tr->buf_.data();
-    std::memcpy(hard + headroom, data_in.data(), data_in.size());
+    tr->buf_.assign(detail::xdp_frame_size(data_in.size()), 0);
     alloc_ctx(sizeof(XdpNative));
     auto* x = new (tr->ctx_.data()) XdpNative();
-    x->data_meta = reinterpret_cast<uint64_t>(hard + headroom);
-    x->data = x->data_meta + metalen;
-    x->data_end = x->data_meta + data_in.size();
+    size_t usable = detail::build_xdp(*x, tr->buf_.data(), data_in.data(), data_in.size(), metalen);
     x->ingress_ifindex = ingress;
     x->rx_queue_index = rxq;
-    x->bounds.buf_start = reinterpret_cast<uint64_t>(hard);
-    x->bounds.buf_end = reinterpret_cast<uint64_t>(hard + kXdpFrameSize - kShinfoSize);
-    x->bounds.headroom_reserve = kXdpFrameHdr;
-    x->bounds.meta_valid = 1;
     args.r1 = reinterpret_cast<uint64_t>(x);
     args.regions.push_back(MemRegion{args.r1, sizeof(XdpNative), false, "ctx"});
-    args.regions.push_back(MemRegion{reinterpret_cast<uint64_t>(hard), kXdpFrameSize, true, "packet"});
+    args.regions.push_back(MemRegion{x->bounds.buf_start, usable, true, "packet"});
     return tr;
   }
 
@@ -211,19 +199,20 @@ Result<std::unique_ptr<TestRunContext>> make_test_run(const ProgTypeInfo& type, 
     if (data_in.size() < kEthHlen)
       return einval(fmt::format("data_in is {} bytes; a frame needs at least the 14-byte Ethernet header",
                                 data_in.size()));
-    tr->buf_.assign(kSkbHeadroom + data_in.size() + kShinfoSize, 0);
-    uint8_t* frame = tr->buf_.data() + kSkbHeadroom;
-    std::memcpy(frame, data_in.data(), data_in.size());
+    tr->buf_.assign(detail::skb_buffer_size(data_in.size()), 0);
     size_t ctx_bytes = sizeof(SkbNative) + (t == kProgFlowDissector ? sizeof(bpf_flow_keys) : 0);
     alloc_ctx(ctx_bytes);
     auto* s = new (tr->ctx_.data()) SkbNative();
+    // The layer-2 header is pulled for the types that see the frame from layer 3.
+    bool l2 = t == kProgSchedCls || t == kProgSchedAct || t == kProgFlowDissector ||
+              (t == kProgSocketFilter && options.socket_filter_l2);
+    tr->l2_pulled_ = l2 ? 0 : kEthHlen;
+    // eth_type_trans on the loopback device (dev_addr 00:00:00:00:00:00).
+    static const uint8_t loopback_addr[6] = {};
+    uint8_t* frame = detail::build_skb(*s, tr->buf_.data(), data_in.data(), data_in.size(), tr->l2_pulled_,
+                                       loopback_addr);
     uint16_t h_proto_be;
     std::memcpy(&h_proto_be, frame + 12, 2);
-    const uint16_t h_proto = static_cast<uint16_t>((frame[12] << 8) | frame[13]);
-    s->bounds.buf_start = reinterpret_cast<uint64_t>(tr->buf_.data());
-    s->bounds.buf_end = reinterpret_cast<uint64_t>(frame + data_in.size());
-    s->bounds.mac_header = reinterpret_cast<uint64_t>(frame);
-    s->bounds.network_header = reinterpret_cast<uint64_t>(frame + kEthHlen);
 
     if (t == kProgFlowDissector) {
       if (!ctx_in.empty()) {
@@ -242,10 +231,6 @@ Result<std::unique_ptr<TestRunContext>> make_test_run(const ProgTypeInfo& type, 
       keys->thoff = kEthHlen;
       keys->n_proto = h_proto_be;
       s->flow_keys = reinterpret_cast<uint64_t>(keys);
-      s->data = reinterpret_cast<uint64_t>(frame);
-      s->data_end = s->data + data_in.size();
-      s->data_meta = s->data;
-      s->len = static_cast<uint32_t>(data_in.size());
       args.r1 = reinterpret_cast<uint64_t>(s);
       args.regions.push_back(MemRegion{args.r1, sizeof(SkbNative), false, "ctx"});
       args.regions.push_back(MemRegion{reinterpret_cast<uint64_t>(keys), sizeof(bpf_flow_keys), true, "flow_keys"});
@@ -253,13 +238,8 @@ Result<std::unique_ptr<TestRunContext>> make_test_run(const ProgTypeInfo& type, 
       return tr;
     }
 
-    // eth_type_trans on the loopback device (dev_addr 00:00:00:00:00:00).
-    static const uint8_t bcast[6] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, zero[6] = {};
-    if (frame[0] & 1) s->pkt_type = std::memcmp(frame, bcast, 6) == 0 ? 1 : 2;  // BROADCAST / MULTICAST
-    else s->pkt_type = std::memcmp(frame, zero, 6) == 0 ? 0 : 3;                 // HOST / OTHERHOST
-    uint16_t proto = h_proto;
-    if (h_proto < 0x600) proto = (data_in.size() >= 16 && frame[14] == 0xff && frame[15] == 0xff) ? 0x0001 : 0x0004;
-    s->protocol = static_cast<uint16_t>((proto >> 8) | (proto << 8));  // __be16 as stored
+    // The socket the kernel's test run attaches: its family and addresses from the packet.
+    const uint16_t proto = static_cast<uint16_t>((s->protocol >> 8) | (s->protocol << 8));
     const uint8_t* l3 = frame + kEthHlen;
     size_t l3len = data_in.size() - kEthHlen;
     if (proto == 0x0800) {
@@ -275,12 +255,6 @@ Result<std::unique_ptr<TestRunContext>> make_test_run(const ProgTypeInfo& type, 
         std::memcpy(s->remote_ip6, l3 + 24, 16);
       }
     }
-    bool l2 = t == kProgSchedCls || t == kProgSchedAct || (t == kProgSocketFilter && options.socket_filter_l2);
-    tr->l2_pulled_ = l2 ? 0 : kEthHlen;
-    s->data = reinterpret_cast<uint64_t>(frame + tr->l2_pulled_);
-    s->data_end = reinterpret_cast<uint64_t>(frame + data_in.size());
-    s->data_meta = s->data;
-    s->len = static_cast<uint32_t>(data_in.size() - tr->l2_pulled_);
     s->ifindex = kLoopbackIfindex;
     s->wire_len = s->len;
 

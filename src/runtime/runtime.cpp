@@ -10,8 +10,10 @@ namespace bpfvm {
 
 namespace {
 
-// The engine and checking mode a program runs with (issue 3, "when JIT code may run").
-ExecOptions choose_engine(const PrepareOptions& o, bool verified) {
+// The engine and checking mode a program runs with. Unverified code runs only in the checked
+// interpreter, under an instruction budget (kUnverifiedInsnBudget unless exec sets one): nothing
+// proved that it ends. The JIT counts no instructions, so it is refused unverified code.
+Result<ExecOptions> choose_engine(const PrepareOptions& o, bool verified) {
   ExecOptions e = o.exec;
   EngineChoice want = o.engine;
   if (want == EngineChoice::Auto && o.exec.engine == EngineKind::Jit) want = EngineChoice::Jit;
@@ -23,8 +25,13 @@ ExecOptions choose_engine(const PrepareOptions& o, bool verified) {
                    ? EngineKind::Interpreter
                    : EngineKind::Jit;
   } else {
-    e.engine = want == EngineChoice::Jit ? EngineKind::Jit : EngineKind::Interpreter;
-    if (e.engine == EngineKind::Interpreter) e.checked = true;
+    if (want == EngineChoice::Jit)
+      return make_error(ErrorCode::InvalidArgument,
+                        "unverified code does not run in the JIT: the JIT counts no instructions, so nothing would "
+                        "stop a program that never ends (verify it, or run it in the checked interpreter)");
+    e.engine = EngineKind::Interpreter;
+    e.checked = true;
+    if (e.insn_budget == 0) e.insn_budget = kUnverifiedInsnBudget;
   }
   return e;
 }
@@ -69,7 +76,9 @@ Result<PreparedProgram> prepare_common(Program program, std::span<const Insn> ve
     if (!rewritten) return rewritten.error();
     program.insns = std::move(*rewritten);
   }
-  auto exe = Executable::create(std::move(program), helpers.table_for(type.type), choose_engine(options, verified));
+  auto eo = choose_engine(options, verified);
+  if (!eo) return eo.error();
+  auto exe = Executable::create(std::move(program), helpers.table_for(type.type), *eo);
   if (!exe) return exe.error();
   PreparedProgram p;
   p.type = &type;
@@ -179,9 +188,7 @@ Result<TestRunResult> test_run(const PreparedProgram& prog, std::span<const uint
     if (!ctx) return ctx.error();
     auto& regs = (*ctx)->args().regions;
     regs.insert(regs.end(), prog.regions.begin(), prog.regions.end());
-    (void)take_helper_fault();
-    auto r = prog.exe->run((*ctx)->args());
-    if (auto fault = take_helper_fault()) return *fault;
+    auto r = prog.exe->run((*ctx)->args());  // a helper's callback fault fails the run (Executable::run)
     if (!r) return r.error();
     if (out) {
       out->retval = *r;

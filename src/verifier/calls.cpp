@@ -108,7 +108,7 @@ bool Verifier::do_call_helper(const Insn& in) {
                                                    : fmt::format("to {} holders only", cap)),
         -1,
         fmt::format("{} is a privileged helper: the kernel offers it only with {}{}. Under strict rules (for "
-                    "untrusted code) it is refused, because it {}. Verify with privileged rules (no --strict) "
+                    "untrusted code) it is refused, because it {}. Verify with privileged rules "
                     "if the code is trusted, or do without it.",
                     p->name, cap,
                     p->priv == HelperPriv::Tracing ? ", to tracing programs" : "",

@@ -10,12 +10,12 @@ std::string explain(const std::string& m) {
   if (has("back-edge from insn"))
     return "This jump goes back to an earlier instruction, which makes a loop. Strict rules (for untrusted code, "
            "the kernel's rules without CAP_BPF) allow no loops at all, bounded or not. Unroll the loop (`#pragma "
-           "unroll` with a constant bound), or verify with privileged rules (no --strict) if the code is trusted.";
+           "unroll` with a constant bound), or verify with privileged rules if the code is trusted.";
   if (has("loading/calling other bpf or kernel functions"))
     return "The program calls another BPF function, or takes a function's address for a callback (bpf_loop, "
            "bpf_for_each_map_elem, timers). Strict rules (for untrusted code, the kernel's rules without CAP_BPF) "
-           "allow neither. Inline the function (static __always_inline), or verify with privileged rules (no "
-           "--strict) if the code is trusted.";
+           "allow neither. Inline the function (static __always_inline), or verify with privileged rules if the "
+           "code is trusted.";
   if (has("_or_null"))
     return "The pointer may be NULL here (a map lookup or reservation can fail). Check it first: "
            "`if (!p) return 0;` and use it only on the non-NULL path.";
@@ -28,8 +28,8 @@ std::string explain(const std::string& m) {
   if (has("invalid access to packet"))
     return "The packet is only known to be long enough after a comparison with data_end.";
   if (has("invalid access to memory"))
-    return "The access falls outside the input memory r1 points to. When its size is known at load "
-           "(`--mem`/`--data-in`), keep offset + size within it; otherwise compare against the length in r2 "
+    return "The access falls outside the input memory r1 points to. When its size is given at load, keep "
+           "offset + size within it; otherwise compare against the length in r2 "
            "first: `if (r2 < offset + size) return 0;`.";
   if (has("min value is negative"))
     return "The offset might be negative. Use an unsigned index, or check `if (i < 0) return ...` before use.";
@@ -38,6 +38,10 @@ std::string explain(const std::string& m) {
            "access.";
   if (has("!read_ok"))
     return "A register is read before anything was written to it on this path (r1-r5 are cleared by calls).";
+  if (has("program is too large:"))
+    return "The kernel refuses a program with more instructions than the limit before verifying it (E2BIG): "
+           "4,096 for a loader without CAP_BPF, 1,000,000 with it. Split the work with tail calls, or verify "
+           "with privileged rules if the code is trusted.";
   if (has("jump out of range") || has("lddw"))
     return "A jump target is outside the function or lands inside a 16-byte lddw instruction.";
   if (has("unreachable"))

@@ -1064,7 +1064,17 @@ Result<VerifyReport> verify(std::span<const Insn> insns, const VerifyOptions& op
   if (!options.type) return make_error(ErrorCode::InvalidArgument, "verify: no program type given");
   VerifyReport rep;
   auto t0 = std::chrono::steady_clock::now();
-  auto cfg = verifier::build_cfg(insns, options.rules != RuleSet::Strict);
+  // The kernel refuses an insn_cnt above BPF_MAXINSNS (4096) without CAP_BPF, above
+  // BPF_COMPLEXITY_LIMIT_INSNS (1,000,000) with it, before its verifier starts (E2BIG).
+  const size_t max_insns = options.rules == RuleSet::Strict ? 4096 : 1'000'000;
+  auto cfg = insns.size() > max_insns
+                 ? Result<verifier::Cfg>(make_error(
+                       ErrorCode::Verify,
+                       fmt::format("program is too large: {} instructions; {} rules allow at most {}{}", insns.size(),
+                                   rule_set_name(options.rules), max_insns,
+                                   options.rules == RuleSet::Strict ? " (BPF_MAXINSNS, the kernel's limit without CAP_BPF)"
+                                                                    : " (BPF_COMPLEXITY_LIMIT_INSNS)")))
+                 : verifier::build_cfg(insns, options.rules != RuleSet::Strict);
   if (!cfg) {
     rep.accepted = false;
     rep.error = cfg.error();

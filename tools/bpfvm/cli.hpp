@@ -33,8 +33,18 @@ struct RegisterCommand {
 int fail(int code, const std::string& message);
 int fail(int code, const Diagnostic& diag, const std::string& context = "");
 
-// Reads a whole file; on error returns false and sets err to "cannot read <path>: <reason>".
-bool read_file(const std::string& path, std::string& out, std::string& err);
+// Limits on what the CLI reads (a file larger than its limit is refused, not read to the end).
+constexpr size_t kMaxProgramFile = size_t{64} << 20;   // ELF objects, assembly, bytecode
+constexpr size_t kMaxDataFile = size_t{64} << 20;      // --data-in (memory or packet)
+constexpr size_t kMaxCtxFile = size_t{1} << 20;        // --ctx-in (a context struct)
+
+// Reads a whole file of at most max_bytes; on error (missing, a directory, unreadable, too large)
+// returns false and sets err to "cannot read <path>: <reason>". `what` names the limit's use.
+bool read_file(const std::string& path, std::string& out, std::string& err, size_t max_bytes = kMaxProgramFile,
+               const char* what = "a program file");
+
+// "unknown program type 'x'; bpfvm knows: xdp, socket_filter, ..." (for --type).
+std::string unknown_type_message(const std::string& option, const std::string& name);
 bool write_file(const std::string& path, const void* data, size_t size, std::string& err);
 
 }  // namespace bpfvm::cli

@@ -25,7 +25,9 @@ std::string map_type_str(uint32_t type) {
 int show_command(const ShowOpts& o) {
   auto lo = load_options(o.input);
   if (!lo) return fail(kUsage, lo.error());
-  auto obj = load_object_file(o.input.path, *lo);
+  std::string bytes, err;
+  if (!read_file(o.input.path, bytes, err)) return fail(kUsage, err);
+  auto obj = load_object(std::span(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()), *lo, o.input.path);
   if (!obj) {
     if (obj.error().code == ErrorCode::Io) return fail(kUsage, obj.error());
     return fail(kFailed, obj.error(), o.input.path);

@@ -21,6 +21,7 @@
 #include "bpfvm/packet.hpp"
 #include "cli.hpp"
 #include "input.hpp"
+#include "parse.hpp"
 
 namespace bpfvm::cli {
 namespace {
@@ -83,7 +84,7 @@ int filter_command(const FilterOpts& o) {
     if (!w) return fail(kUsage, w.error());
     writer = std::move(*w);
   }
-  uint64_t matched = 0;
+  uint64_t matched = 0, index = 0;
   PacketView v;
   std::string damage;
   while (true) {
@@ -93,9 +94,18 @@ int filter_command(const FilterOpts& o) {
       break;
     }
     if (!*n) break;
+    ++index;
     uint32_t keep = (*filter)->match(v.data, v.caplen, v.wirelen);
     if (!keep) continue;
     ++matched;
+    if (!writer && !o.count) {
+      // Like `tcpdump -r IN EXPR` (without decoding): the packet's number in the capture, its
+      // timestamp and lengths.
+      std::printf("%llu: %lld.%09u %u bytes", static_cast<unsigned long long>(index),
+                  static_cast<long long>(v.ts_sec), v.ts_nsec, v.wirelen);
+      if (v.caplen != v.wirelen || keep < v.caplen) std::printf(" (%u captured)", std::min(keep, v.caplen));
+      std::printf("\n");
+    }
     if (writer) {
       // Like a capture with this filter: the filter's result is the snapshot length.
       PacketView out = v;
@@ -106,6 +116,8 @@ int filter_command(const FilterOpts& o) {
   if (writer) {
     if (auto st = writer->flush(); !st) return fail(kUsage, st.error());
   }
+  // -w writes the packets; --count prints only their number; neither lists them (above) and adds
+  // the number.
   if (o.count || !writer) std::printf("%llu packets\n", static_cast<unsigned long long>(matched));
   std::fflush(stdout);
   if (!damage.empty()) return fail(kFailed, damage);
@@ -118,13 +130,17 @@ RegisterCommand reg_filter("filter", [](CLI::App& app, std::function<int()>& run
                                            "compiler, run as eBPF by bpfvm)");
   cmd->add_option("expression", o->expression, "tcpdump filter expression")->required();
   cmd->add_option("-r", o->in, "Capture to read (pcap or pcapng)")->required();
-  cmd->add_option("-w", o->out, "Write the matching packets to this pcap file");
-  cmd->add_flag("--count", o->count, "Print only the number of matching packets");
+  auto* w = cmd->add_option("-w", o->out, "Write the matching packets to this pcap file");
+  auto* c = cmd->add_flag("--count", o->count,
+                          "Print only the number of matching packets (default: one line per matching packet, then "
+                          "the number; with -w: nothing)");
   auto* d = cmd->add_flag("-d", o->dump, "Print the classic BPF program (as tcpdump -d) and exit");
   auto* e = cmd->add_flag("--ebpf", o->dump_ebpf, "Print the eBPF translation (as it runs, context rewritten) and exit");
   auto* jd = cmd->add_flag("--jited", o->dump_jited, "Print the JIT's x86-64 code for the filter and exit (JIT engine)");
   d->excludes(e)->excludes(jd);
   e->excludes(jd);
+  // The dumps print the program and read no packet: writing or counting packets with them is a mistake.
+  for (auto* dump : {d, e, jd}) dump->excludes(w)->excludes(c);
   add_engine_option(cmd, o->engine);
   cmd->callback([o, &run] { run = [o] { return filter_command(*o); }; });
 });
@@ -139,6 +155,7 @@ struct HookOpts {
   std::vector<std::string> map_sets;
   std::optional<EngineKind> engine;
   VerifyFlags verify;
+  std::string budget_text;
   bool stats = false;
   double duration = 0;
   uint64_t max_packets = 0;
@@ -209,6 +226,9 @@ void print_summary(const HookOpts& o, PacketHook& hook, const Runner& run, doubl
   }
   std::printf("actions: %s\n", action_line(hook).c_str());
   if (c.truncated) std::printf("truncated: %llu\n", static_cast<unsigned long long>(c.truncated));
+  if (eo.insn_budget)
+    std::printf("instruction budget: %llu per packet, exhausted on %llu packets\n",
+                static_cast<unsigned long long>(eo.insn_budget), static_cast<unsigned long long>(c.budget_exhausted));
   if (c.redirect_no_target)
     std::printf("redirects to an ifindex with no bpfvm interface (dropped): %llu\n",
                 static_cast<unsigned long long>(c.redirect_no_target));
@@ -237,13 +257,27 @@ void print_summary(const HookOpts& o, PacketHook& hook, const Runner& run, doubl
 
 int hook_command(const HookOpts& o) {
   LoadOptions lo;
-  auto obj = load_object_file(o.object, lo);
+  std::string bytes, err;
+  if (!read_file(o.object, bytes, err)) return fail(kUsage, err);
+  auto obj = load_object(std::span(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()), lo, o.object);
   if (!obj) {
     if (obj.error().code == ErrorCode::Io) return fail(kUsage, obj.error());
     return fail(kFailed, obj.error(), o.object);
   }
   HookOptions ho;
   ho.prepare = prepare_options(o.engine, o.verify);
+  if (!o.budget_text.empty()) {
+    std::string err;
+    if (!parse_number(o.budget_text, UINT64_MAX, ho.prepare.exec.insn_budget, err))
+      return fail(kUsage, "--budget: " + err);
+    if (ho.prepare.exec.insn_budget == 0)
+      return fail(kUsage, "--budget: 0 is not a budget; give at least 1 instruction per packet");
+    if (ho.prepare.engine == EngineChoice::Jit)
+      return fail(kUsage, "--budget needs the interpreter (the JIT does not count instructions)");
+  }
+  if (o.verify.no_verify && ho.prepare.engine == EngineChoice::Jit)
+    return fail(kUsage, "--no-verify runs in the checked interpreter only: the JIT counts no instructions, so "
+                        "nothing would stop unverified code that never ends");
   std::string rejection;
   ho.prepare.rejection = &rejection;
   ho.ingress_ifindex = o.ifindex;
@@ -282,36 +316,36 @@ int hook_command(const HookOpts& o) {
   auto ifs = std::make_shared<Interfaces>();
   for (const auto& spec : o.redirects) {
     auto eq = spec.find('=');
-    uint32_t idx = 0;
-    if (eq == std::string::npos || eq == 0 ||
-        std::sscanf(spec.substr(0, eq).c_str(), "%u", &idx) != 1)
+    uint64_t idx = 0;
+    std::string err;
+    if (eq == std::string::npos || eq == 0 || eq + 1 == spec.size())
       return fail(kUsage, "--redirect: '" + spec + "' is not IFINDEX=FILE.pcap or IFINDEX=dev:IFACE");
+    if (!parse_number(spec.substr(0, eq), UINT32_MAX, idx, err))
+      return fail(kUsage, "--redirect: '" + spec + "': ifindex " + err);
     std::string target = spec.substr(eq + 1);
     Result<std::shared_ptr<PacketSink>> sink =
         target.rfind("dev:", 0) == 0 ? make_device_sink(target.substr(4)) : file_sink(target);
     if (!sink) return fail(kUsage, sink.error());
-    ifs->add(idx, target, *sink);
+    ifs->add(static_cast<uint32_t>(idx), target, *sink);
   }
   h.set_interfaces(ifs);
-  // --map-set NAME:KEY=VALUE (numbers; key 4 or 8 bytes, value 4 or 8 bytes), e.g. devmap slots.
+  // --map-set MAP:KEY=VALUE: a number or a byte list each (parse_map_bytes), e.g. a devmap slot.
   for (const auto& spec : o.map_sets) {
-    auto colon = spec.rfind(':');
-    auto eq = spec.find('=', colon == std::string::npos ? 0 : colon);
-    unsigned long long key = 0, val = 0;
-    if (colon == std::string::npos || eq == std::string::npos ||
-        std::sscanf(spec.c_str() + colon + 1, "%llu", &key) != 1 || std::sscanf(spec.c_str() + eq + 1, "%llu", &val) != 1)
+    std::string name, key_text, value_text, err;
+    if (!split_map_set(spec, name, key_text, value_text))
       return fail(kUsage, "--map-set: '" + spec + "' is not MAP:KEY=VALUE");
-    std::string name = spec.substr(0, colon);
     int mi = obj->find_map(name);
     if (mi < 0) return fail(kUsage, "--map-set: the object has no map '" + name + "'");
     auto& m = *h.loaded()->maps[static_cast<size_t>(mi)];
     const MapSpec& ms = m.spec();
-    if ((ms.key_size != 4 && ms.key_size != 8) || (ms.value_size != 4 && ms.value_size != 8))
-      return fail(kUsage, "--map-set: map '" + name + "' needs 4- or 8-byte keys and values");
-    uint8_t kb[8], vb[8];
-    std::memcpy(kb, &key, 8);
-    std::memcpy(vb, &val, 8);
-    if (long rc = m.update_user(kb, vb, 0); rc != 0)
+    std::vector<uint8_t> key, value;
+    auto bytes_of = [](size_t n) { return fmt::format("{} byte{}", n, n == 1 ? "" : "s"); };
+    if (!parse_map_bytes(key_text, ms.key_size, key, err))
+      return fail(kUsage, fmt::format("--map-set {}: key of map '{}' ({}): {}", spec, name, bytes_of(ms.key_size), err));
+    const size_t value_size = m.user_value_size();  // per-CPU maps: one value per CPU
+    if (!parse_map_bytes(value_text, value_size, value, err))
+      return fail(kUsage, fmt::format("--map-set {}: value of map '{}' ({}): {}", spec, name, bytes_of(value_size), err));
+    if (long rc = m.update_user(key.data(), value.data(), 0); rc != 0)
       return fail(kUsage, fmt::format("--map-set {}: update failed ({})", spec, std::strerror(static_cast<int>(-rc))));
   }
   Runner run{o, h};
@@ -394,14 +428,17 @@ void register_hook(CLI::App& app, std::function<int()>& run, const char* kind, c
   auto* r = cmd->add_option("-r", o->in, "Read packets from a capture (pcap or pcapng, Ethernet)");
   auto* i = cmd->add_option("-i", o->iface, "Read live traffic from a network interface (AF_PACKET)");
   r->excludes(i);
-  cmd->add_option("-w", o->out, "Write passed packets to this pcap file");
-  cmd->add_option("--out-if", o->out_if, "Send passed packets out of this network interface");
+  auto* w = cmd->add_option("-w", o->out, "Write passed packets to this pcap file");
+  cmd->add_option("--out-if", o->out_if, "Send passed packets out of this network interface")->excludes(w);
   cmd->add_option("--tx", o->tx_out, "Capture input: write XDP_TX packets to this pcap file");
   cmd->add_option("--redirect", o->redirects, "bpfvm interface for redirects: IFINDEX=FILE.pcap or IFINDEX=dev:IFACE");
   cmd->add_option("--map-set", o->map_sets, "Set a map entry before the run: MAP:KEY=VALUE (e.g. a devmap slot)");
   cmd->add_option("--ifindex", o->ifindex, "ingress ifindex the program sees for capture input (default 1)");
   add_engine_option(cmd, o->engine);
   add_verify_options(cmd, o->verify);
+  cmd->add_option("--budget", o->budget_text,
+                  "Stop the program on a packet after N executed instructions (unverified programs: default " +
+                      std::to_string(kUnverifiedInsnBudget) + ")");
   cmd->add_flag("--stats", o->stats, "Print counters every second");
   cmd->add_option("--duration", o->duration, "Live capture: stop after this many seconds");
   cmd->add_option("--max-packets", o->max_packets, "Stop after this many packets");

@@ -6,6 +6,7 @@
 
 #include "cli.hpp"
 #include "input.hpp"
+#include "parse.hpp"
 #include "bpfvm/runtime.hpp"
 
 namespace bpfvm::cli {
@@ -19,62 +20,40 @@ struct RunOpts {
   std::optional<EngineKind> engine;
   VerifyFlags verify;
   uint64_t repeat = 0;
+  std::string budget_text;
   uint64_t budget = 0;
   bool json = false;
 };
 
-bool parse_hex_bytes(const std::string& text, std::vector<uint8_t>& out, std::string& err) {
-  int hi = -1;
-  for (size_t i = 0; i < text.size(); ++i) {
-    unsigned char c = static_cast<unsigned char>(text[i]);
-    if (std::isspace(c) || c == ',') {
-      if (hi >= 0) {
-        err = "--mem: odd number of hex digits before offset " + std::to_string(i);
-        return false;
-      }
-      continue;
-    }
-    if (c == '0' && hi < 0 && i + 1 < text.size() && (text[i + 1] == 'x' || text[i + 1] == 'X')) {
-      ++i;
-      continue;
-    }
-    if (!std::isxdigit(c)) {
-      err = "--mem: '" + std::string(1, static_cast<char>(c)) + "' at offset " + std::to_string(i) +
-            " is not a hex digit";
-      return false;
-    }
-    int v = std::isdigit(c) ? c - '0' : std::tolower(c) - 'a' + 10;
-    if (hi < 0) {
-      hi = v;
-    } else {
-      out.push_back(static_cast<uint8_t>(hi << 4 | v));
-      hi = -1;
-    }
+int run_command(RunOpts& o) {
+  if (!o.budget_text.empty()) {
+    std::string err;
+    if (!parse_number(o.budget_text, UINT64_MAX, o.budget, err)) return fail(kUsage, "--budget: " + err);
+    // 0 would mean "no budget", which unverified code may not have and verified code does not need.
+    if (o.budget == 0)
+      return fail(kUsage, "--budget: 0 is not a budget; give at least 1 instruction (without --budget, "
+                          "verified programs run without one, unverified ones with " +
+                              std::to_string(kUnverifiedInsnBudget) + ")");
   }
-  if (hi >= 0) {
-    err = "--mem: odd number of hex digits";
-    return false;
-  }
-  return true;
-}
-
-int run_command(const RunOpts& o) {
   auto in = read_input(o.input);
   if (!in) return fail(in.error().code == ErrorCode::Io || in.error().code == ErrorCode::InvalidArgument ? kUsage : kFailed,
                        in.error(), o.input.path);
   std::vector<uint8_t> mem;
   std::string err;
-  if (!o.mem_hex.empty() && !parse_hex_bytes(o.mem_hex, mem, err)) return fail(kUsage, err);
+  if (!o.mem_hex.empty() && !parse_hex_bytes(o.mem_hex, mem, err)) return fail(kUsage, "--mem: " + err);
   if (!o.data_in.empty()) {
     std::string data;
-    if (!read_file(o.data_in, data, err)) return fail(kUsage, err);
+    if (!read_file(o.data_in, data, err, kMaxDataFile, "--data-in")) return fail(kUsage, "--data-in: " + err);
     mem.assign(data.begin(), data.end());
   }
   // Verified programs run in the JIT (the interpreter with --budget); --no-verify runs the program
-  // in the checked interpreter, or in the JIT when --engine jit asks for it (trusted code).
+  // in the checked interpreter under an instruction budget (--budget, default kUnverifiedInsnBudget).
   PrepareOptions po = prepare_options(o.engine, o.verify);
   if (o.budget && po.engine == EngineChoice::Jit)
     return fail(kUsage, "--budget needs the interpreter (the JIT does not count instructions)");
+  if (o.verify.no_verify && po.engine == EngineChoice::Jit)
+    return fail(kUsage, "--no-verify runs in the checked interpreter only: the JIT counts no instructions, so "
+                        "nothing would stop unverified code that never ends");
   po.exec.insn_budget = o.budget;
   if (!o.mem_hex.empty() || !o.data_in.empty()) po.mem_size = static_cast<int64_t>(mem.size());
   std::string rejection;
@@ -88,11 +67,16 @@ int run_command(const RunOpts& o) {
   std::vector<uint8_t> ctx_in;
   if (!o.ctx_in.empty()) {
     std::string data;
-    if (!read_file(o.ctx_in, data, err)) return fail(kUsage, err);
+    if (!read_file(o.ctx_in, data, err, kMaxCtxFile, "--ctx-in")) return fail(kUsage, "--ctx-in: " + err);
     ctx_in.assign(data.begin(), data.end());
   }
   auto r = test_run(*prog, mem, ctx_in, o.repeat);
-  if (!r) return fail(kFailed, r.error(), "run failed");
+  if (!r) {
+    if (r.error().code == ErrorCode::Budget && o.budget_text.empty())
+      return fail(kFailed, "run failed: " + r.error().to_string() +
+                               " (the default budget of unverified code; --budget N changes it)");
+    return fail(kFailed, r.error(), "run failed");
+  }
   uint64_t duration = r->duration_ns;
   uint64_t retval = r->retval;
   if (o.json) {
@@ -123,7 +107,9 @@ RegisterCommand reg("run", [](CLI::App& app, std::function<int()>& run) {
   cmd->add_option("--function", o->input.function, "ELF function (program or subprogram) to run");
   add_format_option(cmd, o->input);
   cmd->add_option("--repeat", o->repeat, "Run N times and report the average duration")->check(CLI::Range(1ull, 1ull << 40));
-  cmd->add_option("--budget", o->budget, "Stop with an error after N executed instructions")->check(CLI::PositiveNumber);
+  cmd->add_option("--budget", o->budget_text,
+                  "Stop with an error after N executed instructions (unverified programs: default " +
+                      std::to_string(kUnverifiedInsnBudget) + ")");
   cmd->add_flag("-j,--json", o->json, "JSON output");
   cmd->callback([o, &run] { run = [o] { return run_command(*o); }; });
 });

@@ -32,6 +32,7 @@ std::string plural(uint64_t n, const char* one, const char* many) {
 int verify_command(const VerifyOpts& o) {
   std::string bytes, err;
   if (!read_file(o.input.path, bytes, err)) return fail(kUsage, err);
+  if (bytes.empty()) return fail(kFailed, o.input.path + ": the file is empty: no program");
   InputFormat fmt = o.input.format == InputFormat::Auto ? detect_format(bytes) : o.input.format;
   const ProgTypeInfo* forced = nullptr;
   auto lo_r = load_options(o.input);
@@ -46,7 +47,8 @@ int verify_command(const VerifyOpts& o) {
   if (fmt == InputFormat::Elf) {
     LoadOptions& lo = *lo_r;
     auto obj = load_object(std::span(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()), lo, o.input.path);
-    if (!obj) return fail(obj.error().code == ErrorCode::Load ? kFailed : kUsage, obj.error(), o.input.path);
+    // A malformed object is a rejected input (exit 1), as for `object show`.
+    if (!obj) return fail(obj.error().code == ErrorCode::Io ? kUsage : kFailed, obj.error(), o.input.path);
     if (Status st = apply_sets(o.input, *obj); !st) return fail(kUsage, st.error(), o.input.path);
     for (const auto& n : obj->notes) std::fprintf(stderr, "bpfvm: note: %s\n", n.c_str());
     for (const auto& w : obj->warnings) std::fprintf(stderr, "bpfvm: warning: %s\n", w.c_str());
@@ -58,7 +60,9 @@ int verify_command(const VerifyOpts& o) {
         progs.push_back(*p);
       } else if (o.input.section.empty()) {
         auto linked = object->link_function(o.input.function, lo.prog_type);
-        if (!linked) return fail(kUsage, linked.error(), o.input.path);
+        if (!linked)
+          return fail(linked.error().code == ErrorCode::InvalidArgument ? kUsage : kFailed, linked.error(),
+                      o.input.path);
         progs.push_back(std::move(*linked));
       } else {
         return fail(kUsage, "no function '" + o.input.function + "' in section '" + o.input.section + "'");
@@ -97,6 +101,12 @@ int verify_command(const VerifyOpts& o) {
     it.options.rules = rules;
     items.push_back(std::move(it));
   }
+  if (o.mem_size >= 0)
+    for (const Item& it : items)
+      if (it.options.type->type != static_cast<uint32_t>(kProgMem))
+        return fail(kUsage, "--mem-size applies to plain-memory programs (type mem) only; " +
+                                (it.section.empty() ? std::string("this program") : it.section + "/" + it.name) +
+                                " is " + std::string(it.options.type->name));
   bool any_rejected = false;
   nlohmann::ordered_json arr = nlohmann::ordered_json::array();
   for (Item& it : items) {

@@ -65,14 +65,13 @@ Result<LoadOptions> load_options(const InputSpec& spec) {
   LoadOptions lo;
   if (!spec.type.empty()) {
     auto t = prog_type_from_name(spec.type);
-    if (!t) return make_error(ErrorCode::InvalidArgument, "--type: unknown program type '" + spec.type + "'");
+    if (!t) return make_error(ErrorCode::InvalidArgument, unknown_type_message("--type", spec.type));
     lo.prog_type = *t;
   }
   for (const auto& [sec, type] : spec.section_types) {
     auto t = prog_type_from_name(type);
-    if (sec.empty() || !t)
-      return make_error(ErrorCode::InvalidArgument, "--type " + sec + "=" + type + ": " +
-                                                        (sec.empty() ? std::string("no section named") : "unknown program type '" + type + "'"));
+    if (sec.empty()) return make_error(ErrorCode::InvalidArgument, "--type =" + type + ": no section named");
+    if (!t) return make_error(ErrorCode::InvalidArgument, unknown_type_message("--type " + sec + "=", type));
     lo.section_types[sec] = *t;
   }
   lo.target_btf = spec.btf;
@@ -93,6 +92,12 @@ Status apply_sets(const InputSpec& spec, Object& object) {
   return {};
 }
 
+std::string unknown_type_message(const std::string& option, const std::string& name) {
+  std::string list;
+  for (const ProgTypeInfo* t : all_prog_types()) list += (list.empty() ? "" : ", ") + std::string(t->name);
+  return option + ": unknown program type '" + name + "'; the types are: " + list;
+}
+
 InputFormat detect_format(const std::string& bytes) {
   if (bytes.size() >= 4 && std::memcmp(bytes.data(), "\x7f" "ELF", 4) == 0) return InputFormat::Elf;
   // Bytecode nearly always contains NUL bytes (zero registers and offsets); text never does.
@@ -104,6 +109,7 @@ Result<InputProgram> read_input(const InputSpec& spec) {
   InputProgram in;
   std::string err;
   if (!read_file(spec.path, in.bytes, err)) return make_error(ErrorCode::Io, err);
+  if (in.bytes.empty()) return make_error(ErrorCode::Decode, "the file is empty: no program");
   in.format = spec.format == InputFormat::Auto ? detect_format(in.bytes) : spec.format;
   switch (in.format) {
     case InputFormat::Asm: {
@@ -179,7 +185,7 @@ Result<const ProgTypeInfo*> input_prog_type(const InputSpec& spec, const InputPr
   const ProgTypeInfo* t = nullptr;
   if (!spec.type.empty()) {
     auto id = prog_type_from_name(spec.type);
-    if (!id) return make_error(ErrorCode::InvalidArgument, "--type: unknown program type '" + spec.type + "'");
+    if (!id) return make_error(ErrorCode::InvalidArgument, unknown_type_message("--type", spec.type));
     t = find_prog_type(*id);
   } else if (in.objprog && in.objprog->type_known && in.objprog->type) {
     t = find_prog_type(in.objprog->type);
@@ -219,6 +225,8 @@ PrepareOptions prepare_options(const std::optional<EngineKind>& engine, const Ve
 
 int fail_rejection(const std::string& rejection) {
   std::fprintf(stderr, "bpfvm: %s", rejection.c_str());
+  if (rejection.find("privileged rules") != std::string::npos)
+    std::fprintf(stderr, "bpfvm: the privileged rules apply without --strict\n");
   std::fprintf(stderr, "bpfvm: the verifier rejected the program (--no-verify runs it unverified, in the checked interpreter)\n");
   return kFailed;
 }

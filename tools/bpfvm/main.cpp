@@ -1,4 +1,6 @@
 // bpfvm command-line entry point. Commands register themselves (see cli.hpp).
+#include <sys/stat.h>
+
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -24,19 +26,40 @@ int fail(int code, const Diagnostic& diag, const std::string& context) {
   return fail(code, msg);
 }
 
-bool read_file(const std::string& path, std::string& out, std::string& err) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
+bool read_file(const std::string& path, std::string& out, std::string& err, size_t max_bytes, const char* what) {
+  // Read with a bound, not to the end: /dev/zero or a pipe must not fill memory.
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) {
     err = "cannot read " + path + ": " + std::strerror(errno);
     return false;
   }
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) {
-    err = "cannot read " + path + ": read error";
+  struct stat st;
+  if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
+    std::fclose(f);
+    err = "cannot read " + path + ": " + std::strerror(EISDIR);
     return false;
   }
-  out = ss.str();
+  out.clear();
+  char buf[65536];
+  while (true) {
+    size_t n = std::fread(buf, 1, sizeof buf, f);
+    if (n > 0) {
+      if (out.size() + n > max_bytes) {
+        std::fclose(f);
+        err = "cannot read " + path + ": larger than " + std::to_string(max_bytes) + " bytes, the limit for " + what;
+        return false;
+      }
+      out.append(buf, n);
+    }
+    if (n < sizeof buf) break;
+  }
+  bool bad = std::ferror(f);
+  int e = errno;
+  std::fclose(f);
+  if (bad) {
+    err = "cannot read " + path + ": " + std::strerror(e);
+    return false;
+  }
   return true;
 }
 

@@ -11,8 +11,8 @@
 // of r6-r9 they write. bpf-to-bpf calls are native calls with rbp lowered by 512 bytes.
 // Non-local exits (LD_ABS out of bounds, a tail call, a run-time error) restore the rsp saved at
 // entry and jump to the entry's epilogue (JitHot::unwind_rsp / unwind_rip).
-#include <asmjit/x86.h>
 #include <capstone/capstone.h>
+#include <cpuid.h>
 #include <fmt/format.h>
 #include <time.h>
 
@@ -37,10 +37,18 @@ namespace bpfvm {
 namespace detail {
 namespace {
 
-namespace x86 = asmjit::x86;
-using asmjit::Label;
-
 std::atomic<bool> g_use_bmi2{true};
+
+// BMI2 (shlx/shrx/sarx): CPUID leaf 7, sub-leaf 0, EBX bit 8. General-purpose instructions: no
+// operating-system support (XSAVE state) is involved.
+bool host_has_bmi2() {
+  static const bool has = [] {
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) return false;
+    return (ebx & (1u << 8)) != 0;
+  }();
+  return has;
+}
 
 constexpr int kSkfNetOff = -0x100000;
 constexpr int kSkfLlOff = -0x200000;
@@ -78,24 +86,28 @@ struct CallxEntry {
 
 constexpr int64_t kHelperMapLookupElem = 1;  // BPF_FUNC_map_lookup_elem
 
-// Host registers of BPF r0..r10.
-constexpr uint32_t kHost[kNumRegs] = {
-    x86::Gp::kIdAx, x86::Gp::kIdDi, x86::Gp::kIdSi, x86::Gp::kIdDx, x86::Gp::kIdCx, x86::Gp::kIdR8,
-    x86::Gp::kIdBx, x86::Gp::kIdR13, x86::Gp::kIdR14, x86::Gp::kIdR15, x86::Gp::kIdBp};
+// A host general-purpose register by its encoding number (rax 0, rcx 1, rdx 2, rbx 3, rsp 4, rbp 5,
+// rsi 6, rdi 7, r8 8 ... r15 15); default-constructed: none.
+struct Gp {
+  uint8_t n = 0xff;
+  constexpr uint32_t id() const { return n; }
+  constexpr bool isValid() const { return n != 0xff; }
+  constexpr bool operator==(const Gp&) const = default;
+};
+constexpr Gp gp(uint32_t n) { return Gp{static_cast<uint8_t>(n)}; }
 
-inline x86::Gp Q(int r) { return x86::gpq(kHost[r]); }
-inline x86::Gp D32(int r) { return x86::gpd(kHost[r]); }
-inline x86::Gp W16(int r) { return x86::gpw(kHost[r]); }
-inline x86::Gp B8(int r) { return x86::gpb_lo(kHost[r]); }
+// Host registers of BPF r0..r10.
+constexpr uint32_t kHost[kNumRegs] = {0 /*rax*/, 7 /*rdi*/, 6 /*rsi*/, 2 /*rdx*/, 1 /*rcx*/, 8 /*r8*/,
+                                      3 /*rbx*/, 13 /*r13*/, 14 /*r14*/, 15 /*r15*/, 5 /*rbp*/};
+
+inline Gp Q(int r) { return gp(kHost[r]); }
 
 using EntryFn = uint64_t (*)(uint64_t r1, uint64_t r2, JitHot* hot);
 using TrampolineFn = uint64_t (*)(JitHot* hot, const void* fn, const uint64_t* args);
 
 // ---- a direct encoder for the hottest instruction forms ---------------------------------------------
-// Register-register and register-immediate ALU/compare, immediate moves and [base + disp] loads and
-// stores are a large part of every program; encoding them here and handing the bytes to the
-// assembler (embed) costs a fraction of asmjit's generic encoder. Everything with labels or rarer
-// forms still goes through asmjit. Host register numbers are asmjit's ids (rax 0 ... r15 15).
+// Every instruction the JIT emits is encoded here (no assembler library): each form is a few dozen
+// machine instructions, where a generic encoder costs hundreds. Host register numbers as Gp above.
 // Encoding runs for every instruction of every compile: the helpers are forced inline (as calls they
 // cost more than the encoding).
 #define BPFVM_ENC [[gnu::always_inline]] inline
@@ -214,12 +226,10 @@ BPFVM_ENC Enc enc_shift_imm(uint32_t ext, bool w64, uint32_t dst, uint32_t count
   return e;
 }
 
-// The rest of the forms the instruction emitters need (asmjit's generic encoder costs ~200 machine
-// instructions per x86 instruction; these a few dozen). Host register ids as above; kNoIndex: no
-// index register.
+// The rest of the forms the instruction emitters need. kNoIndex: no index register.
 constexpr int kNoIndex = -1;
-constexpr uint32_t kRax = 0, kRcx = 1, kRdx = 2, kRsp = 4, kRbp = 5, kRsi = 6, kRdi = 7, kR9 = 9, kR10 = 10,
-                   kR11 = 11, kR12 = 12;
+constexpr uint32_t kRax = 0, kRcx = 1, kRdx = 2, kRbx = 3, kRsp = 4, kRbp = 5, kRsi = 6, kRdi = 7, kR8 = 8,
+                   kR9 = 9, kR10 = 10, kR11 = 11, kR12 = 12, kR13 = 13, kR14 = 14, kR15 = 15;
 
 struct MemOp {  // [base + index * 2^scale + disp]
   uint32_t base;
@@ -312,6 +322,126 @@ BPFVM_ENC Enc enc_bytes(uint32_t b0, uint32_t b1) {
   e.u8(b1);
   return e;
 }
+
+// ---- the code buffer ------------------------------------------------------------------------------
+// The bytes of one compile, with the few labels the prologues and epilogues need (jumps between BPF
+// instructions, to slow paths and calls of BPF functions are patched by the compiler itself). Every
+// label reference is a rel32 displacement (jumps, rip-relative lea) patched by resolve(); a jump to a
+// label already bound takes the 2-byte form when it fits.
+struct Label {
+  uint32_t id = UINT32_MAX;
+};
+
+class CodeBuf {
+ public:
+  // Empties the buffer (keeping its storage) with room for at least `bytes`.
+  void reset(size_t bytes) {
+    size_ = 0;
+    labels_.clear();
+    links_.clear();
+    if (mem_.size() < bytes + kSlack) mem_.resize(bytes + kSlack);
+  }
+  uint32_t offset() const { return size_; }
+  uint8_t* data() { return mem_.data(); }
+  const uint8_t* data() const { return mem_.data(); }
+  std::span<const uint8_t> bytes() const { return {mem_.data(), size_}; }
+  // Appends e.n bytes (copies all 16: cheaper than a variable-length copy; the slack keeps it inside).
+  [[gnu::always_inline]] void put(const Enc& e) {
+    if (mem_.size() - size_ < kSlack) [[unlikely]] grow();
+    std::memcpy(mem_.data() + size_, e.b, sizeof(e.b));
+    size_ += e.n;
+  }
+
+  Label new_label() {
+    labels_.push_back(kUnbound);
+    return Label{static_cast<uint32_t>(labels_.size() - 1)};
+  }
+  void bind(Label l) { labels_[l.id] = size_; }
+  // jmp (cc < 0) or jcc (cc = x86 condition code) to l.
+  void jump(int cc, Label l) {
+    Enc e;
+    const uint32_t at = labels_[l.id];
+    if (at != kUnbound) {
+      const int64_t d8 = static_cast<int64_t>(at) - (size_ + 2);
+      if (d8 >= -128) {
+        e.u8(cc < 0 ? 0xeb : 0x70 + static_cast<uint32_t>(cc));
+        e.u8(static_cast<uint32_t>(d8) & 0xff);
+        put(e);
+        return;
+      }
+    }
+    if (cc < 0) e.u8(0xe9);
+    else {
+      e.u8(0x0f);
+      e.u8(0x80 + static_cast<uint32_t>(cc));
+    }
+    e.u32(0);
+    put(e);
+    links_.push_back({l.id, size_ - 4});
+  }
+  // lea reg, [rip + l]
+  void lea_rip(uint32_t reg, Label l) {
+    Enc e;
+    e.u8(0x48 | ((reg >> 3) & 1) << 2);
+    e.u8(0x8d);
+    e.u8((reg & 7) << 3 | 5);
+    e.u32(0);
+    put(e);
+    links_.push_back({l.id, size_ - 4});
+  }
+  // Multi-byte nops (the forms Intel's optimization manual recommends) up to a multiple of `to`.
+  void align(uint32_t to) {
+    static constexpr uint8_t kNops[9][9] = {
+        {0x90},
+        {0x66, 0x90},
+        {0x0f, 0x1f, 0x00},
+        {0x0f, 0x1f, 0x40, 0x00},
+        {0x0f, 0x1f, 0x44, 0x00, 0x00},
+        {0x66, 0x0f, 0x1f, 0x44, 0x00, 0x00},
+        {0x0f, 0x1f, 0x80, 0x00, 0x00, 0x00, 0x00},
+        {0x0f, 0x1f, 0x84, 0x00, 0x00, 0x00, 0x00, 0x00},
+        {0x66, 0x0f, 0x1f, 0x84, 0x00, 0x00, 0x00, 0x00, 0x00},
+    };
+    uint32_t pad = (to - size_ % to) % to;
+    while (pad) {
+      const uint32_t k = pad < 9 ? pad : 9;
+      Enc e;
+      for (uint32_t j = 0; j < k; ++j) e.u8(kNops[k - 1][j]);
+      put(e);
+      pad -= k;
+    }
+  }
+  // Patches every label reference; false when a referenced label was never bound.
+  bool resolve() {
+    for (const Link& k : links_) {
+      const uint32_t at = labels_[k.label];
+      if (at == kUnbound) return false;
+      const int32_t d = static_cast<int32_t>(at) - static_cast<int32_t>(k.pos + 4);
+      std::memcpy(mem_.data() + k.pos, &d, 4);
+    }
+    links_.clear();
+    return true;
+  }
+  void swap(CodeBuf& o) noexcept {
+    mem_.swap(o.mem_);
+    std::swap(size_, o.size_);
+    labels_.swap(o.labels_);
+    links_.swap(o.links_);
+  }
+
+ private:
+  static constexpr uint32_t kUnbound = UINT32_MAX;
+  static constexpr size_t kSlack = sizeof(Enc::b);
+  [[gnu::noinline]] void grow() { mem_.resize(mem_.size() * 2 + 4096); }
+  struct Link {
+    uint32_t label;
+    uint32_t pos;  // the rel32 to patch
+  };
+  std::vector<uint8_t> mem_;  // its size is the capacity; size_ bytes are code
+  uint32_t size_ = 0;
+  std::vector<uint32_t> labels_;  // offset of each label, kUnbound until bound
+  std::vector<Link> links_;
+};
 
 // jump_target() (isa/opcodes.cpp), inline: the analysis asks for every jump several times.
 [[gnu::always_inline]] inline int64_t jit_target(const Insn& in, int64_t pc) {
@@ -488,20 +618,6 @@ struct ListingEntry {
   uint32_t start;
 };
 
-class ErrorCollector : public asmjit::ErrorHandler {
- public:
-  void handleError(asmjit::Error err, const char* message, asmjit::BaseEmitter*) override {
-    if (!failed) {
-      failed = true;
-      text = message ? message : "unknown asmjit error";
-      code = err;
-    }
-  }
-  bool failed = false;
-  std::string text;
-  asmjit::Error code = 0;
-};
-
 // ---- the compiler ---------------------------------------------------------------------------------
 class Compiler {
  public:
@@ -511,7 +627,7 @@ class Compiler {
         insns_(linked.program->insns),
         n_(insns_.size()),
         harden_(options.jit_harden),
-        bmi2_(g_use_bmi2.load() && asmjit::CpuInfo::host().hasFeature(asmjit::CpuFeatures::X86::kBMI2)),
+        bmi2_(g_use_bmi2.load() && host_has_bmi2()),
         callx_table_(callx_table),
         callx_size_(callx_size),
         callx_has_tail_(callx_has_tail),
@@ -536,7 +652,7 @@ class Compiler {
   uint64_t rng_seed() const { return rng_seed_; }
   bool calls_helpers() const { return calls_helpers_; }
 
-  std::span<const uint8_t> code;           // final bytes (position independent), in this thread's CodeHolder
+  std::span<const uint8_t> code;           // final bytes (position independent), in code_ (this compiler's)
   uint32_t main_offset = 0;                // entry: EntryFn
   std::map<int64_t, uint32_t> fn_offsets;  // callable function entry insn -> offset
   std::vector<ListingEntry> listing;
@@ -560,7 +676,7 @@ class Compiler {
     uint32_t from[2] = {0, 0};  // rel32 displacements of the jumps to it (patched when it is emitted)
     uint32_t nfrom = 0;
   };
-  // Jumps and calls between pieces of code, encoded here (no asmjit labels): a conditional jump (cc =
+  // Jumps and calls between pieces of code, patched by the compiler: a conditional jump (cc =
   // x86 condition code, -1 = jmp) to a slow path; a short jump within one instruction's code, bound
   // later with bind8(); a call of a BPF function, patched once every function is placed.
   size_t add_slow_path(SlowPath::Kind kind, int64_t pc, int reg = 0, uint32_t size = 0) {
@@ -570,7 +686,7 @@ class Compiler {
   void jcc_slow(int cc, size_t slow);
   uint32_t jcc8(int cc);
   void bind8(uint32_t pos);
-  uint32_t here() const { return static_cast<uint32_t>(a_->offset()); }
+  uint32_t here() const { return code_.offset(); }
   void emit_slow_paths();
   struct CallFixup {
     uint32_t pos;    // rel32 of the call
@@ -604,7 +720,7 @@ class Compiler {
   void emit_exit(bool main_mode);
   void emit_batch_next();  // batch: store r0 as the verdict, advance, loop while items remain
   void emit_unwind();
-  void emit_call_abs(const void* fn, const x86::Gp& via);
+  void emit_call_abs(const void* fn, Gp via);
   void emit_alu(const Insn& in);
   void emit_div(const Insn& in);
   void note_zext(const Insn& in);
@@ -618,19 +734,9 @@ class Compiler {
   // Loads an immediate into r11 (blinded when hardening), sign-extended to 64 bits.
   void imm_to_r11(int64_t v);
   void mark(int32_t fn, int32_t pc) {
-    if (listing_on_) listing.push_back({fn, pc, static_cast<uint32_t>(a_->offset())});
+    if (listing_on_) listing.push_back({fn, pc, code_.offset()});
   }
-  // Appends the bytes straight to the assembler's buffer (asmjit's embed() costs more than encoding).
-  BPFVM_ENC void put(const Enc& e) {
-    if (a_->remainingSpace() >= sizeof(e.b)) [[likely]] {
-      std::memcpy(a_->_bufferPtr, e.b, sizeof(e.b));
-      a_->_bufferPtr += e.n;
-      // asmjit copies _size bytes when it grows the buffer: keep it current.
-      a_->_section->_buffer._size = static_cast<size_t>(a_->_bufferPtr - a_->_bufferData);
-    } else {
-      a_->embed(e.b, e.n);
-    }
-  }
+  BPFVM_ENC void put(const Enc& e) { code_.put(e); }
 
   const LinkedProgram& linked_;
   const std::vector<Insn>& insns_;
@@ -651,11 +757,11 @@ class Compiler {
   MemOp pkt_len_memop() const;  // where the packet length is when it is not in a register
   void cmp_len_imm(int32_t v);  // cmp <packet length>, v
   void cmp_r10_len();           // cmp r10, <packet length>
-  x86::Gp pkt_base_ = x86::r12;  // direct code: the packet pointer
-  x86::Gp pkt_len_reg_;          // direct code: the packet length, when len_in_reg_
+  Gp pkt_base_ = gp(kR12);  // direct code: the packet pointer
+  Gp pkt_len_reg_;          // direct code: the packet length, when len_in_reg_
   bool len_in_reg_ = false;
   bool batch_ = false, batch_ok_ = false;
-  x86::Gp batch_cur_, batch_vp_;  // batch: the current BatchItem, the current verdict
+  Gp batch_cur_, batch_vp_;  // batch: the current BatchItem, the current verdict
   Label batch_top_, batch_done_;
   uint64_t rng_state_ = 0;
   uint64_t rng_seed_ = 0;      // rng_state_ before the first key
@@ -681,7 +787,7 @@ class Compiler {
   bool has_any_call_ = false;
   uint32_t stack_bytes_ = 0;
 
-  x86::Assembler* a_ = nullptr;
+  CodeBuf code_;  // the bytes (a scratch member: its storage is reused from one compile to the next)
   // Jumps between instructions are encoded here: offsets of jump targets in the function being
   // compiled, and forward jumps to patch when the function is done.
   struct Fixup {
@@ -739,11 +845,10 @@ class Compiler {
   };
   std::vector<SwitchRange> switch_ranges_;  // find_switches' work list
   int64_t recorded_ = -1;  // compile_function: the instruction whose offset and listing mark are set already
-  std::map<int64_t, Label> fn_labels_;
   Label main_epilogue_;
   std::vector<SlowPath> slow_paths_;
   // current function frame
-  std::vector<x86::Gp> saved_;         // host registers pushed by the current function
+  std::vector<Gp> saved_;         // host registers pushed by the current function
   uint32_t frame_adjust_ = 0;          // bytes subtracted from rsp after the pushes
   int32_t cur_fn_ = 0;
 };
@@ -754,7 +859,8 @@ class Compiler {
 #define BPFVM_JIT_SCRATCH(X)                                                                                 \
   X(uses_) X(infos_) X(size_prefix_) X(pkt_known_) X(is_target_) X(fn_entries_) X(dead_) X(seen_) X(work_) \
   X(insn_off_) X(fixups_) X(slow_paths_) X(call_fixups_) X(saved_) X(listing) X(body_) X(is_fn_) X(reset_) \
-  X(cold_) X(cold_blocks_) X(switches_) X(switch_leaves_) X(is_leaf_) X(pending_tables_) X(switch_ranges_)
+  X(cold_) X(cold_blocks_) X(switches_) X(switch_leaves_) X(is_leaf_) X(pending_tables_) X(switch_ranges_) \
+  X(code_)
 
 struct Compiler::Scratch {
 #define BPFVM_X(m) decltype(Compiler::m) m;
@@ -867,14 +973,14 @@ void Compiler::analyze() {
   if (batch_ && direct_) {
     // Four host registers the body never touches: the packet, its length, the item and verdict
     // pointers. Argument registers first (no save), then r12 and unused callee-saved ones.
-    x86::Gp free_regs[11];
+    Gp free_regs[11];
     size_t nf = 0;
     for (int r : {2, 4, 5, 3, 1})
       if (!(used & (1u << r))) free_regs[nf++] = Q(r);
-    free_regs[nf++] = x86::r12;
+    free_regs[nf++] = gp(kR12);
     for (int r : {6, 7, 8, 9})
       if (!(used & (1u << r))) free_regs[nf++] = Q(r);
-    if (!needs_stack_) free_regs[nf++] = x86::rbp;
+    if (!needs_stack_) free_regs[nf++] = gp(kRbp);
     if (nf >= (needs_state_ ? 4u : 2u)) {
       size_t k = 0;
       if (needs_state_) {
@@ -1096,7 +1202,7 @@ void Compiler::emit_switch_tables() {
   for (const PendingTable& pt : pending_tables_) {
     const SwitchTable& st = switches_[pt.sw];
     const uint32_t table = here();
-    uint8_t* b = a_->code()->textSection()->buffer().data();
+    uint8_t* b = code_.data();
     const int32_t d = static_cast<int32_t>(table - (pt.lea_disp + 4));
     std::memcpy(b + pt.lea_disp, &d, 4);
     for (uint32_t v = 0; v <= st.hi; ++v) {
@@ -1212,7 +1318,7 @@ const std::vector<int64_t>& Compiler::reachable_from(int64_t entry) {
   return out;
 }
 
-void Compiler::emit_call_abs(const void* fn, const x86::Gp& via) {
+void Compiler::emit_call_abs(const void* fn, Gp via) {
   put(enc_call_abs(via.id(), reinterpret_cast<uint64_t>(fn)));
 }
 
@@ -1238,18 +1344,9 @@ Status Compiler::compile() {
   slow_paths_.clear();
   call_fixups_.clear();
   if (listing_on_) listing.reserve(n_ + 8);
-  // One CodeHolder per thread, reset softly: its zone memory is reused from one compile to the next.
-  thread_local asmjit::CodeHolder t_holder;
-  asmjit::CodeHolder& holder = t_holder;
-  holder.reset(asmjit::ResetPolicy::kSoft);
-  holder.init(asmjit::Environment::host());
-  ErrorCollector eh;
-  holder.setErrorHandler(&eh);
-  holder.reserveBuffer(&holder.textSection()->buffer(), n_ * 12 + 256);
-  x86::Assembler a(&holder);
-  a_ = &a;
-  main_epilogue_ = a.newLabel();
-  for (int64_t f : fn_entries_) fn_labels_[f] = a.newLabel();
+  code_.reset(n_ * 12 + 256);
+  fn_offsets.clear();
+  main_epilogue_ = code_.new_label();
 
   if (auto st = compile_function(0, true); !st) return st;
   for (int64_t f : fn_entries_) {
@@ -1257,20 +1354,14 @@ Status Compiler::compile() {
   }
   functions = 1 + fn_entries_.size();
   emit_slow_paths();
-  if (eh.failed) return make_error(ErrorCode::Unsupported, fmt::format("jit: code generation failed: {}", eh.text));
   if (short_overflow_) return make_error(ErrorCode::Unsupported, "jit: short jump out of range");
-  if (holder.resolveUnresolvedLinks() != asmjit::kErrorOk)
-    return make_error(ErrorCode::Unsupported, "jit: unresolved label links");
+  if (!code_.resolve()) return make_error(ErrorCode::Runtime, "jit: a jump to a label never bound");
   main_offset = 0;
-  for (auto& [f, l] : fn_labels_) fn_offsets[f] = static_cast<uint32_t>(holder.labelOffset(l));
   for (const CallFixup& c : call_fixups_) {
     const int32_t d = static_cast<int32_t>(fn_offsets.at(c.target)) - static_cast<int32_t>(c.pos + 4);
-    std::memcpy(holder.textSection()->buffer().data() + c.pos, &d, 4);
+    std::memcpy(code_.data() + c.pos, &d, 4);
   }
-  asmjit::CodeBuffer& buf = holder.textSection()->buffer();
-  code = std::span<const uint8_t>(buf.data(), buf.size());
-  a_ = nullptr;
-  holder.resetErrorHandler();
+  code = code_.bytes();
   return {};
 }
 
@@ -1279,7 +1370,7 @@ Status Compiler::compile() {
 void Compiler::emit_slow_paths() {
   for (const SlowPath& s : slow_paths_) {
     const uint32_t at = here();
-    uint8_t* buf = a_->bufferData();
+    uint8_t* buf = code_.data();
     for (uint32_t k = 0; k < s.nfrom; ++k) {
       const int32_t d = static_cast<int32_t>(at) - static_cast<int32_t>(s.from[k] + 4);
       std::memcpy(buf + s.from[k], &d, 4);
@@ -1289,14 +1380,14 @@ void Compiler::emit_slow_paths() {
       case SlowPath::Depth:
         mov_rr(true, kRdi, kR12);
         put(enc_mov_imm(kRsi, static_cast<uint32_t>(s.pc)));
-        emit_call_abs(reinterpret_cast<const void*>(&rt_fail_depth), x86::rax);
+        emit_call_abs(reinterpret_cast<const void*>(&rt_fail_depth), gp(kRax));
         emit_unwind();
         break;
       case SlowPath::Callx:
         mov_rr(true, kRsi, kHost[s.reg]);
         mov_rr(true, kRdi, kR12);
         put(enc_mov_imm(kRdx, static_cast<uint32_t>(s.pc)));
-        emit_call_abs(reinterpret_cast<const void*>(&rt_fail_callx), x86::rax);
+        emit_call_abs(reinterpret_cast<const void*>(&rt_fail_callx), gp(kRax));
         emit_unwind();
         break;
       case SlowPath::LdOob: emit_ldpkt_oob(); break;
@@ -1355,56 +1446,45 @@ uint32_t Compiler::jcc8(int cc) {
 void Compiler::bind8(uint32_t pos) {
   const int64_t d = static_cast<int64_t>(here()) - (pos + 1);
   if (d > 127) short_overflow_ = true;
-  a_->bufferData()[pos] = static_cast<uint8_t>(d);
+  code_.data()[pos] = static_cast<uint8_t>(d);
 }
 
 // Generic entry for callbacks (RunContext::call_function): JitHot* in rdi, function in rsi,
 // r1..r5 at [rdx]. Saves every host callee-saved register, allocates a fresh full BPF stack.
 // It does not depend on the program: compiled once per process (shared_trampoline()).
-void emit_trampoline(x86::Assembler& a) {
-  Label ret = a.newLabel();
-  const x86::Gp regs[] = {x86::rbx, x86::rbp, x86::r12, x86::r13, x86::r14, x86::r15};
-  for (auto& r : regs) a.push(r);
+void emit_trampoline(CodeBuf& a) {
+  const Label ret = a.new_label();
+  const uint32_t regs[] = {kRbx, kRbp, kR12, kR13, kR14, kR15};
+  for (uint32_t r : regs) a.put(enc_push_pop(true, r));
   constexpr uint32_t area = kStackSize * kMaxCallDepth;
-  a.sub(x86::rsp, area + 8);  // 6 pushes + return address = 56: +8 aligns
-  a.mov(x86::r12, x86::rdi);
-  a.mov(x86::qword_ptr(x86::r12, offsetof(JitHot, unwind_rsp)), x86::rsp);
-  a.lea(x86::r11, x86::ptr(ret));
-  a.mov(x86::qword_ptr(x86::r12, offsetof(JitHot, unwind_rip)), x86::r11);
-  a.lea(x86::r11, x86::ptr(x86::rsp, kStackSize));
-  a.mov(x86::qword_ptr(x86::r12, offsetof(JitHot, stack_limit)), x86::r11);
-  a.lea(x86::rbp, x86::ptr(x86::rsp, area));
-  a.mov(x86::r11, x86::rsi);
-  a.mov(x86::r10, x86::rdx);
-  a.mov(x86::rdi, x86::qword_ptr(x86::r10, 0));
-  a.mov(x86::rsi, x86::qword_ptr(x86::r10, 8));
-  a.mov(x86::rdx, x86::qword_ptr(x86::r10, 16));
-  a.mov(x86::rcx, x86::qword_ptr(x86::r10, 24));
-  a.mov(x86::r8, x86::qword_ptr(x86::r10, 32));
-  a.xor_(x86::eax, x86::eax);
-  a.xor_(x86::ebx, x86::ebx);
-  a.xor_(x86::r13d, x86::r13d);
-  a.xor_(x86::r14d, x86::r14d);
-  a.xor_(x86::r15d, x86::r15d);
-  a.call(x86::r11);
+  a.put(enc_ri(5, true, kRsp, area + 8));  // sub rsp: 6 pushes + return address = 56, +8 aligns
+  a.put(enc_rr(0x89, true, kR12, kRdi));
+  a.put(enc_op_mem(0x89, true, kRsp, MemOp{kR12, offsetof(JitHot, unwind_rsp)}));
+  a.lea_rip(kR11, ret);
+  a.put(enc_op_mem(0x89, true, kR11, MemOp{kR12, offsetof(JitHot, unwind_rip)}));
+  a.put(enc_op_mem(0x8d, true, kR11, MemOp{kRsp, static_cast<int32_t>(kStackSize)}));
+  a.put(enc_op_mem(0x89, true, kR11, MemOp{kR12, offsetof(JitHot, stack_limit)}));
+  a.put(enc_op_mem(0x8d, true, kRbp, MemOp{kRsp, static_cast<int32_t>(area)}));
+  a.put(enc_rr(0x89, true, kR11, kRsi));
+  a.put(enc_rr(0x89, true, kR10, kRdx));
+  const uint32_t args[] = {kRdi, kRsi, kRdx, kRcx, kR8};
+  for (int k = 0; k < 5; ++k) a.put(enc_op_mem(0x8b, true, args[k], MemOp{kR10, 8 * k}));
+  for (uint32_t r : {kRax, kRbx, kR13, kR14, kR15}) a.put(enc_rr(0x31, false, r, r));
+  a.put(enc_op_rr(0xff, false, 2, kR11));  // call r11
   a.bind(ret);
-  a.add(x86::rsp, area + 8);
-  for (int i = 5; i >= 0; --i) a.pop(regs[i]);
-  a.ret();
+  a.put(enc_ri(0, true, kRsp, area + 8));
+  for (int i = 5; i >= 0; --i) a.put(enc_push_pop(false, regs[i]));
+  a.put(enc_byte(0xc3));
 }
 
 TrampolineFn shared_trampoline() {
   static ExecMemory* mem = [] {
-    asmjit::CodeHolder holder;
-    holder.init(asmjit::Environment::host());
-    ErrorCollector eh;
-    holder.setErrorHandler(&eh);
-    x86::Assembler a(&holder);
+    CodeBuf a;
+    a.reset(256);
     emit_trampoline(a);
-    if (eh.failed) return static_cast<ExecMemory*>(nullptr);
+    if (!a.resolve()) return static_cast<ExecMemory*>(nullptr);
     auto* m = new ExecMemory();  // lives as long as the process
-    const asmjit::CodeBuffer& buf = holder.textSection()->buffer();
-    if (!m->install(buf.data(), buf.size())) {
+    if (!m->install(a.data(), a.offset())) {
       delete m;
       return static_cast<ExecMemory*>(nullptr);
     }
@@ -1414,7 +1494,7 @@ TrampolineFn shared_trampoline() {
 }
 
 Status Compiler::compile_function(int64_t entry, bool main_mode) {
-  auto& a = *a_;
+  CodeBuf& a = code_;
   const std::vector<int64_t>& body = reachable_from(entry);
   // Registers the function touches and whether it calls.
   uint16_t reads = 0, writes = 0;
@@ -1430,19 +1510,19 @@ Status Compiler::compile_function(int64_t entry, bool main_mode) {
   cur_fn_ = main_mode ? -1 : static_cast<int32_t>(entry);
   zext_ = 0;
   if (main_mode) {
-    a.align(asmjit::AlignMode::kCode, 16);
+    a.align(16);
     mark(-1, -1);
     uint16_t used = reads | writes;
     // A called function may read a register main never touches: it must start at 0 there too.
     if (has_local_calls_) used |= program_reads_;
-    if (needs_stack_) saved_.push_back(x86::rbp);
-    if (needs_state_ && !len_in_reg_) saved_.push_back(x86::r12);
+    if (needs_stack_) saved_.push_back(gp(kRbp));
+    if (needs_state_ && !len_in_reg_) saved_.push_back(gp(kR12));
     for (int r = 6; r <= 9; ++r)
       if (used & (1u << r)) saved_.push_back(Q(r));
     if (batch_) {  // loop registers the host wants preserved
-      for (const x86::Gp& g : {pkt_base_, pkt_len_reg_, batch_cur_, batch_vp_}) {
-        const bool callee_saved = g == x86::rbx || g == x86::rbp || g == x86::r12 || g == x86::r13 ||
-                                  g == x86::r14 || g == x86::r15;
+      for (const Gp& g : {pkt_base_, pkt_len_reg_, batch_cur_, batch_vp_}) {
+        const uint32_t id = g.id();
+        const bool callee_saved = id == kRbx || id == kRbp || id == kR12 || id == kR13 || id == kR14 || id == kR15;
         if (g.isValid() && callee_saved && std::find(saved_.begin(), saved_.end(), g) == saved_.end())
           saved_.push_back(g);
       }
@@ -1451,65 +1531,65 @@ Status Compiler::compile_function(int64_t entry, bool main_mode) {
     bool any_calls = has_any_call_;  // callees are aligned by their own prologues
     frame_adjust_ = stack_bytes_ + static_cast<uint32_t>(stack_base_);
     if (any_calls && (saved_.size() % 2 == 0)) frame_adjust_ += 8;
-    if (frame_adjust_) a.sub(x86::rsp, frame_adjust_);
-    if (needs_stack_) a.lea(x86::rbp, x86::ptr(x86::rsp, static_cast<int32_t>(stack_base_ + stack_bytes_)));
+    if (frame_adjust_) put(enc_ri(5, true, kRsp, static_cast<int32_t>(frame_adjust_)));  // sub rsp
+    if (needs_stack_) put(enc_op_mem(0x8d, true, kRbp, MemOp{kRsp, static_cast<int32_t>(stack_base_ + stack_bytes_)}));
+    // Packet base and length (64 bits; 0 without a packet), the length capped at INT32_MAX when LD_IND
+    // relies on it (see emit_ldpkt).
+    auto clamp_len = [&](uint32_t len) {
+      put(enc_rr(0x85, true, pkt_base_.id(), pkt_base_.id()));            // test base, base
+      put(enc_op_rr(0x0f44, true, len, pkt_base_.id()));                   // cmovz len, base
+      if (has_ldind_) {
+        put(enc_mov_imm(kR10, INT32_MAX));
+        put(enc_rr(0x39, true, len, kR10));                                // cmp len, r10
+        put(enc_op_rr(0x0f47, true, len, kR10));                           // cmova len, r10
+      }
+    };
     if (batch_) {
       // rdi = items, rsi = n, rdx = verdicts, rcx = r1, r8 = store (Engine::BatchFn).
-      batch_top_ = a.newLabel();
-      batch_done_ = a.newLabel();
-      a.shl(x86::rsi, 4);
-      a.add(x86::rsi, x86::rdi);
-      a.mov(x86::qword_ptr(x86::rsp), x86::rsi);
-      a.mov(x86::qword_ptr(x86::rsp, 8), x86::rcx);
-      a.mov(x86::qword_ptr(x86::rsp, 16), x86::r8);
-      a.mov(x86::r10, x86::rdi);
-      a.mov(x86::r9, x86::rdx);
-      a.mov(batch_cur_, x86::r10);
-      a.mov(batch_vp_, x86::r9);
-      a.cmp(batch_cur_, x86::qword_ptr(x86::rsp));
-      a.jae(batch_done_);
-      a.align(asmjit::AlignMode::kCode, 16);
+      batch_top_ = a.new_label();
+      batch_done_ = a.new_label();
+      put(enc_shift_imm(4, true, kRsi, 4));                                // shl rsi, 4
+      put(enc_rr(0x01, true, kRsi, kRdi));                                 // add rsi, rdi: end of the items
+      put(enc_op_mem(0x89, true, kRsi, MemOp{kRsp, 0}));
+      put(enc_op_mem(0x89, true, kRcx, MemOp{kRsp, 8}));
+      put(enc_op_mem(0x89, true, kR8, MemOp{kRsp, 16}));
+      mov_rr(true, kR10, kRdi);
+      mov_rr(true, kR9, kRdx);
+      mov_rr(true, batch_cur_.id(), kR10);
+      mov_rr(true, batch_vp_.id(), kR9);
+      put(enc_op_mem(0x3b, true, batch_cur_.id(), MemOp{kRsp, 0}));       // cmp cur, [rsp]
+      a.jump(0x3, batch_done_);                                            // jae
+      a.align(16);
       a.bind(batch_top_);
       if (needs_state_) {
-        a.mov(pkt_base_, x86::qword_ptr(batch_cur_, static_cast<int32_t>(offsetof(BatchItem, packet))));
-        a.mov(pkt_len_reg_.r32(), x86::dword_ptr(batch_cur_, static_cast<int32_t>(offsetof(BatchItem, packet_len))));
-        a.test(pkt_base_, pkt_base_);
-        a.cmovz(pkt_len_reg_, pkt_base_);
-        if (has_ldind_) {
-          a.mov(x86::r10d, asmjit::imm(INT32_MAX));
-          a.cmp(pkt_len_reg_, x86::r10);
-          a.cmova(pkt_len_reg_, x86::r10);
-        }
+        put(enc_op_mem(0x8b, true, pkt_base_.id(), MemOp{batch_cur_.id(), static_cast<int32_t>(offsetof(BatchItem, packet))}));
+        put(enc_op_mem(0x8b, false, pkt_len_reg_.id(),
+                       MemOp{batch_cur_.id(), static_cast<int32_t>(offsetof(BatchItem, packet_len))}));
+        clamp_len(pkt_len_reg_.id());
       }
       if (program_reads_ & (1u << 1)) {
-        a.mov(x86::r11d, x86::dword_ptr(batch_cur_, static_cast<int32_t>(offsetof(BatchItem, value))));
-        a.mov(x86::r10, x86::qword_ptr(x86::rsp, 16));
-        a.mov(x86::dword_ptr(x86::r10), x86::r11d);
-        a.mov(x86::rdi, x86::qword_ptr(x86::rsp, 8));
+        put(enc_op_mem(0x8b, false, kR11, MemOp{batch_cur_.id(), static_cast<int32_t>(offsetof(BatchItem, value))}));
+        put(enc_op_mem(0x8b, true, kR10, MemOp{kRsp, 16}));
+        put(enc_op_mem(0x89, false, kR11, MemOp{kR10, 0}));               // the item's value in the store
+        put(enc_op_mem(0x8b, true, kRdi, MemOp{kRsp, 8}));
       }
-      if (program_reads_ & (1u << 2)) a.xor_(x86::esi, x86::esi);
+      if (program_reads_ & (1u << 2)) put(enc_rr(0x31, false, kRsi, kRsi));
     } else if (direct_ && needs_state_) {
       // rdx = const RunArgs*: packet base (r12 or a free register) and its length (0 without a packet;
       // in a free register or at [rsp]).
-      const x86::Gp len = len_in_reg_ ? pkt_len_reg_ : x86::Gp(x86::r11);
-      a.mov(pkt_base_, x86::qword_ptr(x86::rdx, static_cast<int32_t>(offsetof(RunArgs, packet))));
-      a.mov(len, x86::qword_ptr(x86::rdx, static_cast<int32_t>(offsetof(RunArgs, packet_len))));
-      a.test(pkt_base_, pkt_base_);
-      a.cmovz(len, pkt_base_);
-      if (has_ldind_) {  // LD_IND's unsigned check relies on length <= INT32_MAX (see emit_ldpkt)
-        a.mov(x86::r10d, asmjit::imm(INT32_MAX));
-        a.cmp(len, x86::r10);
-        a.cmova(len, x86::r10);
-      }
-      if (!len_in_reg_) a.mov(x86::qword_ptr(x86::rsp), x86::r11);
+      const uint32_t len = len_in_reg_ ? pkt_len_reg_.id() : kR11;
+      put(enc_op_mem(0x8b, true, pkt_base_.id(), MemOp{kRdx, static_cast<int32_t>(offsetof(RunArgs, packet))}));
+      put(enc_op_mem(0x8b, true, len, MemOp{kRdx, static_cast<int32_t>(offsetof(RunArgs, packet_len))}));
+      clamp_len(len);
+      if (!len_in_reg_) put(enc_op_mem(0x89, true, kR11, MemOp{kRsp, 0}));
     } else if (needs_state_) {
-      a.mov(x86::r12, x86::rdx);
-      a.mov(x86::qword_ptr(x86::r12, offsetof(JitHot, unwind_rsp)), x86::rsp);
-      a.lea(x86::r11, x86::ptr(main_epilogue_));
-      a.mov(x86::qword_ptr(x86::r12, offsetof(JitHot, unwind_rip)), x86::r11);
+      mov_rr(true, kR12, kRdx);
+      put(enc_op_mem(0x89, true, kRsp, MemOp{kR12, offsetof(JitHot, unwind_rsp)}));
+      a.lea_rip(kR11, main_epilogue_);
+      put(enc_op_mem(0x89, true, kR11, MemOp{kR12, offsetof(JitHot, unwind_rip)}));
       if (has_local_calls_) {
-        a.lea(x86::r11, x86::ptr(x86::rsp, kStackSize));
-        a.mov(x86::qword_ptr(x86::r12, offsetof(JitHot, stack_limit)), x86::r11);
+        put(enc_op_mem(0x8d, true, kR11, MemOp{kRsp, static_cast<int32_t>(kStackSize)}));
+        put(enc_op_mem(0x89, true, kR11, MemOp{kR12, offsetof(JitHot, stack_limit)}));
       }
     }
     // The interpreter starts with every register but r1, r2, r10 at zero. Registers the straight-line
@@ -1525,17 +1605,17 @@ Status Compiler::compile_function(int64_t entry, bool main_mode) {
     }
     const uint16_t clear = static_cast<uint16_t>(used & (read_first | ~written));
     for (int r : {0, 3, 4, 5, 6, 7, 8, 9})
-      if (clear & (1u << r)) a.xor_(D32(r), D32(r));
+      if (clear & (1u << r)) put(enc_rr(0x31, false, kHost[r], kHost[r]));
   } else {
-    a.align(asmjit::AlignMode::kCode, 16);
-    a.bind(fn_labels_[entry]);
+    a.align(16);
+    fn_offsets[entry] = a.offset();
     mark(cur_fn_, -1);
     for (int r = 6; r <= 9; ++r)
       if (writes & (1u << r)) saved_.push_back(Q(r));
     for (auto& r : saved_) put(enc_push_pop(true, r.id()));
     // entered with rsp = 8 mod 16
     if (calls && (saved_.size() % 2 == 0)) frame_adjust_ = 8;
-    if (frame_adjust_) a.sub(x86::rsp, frame_adjust_);
+    if (frame_adjust_) put(enc_ri(5, true, kRsp, static_cast<int32_t>(frame_adjust_)));
   }
 
   // Every jump of the body targets an instruction of the body, whose offset is recorded below before
@@ -1573,7 +1653,7 @@ Status Compiler::compile_function(int64_t entry, bool main_mode) {
     const Insn& in = insns_[static_cast<size_t>(i)];
     if (in.op == Op::LDDW_HI) return true;
     if (i != recorded_) {
-      if (is_target_[static_cast<size_t>(i)]) insn_off_[static_cast<size_t>(i)] = static_cast<uint32_t>(a.offset());
+      if (is_target_[static_cast<size_t>(i)]) insn_off_[static_cast<size_t>(i)] = a.offset();
       mark(cur_fn_, static_cast<int32_t>(i));
     }
     if (is_target_[static_cast<size_t>(i)]) zext_ = 0;  // another path may arrive with other values
@@ -1605,14 +1685,14 @@ Status Compiler::compile_function(int64_t entry, bool main_mode) {
     if (cold_[static_cast<size_t>(i)]) continue;  // emitted after the function
     // The main function's last exit falls into the epilogue.
     if (main_mode && in.op == Op::EXIT && k + 1 == body.size()) {
-      if (is_target_[static_cast<size_t>(i)]) insn_off_[static_cast<size_t>(i)] = static_cast<uint32_t>(a.offset());
+      if (is_target_[static_cast<size_t>(i)]) insn_off_[static_cast<size_t>(i)] = a.offset();
       mark(cur_fn_, static_cast<int32_t>(i));
       continue;
     }
     if (infos_[static_cast<size_t>(i)]->kind == OpKind::CondJump) {
       // Offset and listing mark here, before a switch dispatch (jumps to the root go to it).
       if (is_target_[static_cast<size_t>(i)]) {
-        insn_off_[static_cast<size_t>(i)] = static_cast<uint32_t>(a.offset());
+        insn_off_[static_cast<size_t>(i)] = a.offset();
         zext_ = 0;
       }
       mark(cur_fn_, static_cast<int32_t>(i));
@@ -1670,7 +1750,7 @@ Status Compiler::compile_function(int64_t entry, bool main_mode) {
   // Cold blocks, after the function (main: after its epilogue).
   if (!cold_blocks_.empty()) mark(cur_fn_, -4);
   for (const ColdBlock& cb : cold_blocks_) {
-    uint8_t* b = a.code()->textSection()->buffer().data();
+    uint8_t* b = a.data();
     const int32_t d = static_cast<int32_t>(here() - (cb.jpos + 4));
     std::memcpy(b + cb.jpos, &d, 4);
     zext_ = cb.zext;
@@ -1681,7 +1761,7 @@ Status Compiler::compile_function(int64_t entry, bool main_mode) {
   }
   emit_switch_tables();  // after everything the tables point into
   // Forward jumps of this function.
-  uint8_t* buf = a.code()->textSection()->buffer().data();
+  uint8_t* buf = a.data();
   for (const Fixup& f : fixups_) {
     int64_t d = static_cast<int64_t>(insn_off_[static_cast<size_t>(f.target)]) - (f.pos + (f.rel8 ? 1 : 4));
     if (f.rel8) {
@@ -1715,11 +1795,10 @@ void Compiler::emit_branch(int cc, int64_t t, int64_t pc) {
   Enc e;
   if (t != kEpilogue) t = resolve(t);
   if (t == kEpilogue) {
-    if (cc < 0) a_->jmp(main_epilogue_);
-    else a_->j(static_cast<x86::CondCode>(cc), main_epilogue_);
+    code_.jump(cc, main_epilogue_);
     return;
   }
-  const uint32_t here = static_cast<uint32_t>(a_->offset());
+  const uint32_t here = code_.offset();
   if (t <= pc && !cold_[static_cast<size_t>(t)]) {  // backward: the target's offset is known
     int64_t d8 = static_cast<int64_t>(insn_off_[static_cast<size_t>(t)]) - (here + 2);
     if (d8 >= -128) {
@@ -1757,19 +1836,17 @@ void Compiler::emit_branch(int cc, int64_t t, int64_t pc) {
 }
 
 void Compiler::emit_batch_next() {
-  auto& a = *a_;
-  a.mov(x86::dword_ptr(batch_vp_), x86::eax);
-  a.add(batch_vp_, 4);
-  a.add(batch_cur_, static_cast<int32_t>(sizeof(BatchItem)));
-  a.cmp(batch_cur_, x86::qword_ptr(x86::rsp));
-  a.jb(batch_top_);
+  put(enc_op_mem(0x89, false, kRax, MemOp{batch_vp_.id(), 0}));     // mov [vp], eax
+  put(enc_ri(0, true, batch_vp_.id(), 4));
+  put(enc_ri(0, true, batch_cur_.id(), static_cast<int32_t>(sizeof(BatchItem))));
+  put(enc_op_mem(0x3b, true, batch_cur_.id(), MemOp{kRsp, 0}));    // cmp cur, [rsp]
+  code_.jump(0x2, batch_top_);                                       // jb
 }
 
 void Compiler::emit_exit(bool main_mode) {
-  auto& a = *a_;
-  if (frame_adjust_) a.add(x86::rsp, frame_adjust_);
+  if (frame_adjust_) put(enc_ri(0, true, kRsp, static_cast<int32_t>(frame_adjust_)));  // add rsp
   for (size_t k = saved_.size(); k-- > 0;) put(enc_push_pop(false, saved_[k].id()));
-  a.ret();
+  put(enc_byte(0xc3));
 }
 
 // The map in r1 at the helper call `pc`, when r1 was set by an lddw of a live map (Program::map_refs)
@@ -1818,7 +1895,7 @@ bool Compiler::emit_map_lookup(Map& m) {
   }
   Map::LookupFn fn = m.lookup_fn();
   if (!fn) return false;
-  emit_call_abs(reinterpret_cast<const void*>(fn), x86::r11);
+  emit_call_abs(reinterpret_cast<const void*>(fn), gp(kR11));
   return true;
 }
 
@@ -1859,7 +1936,6 @@ size_t Compiler::zero_extend_idiom(const std::vector<int64_t>& body, size_t k) {
 }
 
 bool Compiler::emit_insn(int64_t pc, bool main_mode) {
-  auto& a = *a_;
   const Insn& in = insns_[static_cast<size_t>(pc)];
   const OpInfo& info = *infos_[static_cast<size_t>(pc)];
   switch (info.kind) {
@@ -1871,10 +1947,10 @@ bool Compiler::emit_insn(int64_t pc, bool main_mode) {
         // Each exit of a batch stores its verdict and goes on with the next item itself (one taken
         // branch per item instead of two).
         emit_batch_next();
-        a.jmp(batch_done_);
+        code_.jump(-1, batch_done_);
       } else if (main_mode) {
         // The epilogue follows the last instruction; other exits jump to it.
-        a.jmp(main_epilogue_);
+        code_.jump(-1, main_epilogue_);
       } else {
         emit_exit(false);
       }
@@ -1911,7 +1987,7 @@ bool Compiler::emit_insn(int64_t pc, bool main_mode) {
       if (Map* m = constant_map_arg(pc); m && emit_map_lookup(*m)) return true;
     }
     if (h->tail_call) put(enc_op_mem(0x89, true, kRdi, MemOp{kR12, offsetof(JitHot, saved_r1)}));
-    emit_call_abs(reinterpret_cast<const void*>(h->fn), x86::r11);
+    emit_call_abs(reinterpret_cast<const void*>(h->fn), gp(kR11));
     if (h->tail_call) emit_tail_check();
     return true;
   }
@@ -1966,7 +2042,7 @@ void Compiler::emit_tail_check() {
   const uint32_t fall = jcc8(0x4);  // jz
   mov_rr(true, kRdi, kR12);
   mov_rr(true, kRsi, kRax);
-  emit_call_abs(reinterpret_cast<const void*>(&rt_tail_call), x86::r11);
+  emit_call_abs(reinterpret_cast<const void*>(&rt_tail_call), gp(kR11));
   emit_unwind();
   bind8(fall);
   put(enc_mov_imm(kRax, static_cast<uint64_t>(int64_t{-2})));
@@ -2361,7 +2437,7 @@ void Compiler::cmp_r10_len() {
 // Out of bounds: the program returns 0.
 void Compiler::emit_ldpkt_oob() {
   put(enc_rr(0x31, false, kRax, kRax));
-  if (direct_) a_->jmp(main_epilogue_);
+  if (direct_) code_.jump(-1, main_epilogue_);
   else emit_unwind();
 }
 
@@ -2449,8 +2525,7 @@ class JitEngine final : public Engine {
     }
     if (!(options.jit_batch && done->direct())) return install(*done, done->code, 0, t0);
     // The batch entry: the same program compiled a second time, its body inside a loop over items,
-    // placed after the program's code (int3 padding to 16 bytes) in the same mapping. The program's
-    // bytes are copied first: the second compile reuses this thread's CodeHolder. Programs the loop
+    // placed after the program's code (int3 padding to 16 bytes) in the same mapping. Programs the loop
     // cannot serve (too few free registers) simply have none.
     std::vector<uint8_t> code(done->code.begin(), done->code.end());
     size_t batch_off = 0;

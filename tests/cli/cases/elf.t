@@ -19,7 +19,7 @@ $ bpfvm run $PROGS/ld_multi.bpf.o --function nosuch
 bpfvm: $PROGS/ld_multi.bpf.o: no function 'nosuch' in the object
 [exit 2]
 $ bpfvm run $PROGS/ld_multi.bpf.o --function xdp_main --type frobnicator
-bpfvm: $PROGS/ld_multi.bpf.o: --type: unknown program type 'frobnicator'
+bpfvm: $PROGS/ld_multi.bpf.o: --type: unknown program type 'frobnicator'; the types are: socket_filter, kprobe, sched_cls, sched_act, tracepoint, xdp, perf_event, cgroup_skb, cgroup_sock, lwt_in, lwt_out, lwt_xmit, lwt_seg6local, sock_ops, sk_skb, cgroup_device, sk_msg, raw_tracepoint, cgroup_sock_addr, lirc_mode2, sk_reuseport, flow_dissector, cgroup_sysctl, raw_tracepoint_writable, cgroup_sockopt, tracing, struct_ops, ext, lsm, sk_lookup, syscall, mem
 [exit 2]
 $ bpfvm disasm $PROGS/ld_elfmap.bpf.o
 ;   __u32 key = skb->protocol & 0xff;

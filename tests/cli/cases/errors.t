@@ -2,7 +2,7 @@
 $ bpfvm run overrun.s --mem '00 01 02 03'
 bpfvm: rejected at insn 0: invalid access to memory, mem_size=4 off=4 size=8 (R1=mem(sz=4))
   0: r0 = *(u64 *)(r1 +4)
-  why: The access falls outside the input memory r1 points to. When its size is known at load (`--mem`/`--data-in`), keep offset + size within it; otherwise compare against the length in r2 first: `if (r2 < offset + size) return 0;`.
+  why: The access falls outside the input memory r1 points to. When its size is given at load, keep offset + size within it; otherwise compare against the length in r2 first: `if (r2 < offset + size) return 0;`.
 bpfvm: the verifier rejected the program (--no-verify runs it unverified, in the checked interpreter)
 [exit 1]
 $ bpfvm run overrun.s --mem '00 01 02 03' --no-verify

@@ -6,6 +6,16 @@ $ bpfvm filter 'tcp port 10050' -r "$BPFVM_SHARED/pcaps/real.pcap" --count --eng
 56094 packets
 [exit 0]
 $ bpfvm filter 'udp port 53' -r "$BPFVM_SHARED/pcaps/dns_icmp.pcap"
+1: 1369953917.270862000 80 bytes
+2: 1369953917.276645000 124 bytes
+9: 1369953920.061263000 80 bytes
+10: 1369953920.249212000 124 bytes
+15: 1369953924.269218000 80 bytes
+16: 1369953924.343194000 116 bytes
+23: 1369953927.559325000 77 bytes
+24: 1369953927.973230000 93 bytes
+25: 1369953927.991862000 77 bytes
+26: 1369953928.135496000 93 bytes
 10 packets
 [exit 0]
 # other link types: raw IP (pcapng), BSD loopback

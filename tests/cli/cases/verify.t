@@ -25,10 +25,10 @@ accepted: 27 instructions processed, 3 states, T µs
 $ bpfvm verify sum-kernel.s --mem-size 16 --strict
 rejected at insn 6: back-edge from insn 6 to 1
   6: goto pc-6
-  why: This jump goes back to an earlier instruction, which makes a loop. Strict rules (for untrusted code, the kernel's rules without CAP_BPF) allow no loops at all, bounded or not. Unroll the loop (`#pragma unroll` with a constant bound), or verify with privileged rules (no --strict) if the code is trusted.
+  why: This jump goes back to an earlier instruction, which makes a loop. Strict rules (for untrusted code, the kernel's rules without CAP_BPF) allow no loops at all, bounded or not. Unroll the loop (`#pragma unroll` with a constant bound), or verify with privileged rules if the code is trusted.
 [exit 1]
 $ bpfvm verify verify-ret99.s --type nosuchtype
-bpfvm: --type: unknown program type 'nosuchtype'
+bpfvm: --type: unknown program type 'nosuchtype'; the types are: socket_filter, kprobe, sched_cls, sched_act, tracepoint, xdp, perf_event, cgroup_skb, cgroup_sock, lwt_in, lwt_out, lwt_xmit, lwt_seg6local, sock_ops, sk_skb, cgroup_device, sk_msg, raw_tracepoint, cgroup_sock_addr, lirc_mode2, sk_reuseport, flow_dissector, cgroup_sysctl, raw_tracepoint_writable, cgroup_sockopt, tracing, struct_ops, ext, lsm, sk_lookup, syscall, mem
 [exit 2]
 $ bpfvm verify missing-file.o
 bpfvm: cannot read missing-file.o: No such file or directory
