@@ -71,7 +71,7 @@ Result<LoadOptions> load_options(const InputSpec& spec) {
   for (const auto& [sec, type] : spec.section_types) {
     auto t = prog_type_from_name(type);
     if (sec.empty()) return make_error(ErrorCode::InvalidArgument, "--type =" + type + ": no section named");
-    if (!t) return make_error(ErrorCode::InvalidArgument, unknown_type_message("--type " + sec + "=", type));
+    if (!t) return make_error(ErrorCode::InvalidArgument, unknown_type_message("--type " + sec + "=" + type, type));
     lo.section_types[sec] = *t;
   }
   lo.target_btf = spec.btf;

@@ -32,7 +32,7 @@ $ bpfvm object show $PROGS/ld_elfmap28.bpf.o --type from-netdev=xdp -j
 {"programs":[{"section":"1/0","name":"tail_one","type":"sched_cls","insns":2,"type_assumed":true},{"section":"from-netdev","name":"from_netdev","type":"xdp","insns":19}],"maps":[{"name":"calls","type":"prog_array","key_size":4,"value_size":4,"max_entries":4,"flags":0,"pinning":"global_ns"},{"name":"counts","type":"array","key_size":4,"value_size":8,"max_entries":1,"flags":0,"pinning":"object_ns"}],"notes":["program type sched_cls assumed for section '1/0' (an iproute2 object: tc loads every section as sched_cls); change it with --type TYPE or --type SECTION=TYPE"]}
 [exit 0]
 $ bpfvm object show $PROGS/ld_elfmap28.bpf.o --type from-netdev=nosuch
-bpfvm: --type from-netdev=nosuch: unknown program type 'nosuch'
+bpfvm: --type from-netdev=nosuch: unknown program type 'nosuch'; the types are: socket_filter, kprobe, sched_cls, sched_act, tracepoint, xdp, perf_event, cgroup_skb, cgroup_sock, lwt_in, lwt_out, lwt_xmit, lwt_seg6local, sock_ops, sk_skb, cgroup_device, sk_msg, raw_tracepoint, cgroup_sock_addr, lirc_mode2, sk_reuseport, flow_dissector, cgroup_sysctl, raw_tracepoint_writable, cgroup_sockopt, tracing, struct_ops, ext, lsm, sk_lookup, syscall, mem
 [exit 2]
 $ bpfvm object show $PROGS/ld_pin16.bpf.o
 programs: 1
