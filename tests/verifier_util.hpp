@@ -47,11 +47,14 @@ inline std::vector<CorpusProgram> load_corpus(const std::vector<std::filesystem:
       if (!obj) continue;
       auto shared = std::make_shared<Object>(std::move(*obj));
       for (const auto& p : shared->programs) {
+        if (!p.ok()) continue;  // failed to load (its error is the loader's business)
         CorpusProgram cp;
         cp.file = std::filesystem::relative(f, base).string();
         cp.object = shared;
         cp.program = p;
-        if (cp.program.type == 0) cp.program.type = kFallbackType;
+        // An assumed type (iproute2 objects: sched_cls) is a guess about how the object is attached;
+        // the corpus keeps judging such programs as before, under the fallback type.
+        if (cp.program.type == 0 || cp.program.type_assumed) cp.program.type = kFallbackType;
         out.push_back(std::move(cp));
       }
     }

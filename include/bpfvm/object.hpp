@@ -13,6 +13,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <span>
@@ -31,6 +32,28 @@ namespace bpfvm {
 
 // What a section name says about a program, following libbpf's section names (exact names and
 // "name/..." forms) and the prefix forms older loaders accepted (socket1, xdp_prog, kprobe/x).
+// Where a program attaches, as its libbpf section name says (the attach layer reads this, never the
+// name). `kind` is the section form ("kprobe", "uprobe", "tracepoint", "xdp", ...; "" when the name
+// says nothing); the other fields are filled as the form has them.
+struct AttachTarget {
+  std::string kind;        // the section form without its ".s"/".multi" suffixes: "kprobe", "kretprobe",
+                           // "ksyscall", "kretsyscall", "uprobe", "uretprobe", "usdt", "tracepoint",
+                           // "raw_tracepoint", "tp_btf", "fentry", "fexit", "fmod_ret", "lsm", "iter",
+                           // "freplace", "struct_ops", "xdp", "tc", "socket", "cgroup", ...
+  std::string target;      // everything after "kind/" ("syscalls/sys_enter_openat", "/bin/bash:readline+4")
+  std::string category;    // tracepoint: "syscalls"
+  std::string name;        // tracepoint / raw_tracepoint / tp_btf event, kprobe / fentry / lsm function,
+                           // ksyscall syscall name, uprobe / usdt function or probe name
+  std::string path;        // uprobe / usdt: the binary or library ("" or "*" when any)
+  std::string provider;    // usdt: the provider ("usdt/PATH:PROVIDER:NAME")
+  uint64_t offset = 0;     // kprobe "func+0x10", uprobe "FUNC+OFF" or a bare address/offset
+  bool retprobe = false;   // kretprobe, kretsyscall, uretprobe, fexit
+  bool sleepable = false;  // ".s" forms (uprobe.s, fentry.s, lsm.s ...)
+  bool multi = false;      // kprobe.multi / kretprobe.multi: `name` is a glob
+};
+// Parses a section name's attach target (kind "" when the name is not a libbpf attach form).
+AttachTarget parse_attach_target(std::string_view section);
+
 struct SectionType {
   uint32_t prog_type = 0;          // BPF_PROG_TYPE_*; 0 (unspec) when the name says nothing
   uint32_t expected_attach = 0;    // BPF_* attach type (enum bpf_attach_type), 0 when none
@@ -74,13 +97,35 @@ struct LinkedFunction {
   uint32_t slots = 0;
 };
 
+// A CO-RE relocation (.BTF.ext core_relo) as applied to a linked program.
+struct CoreReloResult {
+  uint32_t insn = 0;         // slot in the linked program
+  uint32_t kind = 0;         // enum bpf_core_relo_kind
+  std::string description;   // "byte_off [12] struct task_struct.pid (0:17)"
+  bool poisoned = false;     // no target matched: the instruction is kCorePoisonHelper
+  std::string reason;        // why it was poisoned
+  uint64_t local_value = 0, target_value = 0;
+};
+// The helper id libbpf (and bpfvm) writes into an instruction whose CO-RE relocation failed
+// (0xbad2310); the verifier reports reaching it with the relocation named.
+inline constexpr int32_t kCorePoisonHelper = 0xbad2310;
+
 struct ObjectProgram {
   std::string section;
   std::string name;              // function symbol (or the section name for symbol-less old objects)
   uint32_t type = 0;             // BPF_PROG_TYPE_*
   uint32_t expected_attach = 0;  // BPF_* attach type, when the section name implies one
   bool type_known = false;       // false when the section name gave no type and nothing overrode it
-  std::string attach_target;
+  bool type_assumed = false;     // the type was inferred (iproute2 object: sched_cls), not named
+  std::string attach_target;     // what follows the section form ("sys_write" of "kprobe/sys_write")
+  AttachTarget attach;           // the attach target, parsed (parse_attach_target)
+  // Non-empty when this program cannot be loaded (an unresolvable relocation, a call to an unknown
+  // function, an invalid instruction, a failed CO-RE relocation that cannot be poisoned): the other
+  // programs of the object are unaffected. `insns` is empty then.
+  std::string error;
+  // CO-RE relocations applied to this program (linked slot, what, result); `poisoned` ones made
+  // their instruction a call to kCorePoisonHelper, which the verifier reports when reached.
+  std::vector<struct CoreReloResult> core_relos;
   // Linked code: own code followed by subprograms; calls and code addresses fixed up; lddw of maps
   // and global data in the pseudo forms LDDW_MAP_IDX (imm = map index) and LDDW_MAP_VALUE_IDX
   // (imm low 32 bits = map index, high 32 bits = byte offset in the value).
@@ -92,6 +137,9 @@ struct ObjectProgram {
   std::vector<uint32_t> maps_used;   // indices into Object::maps referenced by lddw
 
   size_t slots() const { return insns.size(); }
+  bool ok() const { return error.empty(); }
+  // The failed CO-RE relocation whose poisoned instruction is at slot `pc`, or nullptr.
+  const struct CoreReloResult* poisoned_at(size_t pc) const;
   std::string type_name() const { return prog_type_name(type); }
   // The source line covering slot `pc`, or nullptr.
   const SourceLine* line_at(size_t pc) const;
@@ -101,6 +149,22 @@ struct ObjectProgram {
   Program to_program() const { return Program{name, insns}; }
 };
 
+// How a map is pinned: libbpf's LIBBPF_PIN_BY_NAME, iproute2's PIN_OBJECT_NS / PIN_GLOBAL_NS.
+// Placing the pins is the map store's business; the loader only records what the object asks.
+enum class MapPinning : uint8_t { None, ByName, ObjectNs, GlobalNs };
+const char* map_pinning_name(MapPinning p);  // "none", "by_name", "object_ns", "global_ns"
+
+// How a legacy `maps` section's 28-byte (and shorter) definitions are read.
+enum class LegacyMapFormat : uint8_t {
+  Auto,       // 36 bytes: bpf_elf_map; 28 bytes: bpf_elf_map when the object has iproute2's marks
+              // (tail-call sections named "ID/KEY", code sections whose names give no program type),
+              // else bpf_map_def
+  BpfMapDef,  // samples/bpf's struct bpf_map_def {type, key_size, value_size, max_entries, map_flags,
+              // inner_map_idx, numa_node}
+  BpfElfMap,  // iproute2's struct bpf_elf_map {type, size_key, size_value, max_elem, flags, id,
+              // pinning[, inner_id, inner_idx]}
+};
+
 enum class MapOrigin : uint8_t {
   BtfDefined,   // .maps (struct with __uint/__type/__array members)
   Legacy,       // maps: struct bpf_map_def
@@ -108,6 +172,7 @@ enum class MapOrigin : uint8_t {
   Data,         // .data, .data.*
   Rodata,       // .rodata, .rodata.*  (frozen: programs may not write it)
   Bss,          // .bss, .bss.*
+  Kconfig,      // .kconfig: the values of `extern ... __kconfig` variables (frozen)
 };
 const char* map_origin_name(MapOrigin origin);
 
@@ -127,12 +192,18 @@ struct ObjectMap {
   uint32_t btf_value_type_id = 0;
   int32_t inner_map = -1;         // legacy inner_map_idx resolved to an index into Object::maps
   uint32_t elf_id = 0;            // bpf_elf_map id (iproute2), 0 otherwise
+  uint32_t elf_inner_id = 0;      // bpf_elf_map inner_id: the id of a map-in-map's template map
+  uint32_t elf_inner_idx = 0;     // bpf_elf_map inner_idx: the slot iproute2 puts this map in
+                                  // (in the map-in-map whose id is inner_id), 0 otherwise
+  MapPinning pinning = MapPinning::None;
+  uint32_t pinning_raw = 0;       // the value the object wrote (libbpf: 0/1; iproute2: 0/1/2/custom)
   std::vector<MapSlotInit> slots; // initial contents of map-in-map / prog_array
   // Global data maps: the initial contents (value_size bytes; .bss zeros); empty otherwise.
   std::vector<uint8_t> data;
   bool frozen = false;            // .rodata: read-only for programs once instantiated
   bool is_global_data() const {
-    return origin == MapOrigin::Data || origin == MapOrigin::Rodata || origin == MapOrigin::Bss;
+    return origin == MapOrigin::Data || origin == MapOrigin::Rodata || origin == MapOrigin::Bss ||
+           origin == MapOrigin::Kconfig;
   }
 };
 
@@ -151,6 +222,18 @@ struct LoadOptions {
   std::string name;
   // When set, every program gets this type (bpfvm run --type).
   std::optional<uint32_t> prog_type;
+  // Types by section name (bpfvm --type SECTION=TYPE); they win over prog_type.
+  std::map<std::string, uint32_t, std::less<>> section_types;
+  // How legacy `maps` definitions are read (28 bytes is both bpf_map_def and bpf_elf_map).
+  LegacyMapFormat legacy_maps = LegacyMapFormat::Auto;
+  // Target BTF for CO-RE relocations: a file (raw BTF as /sys/kernel/btf/vmlinux, or an ELF with
+  // .BTF). Empty: the running kernel's /sys/kernel/btf/vmlinux when readable, else bpfvm's own BTF
+  // for its synthetic contexts (core_btf.hpp). Read only when the object has CO-RE relocations.
+  std::string target_btf;
+  // .kconfig externs: the kernel config file to read (default: /proc/config.gz, else
+  // /boot/config-$(uname -r)); `kconfig` values (NAME -> "y", "m", "n", "123", "\"str\"") win over it.
+  std::string kconfig_file;
+  std::map<std::string, std::string, std::less<>> kconfig;
   // Type of programs whose section name says nothing (unknown names, .text-only objects).
   uint32_t default_type = 0;
   // List root functions of .text (those nothing calls) as programs too. libbpf treats .text as
@@ -177,6 +260,12 @@ class Object {
   std::optional<uint32_t> kernel_version;
   bool has_btf = false;
   bool has_btf_ext = false;
+  bool iproute2 = false;          // the object is in iproute2's style (bpf_elf_map maps, ID/KEY sections)
+  std::string target_btf;         // where the CO-RE target BTF came from ("" when no CO-RE relocations)
+  // Things the loader decided for the user that they may want to change ("type sched_cls assumed
+  // for ..."), and input it accepted while ignoring part of it ("pinning 16 not understood").
+  std::vector<std::string> notes;
+  std::vector<std::string> warnings;
 
   // By function name, else by section name (first program in it).
   const ObjectProgram* find_program(std::string_view name_or_section) const;
@@ -192,6 +281,13 @@ class Object {
   Result<std::span<const uint8_t>> global_bytes(std::string_view name) const;
   // Overwrites a variable before instantiate(): size must equal the variable's size.
   Status set_global(std::string_view name, const void* data, size_t size);
+  // Sets a variable from text, checked against its BTF type (bpfvm --set NAME=VALUE): integers
+  // (decimal, 0x hex, 0 octal; range-checked for the size and signedness), `bool` (true/false/1/0),
+  // enums (an enumerator's name or a number), char arrays (a string that fits with its NUL).
+  // Without BTF, a number of the variable's size. Errors name the variable and say why.
+  Status set_global_text(std::string_view name, std::string_view value);
+  // The variable's value as text, by its BTF type (numbers, strings, enumerator names), or hex bytes.
+  Result<std::string> global_text(std::string_view name) const;
 
   // BTF helpers (no libbpf types exposed): type name of a BTF id ("struct locked_val", "__u32"),
   // "" when unknown or when the object has no BTF.
@@ -228,6 +324,9 @@ class LoadedObject {
   Result<Program> program(const ObjectProgram& prog) const;
   // Address of global data map `map` (its single value), or nullptr.
   uint8_t* data(size_t map) const;
+  // A global variable's live bytes (.data/.bss/.rodata as programs see them, before and after runs):
+  // read them, or write them (.rodata too: user space may, programs may not).
+  Result<std::span<uint8_t>> global(std::string_view name) const;
 };
 
 // How instantiate() treats pinning (docs/maps.md, "Pinned maps").

@@ -60,6 +60,9 @@ struct VerifyOptions {
   VerifyLimits limits;
   // Source lines for messages: pc -> "file:line: text" ("" when unknown). Optional.
   std::function<std::string(size_t pc)> source_line;
+  // Failed CO-RE relocations: pc -> the relocation whose poisoned instruction sits there ("" when
+  // none). Reaching one is an error naming it (as libbpf rewrites the kernel's log). Optional.
+  std::function<std::string(size_t pc)> core_relocation;
 };
 
 // What the verifier proved about one instruction (one entry per slot).

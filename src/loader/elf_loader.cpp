@@ -13,6 +13,7 @@
 #include <cstdarg>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <mutex>
 #include <set>
@@ -21,6 +22,8 @@
 
 #include "bpfvm/object.hpp"
 #include "loader/btf_util.hpp"
+#include "loader/core.hpp"
+#include "loader/kconfig.hpp"
 #include "loader/internal.hpp"
 
 #ifndef EM_BPF
@@ -175,13 +178,23 @@ struct ObjectLoader {
   Status read_symbols();
   Status collect_code();
   Status collect_legacy_maps();
+  // iproute2's marks on an object: tail-call sections named "ID/KEY", or code sections whose names
+  // give no program type (tc takes any section name).
+  bool iproute2_marks() const;
+  bool has_tail_call_sections() const;
   Status collect_btf();
   Status collect_btf_maps();
   Status collect_global_data();
+  Status collect_kconfig();
   Status collect_license_version();
   Status collect_relocations();
+  Result<CodeReloc> classify_reloc(const Sym& y, const RawInsn& in, bool call, const std::function<std::string()>& at);
+  // .kconfig externs: the internal map holding their values, and each extern's offset in it.
+  int32_t kconfig_map = -1;
+  std::unordered_map<std::string, int64_t> kconfig_offset;
   Status collect_btf_ext(const Sec& s);
   Status collect_map_slot_relocs();
+  Status apply_core_relocations();
   Status build_programs();
   Status collect_globals_from_btf();
   uint64_t symbol_offset(size_t sec, const std::string& name, uint64_t fallback) const;
@@ -209,7 +222,9 @@ Status ObjectLoader::read_elf(std::span<const uint8_t> bytes) {
   if (!gelf_getehdr(elf.get(), &eh)) return load_error(fmt::format("bad ELF header: {}", elf_errmsg(-1)));
   if (eh.e_ident[EI_DATA] != ELFDATA2LSB)
     return load_error("big-endian BPF objects are not supported (built with -target bpfeb?)");
-  if (eh.e_machine != EM_BPF) return load_error(fmt::format("not a BPF object (ELF machine {}, BPF is 247)", eh.e_machine));
+  // EM_NONE: older LLVM wrote no machine; libbpf accepts it too.
+  if (eh.e_machine != EM_BPF && eh.e_machine != EM_NONE)
+    return load_error(fmt::format("not a BPF object (ELF machine {}, BPF is 247)", eh.e_machine));
   if (eh.e_type != ET_REL) return load_error(fmt::format("not a relocatable object (ELF type {})", eh.e_type));
 
   size_t nsec = 0, shstrndx = 0;
@@ -361,6 +376,27 @@ Status ObjectLoader::collect_code() {
   return {};
 }
 
+namespace {
+bool is_tail_call_section(std::string_view n) {
+  size_t slash = n.find('/');
+  if (slash == std::string_view::npos || slash == 0 || slash + 1 == n.size()) return false;
+  auto digits = [](std::string_view d) { return std::all_of(d.begin(), d.end(), [](char c) { return c >= '0' && c <= '9'; }); };
+  return digits(n.substr(0, slash)) && digits(n.substr(slash + 1));
+}
+}  // namespace
+
+bool ObjectLoader::has_tail_call_sections() const {
+  for (const auto& cs : impl->code)
+    if (is_tail_call_section(cs.name)) return true;
+  return false;
+}
+
+bool ObjectLoader::iproute2_marks() const {
+  for (const auto& cs : impl->code)
+    if (!cs.is_text && (is_tail_call_section(cs.name) || !section_prog_type(cs.name).known)) return true;
+  return false;
+}
+
 Status ObjectLoader::collect_legacy_maps() {
   // Legacy map sections: "maps" (samples/bpf, libbpf < 1.0, iproute2) and "maps/<name>" (one
   // section per map, as some loaders emit). Maps are numbered in section order, then offset order:
@@ -389,9 +425,18 @@ Status ObjectLoader::collect_legacy_maps() {
       return load_error(fmt::format("section {}: {} bytes per map ({} bytes, {} symbols), less than the 20 of "
                                     "struct bpf_map_def", sn, def, s.size, ms.size()));
     // 36 bytes: iproute2's struct bpf_elf_map (type, size_key, size_value, max_elem, flags, id,
-    // pinning, inner_id, inner_idx). Otherwise struct bpf_map_def (type, key_size, value_size,
-    // max_entries, map_flags[, inner_map_idx[, numa_node]]); bytes beyond 28 must be zero.
-    const bool elf_map = def == 36;
+    // pinning, inner_id, inner_idx). 28 bytes: iproute2's older bpf_elf_map (without inner_id,
+    // inner_idx) when the object has iproute2's marks, else samples/bpf's struct bpf_map_def (type,
+    // key_size, value_size, max_entries, map_flags, inner_map_idx, numa_node). Other sizes:
+    // bpf_map_def, whose bytes beyond 28 must be zero. LoadOptions::legacy_maps overrides.
+    bool elf_map = false;
+    switch (opts.legacy_maps) {
+      case LegacyMapFormat::Auto: elf_map = def == 36 || (def == 28 && iproute2_marks()); break;
+      case LegacyMapFormat::BpfElfMap: elf_map = true; break;
+      case LegacyMapFormat::BpfMapDef: elf_map = false; break;
+    }
+    if (elf_map && def < 28)
+      return load_error(fmt::format("section {}: {} bytes per map, less than the 28 of iproute2's struct bpf_elf_map", sn, def));
     std::sort(ms.begin(), ms.end(), [](const Sym* a, const Sym* b) { return a->value < b->value; });
     for (size_t k = 0; k < ms.size(); ++k) {
       const Sym& y = *ms[k];
@@ -410,19 +455,35 @@ Status ObjectLoader::collect_legacy_maps() {
       m.spec.value_size = field(2);
       m.spec.max_entries = field(3);
       m.spec.flags = field(4);
+      const uint64_t known_bytes = elf_map ? 36 : 28;
+      for (uint64_t b = known_bytes; b < def; ++b)
+        if (p[b] != 0)
+          return load_error(fmt::format("map {}: {}-byte definition has unknown non-zero fields after byte {} (read as {})",
+                                        quoted(y.name), def, known_bytes, elf_map ? "struct bpf_elf_map" : "struct bpf_map_def"));
       if (elf_map) {
         m.origin = MapOrigin::LegacyElf;
         m.elf_id = field(5);
-        m.spec.pinning = field(6);
-        inner_ref.push_back(field(7));  // inner_id: the id of the template inner map
+        m.pinning_raw = field(6);
+        m.spec.pinning = m.pinning_raw;
+        m.elf_inner_id = field(7);
+        m.elf_inner_idx = field(8);
+        // iproute2: PIN_NONE 0, PIN_OBJECT_NS 1, PIN_GLOBAL_NS 2; larger values name custom
+        // directories through /etc/iproute2/bpf_pinning, which bpfvm does not read.
+        switch (m.pinning_raw) {
+          case 0: m.pinning = MapPinning::None; break;
+          case 1: m.pinning = MapPinning::ObjectNs; break;
+          case 2: m.pinning = MapPinning::GlobalNs; break;
+          default:
+            obj.warnings.push_back(fmt::format("map {}: pinning {} is an iproute2 custom pinning namespace "
+                                               "(/etc/iproute2/bpf_pinning), not supported: the map is not pinned",
+                                               quoted(y.name), m.pinning_raw));
+            m.spec.pinning = 0;
+        }
+        inner_ref.push_back(m.elf_inner_id);  // inner_id: the id of the template inner map
       } else {
         m.origin = MapOrigin::Legacy;
         inner_ref.push_back(field(5));  // inner_map_idx
         m.spec.numa_node = field(6);
-        for (uint64_t b = 28; b < def; ++b)
-          if (p[b] != 0)
-            return load_error(fmt::format("map {}: {}-byte definition has unknown non-zero fields after byte 28 "
-                                          "(not struct bpf_map_def or bpf_elf_map)", quoted(y.name), def));
       }
       is_elf.push_back(elf_map);
       if (m.spec.type == 0 || m.spec.type > kMaxMapType)
@@ -431,6 +492,9 @@ Status ObjectLoader::collect_legacy_maps() {
       obj.maps.push_back(std::move(m));
     }
   }
+  for (size_t k = 0; k < is_elf.size(); ++k)
+    if (is_elf[k]) obj.iproute2 = true;
+  if (has_tail_call_sections()) obj.iproute2 = true;
   // Inner maps of legacy map-in-map: bpf_map_def.inner_map_idx is the index of the template map
   // among the legacy maps; bpf_elf_map.inner_id is the template's id.
   const size_t count = obj.maps.size() - first;
@@ -554,6 +618,26 @@ Status ObjectLoader::collect_btf_ext(const Sec& s) {
     return {};
   });
   if (!st) return st;
+  // CO-RE records (header fields core_relo_off / core_relo_len, when the header has them):
+  // {insn_off, type_id, access_str_off, kind}.
+  if (hdr_len >= 32) {
+    const uint32_t cr_off = read_le<uint32_t>(p + 24), cr_len = read_le<uint32_t>(p + 28);
+    st = parse("core_relo", cr_off, cr_len, 16, [&](CodeSection& cs, uint32_t insn, const uint8_t* r) -> Status {
+      const uint32_t type_id = read_le<uint32_t>(r + 4), access = read_le<uint32_t>(r + 8), kind = read_le<uint32_t>(r + 12);
+      if (kind > 12)
+        return load_error(fmt::format("section '.BTF.ext': core_relo for section {} insn {}: unknown relocation kind {}",
+                                      quoted(cs.name), insn, kind));
+      if (type_id == 0 || type_id >= btf__type_cnt(impl->btf.get()))
+        return load_error(fmt::format("section '.BTF.ext': core_relo for section {} insn {}: type id {} is not in the BTF "
+                                      "({} types)", quoted(cs.name), insn, type_id, btf__type_cnt(impl->btf.get())));
+      if (!btf__name_by_offset(impl->btf.get(), access))
+        return load_error(fmt::format("section '.BTF.ext': core_relo for section {} insn {}: access string offset {} is "
+                                      "outside the BTF strings", quoted(cs.name), insn, access));
+      cs.core.push_back(RawCoreRelo{insn, type_id, access, kind});
+      return {};
+    });
+    if (!st) return st;
+  }
   for (auto& cs : impl->code) {
     std::stable_sort(cs.lines.begin(), cs.lines.end(), [](const RawLine& a, const RawLine& b) { return a.insn < b.insn; });
     std::stable_sort(cs.funcs.begin(), cs.funcs.end(), [](const RawFunc& a, const RawFunc& b) { return a.insn < b.insn; });
@@ -573,6 +657,7 @@ struct BtfMapDef {
   bool has_values = false;
   uint32_t values_offset = 0;  // byte offset of the `values` member in the definition
   bool key_size_set = false, value_size_set = false;
+  uint32_t pinning_raw = 0;
 };
 
 int32_t find_spin_lock(const struct btf* b, uint32_t value_type);
@@ -619,8 +704,8 @@ Status parse_btf_map_def(const struct btf* b, const std::string& map_name, uint3
     } else if (name == "numa_node") {
       s = int_field(out.spec.numa_node);
     } else if (name == "pinning") {
-      s = int_field(out.spec.pinning);
-      if (s && out.spec.pinning > 1) return err(fmt::format("invalid pinning value {} (0 none, 1 by name)", out.spec.pinning));
+      s = int_field(out.pinning_raw);
+      out.spec.pinning = out.pinning_raw <= 1 ? out.pinning_raw : 0;
     } else if (name == "map_extra") {
       s = int_field(v);
       out.map_extra = v;
@@ -725,6 +810,13 @@ Status ObjectLoader::collect_btf_maps() {
     m.btf_key_type_id = def.key_type;
     m.btf_value_type_id = def.value_type;
     m.spec.spin_lock_off = find_spin_lock(b, def.value_type);
+    // libbpf knows LIBBPF_PIN_NONE 0 and LIBBPF_PIN_BY_NAME 1 and refuses other values; objects
+    // built for other loaders (Cilium's uses 16...) load here with the map not pinned.
+    m.pinning_raw = def.pinning_raw;
+    m.pinning = def.pinning_raw == 1 ? MapPinning::ByName : MapPinning::None;
+    if (def.pinning_raw > 1)
+      obj.warnings.push_back(fmt::format("map {}: pinning value {} is not understood (libbpf knows 0 none and 1 "
+                                         "by name): the map is not pinned", quoted(name), def.pinning_raw));
     if (def.has_values) btf_values_off[static_cast<uint32_t>(obj.maps.size())] = def.values_offset;
     if (map_at.count({ms->index, off}))
       return load_error(fmt::format("map {}: shares offset {} of section '.maps' with another map", quoted(name), off));
@@ -763,6 +855,50 @@ Status ObjectLoader::collect_global_data() {
     obj.maps.push_back(std::move(m));
   }
   return collect_globals_from_btf();
+}
+
+// .kconfig externs: the BTF DATASEC ".kconfig" lists them (clang emits it for `__kconfig`); their
+// ELF symbols are undefined (weak for __weak). They become one frozen array map, as in libbpf, and
+// lddw of them become map-value references into it.
+Status ObjectLoader::collect_kconfig() {
+  const struct btf* b = impl->btf.get();
+  const struct btf_type* ds = datasec(".kconfig");
+  if (!ds || btf_vlen(ds) == 0) return {};
+  std::vector<kconfig::Extern> externs;
+  const struct btf_var_secinfo* vi = btf_var_secinfos(ds);
+  for (uint16_t i = 0; i < btf_vlen(ds); ++i, ++vi) {
+    const struct btf_type* var = btfu::type(b, vi->type);
+    if (!var || !btf_is_var(var))
+      return load_error(fmt::format("section '.kconfig': BTF DATASEC entry #{} (type {}) is not a variable", i, vi->type));
+    kconfig::Extern e;
+    e.name = btfu::name(b, var->name_off);
+    e.type_id = var->type;
+    bool found = false;
+    for (const Sym& y : syms)
+      if (y.name == e.name && y.shndx == SHN_UNDEF) {
+        found = true;
+        e.weak = y.bind == STB_WEAK;
+      }
+    if (!found) return load_error(fmt::format(".kconfig extern {}: no undefined ELF symbol of that name", quoted(e.name)));
+    externs.push_back(std::move(e));
+  }
+  auto v = kconfig::resolve(b, externs, opts.kconfig_file, opts.kconfig);
+  if (!v) return v.error();
+  ObjectMap m;
+  m.section = ".kconfig";
+  m.origin = MapOrigin::Kconfig;
+  m.spec.name = internal_map_name(obj.name, ".kconfig");
+  m.spec.type = BPF_MAP_TYPE_ARRAY;
+  m.spec.key_size = 4;
+  m.spec.value_size = static_cast<uint32_t>(v->data.size());
+  m.spec.max_entries = 1;
+  m.spec.flags = BPF_F_MMAPABLE | BPF_F_RDONLY_PROG;
+  m.frozen = true;
+  m.data = std::move(v->data);
+  kconfig_map = static_cast<int32_t>(obj.maps.size());
+  for (size_t i = 0; i < externs.size(); ++i) kconfig_offset[externs[i].name] = v->offsets[i];
+  obj.maps.push_back(std::move(m));
+  return {};
 }
 
 Status ObjectLoader::collect_globals_from_btf() {
@@ -842,68 +978,105 @@ Status ObjectLoader::collect_relocations() {
       const bool lddw = in.code == 0x18;
       const bool call = in.code == 0x85 && in.src == 1;
       auto at = [&] { return fmt::format("{} (insn {}) against {}", where(), slot, sym_desc(y)); };
-      if (!lddw && !call)
-        return load_error(fmt::format("{}: instruction 0x{:02x} is neither lddw nor a bpf-to-bpf call", at(), in.code), slot);
-      if (lddw && slot + 1 >= cs.raw.size()) return load_error(fmt::format("{}: lddw is truncated", at()), slot);
-      if (cs.relocs.count(slot)) return load_error(fmt::format("{}: a second relocation for the same instruction", at()), slot);
-      CodeReloc cr;
-      if (y.shndx == SHN_UNDEF && call) {
-        // `extern void *bpf_map_lookup_elem(...)` called directly: a helper call by name.
-        int32_t id = helper_id_by_name(y.name);
-        if (id < 0)
-          return load_error(fmt::format("{}: calls undefined function {}, which is neither in the object nor a helper", at(),
-                                        sym_desc(y)), slot);
-        cr.kind = CodeReloc::Helper;
-        cr.map = static_cast<uint32_t>(id);
-        cs.relocs[slot] = cr;
+      // From here on a problem belongs to the instruction: the programs that contain it fail, the
+      // others load (libbpf fails the whole object; the kernel would judge each program alone).
+      auto invalid = [&](std::string msg) {
+        CodeReloc bad;
+        bad.kind = CodeReloc::Invalid;
+        bad.error = std::move(msg);
+        cs.relocs[slot] = std::move(bad);
+      };
+      if (cs.relocs.count(slot)) {
+        invalid(fmt::format("{}: a second relocation for the same instruction", at()));
         continue;
       }
-      if (y.shndx == SHN_UNDEF)
-        return load_error(fmt::format("{}: symbol is undefined (extern variables, kfuncs and kconfig are not supported)", at()), slot);
-      if (y.shndx >= SHN_LORESERVE || y.shndx >= secs.size())
-        return load_error(fmt::format("{}: symbol has special section index 0x{:x}", at(), y.shndx), slot);
-      if (auto tc = code_of_sec.find(y.shndx); tc != code_of_sec.end()) {
-        const CodeSection& target = impl->code[tc->second];
-        int64_t tslot;
-        if (call) {
-          if (y.value % 8) return load_error(fmt::format("{}: call target offset {} is not a multiple of 8", at(), y.value), slot);
-          tslot = static_cast<int64_t>(y.value / 8) + in.imm + 1;
-        } else {
-          int64_t b = static_cast<int64_t>(y.value) + in.imm;
-          if (b % 8) return load_error(fmt::format("{}: code address {} is not a multiple of 8", at(), b), slot);
-          tslot = b / 8;
-        }
-        if (tslot < 0 || static_cast<uint64_t>(tslot) >= target.raw.size())
-          return load_error(fmt::format("{}: target instruction {} is outside section {} ({} instructions)", at(), tslot,
-                                        quoted(target.name), target.raw.size()), slot);
-        cr.kind = call ? CodeReloc::Call : CodeReloc::Code;
-        cr.target_sec = tc->second;
-        cr.target_insn = static_cast<uint64_t>(tslot);
-      } else if (call) {
-        return load_error(fmt::format("{}: call target is in section {}, which holds no code", at(), sec_name(y.shndx)), slot);
-      } else if (legacy_secs.count(y.shndx) || (btf_maps_sec && y.shndx == btf_maps_sec)) {
-        uint64_t off = y.value + (y.type == STT_SECTION ? static_cast<uint64_t>(static_cast<int64_t>(in.imm)) : 0);
-        auto m = map_at.find({y.shndx, off});
-        if (m == map_at.end())
-          return load_error(fmt::format("{}: no map starts at offset {} of section {}", at(), off, sec_name(y.shndx)), slot);
-        cr.kind = CodeReloc::Map;
-        cr.map = m->second;
-      } else if (auto dm = data_map_of_sec.find(y.shndx); dm != data_map_of_sec.end()) {
-        int64_t off = static_cast<int64_t>(y.value) + in.imm;
-        const uint32_t size = obj.maps[dm->second].spec.value_size;
-        if (off < 0 || static_cast<uint64_t>(off) >= size)
-          return load_error(fmt::format("{}: offset {} is outside section {} ({} bytes)", at(), off, sec_name(y.shndx), size), slot);
-        cr.kind = CodeReloc::MapValue;
-        cr.map = dm->second;
-        cr.value_off = static_cast<uint32_t>(off);
-      } else {
-        return load_error(fmt::format("{}: symbol is in section {}, which is not code, a map section or global data", at(),
-                                      sec_name(y.shndx)), slot);
+      if (!lddw && !call) {
+        invalid(fmt::format("{}: instruction 0x{:02x} is neither lddw nor a bpf-to-bpf call", at(), in.code));
+        continue;
       }
-      cs.relocs[slot] = cr;
+      if (lddw && slot + 1 >= cs.raw.size()) {
+        invalid(fmt::format("{}: lddw is truncated", at()));
+        continue;
+      }
+      auto cr = classify_reloc(y, in, call, at);
+      if (!cr) {
+        invalid(cr.error().message);
+        continue;
+      }
+      cs.relocs[slot] = std::move(*cr);
     }
   }
   return {};
+}
+
+// What one relocation of an instruction refers to (an error names the instruction and symbol).
+Result<CodeReloc> ObjectLoader::classify_reloc(const Sym& y, const RawInsn& in, bool call,
+                                               const std::function<std::string()>& at) {
+  CodeReloc cr;
+  if (y.shndx == SHN_UNDEF && call) {
+    // `extern void *bpf_map_lookup_elem(...)` called directly: a helper call by name.
+    int32_t id = helper_id_by_name(y.name);
+    if (id < 0)
+      return load_error(fmt::format("{}: calls undefined function {}, which is neither in the object nor a helper", at(),
+                                    sym_desc(y)));
+    cr.kind = CodeReloc::Helper;
+    cr.map = static_cast<uint32_t>(id);
+    return cr;
+  }
+  if (y.shndx == SHN_UNDEF) {
+    if (auto k = kconfig_offset.find(y.name); k != kconfig_offset.end() && kconfig_map >= 0) {
+      cr.kind = CodeReloc::MapValue;
+      cr.map = static_cast<uint32_t>(kconfig_map);
+      cr.value_off = static_cast<uint32_t>(k->second + static_cast<int64_t>(in.imm));
+      if (static_cast<int64_t>(cr.value_off) != k->second + static_cast<int64_t>(in.imm) ||
+          cr.value_off >= obj.maps[kconfig_map].spec.value_size)
+        return load_error(fmt::format("{}: offset {} is outside the .kconfig externs", at(), in.imm));
+      return cr;
+    }
+    return load_error(fmt::format("{}: symbol is undefined (an extern that is not a .kconfig variable: "
+                                  "__ksym variables and kfuncs are not supported)", at()));
+  }
+  if (y.shndx >= SHN_LORESERVE || y.shndx >= secs.size())
+    return load_error(fmt::format("{}: symbol has special section index 0x{:x}", at(), y.shndx));
+  if (auto tc = code_of_sec.find(y.shndx); tc != code_of_sec.end()) {
+    const CodeSection& target = impl->code[tc->second];
+    int64_t tslot;
+    if (call) {
+      if (y.value % 8) return load_error(fmt::format("{}: call target offset {} is not a multiple of 8", at(), y.value));
+      tslot = static_cast<int64_t>(y.value / 8) + in.imm + 1;
+    } else {
+      int64_t b = static_cast<int64_t>(y.value) + in.imm;
+      if (b % 8) return load_error(fmt::format("{}: code address {} is not a multiple of 8", at(), b));
+      tslot = b / 8;
+    }
+    if (tslot < 0 || static_cast<uint64_t>(tslot) >= target.raw.size())
+      return load_error(fmt::format("{}: target instruction {} is outside section {} ({} instructions)", at(), tslot,
+                                    quoted(target.name), target.raw.size()));
+    cr.kind = call ? CodeReloc::Call : CodeReloc::Code;
+    cr.target_sec = tc->second;
+    cr.target_insn = static_cast<uint64_t>(tslot);
+  } else if (call) {
+    return load_error(fmt::format("{}: call target is in section {}, which holds no code", at(), sec_name(y.shndx)));
+  } else if (legacy_secs.count(y.shndx) || (btf_maps_sec && y.shndx == btf_maps_sec)) {
+    uint64_t off = y.value + (y.type == STT_SECTION ? static_cast<uint64_t>(static_cast<int64_t>(in.imm)) : 0);
+    auto m = map_at.find({y.shndx, off});
+    if (m == map_at.end())
+      return load_error(fmt::format("{}: no map starts at offset {} of section {}", at(), off, sec_name(y.shndx)));
+    cr.kind = CodeReloc::Map;
+    cr.map = m->second;
+  } else if (auto dm = data_map_of_sec.find(y.shndx); dm != data_map_of_sec.end()) {
+    int64_t off = static_cast<int64_t>(y.value) + in.imm;
+    const uint32_t size = obj.maps[dm->second].spec.value_size;
+    if (off < 0 || static_cast<uint64_t>(off) >= size)
+      return load_error(fmt::format("{}: offset {} is outside section {} ({} bytes)", at(), off, sec_name(y.shndx), size));
+    cr.kind = CodeReloc::MapValue;
+    cr.map = dm->second;
+    cr.value_off = static_cast<uint32_t>(off);
+  } else {
+    return load_error(fmt::format("{}: symbol is in section {}, which is not code, a map section or global data", at(),
+                                  sec_name(y.shndx)));
+  }
+  return cr;
 }
 
 // .rel.maps: `values = { [i] = &map_or_prog }` of BTF-defined map-in-map and prog_array maps.
@@ -955,6 +1128,46 @@ Status ObjectLoader::collect_map_slot_relocs() {
         slot.map = static_cast<int32_t>(bm->second);
       }
       m.slots.push_back(std::move(slot));
+    }
+  }
+  return {};
+}
+
+// CO-RE: every record is resolved against the target BTF and patched into the section's code.
+// A record that matches nothing poisons its instruction (as libbpf does; the verifier reports it if
+// the instruction is reachable); one that cannot be applied at all fails the programs that hold it.
+Status ObjectLoader::apply_core_relocations() {
+  size_t count = 0;
+  for (const auto& cs : impl->code) count += cs.core.size();
+  if (count == 0) return {};
+  auto target = core::target_for(opts.target_btf);
+  if (!target) return target.error();
+  obj.target_btf = (*target)->origin();
+  for (auto& cs : impl->code) {
+    for (const RawCoreRelo& rr : cs.core) {
+      core::Relo r{rr.insn * 8, rr.type_id, rr.access_str_off, rr.kind};
+      CoreApplied a;
+      a.kind = rr.kind;
+      auto o = core::resolve(impl->btf.get(), **target, r);
+      if (!o) {
+        a.error = fmt::format("section {}: insn {}: {}", quoted(cs.name), rr.insn, o.error().message);
+      } else {
+        a.description = o->description;
+        a.reason = o->poison ? o->reason : "the field's size differs and a signed or non-integer load cannot be resized";
+        a.local_value = o->local_value;
+        a.target_value = o->target_value;
+        if (cs.core_applied.count(rr.insn)) {
+          a.error = fmt::format("section {}: insn {}: a second CO-RE relocation for the same instruction", quoted(cs.name), rr.insn);
+        } else if (cs.relocs.count(rr.insn)) {
+          a.error = fmt::format("section {}: insn {}: the instruction has both a CO-RE and an ELF relocation", quoted(cs.name), rr.insn);
+        } else if (auto ps = core::patch(cs.raw, rr.insn, r, *o); !ps) {
+          a.error = fmt::format("section {}: {}", quoted(cs.name), ps.error().message);
+        } else {
+          a.poisoned = *ps;
+          if (!a.poisoned) a.reason.clear();
+        }
+      }
+      cs.core_applied[rr.insn] = std::move(a);
     }
   }
   return {};
@@ -1023,6 +1236,19 @@ static Result<ObjectProgram> link_program(const ObjectImpl& impl, uint32_t sec_i
     const Placed pl = placed[k];
     const CodeSection& cs = impl.code[pl.sec];
     const CodeFunction& f = cs.functions[pl.fn];
+    for (auto it = cs.core_applied.lower_bound(f.start); it != cs.core_applied.end() && it->first < f.start + f.slots; ++it) {
+      const CoreApplied& a = it->second;
+      if (!a.error.empty()) return load_error(a.error);
+      CoreReloResult res;
+      res.insn = static_cast<uint32_t>(pl.start + (it->first - f.start));
+      res.kind = a.kind;
+      res.description = a.description;
+      res.poisoned = a.poisoned;
+      res.reason = a.reason;
+      res.local_value = a.local_value;
+      res.target_value = a.target_value;
+      p.core_relos.push_back(std::move(res));
+    }
     for (uint64_t i = 0; i < f.slots; ++i) {
       const uint64_t slot = f.start + i;
       const uint64_t pc = pl.start + i;
@@ -1031,6 +1257,7 @@ static Result<ObjectProgram> link_program(const ObjectImpl& impl, uint32_t sec_i
       auto rel = cs.relocs.find(slot);
       if (rel != cs.relocs.end()) {
         const CodeReloc& cr = rel->second;
+        if (cr.kind == CodeReloc::Invalid) return load_error(cr.error, static_cast<int64_t>(pc));
         if (lddw && i + 1 >= f.slots)
           return load_error(fmt::format("function {}: lddw at its last instruction is truncated", quoted(f.name)), static_cast<int64_t>(pc));
         switch (cr.kind) {
@@ -1045,6 +1272,8 @@ static Result<ObjectProgram> link_program(const ObjectImpl& impl, uint32_t sec_i
             out[pc].imm = static_cast<int32_t>(cr.map);
             out[pc + 1].imm = static_cast<int32_t>(cr.value_off);
             maps_used.insert(cr.map);
+            break;
+          case CodeReloc::Invalid:
             break;
           case CodeReloc::Helper:
             out[pc].src = 0;
@@ -1131,12 +1360,18 @@ static Result<ObjectProgram> link_program(const ObjectImpl& impl, uint32_t sec_i
   return p;
 }
 
-static void apply_type(ObjectProgram& p, const LoadOptions& opts, std::optional<uint32_t> override_type) {
+static void apply_type(ObjectProgram& p, const LoadOptions& opts, std::optional<uint32_t> override_type,
+                       bool iproute2 = false) {
   SectionType st = section_prog_type(p.section);
   p.attach_target = st.attach_target;
+  p.attach = parse_attach_target(p.section);
   if (override_type) {
     p.type = *override_type;
     p.type_known = true;
+  } else if (auto it = opts.section_types.find(p.section); it != opts.section_types.end()) {
+    p.type = it->second;
+    p.type_known = true;
+    if (st.known && st.prog_type == it->second) p.expected_attach = st.expected_attach;
   } else if (opts.prog_type) {
     p.type = *opts.prog_type;
     p.type_known = true;
@@ -1144,6 +1379,11 @@ static void apply_type(ObjectProgram& p, const LoadOptions& opts, std::optional<
     p.type = st.prog_type;
     p.expected_attach = st.expected_attach;
     p.type_known = true;
+  } else if (iproute2 && p.section != ".text") {
+    // tc loads every section of an iproute2 object as sched_cls (`tc filter ... bpf obj O sec S`).
+    p.type = BPF_PROG_TYPE_SCHED_CLS;
+    p.type_known = true;
+    p.type_assumed = true;
   } else {
     p.type = opts.default_type;
     p.type_known = opts.default_type != 0;
@@ -1182,8 +1422,16 @@ Status ObjectLoader::build_programs() {
       const bool called = referenced.count({si, fi}) > 0;
       if (cs.is_text ? (!opts.text_programs || called) : (called && !cs.functions[fi].global)) continue;
       auto p = link_program(*impl, si, fi);
-      if (!p) return p.error();
-      apply_type(*p, opts, std::nullopt);
+      if (!p) {
+        // This program alone fails: it is listed with its error, the others load.
+        ObjectProgram bad;
+        bad.section = cs.name;
+        bad.name = cs.functions[fi].name;
+        bad.error = p.error().message;
+        bad.functions.push_back(LinkedFunction{bad.name, cs.name, 0, static_cast<uint32_t>(cs.functions[fi].slots)});
+        p = std::move(bad);
+      }
+      apply_type(*p, opts, std::nullopt, obj.iproute2);
       total += p->insns.size();
       if (total > kMaxObjectSlots)
         return load_error(fmt::format("programs of the object link to more than {} instructions in total", kMaxObjectSlots));
@@ -1203,11 +1451,24 @@ Result<Object> ObjectLoader::run(std::span<const uint8_t> bytes) {
   if (st) st = collect_legacy_maps();
   if (st) st = collect_btf_maps();
   if (st) st = collect_global_data();
+  if (st) st = collect_kconfig();
   if (st) st = collect_license_version();
   if (st) st = collect_relocations();
   if (st) st = collect_map_slot_relocs();
+  if (st) st = apply_core_relocations();
   if (st) st = build_programs();
   if (!st) return st.error();
+  std::vector<std::string> assumed;
+  for (const auto& p : obj.programs)
+    if (p.type_assumed && std::find(assumed.begin(), assumed.end(), p.section) == assumed.end()) assumed.push_back(p.section);
+  if (!assumed.empty()) {
+    std::string list;
+    for (size_t i = 0; i < assumed.size() && i < 8; ++i) list += (i ? ", " : "") + quoted(assumed[i]);
+    if (assumed.size() > 8) list += fmt::format(" and {} more", assumed.size() - 8);
+    obj.notes.push_back(fmt::format("program type sched_cls assumed for section{} {} (an iproute2 object: tc loads every "
+                                    "section as sched_cls); change it with --type TYPE or --type SECTION=TYPE",
+                                    assumed.size() > 1 ? "s" : "", list));
+  }
   elf.reset();
   obj.impl_ = impl;
   return std::move(obj);
@@ -1251,6 +1512,17 @@ Result<Object> load_object_file(const std::string& path, const LoadOptions& opti
   return load_object(bytes, o, path);
 }
 
+const CoreReloResult* ObjectProgram::poisoned_at(size_t pc) const {
+  for (const auto& r : core_relos)
+    if (r.poisoned && r.insn == pc) return &r;
+  // The second slot of a poisoned lddw.
+  for (const auto& r : core_relos)
+    if (r.poisoned && r.insn + 1 == pc && pc < insns.size() && r.insn < insns.size() &&
+        insns[r.insn].op == Op::CALL_HELPER && insns[r.insn].imm == kCorePoisonHelper)
+      return &r;
+  return nullptr;
+}
+
 const SourceLine* ObjectProgram::line_at(size_t pc) const {
   auto it = std::upper_bound(lines.begin(), lines.end(), pc, [](size_t v, const SourceLine& l) { return v < l.insn; });
   if (it == lines.begin()) return nullptr;
@@ -1272,6 +1544,16 @@ std::string ObjectProgram::source_at(size_t pc) const {
   return fmt::format("{}:{}: {}", file, l->line, text);
 }
 
+const char* map_pinning_name(MapPinning p) {
+  switch (p) {
+    case MapPinning::None: return "none";
+    case MapPinning::ByName: return "by_name";
+    case MapPinning::ObjectNs: return "object_ns";
+    case MapPinning::GlobalNs: return "global_ns";
+  }
+  return "?";
+}
+
 const char* map_origin_name(MapOrigin origin) {
   switch (origin) {
     case MapOrigin::BtfDefined: return "btf";
@@ -1280,6 +1562,7 @@ const char* map_origin_name(MapOrigin origin) {
     case MapOrigin::Data: return "data";
     case MapOrigin::Rodata: return "rodata";
     case MapOrigin::Bss: return "bss";
+    case MapOrigin::Kconfig: return "kconfig";
   }
   return "?";
 }

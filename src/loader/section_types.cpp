@@ -3,6 +3,8 @@
 #include <linux/bpf.h>
 
 #include <array>
+#include <cerrno>
+#include <cstdlib>
 #include <string>
 
 #include "bpfvm/object.hpp"
@@ -172,6 +174,110 @@ std::optional<uint32_t> prog_type_from_name(std::string_view name) {
   SectionType st = section_prog_type(name);
   if (st.known) return st.prog_type;
   return std::nullopt;
+}
+
+}  // namespace bpfvm
+
+namespace bpfvm {
+namespace {
+
+// "name+off" -> (name, off); off parsed as C does (0x.., 0.., decimal). false when off is not a number.
+bool split_offset(std::string_view s, std::string& name, uint64_t& off) {
+  size_t plus = s.find('+');
+  name = std::string(s.substr(0, plus));
+  off = 0;
+  if (plus == std::string_view::npos) return true;
+  std::string o(s.substr(plus + 1));
+  if (o.empty()) return false;
+  char* end = nullptr;
+  errno = 0;
+  unsigned long long v = std::strtoull(o.c_str(), &end, 0);
+  if (errno || *end) return false;
+  off = v;
+  return true;
+}
+
+bool is_number(std::string_view s) {
+  if (s.empty()) return false;
+  std::string t(s);
+  char* end = nullptr;
+  errno = 0;
+  std::strtoull(t.c_str(), &end, 0);
+  return !errno && *end == 0;
+}
+
+}  // namespace
+
+AttachTarget parse_attach_target(std::string_view section) {
+  AttachTarget a;
+  size_t slash = section.find('/');
+  std::string_view form = section.substr(0, slash);
+  std::string_view rest = slash == std::string_view::npos ? std::string_view() : section.substr(slash + 1);
+  SectionType st = section_prog_type(section);
+  if (!st.known) return a;
+  std::string kind(form);
+  if (kind.ends_with(".s")) {
+    a.sleepable = true;
+    kind.resize(kind.size() - 2);
+  }
+  if (kind.ends_with(".multi")) {
+    a.multi = true;
+    kind.resize(kind.size() - 6);
+  }
+  if (kind.ends_with(".w")) kind.resize(kind.size() - 2);  // raw_tp.w: writable raw tracepoint
+  if (kind == "tp") kind = "tracepoint";
+  if (kind == "raw_tp") kind = "raw_tracepoint";
+  if (kind == "classifier") kind = "tc";
+  // Older loaders' prefix names (socket1, xdp_prog, ...) attach like their family.
+  for (const char* family : {"socket", "xdp", "sockops", "sk_skb", "sk_msg", "perf_event"})
+    if (kind.starts_with(family) && kind != family && slash == std::string_view::npos && section_prog_type(family).known)
+      kind = family;
+  a.kind = kind;
+  a.target = std::string(rest);
+  a.retprobe = kind == "kretprobe" || kind == "kretsyscall" || kind == "uretprobe" || kind == "fexit";
+  if (rest.empty()) return a;
+  if (kind == "tracepoint") {
+    size_t s2 = rest.find('/');
+    if (s2 != std::string_view::npos) {
+      a.category = std::string(rest.substr(0, s2));
+      a.name = std::string(rest.substr(s2 + 1));
+    } else {
+      a.name = std::string(rest);
+    }
+  } else if (kind == "kprobe" || kind == "kretprobe") {
+    if (!split_offset(rest, a.name, a.offset)) a.name = std::string(rest);
+  } else if (kind == "uprobe" || kind == "uretprobe") {
+    // PATH:FUNC[+OFF] or PATH:OFFSET (libbpf); the path itself contains no ':'.
+    size_t colon = rest.rfind(':');
+    if (colon == std::string_view::npos) {
+      a.path = std::string(rest);
+    } else {
+      a.path = std::string(rest.substr(0, colon));
+      std::string_view fn = rest.substr(colon + 1);
+      if (is_number(fn)) {
+        std::string t(fn);
+        a.offset = std::strtoull(t.c_str(), nullptr, 0);
+      } else if (!split_offset(fn, a.name, a.offset)) {
+        a.name = std::string(fn);
+      }
+    }
+  } else if (kind == "usdt") {
+    // usdt/PATH:PROVIDER:NAME
+    size_t c2 = rest.rfind(':');
+    size_t c1 = c2 == std::string_view::npos || c2 == 0 ? std::string_view::npos : rest.rfind(':', c2 - 1);
+    if (c1 != std::string_view::npos) {
+      a.path = std::string(rest.substr(0, c1));
+      a.provider = std::string(rest.substr(c1 + 1, c2 - c1 - 1));
+      a.name = std::string(rest.substr(c2 + 1));
+    } else {
+      a.name = std::string(rest);
+    }
+  } else {
+    // ksyscall/NAME, raw_tracepoint/NAME, tp_btf/NAME, fentry/FUNC, lsm/HOOK, iter/NAME,
+    // freplace/FUNC, struct_ops/NAME, kprobe.multi/GLOB, cgroup/... (the attach point).
+    a.name = std::string(rest);
+  }
+  return a;
 }
 
 }  // namespace bpfvm

@@ -62,6 +62,13 @@ Result<PreparedProgram> prepare_common(Program program, std::span<const Insn> ve
     }
     facts = rep->ctx_base_facts();
     verified = true;
+    // An instruction the verifier never reached may be a failed CO-RE relocation's poison (code
+    // guarded by bpf_core_field_exists() and the like): the kernel removes such dead code; here it
+    // becomes a jump to itself, which nothing executes.
+    for (size_t pc = 0; pc < program.insns.size() && pc < rep->facts.size(); ++pc) {
+      Insn& in = program.insns[pc];
+      if (in.op == Op::CALL_HELPER && in.imm == kCorePoisonHelper && !rep->facts[pc].visited) in = Insn{Op::JA, 0, 0, -1, 0};
+    }
   }
   if (auto st = helpers.check_program(program.insns, type.type, gpl); !st) return st.error();
   if (type.has_ctx) {
@@ -88,6 +95,14 @@ const ProgTypeInfo* object_prog_type(const ObjectProgram& prog) {
 
 Result<PreparedProgram> prepare_object_program(const ObjectProgram& prog, const LoadedObject& live,
                                                const ProgTypeInfo* type, const PrepareOptions& options) {
+  if (!prog.ok()) return make_error(ErrorCode::Load, fmt::format("program {}/{}: {}", prog.section, prog.name, prog.error));
+  if (!options.verify)
+    for (const CoreReloResult& r : prog.core_relos)
+      if (r.poisoned)
+        return make_error(ErrorCode::Load,
+                          fmt::format("program {}/{}: insn {}: CO-RE relocation {} failed ({}); only the verifier can "
+                                      "show the instruction is unreachable, so it cannot run unverified",
+                                      prog.section, prog.name, r.insn, r.description, r.reason));
   if (!type) type = object_prog_type(prog);
   if (!type)
     return make_error(ErrorCode::Load, fmt::format("program {}: unknown program type {}", prog.name, prog.type));

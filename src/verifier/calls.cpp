@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "bpfvm/object.hpp"
 #include "verifier/impl.hpp"
 
 namespace bpfvm::verifier {
@@ -81,6 +82,13 @@ bool Verifier::do_call_helper(const Insn& in) {
   } else {
     p = kernel_helper_proto(id);
     allowed = p && type_.allows_helper(id);
+  }
+  if (!p && id == kCorePoisonHelper && opts_.core_relocation) {
+    if (std::string what = opts_.core_relocation(static_cast<size_t>(pc_)); !what.empty())
+      return reject(fmt::format("invalid CO-RE relocation: failed to resolve CO-RE relocation {}", what), -1,
+                    "The program reaches an instruction whose CO-RE relocation matched nothing in the target BTF. "
+                    "Guard the access with bpf_core_field_exists() / bpf_core_type_exists(), or load with the BTF "
+                    "of the kernel the program is meant for (--btf).");
   }
   if (!p)
     return reject(fmt::format("invalid func unknown#{}", id), -1,

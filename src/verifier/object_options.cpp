@@ -32,6 +32,19 @@ VerifyOptions verify_options_for(const Object& object, const ObjectProgram& prog
       return best;
     };
   }
+  std::vector<std::pair<uint32_t, std::string>> poisoned;
+  for (const CoreReloResult& r : program.core_relos)
+    if (r.poisoned) poisoned.emplace_back(r.insn, r.description + ": " + r.reason);
+  if (!poisoned.empty()) {
+    auto list = std::make_shared<const std::vector<std::pair<uint32_t, std::string>>>(std::move(poisoned));
+    o.core_relocation = [list](size_t pc) -> std::string {
+      for (const auto& [insn, what] : *list)
+        if (insn == pc) return what;
+      for (const auto& [insn, what] : *list)  // the second slot of a poisoned lddw
+        if (insn + 1 == pc) return what;
+      return {};
+    };
+  }
   return o;
 }
 

@@ -102,7 +102,7 @@ RegisterCommand reg("run", [](CLI::App& app, std::function<int()>& run) {
   add_engine_option(cmd, o->engine);
   add_verify_options(cmd, o->verify);
   cmd->add_option("--ctx-in", o->ctx_in, "Context (the uapi struct of the program type) from a file");
-  cmd->add_option("--type", o->input.type, "Program type (bpftool name: xdp, socket_filter, sched_cls, ...)");
+  add_load_options(cmd, o->input, "Program type (bpftool name: xdp, socket_filter, sched_cls, ...)");
   cmd->add_option("--section", o->input.section, "ELF section of the program");
   cmd->add_option("--function", o->input.function, "ELF function (program or subprogram) to run");
   add_format_option(cmd, o->input);

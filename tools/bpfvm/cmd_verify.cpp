@@ -22,6 +22,7 @@ struct Item {
   std::string section, name;
   std::vector<Insn> insns;
   VerifyOptions options;
+  std::string error;  // the program could not be loaded or typed: reported, not verified
 };
 
 std::string plural(uint64_t n, const char* one, const char* many) {
@@ -34,19 +35,23 @@ int verify_command(const VerifyOpts& o) {
   if (bytes.empty()) return fail(kFailed, o.input.path + ": the file is empty: no program");
   InputFormat fmt = o.input.format == InputFormat::Auto ? detect_format(bytes) : o.input.format;
   const ProgTypeInfo* forced = nullptr;
-  if (!o.input.type.empty()) {
-    forced = find_prog_type(o.input.type);
-    if (!forced) return fail(kUsage, unknown_type_message("--type", o.input.type));
+  auto lo_r = load_options(o.input);
+  if (!lo_r) return fail(kUsage, lo_r.error());
+  if (lo_r->prog_type) {
+    forced = find_prog_type(*lo_r->prog_type);
+    if (!forced) return fail(kUsage, "--type: program type '" + o.input.type + "' is not supported by bpfvm");
   }
   const RuleSet rules = o.strict ? RuleSet::Strict : RuleSet::Privileged;
   std::vector<Item> items;
   std::shared_ptr<Object> object;
   if (fmt == InputFormat::Elf) {
-    LoadOptions lo;
-    if (forced) lo.prog_type = forced->type;
+    LoadOptions& lo = *lo_r;
     auto obj = load_object(std::span(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()), lo, o.input.path);
     // A malformed object is a rejected input (exit 1), as for `object show`.
     if (!obj) return fail(obj.error().code == ErrorCode::Io ? kUsage : kFailed, obj.error(), o.input.path);
+    if (Status st = apply_sets(o.input, *obj); !st) return fail(kUsage, st.error(), o.input.path);
+    for (const auto& n : obj->notes) std::fprintf(stderr, "bpfvm: note: %s\n", n.c_str());
+    for (const auto& w : obj->warnings) std::fprintf(stderr, "bpfvm: warning: %s\n", w.c_str());
     object = std::make_shared<Object>(std::move(*obj));
     std::vector<ObjectProgram> progs;
     if (!o.input.function.empty()) {
@@ -74,9 +79,13 @@ int verify_command(const VerifyOpts& o) {
       it.section = p.section;
       it.name = p.name;
       it.options = verify_options_for(*object, p, rules);
-      // A verdict about the program (its type cannot be verified), not a usage error: exit 1.
-      if (!it.options.type) return fail(kFailed, p.section + "/" + p.name + ": program type " + p.type_name() +
-                                                     " is not supported (use --type)");
+      if (!p.ok())
+        it.error = p.error;
+      else if (!p.type_known)
+        it.error = "section '" + p.section + "' gives no program type: name one with --type TYPE or --type " +
+                   p.section + "=TYPE";
+      else if (!it.options.type)
+        it.error = "program type " + p.type_name() + " is not supported by bpfvm (use --type)";
       it.insns = p.insns;
       items.push_back(std::move(it));
     }
@@ -101,13 +110,28 @@ int verify_command(const VerifyOpts& o) {
   bool any_rejected = false;
   nlohmann::ordered_json arr = nlohmann::ordered_json::array();
   for (Item& it : items) {
+    std::string prefix = it.section.empty() ? "" : it.section + "/" + it.name + ": ";
+    if (!it.error.empty()) {
+      // This program alone failed to load; the others are still verified.
+      any_rejected = true;
+      if (o.json) {
+        nlohmann::ordered_json j;
+        j["section"] = it.section;
+        j["name"] = it.name;
+        j["verdict"] = "error";
+        j["error"] = it.error;
+        arr.push_back(j);
+      } else {
+        std::printf("%serror: %s\n", prefix.c_str(), it.error.c_str());
+      }
+      continue;
+    }
     it.options.log_level = o.log_level;
     it.options.mem_size = o.mem_size;
     auto r = verify(it.insns, it.options);
     if (!r) return fail(kUsage, r.error(), o.input.path);
     const VerifyReport& rep = *r;
     any_rejected |= !rep.accepted;
-    std::string prefix = it.section.empty() ? "" : it.section + "/" + it.name + ": ";
     if (o.json) {
       nlohmann::ordered_json j;
       j["section"] = it.section.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(it.section);
@@ -144,7 +168,7 @@ RegisterCommand reg("verify", [](CLI::App& app, std::function<int()>& run) {
   cmd->add_option("file", o->input.path, "ELF object, assembly text or raw bytecode")->required();
   cmd->add_option("--section", o->input.section, "Verify only the programs of this ELF section");
   cmd->add_option("--function", o->input.function, "Verify only this function (program or .text subprogram)");
-  cmd->add_option("--type", o->input.type, "Program type (bpftool name, e.g. xdp); default: from the section, or mem");
+  add_load_options(cmd, o->input, "Program type (bpftool name, e.g. xdp); default: from the section, or mem");
   cmd->add_flag("--strict", o->strict, "Unprivileged rules: no loops, calls or privileged helpers, no pointer leaks, no uninitialised stack reads, return range");
   cmd->add_option("--log-level", o->log_level, "0 none, 1 path to the error, 2 state at every instruction")
       ->check(CLI::Range(0, 2));

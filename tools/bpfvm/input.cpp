@@ -43,6 +43,55 @@ EngineChoice engine_choice(const std::optional<EngineKind>& engine) {
   return engine ? bpfvm::engine_choice(*engine) : EngineChoice::Auto;
 }
 
+void add_load_options(CLI::App* cmd, InputSpec& spec, const std::string& type_help) {
+  cmd->add_option_function<std::vector<std::string>>(
+         "--type",
+         [&spec](const std::vector<std::string>& values) {
+           for (const auto& v : values) {
+             if (auto eq = v.find('='); eq != std::string::npos)
+               spec.section_types.emplace_back(v.substr(0, eq), v.substr(eq + 1));
+             else
+               spec.type = v;
+           }
+         },
+         type_help + "; SECTION=TYPE sets one section's type (repeatable)")
+      ->type_name("TYPE|SECTION=TYPE");
+  cmd->add_option("--btf", spec.btf, "Target BTF for CO-RE relocations (default: /sys/kernel/btf/vmlinux, else bpfvm's own)");
+  cmd->add_option("--set", spec.sets, "Set a global variable before load: NAME=VALUE (number, string, true/false; repeatable)")
+      ->type_name("NAME=VALUE");
+}
+
+Result<LoadOptions> load_options(const InputSpec& spec) {
+  LoadOptions lo;
+  if (!spec.type.empty()) {
+    auto t = prog_type_from_name(spec.type);
+    if (!t) return make_error(ErrorCode::InvalidArgument, unknown_type_message("--type", spec.type));
+    lo.prog_type = *t;
+  }
+  for (const auto& [sec, type] : spec.section_types) {
+    auto t = prog_type_from_name(type);
+    if (sec.empty()) return make_error(ErrorCode::InvalidArgument, "--type =" + type + ": no section named");
+    if (!t) return make_error(ErrorCode::InvalidArgument, unknown_type_message("--type " + sec + "=" + type, type));
+    lo.section_types[sec] = *t;
+  }
+  lo.target_btf = spec.btf;
+  return lo;
+}
+
+Status apply_sets(const InputSpec& spec, Object& object) {
+  for (const auto& s : spec.sets) {
+    auto eq = s.find('=');
+    if (eq == std::string::npos || eq == 0)
+      return make_error(ErrorCode::InvalidArgument, "--set " + s + ": expected NAME=VALUE");
+    if (Status st = object.set_global_text(s.substr(0, eq), s.substr(eq + 1)); !st) {
+      Diagnostic d = st.error();
+      d.message = "--set " + s + ": " + d.message;
+      return d;
+    }
+  }
+  return {};
+}
+
 std::string unknown_type_message(const std::string& option, const std::string& name) {
   std::string list;
   for (const ProgTypeInfo* t : all_prog_types()) list += (list.empty() ? "" : ", ") + std::string(t->name);
@@ -76,15 +125,15 @@ Result<InputProgram> read_input(const InputSpec& spec) {
       break;
     }
     case InputFormat::Elf: {
-      LoadOptions lo;
-      if (!spec.type.empty()) {
-        const ProgTypeInfo* t = find_prog_type(spec.type);
-        if (!t) return make_error(ErrorCode::InvalidArgument, unknown_type_message("--type", spec.type));
-        lo.prog_type = t->type;
-      }
+      auto lo_r = load_options(spec);
+      if (!lo_r) return lo_r.error();
+      LoadOptions& lo = *lo_r;
       auto obj = load_object(std::span(reinterpret_cast<const uint8_t*>(in.bytes.data()), in.bytes.size()), lo,
                              spec.path);
       if (!obj) return obj.error();
+      if (Status st = apply_sets(spec, *obj); !st) return st.error();
+      for (const auto& n : obj->notes) std::fprintf(stderr, "bpfvm: note: %s\n", n.c_str());
+      for (const auto& w : obj->warnings) std::fprintf(stderr, "bpfvm: warning: %s\n", w.c_str());
       in.object = std::make_shared<Object>(std::move(*obj));
       const Object& o = *in.object;
       const ObjectProgram* chosen = nullptr;
@@ -118,6 +167,8 @@ Result<InputProgram> read_input(const InputSpec& spec) {
         chosen = cands[0];
       }
       if (chosen) in.objprog = *chosen;
+      if (!in.objprog->ok())
+        return make_error(ErrorCode::Load, in.objprog->section + "/" + in.objprog->name + ": " + in.objprog->error);
       in.program = in.objprog->to_program();
       break;
     }
@@ -133,8 +184,9 @@ Result<InputProgram> read_input(const InputSpec& spec) {
 Result<const ProgTypeInfo*> input_prog_type(const InputSpec& spec, const InputProgram& in) {
   const ProgTypeInfo* t = nullptr;
   if (!spec.type.empty()) {
-    t = find_prog_type(spec.type);
-    if (!t) return make_error(ErrorCode::InvalidArgument, unknown_type_message("--type", spec.type));
+    auto id = prog_type_from_name(spec.type);
+    if (!id) return make_error(ErrorCode::InvalidArgument, unknown_type_message("--type", spec.type));
+    t = find_prog_type(*id);
   } else if (in.objprog && in.objprog->type_known && in.objprog->type) {
     t = find_prog_type(in.objprog->type);
   } else {

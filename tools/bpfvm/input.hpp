@@ -20,8 +20,19 @@ struct InputSpec {
   InputFormat format = InputFormat::Auto;
   std::string section;   // ELF only
   std::string function;  // ELF only
-  std::string type;      // program type override (ELF)
+  std::string type;      // program type override (ELF): --type TYPE
+  std::vector<std::pair<std::string, std::string>> section_types;  // --type SECTION=TYPE
+  std::string btf;       // --btf FILE: target BTF for CO-RE relocations
+  std::vector<std::string> sets;  // --set NAME=VALUE: global variables before load
 };
+
+// Registers the options of every verb that loads an object: --type TYPE | SECTION=TYPE (repeatable),
+// --btf FILE, --set NAME=VALUE (repeatable).
+void add_load_options(CLI::App* cmd, InputSpec& spec, const std::string& type_help);
+// LoadOptions from them (types checked; InvalidArgument errors name the bad value).
+Result<LoadOptions> load_options(const InputSpec& spec);
+// Applies --set to a loaded object (errors name the variable and why the value does not fit).
+Status apply_sets(const InputSpec& spec, Object& object);
 
 // Registers --format on a subcommand; the value is parsed into `spec.format`.
 void add_format_option(CLI::App* cmd, InputSpec& spec);
