@@ -28,7 +28,7 @@ rejected: program is too large: 5002 instructions; strict rules allow at most 40
   why: The kernel refuses a program with more instructions than the limit before verifying it (E2BIG): 4,096 for a loader without CAP_BPF, 1,000,000 with it. Split the work with tail calls, or verify with privileged rules if the code is trusted.
 [exit 1]
 $ bpfvm verify big.bin | sed -E 's/[0-9]+ µs/T µs/'
-accepted: 5002 instructions processed, 0 states, T µs
+accepted: 5002 instructions processed, 0 states (peak 0), 0.0 MiB peak, T µs
 [exit 0]
 # Exit codes and messages.
 $ bpfvm verify truncated.o

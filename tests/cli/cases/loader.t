@@ -11,9 +11,9 @@ btf: yes (with line info)
 bpfvm: $PROGS/ld_onebad.bpf.o: 1 of 3 programs failed to load
 [exit 1]
 $ bpfvm verify $PROGS/ld_onebad.bpf.o | sed -E 's/[0-9]+ µs/T µs/'; (exit ${PIPESTATUS[0]})
-xdp/good_first: accepted: 2 instructions processed, 0 states, T µs
+xdp/good_first: accepted: 2 instructions processed, 0 states (peak 0), 0.0 MiB peak, T µs
 xdp/calls_unknown: error: section 'xdp': relocation #0 at offset 24 (insn 3) against 'not_a_helper': calls undefined function 'not_a_helper', which is neither in the object nor a helper
-socket/good_second: accepted: 2 instructions processed, 0 states, T µs
+socket/good_second: accepted: 2 instructions processed, 0 states (peak 0), 0.0 MiB peak, T µs
 [exit 1]
 $ bpfvm object show $PROGS/ld_elfmap28.bpf.o
 programs: 2

@@ -35,5 +35,5 @@ bpfvm: cannot read missing-file.o: No such file or directory
 [exit 2]
 # A program whose type cannot be verified is a verdict about the program (exit 1), not a usage error.
 $ bpfvm verify "$BPFVM_SHARED/samples/build/divzero.o"
-bpfvm: test/test_divzero: program type unspec is not supported (use --type)
+test/test_divzero: error: section 'test' gives no program type: name one with --type TYPE or --type test=TYPE
 [exit 1]
