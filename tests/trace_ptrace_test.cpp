@@ -5,6 +5,8 @@
 #include <bpf/libbpf.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <signal.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -33,7 +35,26 @@ using Bytes = std::vector<uint8_t>;
 using MapDump = std::map<Bytes, Bytes>;
 
 std::string progs(const char* name) { return std::string(BPFVM_PROGS_DIR) + "/" + name; }
-const char* workload() { return BPFVM_TR_WORKLOAD; }
+// The kernel runs the comparison programs system-wide, filtered by the workload's name: a workload
+// that another test process runs at the same time would show up in the kernel's counts. Every test
+// process that starts the workload holds a shared lock on this file from then on; the kernel
+// comparison holds it exclusively while its programs are attached.
+int workload_lock_fd() {
+  static int fd = [] {
+    int f = open("/tmp/bpfvm-tests-tr_workload.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+    if (f >= 0) flock(f, LOCK_SH);
+    return f;
+  }();
+  return fd;
+}
+const char* workload() {
+  workload_lock_fd();
+  return BPFVM_TR_WORKLOAD;
+}
+struct ExclusiveWorkload {
+  ExclusiveWorkload() { flock(workload_lock_fd(), LOCK_EX); }
+  ~ExclusiveWorkload() { flock(workload_lock_fd(), LOCK_SH); }
+};
 
 // A scratch directory per test.
 struct TempDir {
@@ -490,6 +511,7 @@ std::optional<KernelRun> kernel_run(const std::string& object, const std::vector
     *why = "libbpf cannot open " + object;
     return std::nullopt;
   }
+  ExclusiveWorkload only_this_workload;
   std::vector<bpf_link*> links;
   ring_buffer* rb = nullptr;
   KernelRun kr;
