@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# Set up, build, and run every test (CTest). This is what .ci/run calls.
+# Set up, build, and run every test (CTest); then the same suite built with AddressSanitizer and
+# UndefinedBehaviorSanitizer (scripts/test-sanitize.sh, build-asan/). This is what .ci/run calls.
+# BPFVM_NO_SANITIZE=1 skips the sanitizer build and run (a quicker local check).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 scripts/build.sh
-cd build
-ctest --output-on-failure -j"$(nproc)" --timeout 600
+(cd build && ctest --output-on-failure -j"$(nproc)" --timeout 600)
+if [ "${BPFVM_NO_SANITIZE:-0}" != 1 ]; then
+  scripts/test-sanitize.sh
+fi
