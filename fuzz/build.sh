@@ -1,6 +1,7 @@
 #!/bin/sh
-# Builds the ISA fuzzers (fuzz_decode, fuzz_asm) directly with clang-14, from src/isa only, so
-# they do not depend on the rest of the library compiling with clang.
+# Builds the ISA fuzzers (fuzz_decode, fuzz_asm) and the capture-file reader's (fuzz_pcap) directly
+# with clang-14, from src/isa and src/hooks/pcap_io.cpp only, so they build in a minute and do not
+# depend on the rest of the library compiling with clang.
 #   fuzz/build.sh [OUTDIR]      (default: build-fuzz-isa next to the sources)
 # The CMake way (-DBPFVM_FUZZ=ON, see docs/fuzzing.md) builds the same targets against the whole library.
 set -e
@@ -21,6 +22,13 @@ for t in fuzz_decode fuzz_asm; do
   $CXX $FLAGS -fsanitize=fuzzer "$SRC/fuzz/$t.cpp" $objs -lfmt -o "$OUT/$t"
   echo "built $OUT/$t"
 done
+$CXX $FLAGS -fsanitize=fuzzer "$SRC/fuzz/fuzz_pcap.cpp" "$SRC/src/hooks/pcap_io.cpp" -lpcap -lfmt -o "$OUT/fuzz_pcap"
+echo "built $OUT/fuzz_pcap"
 $CXX $FLAGS -fsanitize=fuzzer-no-link "$SRC/fuzz/make_seeds.cpp" $objs -lfmt -o "$OUT/make_seeds"
 SHARED=${BPFVM_SHARED:-$SRC/../shared}
 if [ -d "$SHARED/conformance" ]; then "$OUT/make_seeds" "$SHARED/conformance" "$OUT/seeds"; fi
+# Capture-file seeds: the small sample captures (pcap and pcapng, intact and damaged).
+if [ -d "$SHARED/pcaps" ]; then
+  mkdir -p "$OUT/seeds/pcap"
+  find "$SHARED/pcaps" -name '*.pcap*' -size -20k -exec cp {} "$OUT/seeds/pcap/" \;
+fi
