@@ -9,6 +9,6 @@ cd "$(dirname "$0")/.."
 cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBPFVM_SANITIZE=thread \
   -DBPFVM_BENCH=OFF >/dev/null
 ninja -C build-tsan -j"$(nproc)" bpfvm_tests
-export TSAN_OPTIONS="${TSAN_OPTIONS:+$TSAN_OPTIONS:}halt_on_error=1:second_deadlock_stack=1:suppressions=$PWD/tests/tsan.supp"
+export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$PWD/tests/tsan.supp${TSAN_OPTIONS:+:$TSAN_OPTIONS}"
 filter=${1:-'MapsStress.*:ExecMemory.*:Live.*'}
 BPFVM_BIN=$PWD/build-tsan/bpfvm build-tsan/bpfvm_tests --gtest_filter="$filter"
