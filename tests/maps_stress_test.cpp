@@ -308,9 +308,14 @@ TEST(MapsStress, ShortLivedWritersNeverFreeWhatReadersHold) {
   };
   std::vector<std::thread> readers;
   for (int i = 0; i < 2; ++i) readers.emplace_back(reader, i);
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(500);
+  // At least 500 ms and 1000 held elements checked (a slow build, e.g. under a sanitizer on a loaded
+  // machine, takes longer to get there), at most 30 s.
+  auto start = std::chrono::steady_clock::now();
+  auto deadline = start + std::chrono::milliseconds(500), limit = start + std::chrono::seconds(30);
   uint64_t wave = 0;
-  while (std::chrono::steady_clock::now() < deadline) {
+  for (;;) {
+    auto now = std::chrono::steady_clock::now();
+    if (now >= limit || (now >= deadline && hits.load() > 1000u)) break;
     std::vector<std::thread> writers;
     for (int t = 0; t < 2; ++t) {
       writers.emplace_back([&, t, wave] {

@@ -324,7 +324,10 @@ TEST(VerifierHostile, HugeLoopIsRejectedWithinBudget) {
   ASSERT_TRUE(r.ok());
   EXPECT_FALSE(r->accepted);
   EXPECT_NE(r->error.message.find("too large"), std::string::npos) << r->error.message;
-  EXPECT_LT(r->time_us, 20'000'000u);
+  // Within budget: the work done, not the wall time (which depends on the machine and the build,
+  // e.g. 20 s under AddressSanitizer on a loaded machine), is what is bounded.
+  EXPECT_EQ(r->rounds, 1);
+  EXPECT_LE(r->insns_total, o.limits.insn_budget);
 }
 
 TEST(VerifierHostile, ThousandsOfCallsAndDeepNesting) {
