@@ -21,6 +21,7 @@ namespace {
 
 struct TraceOpts {
   std::string object;
+  InputSpec input;  // --type, --btf, --set (the object's path is `object`)
   std::vector<std::string> sections;
   std::vector<std::string> attach;
   bool json = false;
@@ -127,11 +128,14 @@ void print_maps(const LoadedObject& live, bool json) {
 int trace_command(const TraceOpts& o) {
   if (o.pid == 0 && o.command.empty()) return fail(kUsage, "trace: give a command after -- or a process with -p PID");
   if (o.pid != 0 && !o.command.empty()) return fail(kUsage, "trace: give either -p PID or a command, not both");
-  auto obj = load_object_file(o.object);
+  auto lo = load_options(o.input);
+  if (!lo) return fail(kUsage, lo.error());
+  auto obj = load_object_file(o.object, *lo);
   if (!obj) {
     if (obj.error().code == ErrorCode::Io) return fail(kUsage, obj.error());
     return fail(kFailed, obj.error(), o.object);
   }
+  if (Status st = apply_sets(o.input, *obj); !st) return fail(kUsage, st.error(), o.object);
   SyscallHooksOptions ho;
   for (const auto& s : o.sections) ho.attach.push_back(AttachRequest{s, ""});
   for (const auto& a : o.attach) {
@@ -189,6 +193,7 @@ RegisterCommand reg_trace("trace", [](CLI::App& app, std::function<int()>& run) 
   p->excludes(c);
   add_engine_option(cmd, o->engine);
   add_verify_options(cmd, o->verify);
+  add_load_options(cmd, o->input, "Program type for every program (bpftool name)");
   cmd->callback([o, &run] { run = [o] { return trace_command(*o); }; });
 });
 

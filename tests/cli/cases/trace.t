@@ -26,3 +26,20 @@ bpfvm: cannot run /nonexistent/command: No such file or directory
 $ bpfvm trace $PROGS/tr_deny.bpf.o
 bpfvm: trace: give a command after -- or a process with -p PID
 [exit 2]
+# const volatile globals set before load (--set), checked against their BTF type
+$ bpfvm trace $PROGS/tr_setnr.bpf.o --set only_nr=231 -- true
+maps:
+  hits (array, key 4 B, value 8 B, max_entries 1)
+    0: 1
+[exit 0]
+$ bpfvm trace $PROGS/tr_setnr.bpf.o -- true
+maps:
+  hits (array, key 4 B, value 8 B, max_entries 1)
+    (1 zero entries not shown)
+[exit 0]
+$ bpfvm trace $PROGS/tr_setnr.bpf.o --set no_such_var=1 -- true
+bpfvm: $PROGS/tr_setnr.bpf.o: --set no_such_var=1: no global variable 'no_such_var'
+[exit 2]
+$ bpfvm trace $PROGS/tr_setnr.bpf.o --set only_nr=abc -- true
+bpfvm: $PROGS/tr_setnr.bpf.o: --set only_nr=abc: global variable 'only_nr': 'abc' is not a number
+[exit 2]
