@@ -20,6 +20,7 @@
 #include "bpfvm/map.hpp"
 #include "bytes_parse.hpp"
 #include "cli.hpp"
+#include "verbs.hpp"
 #include "map_ref.hpp"
 
 namespace bpfvm::cli {
@@ -78,24 +79,7 @@ void entry_text(const Map& m, const uint8_t* key, const uint8_t* val) {
     std::printf("key: %s  value: %s\n", hex_text(key, s.key_size).c_str(), hex_text(val, s.value_size).c_str());
 }
 
-struct Ctx {
-  std::vector<std::string> args;  // after the verb, -j/-p removed
-  bool as_json = false, pretty = false;
-  void print(const json& j) const { std::printf("%s\n", j.dump(pretty ? 2 : -1).c_str()); }
-  // Errors: {"error": "..."} on stdout under -j (bpftool), else "bpfvm: ..." on stderr.
-  int error(int code, const std::string& msg) const {
-    if (as_json) {
-      print(json::object({{"error", msg}}));
-      return code;
-    }
-    return fail(code, msg);
-  }
-  // Success without output: bpftool prints `null` under -j.
-  int done() const {
-    if (as_json) std::printf("null\n");
-    return kOk;
-  }
-};
+using Ctx = VerbCtx;
 
 // ---- map create -------------------------------------------------------------------------------------
 int cmd_create(Ctx& c) {
@@ -462,24 +446,7 @@ int run_verb(const std::string& verb, Ctx& c) {
 }
 
 RegisterCommand reg_map("map", [](CLI::App& app, std::function<int()>& run) {
-  auto* cmd = app.add_subcommand("map", "bpftool's map verbs on pinned maps (docs/cli.md)");
-  cmd->prefix_command();
-  cmd->allow_extras();
-  cmd->callback([cmd, &run] {
-    std::vector<std::string> raw = cmd->remaining();
-    run = [raw] {
-      Ctx c;
-      std::string verb;
-      for (const std::string& a : raw) {
-        if (a == "-j" || a == "--json") c.as_json = true;
-        else if (a == "-p" || a == "--pretty") c.as_json = c.pretty = true;
-        else if (verb.empty()) verb = a;
-        else c.args.push_back(a);
-      }
-      if (verb.empty()) return c.error(kUsage, "map: a verb is needed (show, dump, lookup, update, ...)");
-      return run_verb(verb, c);
-    };
-  });
+  register_verb_command(app, run, "map", "bpftool's map verbs on pinned maps (docs/cli.md)", "show, dump, lookup, update, ...", &run_verb);
 });
 
 }  // namespace

@@ -18,28 +18,14 @@
 #include "bpfvm/pinned_prog.hpp"
 #include "bpfvm/progtype.hpp"
 #include "cli.hpp"
+#include "verbs.hpp"
 
 namespace bpfvm::cli {
 namespace {
 
 using json = nlohmann::ordered_json;
 
-struct Ctx {
-  std::vector<std::string> args;
-  bool as_json = false, pretty = false;
-  void print(const json& j) const { std::printf("%s\n", j.dump(pretty ? 2 : -1).c_str()); }
-  int error(int code, const std::string& msg) const {
-    if (as_json) {
-      print(json::object({{"error", msg}}));
-      return code;
-    }
-    return fail(code, msg);
-  }
-  int done() const {
-    if (as_json) std::printf("null\n");
-    return kOk;
-  }
-};
+using Ctx = VerbCtx;
 
 bool mkdirs(const std::string& dir) {
   std::string cur;
@@ -321,24 +307,7 @@ int run_verb(const std::string& verb, Ctx& c) {
 }
 
 RegisterCommand reg_prog("prog", [](CLI::App& app, std::function<int()>& run) {
-  auto* cmd = app.add_subcommand("prog", "bpftool's program verbs on pinned programs (docs/cli.md)");
-  cmd->prefix_command();
-  cmd->allow_extras();
-  cmd->callback([cmd, &run] {
-    std::vector<std::string> raw = cmd->remaining();
-    run = [raw] {
-      Ctx c;
-      std::string verb;
-      for (const std::string& a : raw) {
-        if (a == "-j" || a == "--json") c.as_json = true;
-        else if (a == "-p" || a == "--pretty") c.as_json = c.pretty = true;
-        else if (verb.empty()) verb = a;
-        else c.args.push_back(a);
-      }
-      if (verb.empty()) return c.error(kUsage, "prog: a verb is needed (loadall, show, dump, run, pin)");
-      return run_verb(verb, c);
-    };
-  });
+  register_verb_command(app, run, "prog", "bpftool's program verbs on pinned programs (docs/cli.md)", "loadall, show, dump, run, pin", &run_verb);
 });
 
 }  // namespace
