@@ -214,6 +214,33 @@ TEST_F(MapCliTest, EventPipePrintsRecordsAsTheyArrive) {
 namespace bpfvm {
 namespace {
 
+// prog loadall takes the loading options (set NAME=VALUE, btf FILE); the pinned program keeps them, so
+// every process that opens it runs the program as it was loaded.
+TEST_F(MapCliTest, ProgLoadallSetsGlobalsBeforeLoad) {
+  const std::string obj = std::string(BPFVM_PROGS_DIR) + "/st_setret.bpf.o";
+  if (!fs::exists(obj)) GTEST_SKIP() << obj << " not built";
+  const std::string pkt = root_ + "/pkt";
+  { std::ofstream(pkt) << std::string(60, '\0'); }
+  Out o = run("prog loadall " + obj + " " + root_ + "/plain", true);
+  ASSERT_EQ(o.rc, 0) << o.text;
+  o = run("prog run pinned " + root_ + "/plain/st_setret data_in " + pkt);
+  EXPECT_EQ(o.text.rfind("Return value: 1,", 0), 0u) << o.text;  // XDP_DROP, the default
+  o = run("prog loadall " + obj + " " + root_ + "/set set verdict=3", true);
+  ASSERT_EQ(o.rc, 0) << o.text;
+  o = run("prog run pinned " + root_ + "/set/st_setret data_in " + pkt);
+  EXPECT_EQ(o.text.rfind("Return value: 3,", 0), 0u) << o.text;  // XDP_TX, as set
+  o = run("prog loadall " + obj + " " + root_ + "/bad set nosuch=1", true);
+  EXPECT_EQ(o.rc, 2);
+  EXPECT_NE(o.text.find("no global variable 'nosuch'"), std::string::npos) << o.text;
+  o = run("prog loadall " + obj + " " + root_ + "/bad set verdict", true);
+  EXPECT_EQ(o.rc, 2);
+  // The target BTF is read when the object has CO-RE relocations.
+  const std::string core = std::string(BPFVM_PROGS_DIR) + "/core_access.bpf.o";
+  o = run("prog loadall " + core + " " + root_ + "/bad btf /nonexistent/vmlinux", true);
+  EXPECT_NE(o.rc, 0);
+  EXPECT_NE(o.text.find("target BTF /nonexistent/vmlinux"), std::string::npos) << o.text;
+}
+
 // bpfvm prog: loadall pins an object's programs and maps; show, run, dump and pin work on the
 // pinned program from other processes, which share its maps.
 TEST_F(MapCliTest, ProgLoadallShowRunDumpPin) {

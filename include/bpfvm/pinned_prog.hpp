@@ -9,6 +9,8 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "bpfvm/object.hpp"
 #include "bpfvm/runtime.hpp"
@@ -19,7 +21,12 @@ struct PinnedProgramSpec {
   std::string function;              // the program's function in the object
   std::optional<uint32_t> type;      // type override (bpftool's `type TYPE`), else the section's
   std::string pin_maps_dir;          // maps pinned there (pinmaps); "" = maps follow their own pinning
+  std::string btf;                   // target BTF for CO-RE (`btf FILE`); "" = the default source
+  std::vector<std::pair<std::string, std::string>> sets;  // globals set before load (`set NAME=VALUE`)
 };
+// Loads the object as the spec says (type, target BTF) and applies its `sets`.
+Result<Object> load_for_pinning(std::span<const uint8_t> object_bytes, const PinnedProgramSpec& spec,
+                                std::string_view what);
 
 // Writes a pinned program file at `path` (refused when the path exists).
 Status pin_program(std::span<const uint8_t> object_bytes, const PinnedProgramSpec& spec, const std::string& path);

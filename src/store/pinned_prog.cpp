@@ -35,6 +35,23 @@ int hexval(char c) {
 
 }  // namespace
 
+Result<Object> load_for_pinning(std::span<const uint8_t> bytes, const PinnedProgramSpec& spec, std::string_view what) {
+  LoadOptions lo;
+  lo.prog_type = spec.type;
+  lo.name = spec.function;
+  lo.target_btf = spec.btf;
+  auto obj = load_object(bytes, lo, what);
+  if (!obj) return obj;
+  for (const auto& [name, value] : spec.sets) {
+    if (Status st = obj->set_global_text(name, value); !st) {
+      Diagnostic d = st.error();
+      d.message = "set " + name + "=" + value + ": " + d.message;
+      return d;
+    }
+  }
+  return obj;
+}
+
 Status pin_program(std::span<const uint8_t> bytes, const PinnedProgramSpec& spec, const std::string& path) {
   nlohmann::ordered_json j;
   j["format"] = "bpfvm-prog";
@@ -42,6 +59,9 @@ Status pin_program(std::span<const uint8_t> bytes, const PinnedProgramSpec& spec
   j["function"] = spec.function;
   j["type"] = spec.type ? nlohmann::ordered_json(*spec.type) : nlohmann::ordered_json(nullptr);
   j["pin_maps_dir"] = spec.pin_maps_dir;
+  j["btf"] = spec.btf;
+  j["sets"] = nlohmann::ordered_json::array();
+  for (const auto& [name, value] : spec.sets) j["sets"].push_back({name, value});
   std::string hex;
   hex.reserve(bytes.size() * 2);
   static const char* digits = "0123456789abcdef";
@@ -82,6 +102,19 @@ Result<OpenedProgram> open_pinned_program(const std::string& path, const Prepare
   op.spec.function = j["function"];
   op.spec.pin_maps_dir = j["pin_maps_dir"];
   if (!j["type"].is_null()) op.spec.type = j["type"].get<uint32_t>();
+  // Written by newer pinnings only: absent means the defaults.
+  if (j.contains("btf")) {
+    if (!j["btf"].is_string()) return err(path, "damaged file: field 'btf' is not a string");
+    op.spec.btf = j["btf"];
+  }
+  if (j.contains("sets")) {
+    if (!j["sets"].is_array()) return err(path, "damaged file: field 'sets' is not an array");
+    for (const auto& e : j["sets"]) {
+      if (!e.is_array() || e.size() != 2 || !e[0].is_string() || !e[1].is_string())
+        return err(path, "damaged file: an entry of 'sets' is not [NAME, VALUE]");
+      op.spec.sets.emplace_back(e[0].get<std::string>(), e[1].get<std::string>());
+    }
+  }
   const std::string hex = j["object"];
   if (hex.size() % 2) return err(path, "damaged file: the object's hex has an odd length");
   std::vector<uint8_t> bytes(hex.size() / 2);
@@ -90,13 +123,7 @@ Result<OpenedProgram> open_pinned_program(const std::string& path, const Prepare
     if (hi < 0 || lo < 0) return err(path, fmt::format("damaged file: bad hex digit at {}", 2 * i));
     bytes[i] = uint8_t(hi << 4 | lo);
   }
-  LoadOptions lo;
-  lo.prog_type = op.spec.type;
-  {
-    std::string base = path.substr(path.rfind('/') + 1);
-    lo.name = op.spec.function;
-  }
-  auto obj = load_object(bytes, lo, path);
+  auto obj = load_for_pinning(bytes, op.spec, path);
   if (!obj) return err(path, "its object: " + obj.error().to_string());
   op.object = std::make_shared<const Object>(std::move(*obj));
   op.program = op.object->find_program(op.spec.function);

@@ -54,7 +54,8 @@ Result<OpenedProgram> open_prog_ref(const std::vector<std::string>& a, size_t* i
 // ---- loadall --------------------------------------------------------------------------------------
 int cmd_loadall(Ctx& c) {
   auto& a = c.args;
-  if (a.size() < 2) return c.error(kUsage, "prog loadall OBJ DIR [type TYPE] [pinmaps MAPDIR]");
+  if (a.size() < 2)
+    return c.error(kUsage, "prog loadall OBJ DIR [type TYPE] [pinmaps MAPDIR] [btf FILE] [set NAME=VALUE]...");
   const std::string obj_path = a[0], dir = a[1];
   PinnedProgramSpec base;
   for (size_t i = 2; i < a.size(); i += 2) {
@@ -63,6 +64,12 @@ int cmd_loadall(Ctx& c) {
       auto t = prog_type_from_name(a[i + 1]);
       if (!t) return c.error(kUsage, "unknown program type '" + a[i + 1] + "'");
       base.type = *t;
+    } else if (a[i] == "btf") {
+      base.btf = a[i + 1];
+    } else if (a[i] == "set") {
+      auto eq = a[i + 1].find('=');
+      if (eq == std::string::npos || eq == 0) return c.error(kUsage, "set " + a[i + 1] + ": expected NAME=VALUE");
+      base.sets.emplace_back(a[i + 1].substr(0, eq), a[i + 1].substr(eq + 1));
     } else if (a[i] == "pinmaps") {
       base.pin_maps_dir = a[i + 1];
     } else {
@@ -72,10 +79,8 @@ int cmd_loadall(Ctx& c) {
   std::string bytes, e;
   if (!read_file(obj_path, bytes, e)) return c.error(kUsage, e);
   std::span<const uint8_t> span(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
-  LoadOptions lo;
-  lo.prog_type = base.type;
-  auto obj = load_object(span, lo, obj_path);
-  if (!obj) return c.error(kFailed, obj.error().to_string());
+  auto obj = load_for_pinning(span, base, obj_path);
+  if (!obj) return c.error(obj.error().code == ErrorCode::InvalidArgument ? kUsage : kFailed, obj.error().to_string());
   if (!base.pin_maps_dir.empty() && !mkdirs(base.pin_maps_dir))
     return c.error(kFailed, "cannot create " + base.pin_maps_dir + ": " + std::strerror(errno));
   if (!mkdirs(dir)) return c.error(kFailed, "cannot create " + dir + ": " + std::strerror(errno));
