@@ -170,6 +170,38 @@ TEST(LoaderCore, ValuesMatchLibbpfAndTheKernel) {
   }
 }
 
+// Type-matches relocations (clang 17+): the same answers as libbpf with the kernel, against the
+// crafted target and the running kernel's BTF, and the expected ones against the kernel's.
+TEST(LoaderCore, TypeMatchesAgreesWithLibbpf) {
+  if (!std::filesystem::exists(prog_path("core_matches.v4.bpf.o"))) GTEST_SKIP() << "needs clang-19";
+  for (std::string target : {prog_path("core_target.bpf.o").string(), std::string()}) {
+    if (target.empty() && !have_vmlinux()) continue;
+    LoadOptions lo;
+    lo.target_btf = target;
+    Object o = load_ok(prog_path("core_matches.v4.bpf.o"), lo);
+    auto v = run_and_read(o, "core_matches", "out", 8);
+    ASSERT_EQ(v.size(), 8u);
+    EXPECT_EQ(v[7], 1u);
+    if (target.empty()) {
+      // Against the kernel's task_struct: a subset of its members matches; an extra member or a
+      // member of another kind does not (nor does vmlinux.h's trimmed task_struct, whose members'
+      // types are not all the kernel's); an enum with an enumerator the kernel lacks does not.
+      EXPECT_EQ(v[1], 1u);
+      EXPECT_EQ(v[2], 0u);
+      EXPECT_EQ(v[3], 0u);
+      EXPECT_EQ(v[4], 1u);
+      EXPECT_EQ(v[5], 0u);
+    }
+    LibbpfRun k = libbpf_run(prog_path("core_matches.v4.bpf.o"), target, "core_matches");
+    if (!k.why.empty()) {
+      std::printf("  libbpf comparison skipped: %s\n", k.why.c_str());
+      continue;
+    }
+    ASSERT_EQ(k.bss.size(), 8u);
+    EXPECT_EQ(v, k.bss) << "target " << (target.empty() ? "/sys/kernel/btf/vmlinux" : target);
+  }
+}
+
 // Loads and BPF_CORE_READ offsets: bpfvm's relocated instructions are libbpf's, slot for slot.
 TEST(LoaderCore, InstructionsMatchLibbpf) {
   if (!have_vmlinux()) GTEST_SKIP() << "no /sys/kernel/btf/vmlinux";

@@ -125,6 +125,13 @@ bool types_compatible(const struct btf* lb, uint32_t lid, const struct btf* tb, 
 // The stricter "matches" relation (bpf_core_type_matches): same shape, member by member by name.
 bool types_match(const struct btf* lb, uint32_t lid, const struct btf* tb, uint32_t tid, bool behind_ptr, int depth);
 
+// Enumerator and member names in the matches relation: equal without their ___flavour suffixes; an
+// anonymous target member matches only an anonymous local one (libbpf's rule).
+bool essential_names_equal(const std::string& local, const std::string& target) {
+  if (target.empty()) return local.empty();
+  return essential_name(local) == essential_name(target);
+}
+
 bool enums_match(const struct btf* lb, const struct btf_type* l, const struct btf* tb, const struct btf_type* t) {
   if (l->size != t->size) return false;
   auto enumerator = [](const struct btf_type* e, uint16_t i) {
@@ -134,8 +141,7 @@ bool enums_match(const struct btf* lb, const struct btf_type* l, const struct bt
     std::string ln = name_of(lb, enumerator(l, i));
     bool found = false;
     for (uint16_t j = 0; j < btf_vlen(t) && !found; ++j) {
-      std::string tn = name_of(tb, enumerator(t, j));
-      found = !tn.empty() && tn == ln;
+      found = essential_names_equal(ln, name_of(tb, enumerator(t, j)));
     }
     if (!found) return false;
   }
@@ -151,8 +157,7 @@ bool composites_match(const struct btf* lb, const struct btf_type* l, const stru
     bool found = false;
     for (uint16_t j = 0; j < btf_vlen(t) && !found; ++j) {
       const struct btf_member& tm = btf_members(t)[j];
-      std::string tn = name_of(tb, tm.name_off);
-      if (tn.empty() || tn != ln) continue;
+      if (!essential_names_equal(ln, name_of(tb, tm.name_off))) continue;
       found = types_match(lb, lm.type, tb, tm.type, behind_ptr, depth + 1);
     }
     if (!found) return false;
