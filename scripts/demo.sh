@@ -28,6 +28,19 @@ else
   echo "(../shared/pcaps not found: set BPFVM_SHARED to run the capture demos)"
 fi
 echo
+echo "== A map pinned as a file (tmpfs): created, updated and read by separate bpfvm processes, bpftool's verbs"
+M=/dev/shm/bpfvm-demo-counts
+rm -f "$M"
+show map create "$M" type hash key 4 value 8 entries 16 name counts
+show map update pinned "$M" key 1 0 0 0 value 42 0 0 0 0 0 0 0
+show map dump pinned "$M"
+show map dump pinned "$M" -j
+rm -f "$M"
+echo
+echo "== System calls of an unmodified command traced (ptrace + seccomp): openat calls of 'ls /', counted by"
+echo "   a program whose filter is a const volatile global set before load"
+show trace build/progs/tr_setnr.bpf.o --set only_nr=257 -- ls /
+echo
 echo "== Assembly on given memory (r1 = memory, r2 = length): verified (a loop bounded by r2), run in the"
 echo "   JIT and the interpreter; unverified code runs only with --no-verify, in the checked interpreter"
 cat > build/demo-sum.s <<'ASM'
