@@ -18,6 +18,7 @@
 #include "bpfvm/pinned_prog.hpp"
 #include "bpfvm/progtype.hpp"
 #include "cli.hpp"
+#include "map_ref.hpp"
 #include "verbs.hpp"
 
 namespace bpfvm::cli {
@@ -141,33 +142,7 @@ void show_text(const OpenedProgram& op) {
 }
 
 std::vector<std::string> list_program_files(const std::string& root) {
-  std::vector<std::string> out, todo{root};
-  while (!todo.empty() && out.size() < 100000) {
-    std::string d = todo.back();
-    todo.pop_back();
-    DIR* dp = opendir(d.c_str());
-    if (!dp) continue;
-    while (dirent* e = readdir(dp)) {
-      std::string n = e->d_name;
-      if (n == "." || n == "..") continue;
-      std::string p = d + "/" + n;
-      struct stat st;
-      if (lstat(p.c_str(), &st) != 0) continue;
-      if (S_ISDIR(st.st_mode)) {
-        todo.push_back(p);
-      } else if (S_ISREG(st.st_mode)) {
-        char head[32] = {};
-        FILE* f = std::fopen(p.c_str(), "rb");
-        if (!f) continue;
-        size_t got = std::fread(head, 1, sizeof head - 1, f);
-        std::fclose(f);
-        if (std::string(head, got).rfind("{\"format\":\"bpfvm-prog\"", 0) == 0) out.push_back(p);
-      }
-    }
-    closedir(dp);
-  }
-  std::sort(out.begin(), out.end());
-  return out;
+  return find_files_starting_with(root, "{\"format\":\"bpfvm-prog\"");
 }
 
 int cmd_show(Ctx& c) {

@@ -16,10 +16,11 @@
 
 namespace bpfvm::cli {
 
-// Every bpfvm map file under dir (recursively; files that are not maps are skipped).
-inline std::vector<std::string> list_pinned_maps(const std::string& dir) {
-  std::vector<std::string> out;
-  std::vector<std::string> todo{dir};
+// Regular files under root (recursively, at most 100,000, sorted) whose first bytes start with
+// `magic`; names starting with `skip_prefix` (when not empty) are passed over.
+inline std::vector<std::string> find_files_starting_with(const std::string& root, const std::string& magic,
+                                                         const std::string& skip_prefix = "") {
+  std::vector<std::string> out, todo{root};
   while (!todo.empty() && out.size() < 100000) {
     std::string d = todo.back();
     todo.pop_back();
@@ -27,25 +28,30 @@ inline std::vector<std::string> list_pinned_maps(const std::string& dir) {
     if (!dp) continue;
     while (dirent* e = readdir(dp)) {
       std::string n = e->d_name;
-      if (n == "." || n == ".." || n.rfind(".bpfvm-", 0) == 0) continue;
+      if (n == "." || n == ".." || (!skip_prefix.empty() && n.rfind(skip_prefix, 0) == 0)) continue;
       std::string p = d + "/" + n;
       struct stat st;
       if (lstat(p.c_str(), &st) != 0) continue;
-      if (S_ISDIR(st.st_mode)) todo.push_back(p);
-      else if (S_ISREG(st.st_mode) && st.st_size >= 4096) {
+      if (S_ISDIR(st.st_mode)) {
+        todo.push_back(p);
+      } else if (S_ISREG(st.st_mode) && static_cast<size_t>(st.st_size) >= magic.size()) {
+        std::string head(magic.size(), '\0');
         FILE* f = std::fopen(p.c_str(), "rb");
-        char magic[8] = {};
-        if (f) {
-          size_t got = std::fread(magic, 1, 8, f);
-          std::fclose(f);
-          if (got == 8 && std::string(magic, 8) == "BPFVMMAP") out.push_back(p);
-        }
+        if (!f) continue;
+        size_t got = std::fread(head.data(), 1, head.size(), f);
+        std::fclose(f);
+        if (got == head.size() && head == magic) out.push_back(p);
       }
     }
     closedir(dp);
   }
   std::sort(out.begin(), out.end());
   return out;
+}
+
+// Every bpfvm map file under dir (the store's own temporary files skipped).
+inline std::vector<std::string> list_pinned_maps(const std::string& dir) {
+  return find_files_starting_with(dir, "BPFVMMAP", ".bpfvm-");
 }
 
 // Opens the MAP that starts at args[*i] and advances *i past it.
