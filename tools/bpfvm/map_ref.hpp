@@ -20,10 +20,10 @@ namespace bpfvm::cli {
 // `magic`; names starting with `skip_prefix` (when not empty) are passed over.
 inline std::vector<std::string> find_files_starting_with(const std::string& root, const std::string& magic,
                                                          const std::string& skip_prefix = "") {
-  std::vector<std::string> out, todo{root};
-  while (!todo.empty() && out.size() < 100000) {
-    std::string d = todo.back();
-    todo.pop_back();
+  std::vector<std::string> out, dirs_left{root};
+  while (!dirs_left.empty() && out.size() < 100000) {
+    std::string d = dirs_left.back();
+    dirs_left.pop_back();
     DIR* dp = opendir(d.c_str());
     if (!dp) continue;
     while (dirent* e = readdir(dp)) {
@@ -33,7 +33,7 @@ inline std::vector<std::string> find_files_starting_with(const std::string& root
       struct stat st;
       if (lstat(p.c_str(), &st) != 0) continue;
       if (S_ISDIR(st.st_mode)) {
-        todo.push_back(p);
+        dirs_left.push_back(p);
       } else if (S_ISREG(st.st_mode) && static_cast<size_t>(st.st_size) >= magic.size()) {
         std::string head(magic.size(), '\0');
         FILE* f = std::fopen(p.c_str(), "rb");
