@@ -224,9 +224,9 @@ struct SyscallHooksOptions {
   // The BTF that lays out bpf_get_current_task's synthetic task_struct (a file, as LoadOptions::
   // target_btf): empty = the object's CO-RE target, else /sys/kernel/btf/vmlinux.
   std::string btf;
-  // When set, the object's maps (those the map store holds: not ring buffers, perf event arrays
-  // or global data) are created pinned at DIR/NAME, or reused when a matching map is pinned there,
-  // so they outlive the trace (`bpfvm map dump pinned DIR/NAME`). DIR must be on tmpfs.
+  // When set, the object's maps (those of types the map store holds: not perf event arrays, nor
+  // global data) are created pinned at DIR/NAME, or reused when a matching map is pinned there, so
+  // they outlive the trace (`bpfvm map dump pinned DIR/NAME`). DIR must be on tmpfs.
   std::string pin_maps_dir;
 };
 

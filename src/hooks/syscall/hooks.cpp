@@ -140,8 +140,8 @@ SyscallHooks::~SyscallHooks() = default;
 Result<std::unique_ptr<SyscallHooks>> SyscallHooks::create(const Object& object, const SyscallHooksOptions& options) {
   std::unique_ptr<SyscallHooks> h(new SyscallHooks());
   // --pinmaps DIR: every map the store can hold is created (or reused) pinned at DIR/NAME, as if the
-  // object declared it pinned by name with DIR as the pin root; ring buffers and perf event arrays
-  // (event channels, not in the store) and global data stay private.
+  // object declared it pinned by name with DIR as the pin root; maps of types the store does not
+  // hold (perf event arrays) and global data stay private.
   Object pinned;
   InstantiateOptions io;
   const Object* source = &object;
