@@ -625,32 +625,42 @@ bool has_core_relos(const std::string& object) {
   return false;
 }
 
-// tr_execsnoop.bpf.c's struct event without the pid: the rest is what the kernel gives.
+// tr_execsnoop.bpf.c's struct event without the pid, and the parent as who it is ("test": this
+// process; "workload": the process of another record): the rest is what the kernel gives.
 struct ExecEvent {
+  std::string parent;
   uint32_t uid;
   int retval, args_count;
   std::string comm;
   std::vector<std::string> args;
-  auto key() const { return std::tie(args, retval, args_count, comm, uid); }
+  auto key() const { return std::tie(args, retval, args_count, comm, uid, parent); }
   bool operator<(const ExecEvent& o) const { return key() < o.key(); }
   bool operator==(const ExecEvent& o) const { return key() == o.key(); }
 };
 std::vector<ExecEvent> exec_events(const std::vector<Bytes>& recs) {
+  constexpr size_t kBase = 40;  // offsetof(struct event, args)
   std::vector<ExecEvent> out;
+  std::set<uint32_t> pids;
   for (const Bytes& r : recs) {
-    EXPECT_GE(r.size(), 36u);
-    if (r.size() < 36) continue;
+    uint32_t pid;
+    if (r.size() >= 4) std::memcpy(&pid, r.data(), 4), pids.insert(pid);
+  }
+  for (const Bytes& r : recs) {
+    EXPECT_GE(r.size(), kBase);
+    if (r.size() < kBase) continue;
     ExecEvent e;
-    uint32_t args_size;
-    std::memcpy(&e.uid, r.data() + 4, 4);
-    std::memcpy(&e.retval, r.data() + 8, 4);
-    std::memcpy(&e.args_count, r.data() + 12, 4);
-    std::memcpy(&args_size, r.data() + 16, 4);
-    e.comm = std::string(reinterpret_cast<const char*>(r.data() + 20), strnlen(reinterpret_cast<const char*>(r.data() + 20), 16));
+    uint32_t ppid, args_size;
+    std::memcpy(&ppid, r.data() + 4, 4);
+    std::memcpy(&e.uid, r.data() + 8, 4);
+    std::memcpy(&e.retval, r.data() + 12, 4);
+    std::memcpy(&e.args_count, r.data() + 16, 4);
+    std::memcpy(&args_size, r.data() + 20, 4);
+    e.parent = ppid == static_cast<uint32_t>(getpid()) ? "test" : pids.count(ppid) ? "workload" : std::to_string(ppid);
+    e.comm = std::string(reinterpret_cast<const char*>(r.data() + 24), strnlen(reinterpret_cast<const char*>(r.data() + 24), 16));
     // The record is cut to the arguments (perf pads it to 8 bytes with its 4-byte size).
-    EXPECT_GE(r.size(), 36u + args_size);
-    EXPECT_LT(r.size(), 36u + args_size + 8);
-    for (size_t at = 36; at < std::min<size_t>(r.size(), 36u + args_size);) {
+    EXPECT_GE(r.size(), kBase + args_size);
+    EXPECT_LT(r.size(), kBase + args_size + 8);
+    for (size_t at = kBase; at < std::min<size_t>(r.size(), kBase + args_size);) {
       const char* s = reinterpret_cast<const char*>(r.data() + at);
       size_t n = strnlen(s, r.size() - at);
       e.args.emplace_back(s, n);
@@ -700,6 +710,8 @@ TEST(PtraceVsKernel, ExecSnoopRecordsMatch) {
   EXPECT_EQ(bad.retval, -2);
   EXPECT_EQ(bad.args, (std::vector<std::string>{"/nonexistent/bpfvm-no-such-binary", "x"}));
   EXPECT_EQ(bad.args_count, 2);
+  EXPECT_EQ(bad.parent, "test") << "the workload's parent: this process";
+  EXPECT_EQ(good.parent, "workload") << "the child's parent: the workload";
   EXPECT_EQ(good.retval, 0);
   EXPECT_EQ(good.args,
             (std::vector<std::string>{workload(), "-", "exit", "0", "an argument with spaces", "6th"}));

@@ -1,7 +1,8 @@
 // execsnoop as libbpf-tools writes it: at sys_enter_execve the file name and the arguments are
 // read from the caller's memory (bpf_probe_read_user / _str) into a per-thread event kept in a
 // hash map; at sys_exit_execve the result and the (new) name are added and the event goes out
-// through a perf event array, cut to the arguments' length.
+// through a perf event array, cut to the arguments' length. The parent's pid comes from the current
+// task (BPF_CORE_READ(task, real_parent, tgid)).
 #include "tr_core_common.h"
 
 #define ARGSIZE 64
@@ -11,6 +12,7 @@
 
 struct event {
   __u32 pid;
+  __u32 ppid;
   __u32 uid;
   int retval;
   int args_count;
@@ -47,6 +49,8 @@ int tracepoint__syscalls__sys_enter_execve(struct trace_event_raw_sys_enter *ctx
   struct event *event = bpf_map_lookup_elem(&execs, &tid);
   if (!event) return 0;
   event->pid = id >> 32;
+  struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+  event->ppid = (__u32)BPF_CORE_READ(task, real_parent, tgid);
   event->uid = (__u32)bpf_get_current_uid_gid();
   event->args_count = 0;
   event->args_size = 0;
