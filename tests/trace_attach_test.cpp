@@ -333,6 +333,12 @@ TEST(TaskStructs, MembersAtTheBtfOffsets) {
     uint64_t start = field<uint64_t>(t, l.start_time);
     EXPECT_GT(start, 0u);
     EXPECT_LE(start, static_cast<uint64_t>(now.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(now.tv_nsec));
+    // Without /proc (ids that are not the host's): only what the task says; the same address.
+    EXPECT_EQ(tasks.current(self, false), t);
+    EXPECT_EQ(field<int32_t>(t, l.pid), gettid());
+    EXPECT_EQ(field<uint64_t>(t, l.real_parent), 0u);
+    EXPECT_EQ(field<uint64_t>(t, l.start_time), 0u);
+    EXPECT_EQ(field<uint32_t>(field<uint64_t>(t, l.cred), l.ids[0]), getuid());
   }
   // A BTF without struct task_struct (an object's own) is refused with the reason.
   auto none = core::target_for(std::string(BPFVM_PROGS_DIR) + "/tr_count.bpf.o");

@@ -95,15 +95,21 @@ uint64_t override_return(uint64_t, uint64_t rc, uint64_t, uint64_t, uint64_t) {
 }  // namespace
 
 // Outside a traced event the current task is bpfvm's own thread (as for the other current-task
-// helpers).
+// helpers), or the deterministic mode's fixed ids and name.
 class SelfTask final : public TracedTask {
  public:
-  uint32_t tid() const override { return static_cast<uint32_t>(gettid()); }
-  uint32_t tgid() const override { return static_cast<uint32_t>(getpid()); }
-  uint64_t uid_gid() override { return (static_cast<uint64_t>(getgid()) << 32) | getuid(); }
+  uint32_t tid() const override { return deterministic() ? deterministic_config().pid : static_cast<uint32_t>(gettid()); }
+  uint32_t tgid() const override { return deterministic() ? deterministic_config().tgid : static_cast<uint32_t>(getpid()); }
+  uint64_t uid_gid() override {
+    if (deterministic()) return (static_cast<uint64_t>(deterministic_config().gid) << 32) | deterministic_config().uid;
+    return (static_cast<uint64_t>(getgid()) << 32) | getuid();
+  }
   void comm(char out[16]) override {
     std::memset(out, 0, 16);
-    prctl(PR_GET_NAME, out);
+    if (deterministic())
+      std::strncpy(out, deterministic_config().comm.c_str(), 15);
+    else
+      prctl(PR_GET_NAME, out);
   }
   long read_user(void* dst, uint64_t addr, size_t len) override {
     return safe_read(dst, reinterpret_cast<const void*>(addr), len);
@@ -114,8 +120,8 @@ class SelfTask final : public TracedTask {
   long send_signal(int, bool) override { return neg(kEPERM); }
 };
 
-// bpfvm's own task, laid out by the default CO-RE target (/sys/kernel/btf/vmlinux); 0 when that
-// BTF has no struct task_struct.
+// bpfvm's own task, laid out by the default CO-RE target (/sys/kernel/btf/vmlinux, else bpfvm's
+// synthetic BTF). In deterministic mode nothing comes from /proc (no parent, no start time).
 uint64_t self_task() {
   static std::mutex mu;
   static std::unique_ptr<syscall_hooks::TaskStructs> tasks;
@@ -129,7 +135,7 @@ uint64_t self_task() {
   }
   if (!tasks) return 0;
   SelfTask self;
-  return tasks->current(self);
+  return tasks->current(self, !deterministic());
 }
 
 // bpf_get_current_task / bpf_get_current_task_btf: the synthetic task_struct of the task the

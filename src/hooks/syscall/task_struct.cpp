@@ -210,7 +210,7 @@ uint64_t TaskStructs::fill_other(uint32_t tid, int depth) {
   return self;
 }
 
-uint64_t TaskStructs::current(TracedTask& task) {
+uint64_t TaskStructs::current(TracedTask& task, bool from_proc) {
   const uint32_t tid = task.tid(), tgid = task.tgid();
   // A bound on the memory kept for threads that have come and gone: start over (the addresses of
   // tasks then change).
@@ -219,10 +219,22 @@ uint64_t TaskStructs::current(TracedTask& task) {
     ranges_.clear();
   }
   // The thread itself from /proc (ids, parent, start), then what the source knows better.
-  uint64_t self = fill_other(tid, 0);
+  uint64_t self = from_proc ? fill_other(tid, 0) : 0;
   if (!self) {
     Task& t = slot(tid);
     self = reinterpret_cast<uint64_t>(t.mem.data());
+    if (!from_proc) {
+      ProcStatus s;
+      const uint64_t ug = task.uid_gid();
+      for (int i = 0; i < 4; ++i) {
+        s.uid[i] = static_cast<uint32_t>(ug);
+        s.gid[i] = static_cast<uint32_t>(ug >> 32);
+      }
+      fill_cred(layout_, t.cred, s);
+      const auto cred = reinterpret_cast<uint64_t>(t.cred.data());
+      put(t, layout_.real_cred, &cred, 8);
+      put(t, layout_.cred, &cred, 8);
+    }
   }
   Task& t = *tasks_[tid];
   int32_t pid = static_cast<int32_t>(tid), tg = static_cast<int32_t>(tgid);
@@ -232,7 +244,7 @@ uint64_t TaskStructs::current(TracedTask& task) {
   task.comm(comm);
   comm[15] = 0;
   put(t, layout_.comm, comm, 16);
-  uint64_t leader = tid == tgid ? self : fill_other(tgid, 1);
+  uint64_t leader = tid == tgid ? self : from_proc ? fill_other(tgid, 1) : 0;
   put(t, layout_.group_leader, &leader, 8);
   return self;
 }

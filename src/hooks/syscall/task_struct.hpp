@@ -39,8 +39,9 @@ class TaskStructs {
  public:
   explicit TaskStructs(TaskLayout layout) : layout_(std::move(layout)) {}
   // The address of the task_struct of `task` (the running thread), with its parent and group
-  // leader filled as well.
-  uint64_t current(TracedTask& task);
+  // leader filled as well. Without `from_proc` only what the TracedTask says is filled (pid, tgid,
+  // comm, group_leader for a main thread, the real uid / gid): for ids that are not the host's.
+  uint64_t current(TracedTask& task, bool from_proc = true);
   // Whether addr is in the memory of a synthetic task or cred.
   bool contains(uint64_t addr) const;
   const TaskLayout& layout() const { return layout_; }
