@@ -1,5 +1,6 @@
-// bpfvm trace OBJ [--section S]... [--attach PROG=SPEC]... [-j] [--duration SEC] [--mode ptrace]
-//                 [--no-seccomp] [--engine interp|jit] [--no-verify] [--strict] (-p PID | -- CMD [ARGS...])
+// bpfvm trace OBJ [--section S]... [--attach PROG=SPEC]... [--set NAME=VALUE]... [--btf FILE]
+//                 [--pinmaps DIR] [-j] [--duration SEC] [--mode ptrace] [--no-seccomp]
+//                 [--engine interp|jit] [--no-verify] [--strict] (-p PID | -- CMD [ARGS...])
 // Attaches the object's tracing programs to system-call events of the command (or process) and runs
 // it: printk lines and ring-buffer / perf records as they happen, the object's maps at the end.
 #include <fmt/format.h>
@@ -24,6 +25,7 @@ struct TraceOpts {
   InputSpec input;  // --type, --btf, --set (the object's path is `object`)
   std::vector<std::string> sections;
   std::vector<std::string> attach;
+  std::string pinmaps;
   bool json = false;
   double duration = 0;
   std::string mode = "ptrace";
@@ -145,6 +147,8 @@ int trace_command(const TraceOpts& o) {
     ho.attach.push_back(AttachRequest{a.substr(0, eq), a.substr(eq + 1)});
   }
   ho.prepare = prepare_options(o.engine, o.verify);
+  ho.btf = o.input.btf;
+  ho.pin_maps_dir = o.pinmaps;
   std::string rejection;
   ho.prepare.rejection = &rejection;
   auto hooks = SyscallHooks::create(*obj, ho);
@@ -153,6 +157,11 @@ int trace_command(const TraceOpts& o) {
     return fail(kFailed, hooks.error(), o.object);
   }
   auto& h = **hooks;
+  if (!o.pinmaps.empty())
+    for (const auto& m : obj->maps)
+      if (!m.is_global_data() && !map_type_pinnable(m.spec.type))
+        std::fprintf(stderr, "bpfvm: map %s (%s) is not pinned: maps of that type do not live in the map store\n",
+                     m.spec.name.c_str(), map_type_name(m.spec.type));
   const bool json = o.json;
   set_printk_sink([json](std::string_view m) { print_printk(m, json); });
   h.set_record_sink([json](const TraceRecord& r) { print_record(r, json); });
@@ -184,6 +193,10 @@ RegisterCommand reg_trace("trace", [](CLI::App& app, std::function<int()>& run) 
   cmd->add_option("object", o->object, "BPF ELF object")->required();
   cmd->add_option("--section", o->sections, "Attach only this program (function or section name); repeatable");
   cmd->add_option("--attach", o->attach, "Attach program PROG to SPEC (libbpf section syntax); repeatable");
+  cmd->add_option("--pinmaps", o->pinmaps,
+                  "Pin the object's maps at DIR/NAME (on tmpfs) so that they outlive the trace (bpfvm map dump "
+                  "pinned DIR/NAME)")
+      ->type_name("DIR");
   cmd->add_flag("-j,--json", o->json, "JSON lines: records as bpftool's event_pipe -j, printk, maps");
   cmd->add_option("--duration", o->duration, "Stop tracing after SEC seconds and detach (the command keeps running)");
   add_choice_option(cmd, "--mode", o->mode, {"ptrace"}, "Event source (ptrace)");
