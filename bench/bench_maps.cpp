@@ -122,7 +122,7 @@ int main(int argc, char** argv) {
   std::filesystem::create_directories(dir);
   std::printf("\n%-44s %10s %14s %10s %8s %9s  %s\n", "user-space op from a second process", "private",
               "pinned (2nd)", "bpf()", "pin/priv", "bpf/pin", "targets: <= 1.5x private, >= 10x faster than bpf()");
-  for (uint32_t type : {uint32_t(kMapHash), uint32_t(kMapArray), uint32_t(kMapPercpuArray)}) {
+  for (uint32_t type : {uint32_t(kMapHash), uint32_t(kMapArray), uint32_t(kMapPercpuArray), uint32_t(kMapLruHash)}) {
     MapSpec s;
     s.name = "bench";
     s.type = type;

@@ -541,6 +541,37 @@ TEST(MapsKernel, UnsupportedOperationErrno) {
   }
 }
 
+// BPF_MAP_FREEZE: every user-space write of a frozen map is refused with the kernel's errno (EPERM,
+// before the arguments are looked at); lookups keep working.
+TEST(MapsKernel, FrozenMapRefusesUserSpaceWrites) {
+  REQUIRE_KERNEL();
+  CpuScope cpus;
+  std::vector<Spec> specs = {{kMapArray, 4, 8, 4}, {kMapPercpuArray, 4, 8, 4}, {kMapHash, 4, 8, 4},
+                             {kMapPercpuHash, 4, 8, 4}, {kMapLruHash, 4, 8, 4}, {kMapQueue, 0, 4, 4},
+                             {kMapStack, 0, 4, 4}, {kMapBloomFilter, 0, 4, 4}, {kMapLpmTrie, 8, 8, 4, kMapFNoPrealloc}};
+  for (const Spec& s : specs) {
+    if (kernel_lacks(s.type)) continue;
+    Pair p = make_pair(s);
+    ASSERT_TRUE(p.k && p.v);
+    std::string w = describe(s);
+    std::vector<uint8_t> key(std::max<uint32_t>(s.ks, 8), 0), kv(4096, 0), vv(4096, 0);
+    key[0] = 32;  // an LPM prefix length that fits the 4 data bytes
+    const void* k = s.ks ? key.data() : nullptr;
+    // One element before freezing (the same in both).
+    ASSERT_EQ(p.v->update_user(k, vv.data(), 0), kernel::map_update(p.k.get(), k, kv.data(), 0)) << w;
+    ASSERT_EQ(kernel::map_freeze(p.k.get()), 0) << w << ": the kernel refused to freeze";
+    EXPECT_FALSE(p.v->frozen());
+    p.v->freeze();
+    EXPECT_TRUE(p.v->frozen());
+    EXPECT_EQ(p.v->update_user(k, vv.data(), 0), kernel::map_update(p.k.get(), k, kv.data(), 0)) << w << " update";
+    EXPECT_EQ(p.v->update_user(k, vv.data(), 0), -EPERM) << w;
+    EXPECT_EQ(p.v->delete_user(k), kernel::map_delete(p.k.get(), k)) << w << " delete";
+    EXPECT_EQ(p.v->lookup_and_delete(k, vv.data(), 0), kernel::map_lookup_and_delete(p.k.get(), k, kv.data())) << w
+        << " lookup_and_delete";
+    EXPECT_EQ(p.v->lookup_copy(k, vv.data(), 0), kernel::map_lookup(p.k.get(), k, kv.data(), 0)) << w << " lookup";
+  }
+}
+
 // ---- BPF_F_LOCK: values that start with a struct bpf_spin_lock (needs BTF in the kernel) ----------
 #include <linux/bpf.h>
 #include <sys/syscall.h>

@@ -111,8 +111,8 @@ class ArrayMap final : public Map {
       copy_value(dst, value);
     return 0;
   }
-  long update_user(const void* key, const void* value, uint64_t flags) override {
-    if (!percpu_) return Map::update_user(key, value, flags);
+  long do_update_user(const void* key, const void* value, uint64_t flags) override {
+    if (!percpu_) return Map::do_update_user(key, value, flags);
     if ((flags & kBpfFLock) && !has_lock()) return -EINVAL;
     uint32_t idx = *static_cast<const uint32_t*>(key);
     if (flags > kBpfExist) return -EINVAL;
@@ -198,7 +198,7 @@ class ProgArray final : public ProgArrayMap {
   }
   void* lookup(const void*) override { return nullptr; }  // programs use bpf_tail_call
   long update(const void*, const void*, uint64_t) override { return -EINVAL; }
-  long update_user(const void* key, const void* value, uint64_t flags) override {
+  long do_update_user(const void* key, const void* value, uint64_t flags) override {
     if (flags != kBpfAny) return -EINVAL;
     uint32_t idx = *static_cast<const uint32_t*>(key);
     if (idx >= spec_.max_entries) return -E2BIG;
@@ -295,7 +295,7 @@ class ArrayOfMaps final : public Map {
     return o ? o->ptr.get() : nullptr;
   }
   long update(const void*, const void*, uint64_t) override { return -EINVAL; }
-  long update_user(const void* key, const void* value, uint64_t flags) override {
+  long do_update_user(const void* key, const void* value, uint64_t flags) override {
     if (flags != kBpfAny) return -EINVAL;
     uint32_t idx = *static_cast<const uint32_t*>(key);
     if (idx >= spec_.max_entries) return -E2BIG;
