@@ -226,9 +226,9 @@ uint64_t consume_vm(const LoadedObject& live, uint64_t* checksum) {
 // Largest repeat a trial may use (ringbuf programs), else unlimited. A trial writes at most
 // kRingTrialBytes of records, the same for every column: calibrated to ~5 ms alone, a faster engine
 // would write more per trial (the JIT ~8 MiB, the interpreter ~2 MiB), and once a trial's records
-// no longer fit in the caches every record's write misses, so the faster engine measured slower
-// (14.5 ns per record at 1.5 MiB per trial, 30 ns at 12 MiB, measured with the JIT alone). A
-// consumer drains the ring between trials, so the ring never fills either.
+// no longer fit in the caches the records' writes miss, so the faster engine measured slower
+// (the JIT alone on the private ring: 14.5-14.7 ns per record up to 6 MiB per trial, 22-30 ns at
+// 12 MiB; docs/maps.md, "Speed"). A consumer drains the ring between trials, so it never fills.
 constexpr uint64_t kRingTrialBytes = uint64_t(1) << 20;
 uint64_t repeat_cap(const Object& obj, const Case& c) {
   for (const ObjectMap& m : obj.maps)
