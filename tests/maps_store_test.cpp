@@ -1051,6 +1051,38 @@ TEST_F(StoreTest, PerfEventArraySurvivesProducersKilledAtRandomPoints) {
   EXPECT_EQ(bad, 0u);
 }
 
+// A pinned prog_array: programs are code of the process that put them there, so each process that
+// opens the map has its own slots (another process's programs are not visible, its tail calls
+// through an empty slot fall through); the file holds the shape and the frozen flag.
+TEST_F(StoreTest, PinnedProgArraySlotsBelongToEachProcess) {
+  auto m = create_pinned_map(spec(kMapProgArray, 4, 4, 8, "progs"), path("progs"));
+  ASSERT_TRUE(m.ok()) << m.error().to_string();
+  auto* pa = as_prog_array(m->get());
+  ASSERT_NE(pa, nullptr);
+  EXPECT_TRUE((*m)->shared());
+  auto prog = std::make_shared<int>(42);
+  ASSERT_EQ(pa->set_prog(3, prog, 77), 0);
+  EXPECT_EQ(pa->prog_at(3), prog.get());
+  uint32_t k = 3, id = 0;
+  ASSERT_EQ((*m)->lookup_copy(&k, &id, 0), 0);
+  EXPECT_EQ(id, 77u);
+  ASSERT_EQ(in_child([&] {
+              auto o = open_pinned_map(path("progs"));
+              if (!o) return false;
+              auto* c = as_prog_array(o->get());
+              uint32_t key = 3, v = 0;
+              if (!c || c->prog_at(3) != nullptr || (*o)->lookup_copy(&key, &v, 0) != -ENOENT) return false;
+              auto mine = std::make_shared<int>(7);
+              return c->set_prog(3, mine, 5) == 0 && c->prog_at(3) == mine.get();
+            }),
+            0);
+  EXPECT_EQ(pa->prog_at(3), prog.get());  // the child's program did not replace this process's
+  // A shape mismatch is refused when the map is reused by name.
+  auto again = open_or_create_pinned_map(spec(kMapProgArray, 4, 4, 16, "progs"), path("progs"));
+  ASSERT_FALSE(again.ok());
+  EXPECT_NE(again.error().message.find("max_entries"), std::string::npos) << again.error().message;
+}
+
 TEST_F(StoreTest, PinByNameRefusesAnIncompatibleExistingMap) {
   const std::string obj_path = progs_dir() + "/st_pinned.bpf.o";
   if (!fs::exists(obj_path)) GTEST_SKIP() << obj_path << " not built";

@@ -12,7 +12,7 @@ namespace {
 const MapTypeRow kRows[] = {
   {kMapHash,                "hash",                  hash_check,             make_hash, &kHashRegion},
   {kMapArray,               "array",                 array_check,            make_array, &kArrayRegion},
-  {kMapProgArray,           "prog_array",            fd_array_check,         make_prog_array, nullptr},
+  {kMapProgArray,           "prog_array",            fd_array_check,         make_prog_array, &kProgArrayRegion},
   {kMapPerfEventArray,      "perf_event_array",      perf_event_array_check, make_perf_event_array, &kPerfRegion},
   {kMapPercpuHash,          "percpu_hash",           hash_check,             make_hash, &kHashRegion},
   {kMapPercpuArray,         "percpu_array",          array_check,            make_percpu_array, &kArrayRegion},
