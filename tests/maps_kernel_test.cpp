@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <map>
@@ -435,6 +436,35 @@ TEST(MapsKernel, RandomOpsLpmTrie) {
     run_kv(d, 600, 0, gen);
     if (HasFailure()) return;
   }
+}
+
+// The same random operations on a pinned LPM trie (the store's table, lpm_region.cpp).
+TEST(MapsKernel, RandomOpsPinnedLpmTrie) {
+  REQUIRE_KERNEL();
+  CpuScope cpus;
+  const std::string dir = "/dev/shm/bpfvm-lpm-diff-" + std::to_string(getpid());
+  std::filesystem::create_directories(dir);
+  for (uint32_t ks : {5u, 8u, 20u}) {
+    if (kernel_lacks(kMapLpmTrie)) continue;
+    Differ d({kMapLpmTrie, ks, 4, 12, kMapFNoPrealloc}, 177 + ks, true);
+    auto pinned = create_pinned_map(to_spec(d.s), dir + "/lpm" + std::to_string(ks));
+    ASSERT_TRUE(pinned.ok()) << pinned.error().to_string();
+    ASSERT_TRUE((*pinned)->shared());
+    d.p.v = *pinned;
+    uint32_t maxp = (ks - 4) * 8;
+    auto gen = [&] {
+      std::vector<uint8_t> k(ks, 0);
+      uint32_t r = uint32_t(d.rng());
+      uint32_t plen = (r % 7 == 0) ? maxp + 1 + r % 3 : uint32_t(d.rng() % (maxp + 1));
+      if (d.rng() % 3 == 0) plen = maxp;
+      std::memcpy(k.data(), &plen, 4);
+      for (uint32_t i = 4; i < ks; ++i) k[i] = uint8_t(d.rng() % 4 == 0 ? d.rng() : (i == 4 ? 10 : (d.rng() % 2) * 128));
+      return k;
+    };
+    run_kv(d, 600, 0, gen);
+    if (HasFailure()) break;
+  }
+  std::filesystem::remove_all(dir);
 }
 
 TEST(MapsKernel, RandomOpsQueueStack) {

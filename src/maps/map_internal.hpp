@@ -228,7 +228,8 @@ extern const store::RegionFamily kRingbufRegion;
 extern const store::RegionFamily kQueueStackRegion;
 extern const store::RegionFamily kBloomRegion;
 extern const store::RegionFamily kPerfRegion;  // perf_region.cpp (pinned perf_event_array)
-extern const store::RegionFamily kProgArrayRegion;  // array.cpp (the shape only: slots are per process)
+extern const store::RegionFamily kProgArrayRegion;
+extern const store::RegionFamily kLpmRegion;  // lpm_region.cpp (pinned lpm_trie)  // array.cpp (the shape only: slots are per process)
 
 // Hash-table storage shared by hash maps and the typed hash-like maps (hash.cpp).
 std::shared_ptr<Map> make_plain_hash_storage(const MapSpec& spec);

@@ -20,7 +20,7 @@ const MapTypeRow kRows[] = {
   {kMapCgroupArray,         "cgroup_array",          fd_array_check,         make_typed_array, nullptr},
   {kMapLruHash,             "lru_hash",              hash_check,             make_hash, &kHashRegion},
   {kMapLruPercpuHash,       "lru_percpu_hash",       hash_check,             make_hash, &kHashRegion},
-  {kMapLpmTrie,             "lpm_trie",              lpm_trie_check,         make_lpm_trie, nullptr},
+  {kMapLpmTrie,             "lpm_trie",              lpm_trie_check,         make_lpm_trie, &kLpmRegion},
   {kMapArrayOfMaps,         "array_of_maps",         map_in_map_check,       make_array_of_maps, nullptr},
   {kMapHashOfMaps,          "hash_of_maps",          map_in_map_check,       make_hash_of_maps, nullptr},
   {kMapDevmap,              "devmap",                devmap_check,           make_typed_array, nullptr},
