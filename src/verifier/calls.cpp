@@ -284,6 +284,10 @@ bool Verifier::do_call_helper(const Insn& in) {
       case ArgType::BtfId:
       case ArgType::PercpuBtfId:
         if (r.kind != Kind::Sock && r.kind != Kind::BtfId) return bad_type("sock");
+        // A pointer walked through a union may point to anything: helpers taking kernel objects refuse
+        // it (the kernel's untrusted_ptr_).
+        if (r.kind == Kind::BtfId && (r.bflags & kBtfUntrusted))
+          return reject(fmt::format("R{} type=untrusted_ptr_ expected=ptr_, trusted_ptr_, rcu_ptr_", regno), regno);
         if (a.flags & kArgRelease) {
           if (!r.ref) return reject(fmt::format("R{} must be referenced when passed to release function", regno), regno);
           meta.release_ref = r.ref;
