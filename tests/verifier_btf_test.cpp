@@ -11,6 +11,9 @@
 #include <map>
 #include <string>
 
+#include <cstring>
+
+#include "bpfvm/runtime.hpp"
 #include "verifier_util.hpp"
 
 namespace {
@@ -107,6 +110,38 @@ TEST(VerifierBtf, UnknownTarget) {
   ASSERT_TRUE(t) << t.error().message;
   EXPECT_EQ(t->get()->type_name, "btf_trace_sched_switch");
   EXPECT_GT(t->get()->btf_id, 0u);
+}
+
+// A verified fexit program runs with given u64 arguments (dfd, name, the return value).
+TEST(VerifierBtf, FexitRunsWithGivenArguments) {
+  std::string why;
+  auto obj = load_typed(&why);
+  if (!obj) GTEST_SKIP() << why;
+  auto live = instantiate(*obj);
+  ASSERT_TRUE(live.ok()) << live.error().to_string();
+  const ObjectProgram* fexit = nullptr;
+  for (const ObjectProgram& p : obj->programs)
+    if (p.name == "ok_fexit_ret") fexit = &p;
+  ASSERT_NE(fexit, nullptr);
+  PrepareOptions po;
+  po.rules = RuleSet::Privileged;
+  VerifyReport rep;
+  po.report = &rep;
+  auto prep = prepare_program(*fexit, *live, nullptr, po);
+  ASSERT_TRUE(prep.ok()) << prep.error().to_string();
+  EXPECT_TRUE(prep->verified);
+  auto args = [](uint64_t dfd, uint64_t ret) {
+    std::vector<uint8_t> b(3 * 8);
+    const uint64_t v[3] = {dfd, 0, ret};
+    std::memcpy(b.data(), v, sizeof(v));
+    return b;
+  };
+  auto r = test_run(*prep, {}, args(7, 0));
+  ASSERT_TRUE(r.ok()) << r.error().to_string();
+  EXPECT_EQ(r->retval, 7u);  // ret == 0: dfd
+  r = test_run(*prep, {}, args(7, static_cast<uint64_t>(-2)));
+  ASSERT_TRUE(r.ok()) << r.error().to_string();
+  EXPECT_EQ(r->retval, 0u);
 }
 
 TEST(VerifierBtf, AgreesWithKernel) {
