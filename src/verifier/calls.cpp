@@ -140,7 +140,9 @@ bool Verifier::do_call_helper(const Insn& in) {
                     fmt::format("Argument {} of {} must be {}; this register holds {}.", regno, p->name, expected,
                                 kind_name(r.kind)));
     };
-    if (r.kind == Kind::Scalar) seed(regno);
+    // A scalar argument is a decision (its exact value mattered) unless the helper takes anything
+    // there (ARG_ANYTHING: the kernel does not mark it precise either) and calls no callback with it.
+    if (r.kind == Kind::Scalar && (a.type != ArgType::Anything || (p->flags & kHelperCallsBack))) seed(regno);
     if (maybe_null && r.is_null() && a.type != ArgType::ConstSize && a.type != ArgType::ConstSizeOrZero) {
       if (a.type == ArgType::Mem) {
         meta.mem_regno = -2;  // NULL buffer: the size must be 0 (checked below)
