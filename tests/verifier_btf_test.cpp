@@ -56,6 +56,8 @@ const std::map<std::string, std::string> kReasons = {
     {"bad_tp_btf_past_args", "func 'sched_switch' doesn't have 5-th argument"},
     {"bad_tp_btf_ret", "doesn't have"},
     {"bad_tp_btf_member_end", "access beyond the end of member tgid"},
+    {"bad_tp_btf_current_task_beyond", "access beyond struct task_struct"},
+    {"bad_tp_btf_helper_wrong_struct", "R1 is of type mm_struct but task_struct is expected"},
     {"bad_lsm_past_ret", "doesn't have 3-th argument"},
     {"bad_iter_task_nullable", "invalid mem access 'ptr_or_null_'"},
 };
@@ -80,7 +82,7 @@ TEST(VerifierBtf, TypedContextVerdicts) {
     }
     ++n;
   }
-  EXPECT_EQ(n, 26);
+  EXPECT_EQ(n, 30);
 }
 
 // The context's types come from the prototype: the same program verified untyped (no attach target)

@@ -177,6 +177,38 @@ int bad_tp_btf_member_end(unsigned long long *ctx) {
   return *(volatile long *)&prev->tgid;
 }
 
+// A helper's kernel object is typed as its table says: the current task.
+SEC("tp_btf/sched_switch")
+int ok_tp_btf_current_task(unsigned long long *ctx) {
+  struct task_struct *t = bpf_get_current_task_btf();
+  return t->pid + t->real_parent->tgid;
+}
+
+SEC("tp_btf/sched_switch")
+int bad_tp_btf_current_task_beyond(unsigned long long *ctx) {
+  struct task_struct *t = bpf_get_current_task_btf();
+  return *(volatile int *)((char *)t + 100000);
+}
+
+// A helper taking a task gets one; a struct mm_struct is refused.
+struct task_struct___mm {
+  struct mm_struct *mm;
+} __attribute__((preserve_access_index));
+
+SEC("tp_btf/sched_switch")
+int ok_tp_btf_helper_task(unsigned long long *ctx) {
+  struct task_struct *prev = (struct task_struct *)ctx[1];
+  unsigned long long buf[8];
+  return bpf_get_task_stack(prev, buf, sizeof(buf), 0);
+}
+
+SEC("tp_btf/sched_switch")
+int bad_tp_btf_helper_wrong_struct(unsigned long long *ctx) {
+  struct task_struct___mm *prev = (struct task_struct___mm *)ctx[1];
+  unsigned long long buf[8];
+  return bpf_get_task_stack((struct task_struct *)prev->mm, buf, sizeof(buf), 0);
+}
+
 // ---- lsm: hook arguments (struct file *file), the return value after them ----
 
 SEC("lsm/file_open")
