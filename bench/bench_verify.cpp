@@ -8,11 +8,13 @@
 //   env BPFVM_BENCH_ONLY=SUBSTR   only programs whose "file:name" contains SUBSTR
 //   env BPFVM_BENCH_REPEAT=N      verification runs per program (best is printed; default 3)
 //   env BPFVM_BENCH_CILIUM=only   only the Cilium table; =no: without it
+//   env BPFVM_BENCH_LOGS=DIR      Cilium table: write both verifiers' level-2 logs of each program there
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -104,6 +106,16 @@ void cilium_table(const std::filesystem::path& dir, const char* only, int repeat
         ++timed;
         if (static_cast<double>(best) <= kt) ++faster;
       }
+    }
+    // BPFVM_BENCH_LOGS=DIR: both verifiers' level-2 logs (every instruction visited) of each program,
+    // to compare where each spends its instructions.
+    if (const char* logs = std::getenv("BPFVM_BENCH_LOGS")) {
+      std::string base = std::string(logs) + "/" + obj + "_" + cp.program.section;
+      std::replace(base.begin() + static_cast<long>(std::strlen(logs)) + 1, base.end(), '/', '_');
+      VerifyOptions lo = o;
+      lo.log_level = 2;
+      if (auto r = verify(p.insns, lo)) std::ofstream(base + ".bpfvm.log") << r->log;
+      if (kernel_ok) std::ofstream(base + ".kernel.log") << vtest::kernel_verify_object(*cp.object, p, 2).log;
     }
     max_mem = std::max(max_mem, rep.peak_memory);
     max_peak = std::max(max_peak, rep.peak_states);

@@ -1,7 +1,7 @@
 // Cilium's datapath programs (../shared/samples/cilium) against the running kernel's verifier, each
 // loaded as iproute2 loads it (sched_cls; xdp for the bpf_xdp* objects). Where the kernel judges a
-// program: the same verdict (the programs above twice the kernel's processed instructions are
-// listed; bench_verify's Cilium table has the figures). Where the kernel cannot judge one (the probe says it does not
+// program: the same verdict, with at most twice the kernel's processed instructions (bench_verify's
+// Cilium table has the figures). Where the kernel cannot judge one (the probe says it does not
 // offer a helper the program calls to its type, e.g. an XDP without bpf_xdp_adjust_meta), bpfvm still
 // verifies it and must not fail for its own limits. Every program stays under 256 MiB of verifier
 // state.
@@ -129,14 +129,12 @@ TEST(VerifierCilium, AgreesWithTheKernelWithinItsEffort) {
     EXPECT_EQ(ours->accepted, k_accepts) << "bpfvm " << (ours->accepted ? "accepts" : ours->error.to_string())
                                          << "; kernel " << (k_accepts ? "accepts" : k_error);
     if (k_accepts && ours->accepted && k_insns) {
-      // The effort target (at most twice the kernel's instructions) is a figure of bench_verify's
-      // Cilium table; here the programs above it are listed.
+      // The effort target: at most twice the kernel's processed instructions (deterministic counts;
+      // bench_verify's Cilium table has the figures).
       const double q = static_cast<double>(ours->insns_processed) / static_cast<double>(k_insns);
       ratios.push_back(q);
-      if (q > 2.0)
-        std::printf("  above 2x the kernel's instructions: %s: bpfvm %llu, kernel %llu (%.2fx)\n", name.c_str(),
-                    static_cast<unsigned long long>(ours->insns_processed), static_cast<unsigned long long>(k_insns),
-                    q);
+      EXPECT_LE(q, 2.0) << "above 2x the kernel's instructions: bpfvm " << ours->insns_processed << ", kernel "
+                        << k_insns;
     }
   }
   std::sort(ratios.begin(), ratios.end());

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <memory>
 #include <optional>
@@ -148,12 +149,55 @@ inline KernelVerdict kernel_verify(std::span<const Insn> insns, uint32_t type, c
 
 // Loads one program of an object into the kernel as libbpf would (maps, BTF, func_info, line_info).
 // check_offered false: load even what the probe says the kernel does not offer (the caller decided).
+// BTF-typed programs (fentry, tp_btf, lsm, iter): the target's id in the kernel's vmlinux BTF, after a
+// probe that the kernel loads a trivial program (r0 = 0; exit) of this type at this target. 0 and
+// `why` set when it cannot (no kernel BTF, a target this kernel does not attach to).
+inline uint32_t kernel_attach_btf_id(const Object& obj, const ObjectProgram& p, std::string* why) {
+  VerifyOptions vo = verify_options_for(obj, p);
+  if (!vo.attach_btf) {
+    *why = "no BTF attach target: " + vo.attach_error;
+    return 0;
+  }
+  if (vo.attach_btf->origin != "/sys/kernel/btf/vmlinux") {
+    *why = "the attach target is not in the kernel's BTF (" + vo.attach_btf->origin + ")";
+    return 0;
+  }
+  RawInsn trivial[2]{};
+  trivial[0].code = 0xb7;  // r0 = 0
+  trivial[1].code = 0x95;  // exit
+  kernel::LoadRequest req;
+  req.insns = trivial;
+  req.prog_type = p.type;
+  req.expected_attach_type = p.expected_attach;
+  req.attach_btf_id = vo.attach_btf->btf_id;
+  req.log_level = 1;
+  req.log_size = 1u << 14;
+  kernel::LoadResult r = kernel::load(req);
+  if (!r.fd) {
+    std::string log = r.log;
+    while (!log.empty() && (log.back() == '\n' || log.back() == '\0')) log.pop_back();
+    *why = "the kernel does not load " + p.section + " programs (" +
+           (log.empty() ? std::string(std::strerror(r.err)) : log.substr(log.rfind('\n') == std::string::npos ? 0 : log.rfind('\n') + 1)) + ")";
+    return 0;
+  }
+  return vo.attach_btf->btf_id;
+}
+
 inline KernelVerdict kernel_verify_object(const Object& obj, const ObjectProgram& p, int log_level = 0,
                                           bool check_offered = true) {
   KernelVerdict v;
   kernel::ObjectLoadOptions o;
   o.log_level = log_level;
   o.check_offered = check_offered;
+  if (needs_attach_btf(p.type, p.expected_attach)) {
+    if (!kernel::available()) {
+      v.skip = kernel::unavailable_reason();
+      return v;
+    }
+    o.attach_btf_id = kernel_attach_btf_id(obj, p, &v.skip);
+    if (!o.attach_btf_id) return v;
+    o.check_offered = false;  // the probe above asked the kernel
+  }
   auto r = kernel::load_object_program(obj, p, o);
   if (!r.skip.empty()) {
     v.skip = r.skip;

@@ -71,6 +71,9 @@ struct HelperArg {
   ArgType type = ArgType::None;
   uint8_t flags = 0;
   uint16_t size = 0;  // kArgFixedSize: bytes
+  // BtfId: the kernel struct the pointer must point to ("task_struct"; the kernel's arg_btf_id),
+  // checked where the program's kernel objects are typed (BTF-typed contexts); nullptr: any.
+  const char* btf_struct = nullptr;
   constexpr bool is(ArgType t) const { return type == t; }
 };
 
@@ -92,6 +95,7 @@ enum RetFlag : uint8_t {
   kRetReadOnly = 2,   // MEM_RDONLY
   kRetRingbuf = 4,    // MEM_RINGBUF: a ringbuf record that must be submitted or discarded
   kRetAcquire = 8,    // the result is a reference that must be released (sockets, ringbuf records)
+  kRetTrusted = 16,   // BtfId: PTR_TRUSTED (a valid object for the whole program: the current task)
 };
 
 // Properties of the helper as a whole.
@@ -131,6 +135,9 @@ struct HelperProto {
   uint16_t flags = 0;
   // Embedder helpers: Unprivileged unless the embedder says otherwise (it decides what it exposes).
   HelperPriv priv = HelperPriv::Unprivileged;
+  // RetType::BtfId: the kernel struct the result points to (typed where the program's kernel objects
+  // are: BTF-typed contexts); nullptr: an opaque kernel object.
+  const char* ret_btf_struct = nullptr;
 
   // Number of arguments the prototype declares (trailing ArgType::None excluded).
   int nargs() const;

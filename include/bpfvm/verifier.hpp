@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
@@ -40,6 +41,23 @@ struct VerifyLimits {
   uint32_t max_pending = 8'192;            // pending branches (the kernel's BPF_COMPLEXITY_LIMIT_JMP_SEQ)
 };
 
+// The prototype a BTF-typed program (fentry/fexit/fmod_ret, tp_btf, lsm, iter) attaches to, resolved
+// in kernel BTF: the program's context is that prototype's arguments (u64 each), pointer arguments
+// are typed pointers to kernel structs (docs/verifier.md, "BTF-typed contexts").
+struct AttachBtf {
+  std::string target;     // as the section names it: "do_unlinkat", "sched_switch", "file_open", "task"
+  std::string type_name;  // the BTF type: "do_unlinkat", "btf_trace_sched_switch", "bpf_lsm_file_open", "bpf_iter_task"
+  std::string origin;     // the BTF file it was found in
+  uint32_t btf_id = 0;    // its id there (the kernel's attach_btf_id when the file is the kernel's vmlinux BTF)
+  std::shared_ptr<const void> impl;  // the resolved prototype (verifier-internal)
+};
+// Whether programs of this type and attach type have a BTF-typed context.
+bool needs_attach_btf(uint32_t prog_type, uint32_t expected_attach);
+// Resolves `target` in `btf_file` ("": /sys/kernel/btf/vmlinux). Errors name what is missing.
+Result<std::shared_ptr<const AttachBtf>> resolve_attach_btf(uint32_t prog_type, uint32_t expected_attach,
+                                                            const std::string& target,
+                                                            const std::string& btf_file = "");
+
 struct VerifyOptions {
   const ProgTypeInfo* type = nullptr;  // required (kProgMem for plain memory)
   // Maps by index (lddw src=5 imm = index, src=6 imm low 32 = index, high 32 = value offset).
@@ -58,6 +76,10 @@ struct VerifyOptions {
   // (helpers.hpp) makes its own helpers callable. Must outlive the verify() call.
   const HelperSet* helpers = nullptr;
   VerifyLimits limits;
+  // BTF-typed programs: the attach target (resolve_attach_btf). Unset: the context is 12 untyped u64
+  // arguments. `attach_error` (when the target named could not be resolved) rejects the program.
+  std::shared_ptr<const AttachBtf> attach_btf;
+  std::string attach_error;
   // Source lines for messages: pc -> "file:line: text" ("" when unknown). Optional.
   std::function<std::string(size_t pc)> source_line;
   // Failed CO-RE relocations: pc -> the relocation whose poisoned instruction sits there ("" when

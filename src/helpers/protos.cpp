@@ -12,7 +12,9 @@ namespace bpfvm {
 
 namespace {
 
-constexpr HelperArg A(ArgType t, uint8_t f = 0, uint16_t size = 0) { return HelperArg{t, f, size}; }
+constexpr HelperArg A(ArgType t, uint8_t f = 0, uint16_t size = 0, const char* btf_struct = nullptr) {
+  return HelperArg{t, f, size, btf_struct};
+}
 
 // Argument tokens of protos.def.
 constexpr HelperArg N = A(ArgType::None), ANY = A(ArgType::Anything), MAP = A(ArgType::ConstMapPtr),
@@ -32,18 +34,31 @@ constexpr HelperArg N = A(ArgType::None), ANY = A(ArgType::Anything), MAP = A(Ar
                     DYN_RBR = A(ArgType::Dynptr, kArgRelease), DYN_RO = A(ArgType::Dynptr, kArgReadOnly),
                     IPHDR4 = A(ArgType::Mem, kArgReadOnly | kArgFixedSize, 20),
                     IPHDR6 = A(ArgType::Mem, kArgReadOnly | kArgFixedSize, 40),
-                    TCPHDR = A(ArgType::Mem, kArgReadOnly | kArgFixedSize, 20);
+                    TCPHDR = A(ArgType::Mem, kArgReadOnly | kArgFixedSize, 20),
+                    // Kernel objects of a given struct (the kernel's arg_btf_id).
+                    BTASK = A(ArgType::BtfId, 0, 0, "task_struct"), BFILE = A(ArgType::BtfId, 0, 0, "file"),
+                    BPATH = A(ArgType::BtfId, 0, 0, "path"), BBPRM = A(ArgType::BtfId, 0, 0, "linux_binprm"),
+                    BINODE_N = A(ArgType::BtfId, kArgMaybeNull, 0, "inode"),
+                    BINODE = A(ArgType::BtfId, 0, 0, "inode"), BSEQ = A(ArgType::BtfId, 0, 0, "seq_file"),
+                    BSKB = A(ArgType::BtfId, 0, 0, "sk_buff"), BXDP = A(ArgType::BtfId, 0, 0, "xdp_buff"),
+                    BCGRP = A(ArgType::BtfId, 0, 0, "cgroup");
 
 struct RetTok {
   RetType t;
   uint8_t f;
+  const char* s = nullptr;  // RetType::BtfId: the struct pointed to
 };
 constexpr RetTok INT{RetType::Integer, 0}, VOID{RetType::Void, 0}, MV{RetType::MapValue, 0},
     MV_N{RetType::MapValue, kRetMaybeNull}, SOCK_N{RetType::Socket, kRetMaybeNull | kRetAcquire},
     TCP_N{RetType::TcpSock, kRetMaybeNull}, SKC_N{RetType::SockCommon, kRetMaybeNull | kRetAcquire},
     RB_N{RetType::AllocMem, kRetMaybeNull | kRetRingbuf | kRetAcquire},
     MBTF_RN{RetType::MemOrBtfId, kRetMaybeNull | kRetReadOnly}, MBTF_R{RetType::MemOrBtfId, kRetReadOnly},
-    BTFR{RetType::BtfId, 0}, BTFR_N{RetType::BtfId, kRetMaybeNull}, DYNM_N{RetType::DynptrMem, kRetMaybeNull};
+    BTFR{RetType::BtfId, 0}, BTFR_N{RetType::BtfId, kRetMaybeNull}, DYNM_N{RetType::DynptrMem, kRetMaybeNull},
+    RTASK{RetType::BtfId, kRetTrusted, "task_struct"}, RREGS{RetType::BtfId, kRetTrusted, "pt_regs"},
+    RSOCKET_N{RetType::BtfId, kRetMaybeNull, "socket"}, RTCP6_N{RetType::BtfId, kRetMaybeNull, "tcp6_sock"},
+    RTCP_N{RetType::BtfId, kRetMaybeNull, "tcp_sock"}, RTCPTW_N{RetType::BtfId, kRetMaybeNull, "tcp_timewait_sock"},
+    RTCPREQ_N{RetType::BtfId, kRetMaybeNull, "tcp_request_sock"}, RUDP6_N{RetType::BtfId, kRetMaybeNull, "udp6_sock"},
+    RUNIX_N{RetType::BtfId, kRetMaybeNull, "unix_sock"}, RMPTCP_N{RetType::BtfId, kRetMaybeNull, "mptcp_sock"};
 
 constexpr uint16_t GPL = kHelperGplOnly, PKT = kHelperChangesPktData, CB = kHelperCallsBack, SLP = kHelperSleepable,
                    TAIL = kHelperTailCall, PKTA = kHelperPktAccess;
@@ -57,7 +72,7 @@ constexpr std::array<HelperProto, kMaxKernelHelperId + 1> make_table() {
   t[0] = HelperProto{0, "bpf_unspec", RetType::Integer, 0, {}, 0, HelperPriv::Tracing};
 #define H(ID, NAME, RET, FLAGS, PRIV, A1, A2, A3, A4, A5)                                                \
   t[ID] = HelperProto{ID, "bpf_" #NAME, RET.t, RET.f, {A1, A2, A3, A4, A5}, static_cast<uint16_t>(FLAGS), \
-                      PRIV};
+                      PRIV, RET.s};
 #include "helpers/protos.def"
 #undef H
   return t;

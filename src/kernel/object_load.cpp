@@ -187,6 +187,7 @@ ObjectLoad load_object_program(const Object& obj, const ObjectProgram& prog, con
   req.log_level = options.log_level;
   req.license = license.c_str();
   req.expected_attach_type = prog.expected_attach;
+  req.attach_btf_id = options.attach_btf_id;
   if (out.btf) {
     req.btf_fd = out.btf.get();
     for (const FuncInfo& f : prog.func_info) req.func_info.push_back(KFuncInfo{f.insn, f.btf_type_id});

@@ -23,6 +23,8 @@ struct ObjectLoadOptions {
   // Refuse (not_offered) a program the probe says the kernel cannot fully offer. Off: load it anyway
   // (for callers that decide themselves which refusals are the kernel's build and which its rules).
   bool check_offered = true;
+  // BTF-typed programs (fentry, tp_btf, lsm, iter): the target's id in the kernel's vmlinux BTF.
+  uint32_t attach_btf_id = 0;
 };
 
 struct ObjectLoad {

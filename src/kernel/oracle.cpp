@@ -81,6 +81,7 @@ LoadResult load(const LoadRequest& req) {
     attr.insn_cnt = static_cast<uint32_t>(req.insns.size());
     attr.license = ptr(req.license);
     attr.expected_attach_type = req.expected_attach_type;
+    attr.attach_btf_id = req.attach_btf_id;  // in vmlinux (attach_btf_obj_fd 0)
     attr.prog_flags = req.prog_flags;
     if (req.btf_fd >= 0) {
       attr.prog_btf_fd = static_cast<uint32_t>(req.btf_fd);

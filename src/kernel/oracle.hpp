@@ -64,6 +64,7 @@ struct LoadRequest {
   const char* license = "GPL";
   uint32_t expected_attach_type = 0;
   uint32_t prog_flags = 0;
+  uint32_t attach_btf_id = 0;  // BTF-typed programs: the target's type id in the kernel's vmlinux BTF
   int btf_fd = -1;  // with func_info / line_info
   std::vector<KFuncInfo> func_info;
   std::vector<KLineInfo> line_info;

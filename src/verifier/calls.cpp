@@ -140,7 +140,9 @@ bool Verifier::do_call_helper(const Insn& in) {
                     fmt::format("Argument {} of {} must be {}; this register holds {}.", regno, p->name, expected,
                                 kind_name(r.kind)));
     };
-    if (r.kind == Kind::Scalar) seed(regno);
+    // A scalar argument is a decision (its exact value mattered) unless the helper takes anything
+    // there (ARG_ANYTHING: the kernel does not mark it precise either) and calls no callback with it.
+    if (r.kind == Kind::Scalar && (a.type != ArgType::Anything || (p->flags & kHelperCallsBack))) seed(regno);
     if (maybe_null && r.is_null() && a.type != ArgType::ConstSize && a.type != ArgType::ConstSizeOrZero) {
       if (a.type == ArgType::Mem) {
         meta.mem_regno = -2;  // NULL buffer: the size must be 0 (checked below)
@@ -284,6 +286,16 @@ bool Verifier::do_call_helper(const Insn& in) {
       case ArgType::BtfId:
       case ArgType::PercpuBtfId:
         if (r.kind != Kind::Sock && r.kind != Kind::BtfId) return bad_type("sock");
+        // A pointer walked through a union may point to anything: helpers taking kernel objects refuse
+        // it (the kernel's untrusted_ptr_).
+        if (r.kind == Kind::BtfId && (r.bflags & kBtfUntrusted))
+          return reject(fmt::format("R{} type=untrusted_ptr_ expected=ptr_, trusted_ptr_, rcu_ptr_", regno), regno);
+        // The struct the helper takes (a struct whose first member is it passes too).
+        if (a.btf_struct && attach_ && r.kind == Kind::BtfId && r.btf_id &&
+            !btf_struct_is(attach_->btf, r.btf_id, a.btf_struct))
+          return reject(fmt::format("R{} is of type {} but {} is expected", regno, btf_struct_name(attach_->btf, r.btf_id),
+                                    a.btf_struct),
+                        regno);
         if (a.flags & kArgRelease) {
           if (!r.ref) return reject(fmt::format("R{} must be referenced when passed to release function", regno), regno);
           meta.release_ref = r.ref;
@@ -376,6 +388,12 @@ bool Verifier::do_call_helper(const Insn& in) {
     case RetType::BtfId:
       r0 = Reg::ptr(p->ret_flags & kRetMaybeNull ? Kind::BtfIdOrNull : Kind::BtfId);
       r0.id = new_id();
+      // Typed where the program's kernel objects are (BTF-typed contexts): loads checked against the
+      // struct's layout.
+      if (p->ret == RetType::BtfId && p->ret_btf_struct && attach_) {
+        r0.btf_id = btf_struct_id(attach_->btf, p->ret_btf_struct);
+        if (p->ret_flags & kRetTrusted) r0.bflags = kBtfTrusted;
+      }
       break;
   }
   if (p->ret_flags & kRetAcquire || p->ret_flags & kRetRingbuf) {

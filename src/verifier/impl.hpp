@@ -10,6 +10,7 @@
 
 #include "bpfvm/helpers.hpp"
 #include "bpfvm/verifier.hpp"
+#include "verifier/btf_types.hpp"
 #include "verifier/cfg.hpp"
 #include "verifier/state.hpp"
 
@@ -121,6 +122,11 @@ class Verifier {
                  bool sign_ext = false);
   bool stack_access(int regno, const Reg& base, int32_t off, int size, Access acc, const Reg* value, Reg* out);
   bool check_region(int regno, const Reg& base, int64_t off, int size, uint64_t region, const char* what);
+  // Context and kernel-object loads of BTF-typed programs.
+  bool btf_ctx_load(int regno, int32_t off, int size, bool write, Reg* out);
+  bool btf_ptr_access(int regno, const Reg& base, int32_t off, int size, bool write, bool direct, Reg* out);
+  void btf_note_unchecked() { unchecked_load_ = true; }
+  bool unchecked_load_ = false;  // the access reads kernel memory through a faulting load (no in_bounds fact)
   Reg stack_read(Frame& fr, int32_t abs, int size, bool* ok, int regno);
   void stack_write(Frame& fr, int32_t abs, int size, const Reg* value);
   // The constant stored in `size` stack bytes at `ptr` (a stack pointer with a constant offset), when
@@ -152,6 +158,7 @@ class Verifier {
   std::span<const Insn> insns_;
   const VerifyOptions& opts_;
   const ProgTypeInfo& type_;
+  const AttachProto* attach_ = nullptr;  // BTF-typed context (fentry, tp_btf, lsm, iter ...)
   const Cfg& cfg_;
   VerifyReport& rep_;
   std::vector<MapSpec> maps_;       // options' maps plus inner maps of map-in-map

@@ -343,6 +343,7 @@ bool Verifier::check_mem(int regno, const Reg& base, int32_t off, int size, Acce
                       "Context fields must be accessed as `ctx->field` with a constant offset from the unmodified "
                       "context pointer; the kernel rewrites these accesses. Do not add offsets to the context "
                       "pointer or index into it with a variable.");
+      if (attach_) return btf_ctx_load(regno, off, size, write, out);
       auto a = check_ctx_access(type_, off, size, write);
       if (!a) return reject(a.error().message, regno);
       if (out) {
@@ -421,6 +422,14 @@ bool Verifier::check_mem(int regno, const Reg& base, int32_t off, int size, Acce
     case Kind::Mem: {
       if (write && base.rdonly)
         return reject(fmt::format("cannot write into rdonly_mem (R{})", regno), regno);
+      if (base.bflags & kBtfUntrusted) {
+        // Kernel memory reached through a pointer to a non-struct: read with faulting loads, so its
+        // bounds are not checked (the kernel's rdonly_untrusted_mem).
+        if (!direct) return reject(fmt::format("R{} type=rdonly_untrusted_mem expected=fp, pkt, map_value, mem", regno), regno);
+        btf_note_unchecked();
+        if (out) *out = Reg::scalar(loaded_value(size, sign_ext));
+        return true;
+      }
       if (!check_region(regno, base, static_cast<int64_t>(base.off) + off, size, base.mem_size, "memory"))
         return false;
       if (out) *out = Reg::scalar(loaded_value(size, sign_ext));
@@ -437,6 +446,7 @@ bool Verifier::check_mem(int regno, const Reg& base, int32_t off, int size, Acce
       if (out) *out = Reg::scalar(loaded_value(size, sign_ext));
       return true;
     case Kind::BtfId:
+      if (base.btf_id && attach_) return btf_ptr_access(regno, base, off, size, write, direct, out);
       if (write || !direct) return reject(fmt::format("R{} cannot write or pass kernel object memory", regno), regno);
       if (strict())  // the kernel's check_ptr_to_btf_access without allow_ptr_leaks
         return reject(fmt::format("R{} kernel object (btf_id) access is allowed only to CAP_PERFMON and CAP_SYS_ADMIN",
@@ -467,8 +477,9 @@ bool Verifier::do_load(const Insn& in) {
   f.base = f.in_bounds ? (f.base == bf ? bf : BaseFact::Unknown) : bf;
   in_value_reg_ = -1;
   Reg out;
+  unchecked_load_ = false;
   if (!check_mem(in.src, base, in.off, size, Access::Read, nullptr, &out, sx)) return false;
-  f.in_bounds = true;
+  if (!unchecked_load_) f.in_bounds = true;
   if (sx && out.kind == Kind::Scalar) out.v = scalar_sext(out.v, size * 8, false);
   cur_.cur().regs[in.dst] = out;
   return true;
@@ -560,6 +571,80 @@ bool Verifier::do_ld_abs(const Insn& in) {
   for (int r = 1; r <= 5; ++r) fr.regs[r] = Reg{};
   int size = in.info().size;
   fr.regs[0] = Reg::scalar(Scalar::urange(0, size >= 4 ? UINT32_MAX : (1u << (size * 8)) - 1));
+  return true;
+}
+
+bool Verifier::btf_ctx_load(int regno, int32_t off, int size, bool write, Reg* out) {
+  CtxArg a = ctx_arg_access(*attach_, off, size, write);
+  if (!a.error.empty())
+    return reject(a.error, regno,
+                  "The context of this program is the u64 arguments of the function it attaches to, typed by "
+                  "the function's BTF prototype: read an argument (or, in fexit / fmod_ret / lsm programs, the "
+                  "return value after them) as a whole 8-byte slot; pointer arguments only with 8-byte loads; "
+                  "they cannot be written.");
+  if (!out) return true;
+  if (!a.pointer) {
+    *out = Reg::scalar(loaded_value(size, false));
+    // An LSM hook's return value so far lies in the range its programs may return (the kernel's
+    // bpf_lsm_get_retval_range).
+    if (a.lsm_retval)
+      *out = Reg::scalar(Scalar::srange(type_.ret.min, type_.ret.max));
+    return true;
+  }
+  *out = Reg::ptr(a.nullable ? Kind::BtfIdOrNull : Kind::BtfId);
+  out->btf_id = a.btf_id;
+  out->bflags = a.trusted ? kBtfTrusted : 0;
+  if (a.nullable) out->id = new_id();
+  return true;
+}
+
+bool Verifier::btf_ptr_access(int regno, const Reg& base, int32_t off, int size, bool write, bool direct, Reg* out) {
+  const struct btf* b = attach_->btf;
+  const std::string tname = btf_struct_name(b, base.btf_id);
+  if (!direct)
+    return reject(fmt::format("R{} type=ptr_{} expected=fp, pkt, map_value, mem (kernel objects are not memory a "
+                              "helper may read or write)",
+                              regno, tname),
+                  regno);
+  if (strict())  // the kernel's check_ptr_to_btf_access without allow_ptr_leaks
+    return reject(fmt::format("'struct {}' access is allowed only to CAP_PERFMON and CAP_SYS_ADMIN", tname), regno,
+                  "Reading a kernel object through a BTF pointer is not bounds-checked memory the program "
+                  "owns; strict rules (for untrusted code) refuse it.");
+  if (!opts_.gpl)
+    return reject(fmt::format("Cannot access kernel 'struct {}' from non-GPL compatible program", tname), regno,
+                  "Reading kernel objects through BTF pointers is offered to GPL-compatible programs only.");
+  const int64_t o = static_cast<int64_t>(base.off) + off;
+  if (o < 0)
+    return reject(fmt::format("R{} is ptr_{} invalid negative access: off={}", regno, tname, o), regno);
+  if (!base.v.is_const() || base.v.value() != 0)
+    return reject(fmt::format("R{} is ptr_{} invalid variable offset: off={}, var_off={}", regno, tname, o,
+                              base.v.str()),
+                  regno,
+                  "Fields of kernel objects are read at constant offsets; a variable index into one cannot be "
+                  "checked against the struct's layout.");
+  if (write)
+    return reject("only read is supported", regno,
+                  "Kernel objects reached through BTF pointers are read-only for this program type.");
+  BtfLoad l = btf_struct_access(b, base.btf_id, o, size);
+  if (!l.error.empty()) return reject(l.error, regno);
+  btf_note_unchecked();
+  if (!out) return true;
+  switch (l.what) {
+    case BtfLoad::Scalar: *out = Reg::scalar(loaded_value(size, false)); break;
+    case BtfLoad::Ptr:
+      // A pointer read from a kernel object may be NULL, but the kernel reads through it with faulting
+      // loads and does not make the program check it: no longer trusted, not nullable.
+      *out = Reg::ptr(Kind::BtfId);
+      out->btf_id = l.btf_id;
+      out->bflags = (l.untrusted || (base.bflags & kBtfUntrusted)) ? kBtfUntrusted : 0;
+      break;
+    case BtfLoad::UntrustedMem:
+      *out = Reg::ptr(Kind::Mem);
+      out->rdonly = true;
+      out->bflags = kBtfUntrusted;
+      out->mem_size = 0;
+      break;
+  }
   return true;
 }
 

@@ -1,4 +1,6 @@
 // VerifyOptions for a program of a loaded object.
+#include <unistd.h>
+
 #include "bpfvm/helpers.hpp"
 #include "bpfvm/verifier.hpp"
 
@@ -13,6 +15,18 @@ VerifyOptions verify_options_for(const Object& object, const ObjectProgram& prog
     o.map_readonly.push_back(m.frozen || m.origin == MapOrigin::Rodata);
   }
   o.gpl = license_is_gpl_compatible(object.license);
+  // BTF-typed programs: the section's target in the kernel's BTF (or the object's CO-RE target BTF
+  // when that is a file).
+  if (needs_attach_btf(program.type, program.expected_attach)) {
+    std::string target = program.attach.name.empty() ? program.attach.target : program.attach.name;
+    if (!target.empty()) {
+      std::string file;
+      if (!object.target_btf.empty() && access(object.target_btf.c_str(), R_OK) == 0) file = object.target_btf;
+      auto a = resolve_attach_btf(program.type, program.expected_attach, target, file);
+      if (a) o.attach_btf = *a;
+      else o.attach_error = a.error().message;
+    }
+  }
   // Copy the lines so the options do not depend on the object's lifetime.
   auto lines = std::make_shared<std::vector<std::pair<uint32_t, std::string>>>();
   for (size_t i = 0; i < program.lines.size(); ++i) {

@@ -80,7 +80,7 @@ bool reg_covered(const Reg& o, const Reg& c, IdMap& ids, bool precise = true) {
     return true;
   }
   if (o.off != c.off || o.map != c.map || o.frame != c.frame || o.rdonly != c.rdonly || o.mem_size != c.mem_size ||
-      o.func != c.func)
+      o.func != c.func || o.btf_id != c.btf_id || o.bflags != c.bflags)
     return false;
   if (!o.v.contains(c.v)) return false;
   if (o.kind == Kind::Packet || o.kind == Kind::PacketMeta) {
@@ -322,11 +322,14 @@ std::string reg_str(const Reg& r, const std::vector<MapSpec>* maps) {
   }
   if (r.kind == Kind::Mem || r.kind == Kind::MemOrNull) parts.push_back(fmt::format("sz={}", r.mem_size));
   if (r.kind == Kind::Func) parts.push_back(fmt::format("insn={}", r.func));
+  if (r.btf_id) parts.push_back(fmt::format("btf_id={}", r.btf_id));
   if (!r.v.is_const() || r.v.value() != 0) {
     std::string v = r.v.str();
     if (!v.empty()) parts.push_back("var=" + v);
   }
   std::string out = kind_name(r.kind);
+  if (r.bflags & kBtfTrusted) out = "trusted_" + out;
+  if (r.bflags & kBtfUntrusted) out = "untrusted_" + out;
   if (r.rdonly) out = "rdonly_" + out;
   out += "(";
   for (size_t i = 0; i < parts.size(); ++i) out += (i ? "," : "") + parts[i];

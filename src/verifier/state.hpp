@@ -31,7 +31,8 @@ enum class Kind : uint8_t {
   SockOrNull,
   FlowKeys,
   Func,           // address of a BPF function (callback)
-  BtfId,          // an opaque kernel object pointer (passed to helpers, never dereferenced)
+  BtfId,          // a kernel object (PTR_TO_BTF_ID): typed by btf_id (loads checked against the struct's
+                  // layout), or opaque when btf_id is 0 (loads give scalars)
   BtfIdOrNull,
 };
 const char* kind_name(Kind k);
@@ -46,6 +47,8 @@ struct Reg {
   Kind kind = Kind::NotInit;
   bool rdonly = false;     // Mem/MapValue: read-only memory
   uint8_t frame = 0;       // Stack: the frame it points into
+  uint8_t bflags = 0;      // BtfId: kBtfTrusted / kBtfUntrusted; Mem: kBtfUntrusted (read-only kernel memory of
+                           // unknown size, read through faulting loads)
   int32_t off = 0;         // pointers: fixed offset
   Scalar v = Scalar::constant(0);  // scalars: the value; pointers: the variable part of the offset
   int32_t map = -1;        // MapValue/MapPtr: map index
@@ -55,6 +58,7 @@ struct Reg {
   int32_t range = 0;       // packet: bytes proved accessible from the start of this id's base
   uint32_t mem_size = 0;   // Mem: bytes
   int32_t func = -1;       // Func: target instruction
+  uint32_t btf_id = 0;     // BtfId: the struct (in the attach target's BTF) it points to; 0 unknown
 
   static Reg scalar(const Scalar& s) {
     Reg r;
@@ -74,6 +78,9 @@ struct Reg {
   bool is_null() const { return kind == Kind::Scalar && v.is_const() && v.value() == 0; }
   bool operator==(const Reg&) const = default;
 };
+
+// Reg::bflags
+enum : uint8_t { kBtfTrusted = 1, kBtfUntrusted = 2 };
 
 // Byte types of a stack slot.
 enum : uint8_t { kStackInvalid = 0, kStackMisc = 1, kStackZero = 2, kStackSpill = 3 };

@@ -23,6 +23,7 @@ Verifier::Verifier(std::span<const Insn> insns, const VerifyOptions& opts, const
                    const Precision& prec, PrecisionSeeds& seeds)
     : insns_(insns), opts_(opts), type_(*opts.type), cfg_(cfg), rep_(report), prec_(prec), seeds_(seeds) {
   maps_ = opts.maps;
+  if (opts.attach_btf && opts.attach_btf->impl) attach_ = static_cast<const AttachProto*>(opts.attach_btf->impl.get());
   map_rdonly_.assign(maps_.size(), false);
   for (size_t i = 0; i < maps_.size(); ++i) {
     if (i < opts.map_readonly.size() && opts.map_readonly[i]) map_rdonly_[i] = true;
@@ -499,6 +500,10 @@ bool Verifier::run() {
   t0_ = std::chrono::steady_clock::now();
   init_state();
   pc_ = 0;
+  if (!opts_.attach_error.empty())
+    return reject("attach target: " + opts_.attach_error, -1,
+                  "fentry/fexit/fmod_ret, tp_btf, lsm and iter programs are typed by the prototype of what they "
+                  "attach to, looked up in the kernel's BTF; the target the section names was not found there.");
   for (;;) {
     if (path_done_) {
       finish_path();
@@ -933,8 +938,10 @@ bool Verifier::do_cond_jump(const Insn& in) {
   // context, the stack, packet pointers, functions) explores both branches, as the kernel does.
   auto nonnull_ptr = [&](const Reg& p) {
     switch (p.kind) {
-      case Kind::Sock: case Kind::MapValue: case Kind::MapPtr: case Kind::Mem: case Kind::BtfId:
-        return true;
+      case Kind::Sock: case Kind::MapValue: case Kind::MapPtr: case Kind::Mem:
+        return !(p.bflags & kBtfUntrusted);
+      case Kind::BtfId:  // only a trusted kernel object is known to be non-NULL (is_trusted_reg)
+        return p.btf_id == 0 || (p.bflags & kBtfTrusted);
       default:
         return false;
     }
