@@ -462,6 +462,40 @@ TEST(TraceCli, ExitCodesOutputAndRefusals) {
   EXPECT_GE(records, 6);
 }
 
+// --event-type: records decoded by the object's BTF, under -j as bpftool's "formatted" member and in
+// the text form as its plain dump; a type or map the object does not have is a usage error.
+TEST(TraceCli, EventTypeDecodesRecords) {
+  TempDir dir;
+  std::string out;
+  const std::string cmd = " -- " + std::string(workload()) + " " + dir.path.string() + " basic";
+  ASSERT_EQ(run_cli("trace -j --event-type event " + progs("tr_opensnoop.bpf.o") + cmd, &out), 0) << out;
+  std::set<std::string> names;
+  std::istringstream lines(out);
+  std::string line;
+  while (std::getline(lines, line)) {
+    if (line.empty() || line[0] != '{') continue;
+    auto j = nlohmann::json::parse(line);
+    if (!j.contains("data")) continue;
+    ASSERT_TRUE(j.contains("formatted")) << line;
+    const auto& f = j["formatted"];
+    EXPECT_EQ(f["comm"], "tr_workload") << line;
+    EXPECT_EQ(f["pid"].get<uint32_t>(), (j["data"][0].get<uint32_t>() | j["data"][1].get<uint32_t>() << 8 |
+                                         j["data"][2].get<uint32_t>() << 16 | j["data"][3].get<uint32_t>() << 24));
+    names.insert(f["fname"].get<std::string>());
+  }
+  EXPECT_TRUE(names.count("/dev/null")) << out;
+  EXPECT_TRUE(names.count("/nonexistent/bpfvm-trace-test")) << out;
+  out.clear();
+  ASSERT_EQ(run_cli("trace --event-type events=event " + progs("tr_opensnoop.bpf.o") + cmd, &out), 0) << out;
+  EXPECT_NE(out.find("\"fname\": \"/dev/null\""), std::string::npos) << out;
+  out.clear();
+  EXPECT_EQ(run_cli("trace --event-type no_such_type " + progs("tr_opensnoop.bpf.o") + " -- true", &out), 2) << out;
+  EXPECT_NE(out.find("no type named 'no_such_type'"), std::string::npos) << out;
+  out.clear();
+  EXPECT_EQ(run_cli("trace --event-type nomap=event " + progs("tr_opensnoop.bpf.o") + " -- true", &out), 2) << out;
+  EXPECT_NE(out.find("no map 'nomap'"), std::string::npos) << out;
+}
+
 // As an unprivileged user (setpriv, when the tests run as root): the seccomp filter goes in with
 // no_new_privs, and a set-user-ID command is traced without its identity, with a warning.
 TEST(TraceCli, UnprivilegedUserAndSetuidCommand) {
@@ -919,11 +953,24 @@ TEST(TraceCli, PinmapsKeepTheMapsAfterTheTrace) {
   ASSERT_EQ(run_cli("map dump -j pinned " + (pins / "results").string(), &dump), 0) << dump;
   j = nlohmann::json::parse(dump);
   EXPECT_EQ(value(1), 2u) << dump;
-  // A perf event array is an event channel outside the map store: not pinned, and said so.
+  // A perf event array is pinned too (its records still reach the trace's output); a map of another
+  // type under the same name in DIR is not reused, with the reason.
   out.clear();
-  EXPECT_EQ(run_cli("trace " + progs("tr_execsnoop.bpf.o") + " --pinmaps " + pins.string() + " -- true", &out), 0) << out;
-  EXPECT_NE(out.find("map events (perf_event_array) is not pinned"), std::string::npos) << out;
-  EXPECT_TRUE(fs::exists(pins / "execs"));
+  EXPECT_EQ(run_cli("trace " + progs("tr_execsnoop.bpf.o") + " --pinmaps " + pins.string() + " -- true", &out), 1) << out;
+  EXPECT_NE(out.find("the pinned map is a ringbuf map, the definition asks for perf_event_array"), std::string::npos)
+      << out;
+  const fs::path pins2 = pins.string() + "-perf";
+  fs::remove_all(pins2);
+  out.clear();
+  EXPECT_EQ(run_cli("trace " + progs("tr_execsnoop.bpf.o") + " --pinmaps " + pins2.string() + " -- " + workload() +
+                        " - exec",
+                    &out),
+            0) << out;
+  EXPECT_EQ(out.find("is not pinned"), std::string::npos) << out;
+  EXPECT_TRUE(fs::exists(pins2 / "events"));
+  EXPECT_TRUE(fs::exists(pins2 / "execs"));
+  EXPECT_NE(out.find("map: events"), std::string::npos) << "records of the pinned perf event array\n" << out;
+  fs::remove_all(pins2);
   // Not on tmpfs: refused before the command runs, with the reason.
   out.clear();
   struct statfs tmp;

@@ -15,6 +15,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 
 #include "bpfvm/result.hpp"
 
@@ -69,6 +70,14 @@ class BtfJsonWriter {
 // known or larger than data, a forward declaration, or nesting deeper than 32 levels.
 Status format_btf_value(BtfJsonWriter& w, const struct btf* btf, uint32_t type_id,
                               std::span<const uint8_t> data, bool plain_text = false);
+
+// The id of the type named `name` (a struct, union, enum, typedef, or any other named type, in that
+// order of preference), with its size in bytes; an error naming the type when the BTF has none.
+struct NamedBtfType {
+  uint32_t id = 0;
+  uint32_t size = 0;
+};
+Result<NamedBtfType> find_btf_type(const struct btf* btf, std::string_view name);
 
 // The compact JSON text of one value (what `map dump -j` puts under "formatted").
 Result<std::string> format_btf_value_json(const struct btf* btf, uint32_t type_id, std::span<const uint8_t> data,

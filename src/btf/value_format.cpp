@@ -310,6 +310,25 @@ Status format_btf_value(BtfJsonWriter& w, const struct btf* btf, uint32_t type_i
   return d.value(type_id, 0, data.data(), 0);
 }
 
+Result<NamedBtfType> find_btf_type(const struct btf* btf, std::string_view name) {
+  if (!btf) return make_error(ErrorCode::InvalidArgument, fmt::format("no BTF to find type '{}' in", name));
+  const std::string n(name);
+  static const int kinds[] = {BTF_KIND_STRUCT, BTF_KIND_UNION, BTF_KIND_ENUM, BTF_KIND_ENUM64, BTF_KIND_TYPEDEF};
+  for (int kind : kinds) {
+    int id = btf__find_by_name_kind(btf, n.c_str(), static_cast<uint32_t>(kind));
+    if (id <= 0) continue;
+    long size = btf__resolve_size(btf, static_cast<uint32_t>(id));
+    if (size < 0) return make_error(ErrorCode::InvalidArgument, fmt::format("type '{}' has no known size", name));
+    return NamedBtfType{static_cast<uint32_t>(id), static_cast<uint32_t>(size)};
+  }
+  int id = btf__find_by_name(btf, n.c_str());
+  if (id > 0) {
+    long size = btf__resolve_size(btf, static_cast<uint32_t>(id));
+    if (size >= 0) return NamedBtfType{static_cast<uint32_t>(id), static_cast<uint32_t>(size)};
+  }
+  return make_error(ErrorCode::InvalidArgument, fmt::format("the BTF has no type named '{}' with a known size", name));
+}
+
 Result<std::string> format_btf_value_json(const struct btf* btf, uint32_t type_id, std::span<const uint8_t> data,
                                           bool plain_text) {
   BtfJsonWriter w(false);

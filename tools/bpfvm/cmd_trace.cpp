@@ -1,5 +1,6 @@
 // bpfvm trace OBJ [--section S]... [--attach PROG=SPEC]... [--set NAME=VALUE]... [--btf FILE]
-//                 [--pinmaps DIR] [-j] [--duration SEC] [--mode ptrace] [--no-seccomp]
+//                 [--pinmaps DIR] [--event-type [MAP=]TYPE]... [-j] [--duration SEC] [--mode ptrace]
+//                 [--no-seccomp]
 //                 [--engine interp|jit] [--no-verify] [--strict] (-p PID | -- CMD [ARGS...])
 // Attaches the object's tracing programs to system-call events of the command (or process) and runs
 // it: printk lines and ring-buffer / perf records as they happen, the object's maps at the end.
@@ -9,7 +10,10 @@
 
 #include <cstdio>
 #include <cstring>
+#include <map>
+#include <optional>
 
+#include "bpfvm/btf_format.hpp"
 #include "bpfvm/helpers.hpp"
 #include "bpfvm/map.hpp"
 #include "bpfvm/packet.hpp"
@@ -26,6 +30,7 @@ struct TraceOpts {
   std::vector<std::string> sections;
   std::vector<std::string> attach;
   std::string pinmaps;
+  std::vector<std::string> event_types;  // TYPE (every record) or MAP=TYPE
   bool json = false;
   double duration = 0;
   std::string mode = "ptrace";
@@ -38,7 +43,51 @@ struct TraceOpts {
 
 std::vector<int> bytes_json(std::span<const uint8_t> d) { return std::vector<int>(d.begin(), d.end()); }
 
-void print_record(const TraceRecord& r, bool json) {
+// The BTF types that records are decoded with (--event-type), from the object's BTF.
+struct EventTypes {
+  const struct btf* btf = nullptr;
+  std::optional<NamedBtfType> every;  // --event-type TYPE
+  std::map<std::string, NamedBtfType, std::less<>> by_map;  // --event-type MAP=TYPE
+  const NamedBtfType* for_map(std::string_view map) const {
+    auto it = by_map.find(map);
+    if (it != by_map.end()) return &it->second;
+    return every ? &*every : nullptr;
+  }
+};
+
+Result<EventTypes> event_types(const Object& obj, const std::vector<std::string>& specs) {
+  EventTypes et;
+  if (specs.empty()) return et;
+  et.btf = static_cast<const struct btf*>(obj.btf_handle());
+  if (!et.btf) return make_error(ErrorCode::InvalidArgument, "--event-type: the object has no BTF to decode records with");
+  for (const auto& spec : specs) {
+    auto eq = spec.find('=');
+    std::string map = eq == std::string::npos ? "" : spec.substr(0, eq);
+    std::string type = eq == std::string::npos ? spec : spec.substr(eq + 1);
+    if (type.rfind("struct ", 0) == 0) type = type.substr(7);
+    if (type.empty() || (eq != std::string::npos && map.empty()))
+      return make_error(ErrorCode::InvalidArgument, "--event-type: '" + spec + "' is not TYPE or MAP=TYPE");
+    if (!map.empty() && obj.find_map(map) < 0)
+      return make_error(ErrorCode::InvalidArgument, "--event-type: the object has no map '" + map + "'");
+    auto t = find_btf_type(et.btf, type);
+    if (!t) return make_error(ErrorCode::InvalidArgument, "--event-type: " + t.error().message);
+    if (map.empty()) et.every = *t;
+    else et.by_map[map] = *t;
+  }
+  return et;
+}
+
+// A record decoded by its BTF type (compact JSON, or bpftool's plain text laid out as its dumps);
+// nullopt when no type is given for its map or the record is shorter than the type.
+std::optional<std::string> decode_record(const TraceRecord& r, const EventTypes* et, bool plain) {
+  const NamedBtfType* t = et ? et->for_map(r.map) : nullptr;
+  if (!t || r.lost || r.data.size() < t->size) return std::nullopt;
+  BtfJsonWriter w(plain);
+  if (!format_btf_value(w, et->btf, t->id, r.data, plain)) return std::nullopt;
+  return w.str();
+}
+
+void print_record(const TraceRecord& r, bool json, const EventTypes* et = nullptr) {
   if (json) {
     nlohmann::ordered_json j;
     j["type"] = r.lost ? 2 : 9;  // PERF_RECORD_LOST / PERF_RECORD_SAMPLE, as bpftool's event_pipe
@@ -51,6 +100,13 @@ void print_record(const TraceRecord& r, bool json) {
       j["data"] = bytes_json(r.data);
     }
     j["map"] = std::string(r.map);
+    if (auto f = decode_record(r, et, false)) {
+      try {
+        j["formatted"] = nlohmann::ordered_json::parse(*f);
+      } catch (const nlohmann::json::exception&) {  // a float that is not a number
+        j["formatted"] = {{"error", "not valid JSON: " + *f}};
+      }
+    }
     std::printf("%s\n", j.dump().c_str());
   } else if (r.lost) {
     std::printf("== @%llu.%09llu CPU: %d index: %u map: %.*s =====\nlost %llu events\n",
@@ -62,9 +118,13 @@ void print_record(const TraceRecord& r, bool json) {
                 static_cast<unsigned long long>(r.timestamp / 1000000000ull),
                 static_cast<unsigned long long>(r.timestamp % 1000000000ull), r.cpu, r.index,
                 static_cast<int>(r.map.size()), r.map.data());
-    std::string hex;
-    for (size_t i = 0; i < r.data.size(); ++i) hex += fmt::format("{}{:02x}", i ? " " : "", r.data[i]);
-    std::printf("%s\n", hex.c_str());
+    if (auto f = decode_record(r, et, true)) {
+      std::printf("%s\n", f->c_str());
+    } else {
+      std::string hex;
+      for (size_t i = 0; i < r.data.size(); ++i) hex += fmt::format("{}{:02x}", i ? " " : "", r.data[i]);
+      std::printf("%s\n", hex.c_str());
+    }
   }
   std::fflush(stdout);
 }
@@ -138,6 +198,8 @@ int trace_command(const TraceOpts& o) {
     return fail(kFailed, obj.error(), o.object);
   }
   if (Status st = apply_sets(o.input, *obj); !st) return fail(kUsage, st.error(), o.object);
+  auto types = event_types(*obj, o.event_types);
+  if (!types) return fail(kUsage, types.error(), o.object);
   SyscallHooksOptions ho;
   for (const auto& s : o.sections) ho.attach.push_back(AttachRequest{s, ""});
   for (const auto& a : o.attach) {
@@ -164,7 +226,8 @@ int trace_command(const TraceOpts& o) {
                      m.spec.name.c_str(), map_type_name(m.spec.type));
   const bool json = o.json;
   set_printk_sink([json](std::string_view m) { print_printk(m, json); });
-  h.set_record_sink([json](const TraceRecord& r) { print_record(r, json); });
+  const EventTypes* et = &*types;
+  h.set_record_sink([json, et](const TraceRecord& r) { print_record(r, json, et); });
 
   PtraceOptions popt;
   popt.argv = o.command;
@@ -197,6 +260,10 @@ RegisterCommand reg_trace("trace", [](CLI::App& app, std::function<int()>& run) 
                   "Pin the object's maps at DIR/NAME (on tmpfs) so that they outlive the trace (bpfvm map dump "
                   "pinned DIR/NAME)")
       ->type_name("DIR");
+  cmd->add_option("--event-type", o->event_types,
+                  "Decode ring-buffer/perf records with this BTF type of the object (struct name), for every map "
+                  "or as MAP=TYPE for one; repeatable")
+      ->type_name("[MAP=]TYPE");
   cmd->add_flag("-j,--json", o->json, "JSON lines: records as bpftool's event_pipe -j, printk, maps");
   cmd->add_option("--duration", o->duration, "Stop tracing after SEC seconds and detach (the command keeps running)");
   add_choice_option(cmd, "--mode", o->mode, {"ptrace"}, "Event source (ptrace)");
