@@ -1,0 +1,48 @@
+// The target of the probe tests: a PIE that calls a function of a shared library (lib_add, in
+// libagent_lib.so) and a local function (local_mul) N times, passes a USDT probe with a semaphore
+// (agt:tick) and one without (agt:pair), and prints what it computed and how often the semaphore was
+// set, so that a test can compare runs with the kernel's uprobes and bpfvm's agent.
+//   agent_target [N] [dlopen-path]
+// With a dlopen path, the library named there is loaded after the loop and its lib_add called N
+// times (probes on libraries loaded later).
+#define _SDT_HAS_SEMAPHORES 1
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/sdt.h>
+
+int lib_add(int a, int b);
+long lib_mark(long v);
+
+__extension__ unsigned short agt_tick_semaphore __attribute__((unused)) __attribute__((section(".probes")));
+__extension__ unsigned short agt_pair_semaphore __attribute__((unused)) __attribute__((section(".probes")));
+
+__attribute__((noinline)) long local_mul(long a, long b) {
+  __asm__ volatile("" ::: "memory");
+  return a * b;
+}
+
+int main(int argc, char** argv) {
+  int n = argc > 1 ? atoi(argv[1]) : 100;
+  long sum = 0, enabled = 0;
+  for (int i = 0; i < n; ++i) {
+    sum += lib_add(i, 2 * i);
+    sum += local_mul(i, 3);
+    if (agt_tick_semaphore) ++enabled;
+    long neg = -i;
+    STAP_PROBE3(agt, tick, i, sum, neg);
+    DTRACE_PROBE2(agt, pair, (short)i, (unsigned char)(i & 0xff));
+    lib_mark(i * 7);
+  }
+  if (argc > 2) {
+    void* h = dlopen(argv[2], RTLD_NOW | RTLD_LOCAL);
+    if (!h) {
+      fprintf(stderr, "agent_target: %s\n", dlerror());
+      return 2;
+    }
+    int (*add)(int, int) = (int (*)(int, int))dlsym(h, "lib_add");
+    for (int i = 0; i < n; ++i) sum += add(i, 1);
+  }
+  printf("sum %ld enabled %ld\n", sum, enabled);
+  return 0;
+}
