@@ -1,0 +1,348 @@
+// Function hooks inside the process (src/hooks/uprobe/patch.hpp): every prologue shape the patch may
+// displace, breakpoint fallbacks, handlers' view of the registers, return hooks, detach restoring the
+// bytes, and threads running the function while it is patched.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cstring>
+#include <thread>
+#include <vector>
+
+#include "hooks/uprobe/patch.hpp"
+#include "uprobe_targets.hpp"
+
+namespace {
+
+using namespace bpfvm::uprobe;
+
+// Called through a volatile pointer: the compiler cannot inline or fold the call.
+template <class F>
+F opaque(F f) {
+  F volatile p = f;
+  return p;
+}
+
+struct Seen {
+  std::atomic<uint64_t> n{0};
+  uint64_t di = 0, si = 0, ax = 0, ip = 0, sp = 0;
+  double xmm_result = 0;
+};
+
+void record(void* c, PtRegs* r) {
+  auto* s = static_cast<Seen*>(c);
+  s->di = r->di;
+  s->si = r->si;
+  s->ax = r->ax;
+  s->ip = r->ip;
+  s->sp = r->sp;
+  // Floating-point work in the handler uses xmm registers the probed code may hold.
+  volatile double x = 1.25;
+  s->xmm_result = x * 3.5 + static_cast<double>(r->di);
+  s->n.fetch_add(1, std::memory_order_relaxed);
+}
+
+std::vector<uint8_t> bytes_at(uintptr_t a, size_t n) {
+  const auto* p = reinterpret_cast<const uint8_t*>(a);
+  return std::vector<uint8_t>(p, p + n);
+}
+
+constexpr uint64_t kAny = ~0ull - 1;  // a register the function does not take
+
+struct Shape {
+  const char* name;
+  uintptr_t addr;
+  size_t size;
+  PatchMethod method;
+};
+
+// Attaches an entry and a return hook to `addr`, runs `call` (which checks the results), checks what the
+// handlers saw, detaches and checks the bytes are back.
+template <class Call>
+void check_shape(const Shape& sh, uint64_t di, uint64_t si, uint64_t expect_ret, Call call) {
+  SCOPED_TRACE(sh.name);
+  const auto before = bytes_at(sh.addr, std::max<size_t>(sh.size, 16));
+  Seen in, out;
+  auto e = attach(sh.addr, sh.size, HookKind::Entry, record, &in);
+  ASSERT_TRUE(e.ok()) << e.error().message;
+  auto r = attach(sh.addr, sh.size, HookKind::Return, record, &out);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  auto m = patch_method(*e);
+  ASSERT_TRUE(m.ok());
+  EXPECT_EQ(*m, sh.method);
+  EXPECT_NE(bytes_at(sh.addr, before.size()), before) << "not patched";
+  for (int i = 0; i < 3; ++i) call();
+  EXPECT_EQ(in.n.load(), 3u);
+  EXPECT_EQ(out.n.load(), 3u);
+  EXPECT_EQ(in.di, di);
+  if (si != kAny) EXPECT_EQ(in.si, si);
+  EXPECT_EQ(in.ip, sh.addr);
+  EXPECT_EQ(in.sp % 16, 8u) << "sp at a function entry points to the return address";
+  EXPECT_EQ(out.ax, expect_ret);
+  EXPECT_EQ(out.ip, sh.addr);
+  EXPECT_EQ(out.sp, in.sp + 8) << "sp after the return";
+  EXPECT_EQ(in.xmm_result, 1.25 * 3.5 + static_cast<double>(di));
+  ASSERT_TRUE(detach(*e).ok());
+  ASSERT_TRUE(detach(*r).ok());
+  EXPECT_EQ(bytes_at(sh.addr, before.size()), before) << "detach restores the original bytes";
+  call();  // unhooked
+  EXPECT_EQ(in.n.load(), 3u);
+  EXPECT_EQ(out.n.load(), 3u);
+}
+
+TEST(UprobePatch, ExactlyFiveBytes) {
+  check_shape({"ut_add", UT_FN(ut_add), PatchMethod::Jump}, 40, 2, 42, [] { EXPECT_EQ(opaque(ut_add)(40, 2), 42u); });
+}
+
+TEST(UprobePatch, FramePrologue) {
+  check_shape({"ut_frame", UT_FN(ut_frame), PatchMethod::Jump}, 6, 7, 42, [] { EXPECT_EQ(opaque(ut_frame)(6, 7), 42u); });
+}
+
+TEST(UprobePatch, Endbr64KeptAtEntry) {
+  const auto before = bytes_at(ut_addr(reinterpret_cast<const void*>(&ut_endbr)), 4);
+  check_shape({"ut_endbr", UT_FN(ut_endbr), PatchMethod::Jump}, 2, 20, 42, [&] {
+    EXPECT_EQ(opaque(ut_endbr)(2, 20), 42u);
+    EXPECT_EQ(bytes_at(ut_addr(reinterpret_cast<const void*>(&ut_endbr)), 4), before) << "endbr64 stays";
+  });
+}
+
+TEST(UprobePatch, RipRelativeLoad) {
+  check_shape({"ut_rip", UT_FN(ut_rip), PatchMethod::Jump}, 5, kAny, 1005, [] { EXPECT_EQ(opaque(ut_rip)(5), 1005u); });
+}
+
+TEST(UprobePatch, RipRelativeLockedIncrement) {
+  const uint64_t c0 = ut_counter;
+  check_shape({"ut_count", UT_FN(ut_count), PatchMethod::Jump}, 9, kAny, 9, [] { EXPECT_EQ(opaque(ut_count)(9), 9u); });
+  EXPECT_EQ(ut_counter - c0, 4u) << "the relocated increment hits the same variable, once per call";
+}
+
+TEST(UprobePatch, ShortConditionalJump) {
+  check_shape({"ut_jcc", UT_FN(ut_jcc), PatchMethod::Jump}, 21, kAny, 42, [] { EXPECT_EQ(opaque(ut_jcc)(21), 42u); });
+  check_shape({"ut_jcc taken", UT_FN(ut_jcc), PatchMethod::Jump}, 0, kAny, ~0ull,
+              [] { EXPECT_EQ(opaque(ut_jcc)(0), ~0ull); });
+}
+
+TEST(UprobePatch, CallDisplaced) {
+  check_shape({"ut_call", UT_FN(ut_call), PatchMethod::Jump}, 5, kAny, 105, [] { EXPECT_EQ(opaque(ut_call)(5), 105u); });
+  check_shape({"ut_push_call", UT_FN(ut_push_call), PatchMethod::Jump}, 1, 2, 102,
+              [] { EXPECT_EQ(opaque(ut_push_call)(1, 2), 102u); });
+}
+
+TEST(UprobePatch, JrcxzDisplaced) {
+  check_shape({"ut_jrcxz", UT_FN(ut_jrcxz), PatchMethod::Jump}, 37, kAny, 42, [] { EXPECT_EQ(opaque(ut_jrcxz)(37), 42u); });
+  check_shape({"ut_jrcxz zero", UT_FN(ut_jrcxz), PatchMethod::Jump}, 0, kAny, 7, [] { EXPECT_EQ(opaque(ut_jrcxz)(0), 7u); });
+}
+
+TEST(UprobePatch, FloatingPointArgumentsSurvive) {
+  Seen in;
+  auto e = attach(UT_FN(ut_fmul), HookKind::Entry, record, &in);
+  ASSERT_TRUE(e.ok()) << e.error().message;
+  EXPECT_EQ(opaque(ut_fmul)(1.5, 4.0), 6.0);
+  EXPECT_EQ(in.n.load(), 1u);
+  ASSERT_TRUE(detach(*e).ok());
+}
+
+TEST(UprobePatch, ShorterThanThePatchUsesABreakpoint) {
+  const auto after = bytes_at(ut_addr(reinterpret_cast<const void*>(&ut_after)), 6);
+  const uint64_t traps = stats().trap_hits;
+  check_shape({"ut_short", UT_FN(ut_short), PatchMethod::Breakpoint}, 77, kAny, 77, [&] {
+    EXPECT_EQ(opaque(ut_short)(77), 77u);
+    EXPECT_EQ(opaque(ut_after)(), 42u);
+    EXPECT_EQ(bytes_at(ut_addr(reinterpret_cast<const void*>(&ut_after)), 6), after) << "the next function is untouched";
+  });
+  EXPECT_EQ(stats().trap_hits - traps, 3u);
+  // Unknown size: a first instruction shorter than 5 bytes is never displaced.
+  check_shape({"ut_short unknown size", ut_addr(reinterpret_cast<const void*>(&ut_short)), 0, PatchMethod::Breakpoint}, 8,
+              kAny, 8, [] { EXPECT_EQ(opaque(ut_short)(8), 8u); });
+}
+
+TEST(UprobePatch, JumpTargetInTheFirstBytesUsesABreakpoint) {
+  check_shape({"ut_target", UT_FN(ut_target), PatchMethod::Breakpoint}, 6, 7, 42,
+              [] { EXPECT_EQ(opaque(ut_target)(6, 7), 42u); });
+}
+
+TEST(UprobePatch, ShortJumpFirstIsRelocatedUnderABreakpoint) {
+  check_shape({"ut_jmp_first", UT_FN(ut_jmp_first), PatchMethod::Breakpoint}, 39, kAny, 42,
+              [] { EXPECT_EQ(opaque(ut_jmp_first)(39), 42u); });
+}
+
+TEST(UprobePatch, UnknownSizeWithALongFirstInstructionJumps) {
+  check_shape({"ut_rip unknown size", ut_addr(reinterpret_cast<const void*>(&ut_rip)), 0, PatchMethod::Jump}, 1, kAny, 1001,
+              [] { EXPECT_EQ(opaque(ut_rip)(1), 1001u); });
+}
+
+TEST(UprobePatch, ForcedBreakpointRunsTheSameHandlers) {
+  Seen in, out;
+  AttachOptions o;
+  o.func_size = ut_size(reinterpret_cast<const void*>(&ut_frame), ut_frame_end);
+  o.force_breakpoint = true;
+  auto e = attach(ut_addr(reinterpret_cast<const void*>(&ut_frame)), HookKind::Entry, record, &in, o);
+  ASSERT_TRUE(e.ok()) << e.error().message;
+  auto r = attach(ut_addr(reinterpret_cast<const void*>(&ut_frame)), HookKind::Return, record, &out, o);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(*patch_method(*e), PatchMethod::Breakpoint);
+  EXPECT_EQ(opaque(ut_frame)(3, 14), 42u);
+  EXPECT_EQ(in.di, 3u);
+  EXPECT_EQ(in.si, 14u);
+  EXPECT_EQ(out.ax, 42u);
+  ASSERT_TRUE(detach(*e).ok());
+  ASSERT_TRUE(detach(*r).ok());
+}
+
+// Handlers may change registers: arguments at entry, the return value at return.
+TEST(UprobePatch, HandlersChangeRegisters) {
+  for (bool bp : {false, true}) {
+    SCOPED_TRACE(bp ? "breakpoint" : "jump");
+    AttachOptions o;
+    o.func_size = ut_size(reinterpret_cast<const void*>(&ut_add), ut_add_end);
+    o.force_breakpoint = bp;
+    const uintptr_t a = ut_addr(reinterpret_cast<const void*>(&ut_add));
+    auto e = attach(a, HookKind::Entry, [](void*, PtRegs* r) { r->di = 100; }, nullptr, o);
+    ASSERT_TRUE(e.ok()) << e.error().message;
+    EXPECT_EQ(opaque(ut_add)(1, 2), 102u);
+    auto r = attach(a, HookKind::Return, [](void*, PtRegs* r) { r->ax += 1000; }, nullptr, o);
+    ASSERT_TRUE(r.ok()) << r.error().message;
+    EXPECT_EQ(opaque(ut_add)(1, 2), 1102u);
+    ASSERT_TRUE(detach(*e).ok());
+    ASSERT_TRUE(detach(*r).ok());
+    EXPECT_EQ(opaque(ut_add)(1, 2), 3u);
+  }
+}
+
+// A handler calling the hooked function: the inner hit runs no handler (the recursion guard).
+Seen g_recursive;
+void recursive_handler(void*, PtRegs* r) {
+  EXPECT_TRUE(in_hook());
+  g_recursive.n.fetch_add(1);
+  g_recursive.ax = opaque(ut_add)(r->di, 1);
+}
+TEST(UprobePatch, HandlersDoNotRecurse) {
+  auto e = attach(UT_FN(ut_add), HookKind::Entry, recursive_handler, nullptr);
+  ASSERT_TRUE(e.ok());
+  EXPECT_FALSE(in_hook());
+  EXPECT_EQ(opaque(ut_add)(10, 5), 15u);
+  EXPECT_EQ(g_recursive.n.load(), 1u);
+  EXPECT_EQ(g_recursive.ax, 11u);
+  ASSERT_TRUE(detach(*e).ok());
+}
+
+TEST(UprobePatch, HooksShareAnAddressAndDetachOneByOne) {
+  Seen a, b;
+  auto ha = attach(UT_FN(ut_add), HookKind::Entry, record, &a);
+  auto hb = attach(UT_FN(ut_add), HookKind::Entry, record, &b);
+  ASSERT_TRUE(ha.ok() && hb.ok());
+  opaque(ut_add)(1, 1);
+  ASSERT_TRUE(detach(*ha).ok());
+  opaque(ut_add)(1, 1);
+  ASSERT_TRUE(detach(*hb).ok());
+  opaque(ut_add)(1, 1);
+  EXPECT_EQ(a.n.load(), 1u);
+  EXPECT_EQ(b.n.load(), 2u);
+  EXPECT_FALSE(detach(*hb).ok()) << "a detached id is unknown";
+}
+
+TEST(UprobePatch, BadInputIsRefused) {
+  EXPECT_FALSE(attach(0, 0, HookKind::Entry, record, nullptr).ok());
+  EXPECT_FALSE(attach(UT_FN(ut_add), HookKind::Entry, nullptr, nullptr).ok());
+  EXPECT_FALSE(detach(HookId{987654321}).ok());
+  // An int3 already there (a debugger's) is not hooked over.
+  static const uint8_t int3_code[] = {0xcc, 0xc3};
+  auto r = attach(ut_addr(int3_code), 2, HookKind::Entry, record, nullptr);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message.find("int3"), std::string::npos) << r.error().message;
+}
+
+// Threads call the function in a loop while it is patched and unpatched again and again: every call
+// runs the function exactly once, none crashes; with the hook attached for a known window, the
+// handler counts every call.
+TEST(UprobePatch, ThreadsRunThroughAttachAndDetach) {
+  for (bool bp : {false, true}) {
+    SCOPED_TRACE(bp ? "breakpoint" : "jump");
+    constexpr int kThreads = 3;
+    std::atomic<bool> stop{false};
+    std::atomic<uint64_t> calls{0};
+    const uint64_t c0 = ut_counter;
+    std::vector<std::thread> ts;
+    for (int t = 0; t < kThreads; ++t)
+      ts.emplace_back([&] {
+        uint64_t n = 0;
+        auto f = opaque(ut_count);
+        while (!stop.load(std::memory_order_relaxed)) {
+          if (f(n) != n) ADD_FAILURE() << "wrong result";
+          ++n;
+        }
+        calls.fetch_add(n);
+      });
+    Seen in;
+    AttachOptions o;
+    o.func_size = ut_size(reinterpret_cast<const void*>(&ut_count), ut_count_end);
+    o.force_breakpoint = bp;
+    for (int i = 0; i < 15; ++i) {
+      auto e = attach(ut_addr(reinterpret_cast<const void*>(&ut_count)), HookKind::Entry, record, &in, o);
+      ASSERT_TRUE(e.ok()) << e.error().message;
+      auto r = attach(ut_addr(reinterpret_cast<const void*>(&ut_count)), HookKind::Return, record, &in, o);
+      ASSERT_TRUE(r.ok()) << r.error().message;
+      std::this_thread::yield();
+      ASSERT_TRUE(detach(*r).ok());
+      ASSERT_TRUE(detach(*e).ok());
+    }
+    stop = true;
+    for (auto& t : ts) t.join();
+    EXPECT_EQ(ut_counter - c0, calls.load()) << "each call ran the function once";
+    EXPECT_GT(calls.load(), 0u);
+
+    // A known window: every call between attach and detach is counted, entry and return.
+    Seen entry, ret;
+    auto e = attach(ut_addr(reinterpret_cast<const void*>(&ut_count)), HookKind::Entry, record, &entry, o);
+    auto r = attach(ut_addr(reinterpret_cast<const void*>(&ut_count)), HookKind::Return, record, &ret, o);
+    ASSERT_TRUE(e.ok() && r.ok());
+    const uint64_t kPerThread = bp ? 300 : 5000;
+    ts.clear();
+    for (int t = 0; t < kThreads; ++t)
+      ts.emplace_back([&] {
+        auto f = opaque(ut_count);
+        for (uint64_t i = 0; i < kPerThread; ++i) f(i);
+      });
+    for (auto& t : ts) t.join();
+    ASSERT_TRUE(detach(*e).ok());
+    ASSERT_TRUE(detach(*r).ok());
+    EXPECT_EQ(entry.n.load(), kThreads * kPerThread);
+    EXPECT_EQ(ret.n.load(), kThreads * kPerThread);
+  }
+}
+
+// When detach returns, no handler of that hook runs any more (the cookie may go away).
+TEST(UprobePatch, DetachWaitsForRunningHandlers) {
+  struct Slow {
+    std::atomic<int> inside{0};
+    std::atomic<bool> freed{false};
+    std::atomic<uint64_t> after_free{0};
+  } slow;
+  auto handler = [](void* c, PtRegs*) {
+    auto* s = static_cast<Slow*>(c);
+    s->inside.fetch_add(1);
+    for (volatile int i = 0; i < 20000; i = i + 1) {
+    }
+    if (s->freed.load()) s->after_free.fetch_add(1);
+    s->inside.fetch_sub(1);
+  };
+  std::atomic<bool> stop{false};
+  std::thread t([&] {
+    auto f = opaque(ut_add);
+    while (!stop.load()) f(1, 2);
+  });
+  for (int i = 0; i < 20; ++i) {
+    auto e = attach(UT_FN(ut_add), HookKind::Entry, handler, &slow);
+    ASSERT_TRUE(e.ok());
+    while (slow.inside.load() == 0) std::this_thread::yield();
+    ASSERT_TRUE(detach(*e).ok());
+    slow.freed = true;
+    for (volatile int k = 0; k < 50000; k = k + 1) {
+    }
+    slow.freed = false;
+  }
+  stop = true;
+  t.join();
+  EXPECT_EQ(slow.after_free.load(), 0u);
+}
+
+}  // namespace
