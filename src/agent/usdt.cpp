@@ -118,10 +118,14 @@ Result<Spec> parse_args(std::string_view args) {
 }
 
 Specs::Specs(const LoadedObject& live) {
+  // Map names are cut to the kernel's 15 characters ("__bpf_usdt_spec", "__bpf_usdt_ip_t").
+  auto named = [](const std::string& have, std::string_view full) {
+    return have == full || (have.size() == 15 && full.starts_with(have));
+  };
   for (const auto& m : live.maps) {
     if (!m) continue;
-    if (m->spec().name == "__bpf_usdt_specs") specs_ = m.get();
-    if (m->spec().name == "__bpf_usdt_ip_to_spec_id") ip_to_id_ = m.get();
+    if (named(m->spec().name, "__bpf_usdt_specs")) specs_ = m.get();
+    if (named(m->spec().name, "__bpf_usdt_ip_to_spec_id")) ip_to_id_ = m.get();
   }
 }
 
