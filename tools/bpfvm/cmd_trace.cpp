@@ -156,6 +156,9 @@ Result<std::string> choose_mode(const TraceOpts& o, const Object& obj, const std
     if (!pt) continue;  // likewise
     (pt->in_user_code() ? user : sys) = prog->name;
   }
+  // A request that names nothing or no program is refused by SyscallHooks::create with the reason,
+  // whichever mode runs it.
+  if (user.empty() && sys.empty()) return std::string(o.mode == "agent" ? "agent" : "ptrace");
   if (!user.empty() && !sys.empty())
     return make_error(ErrorCode::InvalidArgument,
                       fmt::format("program {} probes user code (agent mode) and program {} system calls (ptrace "
@@ -290,8 +293,11 @@ RegisterCommand reg_trace("trace", [](CLI::App& app, std::function<int()>& run) 
   auto* cmd = app.add_subcommand("trace", "Run tracing programs on the system calls of a command or a process "
                                           "(tracepoints, raw tracepoints, syscall kprobes; ptrace)");
   cmd->add_option("object", o->object, "BPF ELF object")->required();
-  cmd->add_option("--section", o->sections, "Attach only this program (function or section name); repeatable");
-  cmd->add_option("--attach", o->attach, "Attach program PROG to SPEC (libbpf section syntax); repeatable");
+  // One value per occurrence: a repeatable option must not swallow the `--` before the command.
+  cmd->add_option("--section", o->sections, "Attach only this program (function or section name); repeatable")
+      ->allow_extra_args(false);
+  cmd->add_option("--attach", o->attach, "Attach program PROG to SPEC (libbpf section syntax); repeatable")
+      ->allow_extra_args(false);
   cmd->add_flag("-j,--json", o->json, "JSON lines: records as bpftool's event_pipe -j, printk, maps");
   cmd->add_option("--duration", o->duration, "Stop tracing after SEC seconds and detach (the command keeps running)");
   add_choice_option(cmd, "--mode", o->mode, {"auto", "agent", "ptrace"},
