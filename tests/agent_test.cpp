@@ -113,10 +113,15 @@ TEST(ProbeTarget, FunctionsWithTheirSizes) {
   EXPECT_TRUE(f->relocatable) << "the target is a PIE";
   EXPECT_GT(f->size, 0u);
   EXPECT_EQ(f->file_offset, f->vaddr) << "text of a PIE: offsets equal addresses in the first segment";
-  auto g = find_elf_function(BPFVM_AGENT_LIB, "lib_add", 1);
-  ASSERT_TRUE(g.ok()) << g.error().message;
+  // FUNC+OFFSET: the second instruction of lib_add (offsets inside the first are refused).
   auto g0 = find_elf_function(BPFVM_AGENT_LIB, "lib_add");
-  EXPECT_EQ(g->vaddr, g0->vaddr + 1);
+  ASSERT_TRUE(g0.ok()) << g0.error().message;
+  ASSERT_GT(g0->size, 1u);
+  uint64_t second = 0;
+  for (uint64_t k = 1; k < g0->size && !second; ++k)
+    if (find_elf_function(BPFVM_AGENT_LIB, "lib_add", k).ok()) second = k;
+  ASSERT_NE(second, 0u);
+  EXPECT_EQ(find_elf_function(BPFVM_AGENT_LIB, "lib_add", second)->vaddr, g0->vaddr + second);
   // Dynamic symbols of a stripped library, versioned (malloc has one default version).
   auto libc = resolve_probe_binary("libc.so.6");
   ASSERT_TRUE(libc.ok());
@@ -137,6 +142,9 @@ TEST(ProbeTarget, FunctionsWithTheirSizes) {
   EXPECT_NE(why(BPFVM_AGENT_TARGET, "lib_add").find("not defined there"), std::string::npos);
   EXPECT_NE(why(BPFVM_AGENT_TARGET, "agt_tick_semaphore").find("not a function"), std::string::npos);
   EXPECT_NE(why(BPFVM_AGENT_TARGET, "local_mul", 100000).find("beyond the end"), std::string::npos);
+  // An offset inside an instruction is refused (the target's local_mul starts with a 3-byte
+  // mov or longer: +1 is inside it).
+  EXPECT_NE(why(BPFVM_AGENT_TARGET, "local_mul", 1).find("inside an instruction"), std::string::npos);
   EXPECT_NE(why(progs("ag_probes.bpf.o"), "on_lib_add").find("not an x86-64"), std::string::npos);
 }
 
@@ -323,6 +331,16 @@ TEST(AgentTrace, LibrariesLoadedLater) {
   for (int i = 0; i < n; ++i) sum += static_cast<uint64_t>(i + 1);
   EXPECT_EQ(c[0], static_cast<uint64_t>(n)) << r.err;
   EXPECT_EQ(c[1], sum);
+}
+
+TEST(AgentTrace, ProgramsTheCommandExecutesAreProbedToo) {
+  // The agent is inherited through LD_PRELOAD: each process of the command that runs the probed
+  // file attaches its probes (the shell itself has none to attach).
+  CliRun r = run_trace(progs("ag_probes.bpf.o") + " --attach on_local_mul=uprobe/" + BPFVM_AGENT_TARGET +
+                       ":local_mul -- sh -c '" + BPFVM_AGENT_TARGET + " 5; " + BPFVM_AGENT_TARGET + " 7; exit 3'");
+  EXPECT_EQ(r.code, 3) << r.err;
+  EXPECT_EQ(r.maps["counts"][4], 12u) << r.err;
+  EXPECT_EQ(r.records.size(), 12u);
 }
 
 TEST(AgentTrace, RefusalsBeforeTheCommandStarts) {

@@ -122,7 +122,7 @@ void on_hit(void* cookie, uprobe::PtRegs* regs) {
       args.regions.push_back(MemRegion{args.r1, sizeof(PtRegsNative), false, "ctx"});
       args.regions.insert(args.regions.end(), pp.regions.begin(), pp.regions.end());
     }
-    (void)take_helper_fault();
+    // A fault left by an earlier run on this thread was taken by that run (below).
     auto r = pp.exe->run(args);
     std::optional<Diagnostic> fault = take_helper_fault();
     if (!r && !fault) fault = r.error();

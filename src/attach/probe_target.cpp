@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <Zydis/Zydis.h>
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -304,6 +305,29 @@ Result<ElfFunction> find_elf_function(const std::string& path, std::string_view 
     if (c.vaddr == all[0].vaddr) size = std::max(size, c.size);
   if (offset != 0 && size != 0 && offset >= size)
     return fail(path, fmt::format("offset {} is beyond the end of '{}' ({} bytes)", offset, want, size));
+  if (offset != 0) {
+    // FUNC+OFFSET must be where an instruction starts: decode the body from the symbol up to it.
+    auto start = vaddr_to_offset(f, path, all[0].vaddr);
+    if (!start) return start.error();
+    std::vector<uint8_t> code(size ? size : offset + 15);
+    ssize_t got = pread(f.fd, code.data(), code.size(), static_cast<off_t>(*start));
+    if (got < 0 || static_cast<uint64_t>(got) < std::min<uint64_t>(offset, code.size()))
+      return fail(path, fmt::format("cannot read the code of '{}'", want));
+    ZydisDecoder dec;
+    ZydisDecoderInit(&dec, ZYDIS_MACHINE_MODE_LONG_64, ZYDIS_STACK_WIDTH_64);
+    uint64_t pos = 0, last = 0;
+    while (pos < offset) {
+      ZydisDecodedInstruction insn;
+      if (!ZYAN_SUCCESS(ZydisDecoderDecodeInstruction(&dec, nullptr, code.data() + pos,
+                                                      static_cast<size_t>(got) - pos, &insn)))
+        return fail(path, fmt::format("'{}' cannot be decoded at +{} (before offset {})", want, pos, offset));
+      last = pos;
+      pos += insn.length;
+    }
+    if (pos != offset)
+      return fail(path, fmt::format("offset {} is inside an instruction of '{}' (the one at +{}, {} bytes)", offset,
+                                    want, last, pos - last));
+  }
   ElfFunction out;
   out.name = std::string(want);
   out.vaddr = all[0].vaddr + offset;
