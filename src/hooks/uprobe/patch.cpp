@@ -4,8 +4,10 @@
 // instructions the patch displaces, relocated by zydis into a trampoline page mapped within
 // +-2 GiB, and the method (a 5-byte jmp, or an int3 where a jmp cannot be placed safely). The site's
 // hooks are an immutable list swapped under a global mutex; readers (the threads that hit the site)
-// take a sleepable-RCU style read lock on the site, so that detach can wait until no thread runs a
-// removed handler without any lock on the hit path.
+// announce the site in a per-thread slot with plain stores (an asymmetric RCU: detach publishes the
+// new list, runs a barrier on every thread with membarrier, then waits for the threads announced on
+// the site), so that detach can wait until no thread runs a removed handler without any lock or
+// atomic read-modify-write on the hit path.
 //
 // Writing the text while other threads run it (as the kernel's text_poke_bp): an int3 first (a
 // thread that reaches it traps and the SIGTRAP handler sends it on through the relocated copy),
@@ -97,9 +99,6 @@ struct Site {
   bool trap_only = false;    // the jump could not be placed (threads did not answer): int3 stays
   std::atomic<const HookList*> list{nullptr};
   std::vector<Hook> hooks;   // the source of `list` (under the global mutex)
-  // Read-side lock of the hit path: the active count of the current epoch half.
-  std::atomic<uint32_t> epoch{0};
-  std::atomic<uint32_t> active[2] = {0, 0};
 };
 
 struct Global {
@@ -155,13 +154,23 @@ struct ShadowBlock {
 };
 constexpr size_t kStubSize = 32;
 
+// What a thread reads on the hit path, for detach to wait on (the read side of an asymmetric RCU:
+// plain stores by the owning thread; the writer makes them visible with a process-wide barrier).
+struct ReaderSlot {
+  std::atomic<Site*> site{nullptr};  // the site whose hook list the thread is using
+  std::atomic<uint64_t> seq{0};      // odd while it uses it
+  std::atomic<bool> taken{false};    // owned by a live thread
+  ReaderSlot* next = nullptr;
+};
+
 struct ThreadState {
   uint32_t depth;  // > 0: a handler runs on this thread (the recursion guard)
   ShadowBlock* block;
+  ReaderSlot* slot;
 };
 // initial-exec: no allocation or lazy TLS resolution on the hit path (this also works where the code
 // is in a preloaded library).
-__attribute__((tls_model("initial-exec"))) thread_local ThreadState t_state{0, nullptr};
+__attribute__((tls_model("initial-exec"))) thread_local ThreadState t_state{0, nullptr, nullptr};
 
 }  // namespace
 }  // namespace bpfvm::uprobe
@@ -248,24 +257,77 @@ asm(".pushsection .text\n"
 namespace bpfvm::uprobe {
 namespace {
 
-// ---- read-side lock (sleepable RCU) ---------------------------------------------------------------
+// ---- the read side: per-thread slots -------------------------------------------------------------
 
-struct ReadLock {
-  Site* s;
-  uint32_t half;
-  explicit ReadLock(Site* site) : s(site) {
-    half = s->epoch.load(std::memory_order_relaxed) & 1;
-    s->active[half].fetch_add(1, std::memory_order_seq_cst);
+// membarrier(PRIVATE_EXPEDITED) works: readers need no fence of their own.
+std::atomic<bool> g_asymmetric{false};
+
+std::atomic<ReaderSlot*> g_slots{nullptr};  // every slot ever made (never freed)
+pthread_key_t g_thread_key;                 // its destructor gives a thread's slot and block back
+void release_thread(void*);
+
+// This thread's slot: a free one or a new one (mmap: no malloc on the hit path). Called with the
+// recursion guard set.
+ReaderSlot* thread_slot() {
+  ThreadState& t = t_state;
+  if (t.slot) return t.slot;
+  static bool key_ok = pthread_key_create(&g_thread_key, release_thread) == 0;
+  for (ReaderSlot* r = g_slots.load(std::memory_order_acquire); r; r = r->next) {
+    bool f = false;
+    if (!r->taken.load(std::memory_order_relaxed) && r->taken.compare_exchange_strong(f, true)) {
+      t.slot = r;
+      break;
+    }
   }
-  ~ReadLock() { s->active[half].fetch_sub(1, std::memory_order_release); }
-  const HookList* list() const { return s->list.load(std::memory_order_seq_cst); }
+  if (!t.slot) {
+    constexpr size_t kChunk = kPage / sizeof(ReaderSlot);
+    void* m = mmap(nullptr, kPage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) return nullptr;
+    auto* chunk = static_cast<ReaderSlot*>(m);
+    for (size_t i = 0; i < kChunk; ++i) new (&chunk[i]) ReaderSlot();
+    chunk[0].taken.store(true);
+    for (size_t i = 0; i + 1 < kChunk; ++i) chunk[i].next = &chunk[i + 1];
+    ReaderSlot* head = g_slots.load();
+    do chunk[kChunk - 1].next = head;
+    while (!g_slots.compare_exchange_weak(head, chunk));
+    t.slot = chunk;
+  }
+  if (key_ok) pthread_setspecific(g_thread_key, &t);
+  return t.slot;
+}
+
+// The hit path's read lock of a site: announces the site in the thread's slot (no atomic
+// read-modify-write: the writer pays for the ordering, see synchronize).
+struct ReadLock {
+  ReaderSlot* r;
+  Site* s;
+  explicit ReadLock(Site* site) : r(thread_slot()), s(site) {
+    if (!r) return;
+    r->site.store(s, std::memory_order_relaxed);
+    r->seq.store(r->seq.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+    if (g_asymmetric.load(std::memory_order_relaxed)) std::atomic_signal_fence(std::memory_order_seq_cst);
+    else std::atomic_thread_fence(std::memory_order_seq_cst);
+  }
+  ~ReadLock() {
+    if (r) r->seq.store(r->seq.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+  }
+  // Without a slot (no memory for one) the thread runs no handler: nothing could wait for it.
+  const HookList* list() const { return r ? s->list.load(std::memory_order_relaxed) : nullptr; }
 };
 
-// After a new list is published: waits until no thread still reads an older one.
+void barrier_all_threads();
+
+// After a new list is published: waits until no thread still uses an older one. The barrier on every
+// running thread orders its slot stores before its later list loads (asymmetric Dekker): a thread
+// whose announcement is not seen reads the new list.
 void synchronize(Site* s) {
-  for (int round = 0; round < 2; ++round) {
-    const uint32_t e = s->epoch.fetch_add(1, std::memory_order_seq_cst);
-    while (s->active[e & 1].load(std::memory_order_seq_cst) != 0) sched_yield();
+  barrier_all_threads();
+  const ReaderSlot* own = t_state.slot;
+  for (ReaderSlot* r = g_slots.load(std::memory_order_acquire); r; r = r->next) {
+    if (r == own) continue;
+    const uint64_t q = r->seq.load(std::memory_order_acquire);
+    if (!(q & 1) || r->site.load(std::memory_order_acquire) != s) continue;
+    while (r->seq.load(std::memory_order_acquire) == q) sched_yield();
   }
 }
 
@@ -273,7 +335,6 @@ void synchronize(Site* s) {
 
 std::mutex g_block_mu;
 ShadowBlock* g_free_blocks = nullptr;
-pthread_key_t g_block_key;
 
 void put_le64(uint8_t* p, uint64_t v) { std::memcpy(p, &v, 8); }
 void put_le32(uint8_t* p, uint32_t v) { std::memcpy(p, &v, 4); }
@@ -353,26 +414,31 @@ bool new_chunk_locked() {
   return true;
 }
 
-void release_block(void* p) {
-  auto* b = static_cast<ShadowBlock*>(p);
-  std::lock_guard<std::mutex> lock(g_block_mu);
-  b->top = 0;
-  b->next_free = g_free_blocks;
-  g_free_blocks = b;
+void release_thread(void*) {
+  ThreadState& t = t_state;
+  if (ShadowBlock* b = t.block) {
+    std::lock_guard<std::mutex> lock(g_block_mu);
+    b->top = 0;
+    b->next_free = g_free_blocks;
+    g_free_blocks = b;
+    t.block = nullptr;
+  }
+  if (ReaderSlot* r = t.slot) {
+    t.slot = nullptr;
+    r->taken.store(false, std::memory_order_release);
+  }
 }
 
 ShadowBlock* thread_block() {
   ThreadState& t = t_state;
   if (t.block) return t.block;
+  if (!thread_slot()) return nullptr;  // also registers the thread-exit release
   std::lock_guard<std::mutex> lock(g_block_mu);
-  static bool key_ok = pthread_key_create(&g_block_key, release_block) == 0;
-  if (!key_ok) return nullptr;
   if (!g_free_blocks && !new_chunk_locked()) return nullptr;
   ShadowBlock* b = g_free_blocks;
   g_free_blocks = b->next_free;
   b->top = 0;
   t.block = b;
-  pthread_setspecific(g_block_key, b);
   return b;
 }
 
@@ -547,6 +613,7 @@ Status install_signals_locked() {
     if (sigaction(sig, &ev, nullptr) == 0) G.evac_sig = sig;
   }
   G.membarrier_ok = syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE, 0, 0) == 0;
+  g_asymmetric.store(syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0);
   G.traps_installed = true;
   return {};
 }
@@ -592,6 +659,13 @@ bool signal_all_threads(Site* s) {
 void sync_cores() {
   if (g().membarrier_ok && syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE, 0, 0) == 0) return;
   signal_all_threads(nullptr);
+}
+
+void barrier_all_threads() {
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (g_asymmetric.load(std::memory_order_relaxed))
+    (void)syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0);
+  // else: the readers fence themselves.
 }
 
 // ---- writing text ---------------------------------------------------------------------------------
