@@ -3,7 +3,13 @@
 // bytes, and threads running the function while it is patched.
 #include <gtest/gtest.h>
 
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <atomic>
+#include <chrono>
+#include <fstream>
+#include <string>
 #include <cstring>
 #include <thread>
 #include <vector>
@@ -308,6 +314,46 @@ TEST(UprobePatch, ThreadsRunThroughAttachAndDetach) {
     EXPECT_EQ(entry.n.load(), kThreads * kPerThread);
     EXPECT_EQ(ret.n.load(), kThreads * kPerThread);
   }
+}
+
+// A thread blocked in a system call inside the bytes the jump replaces (its ip is there): attaching
+// moves it to the relocated copy; it finishes the call there and returns normally.
+TEST(UprobePatch, ThreadInsideTheDisplacedBytesIsMovedOut) {
+  int p[2];
+  ASSERT_EQ(pipe(p), 0);
+  std::atomic<pid_t> tid{0};
+  int64_t got = -1;
+  char buf[4] = {};
+  std::thread t([&] {
+    tid = static_cast<pid_t>(syscall(SYS_gettid));
+    got = opaque(ut_syscall)(static_cast<uint64_t>(p[0]), reinterpret_cast<uint64_t>(buf), 1, SYS_read);
+  });
+  // Wait until the thread sleeps in read(2) (its syscall file shows the number, 0).
+  bool blocked = false;
+  for (int i = 0; i < 2000 && !blocked; ++i) {
+    if (tid.load()) {
+      std::ifstream f("/proc/self/task/" + std::to_string(tid.load()) + "/syscall");
+      std::string nr;
+      blocked = (f >> nr) && nr == "0";
+    }
+    if (!blocked) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  ASSERT_TRUE(blocked) << "the thread never blocked in read";
+  Seen in;
+  auto e = attach(UT_FN(ut_syscall), HookKind::Entry, record, &in);
+  ASSERT_TRUE(e.ok()) << e.error().message;
+  EXPECT_EQ(*patch_method(*e), PatchMethod::Jump);
+  ASSERT_EQ(write(p[1], "x", 1), 1);
+  t.join();
+  EXPECT_EQ(got, 1);
+  EXPECT_EQ(buf[0], 'x');
+  EXPECT_EQ(in.n.load(), 0u) << "the call began before the hook";
+  ASSERT_EQ(write(p[1], "y", 1), 1);
+  EXPECT_EQ(opaque(ut_syscall)(static_cast<uint64_t>(p[0]), reinterpret_cast<uint64_t>(buf), 1, SYS_read), 1);
+  EXPECT_EQ(in.n.load(), 1u);
+  ASSERT_TRUE(detach(*e).ok());
+  close(p[0]);
+  close(p[1]);
 }
 
 // When detach returns, no handler of that hook runs any more (the cookie may go away).

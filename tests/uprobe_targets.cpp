@@ -25,4 +25,6 @@ asm(".pushsection .data\n .p2align 3\n"
     UT_BEGIN(ut_jrcxz) "mov rcx, rdi\n jrcxz 1f\n lea rax, [rcx+5]\n ret\n1:\n mov eax, 7\n ret\n" UT_END(ut_jrcxz)
     UT_BEGIN(ut_fmul) "mulsd xmm0, xmm1\n ret\n" UT_END(ut_fmul)
     UT_BEGIN(ut_jmp_first) "jmp 1f\n ud2\n1:\n lea rax, [rdi+3]\n ret\n" UT_END(ut_jmp_first)
+    // A system call inside the bytes a jump patch displaces: a thread blocked in it has its ip there.
+    UT_BEGIN(ut_syscall) "mov eax, ecx\n syscall\n mov rdi, rax\n mov rax, rdi\n ret\n" UT_END(ut_syscall)
     ".att_syntax prefix\n .popsection\n");
