@@ -3,7 +3,10 @@
 // bytes, and threads running the function while it is patched.
 #include <gtest/gtest.h>
 
+#include <dlfcn.h>
+#include <link.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -366,8 +369,7 @@ TEST(UprobePatch, DetachWaitsForRunningHandlers) {
   auto handler = [](void* c, PtRegs*) {
     auto* s = static_cast<Slow*>(c);
     s->inside.fetch_add(1);
-    for (volatile int i = 0; i < 20000; i = i + 1) {
-    }
+    for (int i = 0; i < 20000; ++i) asm volatile("");
     if (s->freed.load()) s->after_free.fetch_add(1);
     s->inside.fetch_sub(1);
   };
@@ -382,13 +384,78 @@ TEST(UprobePatch, DetachWaitsForRunningHandlers) {
     while (slow.inside.load() == 0) std::this_thread::yield();
     ASSERT_TRUE(detach(*e).ok());
     slow.freed = true;
-    for (volatile int k = 0; k < 50000; k = k + 1) {
-    }
+    for (int k = 0; k < 50000; ++k) asm volatile("");
     slow.freed = false;
   }
   stop = true;
   t.join();
   EXPECT_EQ(slow.after_free.load(), 0u);
+}
+
+}  // namespace
+
+namespace {
+
+// A function of a shared library (libc's labs, found with dlsym; its size from the dynamic symbol):
+// the trampoline is mapped near the library, far from the executable.
+TEST(UprobePatch, SharedLibraryFunction) {
+  void* f = dlsym(RTLD_DEFAULT, "labs");
+  ASSERT_NE(f, nullptr);
+  Dl_info info{};
+  void* extra = nullptr;
+  ASSERT_NE(dladdr1(f, &info, &extra, RTLD_DL_SYMENT), 0);
+  const auto* sym = static_cast<const ElfW(Sym)*>(extra);
+  ASSERT_NE(sym, nullptr);
+  ASSERT_NE(std::string(info.dli_fname).find("libc"), std::string::npos) << info.dli_fname;
+  const auto before = bytes_at(ut_addr(f), sym->st_size);
+  Seen in, out;
+  auto e = attach(ut_addr(f), sym->st_size, HookKind::Entry, record, &in);
+  ASSERT_TRUE(e.ok()) << e.error().message;
+  auto r = attach(ut_addr(f), sym->st_size, HookKind::Return, record, &out);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  auto labs_fn = opaque(reinterpret_cast<long (*)(long)>(f));
+  EXPECT_EQ(labs_fn(-42), 42);
+  EXPECT_EQ(in.n.load(), 1u);
+  EXPECT_EQ(static_cast<long>(in.di), -42);
+  EXPECT_EQ(out.ax, 42u);
+  ASSERT_TRUE(detach(*e).ok());
+  ASSERT_TRUE(detach(*r).ok());
+  EXPECT_EQ(bytes_at(ut_addr(f), sym->st_size), before);
+}
+
+}  // namespace
+
+namespace {
+
+// A forked child inherits the patched text and the hooks; it can detach and attach on its own
+// (membarrier registers again in the child) without touching the parent's.
+TEST(UprobePatch, ForkedChildKeepsAndChangesItsOwnHooks) {
+  const auto before = bytes_at(ut_addr(reinterpret_cast<const void*>(&ut_add)), 5);
+  static Seen in;
+  in.n = 0;
+  auto e = attach(UT_FN(ut_add), HookKind::Entry, record, &in);
+  ASSERT_TRUE(e.ok());
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    int bad = 0;
+    if (opaque(ut_add)(2, 3) != 5 || in.n.load() != 1) bad |= 1;
+    // A second thread, so that the barriers have someone to wait for.
+    std::thread t([] { opaque(ut_add)(1, 1); });
+    t.join();
+    if (in.n.load() != 2) bad |= 2;
+    if (!detach(*e).ok() || bytes_at(ut_addr(reinterpret_cast<const void*>(&ut_add)), 5) != before) bad |= 4;
+    auto r = attach(UT_FN(ut_add), HookKind::Return, record, &in);
+    if (!r.ok() || opaque(ut_add)(4, 4) != 8 || in.n.load() != 3 || in.ax != 8 || !detach(*r).ok()) bad |= 8;
+    _exit(bad);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status)) << "the child died of signal " << WTERMSIG(status);
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "failed checks (bits): " << WEXITSTATUS(status);
+  EXPECT_EQ(opaque(ut_add)(1, 2), 3u);
+  EXPECT_EQ(in.n.load(), 1u) << "the parent's hook is still there";
+  ASSERT_TRUE(detach(*e).ok());
 }
 
 }  // namespace

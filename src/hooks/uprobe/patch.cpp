@@ -655,17 +655,25 @@ bool signal_all_threads(Site* s) {
   return ok;
 }
 
+// membarrier for the process, registering again when it fails (a forked child is not registered).
+bool membarrier_private(int cmd, int register_cmd) {
+  if (syscall(SYS_membarrier, cmd, 0, 0) == 0) return true;
+  return syscall(SYS_membarrier, register_cmd, 0, 0) == 0 && syscall(SYS_membarrier, cmd, 0, 0) == 0;
+}
+
 // Every core of the process executes a serializing instruction before this returns.
 void sync_cores() {
-  if (g().membarrier_ok && syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE, 0, 0) == 0) return;
-  signal_all_threads(nullptr);
+  if (g().membarrier_ok && membarrier_private(MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE,
+                                              MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE))
+    return;
+  signal_all_threads(nullptr);  // returning from a signal handler serializes the core
 }
 
 void barrier_all_threads() {
   std::atomic_thread_fence(std::memory_order_seq_cst);
-  if (g_asymmetric.load(std::memory_order_relaxed))
-    (void)syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0);
-  // else: the readers fence themselves.
+  if (!g_asymmetric.load(std::memory_order_relaxed)) return;  // the readers fence themselves
+  if (!membarrier_private(MEMBARRIER_CMD_PRIVATE_EXPEDITED, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED))
+    signal_all_threads(nullptr);  // a signal handler's entry and exit order each thread's accesses too
 }
 
 // ---- writing text ---------------------------------------------------------------------------------
