@@ -197,6 +197,34 @@ TEST(UprobePatch, ForcedBreakpointRunsTheSameHandlers) {
   ASSERT_TRUE(detach(*r).ok());
 }
 
+// A hook inside a function, where the flags are live: they reach the next instruction unchanged
+// (arithmetic flags and DF), and ip is the hooked address.
+TEST(UprobePatch, FlagsSurviveAHookInsideAFunction) {
+  const uint64_t pairs[][3] = {{1, 2, 0}, {2, 1, 0}, {5, 5, 0}, {0x8000000000000000ull, 1, 0}, {1, 0x8000000000000000ull, 1}, {7, 3, 1}};
+  constexpr uint64_t kMask = 0x8d5 | 0x400;
+  std::vector<uint64_t> plain;
+  for (auto& p : pairs) plain.push_back(opaque(ut_flags)(p[0], p[1], p[2]) & kMask);
+  for (bool bp : {false, true}) {
+    SCOPED_TRACE(bp ? "breakpoint" : "jump");
+    Seen in;
+    AttachOptions o;
+    o.force_breakpoint = bp;
+    // A handler that computes (and so changes the flags in its own code).
+    auto e = attach(ut_addr(ut_flags_point), HookKind::Entry,
+                    [](void* c, PtRegs* r) { record(c, r); static_cast<Seen*>(c)->ax = r->flags; }, &in, o);
+    ASSERT_TRUE(e.ok()) << e.error().message;
+    EXPECT_EQ(*patch_method(*e), bp ? PatchMethod::Breakpoint : PatchMethod::Jump);
+    for (size_t i = 0; i < plain.size(); ++i) {
+      EXPECT_EQ(opaque(ut_flags)(pairs[i][0], pairs[i][1], pairs[i][2]) & kMask, plain[i]) << "pair " << i;
+      EXPECT_EQ(in.ax & kMask, plain[i]) << "the handler sees the flags, pair " << i;
+    }
+    EXPECT_EQ(in.n.load(), plain.size());
+    EXPECT_EQ(in.ip, ut_addr(ut_flags_point));
+    EXPECT_NE(plain[3] & 0x800, 0u) << "the pairs cover OF";
+    ASSERT_TRUE(detach(*e).ok());
+  }
+}
+
 // Handlers may change registers: arguments at entry, the return value at return.
 TEST(UprobePatch, HandlersChangeRegisters) {
   for (bool bp : {false, true}) {
@@ -271,10 +299,12 @@ TEST(UprobePatch, ThreadsRunThroughAttachAndDetach) {
     std::atomic<uint64_t> calls{0};
     const uint64_t c0 = ut_counter;
     std::vector<std::thread> ts;
+    std::atomic<int> running{0};
     for (int t = 0; t < kThreads; ++t)
       ts.emplace_back([&] {
         uint64_t n = 0;
         auto f = opaque(ut_count);
+        running.fetch_add(1);
         while (!stop.load(std::memory_order_relaxed)) {
           if (f(n) != n) ADD_FAILURE() << "wrong result";
           ++n;
@@ -285,6 +315,7 @@ TEST(UprobePatch, ThreadsRunThroughAttachAndDetach) {
     AttachOptions o;
     o.func_size = ut_size(reinterpret_cast<const void*>(&ut_count), ut_count_end);
     o.force_breakpoint = bp;
+    while (running.load() < kThreads) std::this_thread::yield();
     for (int i = 0; i < 15; ++i) {
       auto e = attach(ut_addr(reinterpret_cast<const void*>(&ut_count)), HookKind::Entry, record, &in, o);
       ASSERT_TRUE(e.ok()) << e.error().message;

@@ -208,11 +208,15 @@ uint64_t bpfvm_uprobe_on_return(uint64_t k, bpfvm::uprobe::PtRegs* r) noexcept;
   "movaps xmm8, [rsp+128]\n movaps xmm9, [rsp+144]\n movaps xmm10, [rsp+160]\n movaps xmm11, [rsp+176]\n" \
   "movaps xmm12, [rsp+192]\n movaps xmm13, [rsp+208]\n movaps xmm14, [rsp+224]\n movaps xmm15, [rsp+240]\n" \
   "mov rsp, rbx\n"                                                                                    \
+  /* The flags without popfq (microcoded, slow): DF, then OF (0x7f + 1 overflows), then sahf for */    \
+  /* SF ZF AF PF CF. The others (TF, AC, ...) are not changed by the dispatch. */                        \
+  "mov rcx, [rsp+144]\n test ecx, 0x400\n jz 1f\n std\n 1:\n"                                         \
+  "mov eax, ecx\n shr eax, 11\n and eax, 1\n imul eax, eax, 0x7f\n add al, 1\n mov ah, cl\n sahf\n"     \
   "mov r15, [rsp+0]\n mov r14, [rsp+8]\n mov r13, [rsp+16]\n mov r12, [rsp+24]\n"                      \
   "mov rbp, [rsp+32]\n mov rbx, [rsp+40]\n mov r11, [rsp+48]\n mov r10, [rsp+56]\n"                    \
   "mov r9, [rsp+64]\n mov r8, [rsp+72]\n mov rax, [rsp+80]\n mov rcx, [rsp+88]\n"                      \
   "mov rdx, [rsp+96]\n mov rsi, [rsp+104]\n mov rdi, [rsp+112]\n"                                     \
-  "add rsp, 144\n popfq\n lea rsp, [rsp+144]\n"
+  "lea rsp, [rsp+296]\n"
 
 asm(".pushsection .rodata\n"
     ".intel_syntax noprefix\n"
