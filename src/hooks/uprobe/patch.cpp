@@ -18,6 +18,7 @@
 
 #include <Zydis/Zydis.h>
 #include <dirent.h>
+#include <dlfcn.h>
 #include <fmt/format.h>
 #include <linux/membarrier.h>
 #include <pthread.h>
@@ -414,7 +415,14 @@ bool new_chunk_locked() {
   }
   put_le32(eh + kCie + nstub * kFde, 0);
   if (mprotect(code, code_bytes, PROT_READ | PROT_EXEC) != 0) return false;  // leaked, never used
-  __register_frame(eh);
+  // The unwinder of the process (libgcc_s, which libstdc++ and glibc's cancellation use) must get the
+  // frames, not a private copy of it linked into the code that holds this (an agent library).
+  using RegisterFrame = void (*)(void*);
+  static const auto reg = [] {
+    if (void* f = dlsym(RTLD_DEFAULT, "__register_frame")) return reinterpret_cast<RegisterFrame>(f);
+    return &__register_frame;
+  }();
+  reg(eh);
   return true;
 }
 
