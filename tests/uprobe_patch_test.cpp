@@ -277,6 +277,29 @@ TEST(UprobePatch, HooksShareAnAddressAndDetachOneByOne) {
   EXPECT_FALSE(detach(*hb).ok()) << "a detached id is unknown";
 }
 
+TEST(UprobePatch, OverlappingHooksAreRefused) {
+  // ut_frame's jump displaces push rbp; mov rbp,rsp; mov rax,rdi (7 bytes): a hook at +1 is inside.
+  const uintptr_t f = ut_addr(reinterpret_cast<const void*>(&ut_frame));
+  const size_t size = ut_size(reinterpret_cast<const void*>(&ut_frame), ut_frame_end);
+  const auto before = bytes_at(f, size);
+  auto a = attach(f, size, HookKind::Entry, record, nullptr);
+  ASSERT_TRUE(a.ok());
+  auto b = attach(f + 1, 0, HookKind::Entry, record, nullptr);
+  ASSERT_FALSE(b.ok());
+  EXPECT_NE(b.error().message.find("overlap"), std::string::npos) << b.error().message;
+  ASSERT_TRUE(detach(*a).ok());
+  EXPECT_EQ(bytes_at(f, size), before);
+  // Without the first hook, +1 (mov rbp,rsp: 3 bytes, unknown size) takes a breakpoint.
+  Seen in;
+  auto c = attach(f + 1, 0, HookKind::Entry, record, &in);
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_EQ(*patch_method(*c), PatchMethod::Breakpoint);
+  EXPECT_EQ(opaque(ut_frame)(6, 7), 42u);
+  EXPECT_EQ(in.n.load(), 1u);
+  EXPECT_EQ(in.ip, f + 1);
+  ASSERT_TRUE(detach(*c).ok());
+}
+
 TEST(UprobePatch, BadInputIsRefused) {
   EXPECT_FALSE(attach(0, 0, HookKind::Entry, record, nullptr).ok());
   EXPECT_FALSE(attach(UT_FN(ut_add), HookKind::Entry, nullptr, nullptr).ok());

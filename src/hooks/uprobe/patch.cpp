@@ -1024,6 +1024,13 @@ void publish(Site& s) {
   }  // else: leaked (a handler of this very list may be running on this thread)
 }
 
+// Another hooked site whose displaced bytes overlap s's (each would relocate or overwrite the other's).
+const Site* overlapping_locked(const Site* s) {
+  for (const Site* x : g().sites)
+    if (x != s && !x->hooks.empty() && x->point < s->point + s->len && s->point < x->point + x->len) return x;
+  return nullptr;
+}
+
 Site* find_hook_locked(uint64_t id, size_t* index) {
   for (Site* s : g().sites)
     for (size_t i = 0; i < s->hooks.size(); ++i)
@@ -1062,11 +1069,15 @@ Result<HookId> attach(uintptr_t addr, HookKind kind, Handler handler, void* cook
     if (find_site(n->point) || !insert_site(n)) {
       delete n;
       return make_error(ErrorCode::InvalidArgument,
-                        fmt::format("uprobe: {:#x} is inside another hook's patch (or too many hooked addresses)", addr));
+                        fmt::format("uprobe: {:#x} is already patched from another address, or too many addresses are hooked", addr));
     }
     G.sites.push_back(n);
     s = n;
   }
+  if (s->hooks.empty())
+    if (const Site* x = overlapping_locked(s))
+      return make_error(ErrorCode::InvalidArgument,
+                        fmt::format("uprobe: the instructions at {:#x} overlap those the hook at {:#x} displaces", addr, x->func));
   Hook h;
   h.id = G.next_id++;
   h.kind = kind;
