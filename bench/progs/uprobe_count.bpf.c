@@ -1,4 +1,4 @@
-// bench_uprobes: counts the hits of a function (one array update per hit), for the kernel's uprobes
+// bench_uprobe_hooks: counts the hits of a function (one array update per hit), for the kernel's uprobes
 // and for bpfvm's in-process hooks.
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>

@@ -10,7 +10,8 @@
 //                               kernel cannot attach (no root, no uprobes)
 // The program is bench/progs/uprobe_count.bpf.c: one array update per hit. Each row checks that the
 // program counted every call (counter "hits/call" = 1).
-//   build/bench_uprobes [--benchmark_min_time=0.2s]
+//   build/bench_uprobe_hooks [--benchmark_min_time=0.5]
+// (the whole agent, `bpfvm trace --mode agent`, is measured by bench_uprobes)
 #include <benchmark/benchmark.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
