@@ -300,6 +300,42 @@ TEST(UprobePatch, OverlappingHooksAreRefused) {
   ASSERT_TRUE(detach(*c).ok());
 }
 
+// An address inside a function (FUNC+OFFSET, a USDT site) with the function's bounds: the body is
+// scanned, so a short first instruction is displaced with the next ones (a jump, not an int3).
+TEST(UprobePatch, InsideAFunctionWithItsBounds) {
+  const uintptr_t f = ut_addr(reinterpret_cast<const void*>(&ut_frame));
+  const size_t size = ut_size(reinterpret_cast<const void*>(&ut_frame), ut_frame_end);
+  AttachOptions o;
+  o.func_start = f;
+  o.func_size = size;
+  Seen in;
+  auto e = attach(f + 1, HookKind::Entry, record, &in, o);  // mov rbp,rsp (3 bytes); mov rax,rdi
+  ASSERT_TRUE(e.ok()) << e.error().message;
+  EXPECT_EQ(*patch_method(*e), PatchMethod::Jump);
+  EXPECT_EQ(opaque(ut_frame)(6, 7), 42u);
+  EXPECT_EQ(in.n.load(), 1u);
+  EXPECT_EQ(in.ip, f + 1);
+  EXPECT_EQ(in.di, 6u);
+  ASSERT_TRUE(detach(*e).ok());
+  // Not an instruction boundary (inside mov rbp,rsp), or outside the function: refused.
+  auto bad = attach(f + 2, HookKind::Entry, record, &in, o);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().message.find("instruction boundary"), std::string::npos) << bad.error().message;
+  auto outside = attach(f + size, HookKind::Entry, record, &in, o);
+  ASSERT_FALSE(outside.ok());
+  EXPECT_NE(outside.error().message.find("outside"), std::string::npos) << outside.error().message;
+  // The jump target 2 bytes into ut_target, seen from an address before it.
+  const uintptr_t t = ut_addr(reinterpret_cast<const void*>(&ut_target));
+  o.func_start = t;
+  o.func_size = ut_size(reinterpret_cast<const void*>(&ut_target), ut_target_end);
+  auto bp = attach(t + 2, HookKind::Entry, record, &in, o);  // the loop head: add; dec; jnz back to it
+  ASSERT_TRUE(bp.ok()) << bp.error().message;
+  EXPECT_EQ(*patch_method(*bp), PatchMethod::Jump) << "a jump to the point itself is fine";
+  EXPECT_EQ(opaque(ut_target)(6, 7), 42u);
+  EXPECT_EQ(in.n.load(), 1u + 7u) << "once per loop iteration";
+  ASSERT_TRUE(detach(*bp).ok());
+}
+
 TEST(UprobePatch, BadInputIsRefused) {
   EXPECT_FALSE(attach(0, 0, HookKind::Entry, record, nullptr).ok());
   EXPECT_FALSE(attach(UT_FN(ut_add), HookKind::Entry, nullptr, nullptr).ok());

@@ -26,6 +26,7 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <ucontext.h>
 #include <unistd.h>
 
@@ -87,6 +88,7 @@ struct Site {
   uintptr_t point = 0;   // where the patch goes (func + 4 behind an endbr64)
   PatchMethod method = PatchMethod::Jump;
   size_t func_size = 0;
+  uintptr_t func_start = 0;  // the function func lies in (0: func itself)
   bool forced_bp = false;
   uint8_t orig[24] = {};  // the original bytes at point
   size_t len = 0;         // bytes displaced (jump) or the one instruction's length (breakpoint)
@@ -720,9 +722,33 @@ ZydisDecoder& decoder() {
   return d;
 }
 
+// The code being planned as it was before any hook (the bytes other hooked sites replaced are read
+// from their saved originals), copied once (a read that never faults). Used under the global mutex.
+struct CodeView {
+  uintptr_t lo = 0;
+  std::vector<uint8_t> b;
+  size_t avail(uintptr_t a) const { return a >= lo && a < lo + b.size() ? lo + b.size() - a : 0; }
+  const uint8_t* at(uintptr_t a) const { return b.data() + (a - lo); }
+};
+CodeView g_view;
+
+void load_view(uintptr_t lo, uintptr_t hi, const Site* self) {
+  g_view.lo = lo;
+  g_view.b.assign(hi - lo, 0);
+  iovec local{g_view.b.data(), hi - lo}, remote{reinterpret_cast<void*>(lo), hi - lo};
+  const ssize_t n = process_vm_readv(getpid(), &local, 1, &remote, 1, 0);
+  g_view.b.resize(n > 0 ? static_cast<size_t>(n) : 0);
+  for (const Site* x : g().sites) {
+    if (x == self || !x->patched) continue;
+    const size_t written = x->method == PatchMethod::Jump && !x->trap_only ? kJmpLen : 1;
+    for (size_t i = 0; i < written; ++i)
+      if (g_view.avail(x->point + i)) g_view.b[x->point + i - lo] = x->orig[i];
+  }
+}
+
 bool decode(uintptr_t at, size_t avail, Decoded& out) {
-  return ZYAN_SUCCESS(ZydisDecoderDecodeFull(&decoder(), reinterpret_cast<const void*>(at), std::min<size_t>(avail, 15),
-                                             &out.insn, out.ops));
+  const size_t n = std::min<size_t>({avail, g_view.avail(at), 15});
+  return n && ZYAN_SUCCESS(ZydisDecoderDecodeFull(&decoder(), g_view.at(at), n, &out.insn, out.ops));
 }
 
 bool is_branch(const ZydisDecodedInstruction& i) {
@@ -768,7 +794,7 @@ void emit_jmp(std::vector<uint8_t>& out, uintptr_t base, uint64_t target) {
 
 // Relocates one instruction (at `at`, its bytes there) to base + out.size(). An error names why not.
 Status relocate(const Decoded& d, uintptr_t at, std::vector<uint8_t>& out, uintptr_t base) {
-  const auto* bytes = reinterpret_cast<const uint8_t*>(at);
+  const uint8_t* bytes = g_view.at(at);
   const ZydisDecodedInstruction& in = d.insn;
   uint64_t target = 0;
   if (!relative_target(d, at, target)) {
@@ -878,12 +904,20 @@ uint8_t* map_near(uintptr_t near) {
 
 // Decides how `site` is patched and builds its trampoline (a new page, read+execute).
 Status plan(Site& s) {
-  const uintptr_t func = s.func;
-  const auto* fb = reinterpret_cast<const uint8_t*>(func);
+  const uintptr_t func = s.func_start ? s.func_start : s.func;  // the function's start
   const size_t size = s.func_size;
-  const bool endbr = (size == 0 || size >= 4) && fb[0] == 0xf3 && fb[1] == 0x0f && fb[2] == 0x1e && fb[3] == 0xfa;
-  s.point = func + (endbr ? 4 : 0);
   const uintptr_t end = size ? func + size : 0;
+  if (s.func < func || (end && s.func >= end))
+    return make_error(ErrorCode::InvalidArgument,
+                      fmt::format("uprobe: {:#x} is outside the function at {:#x} ({} bytes)", s.func, func, size));
+  load_view(func, std::max(end, s.func + 48), &s);
+  if (g_view.avail(s.func) < 4)
+    return make_error(ErrorCode::InvalidArgument, fmt::format("uprobe: no readable code at {:#x}", s.func));
+  const uint8_t* fb = g_view.at(s.func);
+  // An endbr64 at a function's entry stays (indirect calls land on it).
+  const bool endbr = s.func == func && (size == 0 || size >= 4) && fb[0] == 0xf3 && fb[1] == 0x0f && fb[2] == 0x1e &&
+                     fb[3] == 0xfa;
+  s.point = s.func + (endbr ? 4 : 0);
   if (end && s.point >= end)
     return make_error(ErrorCode::InvalidArgument, fmt::format("uprobe: the function at {:#x} has no instruction to hook", func));
 
@@ -911,21 +945,25 @@ Status plan(Site& s) {
     }
   }
   if (jump && !size && insns.size() > 1) jump = false;  // unknown size: only one long instruction is safe
-  // Jumps into the displaced bytes (behind the first instruction) anywhere in the function.
-  if (jump && size) {
+  // Jumps into the displaced bytes (behind the first instruction) anywhere in the function; the sweep
+  // also checks that the point is an instruction boundary.
+  if (size) {
+    bool boundary = false, whole = true;
     for (uintptr_t a = func; a < end;) {
       Decoded d;
       if (!decode(a, end - a, d)) {
-        jump = false;  // cannot see the whole body: be safe
+        whole = false;  // cannot see the whole body: be safe
         break;
       }
+      boundary |= a == s.point;
       uint64_t t = 0;
-      if (relative_target(d, a, t) && t > s.point && t < s.point + len) {
-        jump = false;
-        break;
-      }
+      if (relative_target(d, a, t) && t > s.point && t < s.point + len) jump = false;
       a += d.insn.length;
     }
+    if (whole && !boundary)
+      return make_error(ErrorCode::InvalidArgument,
+                        fmt::format("uprobe: {:#x} is not an instruction boundary of the function at {:#x}", s.point, func));
+    if (!whole) jump = false;
   }
   if (!jump) {
     insns.resize(1);
@@ -933,7 +971,9 @@ Status plan(Site& s) {
   }
   s.method = jump ? PatchMethod::Jump : PatchMethod::Breakpoint;
   s.len = len;
-  std::memcpy(s.orig, reinterpret_cast<const void*>(s.point), std::max(len, kJmpLen));
+  if (g_view.avail(s.point) < std::max(len, kJmpLen))
+    return make_error(ErrorCode::InvalidArgument, fmt::format("uprobe: no readable code at {:#x}", s.point));
+  std::memcpy(s.orig, g_view.at(s.point), std::max(len, kJmpLen));
 
   uint8_t* page = map_near(s.point);
   if (!page)
@@ -1051,9 +1091,12 @@ Result<HookId> attach(uintptr_t addr, HookKind kind, Handler handler, void* cook
   Site* s = nullptr;
   for (Site* x : G.sites)
     if (x->func == addr) s = x;
-  if (s && s->hooks.empty() && (s->func_size != options.func_size || s->forced_bp != options.force_breakpoint)) {
+  if (s && s->hooks.empty() &&
+      (s->func_size != options.func_size || s->func_start != options.func_start ||
+       s->forced_bp != options.force_breakpoint)) {
     // Unhooked with other options: planned again (the old trampoline stays mapped).
     s->func_size = options.func_size;
+    s->func_start = options.func_start;
     s->forced_bp = options.force_breakpoint;
     if (Status st = plan(*s); !st.ok()) return st.error();
   }
@@ -1061,6 +1104,7 @@ Result<HookId> attach(uintptr_t addr, HookKind kind, Handler handler, void* cook
     auto* n = new Site();
     n->func = addr;
     n->func_size = options.func_size;
+    n->func_start = options.func_start;
     n->forced_bp = options.force_breakpoint;
     if (Status st = plan(*n); !st.ok()) {
       delete n;
