@@ -3,7 +3,16 @@
 // bytes, and threads running the function while it is patched.
 #include <gtest/gtest.h>
 
+#include <dlfcn.h>
+#include <link.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <atomic>
+#include <chrono>
+#include <fstream>
+#include <string>
 #include <cstring>
 #include <thread>
 #include <vector>
@@ -188,6 +197,34 @@ TEST(UprobePatch, ForcedBreakpointRunsTheSameHandlers) {
   ASSERT_TRUE(detach(*r).ok());
 }
 
+// A hook inside a function, where the flags are live: they reach the next instruction unchanged
+// (arithmetic flags and DF), and ip is the hooked address.
+TEST(UprobePatch, FlagsSurviveAHookInsideAFunction) {
+  const uint64_t pairs[][3] = {{1, 2, 0}, {2, 1, 0}, {5, 5, 0}, {0x8000000000000000ull, 1, 0}, {1, 0x8000000000000000ull, 1}, {7, 3, 1}};
+  constexpr uint64_t kMask = 0x8d5 | 0x400;
+  std::vector<uint64_t> plain;
+  for (auto& p : pairs) plain.push_back(opaque(ut_flags)(p[0], p[1], p[2]) & kMask);
+  for (bool bp : {false, true}) {
+    SCOPED_TRACE(bp ? "breakpoint" : "jump");
+    Seen in;
+    AttachOptions o;
+    o.force_breakpoint = bp;
+    // A handler that computes (and so changes the flags in its own code).
+    auto e = attach(ut_addr(ut_flags_point), HookKind::Entry,
+                    [](void* c, PtRegs* r) { record(c, r); static_cast<Seen*>(c)->ax = r->flags; }, &in, o);
+    ASSERT_TRUE(e.ok()) << e.error().message;
+    EXPECT_EQ(*patch_method(*e), bp ? PatchMethod::Breakpoint : PatchMethod::Jump);
+    for (size_t i = 0; i < plain.size(); ++i) {
+      EXPECT_EQ(opaque(ut_flags)(pairs[i][0], pairs[i][1], pairs[i][2]) & kMask, plain[i]) << "pair " << i;
+      EXPECT_EQ(in.ax & kMask, plain[i]) << "the handler sees the flags, pair " << i;
+    }
+    EXPECT_EQ(in.n.load(), plain.size());
+    EXPECT_EQ(in.ip, ut_addr(ut_flags_point));
+    EXPECT_NE(plain[3] & 0x800, 0u) << "the pairs cover OF";
+    ASSERT_TRUE(detach(*e).ok());
+  }
+}
+
 // Handlers may change registers: arguments at entry, the return value at return.
 TEST(UprobePatch, HandlersChangeRegisters) {
   for (bool bp : {false, true}) {
@@ -240,6 +277,65 @@ TEST(UprobePatch, HooksShareAnAddressAndDetachOneByOne) {
   EXPECT_FALSE(detach(*hb).ok()) << "a detached id is unknown";
 }
 
+TEST(UprobePatch, OverlappingHooksAreRefused) {
+  // ut_frame's jump displaces push rbp; mov rbp,rsp; mov rax,rdi (7 bytes): a hook at +1 is inside.
+  const uintptr_t f = ut_addr(reinterpret_cast<const void*>(&ut_frame));
+  const size_t size = ut_size(reinterpret_cast<const void*>(&ut_frame), ut_frame_end);
+  const auto before = bytes_at(f, size);
+  auto a = attach(f, size, HookKind::Entry, record, nullptr);
+  ASSERT_TRUE(a.ok());
+  auto b = attach(f + 1, 0, HookKind::Entry, record, nullptr);
+  ASSERT_FALSE(b.ok());
+  EXPECT_NE(b.error().message.find("overlap"), std::string::npos) << b.error().message;
+  ASSERT_TRUE(detach(*a).ok());
+  EXPECT_EQ(bytes_at(f, size), before);
+  // Without the first hook, +1 (mov rbp,rsp: 3 bytes, unknown size) takes a breakpoint.
+  Seen in;
+  auto c = attach(f + 1, 0, HookKind::Entry, record, &in);
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_EQ(*patch_method(*c), PatchMethod::Breakpoint);
+  EXPECT_EQ(opaque(ut_frame)(6, 7), 42u);
+  EXPECT_EQ(in.n.load(), 1u);
+  EXPECT_EQ(in.ip, f + 1);
+  ASSERT_TRUE(detach(*c).ok());
+}
+
+// An address inside a function (FUNC+OFFSET, a USDT site) with the function's bounds: the body is
+// scanned, so a short first instruction is displaced with the next ones (a jump, not an int3).
+TEST(UprobePatch, InsideAFunctionWithItsBounds) {
+  const uintptr_t f = ut_addr(reinterpret_cast<const void*>(&ut_frame));
+  const size_t size = ut_size(reinterpret_cast<const void*>(&ut_frame), ut_frame_end);
+  AttachOptions o;
+  o.func_start = f;
+  o.func_size = size;
+  Seen in;
+  auto e = attach(f + 1, HookKind::Entry, record, &in, o);  // mov rbp,rsp (3 bytes); mov rax,rdi
+  ASSERT_TRUE(e.ok()) << e.error().message;
+  EXPECT_EQ(*patch_method(*e), PatchMethod::Jump);
+  EXPECT_EQ(opaque(ut_frame)(6, 7), 42u);
+  EXPECT_EQ(in.n.load(), 1u);
+  EXPECT_EQ(in.ip, f + 1);
+  EXPECT_EQ(in.di, 6u);
+  ASSERT_TRUE(detach(*e).ok());
+  // Not an instruction boundary (inside mov rbp,rsp), or outside the function: refused.
+  auto bad = attach(f + 2, HookKind::Entry, record, &in, o);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().message.find("instruction boundary"), std::string::npos) << bad.error().message;
+  auto outside = attach(f + size, HookKind::Entry, record, &in, o);
+  ASSERT_FALSE(outside.ok());
+  EXPECT_NE(outside.error().message.find("outside"), std::string::npos) << outside.error().message;
+  // The jump target 2 bytes into ut_target, seen from an address before it.
+  const uintptr_t t = ut_addr(reinterpret_cast<const void*>(&ut_target));
+  o.func_start = t;
+  o.func_size = ut_size(reinterpret_cast<const void*>(&ut_target), ut_target_end);
+  auto bp = attach(t + 2, HookKind::Entry, record, &in, o);  // the loop head: add; dec; jnz back to it
+  ASSERT_TRUE(bp.ok()) << bp.error().message;
+  EXPECT_EQ(*patch_method(*bp), PatchMethod::Jump) << "a jump to the point itself is fine";
+  EXPECT_EQ(opaque(ut_target)(6, 7), 42u);
+  EXPECT_EQ(in.n.load(), 1u + 7u) << "once per loop iteration";
+  ASSERT_TRUE(detach(*bp).ok());
+}
+
 TEST(UprobePatch, BadInputIsRefused) {
   EXPECT_FALSE(attach(0, 0, HookKind::Entry, record, nullptr).ok());
   EXPECT_FALSE(attach(UT_FN(ut_add), HookKind::Entry, nullptr, nullptr).ok());
@@ -262,10 +358,12 @@ TEST(UprobePatch, ThreadsRunThroughAttachAndDetach) {
     std::atomic<uint64_t> calls{0};
     const uint64_t c0 = ut_counter;
     std::vector<std::thread> ts;
+    std::atomic<int> running{0};
     for (int t = 0; t < kThreads; ++t)
       ts.emplace_back([&] {
         uint64_t n = 0;
         auto f = opaque(ut_count);
+        running.fetch_add(1);
         while (!stop.load(std::memory_order_relaxed)) {
           if (f(n) != n) ADD_FAILURE() << "wrong result";
           ++n;
@@ -276,6 +374,7 @@ TEST(UprobePatch, ThreadsRunThroughAttachAndDetach) {
     AttachOptions o;
     o.func_size = ut_size(reinterpret_cast<const void*>(&ut_count), ut_count_end);
     o.force_breakpoint = bp;
+    while (running.load() < kThreads) std::this_thread::yield();
     for (int i = 0; i < 15; ++i) {
       auto e = attach(ut_addr(reinterpret_cast<const void*>(&ut_count)), HookKind::Entry, record, &in, o);
       ASSERT_TRUE(e.ok()) << e.error().message;
@@ -310,6 +409,46 @@ TEST(UprobePatch, ThreadsRunThroughAttachAndDetach) {
   }
 }
 
+// A thread blocked in a system call inside the bytes the jump replaces (its ip is there): attaching
+// moves it to the relocated copy; it finishes the call there and returns normally.
+TEST(UprobePatch, ThreadInsideTheDisplacedBytesIsMovedOut) {
+  int p[2];
+  ASSERT_EQ(pipe(p), 0);
+  std::atomic<pid_t> tid{0};
+  int64_t got = -1;
+  char buf[4] = {};
+  std::thread t([&] {
+    tid = static_cast<pid_t>(syscall(SYS_gettid));
+    got = opaque(ut_syscall)(static_cast<uint64_t>(p[0]), reinterpret_cast<uint64_t>(buf), 1, SYS_read);
+  });
+  // Wait until the thread sleeps in read(2) (its syscall file shows the number, 0).
+  bool blocked = false;
+  for (int i = 0; i < 2000 && !blocked; ++i) {
+    if (tid.load()) {
+      std::ifstream f("/proc/self/task/" + std::to_string(tid.load()) + "/syscall");
+      std::string nr;
+      blocked = (f >> nr) && nr == "0";
+    }
+    if (!blocked) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  ASSERT_TRUE(blocked) << "the thread never blocked in read";
+  Seen in;
+  auto e = attach(UT_FN(ut_syscall), HookKind::Entry, record, &in);
+  ASSERT_TRUE(e.ok()) << e.error().message;
+  EXPECT_EQ(*patch_method(*e), PatchMethod::Jump);
+  ASSERT_EQ(write(p[1], "x", 1), 1);
+  t.join();
+  EXPECT_EQ(got, 1);
+  EXPECT_EQ(buf[0], 'x');
+  EXPECT_EQ(in.n.load(), 0u) << "the call began before the hook";
+  ASSERT_EQ(write(p[1], "y", 1), 1);
+  EXPECT_EQ(opaque(ut_syscall)(static_cast<uint64_t>(p[0]), reinterpret_cast<uint64_t>(buf), 1, SYS_read), 1);
+  EXPECT_EQ(in.n.load(), 1u);
+  ASSERT_TRUE(detach(*e).ok());
+  close(p[0]);
+  close(p[1]);
+}
+
 // When detach returns, no handler of that hook runs any more (the cookie may go away).
 TEST(UprobePatch, DetachWaitsForRunningHandlers) {
   struct Slow {
@@ -320,8 +459,7 @@ TEST(UprobePatch, DetachWaitsForRunningHandlers) {
   auto handler = [](void* c, PtRegs*) {
     auto* s = static_cast<Slow*>(c);
     s->inside.fetch_add(1);
-    for (volatile int i = 0; i < 20000; i = i + 1) {
-    }
+    for (int i = 0; i < 20000; ++i) asm volatile("");
     if (s->freed.load()) s->after_free.fetch_add(1);
     s->inside.fetch_sub(1);
   };
@@ -336,13 +474,78 @@ TEST(UprobePatch, DetachWaitsForRunningHandlers) {
     while (slow.inside.load() == 0) std::this_thread::yield();
     ASSERT_TRUE(detach(*e).ok());
     slow.freed = true;
-    for (volatile int k = 0; k < 50000; k = k + 1) {
-    }
+    for (int k = 0; k < 50000; ++k) asm volatile("");
     slow.freed = false;
   }
   stop = true;
   t.join();
   EXPECT_EQ(slow.after_free.load(), 0u);
+}
+
+}  // namespace
+
+namespace {
+
+// A function of a shared library (libc's labs, found with dlsym; its size from the dynamic symbol):
+// the trampoline is mapped near the library, far from the executable.
+TEST(UprobePatch, SharedLibraryFunction) {
+  void* f = dlsym(RTLD_DEFAULT, "labs");
+  ASSERT_NE(f, nullptr);
+  Dl_info info{};
+  void* extra = nullptr;
+  ASSERT_NE(dladdr1(f, &info, &extra, RTLD_DL_SYMENT), 0);
+  const auto* sym = static_cast<const ElfW(Sym)*>(extra);
+  ASSERT_NE(sym, nullptr);
+  ASSERT_NE(std::string(info.dli_fname).find("libc"), std::string::npos) << info.dli_fname;
+  const auto before = bytes_at(ut_addr(f), sym->st_size);
+  Seen in, out;
+  auto e = attach(ut_addr(f), sym->st_size, HookKind::Entry, record, &in);
+  ASSERT_TRUE(e.ok()) << e.error().message;
+  auto r = attach(ut_addr(f), sym->st_size, HookKind::Return, record, &out);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  auto labs_fn = opaque(reinterpret_cast<long (*)(long)>(f));
+  EXPECT_EQ(labs_fn(-42), 42);
+  EXPECT_EQ(in.n.load(), 1u);
+  EXPECT_EQ(static_cast<long>(in.di), -42);
+  EXPECT_EQ(out.ax, 42u);
+  ASSERT_TRUE(detach(*e).ok());
+  ASSERT_TRUE(detach(*r).ok());
+  EXPECT_EQ(bytes_at(ut_addr(f), sym->st_size), before);
+}
+
+}  // namespace
+
+namespace {
+
+// A forked child inherits the patched text and the hooks; it can detach and attach on its own
+// (membarrier registers again in the child) without touching the parent's.
+TEST(UprobePatch, ForkedChildKeepsAndChangesItsOwnHooks) {
+  const auto before = bytes_at(ut_addr(reinterpret_cast<const void*>(&ut_add)), 5);
+  static Seen in;
+  in.n = 0;
+  auto e = attach(UT_FN(ut_add), HookKind::Entry, record, &in);
+  ASSERT_TRUE(e.ok());
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    int bad = 0;
+    if (opaque(ut_add)(2, 3) != 5 || in.n.load() != 1) bad |= 1;
+    // A second thread, so that the barriers have someone to wait for.
+    std::thread t([] { opaque(ut_add)(1, 1); });
+    t.join();
+    if (in.n.load() != 2) bad |= 2;
+    if (!detach(*e).ok() || bytes_at(ut_addr(reinterpret_cast<const void*>(&ut_add)), 5) != before) bad |= 4;
+    auto r = attach(UT_FN(ut_add), HookKind::Return, record, &in);
+    if (!r.ok() || opaque(ut_add)(4, 4) != 8 || in.n.load() != 3 || in.ax != 8 || !detach(*r).ok()) bad |= 8;
+    _exit(bad);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status)) << "the child died of signal " << WTERMSIG(status);
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "failed checks (bits): " << WEXITSTATUS(status);
+  EXPECT_EQ(opaque(ut_add)(1, 2), 3u);
+  EXPECT_EQ(in.n.load(), 1u) << "the parent's hook is still there";
+  ASSERT_TRUE(detach(*e).ok());
 }
 
 }  // namespace

@@ -25,4 +25,11 @@ asm(".pushsection .data\n .p2align 3\n"
     UT_BEGIN(ut_jrcxz) "mov rcx, rdi\n jrcxz 1f\n lea rax, [rcx+5]\n ret\n1:\n mov eax, 7\n ret\n" UT_END(ut_jrcxz)
     UT_BEGIN(ut_fmul) "mulsd xmm0, xmm1\n ret\n" UT_END(ut_fmul)
     UT_BEGIN(ut_jmp_first) "jmp 1f\n ud2\n1:\n lea rax, [rdi+3]\n ret\n" UT_END(ut_jmp_first)
+    // A system call inside the bytes a jump patch displaces: a thread blocked in it has its ip there.
+    UT_BEGIN(ut_syscall) "mov eax, ecx\n syscall\n mov rdi, rax\n mov rax, rdi\n ret\n" UT_END(ut_syscall)
+    // Flags live across a hook inside a function: cmp sets them, the hook point is the mov (7 bytes,
+    // flags untouched), the function returns the flags it then has (DF set too, when rdx != 0).
+    UT_BEGIN(ut_flags) "test rdx, rdx\n jz 1f\n std\n1:\n cmp rdi, rsi\n"
+    ".globl ut_flags_point\n .hidden ut_flags_point\n ut_flags_point:\n mov rax, 0\n pushfq\n pop rax\n cld\n ret\n"
+    UT_END(ut_flags)
     ".att_syntax prefix\n .popsection\n");

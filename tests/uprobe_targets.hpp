@@ -34,10 +34,17 @@ uint64_t ut_jrcxz(uint64_t a);
 double ut_fmul(double a, double b);
 // jmp short +; ud2; lea rax,[rdi+3]; ret — a short jump first (a terminator: breakpoint).
 uint64_t ut_jmp_first(uint64_t a);
+// mov eax,ecx; syscall; mov rdi,rax; ... — system call `nr` with (a, b, c): a thread blocked in it
+// stops inside the bytes a jump patch displaces. Returns the call's result.
+int64_t ut_syscall(uint64_t a, uint64_t b, uint64_t c, uint64_t nr);
+// Returns the flags after `cmp a, b` (with DF set when c != 0), read behind ut_flags_point, an
+// instruction inside the function (a mov, which leaves the flags alone).
+uint64_t ut_flags(uint64_t a, uint64_t b, uint64_t c);
+extern const uint8_t ut_flags_point[];
 
 extern const uint8_t ut_add_end[], ut_frame_end[], ut_endbr_end[], ut_rip_end[], ut_count_end[], ut_jcc_end[],
     ut_call_end[], ut_push_call_end[], ut_short_end[], ut_after_end[], ut_target_end[], ut_jrcxz_end[],
-    ut_fmul_end[], ut_jmp_first_end[];
+    ut_fmul_end[], ut_jmp_first_end[], ut_syscall_end[];
 extern uint64_t ut_data;
 extern uint64_t ut_counter;
 }

@@ -40,6 +40,10 @@ struct ElfFunction {
 // executable segment (libbpf's PATH:OFFSET form); the size is then unknown (0).
 Result<ElfFunction> find_elf_function(const std::string& path, std::string_view func, uint64_t offset = 0);
 
+// The function (STT_FUNC with a size) whose body holds `vaddr` (a USDT site): its start and size, so
+// that a hook there can be placed knowing the function's bounds. An error when no symbol covers it.
+Result<ElfFunction> find_enclosing_function(const std::string& path, uint64_t vaddr);
+
 // One USDT probe point (a .note.stapsdt note, as `readelf -n` shows it).
 struct UsdtNote {
   std::string provider, name;

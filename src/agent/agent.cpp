@@ -197,8 +197,13 @@ bool matches(const Target& t, const Module& m) {
   return (s == std::string_view::npos ? p : p.substr(s + 1)) == t.prog->point.binary;
 }
 
-Result<uprobe::HookId> hook_at(uint64_t addr, size_t size, uprobe::HookKind kind, Probe* p) {
-  return uprobe::attach(addr, size, kind, &on_hit, p);
+// `start`/`size`: the function holding `addr` (0 when unknown): the patcher then checks that `addr`
+// starts an instruction and that the bytes it displaces are no jump target.
+Result<uprobe::HookId> hook_at(uint64_t addr, uint64_t start, size_t size, uprobe::HookKind kind, Probe* p) {
+  uprobe::AttachOptions o;
+  o.func_size = size;
+  o.func_start = start != addr ? start : 0;
+  return uprobe::attach(addr, kind, &on_hit, p, o);
 }
 
 // Attaches one program to a module it matched: every hook or none. Returns the hooks made.
@@ -222,7 +227,13 @@ Result<std::vector<Probe*>> attach_target(Agent& a, Target& t, const Module& m) 
       p->prog = t.prog;
       p->ip = n.pc + (n.relocatable ? m.bias : 0);
       p->cookie = *id;
-      auto h = hook_at(p->ip, 0, uprobe::HookKind::Entry, p);
+      // The function around the site (when a symbol covers it) lets the patcher use a jump.
+      uint64_t start = 0, size = 0;
+      if (auto fn = find_enclosing_function(m.path, n.pc); fn) {
+        start = fn->vaddr + (fn->relocatable ? m.bias : 0);
+        size = fn->size;
+      }
+      auto h = hook_at(p->ip, start, size, uprobe::HookKind::Entry, p);
       if (!h) {
         undo();
         return make_error(h.error().code, fmt::format("{}: {}", where(), h.error().message));
@@ -242,8 +253,8 @@ Result<std::vector<Probe*>> attach_target(Agent& a, Target& t, const Module& m) 
   auto* p = new Probe();
   p->prog = t.prog;
   p->ip = fn->vaddr + (fn->relocatable ? m.bias : 0);
-  size_t size = fn->size > pt.offset ? fn->size - pt.offset : 0;
-  auto h = hook_at(p->ip, size,
+  const uint64_t entry = p->ip - (pt.function.empty() ? 0 : pt.offset);
+  auto h = hook_at(p->ip, entry, pt.function.empty() ? 0 : fn->size,
                    pt.event == TraceEvent::FunctionReturn ? uprobe::HookKind::Return : uprobe::HookKind::Entry, p);
   if (!h) {
     delete p;

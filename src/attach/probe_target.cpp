@@ -339,6 +339,39 @@ Result<ElfFunction> find_elf_function(const std::string& path, std::string_view 
   return out;
 }
 
+Result<ElfFunction> find_enclosing_function(const std::string& path, uint64_t vaddr) {
+  auto fr = open_elf(path);
+  if (!fr) return fr.error();
+  ElfFile& f = **fr;
+  for (uint32_t table : {uint32_t(SHT_SYMTAB), uint32_t(SHT_DYNSYM)}) {
+    Elf_Scn* scn = nullptr;
+    while ((scn = elf_nextscn(f.elf.get(), scn)) != nullptr) {
+      GElf_Shdr sh;
+      if (!gelf_getshdr(scn, &sh) || sh.sh_type != table || sh.sh_entsize == 0) continue;
+      Elf_Data* d = elf_getdata(scn, nullptr);
+      if (!d) continue;
+      size_t n = sh.sh_size / sh.sh_entsize;
+      for (size_t i = 0; i < n; ++i) {
+        GElf_Sym sym;
+        if (!gelf_getsym(d, static_cast<int>(i), &sym) || sym.st_shndx == SHN_UNDEF || sym.st_size == 0) continue;
+        if (GELF_ST_TYPE(sym.st_info) != STT_FUNC) continue;
+        if (vaddr < sym.st_value || vaddr >= sym.st_value + sym.st_size) continue;
+        ElfFunction out;
+        const char* nm = elf_strptr(f.elf.get(), sh.sh_link, sym.st_name);
+        out.name = nm ? nm : "";
+        out.vaddr = sym.st_value;
+        out.size = sym.st_size;
+        out.relocatable = f.eh.e_type == ET_DYN;
+        auto off = vaddr_to_offset(f, path, out.vaddr);
+        if (!off) return off.error();
+        out.file_offset = *off;
+        return out;
+      }
+    }
+  }
+  return fail(path, fmt::format("no function symbol covers address 0x{:x}", vaddr));
+}
+
 Result<std::vector<UsdtNote>> find_usdt_notes(const std::string& path, std::string_view provider,
                                               std::string_view name) {
   auto fr = open_elf(path);

@@ -4,8 +4,10 @@
 // instructions the patch displaces, relocated by zydis into a trampoline page mapped within
 // +-2 GiB, and the method (a 5-byte jmp, or an int3 where a jmp cannot be placed safely). The site's
 // hooks are an immutable list swapped under a global mutex; readers (the threads that hit the site)
-// take a sleepable-RCU style read lock on the site, so that detach can wait until no thread runs a
-// removed handler without any lock on the hit path.
+// announce the site in a per-thread slot with plain stores (an asymmetric RCU: detach publishes the
+// new list, runs a barrier on every thread with membarrier, then waits for the threads announced on
+// the site), so that detach can wait until no thread runs a removed handler without any lock or
+// atomic read-modify-write on the hit path.
 //
 // Writing the text while other threads run it (as the kernel's text_poke_bp): an int3 first (a
 // thread that reaches it traps and the SIGTRAP handler sends it on through the relocated copy),
@@ -16,6 +18,7 @@
 
 #include <Zydis/Zydis.h>
 #include <dirent.h>
+#include <dlfcn.h>
 #include <fmt/format.h>
 #include <linux/membarrier.h>
 #include <pthread.h>
@@ -23,6 +26,7 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <ucontext.h>
 #include <unistd.h>
 
@@ -84,6 +88,7 @@ struct Site {
   uintptr_t point = 0;   // where the patch goes (func + 4 behind an endbr64)
   PatchMethod method = PatchMethod::Jump;
   size_t func_size = 0;
+  uintptr_t func_start = 0;  // the function func lies in (0: func itself)
   bool forced_bp = false;
   uint8_t orig[24] = {};  // the original bytes at point
   size_t len = 0;         // bytes displaced (jump) or the one instruction's length (breakpoint)
@@ -97,9 +102,6 @@ struct Site {
   bool trap_only = false;    // the jump could not be placed (threads did not answer): int3 stays
   std::atomic<const HookList*> list{nullptr};
   std::vector<Hook> hooks;   // the source of `list` (under the global mutex)
-  // Read-side lock of the hit path: the active count of the current epoch half.
-  std::atomic<uint32_t> epoch{0};
-  std::atomic<uint32_t> active[2] = {0, 0};
 };
 
 struct Global {
@@ -155,13 +157,23 @@ struct ShadowBlock {
 };
 constexpr size_t kStubSize = 32;
 
+// What a thread reads on the hit path, for detach to wait on (the read side of an asymmetric RCU:
+// plain stores by the owning thread; the writer makes them visible with a process-wide barrier).
+struct ReaderSlot {
+  std::atomic<Site*> site{nullptr};  // the site whose hook list the thread is using
+  std::atomic<uint64_t> seq{0};      // odd while it uses it
+  std::atomic<bool> taken{false};    // owned by a live thread
+  ReaderSlot* next = nullptr;
+};
+
 struct ThreadState {
   uint32_t depth;  // > 0: a handler runs on this thread (the recursion guard)
   ShadowBlock* block;
+  ReaderSlot* slot;
 };
 // initial-exec: no allocation or lazy TLS resolution on the hit path (this also works where the code
 // is in a preloaded library).
-__attribute__((tls_model("initial-exec"))) thread_local ThreadState t_state{0, nullptr};
+__attribute__((tls_model("initial-exec"))) thread_local ThreadState t_state{0, nullptr, nullptr};
 
 }  // namespace
 }  // namespace bpfvm::uprobe
@@ -199,11 +211,15 @@ uint64_t bpfvm_uprobe_on_return(uint64_t k, bpfvm::uprobe::PtRegs* r) noexcept;
   "movaps xmm8, [rsp+128]\n movaps xmm9, [rsp+144]\n movaps xmm10, [rsp+160]\n movaps xmm11, [rsp+176]\n" \
   "movaps xmm12, [rsp+192]\n movaps xmm13, [rsp+208]\n movaps xmm14, [rsp+224]\n movaps xmm15, [rsp+240]\n" \
   "mov rsp, rbx\n"                                                                                    \
+  /* The flags without popfq (microcoded, slow): DF, then OF (0x7f + 1 overflows), then sahf for */    \
+  /* SF ZF AF PF CF. The others (TF, AC, ...) are not changed by the dispatch. */                        \
+  "mov rcx, [rsp+144]\n test ecx, 0x400\n jz 1f\n std\n 1:\n"                                         \
+  "mov eax, ecx\n shr eax, 11\n and eax, 1\n imul eax, eax, 0x7f\n add al, 1\n mov ah, cl\n sahf\n"     \
   "mov r15, [rsp+0]\n mov r14, [rsp+8]\n mov r13, [rsp+16]\n mov r12, [rsp+24]\n"                      \
   "mov rbp, [rsp+32]\n mov rbx, [rsp+40]\n mov r11, [rsp+48]\n mov r10, [rsp+56]\n"                    \
   "mov r9, [rsp+64]\n mov r8, [rsp+72]\n mov rax, [rsp+80]\n mov rcx, [rsp+88]\n"                      \
   "mov rdx, [rsp+96]\n mov rsi, [rsp+104]\n mov rdi, [rsp+112]\n"                                     \
-  "add rsp, 144\n popfq\n lea rsp, [rsp+144]\n"
+  "lea rsp, [rsp+296]\n"
 
 asm(".pushsection .rodata\n"
     ".intel_syntax noprefix\n"
@@ -248,24 +264,77 @@ asm(".pushsection .text\n"
 namespace bpfvm::uprobe {
 namespace {
 
-// ---- read-side lock (sleepable RCU) ---------------------------------------------------------------
+// ---- the read side: per-thread slots -------------------------------------------------------------
 
-struct ReadLock {
-  Site* s;
-  uint32_t half;
-  explicit ReadLock(Site* site) : s(site) {
-    half = s->epoch.load(std::memory_order_relaxed) & 1;
-    s->active[half].fetch_add(1, std::memory_order_seq_cst);
+// membarrier(PRIVATE_EXPEDITED) works: readers need no fence of their own.
+std::atomic<bool> g_asymmetric{false};
+
+std::atomic<ReaderSlot*> g_slots{nullptr};  // every slot ever made (never freed)
+pthread_key_t g_thread_key;                 // its destructor gives a thread's slot and block back
+void release_thread(void*);
+
+// This thread's slot: a free one or a new one (mmap: no malloc on the hit path). Called with the
+// recursion guard set.
+ReaderSlot* thread_slot() {
+  ThreadState& t = t_state;
+  if (t.slot) return t.slot;
+  static bool key_ok = pthread_key_create(&g_thread_key, release_thread) == 0;
+  for (ReaderSlot* r = g_slots.load(std::memory_order_acquire); r; r = r->next) {
+    bool f = false;
+    if (!r->taken.load(std::memory_order_relaxed) && r->taken.compare_exchange_strong(f, true)) {
+      t.slot = r;
+      break;
+    }
   }
-  ~ReadLock() { s->active[half].fetch_sub(1, std::memory_order_release); }
-  const HookList* list() const { return s->list.load(std::memory_order_seq_cst); }
+  if (!t.slot) {
+    constexpr size_t kChunk = kPage / sizeof(ReaderSlot);
+    void* m = mmap(nullptr, kPage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) return nullptr;
+    auto* chunk = static_cast<ReaderSlot*>(m);
+    for (size_t i = 0; i < kChunk; ++i) new (&chunk[i]) ReaderSlot();
+    chunk[0].taken.store(true);
+    for (size_t i = 0; i + 1 < kChunk; ++i) chunk[i].next = &chunk[i + 1];
+    ReaderSlot* head = g_slots.load();
+    do chunk[kChunk - 1].next = head;
+    while (!g_slots.compare_exchange_weak(head, chunk));
+    t.slot = chunk;
+  }
+  if (key_ok) pthread_setspecific(g_thread_key, &t);
+  return t.slot;
+}
+
+// The hit path's read lock of a site: announces the site in the thread's slot (no atomic
+// read-modify-write: the writer pays for the ordering, see synchronize).
+struct ReadLock {
+  ReaderSlot* r;
+  Site* s;
+  explicit ReadLock(Site* site) : r(thread_slot()), s(site) {
+    if (!r) return;
+    r->site.store(s, std::memory_order_relaxed);
+    r->seq.store(r->seq.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+    if (g_asymmetric.load(std::memory_order_relaxed)) std::atomic_signal_fence(std::memory_order_seq_cst);
+    else std::atomic_thread_fence(std::memory_order_seq_cst);
+  }
+  ~ReadLock() {
+    if (r) r->seq.store(r->seq.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+  }
+  // Without a slot (no memory for one) the thread runs no handler: nothing could wait for it.
+  const HookList* list() const { return r ? s->list.load(std::memory_order_relaxed) : nullptr; }
 };
 
-// After a new list is published: waits until no thread still reads an older one.
+void barrier_all_threads();
+
+// After a new list is published: waits until no thread still uses an older one. The barrier on every
+// running thread orders its slot stores before its later list loads (asymmetric Dekker): a thread
+// whose announcement is not seen reads the new list.
 void synchronize(Site* s) {
-  for (int round = 0; round < 2; ++round) {
-    const uint32_t e = s->epoch.fetch_add(1, std::memory_order_seq_cst);
-    while (s->active[e & 1].load(std::memory_order_seq_cst) != 0) sched_yield();
+  barrier_all_threads();
+  const ReaderSlot* own = t_state.slot;
+  for (ReaderSlot* r = g_slots.load(std::memory_order_acquire); r; r = r->next) {
+    if (r == own) continue;
+    const uint64_t q = r->seq.load(std::memory_order_acquire);
+    if (!(q & 1) || r->site.load(std::memory_order_acquire) != s) continue;
+    while (r->seq.load(std::memory_order_acquire) == q) sched_yield();
   }
 }
 
@@ -273,7 +342,6 @@ void synchronize(Site* s) {
 
 std::mutex g_block_mu;
 ShadowBlock* g_free_blocks = nullptr;
-pthread_key_t g_block_key;
 
 void put_le64(uint8_t* p, uint64_t v) { std::memcpy(p, &v, 8); }
 void put_le32(uint8_t* p, uint32_t v) { std::memcpy(p, &v, 4); }
@@ -349,30 +417,42 @@ bool new_chunk_locked() {
   }
   put_le32(eh + kCie + nstub * kFde, 0);
   if (mprotect(code, code_bytes, PROT_READ | PROT_EXEC) != 0) return false;  // leaked, never used
-  __register_frame(eh);
+  // The unwinder of the process (libgcc_s, which libstdc++ and glibc's cancellation use) must get the
+  // frames, not a private copy of it linked into the code that holds this (an agent library).
+  using RegisterFrame = void (*)(void*);
+  static const auto reg = [] {
+    if (void* f = dlsym(RTLD_DEFAULT, "__register_frame")) return reinterpret_cast<RegisterFrame>(f);
+    return &__register_frame;
+  }();
+  reg(eh);
   return true;
 }
 
-void release_block(void* p) {
-  auto* b = static_cast<ShadowBlock*>(p);
-  std::lock_guard<std::mutex> lock(g_block_mu);
-  b->top = 0;
-  b->next_free = g_free_blocks;
-  g_free_blocks = b;
+void release_thread(void*) {
+  ThreadState& t = t_state;
+  if (ShadowBlock* b = t.block) {
+    std::lock_guard<std::mutex> lock(g_block_mu);
+    b->top = 0;
+    b->next_free = g_free_blocks;
+    g_free_blocks = b;
+    t.block = nullptr;
+  }
+  if (ReaderSlot* r = t.slot) {
+    t.slot = nullptr;
+    r->taken.store(false, std::memory_order_release);
+  }
 }
 
 ShadowBlock* thread_block() {
   ThreadState& t = t_state;
   if (t.block) return t.block;
+  if (!thread_slot()) return nullptr;  // also registers the thread-exit release
   std::lock_guard<std::mutex> lock(g_block_mu);
-  static bool key_ok = pthread_key_create(&g_block_key, release_block) == 0;
-  if (!key_ok) return nullptr;
   if (!g_free_blocks && !new_chunk_locked()) return nullptr;
   ShadowBlock* b = g_free_blocks;
   g_free_blocks = b->next_free;
   b->top = 0;
   t.block = b;
-  pthread_setspecific(g_block_key, b);
   return b;
 }
 
@@ -547,6 +627,7 @@ Status install_signals_locked() {
     if (sigaction(sig, &ev, nullptr) == 0) G.evac_sig = sig;
   }
   G.membarrier_ok = syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE, 0, 0) == 0;
+  g_asymmetric.store(syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0);
   G.traps_installed = true;
   return {};
 }
@@ -588,10 +669,25 @@ bool signal_all_threads(Site* s) {
   return ok;
 }
 
+// membarrier for the process, registering again when it fails (a forked child is not registered).
+bool membarrier_private(int cmd, int register_cmd) {
+  if (syscall(SYS_membarrier, cmd, 0, 0) == 0) return true;
+  return syscall(SYS_membarrier, register_cmd, 0, 0) == 0 && syscall(SYS_membarrier, cmd, 0, 0) == 0;
+}
+
 // Every core of the process executes a serializing instruction before this returns.
 void sync_cores() {
-  if (g().membarrier_ok && syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE, 0, 0) == 0) return;
-  signal_all_threads(nullptr);
+  if (g().membarrier_ok && membarrier_private(MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE,
+                                              MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE))
+    return;
+  signal_all_threads(nullptr);  // returning from a signal handler serializes the core
+}
+
+void barrier_all_threads() {
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (!g_asymmetric.load(std::memory_order_relaxed)) return;  // the readers fence themselves
+  if (!membarrier_private(MEMBARRIER_CMD_PRIVATE_EXPEDITED, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED))
+    signal_all_threads(nullptr);  // a signal handler's entry and exit order each thread's accesses too
 }
 
 // ---- writing text ---------------------------------------------------------------------------------
@@ -626,9 +722,33 @@ ZydisDecoder& decoder() {
   return d;
 }
 
+// The code being planned as it was before any hook (the bytes other hooked sites replaced are read
+// from their saved originals), copied once (a read that never faults). Used under the global mutex.
+struct CodeView {
+  uintptr_t lo = 0;
+  std::vector<uint8_t> b;
+  size_t avail(uintptr_t a) const { return a >= lo && a < lo + b.size() ? lo + b.size() - a : 0; }
+  const uint8_t* at(uintptr_t a) const { return b.data() + (a - lo); }
+};
+CodeView g_view;
+
+void load_view(uintptr_t lo, uintptr_t hi, const Site* self) {
+  g_view.lo = lo;
+  g_view.b.assign(hi - lo, 0);
+  iovec local{g_view.b.data(), hi - lo}, remote{reinterpret_cast<void*>(lo), hi - lo};
+  const ssize_t n = process_vm_readv(getpid(), &local, 1, &remote, 1, 0);
+  g_view.b.resize(n > 0 ? static_cast<size_t>(n) : 0);
+  for (const Site* x : g().sites) {
+    if (x == self || !x->patched) continue;
+    const size_t written = x->method == PatchMethod::Jump && !x->trap_only ? kJmpLen : 1;
+    for (size_t i = 0; i < written; ++i)
+      if (g_view.avail(x->point + i)) g_view.b[x->point + i - lo] = x->orig[i];
+  }
+}
+
 bool decode(uintptr_t at, size_t avail, Decoded& out) {
-  return ZYAN_SUCCESS(ZydisDecoderDecodeFull(&decoder(), reinterpret_cast<const void*>(at), std::min<size_t>(avail, 15),
-                                             &out.insn, out.ops));
+  const size_t n = std::min<size_t>({avail, g_view.avail(at), 15});
+  return n && ZYAN_SUCCESS(ZydisDecoderDecodeFull(&decoder(), g_view.at(at), n, &out.insn, out.ops));
 }
 
 bool is_branch(const ZydisDecodedInstruction& i) {
@@ -674,7 +794,7 @@ void emit_jmp(std::vector<uint8_t>& out, uintptr_t base, uint64_t target) {
 
 // Relocates one instruction (at `at`, its bytes there) to base + out.size(). An error names why not.
 Status relocate(const Decoded& d, uintptr_t at, std::vector<uint8_t>& out, uintptr_t base) {
-  const auto* bytes = reinterpret_cast<const uint8_t*>(at);
+  const uint8_t* bytes = g_view.at(at);
   const ZydisDecodedInstruction& in = d.insn;
   uint64_t target = 0;
   if (!relative_target(d, at, target)) {
@@ -784,12 +904,20 @@ uint8_t* map_near(uintptr_t near) {
 
 // Decides how `site` is patched and builds its trampoline (a new page, read+execute).
 Status plan(Site& s) {
-  const uintptr_t func = s.func;
-  const auto* fb = reinterpret_cast<const uint8_t*>(func);
+  const uintptr_t func = s.func_start ? s.func_start : s.func;  // the function's start
   const size_t size = s.func_size;
-  const bool endbr = (size == 0 || size >= 4) && fb[0] == 0xf3 && fb[1] == 0x0f && fb[2] == 0x1e && fb[3] == 0xfa;
-  s.point = func + (endbr ? 4 : 0);
   const uintptr_t end = size ? func + size : 0;
+  if (s.func < func || (end && s.func >= end))
+    return make_error(ErrorCode::InvalidArgument,
+                      fmt::format("uprobe: {:#x} is outside the function at {:#x} ({} bytes)", s.func, func, size));
+  load_view(func, std::max(end, s.func + 48), &s);
+  if (g_view.avail(s.func) < 4)
+    return make_error(ErrorCode::InvalidArgument, fmt::format("uprobe: no readable code at {:#x}", s.func));
+  const uint8_t* fb = g_view.at(s.func);
+  // An endbr64 at a function's entry stays (indirect calls land on it).
+  const bool endbr = s.func == func && (size == 0 || size >= 4) && fb[0] == 0xf3 && fb[1] == 0x0f && fb[2] == 0x1e &&
+                     fb[3] == 0xfa;
+  s.point = s.func + (endbr ? 4 : 0);
   if (end && s.point >= end)
     return make_error(ErrorCode::InvalidArgument, fmt::format("uprobe: the function at {:#x} has no instruction to hook", func));
 
@@ -817,21 +945,25 @@ Status plan(Site& s) {
     }
   }
   if (jump && !size && insns.size() > 1) jump = false;  // unknown size: only one long instruction is safe
-  // Jumps into the displaced bytes (behind the first instruction) anywhere in the function.
-  if (jump && size) {
+  // Jumps into the displaced bytes (behind the first instruction) anywhere in the function; the sweep
+  // also checks that the point is an instruction boundary.
+  if (size) {
+    bool boundary = false, whole = true;
     for (uintptr_t a = func; a < end;) {
       Decoded d;
       if (!decode(a, end - a, d)) {
-        jump = false;  // cannot see the whole body: be safe
+        whole = false;  // cannot see the whole body: be safe
         break;
       }
+      boundary |= a == s.point;
       uint64_t t = 0;
-      if (relative_target(d, a, t) && t > s.point && t < s.point + len) {
-        jump = false;
-        break;
-      }
+      if (relative_target(d, a, t) && t > s.point && t < s.point + len) jump = false;
       a += d.insn.length;
     }
+    if (whole && !boundary)
+      return make_error(ErrorCode::InvalidArgument,
+                        fmt::format("uprobe: {:#x} is not an instruction boundary of the function at {:#x}", s.point, func));
+    if (!whole) jump = false;
   }
   if (!jump) {
     insns.resize(1);
@@ -839,7 +971,9 @@ Status plan(Site& s) {
   }
   s.method = jump ? PatchMethod::Jump : PatchMethod::Breakpoint;
   s.len = len;
-  std::memcpy(s.orig, reinterpret_cast<const void*>(s.point), std::max(len, kJmpLen));
+  if (g_view.avail(s.point) < std::max(len, kJmpLen))
+    return make_error(ErrorCode::InvalidArgument, fmt::format("uprobe: no readable code at {:#x}", s.point));
+  std::memcpy(s.orig, g_view.at(s.point), std::max(len, kJmpLen));
 
   uint8_t* page = map_near(s.point);
   if (!page)
@@ -930,6 +1064,13 @@ void publish(Site& s) {
   }  // else: leaked (a handler of this very list may be running on this thread)
 }
 
+// Another hooked site whose displaced bytes overlap s's (each would relocate or overwrite the other's).
+const Site* overlapping_locked(const Site* s) {
+  for (const Site* x : g().sites)
+    if (x != s && !x->hooks.empty() && x->point < s->point + s->len && s->point < x->point + x->len) return x;
+  return nullptr;
+}
+
 Site* find_hook_locked(uint64_t id, size_t* index) {
   for (Site* s : g().sites)
     for (size_t i = 0; i < s->hooks.size(); ++i)
@@ -950,9 +1091,12 @@ Result<HookId> attach(uintptr_t addr, HookKind kind, Handler handler, void* cook
   Site* s = nullptr;
   for (Site* x : G.sites)
     if (x->func == addr) s = x;
-  if (s && s->hooks.empty() && (s->func_size != options.func_size || s->forced_bp != options.force_breakpoint)) {
+  if (s && s->hooks.empty() &&
+      (s->func_size != options.func_size || s->func_start != options.func_start ||
+       s->forced_bp != options.force_breakpoint)) {
     // Unhooked with other options: planned again (the old trampoline stays mapped).
     s->func_size = options.func_size;
+    s->func_start = options.func_start;
     s->forced_bp = options.force_breakpoint;
     if (Status st = plan(*s); !st.ok()) return st.error();
   }
@@ -960,6 +1104,7 @@ Result<HookId> attach(uintptr_t addr, HookKind kind, Handler handler, void* cook
     auto* n = new Site();
     n->func = addr;
     n->func_size = options.func_size;
+    n->func_start = options.func_start;
     n->forced_bp = options.force_breakpoint;
     if (Status st = plan(*n); !st.ok()) {
       delete n;
@@ -968,11 +1113,15 @@ Result<HookId> attach(uintptr_t addr, HookKind kind, Handler handler, void* cook
     if (find_site(n->point) || !insert_site(n)) {
       delete n;
       return make_error(ErrorCode::InvalidArgument,
-                        fmt::format("uprobe: {:#x} is inside another hook's patch (or too many hooked addresses)", addr));
+                        fmt::format("uprobe: {:#x} is already patched from another address, or too many addresses are hooked", addr));
     }
     G.sites.push_back(n);
     s = n;
   }
+  if (s->hooks.empty())
+    if (const Site* x = overlapping_locked(s))
+      return make_error(ErrorCode::InvalidArgument,
+                        fmt::format("uprobe: the instructions at {:#x} overlap those the hook at {:#x} displaces", addr, x->func));
   Hook h;
   h.id = G.next_id++;
   h.kind = kind;

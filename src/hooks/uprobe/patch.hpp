@@ -57,9 +57,13 @@ enum class PatchMethod : uint8_t {
 };
 
 struct AttachOptions {
-  // Bytes of the function from `addr` (the ELF symbol's st_size); 0 = unknown. With the size the
-  // whole body is scanned for jumps into the bytes a jump patch would displace.
+  // The function `addr` lies in, from its ELF symbol: its size (st_size; 0 = unknown) and, for an
+  // address inside it (FUNC+OFFSET, a USDT site), its start (0 = `addr` is the function's entry).
+  // With the size the whole body is scanned for jumps into the bytes a jump patch would displace
+  // (and `addr` must be an instruction boundary of it); without, only a first instruction of 5 bytes
+  // or more is displaced (else an int3).
   size_t func_size = 0;
+  uintptr_t func_start = 0;
   // Use an int3 even where a jump patch would do (tests, and targets that must not be relocated).
   bool force_breakpoint = false;
 };
