@@ -333,6 +333,23 @@ TEST(AgentTrace, LibrariesLoadedLater) {
   EXPECT_EQ(c[1], sum);
 }
 
+TEST(AgentTrace, ThreadsRunTheProgramsAtOnce) {
+  // 8 threads call local_mul 500 times each after the main loop: every hit counted, sums exact (the
+  // records fit in the ring buffer without being consumed).
+  const int n = 500, threads = 8;
+  CliRun r = run_trace(progs("ag_probes.bpf.o") + " --attach on_local_mul=uprobe/" + BPFVM_AGENT_TARGET +
+                       ":local_mul --attach on_local_mul_ret=uretprobe/" + BPFVM_AGENT_TARGET + ":local_mul -- " +
+                       BPFVM_AGENT_TARGET + " " + std::to_string(n) + " - " + std::to_string(threads));
+  ASSERT_EQ(r.code, 0) << r.err;
+  uint64_t calls = static_cast<uint64_t>(n) * (threads + 1), sum = 0;
+  for (int i = 0; i < n; ++i) sum += static_cast<uint64_t>(3 * i) + static_cast<uint64_t>(threads) * i;
+  EXPECT_EQ(r.maps["counts"][4], calls) << r.err;
+  EXPECT_EQ(r.maps["counts"][5], sum);
+  EXPECT_EQ(r.maps["counts"][6], calls);
+  EXPECT_EQ(r.maps["counts"][7], sum);
+  EXPECT_EQ(r.records.size(), calls);
+}
+
 TEST(AgentTrace, ProgramsTheCommandExecutesAreProbedToo) {
   // The agent is inherited through LD_PRELOAD: each process of the command that runs the probed
   // file attaches its probes (the shell itself has none to attach).
@@ -341,6 +358,27 @@ TEST(AgentTrace, ProgramsTheCommandExecutesAreProbedToo) {
   EXPECT_EQ(r.code, 3) << r.err;
   EXPECT_EQ(r.maps["counts"][4], 12u) << r.err;
   EXPECT_EQ(r.records.size(), 12u);
+}
+
+TEST(AgentTrace, HooksThatCannotAttachLeaveTheProcessUntouched) {
+  // libagent_lib.so is found by the target's rpath, not in the library path: bpfvm trace cannot
+  // check it before the start; the agent finds no such function there, reports it and attaches
+  // nothing (the valid probe on local_mul neither): the command runs as without bpfvm.
+  CliRun r = run_trace(progs("ag_probes.bpf.o") + " --attach on_local_mul=uprobe/" + BPFVM_AGENT_TARGET +
+                       ":local_mul --attach on_lib_add=uprobe/libagent_lib.so:no_such_fn -- " + BPFVM_AGENT_TARGET +
+                       " 10");
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("no function 'no_such_fn'"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("runs without these probes"), std::string::npos) << r.err;
+  EXPECT_NE(r.out.find("sum 270 enabled 0"), std::string::npos) << r.out;
+  EXPECT_EQ(r.maps["counts"][4], 0u);
+  // A library loaded later that lacks the function: reported when it is loaded, the rest stays.
+  r = run_trace(progs("ag_probes.bpf.o") + " --attach on_local_mul=uprobe/" + BPFVM_AGENT_TARGET +
+                ":local_mul --attach on_lib_add=uprobe/libagent_dl.so:no_such_fn -- " + BPFVM_AGENT_TARGET + " 10 " +
+                BPFVM_AGENT_DL);
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("no function 'no_such_fn'"), std::string::npos) << r.err;
+  EXPECT_EQ(r.maps["counts"][4], 10u) << r.err;
 }
 
 TEST(AgentTrace, RefusalsBeforeTheCommandStarts) {

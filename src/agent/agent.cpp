@@ -227,13 +227,9 @@ Result<std::vector<Probe*>> attach_target(Agent& a, Target& t, const Module& m) 
       p->prog = t.prog;
       p->ip = n.pc + (n.relocatable ? m.bias : 0);
       p->cookie = *id;
-      // The function around the site (when a symbol covers it) lets the patcher use a jump.
-      uint64_t start = 0, size = 0;
-      if (auto fn = find_enclosing_function(m.path, n.pc); fn) {
-        start = fn->vaddr + (fn->relocatable ? m.bias : 0);
-        size = fn->size;
-      }
-      auto h = hook_at(p->ip, start, size, uprobe::HookKind::Entry, p);
+      // A USDT site is a 1-byte nop, often right before another probe's: no function bounds are
+      // given, so the patcher places an int3 there and displaces no neighbouring site.
+      auto h = hook_at(p->ip, 0, 0, uprobe::HookKind::Entry, p);
       if (!h) {
         undo();
         return make_error(h.error().code, fmt::format("{}: {}", where(), h.error().message));

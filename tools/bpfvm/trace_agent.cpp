@@ -172,6 +172,13 @@ Result<AgentTraceResult> run_agent_trace(const Object& object, SyscallHooksOptio
   dir.path = tmpl;
   o.spec.pin_dir = dir.path + "/maps";
   if (mkdir(o.spec.pin_dir.c_str(), 0700) != 0) return io_error("cannot create " + o.spec.pin_dir);
+  // The command and bpfvm trace share the maps through the store: every map must be pinnable.
+  for (const ObjectMap& m : object.maps)
+    if (!m.is_global_data() && !map_type_pinnable(m.spec.type))
+      return make_error(ErrorCode::InvalidArgument,
+                        fmt::format("map '{}': agent mode shares the maps with the command as pinned maps, and maps "
+                                    "of type {} cannot be pinned yet{}", m.spec.name, map_type_name(m.spec.type),
+                                    m.spec.type == kMapPerfEventArray ? " (use a ring buffer)" : ""));
   ho.instantiate.pin_all_dir = o.spec.pin_dir;
   auto h = SyscallHooks::create(object, ho);
   if (!h) return h.error();
