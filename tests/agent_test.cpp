@@ -381,6 +381,19 @@ TEST(AgentTrace, HooksThatCannotAttachLeaveTheProcessUntouched) {
   EXPECT_EQ(r.maps["counts"][4], 10u) << r.err;
 }
 
+TEST(AgentTrace, DurationDetachesAndTheCommandGoesOn) {
+  // The first run of the target is traced; bpfvm detaches after a second and exits 0 with the maps;
+  // the command goes on (its second run, after bpfvm is gone, is untouched).
+  CliRun r = run_trace("--duration 1 " + progs("ag_probes.bpf.o") + " --attach on_local_mul=uprobe/" +
+                       BPFVM_AGENT_TARGET + ":local_mul -- sh -c '" + BPFVM_AGENT_TARGET + " 5; sleep 2; " +
+                       BPFVM_AGENT_TARGET + " 5'");
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.maps["counts"][4], 5u) << r.err;
+  size_t first = r.out.find("sum 60 enabled 0");
+  ASSERT_NE(first, std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("sum 60 enabled 0", first + 1), std::string::npos) << "the command went on: " << r.out;
+}
+
 TEST(AgentTrace, RefusalsBeforeTheCommandStarts) {
   CliRun r = run_trace(progs("ag_probes.bpf.o") + " --attach on_lib_add=uprobe/" + BPFVM_AGENT_TARGET +
                        ":no_such_fn -- " + BPFVM_AGENT_TARGET + " 1");
