@@ -2,16 +2,20 @@
 // libagent_lib.so) and a local function (local_mul) N times, passes a USDT probe with a semaphore
 // (agt:tick) and one without (agt:pair), and prints what it computed and how often the semaphore was
 // set, so that a test can compare runs with the kernel's uprobes and bpfvm's agent.
-//   agent_target [N] [dlopen-path|-] [THREADS]
+//   agent_target [N] [dlopen-path|-|fork] [THREADS]
 // With a dlopen path, the library named there is loaded after the loop and its lib_add called N
 // times (probes on libraries loaded later). With THREADS, that many threads then call local_mul N
-// times each, all at once (programs running on several threads).
+// times each, all at once (programs running on several threads). With `fork`, the process forks
+// first and both run the loop (the child exits with its own line of output; the parent waits).
 #define _SDT_HAS_SEMAPHORES 1
 #include <dlfcn.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/sdt.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <string.h>
 
 int lib_add(int a, int b);
 long lib_mark(long v);
@@ -35,6 +39,11 @@ static void* worker(void* arg) {
 int main(int argc, char** argv) {
   int n = argc > 1 ? atoi(argv[1]) : 100;
   long sum = 0, enabled = 0;
+  pid_t child = -1;
+  if (argc > 2 && strcmp(argv[2], "fork") == 0) {
+    fflush(stdout);
+    child = fork();
+  }
   for (int i = 0; i < n; ++i) {
     sum += lib_add(i, 2 * i);
     sum += local_mul(i, 3);
@@ -44,7 +53,7 @@ int main(int argc, char** argv) {
     DTRACE_PROBE2(agt, pair, (short)i, (unsigned char)(i & 0xff));
     lib_mark(i * 7);
   }
-  if (argc > 2 && argv[2][0] != '-') {
+  if (argc > 2 && argv[2][0] != '-' && strcmp(argv[2], "fork") != 0) {
     void* h = dlopen(argv[2], RTLD_NOW | RTLD_LOCAL);
     if (!h) {
       fprintf(stderr, "agent_target: %s\n", dlerror());
@@ -65,6 +74,8 @@ int main(int argc, char** argv) {
       sum += res[i];
     }
   }
-  printf("sum %ld enabled %ld\n", sum, enabled);
+  printf("sum %ld enabled %ld%s\n", sum, enabled, child == 0 ? " (child)" : "");
+  fflush(stdout);
+  if (child > 0) waitpid(child, NULL, 0);
   return 0;
 }

@@ -381,6 +381,16 @@ TEST(AgentTrace, HooksThatCannotAttachLeaveTheProcessUntouched) {
   EXPECT_EQ(r.maps["counts"][4], 10u) << r.err;
 }
 
+TEST(AgentTrace, ForkedChildrenKeepTheProbes) {
+  // The target forks before its loop: the child has the patched code and writes the same maps.
+  CliRun r = run_trace(progs("ag_probes.bpf.o") + " --attach on_local_mul=uprobe/" + BPFVM_AGENT_TARGET +
+                       ":local_mul -- " + BPFVM_AGENT_TARGET + " 5 fork");
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.maps["counts"][4], 10u) << r.err;
+  EXPECT_EQ(r.records.size(), 10u);
+  EXPECT_NE(r.out.find("sum 60 enabled 0 (child)"), std::string::npos) << r.out;
+}
+
 TEST(AgentTrace, DurationDetachesAndTheCommandGoesOn) {
   // The first run of the target is traced; bpfvm detaches after a second and exits 0 with the maps;
   // the command goes on (its second run, after bpfvm is gone, is untouched).
