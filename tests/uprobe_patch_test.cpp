@@ -253,6 +253,7 @@ void recursive_handler(void*, PtRegs* r) {
   g_recursive.ax = opaque(ut_add)(r->di, 1);
 }
 TEST(UprobePatch, HandlersDoNotRecurse) {
+  g_recursive.n = 0;
   auto e = attach(UT_FN(ut_add), HookKind::Entry, recursive_handler, nullptr);
   ASSERT_TRUE(e.ok());
   EXPECT_FALSE(in_hook());
