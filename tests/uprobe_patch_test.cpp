@@ -225,6 +225,35 @@ TEST(UprobePatch, FlagsSurviveAHookInsideAFunction) {
   }
 }
 
+// 256-bit arguments survive a handler whose code runs vzeroupper (as glibc's AVX string functions do).
+TEST(UprobePatch, YmmArgumentsSurviveVzeroupperInAHandler) {
+  if (!__builtin_cpu_supports("avx")) GTEST_SKIP() << "no AVX on this CPU";
+  const double in[8] = {1, 2, 3, 4, 10, 20, 30, 40};
+  for (bool bp : {false, true}) {
+    SCOPED_TRACE(bp ? "breakpoint" : "jump");
+    AttachOptions o;
+    o.func_size = ut_size(reinterpret_cast<const void*>(&ut_ymm_add), ut_ymm_add_end);
+    o.force_breakpoint = bp;
+    static std::atomic<int> hits{0};
+    hits = 0;
+    auto e = attach(ut_addr(reinterpret_cast<const void*>(&ut_ymm_add)), HookKind::Entry,
+                    [](void*, PtRegs*) {
+                      asm volatile("vzeroupper");
+                      hits.fetch_add(1);
+                    },
+                    nullptr, o);
+    ASSERT_TRUE(e.ok()) << e.error().message;
+    double out[4] = {};
+    opaque(ut_ymm_call)(in, out);
+    ASSERT_TRUE(detach(*e).ok());
+    EXPECT_EQ(hits.load(), 1);
+    EXPECT_EQ(out[0], 11.0);
+    EXPECT_EQ(out[1], 22.0);
+    EXPECT_EQ(out[2], 33.0) << "upper half of ymm0";
+    EXPECT_EQ(out[3], 44.0) << "upper half of ymm0";
+  }
+}
+
 // Handlers may change registers: arguments at entry, the return value at return.
 TEST(UprobePatch, HandlersChangeRegisters) {
   for (bool bp : {false, true}) {
@@ -253,6 +282,7 @@ void recursive_handler(void*, PtRegs* r) {
   g_recursive.ax = opaque(ut_add)(r->di, 1);
 }
 TEST(UprobePatch, HandlersDoNotRecurse) {
+  g_recursive.n = 0;
   auto e = attach(UT_FN(ut_add), HookKind::Entry, recursive_handler, nullptr);
   ASSERT_TRUE(e.ok());
   EXPECT_FALSE(in_hook());

@@ -32,4 +32,8 @@ asm(".pushsection .data\n .p2align 3\n"
     UT_BEGIN(ut_flags) "test rdx, rdx\n jz 1f\n std\n1:\n cmp rdi, rsi\n"
     ".globl ut_flags_point\n .hidden ut_flags_point\n ut_flags_point:\n mov rax, 0\n pushfq\n pop rax\n cld\n ret\n"
     UT_END(ut_flags)
+    // 256-bit arguments and result: ut_ymm_call loads ymm0/ymm1 and calls ut_ymm_add (5 bytes).
+    UT_BEGIN(ut_ymm_add) "vaddpd ymm0, ymm0, ymm1\n ret\n" UT_END(ut_ymm_add)
+    UT_BEGIN(ut_ymm_call) "vmovupd ymm0, [rdi]\n vmovupd ymm1, [rdi+32]\n push rsi\n call ut_ymm_add\n pop rsi\n"
+    "vmovupd [rsi], ymm0\n vzeroupper\n ret\n" UT_END(ut_ymm_call)
     ".att_syntax prefix\n .popsection\n");

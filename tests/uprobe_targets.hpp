@@ -41,10 +41,13 @@ int64_t ut_syscall(uint64_t a, uint64_t b, uint64_t c, uint64_t nr);
 // instruction inside the function (a mov, which leaves the flags alone).
 uint64_t ut_flags(uint64_t a, uint64_t b, uint64_t c);
 extern const uint8_t ut_flags_point[];
+// out[0..3] = in[0..3] + in[4..7], computed by ut_ymm_add on ymm registers (AVX only).
+void ut_ymm_call(const double in[8], double out[4]);
+uint64_t ut_ymm_add();
 
 extern const uint8_t ut_add_end[], ut_frame_end[], ut_endbr_end[], ut_rip_end[], ut_count_end[], ut_jcc_end[],
     ut_call_end[], ut_push_call_end[], ut_short_end[], ut_after_end[], ut_target_end[], ut_jrcxz_end[],
-    ut_fmul_end[], ut_jmp_first_end[], ut_syscall_end[];
+    ut_fmul_end[], ut_jmp_first_end[], ut_syscall_end[], ut_ymm_add_end[];
 extern uint64_t ut_data;
 extern uint64_t ut_counter;
 }

@@ -187,7 +187,10 @@ __attribute__((tls_model("initial-exec"))) thread_local ThreadState t_state{0, n
 extern "C" {
 extern const uint8_t bpfvm_uprobe_entry_tpl[], bpfvm_uprobe_entry_tpl_ip[], bpfvm_uprobe_entry_tpl_site[],
     bpfvm_uprobe_entry_tpl_fn[], bpfvm_uprobe_entry_tpl_end[];
+extern const uint8_t bpfvm_uprobe_entry_tpl_avx[], bpfvm_uprobe_entry_tpl_avx_ip[], bpfvm_uprobe_entry_tpl_avx_site[],
+    bpfvm_uprobe_entry_tpl_avx_fn[], bpfvm_uprobe_entry_tpl_avx_end[];
 void bpfvm_uprobe_ret_common();
+void bpfvm_uprobe_ret_common_avx();
 void bpfvm_uprobe_on_entry(bpfvm::uprobe::Site* s, bpfvm::uprobe::PtRegs* r) noexcept;
 uint64_t bpfvm_uprobe_on_return(uint64_t k, bpfvm::uprobe::PtRegs* r) noexcept;
 }
@@ -199,17 +202,13 @@ uint64_t bpfvm_uprobe_on_return(uint64_t k, bpfvm::uprobe::PtRegs* r) noexcept;
   "mov [rsp+64], r9\n mov [rsp+72], r8\n mov [rsp+80], rax\n mov [rsp+88], rcx\n"                      \
   "mov [rsp+96], rdx\n mov [rsp+104], rsi\n mov [rsp+112], rdi\n mov qword ptr [rsp+120], -1\n"        \
   "mov qword ptr [rsp+136], 0x33\n mov qword ptr [rsp+160], 0x2b\n"
-#define BPFVM_SAVE_XMM                                                                                 \
-  "mov rbx, rsp\n and rsp, -16\n sub rsp, 256\n"                                                      \
-  "movaps [rsp+0], xmm0\n movaps [rsp+16], xmm1\n movaps [rsp+32], xmm2\n movaps [rsp+48], xmm3\n"     \
-  "movaps [rsp+64], xmm4\n movaps [rsp+80], xmm5\n movaps [rsp+96], xmm6\n movaps [rsp+112], xmm7\n"   \
-  "movaps [rsp+128], xmm8\n movaps [rsp+144], xmm9\n movaps [rsp+160], xmm10\n movaps [rsp+176], xmm11\n" \
-  "movaps [rsp+192], xmm12\n movaps [rsp+208], xmm13\n movaps [rsp+224], xmm14\n movaps [rsp+240], xmm15\n"
-#define BPFVM_RESTORE                                                                                  \
-  "movaps xmm0, [rsp+0]\n movaps xmm1, [rsp+16]\n movaps xmm2, [rsp+32]\n movaps xmm3, [rsp+48]\n"     \
-  "movaps xmm4, [rsp+64]\n movaps xmm5, [rsp+80]\n movaps xmm6, [rsp+96]\n movaps xmm7, [rsp+112]\n"   \
-  "movaps xmm8, [rsp+128]\n movaps xmm9, [rsp+144]\n movaps xmm10, [rsp+160]\n movaps xmm11, [rsp+176]\n" \
-  "movaps xmm12, [rsp+192]\n movaps xmm13, [rsp+208]\n movaps xmm14, [rsp+224]\n movaps xmm15, [rsp+240]\n" \
+// The vector registers: xmm0-15, or ymm0-15 where the CPU has AVX (a handler's code may run
+// vzeroupper, as glibc's AVX string functions do, which would clear the upper halves).
+#define BPFVM_SAVE_SSE "mov rbx, rsp\n and rsp, -16\n sub rsp, 256\nmovaps [rsp+0], xmm0\n movaps [rsp+16], xmm1\n movaps [rsp+32], xmm2\n movaps [rsp+48], xmm3\n movaps [rsp+64], xmm4\n movaps [rsp+80], xmm5\n movaps [rsp+96], xmm6\n movaps [rsp+112], xmm7\n movaps [rsp+128], xmm8\n movaps [rsp+144], xmm9\n movaps [rsp+160], xmm10\n movaps [rsp+176], xmm11\n movaps [rsp+192], xmm12\n movaps [rsp+208], xmm13\n movaps [rsp+224], xmm14\n movaps [rsp+240], xmm15\n "
+#define BPFVM_RESTORE_SSE "movaps xmm0, [rsp+0]\n movaps xmm1, [rsp+16]\n movaps xmm2, [rsp+32]\n movaps xmm3, [rsp+48]\n movaps xmm4, [rsp+64]\n movaps xmm5, [rsp+80]\n movaps xmm6, [rsp+96]\n movaps xmm7, [rsp+112]\n movaps xmm8, [rsp+128]\n movaps xmm9, [rsp+144]\n movaps xmm10, [rsp+160]\n movaps xmm11, [rsp+176]\n movaps xmm12, [rsp+192]\n movaps xmm13, [rsp+208]\n movaps xmm14, [rsp+224]\n movaps xmm15, [rsp+240]\n "
+#define BPFVM_SAVE_AVX "mov rbx, rsp\n and rsp, -32\n sub rsp, 512\nvmovdqa [rsp+0], ymm0\n vmovdqa [rsp+32], ymm1\n vmovdqa [rsp+64], ymm2\n vmovdqa [rsp+96], ymm3\n vmovdqa [rsp+128], ymm4\n vmovdqa [rsp+160], ymm5\n vmovdqa [rsp+192], ymm6\n vmovdqa [rsp+224], ymm7\n vmovdqa [rsp+256], ymm8\n vmovdqa [rsp+288], ymm9\n vmovdqa [rsp+320], ymm10\n vmovdqa [rsp+352], ymm11\n vmovdqa [rsp+384], ymm12\n vmovdqa [rsp+416], ymm13\n vmovdqa [rsp+448], ymm14\n vmovdqa [rsp+480], ymm15\n "
+#define BPFVM_RESTORE_AVX "vmovdqa ymm0, [rsp+0]\n vmovdqa ymm1, [rsp+32]\n vmovdqa ymm2, [rsp+64]\n vmovdqa ymm3, [rsp+96]\n vmovdqa ymm4, [rsp+128]\n vmovdqa ymm5, [rsp+160]\n vmovdqa ymm6, [rsp+192]\n vmovdqa ymm7, [rsp+224]\n vmovdqa ymm8, [rsp+256]\n vmovdqa ymm9, [rsp+288]\n vmovdqa ymm10, [rsp+320]\n vmovdqa ymm11, [rsp+352]\n vmovdqa ymm12, [rsp+384]\n vmovdqa ymm13, [rsp+416]\n vmovdqa ymm14, [rsp+448]\n vmovdqa ymm15, [rsp+480]\n "
+#define BPFVM_RESTORE_GPR                                                                              \
   "mov rsp, rbx\n"                                                                                    \
   /* The flags without popfq (microcoded, slow): DF, then OF (0x7f + 1 overflows), then sahf for */    \
   /* SF ZF AF PF CF. The others (TF, AC, ...) are not changed by the dispatch. */                        \
@@ -221,48 +220,45 @@ uint64_t bpfvm_uprobe_on_return(uint64_t k, bpfvm::uprobe::PtRegs* r) noexcept;
   "mov rdx, [rsp+96]\n mov rsi, [rsp+104]\n mov rdi, [rsp+112]\n"                                     \
   "lea rsp, [rsp+296]\n"
 
+#define BPFVM_ENTRY_TPL(N, SAVEV, RESTV)                                                               \
+  ".globl " N "\n .hidden " N "\n .globl " N "_ip\n .hidden " N "_ip\n .globl " N "_site\n .hidden " N \
+  "_site\n .globl " N "_fn\n .hidden " N "_fn\n .globl " N "_end\n .hidden " N "_end\n"                \
+  N ":\n" BPFVM_SAVE_FRAME "movabs rax, 0x1111111111111111\n" N "_ip:\n mov [rsp+128], rax\n"          \
+  "lea rax, [rsp+296]\n mov [rsp+152], rax\n" SAVEV "movabs rdi, 0x2222222222222222\n" N "_site:\n"    \
+  "mov rsi, rbx\n movabs rax, 0x3333333333333333\n" N "_fn:\n call rax\n" RESTV BPFVM_RESTORE_GPR      \
+  N "_end:\n"
+
 asm(".pushsection .rodata\n"
     ".intel_syntax noprefix\n"
-    ".globl bpfvm_uprobe_entry_tpl\n .hidden bpfvm_uprobe_entry_tpl\n"
-    ".globl bpfvm_uprobe_entry_tpl_ip\n .hidden bpfvm_uprobe_entry_tpl_ip\n"
-    ".globl bpfvm_uprobe_entry_tpl_site\n .hidden bpfvm_uprobe_entry_tpl_site\n"
-    ".globl bpfvm_uprobe_entry_tpl_fn\n .hidden bpfvm_uprobe_entry_tpl_fn\n"
-    ".globl bpfvm_uprobe_entry_tpl_end\n .hidden bpfvm_uprobe_entry_tpl_end\n"
-    "bpfvm_uprobe_entry_tpl:\n" BPFVM_SAVE_FRAME
-    "movabs rax, 0x1111111111111111\n"
-    "bpfvm_uprobe_entry_tpl_ip:\n"
-    "mov [rsp+128], rax\n"
-    "lea rax, [rsp+296]\n mov [rsp+152], rax\n" BPFVM_SAVE_XMM
-    "movabs rdi, 0x2222222222222222\n"
-    "bpfvm_uprobe_entry_tpl_site:\n"
-    "mov rsi, rbx\n"
-    "movabs rax, 0x3333333333333333\n"
-    "bpfvm_uprobe_entry_tpl_fn:\n"
-    "call rax\n" BPFVM_RESTORE
-    "bpfvm_uprobe_entry_tpl_end:\n"
+    BPFVM_ENTRY_TPL("bpfvm_uprobe_entry_tpl", BPFVM_SAVE_SSE, BPFVM_RESTORE_SSE)
+    BPFVM_ENTRY_TPL("bpfvm_uprobe_entry_tpl_avx", BPFVM_SAVE_AVX, BPFVM_RESTORE_AVX)
     ".att_syntax prefix\n"
     ".popsection\n");
 
 // The return path: a stub pushed its index k (the return address it stands for is at S = the sp
 // after the push); the frame is built below S, the dispatch returns the original return address,
 // which replaces k at S, and `ret` goes there.
+#define BPFVM_RET_COMMON(N, SAVEV, RESTV)                                                              \
+  ".globl " N "\n .hidden " N "\n .type " N ", @function\n"                                            \
+  N ":\n" BPFVM_SAVE_FRAME "lea rax, [rsp+304]\n mov [rsp+152], rax\n" SAVEV                           \
+  "mov rdi, [rbx+296]\n mov rsi, rbx\n call bpfvm_uprobe_on_return\n mov [rbx+296], rax\n"             \
+  RESTV BPFVM_RESTORE_GPR "ret\n .size " N ", .-" N "\n"
+
 asm(".pushsection .text\n"
     ".intel_syntax noprefix\n"
-    ".globl bpfvm_uprobe_ret_common\n .hidden bpfvm_uprobe_ret_common\n"
-    ".type bpfvm_uprobe_ret_common, @function\n"
-    "bpfvm_uprobe_ret_common:\n" BPFVM_SAVE_FRAME
-    "lea rax, [rsp+304]\n mov [rsp+152], rax\n" BPFVM_SAVE_XMM
-    "mov rdi, [rbx+296]\n"
-    "mov rsi, rbx\n"
-    "call bpfvm_uprobe_on_return\n"
-    "mov [rbx+296], rax\n" BPFVM_RESTORE
-    "ret\n"
-    ".size bpfvm_uprobe_ret_common, .-bpfvm_uprobe_ret_common\n"
+    BPFVM_RET_COMMON("bpfvm_uprobe_ret_common", BPFVM_SAVE_SSE, BPFVM_RESTORE_SSE)
+    BPFVM_RET_COMMON("bpfvm_uprobe_ret_common_avx", BPFVM_SAVE_AVX, BPFVM_RESTORE_AVX)
     ".att_syntax prefix\n"
     ".popsection\n");
 
 namespace bpfvm::uprobe {
 namespace {
+
+// The CPU has AVX and the kernel saves its state (then the trampolines keep ymm0-15 whole).
+bool has_avx() {
+  static const bool avx = __builtin_cpu_supports("avx");
+  return avx;
+}
 
 // ---- the read side: per-thread slots -------------------------------------------------------------
 
@@ -377,7 +373,7 @@ bool new_chunk_locked() {
   // absolute; no initial instructions (padding nops).
   const uint8_t cie[kCie] = {20, 0, 0, 0, 0, 0, 0, 0, 1, 'z', 'R', 0, 1, 0x78, 16, 1, 0x00, 0, 0, 0, 0, 0, 0, 0};
   std::memcpy(eh, cie, kCie);
-  const uintptr_t ret_common = reinterpret_cast<uintptr_t>(&bpfvm_uprobe_ret_common);
+  const uintptr_t ret_common = reinterpret_cast<uintptr_t>(has_avx() ? &bpfvm_uprobe_ret_common_avx : &bpfvm_uprobe_ret_common);
   for (size_t b = 0; b < kBlocksPerChunk; ++b) {
     ShadowBlock* blk = new (&blocks[b]) ShadowBlock();
     blk->stubs = c + b * kMaxReturnDepth * kStubSize;
@@ -982,12 +978,16 @@ Status plan(Site& s) {
   std::vector<uint8_t> code;
   // Entry code (jump patches; breakpoints run the handlers from the SIGTRAP handler).
   if (jump) {
-    const size_t n = static_cast<size_t>(bpfvm_uprobe_entry_tpl_end - bpfvm_uprobe_entry_tpl);
-    code.assign(bpfvm_uprobe_entry_tpl, bpfvm_uprobe_entry_tpl + n);
-    put_le64(code.data() + (bpfvm_uprobe_entry_tpl_ip - bpfvm_uprobe_entry_tpl) - 8, s.func);
-    put_le64(code.data() + (bpfvm_uprobe_entry_tpl_site - bpfvm_uprobe_entry_tpl) - 8, reinterpret_cast<uint64_t>(&s));
-    put_le64(code.data() + (bpfvm_uprobe_entry_tpl_fn - bpfvm_uprobe_entry_tpl) - 8,
-             reinterpret_cast<uint64_t>(&bpfvm_uprobe_on_entry));
+    const bool avx = has_avx();
+    const uint8_t* tpl = avx ? bpfvm_uprobe_entry_tpl_avx : bpfvm_uprobe_entry_tpl;
+    const uint8_t* tpl_end = avx ? bpfvm_uprobe_entry_tpl_avx_end : bpfvm_uprobe_entry_tpl_end;
+    const uint8_t* tpl_ip = avx ? bpfvm_uprobe_entry_tpl_avx_ip : bpfvm_uprobe_entry_tpl_ip;
+    const uint8_t* tpl_site = avx ? bpfvm_uprobe_entry_tpl_avx_site : bpfvm_uprobe_entry_tpl_site;
+    const uint8_t* tpl_fn = avx ? bpfvm_uprobe_entry_tpl_avx_fn : bpfvm_uprobe_entry_tpl_fn;
+    code.assign(tpl, tpl_end);
+    put_le64(code.data() + (tpl_ip - tpl) - 8, s.func);
+    put_le64(code.data() + (tpl_site - tpl) - 8, reinterpret_cast<uint64_t>(&s));
+    put_le64(code.data() + (tpl_fn - tpl) - 8, reinterpret_cast<uint64_t>(&bpfvm_uprobe_on_entry));
   }
   const size_t reloc_start = code.size();
   size_t off = 0;
