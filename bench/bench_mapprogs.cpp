@@ -22,8 +22,9 @@
 // test_run measures wall time, which preemption inflates; the kernel's timer stops while it
 // reschedules).
 // Ring buffers: user space consumes every record (reading its header and first word) between
-// trials, in bpfvm with RingbufMap::consume, in the kernel through the ring's mmap()ed pages, so
-// the 16 MiB ring never fills (a trial's repeat is capped accordingly).
+// trials, in bpfvm with RingbufMap::consume, in the kernel through the ring's mmap()ed pages, and
+// a trial writes at most 1 MiB of records in every column (see repeat_cap: the same cache
+// footprint for every engine, and the 16 MiB ring never fills).
 // The kernel column is skipped (n/a, with the reason) when bpf() is unusable here.
 // "jit pinned" runs the same program in the JIT on the object's maps created pinned (in the store,
 // shared memory under /dev/shm) instead of private: target at most 1.2x the private maps' JIT.
@@ -222,10 +223,17 @@ uint64_t consume_vm(const LoadedObject& live, uint64_t* checksum) {
   return n;
 }
 
-// Largest repeat a trial may use so that a ring never fills (ringbuf programs), else unlimited.
+// Largest repeat a trial may use (ringbuf programs), else unlimited. A trial writes at most
+// kRingTrialBytes of records, the same for every column: calibrated to ~5 ms alone, a faster engine
+// would write more per trial (the JIT ~8 MiB, the interpreter ~2 MiB), and once a trial's records
+// no longer fit in the caches the records' writes miss, so the faster engine measured slower
+// (the JIT alone on the private ring: 14.5-14.7 ns per record up to 6 MiB per trial, 22-30 ns at
+// 12 MiB; docs/maps.md, "Speed"). A consumer drains the ring between trials, so it never fills.
+constexpr uint64_t kRingTrialBytes = uint64_t(1) << 20;
 uint64_t repeat_cap(const Object& obj, const Case& c) {
   for (const ObjectMap& m : obj.maps)
-    if (m.spec.type == BPF_MAP_TYPE_RINGBUF) return m.spec.max_entries / (c.ops_per_run * kRecordBytes) - 2;
+    if (m.spec.type == BPF_MAP_TYPE_RINGBUF)
+      return std::max<uint64_t>(1, std::min<uint64_t>(m.spec.max_entries, kRingTrialBytes) / (c.ops_per_run * kRecordBytes) - 2);
   return ~0ull;
 }
 

@@ -122,13 +122,27 @@ int main(int argc, char** argv) {
   std::filesystem::create_directories(dir);
   std::printf("\n%-44s %10s %14s %10s %8s %9s  %s\n", "user-space op from a second process", "private",
               "pinned (2nd)", "bpf()", "pin/priv", "bpf/pin", "targets: <= 1.5x private, >= 10x faster than bpf()");
-  for (uint32_t type : {uint32_t(kMapHash), uint32_t(kMapArray), uint32_t(kMapPercpuArray)}) {
+  for (uint32_t type : {uint32_t(kMapHash), uint32_t(kMapArray), uint32_t(kMapPercpuArray), uint32_t(kMapLruHash),
+                        uint32_t(kMapLpmTrie)}) {
+    // LPM trie keys: {prefixlen 32, the 4-byte key as the address}.
+    const bool lpm = type == kMapLpmTrie;
+    const uint32_t ks = lpm ? 8 : 4;
+    auto key_bytes = [&](uint32_t k) {
+      std::vector<uint8_t> b(ks);
+      uint32_t plen = 32;
+      if (lpm) std::memcpy(b.data(), &plen, 4);
+      std::memcpy(b.data() + (lpm ? 4 : 0), &k, 4);
+      return b;
+    };
+    std::vector<uint8_t> tkeys(keys.size() * ks);
+    for (size_t i = 0; i < keys.size(); ++i) std::memcpy(&tkeys[i * ks], key_bytes(keys[i]).data(), ks);
     MapSpec s;
     s.name = "bench";
     s.type = type;
-    s.key_size = 4;
+    s.key_size = ks;
     s.value_size = 8;
     s.max_entries = kEntries;
+    s.flags = lpm ? kMapFNoPrealloc : 0;
     auto priv = *create_map(s);
     std::string path = dir + "/" + map_type_name(type);
     auto pinned = create_pinned_map(s, path);
@@ -137,19 +151,20 @@ int main(int argc, char** argv) {
       continue;
     }
     kernel::Fd kfd;
-    if (have_kernel) kfd = kernel::create_map(type, 4, 8, kEntries);
+    if (have_kernel) kfd = kernel::create_map(type, ks, 8, kEntries, s.flags);
     std::vector<uint8_t> val(priv->user_value_size(), 1);
     for (uint32_t k = 0; k < kEntries; ++k) {
-      priv->update_user(&k, val.data(), 0);
-      (*pinned)->update_user(&k, val.data(), 0);
-      if (kfd) kernel::map_update(kfd.get(), &k, val.data(), 0);
+      auto kb = key_bytes(k);
+      priv->update_user(kb.data(), val.data(), 0);
+      (*pinned)->update_user(kb.data(), val.data(), 0);
+      if (kfd) kernel::map_update(kfd.get(), kb.data(), val.data(), 0);
     }
     enum { kLookup, kUpdate, kNOps };
     const char* names[kNOps] = {"lookup (copy out)", "update existing"};
     auto measure = [&](Map& m, int op) {
       std::vector<uint8_t> out(m.user_value_size());
-      if (op == kLookup) return ns_per_op(ops, [&](uint64_t i) { sink = m.lookup_copy(&keys[i & 0xffff], out.data(), 0); });
-      return ns_per_op(ops, [&](uint64_t i) { sink = m.update_user(&keys[i & 0xffff], val.data(), 0); });
+      if (op == kLookup) return ns_per_op(ops, [&](uint64_t i) { sink = m.lookup_copy(&tkeys[(i & 0xffff) * ks], out.data(), 0); });
+      return ns_per_op(ops, [&](uint64_t i) { sink = m.update_user(&tkeys[(i & 0xffff) * ks], val.data(), 0); });
     };
     // The second process opens the pinned map by path and sends its figures back.
     double second[kNOps] = {-1, -1};
@@ -176,8 +191,8 @@ int main(int argc, char** argv) {
       double kn = -1;
       if (kfd) {
         kn = op == kLookup
-                 ? ns_per_op(kops, [&](uint64_t i) { sink = kernel::map_lookup(kfd.get(), &keys[i & 0xffff], out.data()); })
-                 : ns_per_op(kops, [&](uint64_t i) { sink = kernel::map_update(kfd.get(), &keys[i & 0xffff], val.data(), 0); });
+                 ? ns_per_op(kops, [&](uint64_t i) { sink = kernel::map_lookup(kfd.get(), &tkeys[(i & 0xffff) * ks], out.data()); })
+                 : ns_per_op(kops, [&](uint64_t i) { sink = kernel::map_update(kfd.get(), &tkeys[(i & 0xffff) * ks], val.data(), 0); });
       }
       double sh = second[op];
       std::string verdict = "n/a";

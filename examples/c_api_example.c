@@ -115,6 +115,12 @@ int main(int argc, char **argv) {
       CHECK(bpfvm_map_get_next_key(hash, NULL, &next) == 0 && (next == 1 || next == 7), "first key %u", next);
       CHECK(bpfvm_map_delete(hash, &key) == 0, "delete");
       CHECK(bpfvm_map_lookup(hash, &key, &got) == -2, "lookup after delete must be -ENOENT");
+      /* A frozen map refuses user-space writes with -EPERM and still answers lookups. */
+      CHECK(bpfvm_map_update(hash, &key, &val, 0) == 0 && bpfvm_map_frozen(hash) == 0, "update before freeze");
+      CHECK(bpfvm_map_freeze(hash) == 0 && bpfvm_map_frozen(hash) == 1, "freeze");
+      CHECK(bpfvm_map_update(hash, &key, &val, 0) == -1, "update of a frozen map must be -EPERM");
+      CHECK(bpfvm_map_delete(hash, &key) == -1, "delete from a frozen map must be -EPERM");
+      CHECK(bpfvm_map_lookup(hash, &key, &got) == 0 && got == 7, "lookup in a frozen map");
     }
     bpfvm_object_close(obj);
   }

@@ -16,6 +16,7 @@
 #include "bpfvm/map.hpp"
 #include "bpfvm/progtype.hpp"
 #include "bpfvm/vm.hpp"
+#include "kernel/object_load.hpp"
 #include "kernel/oracle.hpp"
 #include "map_util.hpp"
 
@@ -791,6 +792,25 @@ TEST(HelpersKernel, SameResultsAsTheKernel) {
        "r6 = r1\nr2 = 12\nr3 = r10\nr3 += -8\nr4 = 2\nr5 = 0\ncall bpf_skb_load_bytes_relative\n"
        "r7 = *(u16 *)(r10 -8)\nr1 = r6\nr2 = 9\nr3 = r10\nr3 += -8\nr4 = 1\nr5 = 1\n"
        "call bpf_skb_load_bytes_relative\nr8 = *(u8 *)(r10 -8)\nr8 <<= 16\nr7 += r8\nr0 <<= 24\nr0 += r7\nexit\n"},
+      // skb_change_tail: grow by 20 then trim to 30 (r0 = the two results' low bytes and the length).
+      {kProgSchedCls,
+       "r6 = r1\nr2 = *(u32 *)(r6 +0)\nr2 += 20\nr3 = 0\ncall bpf_skb_change_tail\nr7 = r0\nr7 &= 0xff\n"
+       "r1 = r6\nr2 = 30\nr3 = 0\ncall bpf_skb_change_tail\nr0 &= 0xff\nr7 <<= 8\nr7 += r0\n"
+       "r0 = *(u32 *)(r6 +0)\nr0 <<= 16\nr0 += r7\nexit\n"},
+      // skb_change_tail below the network header, above BPF_SKB_MAX_LEN, with flags: -EINVAL each.
+      {kProgSchedCls,
+       "r6 = r1\nr2 = 13\nr3 = 0\ncall bpf_skb_change_tail\nr7 = r0\nr7 &= 0xff\n"
+       "r1 = r6\nr2 = 16065\nr3 = 0\ncall bpf_skb_change_tail\nr0 &= 0xff\nr7 <<= 8\nr7 += r0\n"
+       "r1 = r6\nr2 = 40\nr3 = 1\ncall bpf_skb_change_tail\nr0 &= 0xff\nr7 <<= 8\nr0 += r7\nexit\n"},
+      // skb_change_head: 16 bytes pushed (zeroed), then past BPF_SKB_MAX_LEN, then with flags.
+      {kProgSchedCls,
+       "r6 = r1\nr2 = 16\nr3 = 0\ncall bpf_skb_change_head\nr7 = r0\nr7 &= 0xff\n"
+       "r1 = r6\nr2 = 16000\nr3 = 0\ncall bpf_skb_change_head\nr0 &= 0xff\nr7 <<= 8\nr7 += r0\n"
+       "r1 = r6\nr2 = 4\nr3 = 2\ncall bpf_skb_change_head\nr0 &= 0xff\nr7 <<= 8\nr0 += r7\nexit\n"},
+      // skb_pull_data: all of the packet (0), one byte more (-ENOMEM).
+      {kProgSchedCls,
+       "r6 = r1\nr2 = 64\ncall bpf_skb_pull_data\nr7 = r0\nr7 &= 0xff\nr1 = r6\nr2 = 65\n"
+       "call bpf_skb_pull_data\nr0 &= 0xff\nr7 <<= 8\nr0 += r7\nexit\n"},
       // skb_load_bytes out of range: -EFAULT.
       {kProgSocketFilter,
        "r2 = 60\nr3 = r10\nr3 += -8\nr4 = 8\ncall bpf_skb_load_bytes\nexit\n"},
@@ -862,6 +882,49 @@ TEST(HelperObjects, MapsLoopForEachRingbuf) {
     EXPECT_EQ(recs[0][0], 1045u);
     EXPECT_EQ(recs[0][1], 10004u);
   }
+}
+
+// bpf_skb_change_head / _tail move the packet into a larger buffer when the 64 bytes of headroom
+// (and the frame's end) are not enough; the program then sees and writes the new bytes, under the
+// checked interpreter and the JIT, and the kernel's test run gives the same packet.
+TEST(HelperObjects, SkbGrowsBeyondItsHeadroom) {
+  auto obj = load_object_file(std::string(BPFVM_PROGS_DIR) + "/hl_grow.bpf.o");
+  ASSERT_TRUE(obj.ok()) << obj.error().to_string();
+  std::vector<uint8_t> frame(64);
+  for (size_t i = 0; i < frame.size(); ++i) frame[i] = static_cast<uint8_t>(i + 1);
+  frame[12] = 0x08;
+  frame[13] = 0x00;
+  std::vector<uint8_t> want(1000, 0);
+  want[0] = 0xab;
+  want[999] = 0xcd;
+  want.insert(want.end(), frame.begin(), frame.end());
+  want.resize(want.size() + 40, 0);
+  want.back() = 0xef;
+  for (EngineKind e : {EngineKind::Interpreter, EngineKind::Jit}) {
+    SCOPED_TRACE(engine_name(e));
+    auto live = instantiate(*obj);
+    ASSERT_TRUE(live.ok()) << live.error().to_string();
+    PrepareOptions o;
+    o.engine = engine_choice(e);
+    o.exec.checked = e == EngineKind::Interpreter;
+    auto prep = prepare_program(obj->programs.at(0), *live, nullptr, o);
+    if (!prep && prep.error().code == ErrorCode::Unsupported) continue;
+    ASSERT_TRUE(prep.ok()) << prep.error().to_string();
+    for (int rep = 0; rep < 2; ++rep) {  // a second run starts again from the 64-byte headroom
+      auto r = test_run(*prep, frame);
+      ASSERT_TRUE(r.ok()) << r.error().to_string();
+      EXPECT_EQ(r->retval, 0u);
+      EXPECT_EQ(r->data_out, want);
+    }
+  }
+  if (!kernel::available()) GTEST_SKIP() << "kernel BPF unavailable: " << kernel::unavailable_reason();
+  auto k = kernel::load_object_program(*obj, obj->programs.at(0));
+  if (!k.ran()) GTEST_SKIP() << "not compared with the kernel: " << k.skip << k.load.not_offered;
+  ASSERT_TRUE(k.accepted()) << k.load.log;
+  auto kr = kernel::test_run(k.load.fd.get(), frame, {}, 1, 4096);
+  ASSERT_EQ(kr.err, 0);
+  EXPECT_EQ(kr.retval, 0u);
+  EXPECT_EQ(kr.data_out, want);
 }
 
 TEST(HelperObjects, TracingHelpers) {

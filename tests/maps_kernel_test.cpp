@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <map>
@@ -437,6 +438,35 @@ TEST(MapsKernel, RandomOpsLpmTrie) {
   }
 }
 
+// The same random operations on a pinned LPM trie (the store's table, lpm_region.cpp).
+TEST(MapsKernel, RandomOpsPinnedLpmTrie) {
+  REQUIRE_KERNEL();
+  CpuScope cpus;
+  const std::string dir = "/dev/shm/bpfvm-lpm-diff-" + std::to_string(getpid());
+  std::filesystem::create_directories(dir);
+  for (uint32_t ks : {5u, 8u, 20u}) {
+    if (kernel_lacks(kMapLpmTrie)) continue;
+    Differ d({kMapLpmTrie, ks, 4, 12, kMapFNoPrealloc}, 177 + ks, true);
+    auto pinned = create_pinned_map(to_spec(d.s), dir + "/lpm" + std::to_string(ks));
+    ASSERT_TRUE(pinned.ok()) << pinned.error().to_string();
+    ASSERT_TRUE((*pinned)->shared());
+    d.p.v = *pinned;
+    uint32_t maxp = (ks - 4) * 8;
+    auto gen = [&] {
+      std::vector<uint8_t> k(ks, 0);
+      uint32_t r = uint32_t(d.rng());
+      uint32_t plen = (r % 7 == 0) ? maxp + 1 + r % 3 : uint32_t(d.rng() % (maxp + 1));
+      if (d.rng() % 3 == 0) plen = maxp;
+      std::memcpy(k.data(), &plen, 4);
+      for (uint32_t i = 4; i < ks; ++i) k[i] = uint8_t(d.rng() % 4 == 0 ? d.rng() : (i == 4 ? 10 : (d.rng() % 2) * 128));
+      return k;
+    };
+    run_kv(d, 600, 0, gen);
+    if (HasFailure()) break;
+  }
+  std::filesystem::remove_all(dir);
+}
+
 TEST(MapsKernel, RandomOpsQueueStack) {
   REQUIRE_KERNEL();
   CpuScope cpus;
@@ -538,6 +568,37 @@ TEST(MapsKernel, UnsupportedOperationErrno) {
     if (s.type != kMapProgArray && s.type != kMapPerfEventArray)
       EXPECT_EQ(p.v->update_user(key.data(), vv.data(), 0), kernel::map_update(p.k.get(), key.data(), kv.data(), 0)) << w << " update";
     EXPECT_EQ(p.v->get_next_key(nullptr, n1.data()), kernel::map_get_next_key(p.k.get(), nullptr, n2.data())) << w << " get_next_key";
+  }
+}
+
+// BPF_MAP_FREEZE: every user-space write of a frozen map is refused with the kernel's errno (EPERM,
+// before the arguments are looked at); lookups keep working.
+TEST(MapsKernel, FrozenMapRefusesUserSpaceWrites) {
+  REQUIRE_KERNEL();
+  CpuScope cpus;
+  std::vector<Spec> specs = {{kMapArray, 4, 8, 4}, {kMapPercpuArray, 4, 8, 4}, {kMapHash, 4, 8, 4},
+                             {kMapPercpuHash, 4, 8, 4}, {kMapLruHash, 4, 8, 4}, {kMapQueue, 0, 4, 4},
+                             {kMapStack, 0, 4, 4}, {kMapBloomFilter, 0, 4, 4}, {kMapLpmTrie, 8, 8, 4, kMapFNoPrealloc}};
+  for (const Spec& s : specs) {
+    if (kernel_lacks(s.type)) continue;
+    Pair p = make_pair(s);
+    ASSERT_TRUE(p.k && p.v);
+    std::string w = describe(s);
+    std::vector<uint8_t> key(std::max<uint32_t>(s.ks, 8), 0), kv(4096, 0), vv(4096, 0);
+    key[0] = 32;  // an LPM prefix length that fits the 4 data bytes
+    const void* k = s.ks ? key.data() : nullptr;
+    // One element before freezing (the same in both).
+    ASSERT_EQ(p.v->update_user(k, vv.data(), 0), kernel::map_update(p.k.get(), k, kv.data(), 0)) << w;
+    ASSERT_EQ(kernel::map_freeze(p.k.get()), 0) << w << ": the kernel refused to freeze";
+    EXPECT_FALSE(p.v->frozen());
+    p.v->freeze();
+    EXPECT_TRUE(p.v->frozen());
+    EXPECT_EQ(p.v->update_user(k, vv.data(), 0), kernel::map_update(p.k.get(), k, kv.data(), 0)) << w << " update";
+    EXPECT_EQ(p.v->update_user(k, vv.data(), 0), -EPERM) << w;
+    EXPECT_EQ(p.v->delete_user(k), kernel::map_delete(p.k.get(), k)) << w << " delete";
+    EXPECT_EQ(p.v->lookup_and_delete(k, vv.data(), 0), kernel::map_lookup_and_delete(p.k.get(), k, kv.data())) << w
+        << " lookup_and_delete";
+    EXPECT_EQ(p.v->lookup_copy(k, vv.data(), 0), kernel::map_lookup(p.k.get(), k, kv.data(), 0)) << w << " lookup";
   }
 }
 

@@ -344,6 +344,40 @@ TEST(PacketHook, TcVerdictsAndRedirectTarget) {
   std::filesystem::remove(out);
 }
 
+// A tc program that pushes 1000 bytes and appends 40 (tests/progs/hl_grow.bpf.c): the hook's
+// buffer grows for it, packet after packet, under the checked interpreter and the JIT.
+TEST(PacketHook, TcProgramGrowsThePacket) {
+  for (EngineKind e : {EngineKind::Interpreter, EngineKind::Jit}) {
+    SCOPED_TRACE(engine_name(e));
+    auto o = load_object_file(prog_path("hl_grow.bpf.o"));
+    ASSERT_TRUE(o) << o.error().to_string();
+    HookOptions ho;
+    ho.prepare.engine = engine_choice(e);
+    ho.prepare.exec.checked = e == EngineKind::Interpreter;
+    auto h = PacketHook::from_object(*o, "", ho, "tc");
+    if (!h && h.error().code == ErrorCode::Unsupported) continue;
+    ASSERT_TRUE(h) << h.error().to_string();
+    for (size_t len : {64u, 1500u, 64u, 3000u}) {
+      std::vector<uint8_t> frame(len, 0x5a);
+      frame[12] = 0x08;
+      frame[13] = 0x00;
+      PacketView v{};
+      v.data = frame.data();
+      v.caplen = v.wirelen = static_cast<uint32_t>(len);
+      auto r = (*h)->process(v);
+      ASSERT_EQ(r.action, PacketAction::Pass) << r.error;
+      ASSERT_EQ(r.out.caplen, len + 1040);
+      EXPECT_EQ(r.out.wirelen, len + 1040);
+      EXPECT_EQ(r.out.data[0], 0xab);
+      EXPECT_EQ(r.out.data[1], 0);
+      EXPECT_EQ(r.out.data[999], 0xcd);
+      EXPECT_EQ(0, std::memcmp(r.out.data + 1000, frame.data(), len));
+      EXPECT_EQ(r.out.data[1000 + len], 0);
+      EXPECT_EQ(r.out.data[len + 1039], 0xef);
+    }
+  }
+}
+
 TEST(PacketHook, RefusesNonPacketPrograms) {
   auto h = hook_for("pk_xdp.bpf.o", "nosuch", "xdp");
   ASSERT_FALSE(h);

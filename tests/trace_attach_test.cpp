@@ -13,6 +13,12 @@
 #include "bpfvm/object.hpp"
 #include "bpfvm/trace.hpp"
 #include "hooks/syscall/contexts.hpp"
+#include "hooks/syscall/task_struct.hpp"
+#include "loader/core.hpp"
+
+#include <sys/prctl.h>
+#include <time.h>
+#include <unistd.h>
 
 namespace bpfvm {
 namespace {
@@ -262,6 +268,84 @@ TEST(SyscallHooks, RefusesWhatCannotAttach) {
   auto h = SyscallHooks::create(*deny, o);
   ASSERT_FALSE(h);
   EXPECT_NE(h.error().message.find("bpf_override_return"), std::string::npos) << h.error().message;
+}
+
+// ---- bpf_get_current_task's synthetic task ----------------------------------------------------------
+
+// This very thread as a traced task.
+class ThisThread final : public TracedTask {
+ public:
+  uint32_t tid() const override { return static_cast<uint32_t>(gettid()); }
+  uint32_t tgid() const override { return static_cast<uint32_t>(getpid()); }
+  uint64_t uid_gid() override { return (static_cast<uint64_t>(getgid()) << 32) | getuid(); }
+  void comm(char out[16]) override {
+    std::memset(out, 0, 16);
+    prctl(PR_GET_NAME, out);
+  }
+  long read_user(void*, uint64_t, size_t) override { return -14; }
+  long read_user_str(char*, uint64_t, size_t) override { return -14; }
+  long send_signal(int, bool) override { return -1; }
+};
+
+template <typename T>
+T field(uint64_t base, int64_t off) {
+  T v;
+  std::memcpy(&v, reinterpret_cast<const void*>(base + static_cast<uint64_t>(off)), sizeof v);
+  return v;
+}
+
+// The task's members where the BTF puts them: bpfvm's synthetic BTF, and the kernel's when readable.
+TEST(TaskStructs, MembersAtTheBtfOffsets) {
+  std::vector<std::shared_ptr<const core::TargetBtf>> btfs = {core::synthetic_target()};
+  if (auto k = core::target_for(""); k && (*k)->origin() == "/sys/kernel/btf/vmlinux") btfs.push_back(*k);
+  for (const auto& b : btfs) {
+    SCOPED_TRACE(b->origin());
+    auto layout = syscall_hooks::task_layout(b->btf(), b->origin());
+    ASSERT_TRUE(layout) << layout.error().message;
+    const syscall_hooks::TaskLayout& l = *layout;
+    for (int64_t off : {l.real_parent, l.group_leader, l.cred, l.real_cred, l.start_time, l.ids[0], l.ids[4]})
+      EXPECT_GE(off, 0);
+    syscall_hooks::TaskStructs tasks(l);
+    ThisThread self;
+    uint64_t t = tasks.current(self);
+    ASSERT_NE(t, 0u);
+    EXPECT_EQ(tasks.current(self), t) << "a task keeps its address";
+    EXPECT_TRUE(tasks.contains(t));
+    EXPECT_TRUE(tasks.contains(t + l.task_size - 1));
+    EXPECT_FALSE(tasks.contains(reinterpret_cast<uint64_t>(&l)));
+    EXPECT_EQ(field<int32_t>(t, l.pid), gettid());
+    EXPECT_EQ(field<int32_t>(t, l.tgid), getpid());
+    char comm[16];
+    self.comm(comm);
+    EXPECT_EQ(std::string(reinterpret_cast<const char*>(t + static_cast<uint64_t>(l.comm))), std::string(comm));
+    EXPECT_EQ(field<uint64_t>(t, l.group_leader), t) << "the main thread leads its group";
+    uint64_t parent = field<uint64_t>(t, l.real_parent);
+    ASSERT_NE(parent, 0u);
+    EXPECT_TRUE(tasks.contains(parent));
+    EXPECT_EQ(field<uint64_t>(t, l.parent), parent);
+    EXPECT_EQ(field<int32_t>(parent, l.tgid), getppid());
+    uint64_t cred = field<uint64_t>(t, l.cred);
+    ASSERT_NE(cred, 0u);
+    EXPECT_EQ(field<uint32_t>(cred, l.ids[0]), getuid());
+    EXPECT_EQ(field<uint32_t>(cred, l.ids[4]), geteuid());
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    uint64_t start = field<uint64_t>(t, l.start_time);
+    EXPECT_GT(start, 0u);
+    EXPECT_LE(start, static_cast<uint64_t>(now.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(now.tv_nsec));
+    // Without /proc (ids that are not the host's): only what the task says; the same address.
+    EXPECT_EQ(tasks.current(self, false), t);
+    EXPECT_EQ(field<int32_t>(t, l.pid), gettid());
+    EXPECT_EQ(field<uint64_t>(t, l.real_parent), 0u);
+    EXPECT_EQ(field<uint64_t>(t, l.start_time), 0u);
+    EXPECT_EQ(field<uint32_t>(field<uint64_t>(t, l.cred), l.ids[0]), getuid());
+  }
+  // A BTF without struct task_struct (an object's own) is refused with the reason.
+  auto none = core::target_for(std::string(BPFVM_PROGS_DIR) + "/tr_count.bpf.o");
+  ASSERT_TRUE(none) << none.error().message;
+  auto bad = syscall_hooks::task_layout((*none)->btf(), (*none)->origin());
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message.find("has no struct task_struct"), std::string::npos) << bad.error().message;
 }
 
 }  // namespace

@@ -8,7 +8,9 @@
 #include <fcntl.h>
 #include <sys/file.h>
 #include <signal.h>
+#include <linux/magic.h>
 #include <sys/mount.h>
+#include <sys/statfs.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -493,6 +495,7 @@ int on_ringbuf(void* ctx, void* data, size_t size) {
   recs->emplace_back(p, p + size);
   return 0;
 }
+void on_perf_sample(void* ctx, int, void* data, __u32 size) { on_ringbuf(ctx, data, size); }
 
 // Loads and attaches the object in the kernel with libbpf and runs the workload; nullopt (and why)
 // when the kernel cannot (no tracefs, no BPF, an attach it refuses).
@@ -514,9 +517,11 @@ std::optional<KernelRun> kernel_run(const std::string& object, const std::vector
   ExclusiveWorkload only_this_workload;
   std::vector<bpf_link*> links;
   ring_buffer* rb = nullptr;
+  perf_buffer* pb = nullptr;
   KernelRun kr;
   auto cleanup = [&] {
     if (rb) ring_buffer__free(rb);
+    if (pb) perf_buffer__free(pb);
     for (auto* l : links) bpf_link__destroy(l);
     bpf_object__close(o);
   };
@@ -538,6 +543,8 @@ std::optional<KernelRun> kernel_run(const std::string& object, const std::vector
   bpf_map* map;
   bpf_object__for_each_map(map, o) {
     if (bpf_map__type(map) == BPF_MAP_TYPE_RINGBUF) rb = ring_buffer__new(bpf_map__fd(map), on_ringbuf, &kr.records, nullptr);
+    if (bpf_map__type(map) == BPF_MAP_TYPE_PERF_EVENT_ARRAY)
+      pb = perf_buffer__new(bpf_map__fd(map), 64, on_perf_sample, nullptr, &kr.records, nullptr);
   }
   pid_t pid = fork();
   if (pid == 0) {
@@ -550,6 +557,7 @@ std::optional<KernelRun> kernel_run(const std::string& object, const std::vector
   int st = 0;
   waitpid(pid, &st, 0);
   if (rb) ring_buffer__consume(rb);
+  if (pb) perf_buffer__consume(pb);
   bpf_object__for_each_map(map, o) {
     auto type = bpf_map__type(map);
     if (type != BPF_MAP_TYPE_HASH && type != BPF_MAP_TYPE_ARRAY) continue;
@@ -602,6 +610,326 @@ TEST(PtraceVsKernel, RawTracepointTotalsMatch) {
   if (!k) GTEST_SKIP() << why;
   auto b = bpfvm_run(progs("tr_rawtp.bpf.o"), argv);
   EXPECT_EQ(b.maps["totals"], k->maps["totals"]);
+}
+
+
+// ---- libbpf-tools style programs: CO-RE contexts, execsnoop, the syscall kprobe macros ----------
+
+namespace {
+
+bool has_core_relos(const std::string& object) {
+  auto obj = load_object_file(object);
+  if (!obj) return false;
+  for (const auto& p : obj->programs)
+    if (!p.core_relos.empty()) return true;
+  return false;
+}
+
+// tr_execsnoop.bpf.c's struct event without the pid, and the parent as who it is ("test": this
+// process; "workload": the process of another record): the rest is what the kernel gives.
+struct ExecEvent {
+  std::string parent;
+  uint32_t uid;
+  int retval, args_count;
+  std::string comm;
+  std::vector<std::string> args;
+  auto key() const { return std::tie(args, retval, args_count, comm, uid, parent); }
+  bool operator<(const ExecEvent& o) const { return key() < o.key(); }
+  bool operator==(const ExecEvent& o) const { return key() == o.key(); }
+};
+std::vector<ExecEvent> exec_events(const std::vector<Bytes>& recs) {
+  constexpr size_t kBase = 40;  // offsetof(struct event, args)
+  std::vector<ExecEvent> out;
+  std::set<uint32_t> pids;
+  for (const Bytes& r : recs) {
+    uint32_t pid;
+    if (r.size() >= 4) std::memcpy(&pid, r.data(), 4), pids.insert(pid);
+  }
+  for (const Bytes& r : recs) {
+    EXPECT_GE(r.size(), kBase);
+    if (r.size() < kBase) continue;
+    ExecEvent e;
+    uint32_t ppid, args_size;
+    std::memcpy(&ppid, r.data() + 4, 4);
+    std::memcpy(&e.uid, r.data() + 8, 4);
+    std::memcpy(&e.retval, r.data() + 12, 4);
+    std::memcpy(&e.args_count, r.data() + 16, 4);
+    std::memcpy(&args_size, r.data() + 20, 4);
+    e.parent = ppid == static_cast<uint32_t>(getpid()) ? "test" : pids.count(ppid) ? "workload" : std::to_string(ppid);
+    e.comm = std::string(reinterpret_cast<const char*>(r.data() + 24), strnlen(reinterpret_cast<const char*>(r.data() + 24), 16));
+    // The record is cut to the arguments (perf pads it to 8 bytes with its 4-byte size).
+    EXPECT_GE(r.size(), kBase + args_size);
+    EXPECT_LT(r.size(), kBase + args_size + 8);
+    for (size_t at = kBase; at < std::min<size_t>(r.size(), kBase + args_size);) {
+      const char* s = reinterpret_cast<const char*>(r.data() + at);
+      size_t n = strnlen(s, r.size() - at);
+      e.args.emplace_back(s, n);
+      at += n + 1;
+    }
+    out.push_back(e);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+}  // namespace
+
+TEST(PtraceVsKernel, OpenSnoopWithCoreRecordsMatch) {
+  const std::string object = progs("tr_opensnoop_core.bpf.o");
+  ASSERT_TRUE(has_core_relos(object)) << "the context's fields are relocated by CO-RE";
+  TempDir dir;
+  std::vector<std::string> argv = {workload(), dir.path, "basic"};
+  auto b = bpfvm_run(object, argv);
+  EXPECT_EQ(b.res.exit_code, 0);
+  auto be = open_events(b.records);
+  // The same records as the opensnoop without CO-RE.
+  auto plain = bpfvm_run(progs("tr_opensnoop.bpf.o"), argv);
+  EXPECT_EQ(be, open_events(plain.records));
+  EXPECT_EQ(u64_at(b.maps["results"], 1), 1u) << "the failed openat";
+  EXPECT_EQ(u64_at(b.maps["results"], 0) + 1, be.size());
+  EXPECT_TRUE(b.maps["start"].empty());
+  std::string why;
+  auto k = kernel_run(object, argv, &why);
+  if (!k) GTEST_SKIP() << why;
+  EXPECT_EQ(be, open_events(k->records));
+  EXPECT_EQ(b.maps["results"], k->maps["results"]);
+  EXPECT_EQ(b.maps["start"], k->maps["start"]);
+}
+
+TEST(PtraceVsKernel, ExecSnoopRecordsMatch) {
+  const std::string object = progs("tr_execsnoop.bpf.o");
+  std::vector<std::string> argv = {workload(), "-", "exec"};
+  auto b = bpfvm_run(object, argv);
+  EXPECT_EQ(b.res.exit_code, 0);
+  auto be = exec_events(b.records);
+  // The failed execve, and the child's that runs the workload again (its first 5 arguments
+  // copied, 7 counted); the initial exec of the command is not seen (events start after it).
+  ASSERT_EQ(be.size(), 2u);
+  const ExecEvent& bad = be[0].retval < 0 ? be[0] : be[1];
+  const ExecEvent& good = be[0].retval < 0 ? be[1] : be[0];
+  EXPECT_EQ(bad.retval, -2);
+  EXPECT_EQ(bad.args, (std::vector<std::string>{"/nonexistent/bpfvm-no-such-binary", "x"}));
+  EXPECT_EQ(bad.args_count, 2);
+  EXPECT_EQ(bad.parent, "test") << "the workload's parent: this process";
+  EXPECT_EQ(good.parent, "workload") << "the child's parent: the workload";
+  EXPECT_EQ(good.retval, 0);
+  EXPECT_EQ(good.args,
+            (std::vector<std::string>{workload(), "-", "exit", "0", "an argument with spaces", "6th"}));
+  EXPECT_EQ(good.args_count, 7);
+  for (const auto& e : be) {
+    EXPECT_EQ(e.comm, "tr_workload");
+    EXPECT_EQ(e.uid, getuid());
+  }
+  EXPECT_TRUE(b.maps["execs"].empty());
+  std::string why;
+  auto k = kernel_run(object, argv, &why);
+  if (!k) GTEST_SKIP() << why;
+  EXPECT_EQ(be, exec_events(k->records));
+  EXPECT_EQ(b.maps["execs"], k->maps["execs"]);
+}
+
+// The kernel here has no kprobes: the macros' programs are checked by what they see, against the
+// tracepoints' view of the same workload (bpfvm's, and the kernel's where it can attach them).
+TEST(PtraceTrace, SyscallKprobeMacrosSeeArgumentsAndResults) {
+  const std::string object = progs("tr_ksyscall.bpf.o");
+  ASSERT_TRUE(has_core_relos(object)) << "BPF_KSYSCALL reads the user's registers with CO-RE";
+  TempDir dir;
+  std::vector<std::string> argv = {workload(), dir.path, "basic"};
+  auto b = bpfvm_run(object, argv);
+  EXPECT_EQ(b.res.exit_code, 0);
+  EXPECT_TRUE(b.res.filtered) << "only getppid and openat stop the workload";
+  auto ke = open_events(b.records);
+  auto tp = bpfvm_run(progs("tr_opensnoop.bpf.o"), argv);
+  auto te = open_events(tp.records);
+  EXPECT_GE(ke.size(), 6u);
+  EXPECT_EQ(ke, te) << "file names, flags and results as the tracepoints see them";
+  EXPECT_EQ(u64_at(b.maps["counts"], 0), 13u) << "getppid: main 5, threads 3 + 3, child 2";
+  EXPECT_EQ(u64_at(b.maps["counts"], 1), ke.size()) << "every openat has dfd AT_FDCWD";
+  EXPECT_EQ(u64_at(b.maps["counts"], 2), ke.size());
+  EXPECT_TRUE(b.maps["start"].empty());
+  std::string why;
+  auto k = kernel_run(progs("tr_opensnoop.bpf.o"), argv, &why);
+  if (!k) GTEST_SKIP() << why;
+  EXPECT_EQ(ke, open_events(k->records));
+}
+
+// ---- bpf_get_current_task ------------------------------------------------------------------------
+
+namespace {
+
+// tr_task.bpf.c's struct view with the ids replaced by what they are to each other and to the test
+// (so that the kernel's run and bpfvm's compare).
+struct TaskView {
+  bool main_thread, pid_is_tid, tgid_is_tgid, leader_is_tgid, btf_tgid_is_tgid, ppid_is_getppid;
+  std::string parent;  // "test" (this process), "workload" (the workload's main thread), or the pid
+  uint32_t uid, calls;
+  std::string comm;
+  auto key() const {
+    return std::tie(main_thread, pid_is_tid, tgid_is_tgid, leader_is_tgid, btf_tgid_is_tgid, ppid_is_getppid, parent, uid, calls,
+                    comm);
+  }
+  bool operator<(const TaskView& o) const { return key() < o.key(); }
+  bool operator==(const TaskView& o) const { return key() == o.key(); }
+};
+std::ostream& operator<<(std::ostream& os, const TaskView& v) {
+  return os << "{main " << v.main_thread << " pid=tid " << v.pid_is_tid << " tgid " << v.tgid_is_tgid << " leader " << v.leader_is_tgid
+            << " btf_tgid " << v.btf_tgid_is_tgid << " ppid=getppid " << v.ppid_is_getppid << " parent " << v.parent
+            << " uid " << v.uid << " calls " << v.calls << " comm " << v.comm << "}";
+}
+
+std::vector<TaskView> task_views(const MapDump& views, uint64_t started_ns, uint64_t ended_ns) {
+  struct Raw {
+    uint32_t tgid, tid;
+    int32_t task_pid, task_tgid, ppid, leader_pid;
+    uint32_t uid;
+    int32_t getppid_ret;
+    uint32_t calls;
+    int32_t btf_tgid;
+    uint64_t start_time;
+    char comm[16];
+  };
+  static_assert(sizeof(Raw) == 64);
+  std::vector<Raw> raws;
+  std::set<int32_t> tgids;
+  for (const auto& [k, v] : views) {
+    EXPECT_EQ(v.size(), sizeof(Raw));
+    if (v.size() != sizeof(Raw)) continue;
+    Raw r;
+    std::memcpy(&r, v.data(), sizeof r);
+    raws.push_back(r);
+    tgids.insert(static_cast<int32_t>(r.tgid));
+  }
+  std::vector<TaskView> out;
+  for (const Raw& r : raws) {
+    TaskView t;
+    t.main_thread = r.tid == r.tgid;
+    t.pid_is_tid = r.task_pid == static_cast<int32_t>(r.tid);
+    t.tgid_is_tgid = r.task_tgid == static_cast<int32_t>(r.tgid);
+    t.leader_is_tgid = r.leader_pid == static_cast<int32_t>(r.tgid);
+    t.btf_tgid_is_tgid = r.btf_tgid == static_cast<int32_t>(r.tgid);
+    t.ppid_is_getppid = r.ppid == r.getppid_ret;
+    t.parent = r.ppid == getpid() ? "test" : tgids.count(r.ppid) && r.ppid != static_cast<int32_t>(r.tgid) ? "workload"
+                                                                                   : std::to_string(r.ppid);
+    t.uid = r.uid;
+    t.calls = r.calls;
+    t.comm = std::string(r.comm, strnlen(r.comm, 16));
+    // The task started during the run (bpfvm: at the clock tick's precision).
+    EXPECT_GE(r.start_time + 20'000'000, started_ns);
+    EXPECT_LE(r.start_time, ended_ns);
+    out.push_back(t);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+uint64_t monotonic_ns() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+}  // namespace
+
+TEST(PtraceVsKernel, CurrentTaskMatches) {
+  const std::string object = progs("tr_task.bpf.o");
+  ASSERT_TRUE(has_core_relos(object));
+  TempDir dir;
+  std::vector<std::string> argv = {workload(), dir.path, "basic"};
+  uint64_t t0 = monotonic_ns();
+  auto b = bpfvm_run(object, argv);
+  EXPECT_EQ(b.res.exit_code, 0);
+  auto bv = task_views(b.maps["views"], t0, monotonic_ns());
+  // The main thread and two threads (their parent is this process, bpfvm's tracer), the child
+  // (its parent the workload); each thread's task as the kernel's for it.
+  ASSERT_EQ(bv.size(), 4u);
+  int threads = 0, children = 0;
+  for (const TaskView& v : bv) {
+    EXPECT_TRUE(v.pid_is_tid && v.tgid_is_tgid && v.leader_is_tgid && v.btf_tgid_is_tgid && v.ppid_is_getppid) << v;
+    EXPECT_EQ(v.comm, "tr_workload");
+    EXPECT_EQ(v.uid, getuid());
+    threads += v.parent == "test" && !v.main_thread;
+    children += v.parent == "workload" && v.main_thread;
+  }
+  EXPECT_EQ(threads, 2);
+  EXPECT_EQ(children, 1);
+  std::string why;
+  uint64_t t1 = monotonic_ns();
+  auto k = kernel_run(object, argv, &why);
+  if (!k) GTEST_SKIP() << why;
+  EXPECT_EQ(bv, task_views(k->maps["views"], t1, monotonic_ns()));
+}
+
+TEST(PtraceTrace, CurrentTaskNeedsATaskStructInTheBtf) {
+  auto obj = load_object_file(progs("tr_task.bpf.o"));
+  ASSERT_TRUE(obj);
+  SyscallHooksOptions ho;
+  ho.btf = progs("tr_count.bpf.o");  // BTF without a struct task_struct
+  auto hooks = SyscallHooks::create(*obj, ho);
+  ASSERT_FALSE(hooks);
+  EXPECT_NE(hooks.error().message.find("program task_enter"), std::string::npos) << hooks.error().message;
+  EXPECT_NE(hooks.error().message.find("has no struct task_struct"), std::string::npos) << hooks.error().message;
+  ho.btf = "/nonexistent/bpfvm-btf";
+  auto bad = SyscallHooks::create(*obj, ho);
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message.find("/nonexistent/bpfvm-btf"), std::string::npos) << bad.error().message;
+}
+
+// ---- --pinmaps -------------------------------------------------------------------------------------
+
+TEST(TraceCli, PinmapsKeepTheMapsAfterTheTrace) {
+  struct statfs st;
+  if (statfs("/dev/shm", &st) != 0 || static_cast<unsigned long>(st.f_type) != TMPFS_MAGIC)
+    GTEST_SKIP() << "/dev/shm is not tmpfs here (pinned maps live on tmpfs)";
+  const fs::path pins = "/dev/shm/bpfvm-trace-pinmaps-" + std::to_string(getpid());
+  fs::remove_all(pins);
+  TempDir dir;
+  std::string out;
+  EXPECT_EQ(run_cli("trace " + progs("tr_opensnoop_core.bpf.o") + " --pinmaps " + pins.string() + " -- " + workload() +
+                        " " + dir.path.string() + " basic",
+                    &out),
+            0) << out;
+  EXPECT_TRUE(fs::exists(pins / "results"));
+  EXPECT_TRUE(fs::exists(pins / "start"));
+  // After the trace: the counts the records showed (one failed openat, the others succeeded).
+  int records = 0;
+  for (size_t at = out.find("map: events"); at != std::string::npos; at = out.find("map: events", at + 1)) ++records;
+  std::string dump;
+  ASSERT_EQ(run_cli("map dump -j pinned " + (pins / "results").string(), &dump), 0) << dump;
+  auto j = nlohmann::json::parse(dump);
+  ASSERT_TRUE(j.is_array()) << dump;
+  ASSERT_EQ(j.size(), 2u) << dump;
+  auto value = [&](size_t i) {
+    uint64_t v = 0;
+    for (size_t b = 0; b < 8; ++b) v |= static_cast<uint64_t>(std::stoul(j[i]["value"][b].get<std::string>(), nullptr, 16)) << (8 * b);
+    return v;
+  };
+  EXPECT_EQ(value(1), 1u) << dump;
+  EXPECT_EQ(value(0) + value(1), static_cast<uint64_t>(records)) << dump;
+  // A second trace reuses the pinned maps: the counts add up.
+  out.clear();
+  EXPECT_EQ(run_cli("trace " + progs("tr_opensnoop_core.bpf.o") + " --pinmaps " + pins.string() + " -- " + workload() +
+                        " " + dir.path.string() + " basic",
+                    &out),
+            0) << out;
+  dump.clear();
+  ASSERT_EQ(run_cli("map dump -j pinned " + (pins / "results").string(), &dump), 0) << dump;
+  j = nlohmann::json::parse(dump);
+  EXPECT_EQ(value(1), 2u) << dump;
+  // A perf event array is an event channel outside the map store: not pinned, and said so.
+  out.clear();
+  EXPECT_EQ(run_cli("trace " + progs("tr_execsnoop.bpf.o") + " --pinmaps " + pins.string() + " -- true", &out), 0) << out;
+  EXPECT_NE(out.find("map events (perf_event_array) is not pinned"), std::string::npos) << out;
+  EXPECT_TRUE(fs::exists(pins / "execs"));
+  // Not on tmpfs: refused before the command runs, with the reason.
+  out.clear();
+  struct statfs tmp;
+  if (statfs(dir.path.c_str(), &tmp) == 0 && static_cast<unsigned long>(tmp.f_type) != TMPFS_MAGIC) {
+    EXPECT_EQ(run_cli("trace " + progs("tr_opensnoop_core.bpf.o") + " --pinmaps " + dir.path.string() + "/pins -- true",
+                      &out),
+              1) << out;
+    EXPECT_NE(out.find("tmpfs"), std::string::npos) << out;
+  }
+  fs::remove_all(pins);
 }
 
 }  // namespace

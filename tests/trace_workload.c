@@ -13,6 +13,8 @@
 //   tr_workload - sendsig        getpid with a SIGUSR2 handler; exit 0 if it ran once
 //   tr_workload - sleep MS FILE  getppid every 10 ms for MS ms, then writes FILE
 //   tr_workload - loop N         N getppid calls
+//   tr_workload - exec           execve of a missing file (ENOENT), then a child that execs this
+//                                program again with arguments ("- exit 0 ..."), waited for
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -160,6 +162,23 @@ int main(int argc, char **argv) {
       fclose(f);
     }
     return 0;
+  }
+  if (!strcmp(mode, "exec")) {
+    char *bad[] = {"bpfvm-no-such-binary", "x", NULL};
+    syscall(SYS_execve, "/nonexistent/bpfvm-no-such-binary", bad, environ);
+    // The arguments are written on the stack before the fork: the child's copy of those pages is
+    // mapped, so the kernel's non-faulting reads (bpf_probe_read_user) see them. String literals
+    // are in the program's file-backed pages, which a forked child has not mapped yet.
+    char a1[] = "-", a2[] = "exit", a3[] = "0", a4[] = "an argument with spaces", a5[] = "6th", a6[] = "7th";
+    char *args[] = {argv[0], a1, a2, a3, a4, a5, a6, NULL};
+    pid_t child = fork();
+    if (child == 0) {
+      execv(argv[0], args);
+      _exit(127);
+    }
+    int st = 0;
+    waitpid(child, &st, 0);
+    return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : 1;
   }
   if (!strcmp(mode, "loop") && argc > 3) {
     ppid(atoi(argv[3]));

@@ -93,12 +93,15 @@ int bpfvm_map_lookup(bpfvm_map *map, const void *key, void *value);
 int bpfvm_map_update(bpfvm_map *map, const void *key, const void *value, uint64_t flags);
 int bpfvm_map_delete(bpfvm_map *map, const void *key);
 int bpfvm_map_get_next_key(bpfvm_map *map, const void *key, void *next_key); /* key NULL: the first */
+/* BPF_MAP_FREEZE: afterwards bpfvm_map_update / bpfvm_map_delete return -EPERM (programs still
+ * write). A pinned map is frozen for every process. Returns 0, or -EINVAL for a NULL map. */
+int bpfvm_map_freeze(bpfvm_map *map);
+int bpfvm_map_frozen(const bpfvm_map *map); /* 1 when frozen, else 0 */
 
 /* ---- pinned maps: files on tmpfs that processes share (docs/maps.md "Pinned maps") ----------------
  * Objects' maps declared with LIBBPF_PIN_BY_NAME are opened or created under the pin root
  * ($BPFVM_PIN_ROOT, default /run/bpfvm for root, $XDG_RUNTIME_DIR/bpfvm otherwise) when the object is
- * opened. These open and create maps directly; close them with bpfvm_map_close. A frozen map
- * (bpfvm map freeze) refuses bpfvm_map_update / bpfvm_map_delete with -EPERM. */
+ * opened. These open and create maps directly; close them with bpfvm_map_close. */
 bpfvm_map *bpfvm_map_open_pinned(const char *path, char *err, size_t err_len);
 bpfvm_map *bpfvm_map_create_pinned(const char *path, const char *name, uint32_t type, uint32_t key_size,
                                    uint32_t value_size, uint32_t max_entries, uint32_t flags, char *err,

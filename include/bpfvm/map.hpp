@@ -74,6 +74,15 @@ struct MapSpec {
   std::shared_ptr<MapSpec> inner;
 };
 
+// The BTF describing a map's key and value (BPF_MAP_CREATE's btf_fd, btf_key_type_id,
+// btf_value_type_id): raw BTF as in an object's .BTF section, and the two type ids in it (0: none).
+// Pinned maps keep it in their file; bpfvm map dump prints values through it (btf_format.hpp).
+struct MapBtf {
+  std::vector<uint8_t> data;
+  uint32_t key_type_id = 0;
+  uint32_t value_type_id = 0;
+};
+
 // ---- per-CPU model ---------------------------------------------------------------------------
 int current_cpu();              // this thread's worker index (default 0)
 void set_current_cpu(int cpu);
@@ -133,10 +142,12 @@ class Map : public std::enable_shared_from_this<Map> {
   virtual long lookup_copy(const void* key, void* value_out, uint64_t flags);
   // BPF_MAP_UPDATE_ELEM from user space (per-CPU maps take one value per possible CPU; queue,
   // stack and bloom filter push; map-in-map takes a map id, prog_array a program id).
-  virtual long update_user(const void* key, const void* value, uint64_t flags);
-  virtual long delete_user(const void* key) { return remove(key); }
+  // update_user, delete_user and lookup_and_delete (queue/stack: pop) are user-space writes: on a
+  // frozen map they return -EPERM before looking at their arguments, as the kernel's bpf() does.
+  long update_user(const void* key, const void* value, uint64_t flags);
+  long delete_user(const void* key);
   virtual long get_next_key(const void* key, void* next_key) = 0;  // key == nullptr: first key
-  virtual long lookup_and_delete(const void* key, void* value_out, uint64_t flags);
+  long lookup_and_delete(const void* key, void* value_out, uint64_t flags);
   // Size of one user-space value (per-CPU: round_up(value_size, 8) * ncpus).
   virtual size_t user_value_size() const { return spec_.value_size; }
   // BPF_MAP_LOOKUP_BATCH / LOOKUP_AND_DELETE_BATCH, generic form (keys as batch tokens, like the
@@ -156,10 +167,16 @@ class Map : public std::enable_shared_from_this<Map> {
   const std::string& pin_path() const { return pin_path_; }
   // The store's id of a pinned map (the file's inode number; 0 for private maps).
   uint64_t store_id() const { return store_id_; }
-  // BPF_MAP_FREEZE: user-space writes through the CLI and the C API are refused afterwards
-  // (-EPERM); programs keep writing, as in the kernel. Pinned maps keep the flag in their file.
+  // BPF_MAP_FREEZE: user-space writes (update_user, delete_user, lookup_and_delete, their batch
+  // forms; so the CLI and the C API too) are refused afterwards with -EPERM; programs keep
+  // writing, as in the kernel. Pinned maps keep the flag in their file, so a map frozen by one
+  // process is frozen for all.
   bool frozen() const;
   void freeze();
+  // The BTF of the map's key and value (nullptr when it has none). A pinned map has the BTF it was
+  // created with, in every process.
+  std::shared_ptr<const MapBtf> btf() const { return btf_; }
+  void set_btf(std::shared_ptr<const MapBtf> btf) { btf_ = std::move(btf); }
 
   // ---- engines' fast paths ---------------------------------------------------------------------
   // A function an engine may call instead of the generic bpf_map_lookup_elem helper when the map
@@ -184,6 +201,11 @@ class Map : public std::enable_shared_from_this<Map> {
   Family family() const { return family_; }
 
  protected:
+  // What the user-space writes do once the frozen check passed (the families override these).
+  virtual long do_update_user(const void* key, const void* value, uint64_t flags);
+  virtual long do_delete_user(const void* key) { return remove(key); }
+  virtual long do_lookup_and_delete(const void* key, void* value_out, uint64_t flags);
+
   LookupFn lookup_fn_ = &generic_lookup;
   Family family_ = kFamilyOther;
   static void* generic_lookup(Map* m, const void* key) { return m->lookup(key); }
@@ -204,6 +226,7 @@ class Map : public std::enable_shared_from_this<Map> {
   friend struct StoreAccess;
   std::string pin_path_;
   uint64_t store_id_ = 0;
+  std::shared_ptr<const MapBtf> btf_;
 };
 
 // ---- families with extra interfaces -----------------------------------------------------------
@@ -303,13 +326,16 @@ bool map_type_pinnable(uint32_t type);
 // The pin root for maps pinned by name: $BPFVM_PIN_ROOT, else /run/bpfvm for root and
 // $XDG_RUNTIME_DIR/bpfvm otherwise (/tmp/bpfvm-UID when XDG_RUNTIME_DIR is unset).
 std::string pin_root();
-// Creates a map at `path` (refused when the path exists, or its directory is not on tmpfs).
-Result<std::shared_ptr<Map>> create_pinned_map(const MapSpec& spec, const std::string& path);
+// Creates a map at `path` (refused when the path exists, or its directory is not on tmpfs). `btf`
+// (optional) is kept in the file: every process that opens the map gets it from Map::btf().
+Result<std::shared_ptr<Map>> create_pinned_map(const MapSpec& spec, const std::string& path,
+                                               std::shared_ptr<const MapBtf> btf = nullptr);
 // Opens the map pinned at `path`; a foreign, damaged or incompatible file is refused with the reason.
 Result<std::shared_ptr<Map>> open_pinned_map(const std::string& path);
 // LIBBPF_PIN_BY_NAME: opens `path` when it exists and matches `spec` (type, key and value sizes,
-// max_entries, flags; a mismatch is refused with the reason), else creates it there.
-Result<std::shared_ptr<Map>> open_or_create_pinned_map(const MapSpec& spec, const std::string& path);
+// max_entries, flags; a mismatch is refused with the reason), else creates it there (with `btf`).
+Result<std::shared_ptr<Map>> open_or_create_pinned_map(const MapSpec& spec, const std::string& path,
+                                                       std::shared_ptr<const MapBtf> btf = nullptr);
 // Pins a pinned map at another path too (a hard link: both names are the same map). Private maps
 // cannot be pinned after creation (their memory is not in the store): create them pinned.
 Status pin_map(const Map& map, const std::string& path);

@@ -206,7 +206,8 @@ class PacketHook {
   std::shared_ptr<Interfaces> ifs_;
   std::string name_;
   HookOptions options_;
-  std::vector<uint8_t> buf_;
+  std::vector<uint8_t> buf_;  // XDP frames
+  SkbBuffer skb_buf_;         // socket-buffer packets
   std::vector<uint64_t> ctx_storage_;
   RunArgs args_;
   size_t fixed_regions_ = 0;

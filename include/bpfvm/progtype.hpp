@@ -163,6 +163,8 @@ Result<std::vector<Insn>> rewrite_ctx_accesses(std::span<const Insn> insns, cons
 
 // ---- native contexts filled by the hooks ---------------------------------------------------------
 
+struct SkbNative;
+
 // Hidden state shared by packet contexts (after the uapi part and pointer slots; programs cannot
 // reach it, helpers such as bpf_xdp_adjust_head/tail and bpf_skb_load_bytes use it).
 struct PacketBounds {
@@ -175,6 +177,12 @@ struct PacketBounds {
   // bpf_skb_load_bytes_relative.
   uint64_t mac_header = 0;
   uint64_t network_header = 0;
+  // Socket buffers: makes room for helpers that push or append bytes (bpf_skb_change_head/_tail):
+  // afterwards at least `head` bytes precede data and `tail` bytes follow data_end. The buffer may
+  // move; every pointer of the context is updated. Returns 0 or a negative errno; nullptr: the
+  // buffer cannot grow (-ENOMEM), as for a classic filter's context.
+  int (*grow)(void* owner, SkbNative* skb, uint64_t head, uint64_t tail) = nullptr;
+  void* grow_owner = nullptr;
 };
 
 // struct xdp_md (24 bytes) + pointer slots.
@@ -209,6 +217,30 @@ struct SkbNative {
 };
 static_assert(offsetof(SkbNative, hwtstamp) == 184);
 static_assert(offsetof(SkbNative, data) == 192);
+
+// The memory of a socket buffer's packet, which the helpers that push or append bytes move when they
+// need more room (PacketBounds::grow), as the kernel's pskb_expand_head. Owned by whoever builds the
+// context (the test run, the packet hook).
+class SkbBuffer {
+ public:
+  // A buffer of at least `size` bytes for the next packet (zeroed when newly allocated; a buffer
+  // reused from an earlier packet keeps its bytes); buffers retired by growth are released.
+  uint8_t* reset(size_t size);
+  // Connects a context laid out in the current buffer to this object (bounds.grow).
+  void connect(SkbNative& skb) {
+    skb.bounds.grow = &SkbBuffer::grow;
+    skb.bounds.grow_owner = this;
+  }
+  uint8_t* data() { return buf_.data(); }
+  size_t size() const { return buf_.size(); }
+
+ private:
+  static int grow(void* owner, SkbNative* skb, uint64_t head, uint64_t tail);
+  std::vector<uint8_t> buf_;
+  // Buffers left by growth during the current packet: kept until the next reset so that a stale
+  // packet pointer (unverified code, or the caller's view of the input) never reaches freed memory.
+  std::vector<std::vector<uint8_t>> retired_;
+};
 
 // Redirect requests recorded by bpf_redirect / bpf_redirect_map for the hook (per thread, reset by
 // the hook before a run).
@@ -247,7 +279,8 @@ class TestRunContext {
   friend Result<std::unique_ptr<TestRunContext>> make_test_run(const ProgTypeInfo&, std::span<const uint8_t>,
                                                                std::span<const uint8_t>, const TestRunOptions&);
   const ProgTypeInfo* type_ = nullptr;
-  std::vector<uint8_t> buf_;   // packet buffer (or plain memory)
+  std::vector<uint8_t> buf_;   // packet buffer of XDP (or plain memory)
+  SkbBuffer skb_;              // packet buffer of socket-buffer types
   std::vector<uint64_t> ctx_storage_;  // 8-aligned native context
   std::span<uint8_t> ctx_;
   size_t l2_pulled_ = 0;       // bytes of Ethernet header pulled (socket filter / cgroup_skb / lwt)

@@ -149,12 +149,14 @@ struct AttachPoint {
 };
 
 // Parses a target spec. Errors name the spec and say why it cannot be attached (unknown syscall,
-// the kernel's name when libc's was used, a kernel function other than a syscall entry, ...).
+// the kernel's name when libc's was used, a kernel function other than a syscall entry, ...). The
+// section syntax itself is read by the loader's parse_attach_target (object.hpp), the one parser of
+// section names; this maps its result to an event.
 Result<AttachPoint> parse_attach_spec(std::string_view spec);
-
-// The target a program's section names, in the spec syntax above ("" when the section names
-// nothing to attach to). Kept apart so that it can read the loader's recorded target.
-std::string section_attach_spec(const ObjectProgram& prog);
+// The same from a target already parsed; `spec` is the text it came from, for messages.
+Result<AttachPoint> attach_point(const AttachTarget& target, std::string_view spec);
+// Where a program's section attaches it: the loader's recorded target (ObjectProgram::attach).
+Result<AttachPoint> program_attach_point(const ObjectProgram& prog);
 
 // ---- the task a program runs for -----------------------------------------------------------------
 
@@ -185,6 +187,9 @@ class TracedTask {
   // cookie given at attach; for USDT, the probe point's spec id as libbpf sets it). 0 elsewhere.
   virtual uint64_t func_ip() const { return 0; }
   virtual uint64_t attach_cookie() const { return 0; }
+  // bpf_get_current_task / _btf: the address of a synthetic struct task_struct of the task (laid
+  // out by the CO-RE BTF, in memory that is_kernel() counts as kernel memory); 0 when none.
+  virtual uint64_t current_task() { return 0; }
 };
 
 // The task programs on this thread run for (nullptr outside a traced event: helpers then answer
@@ -233,10 +238,13 @@ struct SyscallHooksOptions {
   }();
   // Pages of each perf event array ring (perf_buffer__new's page_cnt).
   uint32_t perf_pages = 64;
-  // How the object's maps are created: pin_all_dir shares every map (global data aside) with other
-  // processes through the store (the agent mode: bpfvm trace and the agent in the target open the
-  // same maps).
-  InstantiateOptions instantiate;
+  // The BTF that lays out bpf_get_current_task's synthetic task_struct (a file, as LoadOptions::
+  // target_btf): empty = the object's CO-RE target, else /sys/kernel/btf/vmlinux.
+  std::string btf;
+  // When set, the object's maps (those of types the map store holds: not perf event arrays, nor
+  // global data) are created pinned at DIR/NAME, or reused when a matching map is pinned there, so
+  // they outlive the trace (`bpfvm map dump pinned DIR/NAME`). DIR must be on tmpfs.
+  std::string pin_maps_dir;
 };
 
 struct AttachedProgram {
@@ -246,6 +254,10 @@ struct AttachedProgram {
   bool overrides = false;  // calls bpf_override_return
   uint64_t runs = 0, errors = 0;
 };
+
+namespace syscall_hooks {
+class TaskStructs;
+}
 
 class SyscallHooks {
  public:
@@ -295,6 +307,8 @@ class SyscallHooks {
   std::vector<std::string> run_errors_;
   struct Buffers;
   std::unique_ptr<Buffers> buffers_;
+  // Synthetic tasks for bpf_get_current_task (when a program calls it).
+  std::unique_ptr<syscall_hooks::TaskStructs> tasks_;
 };
 
 // ---- the ptrace event source ----------------------------------------------------------------------

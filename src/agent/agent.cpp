@@ -339,7 +339,7 @@ Status start(const std::string& spec_path) {
   ho.prepare.engine = a->spec.engine;
   ho.prepare.verify = a->spec.verify;
   ho.prepare.rules = a->spec.rules;
-  ho.instantiate.pin_all_dir = a->spec.pin_dir;
+  ho.pin_maps_dir = a->spec.pin_dir;
   auto hooks = SyscallHooks::create(*a->object, ho);
   if (!hooks) return hooks.error();
   a->hooks = std::move(*hooks);

@@ -1,6 +1,6 @@
-// The attach layer's parser: a target in libbpf's section syntax -> an AttachPoint (event, syscall,
-// context layout): system-call events and probes in user code (uprobes, USDT); every other target is
-// refused with why.
+// The attach layer: a target in libbpf's section syntax, as the loader's parse_attach_target reads
+// it (the one parser of section names) -> an AttachPoint (event, syscall, context layout):
+// system-call events and probes in user code (uprobes, USDT); every other target is refused with why.
 #include <fmt/format.h>
 
 #include <cctype>
@@ -44,11 +44,10 @@ AttachPoint point(std::string_view spec, std::string canonical, uint32_t type, T
   return p;
 }
 
-Result<AttachPoint> tracepoint(std::string_view spec, std::string_view target) {
-  auto slash = target.find('/');
-  if (slash == std::string_view::npos || slash == 0 || slash + 1 == target.size())
+Result<AttachPoint> tracepoint(std::string_view spec, const AttachTarget& t) {
+  if (t.category.empty() || t.name.empty())
     return refuse(spec, "a tracepoint is written CATEGORY/NAME (tracepoint/syscalls/sys_enter_openat)");
-  std::string_view cat = target.substr(0, slash), name = target.substr(slash + 1);
+  std::string_view cat = t.category, name = t.name;
   if (cat == "raw_syscalls") {
     if (name == "sys_enter")
       return point(spec, "tracepoint/raw_syscalls/sys_enter", kProgTracepoint, TraceEvent::SyscallEnter, -1,
@@ -87,9 +86,9 @@ Result<AttachPoint> raw_tracepoint(std::string_view spec, std::string_view targe
 }
 
 // kprobe/kretprobe FUNC, ksyscall/kretsyscall NAME.
-Result<AttachPoint> kprobe(std::string_view spec, std::string_view func, bool ret, bool ksyscall) {
-  if (func.empty()) return refuse(spec, "no function named");
-  if (func.find('+') != std::string_view::npos || func.find(':') != std::string_view::npos)
+Result<AttachPoint> kprobe(std::string_view spec, const AttachTarget& t, bool ret, bool ksyscall) {
+  std::string_view func = t.name;
+  if (t.offset != 0 || func.empty() || func.find_first_of("+:") != std::string_view::npos)
     return refuse(spec, "only the entry of a system call can be probed (no offsets)");
   std::string_view event;
   bool direct = false;
@@ -166,41 +165,44 @@ Result<AttachPoint> user_probe(std::string_view spec, std::string_view kind, std
 
 }  // namespace
 
-Result<AttachPoint> parse_attach_spec(std::string_view spec) {
-  auto slash = spec.find('/');
-  std::string_view kind = spec.substr(0, slash);
-  std::string_view target = slash == std::string_view::npos ? std::string_view() : spec.substr(slash + 1);
-  bool tracing_kind = kind == "tracepoint" || kind == "tp" || kind == "raw_tracepoint" || kind == "raw_tp" ||
-                      kind == "kprobe" || kind == "kretprobe" || kind == "ksyscall" || kind == "kretsyscall";
-  if (tracing_kind && target.empty())
-    return refuse(spec, fmt::format("'{}' names no target (write {}/TARGET, or give one with --attach PROG=SPEC)",
-                                    kind, kind));
-  if (kind == "tracepoint" || kind == "tp") return tracepoint(spec, target);
-  if (kind == "raw_tracepoint" || kind == "raw_tp") return raw_tracepoint(spec, target);
-  if (kind == "kprobe" || kind == "kretprobe") return kprobe(spec, target, kind == "kretprobe", false);
-  if (kind == "ksyscall" || kind == "kretsyscall") return kprobe(spec, target, kind == "kretsyscall", true);
-  if (kind == "raw_tracepoint.w" || kind == "raw_tp.w")
-    return refuse(spec, "writable raw tracepoints are not provided");
-  if (kind == "uprobe" || kind == "uretprobe" || kind == "usdt" || kind == "uprobe.s" || kind == "uretprobe.s") {
-    if (target.empty())
-      return refuse(spec, fmt::format("'{}' names no target (write {}/PATH:{}, or give one with --attach PROG=SPEC)",
-                                      kind, kind, kind == "usdt" ? "PROVIDER:NAME" : "FUNC"));
-    return user_probe(spec, kind, target);
-  }
-  if (kind == "uprobe.multi" || kind == "uretprobe.multi")
-    return refuse(spec, "multi-uprobes are not provided (attach each function with uprobe/PATH:FUNC)");
-  if (kind == "kprobe.multi" || kind == "kretprobe.multi")
+Result<AttachPoint> attach_point(const AttachTarget& t, std::string_view spec) {
+  const std::string& kind = t.kind;
+  bool tracing_kind = kind == "tracepoint" || kind == "raw_tracepoint" || kind == "kprobe" || kind == "kretprobe" ||
+                      kind == "ksyscall" || kind == "kretsyscall";
+  if (tracing_kind && t.multi)
     return refuse(spec, "multi-kprobes are not provided (attach each syscall with ksyscall/NAME)");
+  if (tracing_kind && t.target.empty()) {
+    std::string_view form = spec.substr(0, spec.find('/'));
+    return refuse(spec, fmt::format("'{}' names no target (write {}/TARGET, or give one with --attach PROG=SPEC)",
+                                    form, form));
+  }
+  if (kind == "raw_tracepoint" && (spec.starts_with("raw_tp.w") || spec.starts_with("raw_tracepoint.w")))
+    return refuse(spec, "writable raw tracepoints are not provided");
+  if (kind == "tracepoint") return tracepoint(spec, t);
+  if (kind == "raw_tracepoint") return raw_tracepoint(spec, t.name);
+  if (kind == "kprobe" || kind == "kretprobe") return kprobe(spec, t, t.retprobe, false);
+  if (kind == "ksyscall" || kind == "kretsyscall") return kprobe(spec, t, t.retprobe, true);
+  if (spec.starts_with("uprobe.multi") || spec.starts_with("uretprobe.multi"))
+    return refuse(spec, "multi-uprobes are not provided (attach each function with uprobe/PATH:FUNC)");
+  if (kind == "uprobe" || kind == "uretprobe" || kind == "usdt") {
+    std::string_view form = spec.substr(0, spec.find('/'));
+    if (t.multi) return refuse(spec, "multi-uprobes are not provided (attach each function with uprobe/PATH:FUNC)");
+    if (t.target.empty())
+      return refuse(spec, fmt::format("'{}' names no target (write {}/PATH:{}, or give one with --attach PROG=SPEC)",
+                                      form, form, kind == "usdt" ? "PROVIDER:NAME" : "FUNC"));
+    return user_probe(spec, form, t.target);
+  }
   return refuse(spec, "not a system-call hook (bpfvm trace attaches tracepoint/syscalls/*, tracepoint/raw_syscalls/*, "
                       "raw_tp/sys_enter|sys_exit, ksyscall/NAME, kretsyscall/NAME, kprobe/__x64_sys_NAME, "
                       "kretprobe/__x64_sys_NAME and kprobe/sys_NAME)");
 }
 
-std::string section_attach_spec(const ObjectProgram& prog) {
-  // The section name is the spec (libbpf's auto-attach); a bare kind ("kprobe", "tracepoint")
-  // names nothing. The loader's recorded target can replace this once objects carry it.
-  if (prog.section.find('/') == std::string::npos) return "";
-  return prog.section;
+Result<AttachPoint> parse_attach_spec(std::string_view spec) { return attach_point(parse_attach_target(spec), spec); }
+
+Result<AttachPoint> program_attach_point(const ObjectProgram& prog) {
+  // The loader's reading of the section name (libbpf's auto-attach); a bare kind ("kprobe",
+  // "tracepoint") names nothing.
+  return attach_point(prog.attach, prog.section);
 }
 
 }  // namespace bpfvm

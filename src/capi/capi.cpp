@@ -265,15 +265,21 @@ int bpfvm_map_lookup(bpfvm_map* map, const void* key, void* value) {
 
 int bpfvm_map_update(bpfvm_map* map, const void* key, const void* value, uint64_t flags) {
   if (!map || !value) return -22;
-  if (map->map->frozen()) return -1;  // -EPERM
   return static_cast<int>(map->map->update_user(key, value, flags));
 }
 
 int bpfvm_map_delete(bpfvm_map* map, const void* key) {
   if (!map) return -22;
-  if (map->map->frozen()) return -1;  // -EPERM
   return static_cast<int>(map->map->delete_user(key));
 }
+
+int bpfvm_map_freeze(bpfvm_map* map) {
+  if (!map) return -22;
+  map->map->freeze();
+  return 0;
+}
+
+int bpfvm_map_frozen(const bpfvm_map* map) { return map && map->map->frozen() ? 1 : 0; }
 
 int bpfvm_map_get_next_key(bpfvm_map* map, const void* key, void* next_key) {
   if (!map || !next_key) return -22;

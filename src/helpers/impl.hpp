@@ -54,7 +54,7 @@ inline void allow(const void* p, uint64_t size, bool writable, std::string_view 
 }
 
 constexpr long kEPERM = 1, kENOENT = 2, kE2BIG = 7, kEFAULT = 14, kEBUSY = 16, kEEXIST = 17, kEINVAL = 22, kEACCES = 13,
-               kENOSPC = 28, kERANGE = 34, kENOTSUPP = 524, kEOPNOTSUPP = 95;
+               kENOSPC = 28, kERANGE = 34, kENOMEM = 12, kENOTSUPP = 524, kEOPNOTSUPP = 95;
 inline uint64_t neg(long e) { return static_cast<uint64_t>(-e); }
 
 }  // namespace helpers

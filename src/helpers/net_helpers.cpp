@@ -1,10 +1,12 @@
 // Packet helpers (XDP and socket-buffer programs). The context argument is the native context
 // (XdpNative / SkbNative, progtype.hpp), which carries real data pointers and the buffer bounds.
+#include <algorithm>
 #include <cstring>
 
 #include "bpfvm/map.hpp"
 #include "bpfvm/progtype.hpp"
 #include "helpers/impl.hpp"
+#include "progtypes/packet_ctx.hpp"
 
 namespace bpfvm {
 
@@ -189,6 +191,64 @@ uint64_t skb_store_bytes(uint64_t ctx, uint64_t offset, uint64_t from, uint64_t 
   return 0;
 }
 
+// ---- helpers that move the packet's ends (the buffer grows through PacketBounds::grow) ----------------
+
+int64_t skb_make_room(SkbNative* s, uint64_t head, uint64_t tail) {
+  if (!s->bounds.grow) return -kENOMEM;
+  return s->bounds.grow(s->bounds.grow_owner, s, head, tail);
+}
+
+// bpf_skb_change_head: pushes `head_room` zeroed bytes before the packet, which then starts with a
+// new link-layer header there (mac header reset), as __bpf_skb_change_head.
+uint64_t skb_change_head(uint64_t ctx, uint64_t head_room_u, uint64_t flags, uint64_t, uint64_t) {
+  auto* s = ptr<SkbNative>(ctx);
+  const uint32_t head_room = static_cast<uint32_t>(head_room_u);
+  const uint32_t new_len = s->len + head_room;
+  if (flags || new_len > detail::kBpfSkbMaxLen || new_len < s->len) return neg(kEINVAL);
+  if (int64_t e = skb_make_room(s, head_room, 0)) return static_cast<uint64_t>(e);
+  s->data -= head_room;
+  std::memset(ptr<void>(s->data), 0, head_room);
+  s->data_meta = s->data;
+  s->bounds.mac_header = s->data;
+  s->len = new_len;
+  return 0;
+}
+
+// The shortest packet bpf_skb_change_tail leaves: up to the network header (__bpf_skb_min_len; the
+// transport header is never set in bpfvm's buffers).
+uint64_t skb_min_len(const SkbNative* s) {
+  if (!s->bounds.network_header || s->bounds.network_header < s->data) return 0;
+  return s->bounds.network_header - s->data;
+}
+
+// bpf_skb_change_tail: trims the packet to `new_len` bytes or appends zeroed bytes up to it.
+uint64_t skb_change_tail(uint64_t ctx, uint64_t new_len_u, uint64_t flags, uint64_t, uint64_t) {
+  auto* s = ptr<SkbNative>(ctx);
+  const uint32_t new_len = static_cast<uint32_t>(new_len_u);
+  if (flags || new_len > detail::kBpfSkbMaxLen || new_len < skb_min_len(s)) return neg(kEINVAL);
+  // s->len may exceed the linear bytes (a packet hook's truncated capture): the change applies to both.
+  const uint64_t linear = skb_len(s);
+  const int64_t delta = static_cast<int64_t>(new_len) - static_cast<int64_t>(s->len);
+  if (delta > 0) {
+    if (int64_t e = skb_make_room(s, 0, static_cast<uint64_t>(delta))) return static_cast<uint64_t>(e);
+    std::memset(ptr<void>(s->data_end), 0, static_cast<size_t>(delta));
+    s->data_end += static_cast<uint64_t>(delta);
+  } else if (delta < 0) {
+    const uint64_t cut = std::min<uint64_t>(linear, static_cast<uint64_t>(-delta));
+    s->data_end -= cut;
+  }
+  s->len = new_len;
+  return 0;
+}
+
+// bpf_skb_pull_data: bpfvm's packets are linear; the kernel fails only when more bytes are asked for
+// than the packet has (skb_ensure_writable).
+uint64_t skb_pull_data(uint64_t ctx, uint64_t len, uint64_t, uint64_t, uint64_t) {
+  auto* s = ptr<SkbNative>(ctx);
+  if (static_cast<uint32_t>(len) > s->len) return neg(kENOMEM);
+  return 0;
+}
+
 constexpr uint64_t kFHdrFieldMask = 0xf, kFPseudoHdr = 1 << 4, kFMarkMangled0 = 1 << 5, kFMarkEnforce = 1 << 6;
 
 // Pointer to the 16-bit checksum at `offset`, or nullptr.
@@ -286,6 +346,9 @@ void net_helper_rows(void (*add)(int32_t, HelperFn), void (*add_typed)(int32_t, 
   add(11, &l4_csum_replace);
   add(26, &skb_load_bytes);
   add(68, &skb_load_bytes_relative);
+  add(38, &skb_change_tail);
+  add(39, &skb_pull_data);
+  add(43, &skb_change_head);
   add(44, &xdp_adjust_head);
   add(54, &xdp_adjust_meta);
   add(65, &xdp_adjust_tail);

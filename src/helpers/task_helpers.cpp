@@ -3,11 +3,17 @@
 // bpf_override_return at a syscall entry, bpf_get_func_ip / bpf_get_attach_cookie at a probe.
 #include <linux/bpf.h>
 
+#include <sys/prctl.h>
+#include <unistd.h>
+
 #include <csignal>
 #include <cstring>
+#include <mutex>
 
 #include "bpfvm/trace.hpp"
 #include "helpers/impl.hpp"
+#include "hooks/syscall/task_struct.hpp"
+#include "loader/core.hpp"
 
 namespace bpfvm {
 
@@ -100,7 +106,60 @@ uint64_t get_attach_cookie(uint64_t, uint64_t, uint64_t, uint64_t, uint64_t) {
 
 }  // namespace
 
+// Outside a traced event the current task is bpfvm's own thread (as for the other current-task
+// helpers), or the deterministic mode's fixed ids and name.
+class SelfTask final : public TracedTask {
+ public:
+  uint32_t tid() const override { return deterministic() ? deterministic_config().pid : static_cast<uint32_t>(gettid()); }
+  uint32_t tgid() const override { return deterministic() ? deterministic_config().tgid : static_cast<uint32_t>(getpid()); }
+  uint64_t uid_gid() override {
+    if (deterministic()) return (static_cast<uint64_t>(deterministic_config().gid) << 32) | deterministic_config().uid;
+    return (static_cast<uint64_t>(getgid()) << 32) | getuid();
+  }
+  void comm(char out[16]) override {
+    std::memset(out, 0, 16);
+    if (deterministic())
+      std::strncpy(out, deterministic_config().comm.c_str(), 15);
+    else
+      prctl(PR_GET_NAME, out);
+  }
+  long read_user(void* dst, uint64_t addr, size_t len) override {
+    return safe_read(dst, reinterpret_cast<const void*>(addr), len);
+  }
+  long read_user_str(char* dst, uint64_t addr, size_t size) override {
+    return safe_read_str(dst, reinterpret_cast<const void*>(addr), size);
+  }
+  long send_signal(int, bool) override { return neg(kEPERM); }
+};
+
+// bpfvm's own task, laid out by the default CO-RE target (/sys/kernel/btf/vmlinux, else bpfvm's
+// synthetic BTF). In deterministic mode nothing comes from /proc (no parent, no start time).
+uint64_t self_task() {
+  static std::mutex mu;
+  static std::unique_ptr<syscall_hooks::TaskStructs> tasks;
+  static bool tried = false;
+  std::lock_guard<std::mutex> lk(mu);
+  if (!tried) {
+    tried = true;
+    if (auto target = core::target_for(""))
+      if (auto layout = syscall_hooks::task_layout((*target)->btf(), (*target)->origin()))
+        tasks = std::make_unique<syscall_hooks::TaskStructs>(std::move(*layout));
+  }
+  if (!tasks) return 0;
+  SelfTask self;
+  return tasks->current(self, !deterministic());
+}
+
+// bpf_get_current_task / bpf_get_current_task_btf: the synthetic task_struct of the task the
+// program runs for.
+uint64_t get_current_task(uint64_t, uint64_t, uint64_t, uint64_t, uint64_t) {
+  if (TracedTask* t = t_task) return t->current_task();
+  return self_task();
+}
+
 void task_helper_rows(void (*add)(int32_t, HelperFn)) {
+  add(BPF_FUNC_get_current_task, &get_current_task);
+  add(BPF_FUNC_get_current_task_btf, &get_current_task);
   add(BPF_FUNC_override_return, &override_return);
   add(BPF_FUNC_send_signal, &send_signal);
   add(BPF_FUNC_send_signal_thread, &send_signal_thread);

@@ -17,7 +17,9 @@ Result<LoadedObject> instantiate(const Object& object) __attribute__((weak));
 namespace {
 // The frame layout is progtypes/packet_ctx.hpp's, the same as the test run's.
 constexpr size_t kMaxPacket = 262144;
-const size_t kBufSize = std::max(detail::xdp_frame_size(kMaxPacket), detail::skb_buffer_size(kMaxPacket));
+const size_t kBufSize = detail::xdp_frame_size(kMaxPacket);
+// Socket-buffer packets: the smallest buffer kept from packet to packet.
+constexpr size_t kSkbBufReuse = 65536;
 }  // namespace
 
 const char* packet_action_name(PacketAction a) {
@@ -182,13 +184,18 @@ PacketResult PacketHook::process(const PacketView& in) {
     *s = SkbNative{};
     // From layer 2, as tc and an AF_PACKET socket see it; the receiving device's address is unknown
     // (a unicast frame counts as for this host).
-    data = detail::build_skb(*s, buf, in.data, caplen, 0);
+    // A buffer of its own, reused from packet to packet, which bpf_skb_change_head/_tail may move;
+    // what follows the frame in it is tailroom.
+    uint8_t* skb_buf = skb_buf_.reset(std::max(kSkbBufReuse, detail::skb_buffer_size(caplen)));
+    data = detail::build_skb(*s, skb_buf, in.data, caplen, 0);
+    s->bounds.buf_end = reinterpret_cast<uint64_t>(skb_buf + skb_buf_.size() - detail::kSharedInfoSize);
+    skb_buf_.connect(*s);
     s->len = wirelen;
     s->wire_len = wirelen;
     uint32_t ifx = in.ifindex ? in.ifindex : options_.ingress_ifindex;
     s->ifindex = ifx;
     s->ingress_ifindex = ifx;
-    args_.regions[1].size = detail::kSkbHeadroom + caplen;
+    args_.regions[1] = MemRegion{reinterpret_cast<uint64_t>(skb_buf), detail::kSkbHeadroom + caplen, true, "packet"};
     args_.packet = data;
     args_.packet_len = caplen;
   }

@@ -486,6 +486,37 @@ std::shared_ptr<const TargetBtf> synthetic_target() {
     const int args0 = btf__add_array(b, idx, u64, 0);
     btf__add_struct(b, "bpf_raw_tracepoint_args", 0);
     btf__add_field(b, "args", args0, 0, 0);
+    // The members of struct task_struct and struct cred that bpf_get_current_task's synthetic task
+    // fills (src/hooks/syscall/task_struct.hpp), for hosts without the kernel's BTF.
+    const int u32 = btf__add_int(b, "unsigned int", 4, 0);
+    const int kuid = btf__add_struct(b, nullptr, 4);
+    btf__add_field(b, "val", u32, 0, 0);
+    const int kuid_t = btf__add_typedef(b, "kuid_t", kuid);
+    const int kgid = btf__add_struct(b, nullptr, 4);
+    btf__add_field(b, "val", u32, 0, 0);
+    const int kgid_t = btf__add_typedef(b, "kgid_t", kgid);
+    const int cred = btf__add_struct(b, "cred", 40);
+    btf__add_field(b, "usage", slong, 0, 0);
+    static const char* const ids[] = {"uid", "gid", "suid", "sgid", "euid", "egid", "fsuid", "fsgid"};
+    for (size_t i = 0; i < std::size(ids); ++i)
+      btf__add_field(b, ids[i], i % 2 ? kgid_t : kuid_t, static_cast<uint32_t>(64 + 32 * i), 0);
+    const int pid_t_ = btf__add_typedef(b, "pid_t", s32);
+    const int comm16 = btf__add_array(b, idx, chr, 16);
+    const int task_fwd = btf__add_fwd(b, "task_struct", BTF_FWD_STRUCT);
+    const int task_ptr = btf__add_ptr(b, task_fwd);
+    const int cred_const = btf__add_const(b, cred);
+    const int cred_ptr = btf__add_ptr(b, cred_const);
+    btf__add_struct(b, "task_struct", 96);
+    btf__add_field(b, "pid", pid_t_, 0, 0);
+    btf__add_field(b, "tgid", pid_t_, 32, 0);
+    btf__add_field(b, "real_parent", task_ptr, 64, 0);
+    btf__add_field(b, "parent", task_ptr, 128, 0);
+    btf__add_field(b, "group_leader", task_ptr, 192, 0);
+    btf__add_field(b, "start_time", u64, 256, 0);
+    btf__add_field(b, "start_boottime", u64, 320, 0);
+    btf__add_field(b, "real_cred", cred_ptr, 384, 0);
+    btf__add_field(b, "cred", cred_ptr, 448, 0);
+    btf__add_field(b, "comm", comm16, 512, 0);
     return std::make_shared<const TargetBtf>(BtfPtr(b), "bpfvm's synthetic contexts");
   }();
   return cached;

@@ -53,7 +53,8 @@ class TargetBtf {
 // /sys/kernel/btf/vmlinux when readable, else bpfvm's synthetic BTF. Cached per path.
 Result<std::shared_ptr<const TargetBtf>> target_for(const std::string& path);
 // bpfvm's own BTF for its synthetic contexts (struct pt_regs of x86-64, the tracepoint records
-// trace_entry / trace_event_raw_sys_enter / trace_event_raw_sys_exit, bpf_raw_tracepoint_args).
+// trace_entry / trace_event_raw_sys_enter / trace_event_raw_sys_exit, bpf_raw_tracepoint_args) and
+// kernel data (the members of task_struct and cred that bpf_get_current_task's task fills).
 std::shared_ptr<const TargetBtf> synthetic_target();
 
 // The name without its flavour: "task_struct___v2" -> "task_struct" (libbpf's rule: the last

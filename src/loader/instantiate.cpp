@@ -1,4 +1,5 @@
 // instantiate(): creates an object's maps and resolves the pseudo lddw forms to addresses.
+#include <bpf/btf.h>
 #include <fmt/format.h>
 
 #include <sys/stat.h>
@@ -80,8 +81,21 @@ Result<LoadedObject> instantiate_with(const Object& object, const InstantiateOpt
   live.maps.resize(object.maps.size());
   live.data_regions.reserve(object.maps.size());
   // Inner maps first is not needed: map-in-map specs carry a copy of the inner spec.
+  // Each map gets the object's BTF with its key and value type ids (BPF_MAP_CREATE's btf_fd).
+  std::vector<uint8_t> raw_btf;
+  if (const auto* b = static_cast<const struct btf*>(object.btf_handle())) {
+    uint32_t size = 0;
+    if (const void* d = btf__raw_data(b, &size)) raw_btf.assign(static_cast<const uint8_t*>(d), static_cast<const uint8_t*>(d) + size);
+  }
   for (size_t i = 0; i < object.maps.size(); ++i) {
     const ObjectMap& om = object.maps[i];
+    std::shared_ptr<MapBtf> map_btf;
+    if (!raw_btf.empty() && (om.btf_key_type_id || om.btf_value_type_id)) {
+      map_btf = std::make_shared<MapBtf>();
+      map_btf->data = raw_btf;
+      map_btf->key_type_id = om.btf_key_type_id;
+      map_btf->value_type_id = om.btf_value_type_id;
+    }
     auto path = pin_path_of(object, om, options);
     if (!path) return path.error();
     if (!path->empty()) {
@@ -91,13 +105,14 @@ Result<LoadedObject> instantiate_with(const Object& object, const InstantiateOpt
       std::string dir = path->substr(0, path->rfind('/'));
       if (std::string e = make_dirs(dir); !e.empty())
         return make_error(ErrorCode::Load, fmt::format("map '{}': {}", om.spec.name, e));
-      auto m = open_or_create_pinned_map(om.spec, *path);
+      auto m = open_or_create_pinned_map(om.spec, *path, map_btf);
       if (!m) return make_error(ErrorCode::Load, fmt::format("map '{}': {}", om.spec.name, m.error().message));
       live.maps[i] = std::move(*m);
       continue;
     }
     auto m = create_map(om.spec);
     if (!m) return m.error();
+    (*m)->set_btf(std::move(map_btf));
     live.maps[i] = std::move(*m);
   }
   const uint32_t zero = 0;

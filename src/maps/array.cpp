@@ -111,8 +111,8 @@ class ArrayMap final : public Map {
       copy_value(dst, value);
     return 0;
   }
-  long update_user(const void* key, const void* value, uint64_t flags) override {
-    if (!percpu_) return Map::update_user(key, value, flags);
+  long do_update_user(const void* key, const void* value, uint64_t flags) override {
+    if (!percpu_) return Map::do_update_user(key, value, flags);
     if ((flags & kBpfFLock) && !has_lock()) return -EINVAL;
     uint32_t idx = *static_cast<const uint32_t*>(key);
     if (flags > kBpfExist) return -EINVAL;
@@ -181,6 +181,10 @@ void delete_owned(void* p) {
 class ProgArray final : public ProgArrayMap {
  public:
   explicit ProgArray(const MapSpec& s) : ProgArrayMap(s), slots_(s.max_entries) {}
+  // Pinned: the file holds the map's shape (and its frozen flag); the slots stay in this process.
+  // Programs are code of the process that loaded them, so every process that opens a pinned
+  // prog_array has its own slots, empty until it puts its programs there (docs/maps.md).
+  ProgArray(const MapSpec& s, std::shared_ptr<store::Region> region) : ProgArray(s) { region_ = std::move(region); }
   ~ProgArray() override {
     for (auto& s : slots_) delete s.load();
   }
@@ -198,7 +202,7 @@ class ProgArray final : public ProgArrayMap {
   }
   void* lookup(const void*) override { return nullptr; }  // programs use bpf_tail_call
   long update(const void*, const void*, uint64_t) override { return -EINVAL; }
-  long update_user(const void* key, const void* value, uint64_t flags) override {
+  long do_update_user(const void* key, const void* value, uint64_t flags) override {
     if (flags != kBpfAny) return -EINVAL;
     uint32_t idx = *static_cast<const uint32_t*>(key);
     if (idx >= spec_.max_entries) return -E2BIG;
@@ -295,7 +299,7 @@ class ArrayOfMaps final : public Map {
     return o ? o->ptr.get() : nullptr;
   }
   long update(const void*, const void*, uint64_t) override { return -EINVAL; }
-  long update_user(const void* key, const void* value, uint64_t flags) override {
+  long do_update_user(const void* key, const void* value, uint64_t flags) override {
     if (flags != kBpfAny) return -EINVAL;
     uint32_t idx = *static_cast<const uint32_t*>(key);
     if (idx >= spec_.max_entries) return -E2BIG;
@@ -352,6 +356,33 @@ std::shared_ptr<Map> array_in_region(const MapSpec& s, std::shared_ptr<store::Re
 }  // namespace
 
 const store::RegionFamily kArrayRegion = {&ArrayMap::layout, &array_in_region, false};
+
+namespace {
+constexpr uint32_t kProgArrayMagic = 0x50524f47;  // "PROG"
+struct ProgArrayCtl {
+  uint32_t magic;
+  uint32_t max_entries;
+  uint8_t pad[56];
+};
+uint64_t prog_array_layout(const MapSpec&, int) { return sizeof(ProgArrayCtl); }
+std::shared_ptr<Map> prog_array_in_region(const MapSpec& s, std::shared_ptr<store::Region> r, std::string* why) {
+  if (r->size() < sizeof(ProgArrayCtl)) {
+    if (why) *why = "the prog array's area is too short";
+    return nullptr;
+  }
+  auto* c = reinterpret_cast<ProgArrayCtl*>(r->base());
+  if (r->fresh()) {
+    c->magic = kProgArrayMagic;
+    c->max_entries = s.max_entries;
+  } else if (c->magic != kProgArrayMagic || c->max_entries != s.max_entries) {
+    if (why) *why = "damaged prog array header";
+    return nullptr;
+  }
+  return std::make_shared<ProgArray>(s, std::move(r));
+}
+}  // namespace
+
+const store::RegionFamily kProgArrayRegion = {&prog_array_layout, &prog_array_in_region, false};
 
 std::shared_ptr<Map> make_array(const MapSpec& s) {
   return std::make_shared<ArrayMap>(s, store::Region::anonymous(ArrayMap::layout(s, 1), false, 1));

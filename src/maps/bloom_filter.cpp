@@ -75,17 +75,17 @@ class Bloom final : public Map {
   void* lookup(const void*) override { return nullptr; }
   long update(const void*, const void*, uint64_t) override { return -EINVAL; }
   long remove(const void*) override { return -EOPNOTSUPP; }
-  long delete_user(const void* key) override { return key ? -EINVAL : -EOPNOTSUPP; }
+  long do_delete_user(const void* key) override { return key ? -EINVAL : -EOPNOTSUPP; }
   long get_next_key(const void* key, void*) override { return key ? -EINVAL : -EOPNOTSUPP; }
-  long lookup_and_delete(const void* key, void* out, uint64_t flags) override {
-    return key ? -EINVAL : Map::lookup_and_delete(key, out, flags);
+  long do_lookup_and_delete(const void* key, void* out, uint64_t flags) override {
+    return key ? -EINVAL : Map::do_lookup_and_delete(key, out, flags);
   }
   long lookup_copy(const void* key, void* value, uint64_t flags) override {
     if (key || (flags & ~kBpfFLock)) return -EINVAL;
     if (flags & kBpfFLock) return -EINVAL;
     return peek(value);
   }
-  long update_user(const void* key, const void* value, uint64_t flags) override {
+  long do_update_user(const void* key, const void* value, uint64_t flags) override {
     if (key || ((flags & kBpfFLock) && !has_lock())) return -EINVAL;
     return push(value, flags);
   }

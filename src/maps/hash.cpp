@@ -489,7 +489,7 @@ class HashMap : public Map {
     copy_out(e, out, flags);
     return 0;
   }
-  long update_user(const void* key, const void* value, uint64_t flags) override {
+  long do_update_user(const void* key, const void* value, uint64_t flags) override {
     if ((flags & kBpfFLock) && !has_lock()) return -EINVAL;
     ReadGuard rg;
     return do_update(key, value, flags, true);
@@ -518,7 +518,7 @@ class HashMap : public Map {
     }
     return -ENOENT;
   }
-  long lookup_and_delete(const void* key, void* out, uint64_t flags) override {
+  long do_lookup_and_delete(const void* key, void* out, uint64_t flags) override {
     if (flags & ~kBpfFLock) return -EINVAL;
     if ((flags & kBpfFLock) && !has_lock()) return -EINVAL;
     ReadGuard rg;
@@ -567,7 +567,7 @@ class HashOfMaps final : public HashMap {
     return h->ptr.get();
   }
   long update(const void*, const void*, uint64_t) override { return -EINVAL; }
-  long update_user(const void* key, const void* value, uint64_t flags) override {
+  long do_update_user(const void* key, const void* value, uint64_t flags) override {
     if (flags > kBpfExist) return -EINVAL;
     std::shared_ptr<Map> m = map_by_id(*static_cast<const uint32_t*>(value));
     if (!m) return -EBADF;
@@ -589,7 +589,7 @@ class HashOfMaps final : public HashMap {
     std::memcpy(out, &h->id, 4);
     return 0;
   }
-  long lookup_and_delete(const void*, void*, uint64_t flags) override {
+  long do_lookup_and_delete(const void*, void*, uint64_t flags) override {
     if (flags & ~kBpfFLock) return -EINVAL;
     return -kENOTSUPP;
   }

@@ -1,5 +1,5 @@
-// Hash maps in a region (hash, percpu_hash): the layout the store pins and shares between
-// processes. Everything is an index into the region, never a pointer, so any process that maps the
+// Hash maps in a region (hash, percpu_hash, lru_hash, lru_percpu_hash): the layout the store pins
+// and shares between processes. Everything is an index into the region, never a pointer, so any process that maps the
 // file reads the same structure, and every index read from it is checked before use.
 //
 // Layout: a control block, the buckets {robust lock, head}, then max_entries + kSpare elements
@@ -19,6 +19,14 @@
 // element that is neither linked nor owned by a live process. A free list that runs dry, and a
 // "map full" answer (at most once a second), also trigger a repair, which recovers elements of a
 // process that died while holding no lock.
+//
+// LRU maps hold at most max_entries elements and never answer "full": an insert into a full map
+// first evicts the least recently used of a sample of elements. Every insert advances a tick in
+// the control block; an element keeps the tick of its insert or of the last program lookup that
+// found it (a lookup stores it only when it changed, so hot keys cost no writes between inserts).
+// The sample is the next 32 linked elements from a hand shared by every process (the whole map when
+// it is smaller), as Redis approximates LRU; the kernel's LRU lists approximate the same order.
+// Eviction is a delete under the victim's bucket lock, taken while the inserter holds no other lock.
 #include <chrono>
 #include <unordered_map>
 #include <vector>
@@ -47,7 +55,9 @@ struct HCtl {
   std::atomic<uint32_t> count;      // linked elements
   store::RobustLock repair_lock;
   std::atomic<uint32_t> repairs;    // repairs done so far
-  uint8_t pad[20];
+  std::atomic<uint32_t> lru_hand;   // LRU maps: where the next eviction sample starts
+  std::atomic<uint32_t> lru_tick;   // LRU maps: advanced by every insert
+  uint8_t pad[12];
 };
 static_assert(sizeof(HCtl) == 64);
 
@@ -60,7 +70,7 @@ struct HElem {
   std::atomic<uint32_t> next;
   uint32_t hash;
   std::atomic<uint32_t> owner;   // pid holding it outside a chain and the free list, else 0
-  std::atomic<uint32_t> linked;  // 1 while in a chain
+  std::atomic<uint32_t> linked;  // bit 0: in a chain; bits 1-31 (LRU maps): the tick of its last use
   uint8_t* key() { return reinterpret_cast<uint8_t*>(this + 1); }
 };
 static_assert(sizeof(HElem) == 16);
@@ -72,7 +82,7 @@ struct Shape {
 
 Shape shape_of(const MapSpec& s, int ncpus) {
   Shape sh{};
-  bool percpu = s.type == kMapPercpuHash;
+  bool percpu = s.type == kMapPercpuHash || s.type == kMapLruPercpuHash;
   uint64_t nb = roundup_pow2(std::max<uint32_t>(s.max_entries, 1));
   if (nb > (1u << 24)) nb = 1u << 24;
   sh.nbuckets = uint32_t(nb);
@@ -95,7 +105,8 @@ uint64_t hash_layout(const MapSpec& s, int ncpus) {
 class RegionHash final : public Map {
  public:
   RegionHash(const MapSpec& s, std::shared_ptr<store::Region> region, const Shape& sh) : Map(s) {
-    percpu_ = s.type == kMapPercpuHash;
+    percpu_ = s.type == kMapPercpuHash || s.type == kMapLruPercpuHash;
+    lru_ = s.type == kMapLruHash || s.type == kMapLruPercpuHash;
     ncpus_ = percpu_ ? region->ncpus() : 1;
     stride_ = round_up8(s.value_size);
     key_round_ = round_up8(s.key_size);
@@ -120,7 +131,7 @@ class RegionHash final : public Map {
     }
     seed_ = ctl_->seed;
     region_ = std::move(region);
-    if (!percpu_) {
+    if (!percpu_ && !lru_) {
       switch (s.key_size) {
         case 4: lookup_fn_ = &fast_lookup<4>; break;
         case 8: lookup_fn_ = &fast_lookup<8>; break;
@@ -303,7 +314,8 @@ class RegionHash final : public Map {
   // Under the bucket lock.
   void link(HElem* n, uint32_t b) {
     n->next.store(buckets_[b].head.load(std::memory_order_relaxed), std::memory_order_relaxed);
-    n->linked.store(1, std::memory_order_relaxed);
+    n->linked.store(lru_ ? 1 | (ctl_->lru_tick.fetch_add(1, std::memory_order_relaxed) + 1) << 1 : 1,
+                    std::memory_order_relaxed);
     buckets_[b].head.store(index_of(n) + 1, std::memory_order_release);
     n->owner.store(0, std::memory_order_relaxed);
   }
@@ -399,6 +411,44 @@ class RegionHash final : public Map {
     return true;
   }
 
+  // ---- LRU eviction (see the file comment) ----
+  static constexpr uint32_t kLinked = 1, kSample = 32;
+  void touch(HElem* e) {
+    const uint32_t t = ctl_->lru_tick.load(std::memory_order_relaxed) & 0x7fffffffu;
+    uint32_t l = e->linked.load(std::memory_order_relaxed);
+    // A compare-and-swap, so that a use never marks linked an element just unlinked.
+    if ((l & kLinked) && (l >> 1) != t) e->linked.compare_exchange_strong(l, kLinked | t << 1, std::memory_order_relaxed);
+  }
+  // Evicts one element; false when none could be (every element in flight elsewhere).
+  bool evict_one() {
+    for (int attempt = 0; attempt < 8; ++attempt) {
+      const uint32_t now = ctl_->lru_tick.load(std::memory_order_relaxed) & 0x7fffffffu;
+      uint32_t start = ctl_->lru_hand.fetch_add(kSample, std::memory_order_relaxed) % nelems_;
+      HElem* victim = nullptr;
+      uint32_t victim_age = 0, found = 0;
+      for (uint32_t n = 0; n < nelems_ && found < kSample; ++n) {
+        HElem* e = elem((start + n) % nelems_);
+        uint32_t l = e->linked.load(std::memory_order_relaxed);
+        if (!(l & kLinked)) continue;
+        ++found;
+        uint32_t age = (now - (l >> 1)) & 0x7fffffffu;
+        if (!victim || age > victim_age) victim = e, victim_age = age;
+      }
+      if (!victim) return false;
+      const uint32_t b = victim->hash & mask_;
+      lock_bucket(b);
+      // Still linked in that bucket (unlink() walks the chain): else another process took it.
+      bool gone = (victim->linked.load(std::memory_order_relaxed) & kLinked) && unlink(victim, b);
+      if (gone) ctl_->count.fetch_sub(1, std::memory_order_relaxed);
+      unlock_bucket(b);
+      if (gone) {
+        release(victim);
+        return true;
+      }
+    }
+    return false;
+  }
+
   // ---- values ----
   void fill(HElem* e, const void* value, bool onallcpus) {
     if (!percpu_) {
@@ -461,7 +511,9 @@ class RegionHash final : public Map {
       unlock_bucket(b);
     }
     for (int attempt = 0;; ++attempt) {
+      if (lru_ && ctl_->count.load(std::memory_order_relaxed) >= max_ && !find_any(h, key)) evict_one();
       HElem* n = alloc();
+      if (!n && lru_ && attempt < 64 && evict_one()) continue;
       if (!n) {
         // No spare element: replace in place, or the map is full.
         lock_bucket(b);
@@ -487,6 +539,7 @@ class RegionHash final : public Map {
       if (err) {
         unlock_bucket(b);
         release(n);
+        if (err == -E2BIG && lru_ && attempt < 64) continue;  // evicts at the top of the loop
         if (err == -E2BIG && attempt == 0 && maybe_repair_full()) continue;
         return err;
       }
@@ -502,11 +555,13 @@ class RegionHash final : public Map {
   void* lookup(const void* key) override {
     HElem* e = find_any(hash_of(key), key);
     if (!e) return nullptr;
+    if (lru_) touch(e);
     return percpu_ ? cpu_val(e, cpu()) : val(e);
   }
   void* lookup_percpu(const void* key, uint32_t c) override {
     if (!percpu_ || c >= uint32_t(ncpus_)) return nullptr;
     HElem* e = find_any(hash_of(key), key);
+    if (e && lru_) touch(e);
     return e ? cpu_val(e, int(c)) : nullptr;
   }
   long update(const void* key, const void* value, uint64_t flags) override {
@@ -563,7 +618,7 @@ class RegionHash final : public Map {
     copy_out(e, out, flags);
     return 0;
   }
-  long update_user(const void* key, const void* value, uint64_t flags) override {
+  long do_update_user(const void* key, const void* value, uint64_t flags) override {
     return do_update(key, value, flags, true);
   }
   long get_next_key(const void* key, void* next) override {
@@ -589,7 +644,7 @@ class RegionHash final : public Map {
     }
     return -ENOENT;
   }
-  long lookup_and_delete(const void* key, void* out, uint64_t flags) override {
+  long do_lookup_and_delete(const void* key, void* out, uint64_t flags) override {
     if (flags & ~kBpfFLock) return -EINVAL;
     if ((flags & kBpfFLock) && !has_lock()) return -EINVAL;
     const uint32_t h = hash_of(key), b = h & mask_;
@@ -658,7 +713,7 @@ class RegionHash final : public Map {
   uint32_t repairs() const { return ctl_->repairs.load(); }
 
  private:
-  bool percpu_ = false;
+  bool percpu_ = false, lru_ = false;
   size_t stride_ = 0, key_round_ = 0;
   uint32_t nb_ = 0, mask_ = 0, nelems_ = 0, esize_ = 0, max_ = 0;
   uint64_t seed_ = 0;
@@ -688,7 +743,9 @@ std::shared_ptr<Map> hash_in_region(const MapSpec& s, std::shared_ptr<store::Reg
 const store::RegionFamily kHashRegion = {&hash_layout, &hash_in_region, false};
 
 std::string region_hash_check(Map* m, bool allow_dead_owned) {
-  if (!m || !m->shared() || (m->spec().type != kMapHash && m->spec().type != kMapPercpuHash)) return "not a pinned hash map";
+  const uint32_t t = m ? m->spec().type : 0;
+  if (!m || !m->shared() || (t != kMapHash && t != kMapPercpuHash && t != kMapLruHash && t != kMapLruPercpuHash))
+    return "not a pinned hash map";
   return static_cast<RegionHash*>(m)->check(allow_dead_owned);
 }
 uint32_t region_hash_repairs(Map* m) { return static_cast<RegionHash*>(m)->repairs(); }

@@ -92,12 +92,27 @@ long Map::lookup_copy(const void* key, void* value_out, uint64_t flags) {
 }
 
 long Map::update_user(const void* key, const void* value, uint64_t flags) {
+  if (frozen()) return -EPERM;
+  return do_update_user(key, value, flags);
+}
+
+long Map::delete_user(const void* key) {
+  if (frozen()) return -EPERM;
+  return do_delete_user(key);
+}
+
+long Map::lookup_and_delete(const void* key, void* value_out, uint64_t flags) {
+  if (frozen()) return -EPERM;
+  return do_lookup_and_delete(key, value_out, flags);
+}
+
+long Map::do_update_user(const void* key, const void* value, uint64_t flags) {
   if ((flags & kBpfFLock) && !has_lock()) return -EINVAL;
   maps::ReadGuard rg;
   return update(key, value, flags);
 }
 
-long Map::lookup_and_delete(const void*, void*, uint64_t flags) {
+long Map::do_lookup_and_delete(const void*, void*, uint64_t flags) {
   if (flags & ~kBpfFLock) return -EINVAL;
   if ((flags & kBpfFLock) && !has_lock()) return -EINVAL;
   return -kENOTSUPP;
@@ -105,6 +120,7 @@ long Map::lookup_and_delete(const void*, void*, uint64_t flags) {
 
 long Map::lookup_batch(const void* in_batch, void* out_batch, void* keys, void* values,
                        uint32_t* count, uint64_t flags, bool and_delete) {
+  if (and_delete && frozen()) return -EPERM;
   if (flags & ~kBpfFLock) return -EINVAL;
   if ((flags & kBpfFLock) && !has_lock()) return -EINVAL;
   uint32_t max = *count;

@@ -220,12 +220,16 @@ std::shared_ptr<Map> make_typed_hash(const MapSpec&);
 std::string fmt_inner_unsupported(uint32_t type);
 bool inner_meta_equal(const MapSpec& inner, const MapSpec& m);
 
-// Region layouts (the store): array.cpp, hash_region.cpp, ringbuf.cpp, queue_stack.cpp, bloom_filter.cpp.
+// Region layouts (the store): array.cpp, hash_region.cpp, ringbuf.cpp, queue_stack.cpp, bloom_filter.cpp,
+// perf_region.cpp.
 extern const store::RegionFamily kArrayRegion;
 extern const store::RegionFamily kHashRegion;
 extern const store::RegionFamily kRingbufRegion;
 extern const store::RegionFamily kQueueStackRegion;
 extern const store::RegionFamily kBloomRegion;
+extern const store::RegionFamily kPerfRegion;  // perf_region.cpp (pinned perf_event_array)
+extern const store::RegionFamily kProgArrayRegion;
+extern const store::RegionFamily kLpmRegion;  // lpm_region.cpp (pinned lpm_trie)  // array.cpp (the shape only: slots are per process)
 
 // Hash-table storage shared by hash maps and the typed hash-like maps (hash.cpp).
 std::shared_ptr<Map> make_plain_hash_storage(const MapSpec& spec);

@@ -153,7 +153,7 @@ class PerfEventArray final : public PerfEventArrayMap {
 
   void* lookup(const void*) override { return nullptr; }
   long update(const void*, const void*, uint64_t) override { return -EINVAL; }
-  long update_user(const void* key, const void*, uint64_t flags) override {
+  long do_update_user(const void* key, const void*, uint64_t flags) override {
     if (flags != kBpfAny) return -EINVAL;
     if (*static_cast<const uint32_t*>(key) >= spec_.max_entries) return -E2BIG;
     return -EBADF;  // the kernel wants a perf event fd here; bpfvm opens rings with open_ring()

@@ -100,13 +100,13 @@ class QueueStack final : public Map {
     if (r == 0) std::memcpy(out, tmp.data(), tmp.size());
     return r;
   }
-  long update_user(const void* key, const void* value, uint64_t flags) override {
+  long do_update_user(const void* key, const void* value, uint64_t flags) override {
     if (key || ((flags & kBpfFLock) && !has_lock())) return -EINVAL;
     return push(value, flags);
   }
-  long delete_user(const void* key) override { return key ? -EINVAL : remove(key); }
+  long do_delete_user(const void* key) override { return key ? -EINVAL : remove(key); }
   long get_next_key(const void* key, void*) override { return -EINVAL; }
-  long lookup_and_delete(const void* key, void* out, uint64_t flags) override {
+  long do_lookup_and_delete(const void* key, void* out, uint64_t flags) override {
     if (key || flags) return -EINVAL;
     std::vector<uint8_t> tmp(spec_.value_size);
     long r = pop(tmp.data());

@@ -203,17 +203,17 @@ class Ringbuf final : public RingbufMap {
   void* lookup(const void*) override { return nullptr; }
   long update(const void*, const void*, uint64_t) override { return -kENOTSUPP; }
   long remove(const void*) override { return -kENOTSUPP; }
-  long delete_user(const void* key) override { return key ? -EINVAL : -kENOTSUPP; }
+  long do_delete_user(const void* key) override { return key ? -EINVAL : -kENOTSUPP; }
   long get_next_key(const void* key, void*) override { return key ? -EINVAL : -kENOTSUPP; }
-  long lookup_and_delete(const void* key, void* out, uint64_t flags) override {
-    return key ? -EINVAL : Map::lookup_and_delete(key, out, flags);
+  long do_lookup_and_delete(const void* key, void* out, uint64_t flags) override {
+    return key ? -EINVAL : Map::do_lookup_and_delete(key, out, flags);
   }
   long lookup_copy(const void* key, void*, uint64_t flags) override {
     if (key || (flags & ~kBpfFLock)) return -EINVAL;
     if (flags & kBpfFLock) return -EINVAL;
     return -kENOTSUPP;
   }
-  long update_user(const void* key, const void*, uint64_t flags) override {
+  long do_update_user(const void* key, const void*, uint64_t flags) override {
     if (key || (flags & kBpfFLock)) return -EINVAL;
     return -kENOTSUPP;
   }

@@ -19,9 +19,12 @@ constexpr size_t kXdpFramePage = 4096;      // one page per frame (more for larg
 constexpr size_t kXdpFrameHeader = 40;      // sizeof(struct xdp_frame), kept free at the frame's start
 constexpr size_t kSharedInfoSize = 320;     // SKB_DATA_ALIGN(sizeof(struct skb_shared_info)), x86-64
 // The kernel's BPF_PROG_TEST_RUN reserves NET_SKB_PAD (64) + NET_IP_ALIGN (0 on x86) before an skb's
-// data. Helpers that push headers (bpf_skb_change_head, adjust_room, vlan_push) would grow the head
-// when they need more; none of them is provided by bpfvm, so the head stays this size.
+// data. Helpers that push or append bytes (bpf_skb_change_head, bpf_skb_change_tail) grow the buffer
+// when they need more (SkbBuffer, progtype.hpp), as the kernel's pskb_expand_head.
 constexpr size_t kSkbHeadroom = 64;
+// The longest packet the skb helpers make: BPF_SKB_MAX_LEN = SKB_MAX_ALLOC, four pages less the
+// shared info.
+constexpr uint64_t kBpfSkbMaxLen = 4 * 4096 - kSharedInfoSize;
 
 // XDP: the frame for a packet of `len` bytes: a page, or more when the packet does not fit one
 // (the packet hook's large captured frames; the test run refuses those, as the kernel without frags).

@@ -199,7 +199,7 @@ Result<std::unique_ptr<TestRunContext>> make_test_run(const ProgTypeInfo& type, 
     if (data_in.size() < kEthHlen)
       return einval(fmt::format("data_in is {} bytes; a frame needs at least the 14-byte Ethernet header",
                                 data_in.size()));
-    tr->buf_.assign(detail::skb_buffer_size(data_in.size()), 0);
+    uint8_t* skb_buf = tr->skb_.reset(detail::skb_buffer_size(data_in.size()));
     size_t ctx_bytes = sizeof(SkbNative) + (t == kProgFlowDissector ? sizeof(bpf_flow_keys) : 0);
     alloc_ctx(ctx_bytes);
     auto* s = new (tr->ctx_.data()) SkbNative();
@@ -209,8 +209,9 @@ Result<std::unique_ptr<TestRunContext>> make_test_run(const ProgTypeInfo& type, 
     tr->l2_pulled_ = l2 ? 0 : kEthHlen;
     // eth_type_trans on the loopback device (dev_addr 00:00:00:00:00:00).
     static const uint8_t loopback_addr[6] = {};
-    uint8_t* frame = detail::build_skb(*s, tr->buf_.data(), data_in.data(), data_in.size(), tr->l2_pulled_,
+    uint8_t* frame = detail::build_skb(*s, skb_buf, data_in.data(), data_in.size(), tr->l2_pulled_,
                                        loopback_addr);
+    tr->skb_.connect(*s);  // bpf_skb_change_head/_tail may move the packet
     uint16_t h_proto_be;
     std::memcpy(&h_proto_be, frame + 12, 2);
 

@@ -34,7 +34,13 @@ struct StoreHeader {
   uint32_t creator_pid;
   char name[16];                 // BPF_OBJ_NAME_LEN, NUL-terminated
   uint64_t created_unix_ns;
+  // The map's BTF (0 bytes: none): raw BTF at file offset header_size + layout_size, after the
+  // family's area; the key and value type ids in it. Files made before these fields were added
+  // have zeros here (no BTF).
+  uint64_t btf_size;
+  uint32_t btf_key_type_id, btf_value_type_id;
 };
+inline constexpr uint64_t kMaxBtfSize = uint64_t(16) << 20;
 static_assert(sizeof(StoreHeader) <= 256);
 
 // The per-CPU slot a program run uses in a pinned map: leased exclusively across processes for the

@@ -186,7 +186,8 @@ std::string pinned_map_mismatch(const MapSpec& want, const MapSpec& have) {
   return "";
 }
 
-Result<std::shared_ptr<Map>> create_pinned_map(const MapSpec& spec, const std::string& path) {
+Result<std::shared_ptr<Map>> create_pinned_map(const MapSpec& spec, const std::string& path,
+                                               std::shared_ptr<const MapBtf> btf) {
   using namespace store;
   if (path.empty()) return make_error(ErrorCode::InvalidArgument, "pinned map: empty path");
   std::string why;
@@ -203,8 +204,12 @@ Result<std::shared_ptr<Map>> create_pinned_map(const MapSpec& spec, const std::s
   std::string tmp = dir + "/.bpfvm-map-XXXXXX";
   int fd = mkostemp(tmp.data(), O_CLOEXEC);
   if (fd < 0) return err(path, fmt::format("cannot create a file in {}: {}", dir, std::strerror(errno)));
+  if (btf && btf->data.empty()) btf = nullptr;
+  if (btf && btf->data.size() > kMaxBtfSize)
+    return err(path, fmt::format("its BTF is {} bytes, more than the store keeps ({})", btf->data.size(), kMaxBtfSize));
   const size_t len = kHeaderSize + layout;
-  if (ftruncate(fd, off_t(len)) != 0) {
+  const size_t btf_size = btf ? btf->data.size() : 0;
+  if (ftruncate(fd, off_t(len + btf_size)) != 0) {
     int e = errno;
     close(fd);
     unlink(tmp.c_str());
@@ -216,8 +221,17 @@ Result<std::shared_ptr<Map>> create_pinned_map(const MapSpec& spec, const std::s
     std::memcpy(h.magic, kMagic, 8);
     h.version = kVersion;
     h.header_size = kHeaderSize;
-    h.file_size = len;
+    h.file_size = len + btf_size;
     h.layout_size = layout;
+    h.btf_size = btf_size;
+    h.btf_key_type_id = btf ? btf->key_type_id : 0;
+    h.btf_value_type_id = btf ? btf->value_type_id : 0;
+    if (btf && pwrite(fd, btf->data.data(), btf_size, off_t(len)) != ssize_t(btf_size)) {
+      int e = errno;
+      close(fd);
+      unlink(tmp.c_str());
+      return err(path, fmt::format("cannot write its BTF: {}", std::strerror(e)));
+    }
     h.type = spec.type;
     h.key_size = spec.key_size;
     h.value_size = spec.value_size;
@@ -244,6 +258,7 @@ Result<std::shared_ptr<Map>> create_pinned_map(const MapSpec& spec, const std::s
     unlink(tmp.c_str());
     return m.error();
   }
+  (*m)->set_btf(btf);
   StoreAccess::region(**m)->header()->ready.store(1, std::memory_order_release);
   if (link(tmp.c_str(), path.c_str()) != 0) {
     int e = errno;
@@ -282,7 +297,10 @@ Result<std::shared_ptr<Map>> open_pinned_map(const std::string& path) {
   if (h.header_size != kHeaderSize) return bad(fmt::format("damaged header: header_size {}", h.header_size));
   if (h.file_size != uint64_t(st.st_size))
     return bad(fmt::format("damaged file: the header says {} bytes, the file has {}", h.file_size, st.st_size));
-  if (h.layout_size != h.file_size - kHeaderSize) return bad("damaged header: layout_size does not match the file size");
+  if (h.btf_size > kMaxBtfSize || h.btf_size > h.file_size - kHeaderSize)
+    return bad(fmt::format("damaged header: {} bytes of BTF", h.btf_size));
+  if (h.layout_size != h.file_size - kHeaderSize - h.btf_size)
+    return bad("damaged header: layout_size does not match the file size");
   if (h.ncpus == 0 || h.ncpus > kMaxCpus) return bad(fmt::format("damaged header: {} CPUs", h.ncpus));
   if (h.ready.load() != 1) return bad("the map was never completely initialised");
   const maps::MapTypeRow* row = pinnable_row(h.type);
@@ -294,12 +312,27 @@ Result<std::shared_ptr<Map>> open_pinned_map(const std::string& path) {
   if (want != h.layout_size)
     return bad(fmt::format("damaged header: a {} map of this shape needs {} bytes, the file has {}",
                            map_type_name(h.type), want, h.layout_size));
-  auto m = attach(fd, path, size_t(st.st_size), false, spec, *row);
-  if (m) StoreAccess::set(**m, path, uint64_t(st.st_ino));
+  // The BTF is read (not mapped) before the family sees the area; its type ids are checked by
+  // whoever parses it (a file's BTF is data like any other).
+  std::shared_ptr<MapBtf> btf;
+  if (h.btf_size) {
+    btf = std::make_shared<MapBtf>();
+    btf->data.resize(h.btf_size);
+    btf->key_type_id = h.btf_key_type_id;
+    btf->value_type_id = h.btf_value_type_id;
+    if (pread(fd, btf->data.data(), h.btf_size, off_t(kHeaderSize + h.layout_size)) != ssize_t(h.btf_size))
+      return bad("cannot read its BTF");
+  }
+  auto m = attach(fd, path, size_t(kHeaderSize + h.layout_size), false, spec, *row);
+  if (m) {
+    StoreAccess::set(**m, path, uint64_t(st.st_ino));
+    (*m)->set_btf(std::move(btf));
+  }
   return m;
 }
 
-Result<std::shared_ptr<Map>> open_or_create_pinned_map(const MapSpec& spec, const std::string& path) {
+Result<std::shared_ptr<Map>> open_or_create_pinned_map(const MapSpec& spec, const std::string& path,
+                                                       std::shared_ptr<const MapBtf> btf) {
   for (int attempt = 0; attempt < 3; ++attempt) {
     if (access(path.c_str(), F_OK) == 0) {
       auto m = open_pinned_map(path);
@@ -308,7 +341,7 @@ Result<std::shared_ptr<Map>> open_or_create_pinned_map(const MapSpec& spec, cons
       if (!mis.empty()) return store::err(path, "cannot reuse it for map '" + spec.name + "': " + mis);
       return m;
     }
-    auto m = create_pinned_map(spec, path);
+    auto m = create_pinned_map(spec, path, btf);
     if (m) return m;
     if (access(path.c_str(), F_OK) != 0) return m.error();  // a real failure, not a lost race
   }

@@ -5,6 +5,8 @@
 #   [exit N]                   the expected exit code
 # Usage: run_golden.sh BPFVM_BINARY CLI_TEST_DIR [--update]
 # $PROGS names the directory of compiled test objects (build/progs); default: beside the binary.
+# $SCRATCH is an empty directory on tmpfs (pinned maps live there; /dev/shm, else $XDG_RUNTIME_DIR),
+# also the pin root ($BPFVM_PIN_ROOT); it is printed as $SCRATCH and removed at the end.
 set -u
 BIN=$(readlink -f "$1")
 DIR=$(readlink -f "$2")
@@ -12,6 +14,11 @@ UPDATE=${3:-}
 pass=0; fail=0
 export PROGS=${PROGS:-$(dirname "$BIN")/progs}
 export BPFVM_SHARED=${BPFVM_SHARED:-$(readlink -f "$DIR/../../../shared" 2>/dev/null || true)}
+tmpfs_dir=/dev/shm
+[ "$(stat -f -c %T /dev/shm 2>/dev/null)" = tmpfs ] || tmpfs_dir=${XDG_RUNTIME_DIR:-/tmp}
+export SCRATCH=$(mktemp -d "$tmpfs_dir/bpfvm-golden.XXXXXX")
+export BPFVM_PIN_ROOT=$SCRATCH
+trap 'rm -rf "$SCRATCH"' EXIT
 for t in "$DIR"/cases/*.t; do
   actual=$(mktemp)
   while IFS= read -r line || [ -n "$line" ]; do
@@ -20,7 +27,7 @@ for t in "$DIR"/cases/*.t; do
         cmd=${line#'$ bpfvm'}
         echo "$line" >> "$actual"
         # Paths of compiled objects differ between checkouts: print them as $PROGS.
-        (cd "$DIR/data" && eval "\"$BIN\"$cmd" 2>&1; echo "[exit $?]") | sed "s#$PROGS#\$PROGS#g" >> "$actual"
+        (cd "$DIR/data" && eval "\"$BIN\"$cmd" 2>&1; echo "[exit $?]") | sed -e "s#$PROGS#\$PROGS#g" -e "s#$SCRATCH#\$SCRATCH#g" >> "$actual"
         ;;
       '#'*) echo "$line" >> "$actual" ;;
       '') echo "" >> "$actual" ;;

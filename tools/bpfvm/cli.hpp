@@ -19,13 +19,17 @@ enum Exit { kOk = 0, kFailed = 1, kUsage = 2 };
 struct CommandDef {
   const char* name;
   std::function<void(CLI::App& app, std::function<int()>& run)> setup;
+  // bpftool-style keyword commands (map, prog, btf) read -j/-p among their own words; for them
+  // -j/-p may also come before the command (`bpfvm -j map show`), as bpftool takes them.
+  bool format_flags_before = false;
 };
 
 std::vector<CommandDef>& commands();
 
 struct RegisterCommand {
-  RegisterCommand(const char* name, std::function<void(CLI::App&, std::function<int()>&)> setup) {
-    commands().push_back(CommandDef{name, std::move(setup)});
+  RegisterCommand(const char* name, std::function<void(CLI::App&, std::function<int()>&)> setup,
+                  bool format_flags_before = false) {
+    commands().push_back(CommandDef{name, std::move(setup), format_flags_before});
   }
 };
 

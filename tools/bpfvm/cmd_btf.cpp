@@ -50,7 +50,7 @@ RegisterCommand reg_btf("btf", [](CLI::App& app, std::function<int()>& run) {
     std::vector<std::string> raw = cmd->remaining();
     run = [raw] { return btf_command(raw); };
   });
-});
+}, true);
 
 }  // namespace
 }  // namespace bpfvm::cli

@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "bpfvm/btf_format.hpp"
 #include "bpfvm/map.hpp"
 #include "bytes_parse.hpp"
 #include "cli.hpp"
@@ -29,6 +30,10 @@ namespace {
 using json = nlohmann::ordered_json;
 
 std::string errno_text(long err) { return std::strerror(int(err < 0 ? -err : err)); }
+// A failed user-space write: the errno's text, and why when the map is frozen.
+std::string write_error(const Map& m, long err) {
+  return errno_text(err) + (err == -EPERM && m.frozen() ? " (the map is frozen)" : "");
+}
 
 json hex_array(const uint8_t* p, size_t n) {
   json a = json::array();
@@ -77,6 +82,69 @@ void entry_text(const Map& m, const uint8_t* key, const uint8_t* val) {
     std::printf("key:\n%s\nvalue:\n%s\n", hex_text(key, s.key_size).c_str(), hex_text(val, s.value_size).c_str());
   else
     std::printf("key: %s  value: %s\n", hex_text(key, s.key_size).c_str(), hex_text(val, s.value_size).c_str());
+}
+
+// ---- BTF-formatted entries (bpftool's do_dump_btf) ---------------------------------------------------
+// The map's BTF parsed, or nullptr (none, or unreadable: then a warning and the hex forms).
+std::shared_ptr<const ParsedBtf> map_btf(const Map& m) {
+  auto b = m.btf();
+  if (!b || (!b->key_type_id && !b->value_type_id)) return nullptr;
+  auto p = ParsedBtf::parse(b->data);
+  if (!p) {
+    std::fprintf(stderr, "bpfvm: warning: map '%s': its BTF cannot be read (%s); printing bytes\n", m.spec().name.c_str(),
+                 p.error().message.c_str());
+    return nullptr;
+  }
+  return *p;
+}
+
+// {"key":..., "value":...} (per-CPU: "values":[{"cpu":N,"value":...}]) through the BTF.
+Status btf_entry(BtfJsonWriter& w, const Map& m, const ParsedBtf& btf, const uint8_t* key, const uint8_t* val,
+                 bool plain) {
+  const MapSpec& s = m.spec();
+  const MapBtf& mb = *m.btf();
+  w.start_object();
+  if (mb.key_type_id) {
+    w.name("key");
+    if (Status st = format_btf_value(w, btf.get(), mb.key_type_id, {key, s.key_size}, plain); !st) return st;
+  }
+  if (!is_percpu(s.type)) {
+    w.name("value");
+    if (Status st = format_btf_value(w, btf.get(), mb.value_type_id, {val, s.value_size}, plain); !st) return st;
+  } else {
+    size_t stride = (s.value_size + 7) & ~size_t(7);
+    w.name("values");
+    w.start_array();
+    for (int c = 0; c < m.ncpus(); ++c) {
+      w.start_object();
+      w.name("cpu");
+      w.raw(std::to_string(c));
+      w.name("value");
+      if (Status st = format_btf_value(w, btf.get(), mb.value_type_id, {val + c * stride, s.value_size}, plain); !st)
+        return st;
+      w.end_object();
+    }
+    w.end_array();
+  }
+  w.end_object();
+  return {};
+}
+
+// entry_json plus bpftool's "formatted" member when the map has BTF.
+json entry_json_btf(const Map& m, const ParsedBtf* btf, const uint8_t* key, const uint8_t* val) {
+  json j = entry_json(m, key, val);
+  if (!btf) return j;
+  BtfJsonWriter w(false);
+  if (Status st = btf_entry(w, m, *btf, key, val, false); !st) {
+    j["formatted"] = json::object({{"error", st.error().message}});
+    return j;
+  }
+  try {
+    j["formatted"] = json::parse(w.str());
+  } catch (const json::exception&) {  // e.g. a float that is not a number (bpftool prints nan too)
+    j["formatted"] = json::object({{"error", "not valid JSON: " + w.str()}});
+  }
+  return j;
 }
 
 using Ctx = VerbCtx;
@@ -153,7 +221,8 @@ json show_json(const Map& m) {
   j["max_entries"] = s.max_entries;
   j["bytes_memlock"] = memlock;
   j["frozen"] = m.frozen() ? 1 : 0;
-  j["btf_id"] = 0;
+  // The BTF kept in a map's file has no id of its own: it takes the map's (0: no BTF).
+  j["btf_id"] = m.btf() ? m.store_id() : 0;
   j["pinned"] = json::array({m.pin_path()});
   return j;
 }
@@ -163,6 +232,7 @@ void show_text(const Map& m) {
               m.spec().name.c_str(), m.spec().flags);
   std::printf("\tkey %uB  value %uB  max_entries %u  memlock %lluB\n", m.spec().key_size, m.spec().value_size,
               m.spec().max_entries, (unsigned long long)j["bytes_memlock"].get<uint64_t>());
+  if (m.btf()) std::printf("\tbtf_id %llu\n", (unsigned long long)m.store_id());
   if (m.frozen()) std::printf("\tfrozen\n");
   std::printf("\tpinned %s\n", m.pin_path().c_str());
 }
@@ -206,6 +276,11 @@ int cmd_dump(Ctx& c) {
   json arr = json::array();
   size_t n = 0;
   bool have_prev = false;
+  // With BTF, the text form is bpftool's: the formatted entries as one JSON array, laid out by its
+  // writer, and no "Found" line.
+  auto btf = map_btf(m);
+  BtfJsonWriter text(true);
+  if (btf && !c.as_json) text.start_array();
   for (size_t guard = 0; guard <= size_t(s.max_entries) + 1; ++guard) {
     long e = m.get_next_key(have_prev ? prev.data() : nullptr, key.data());
     if (e) break;
@@ -213,11 +288,23 @@ int cmd_dump(Ctx& c) {
     have_prev = true;
     if (m.lookup_copy(key.data(), val.data(), 0) != 0) continue;  // deleted meanwhile
     ++n;
-    if (c.as_json) arr.push_back(entry_json(m, key.data(), val.data()));
-    else entry_text(m, key.data(), val.data());
+    if (c.as_json) {
+      arr.push_back(entry_json_btf(m, btf.get(), key.data(), val.data()));
+    } else if (btf) {
+      if (Status st = btf_entry(text, m, *btf, key.data(), val.data(), true); !st)
+        return c.error(kFailed, "cannot format an entry by its BTF: " + st.error().message);
+    } else {
+      entry_text(m, key.data(), val.data());
+    }
   }
-  if (c.as_json) c.print(arr);
-  else std::printf("Found %zu element%s\n", n, n == 1 ? "" : "s");
+  if (c.as_json) {
+    c.print(arr);
+  } else if (btf) {
+    text.end_array();
+    std::printf("%s\n", text.str().c_str());
+  } else {
+    std::printf("Found %zu element%s\n", n, n == 1 ? "" : "s");
+  }
   return kOk;
 }
 
@@ -238,8 +325,17 @@ int cmd_lookup(Ctx& c) {
     return kFailed;
   }
   if (e) return c.error(kFailed, "lookup failed: " + errno_text(e));
-  if (c.as_json) c.print(entry_json(m, key.data(), val.data()));
-  else entry_text(m, key.data(), val.data());
+  auto btf = map_btf(m);
+  if (c.as_json) {
+    c.print(entry_json_btf(m, btf.get(), key.data(), val.data()));
+  } else if (btf) {
+    BtfJsonWriter w(true);
+    if (Status st = btf_entry(w, m, *btf, key.data(), val.data(), true); !st)
+      return c.error(kFailed, "cannot format the entry by its BTF: " + st.error().message);
+    std::printf("%s\n", w.str().c_str());
+  } else {
+    entry_text(m, key.data(), val.data());
+  }
   return kOk;
 }
 
@@ -264,9 +360,8 @@ int cmd_update(Ctx& c) {
     ++i;
   }
   if (i != c.args.size()) return c.error(kUsage, "unexpected argument '" + c.args[i] + "'");
-  if (m.frozen()) return c.error(kFailed, "update failed: Operation not permitted (the map is frozen)");
   long e = m.update_user(key.data(), val.data(), flags);
-  if (e) return c.error(kFailed, "update failed: " + errno_text(e));
+  if (e) return c.error(kFailed, "update failed: " + write_error(m, e));
   return c.done();
 }
 
@@ -279,9 +374,8 @@ int cmd_delete(Ctx& c) {
   ++i;
   std::vector<uint8_t> key;
   if (std::string e = parse_bytes(c.args, &i, "key", m.spec().key_size, {}, &key); !e.empty()) return c.error(kUsage, e);
-  if (m.frozen()) return c.error(kFailed, "delete failed: Operation not permitted (the map is frozen)");
   long e = m.delete_user(key.data());
-  if (e) return c.error(kFailed, "delete failed: " + errno_text(e));
+  if (e) return c.error(kFailed, "delete failed: " + write_error(m, e));
   return c.done();
 }
 
@@ -320,13 +414,13 @@ int cmd_pop_like(Ctx& c, bool remove) {
   Map& m = **mr;
   if (i != c.args.size()) return c.error(kUsage, "unexpected argument '" + c.args[i] + "'");
   std::vector<uint8_t> val(m.spec().value_size);
-  if (remove && m.frozen()) return c.error(kFailed, "pop failed: Operation not permitted (the map is frozen)");
-  long e = remove ? m.pop(val.data()) : m.peek(val.data());
+  // BPF_MAP_LOOKUP_AND_DELETE_ELEM / BPF_MAP_LOOKUP_ELEM without a key, as bpftool pops and peeks.
+  long e = remove ? m.lookup_and_delete(nullptr, val.data(), 0) : m.lookup_copy(nullptr, val.data(), 0);
   if (e == -ENOENT) {
     if (c.as_json) std::printf("null\n"); else std::printf("Not found\n");
     return kFailed;
   }
-  if (e) return c.error(kFailed, std::string(remove ? "pop" : "peek") + " failed: " + errno_text(e));
+  if (e) return c.error(kFailed, std::string(remove ? "pop" : "peek") + " failed: " + write_error(m, e));
   if (c.as_json) c.print(json::object({{"value", hex_array(val.data(), val.size())}}));
   else std::printf("value: %s\n", hex_text(val.data(), val.size()).c_str());
   return kOk;
@@ -341,9 +435,8 @@ int cmd_push(Ctx& c) {
   ++i;
   std::vector<uint8_t> val;
   if (std::string e = parse_bytes(c.args, &i, "value", m.spec().value_size, {}, &val); !e.empty()) return c.error(kUsage, e);
-  if (m.frozen()) return c.error(kFailed, "push failed: Operation not permitted (the map is frozen)");
-  long e = m.push(val.data(), 0);
-  if (e) return c.error(kFailed, "push failed: " + errno_text(e));
+  long e = m.update_user(nullptr, val.data(), 0);  // BPF_MAP_UPDATE_ELEM without a key pushes
+  if (e) return c.error(kFailed, "push failed: " + write_error(m, e));
   return c.done();
 }
 
@@ -386,32 +479,56 @@ int cmd_event_pipe(Ctx& c) {
     else return c.error(kUsage, "unknown argument '" + c.args[i] + "' to map event_pipe");
   }
   RingbufMap* rb = as_ringbuf(mr->get());
-  if (!rb) return c.error(kFailed, fmt::format("map event_pipe reads ring buffers; this map is a {}",
-                                              map_type_name((*mr)->spec().type)));
+  PerfEventArrayMap* pa = as_perf_event_array(mr->get());
+  if (!rb && !pa)
+    return c.error(kFailed, fmt::format("map event_pipe reads ring buffers and perf event arrays; this map is a {}",
+                                        map_type_name((*mr)->spec().type)));
   signal(SIGINT, [](int) { g_stop = 1; });
   signal(SIGTERM, [](int) { g_stop = 1; });
   uint64_t seen = 0;
   const std::string name = (*mr)->spec().name;
   auto start = std::chrono::steady_clock::now();
-  auto cb = [&](const void* d, uint32_t n) {
+  // One record as bpftool's event_pipe prints it. The time is when the record is read (bpfvm's
+  // records carry none). A ring buffer has no CPU: 0. A perf event array's ring of CPU c is index c.
+  auto sample = [&](int cpu, const void* d, uint32_t n) {
+    if (limit && seen >= limit) return;
     auto ts = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
     const uint8_t* p = static_cast<const uint8_t*>(d);
     if (c.as_json) {
       json j;
       j["type"] = 9;  // PERF_RECORD_SAMPLE
-      j["cpu"] = 0;
-      j["index"] = 0;
+      j["cpu"] = cpu;
+      j["index"] = cpu;
       j["timestamp"] = ts;
       j["data"] = hex_array(p, n);
       j["map"] = name;
       std::printf("%s\n", j.dump().c_str());
     } else {
-      std::printf("== @%lld.%09lld CPU: 0 index: 0 =====\n", (long long)(ts / 1000000000), (long long)(ts % 1000000000));
+      std::printf("== @%lld.%09lld CPU: %d index: %d =====\n", (long long)(ts / 1000000000), (long long)(ts % 1000000000),
+                  cpu, cpu);
       for (uint32_t k = 0; k < n; k += 16)
         std::printf("%s\n", hex_text(p + k, std::min<uint32_t>(16, n - k)).c_str());
     }
     std::fflush(stdout);
     ++seen;
+  };
+  // PERF_RECORD_LOST: {"type":2,"cpu":C,"index":C,"lost":{"id":0,"count":N}} / "lost N events".
+  auto lost = [&](int cpu, uint64_t count) {
+    if (c.as_json) {
+      json j;
+      j["type"] = 2;
+      j["cpu"] = cpu;
+      j["index"] = cpu;
+      j["lost"] = {{"id", 0}, {"count", count}};
+      j["map"] = name;
+      std::printf("%s\n", j.dump().c_str());
+    } else {
+      std::printf("lost %llu events\n", (unsigned long long)count);
+    }
+    std::fflush(stdout);
+  };
+  auto rb_cb = [&](const void* d, uint32_t n) {
+    sample(0, d, n);
     return (limit && seen >= limit) ? -1 : 0;
   };
   while (!g_stop && !(limit && seen >= limit)) {
@@ -421,7 +538,8 @@ int cmd_event_pipe(Ctx& c) {
       if (left <= 0) break;
       slice = int(std::min<long long>(slice, left));
     }
-    rb->poll(cb, slice);
+    if (rb) rb->poll(rb_cb, slice);
+    else pa->poll(sample, lost, slice);
   }
   return kOk;
 }
@@ -447,7 +565,7 @@ int run_verb(const std::string& verb, Ctx& c) {
 
 RegisterCommand reg_map("map", [](CLI::App& app, std::function<int()>& run) {
   register_verb_command(app, run, "map", "bpftool's map verbs on pinned maps (docs/cli.md)", "show, dump, lookup, update, ...", &run_verb);
-});
+}, true);
 
 }  // namespace
 }  // namespace bpfvm::cli

@@ -288,7 +288,7 @@ int run_verb(const std::string& verb, Ctx& c) {
 
 RegisterCommand reg_prog("prog", [](CLI::App& app, std::function<int()>& run) {
   register_verb_command(app, run, "prog", "bpftool's program verbs on pinned programs (docs/cli.md)", "loadall, show, dump, run, pin", &run_verb);
-});
+}, true);
 
 }  // namespace
 }  // namespace bpfvm::cli

@@ -1,5 +1,6 @@
-// bpfvm trace OBJ [--section S]... [--attach PROG=SPEC]... [-j] [--duration SEC] [--mode ptrace]
-//                 [--no-seccomp] [--engine interp|jit] [--no-verify] [--strict] (-p PID | -- CMD [ARGS...])
+// bpfvm trace OBJ [--section S]... [--attach PROG=SPEC]... [--set NAME=VALUE]... [--btf FILE]
+//                 [--pinmaps DIR] [-j] [--duration SEC] [--mode ptrace] [--no-seccomp]
+//                 [--engine interp|jit] [--no-verify] [--strict] (-p PID | -- CMD [ARGS...])
 // Attaches the object's tracing programs to system-call events of the command (or process) and runs
 // it: printk lines and ring-buffer / perf records as they happen, the object's maps at the end.
 #include <fmt/format.h>
@@ -25,6 +26,7 @@ struct TraceOpts {
   InputSpec input;  // --type, --btf, --set (the object's path is `object`)
   std::vector<std::string> sections;
   std::vector<std::string> attach;
+  std::string pinmaps;
   bool json = false;
   double duration = 0;
   std::string mode = "auto";
@@ -151,8 +153,7 @@ Result<std::string> choose_mode(const TraceOpts& o, const Object& obj, const std
   for (const auto& r : reqs) {
     const ObjectProgram* prog = obj.find_program(r.program);
     if (!prog) continue;  // SyscallHooks::create names it
-    std::string spec = r.spec.empty() ? section_attach_spec(*prog) : r.spec;
-    auto pt = parse_attach_spec(spec);
+    auto pt = r.spec.empty() ? program_attach_point(*prog) : parse_attach_spec(r.spec);
     if (!pt) continue;  // likewise
     (pt->in_user_code() ? user : sys) = prog->name;
   }
@@ -191,6 +192,9 @@ Result<std::string> choose_mode(const TraceOpts& o, const Object& obj, const std
 }
 
 int trace_agent_mode(const TraceOpts& o, const Object& obj, SyscallHooksOptions& ho, const LoadOptions& lo) {
+  if (!o.pinmaps.empty())
+    return fail(kUsage, "--pinmaps: agent mode shares the maps through a private directory of its own; pinning "
+                        "them elsewhere is not provided there yet");
   const bool json = o.json;
   AgentTraceOptions ao;
   ao.spec.object = o.object;
@@ -248,6 +252,8 @@ int trace_command(const TraceOpts& o) {
     ho.attach.push_back(AttachRequest{a.substr(0, eq), a.substr(eq + 1)});
   }
   ho.prepare = prepare_options(o.engine, o.verify);
+  ho.btf = o.input.btf;
+  ho.pin_maps_dir = o.pinmaps;
   auto mode = choose_mode(o, *obj, ho.attach);
   if (!mode) return fail(kFailed, mode.error(), o.object);
   if (*mode == "agent") {
@@ -264,6 +270,11 @@ int trace_command(const TraceOpts& o) {
     return fail(kFailed, hooks.error(), o.object);
   }
   auto& h = **hooks;
+  if (!o.pinmaps.empty())
+    for (const auto& m : obj->maps)
+      if (!m.is_global_data() && !map_type_pinnable(m.spec.type))
+        std::fprintf(stderr, "bpfvm: map %s (%s) is not pinned: maps of that type do not live in the map store\n",
+                     m.spec.name.c_str(), map_type_name(m.spec.type));
   const bool json = o.json;
   set_printk_sink([json](std::string_view m) { print_printk(m, json); });
   h.set_record_sink([json](const TraceRecord& r) { print_record(r, json); });
@@ -298,6 +309,10 @@ RegisterCommand reg_trace("trace", [](CLI::App& app, std::function<int()>& run) 
       ->allow_extra_args(false);
   cmd->add_option("--attach", o->attach, "Attach program PROG to SPEC (libbpf section syntax); repeatable")
       ->allow_extra_args(false);
+  cmd->add_option("--pinmaps", o->pinmaps,
+                  "Pin the object's maps at DIR/NAME (on tmpfs) so that they outlive the trace (bpfvm map dump "
+                  "pinned DIR/NAME)")
+      ->type_name("DIR");
   cmd->add_flag("-j,--json", o->json, "JSON lines: records as bpftool's event_pipe -j, printk, maps");
   cmd->add_option("--duration", o->duration, "Stop tracing after SEC seconds and detach (the command keeps running)");
   add_choice_option(cmd, "--mode", o->mode, {"auto", "agent", "ptrace"},

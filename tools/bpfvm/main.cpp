@@ -1,11 +1,13 @@
 // bpfvm command-line entry point. Commands register themselves (see cli.hpp).
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <iostream>
 #include <sstream>
+#include <vector>
 
 #include "cli.hpp"
 
@@ -86,6 +88,23 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "bpfvm 0.1.0");
   std::function<int()> run;
   for (auto& c : commands()) c.setup(app, run);
+  // bpftool's -j/-p before the command: moved after the command name for the keyword commands,
+  // which read them among their own words.
+  std::vector<char*> args(argv, argv + argc);
+  size_t lead = 1;
+  auto is_format_flag = [](const std::string& a) { return a == "-j" || a == "--json" || a == "-p" || a == "--pretty"; };
+  while (lead < args.size() && is_format_flag(args[lead])) ++lead;
+  if (lead > 1 && lead < args.size()) {
+    const CommandDef* cmd = nullptr;
+    for (auto& c : commands())
+      if (c.name == std::string(args[lead])) cmd = &c;
+    if (cmd && !cmd->format_flags_before)
+      return fail(kUsage, std::string("'") + args[1] + "' before the command is taken by map, prog and btf; give it after '" +
+                              args[lead] + "' (bpfvm " + args[lead] + " --help)");
+    if (cmd) std::rotate(args.begin() + 1, args.begin() + lead, args.begin() + lead + 1);
+  }
+  argc = int(args.size());
+  argv = args.data();
   if (argc > 1 && argv[1][0] != '-') {
     bool known = false;
     for (auto& c : commands()) known = known || c.name == std::string(argv[1]);

@@ -179,7 +179,7 @@ Result<AgentTraceResult> run_agent_trace(const Object& object, SyscallHooksOptio
                         fmt::format("map '{}': agent mode shares the maps with the command as pinned maps, and maps "
                                     "of type {} cannot be pinned yet{}", m.spec.name, map_type_name(m.spec.type),
                                     m.spec.type == kMapPerfEventArray ? " (use a ring buffer)" : ""));
-  ho.instantiate.pin_all_dir = o.spec.pin_dir;
+  ho.pin_maps_dir = o.spec.pin_dir;
   auto h = SyscallHooks::create(object, ho);
   if (!h) return h.error();
   hooks = std::move(*h);

@@ -12,6 +12,8 @@
 #include "bpfvm/map.hpp"
 #include "bpfvm/trace.hpp"
 #include "hooks/syscall/contexts.hpp"
+#include "hooks/syscall/task_struct.hpp"
+#include "loader/core.hpp"
 
 namespace bpfvm {
 
@@ -63,8 +65,9 @@ bool on_thread_stack(uint64_t addr) {
 
 class EventTask final : public TracedTask {
  public:
-  EventTask(TracedTask& t, const PtRegsNative* kregs, const std::vector<MemRegion>& data)
-      : t_(t), kregs_(kregs), data_(data) {}
+  EventTask(TracedTask& t, const PtRegsNative* kregs, const std::vector<MemRegion>& data,
+            syscall_hooks::TaskStructs* tasks)
+      : t_(t), kregs_(kregs), data_(data), tasks_(tasks) {}
   uint32_t tid() const override { return t_.tid(); }
   uint32_t tgid() const override { return t_.tgid(); }
   // Asked once per event however many programs ask (a source may read them from /proc).
@@ -89,7 +92,14 @@ class EventTask final : public TracedTask {
     if (addr >= base && addr < base + sizeof(PtRegsNative)) return true;
     for (const MemRegion& r : data_)
       if (addr >= r.start && addr < r.start + r.size) return true;
+    if (tasks_ && tasks_->contains(addr)) return true;
     return on_thread_stack(addr);
+  }
+  // Built at the first call of the event, for every program of the event.
+  uint64_t current_task() override {
+    if (!tasks_) return 0;
+    if (!task_) task_ = tasks_->current(*this);
+    return task_;
   }
   long override_return(uint64_t rc) override {
     if (!current || !current->point.can_override) return -22;
@@ -103,6 +113,8 @@ class EventTask final : public TracedTask {
   TracedTask& t_;
   const PtRegsNative* kregs_;
   const std::vector<MemRegion>& data_;
+  syscall_hooks::TaskStructs* tasks_;
+  uint64_t task_ = 0;
   std::optional<uint64_t> uid_gid_;
   char comm_[16] = {};
   bool have_comm_ = false;
@@ -127,7 +139,23 @@ SyscallHooks::~SyscallHooks() = default;
 
 Result<std::unique_ptr<SyscallHooks>> SyscallHooks::create(const Object& object, const SyscallHooksOptions& options) {
   std::unique_ptr<SyscallHooks> h(new SyscallHooks());
-  auto live = instantiate_with(object, options.instantiate);
+  // --pinmaps DIR: every map the store can hold is created (or reused) pinned at DIR/NAME, as if the
+  // object declared it pinned by name with DIR as the pin root; maps of types the store does not
+  // hold (perf event arrays) and global data stay private.
+  Object pinned;
+  InstantiateOptions io;
+  const Object* source = &object;
+  if (!options.pin_maps_dir.empty()) {
+    pinned = object;
+    for (ObjectMap& m : pinned.maps) {
+      if (m.is_global_data()) continue;
+      m.spec.pinning = map_type_pinnable(m.spec.type) ? 1 : 0;
+      if (m.origin == MapOrigin::LegacyElf) m.origin = MapOrigin::Legacy;  // by name, not iproute2's tc/ tree
+    }
+    io.pin_root = options.pin_maps_dir;
+    source = &pinned;
+  }
+  auto live = instantiate_with(*source, io);
   if (!live) return live.error();
   h->live_ = std::make_shared<LoadedObject>(std::move(*live));
 
@@ -139,13 +167,12 @@ Result<std::unique_ptr<SyscallHooks>> SyscallHooks::create(const Object& object,
   for (const AttachRequest& req : requests) {
     const ObjectProgram* prog = object.find_program(req.program);
     if (!prog) return make_error(ErrorCode::InvalidArgument, fmt::format("the object has no program '{}'", req.program));
-    std::string spec = req.spec.empty() ? section_attach_spec(*prog) : req.spec;
     std::string who = fmt::format("program {} (section {})", prog->name, prog->section);
-    if (spec.empty())
+    if (req.spec.empty() && prog->attach.target.empty())
       return make_error(ErrorCode::InvalidArgument,
                         fmt::format("{}: the section names nothing to attach to (give a target with --attach {}=SPEC)",
                                     who, prog->name));
-    auto point = parse_attach_spec(spec);
+    auto point = req.spec.empty() ? program_attach_point(*prog) : parse_attach_spec(req.spec);
     if (!point) return make_error(point.error().code, fmt::format("{}: {}", who, point.error().message));
     if (prog->type_known && prog->type != point->prog_type)
       return make_error(ErrorCode::InvalidArgument,
@@ -171,6 +198,23 @@ Result<std::unique_ptr<SyscallHooks>> SyscallHooks::create(const Object& object,
     ap->prog = std::move(*prepared);
     ap->overrides = overrides;
     h->progs_.push_back(std::move(ap));
+  }
+
+  // bpf_get_current_task's tasks, laid out by the BTF CO-RE relocated against (or --btf).
+  std::string task_user;
+  for (const AttachRequest& req : requests)
+    if (const ObjectProgram* prog = object.find_program(req.program))
+      if (calls_helper(*prog, BPF_FUNC_get_current_task) || calls_helper(*prog, BPF_FUNC_get_current_task_btf))
+        task_user = prog->name;
+  if (!task_user.empty()) {
+    std::string path = options.btf.empty() ? object.target_btf : options.btf;
+    auto synthetic = core::synthetic_target();
+    auto target = path == synthetic->origin() ? Result<std::shared_ptr<const core::TargetBtf>>(synthetic)
+                                              : core::target_for(path);
+    if (!target) return make_error(target.error().code, fmt::format("program {}: {}", task_user, target.error().message));
+    auto layout = syscall_hooks::task_layout((*target)->btf(), (*target)->origin());
+    if (!layout) return make_error(layout.error().code, fmt::format("program {}: {}", task_user, layout.error().message));
+    h->tasks_ = std::make_unique<syscall_hooks::TaskStructs>(std::move(*layout));
   }
 
   // Event tables: tracepoints before kprobes at entry (the kernel's sys_enter tracepoint fires before
@@ -274,7 +318,7 @@ std::optional<int64_t> SyscallHooks::enter(TracedTask& task, const SyscallRegs& 
   if (enter_all_.empty() && (!own || own->empty())) return std::nullopt;
   PtRegsNative kregs;
   std::memcpy(static_cast<void*>(&kregs), regs.words, sizeof kregs);
-  EventTask et(task, &kregs, live_->data_regions);
+  EventTask et(task, &kregs, live_->data_regions, tasks_.get());
   syscall_hooks::SyscallEventData ev{&regs, nr, false, task.tid(), &kregs};
   alignas(8) uint8_t ctx[sizeof(PtRegsNative) + 8];
   set_event_cpu();
@@ -299,7 +343,7 @@ void SyscallHooks::exit(TracedTask& task, int64_t nr, const SyscallRegs& regs) {
   PtRegsNative kregs;
   std::memcpy(static_cast<void*>(&kregs), regs.words, sizeof kregs);
   kregs.orig_ax = static_cast<uint64_t>(nr);
-  EventTask et(task, &kregs, live_->data_regions);
+  EventTask et(task, &kregs, live_->data_regions, tasks_.get());
   syscall_hooks::SyscallEventData ev{&regs, nr, true, task.tid(), &kregs};
   alignas(8) uint8_t ctx[sizeof(PtRegsNative) + 8];
   set_event_cpu();
