@@ -163,7 +163,7 @@ TEST(AttachSpec, RefusalsSayWhy) {
   EXPECT_NE(msg("tracepoint").find("names no target"), std::string::npos);
   EXPECT_NE(msg("kprobe").find("names no target"), std::string::npos);
   EXPECT_NE(msg("xdp").find("not a system-call hook"), std::string::npos);
-  EXPECT_NE(msg("uprobe/bin:main").find("not provided"), std::string::npos);
+  EXPECT_NE(msg("uprobe/bin").find("missing ':FUNC'"), std::string::npos);
 }
 
 TEST(TraceLayouts, RowsOfTheProgramTypeTable) {

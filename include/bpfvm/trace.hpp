@@ -114,8 +114,11 @@ const SyscallInfo* syscall_by_name(std::string_view name);    // the table's nam
 // ---- the attach layer ----------------------------------------------------------------------------
 
 enum class TraceEvent : uint8_t {
-  SyscallEnter,  // a task enters a system call (before it runs)
-  SyscallExit,   // a task returns from one
+  SyscallEnter,    // a task enters a system call (before it runs)
+  SyscallExit,     // a task returns from one
+  FunctionEntry,   // uprobe: a thread reaches an instruction of user code (a function's entry + offset)
+  FunctionReturn,  // uretprobe: a function of user code returns
+  UsdtProbe,       // usdt: a thread passes a statically defined probe point (stapsdt note)
 };
 
 struct AttachPoint {
@@ -133,6 +136,16 @@ struct AttachPoint {
   // as PT_REGS_SYSCALL_REGS / BPF_KSYSCALL expect); true = kprobe/sys_NAME of the kernel's older
   // samples, the arguments in the registers of a plain call (di si dx cx r8 r9).
   bool direct_args = false;
+  // Probes in user code (uprobe/PATH:FUNC[+OFFSET], uretprobe/PATH:FUNC, usdt/PATH:PROVIDER:NAME):
+  // the context is struct pt_regs of the probed thread. They run in the in-process agent only.
+  std::string binary;       // PATH as written: a path, or a bare name resolved as the dynamic loader would
+  std::string function;     // FUNC (uprobes; "" for PATH:OFFSET) or the probe's NAME (usdt)
+  uint64_t offset = 0;      // +OFFSET: bytes after FUNC's first instruction; without FUNC: a file offset
+  std::string provider;     // usdt PROVIDER
+  bool sleepable = false;   // uprobe.s / uretprobe.s (may fault in user memory; same helpers here)
+  bool in_user_code() const {
+    return event == TraceEvent::FunctionEntry || event == TraceEvent::FunctionReturn || event == TraceEvent::UsdtProbe;
+  }
 };
 
 // Parses a target spec. Errors name the spec and say why it cannot be attached (unknown syscall,
@@ -170,6 +183,10 @@ class TracedTask {
   // bpf_override_return(rc): the syscall does not run and returns rc; -EINVAL where the running
   // program's attach point does not allow it.
   virtual long override_return(uint64_t rc) { return -22; }
+  // Probes in user code: bpf_get_func_ip (the probed address) and bpf_get_attach_cookie (the
+  // cookie given at attach; for USDT, the probe point's spec id as libbpf sets it). 0 elsewhere.
+  virtual uint64_t func_ip() const { return 0; }
+  virtual uint64_t attach_cookie() const { return 0; }
   // bpf_get_current_task / _btf: the address of a synthetic struct task_struct of the task (laid
   // out by the CO-RE BTF, in memory that is_kernel() counts as kernel memory); 0 when none.
   virtual uint64_t current_task() { return 0; }

@@ -1,8 +1,13 @@
 // The attach layer: a target in libbpf's section syntax, as the loader's parse_attach_target reads
-// it (the one parser of section names) -> an AttachPoint (event, syscall, context layout). Only
-// system-call events exist for now; every other target is refused with why.
+// it (the one parser of section names) -> an AttachPoint (event, syscall, context layout):
+// system-call events and probes in user code (uprobes, USDT); every other target is refused with why.
 #include <fmt/format.h>
 
+#include <cctype>
+#include <cerrno>
+#include <cstdlib>
+
+#include "bpfvm/object.hpp"
 #include "bpfvm/trace.hpp"
 
 namespace bpfvm {
@@ -111,6 +116,53 @@ Result<AttachPoint> kprobe(std::string_view spec, const AttachTarget& t, bool re
   return p;
 }
 
+// uprobe/PATH:FUNC[+OFFSET], uprobe/PATH:OFFSET, uretprobe/PATH:FUNC (and the sleepable .s forms),
+// usdt/PATH:PROVIDER:NAME. The loader's section parser splits them (parse_attach_target); this
+// checks what libbpf would refuse and says why.
+Result<AttachPoint> user_probe(std::string_view spec, std::string_view kind, std::string_view target) {
+  const bool usdt = kind == "usdt";
+  const bool ret = kind == "uretprobe" || kind == "uretprobe.s";
+  AttachTarget a = parse_attach_target(spec);
+  auto colon = target.find(':');
+  if (colon == std::string_view::npos || colon == 0 || colon + 1 == target.size() || a.path.empty())
+    return refuse(spec, usdt ? "a USDT probe is written usdt/PATH:PROVIDER:NAME"
+                             : fmt::format("a function probe is written {}/PATH:FUNC{} (missing ':FUNC')", kind,
+                                           ret ? "" : "[+OFFSET]"));
+  AttachPoint p;
+  p.spec = std::string(spec);
+  p.prog_type = kProgKprobe;
+  p.layout = TraceLayout::PtRegs;
+  p.ctx_size = sizeof(PtRegsNative);
+  p.binary = a.path;
+  p.sleepable = a.sleepable;
+  if (usdt) {
+    if (a.provider.empty() || a.name.empty() || a.name.find(':') != std::string::npos)
+      return refuse(spec, "a USDT probe is written usdt/PATH:PROVIDER:NAME");
+    p.provider = a.provider;
+    p.function = a.name;
+    p.event = TraceEvent::UsdtProbe;
+    p.canonical = fmt::format("usdt/{}:{}:{}", p.binary, p.provider, p.function);
+    return p;
+  }
+  // FUNC[+OFFSET]: a symbol name (versioned names with '@' too); a bare number is a file offset.
+  if (a.name.empty() && a.offset == 0 && target.substr(target.rfind(':') + 1) != "0" &&
+      target.substr(target.rfind(':') + 1) != "0x0")
+    return refuse(spec, fmt::format("'{}' is not FUNC[+OFFSET] nor a file offset", target.substr(target.rfind(':') + 1)));
+  for (char c : a.name)
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '@' || c == '$'))
+      return refuse(spec, fmt::format("'{}' is not a symbol name (FUNC[+OFFSET], OFFSET a number: 16, 0x10)", a.name));
+  if (ret && !a.name.empty() && a.offset != 0) return refuse(spec, "uretprobes do not support offset specification");
+  p.function = a.name;
+  p.offset = a.offset;
+  p.event = ret ? TraceEvent::FunctionReturn : TraceEvent::FunctionEntry;
+  if (p.function.empty())
+    p.canonical = fmt::format("{}/{}:0x{:x}", ret ? "uretprobe" : "uprobe", p.binary, p.offset);
+  else
+    p.canonical = fmt::format("{}/{}:{}{}", ret ? "uretprobe" : "uprobe", p.binary, p.function,
+                              p.offset ? fmt::format("+0x{:x}", p.offset) : "");
+  return p;
+}
+
 }  // namespace
 
 Result<AttachPoint> attach_point(const AttachTarget& t, std::string_view spec) {
@@ -130,8 +182,16 @@ Result<AttachPoint> attach_point(const AttachTarget& t, std::string_view spec) {
   if (kind == "raw_tracepoint") return raw_tracepoint(spec, t.name);
   if (kind == "kprobe" || kind == "kretprobe") return kprobe(spec, t, t.retprobe, false);
   if (kind == "ksyscall" || kind == "kretsyscall") return kprobe(spec, t, t.retprobe, true);
-  if (kind == "uprobe" || kind == "uretprobe" || kind == "usdt")
-    return refuse(spec, "function probes in user code are not provided by the ptrace event source");
+  if (spec.starts_with("uprobe.multi") || spec.starts_with("uretprobe.multi"))
+    return refuse(spec, "multi-uprobes are not provided (attach each function with uprobe/PATH:FUNC)");
+  if (kind == "uprobe" || kind == "uretprobe" || kind == "usdt") {
+    std::string_view form = spec.substr(0, spec.find('/'));
+    if (t.multi) return refuse(spec, "multi-uprobes are not provided (attach each function with uprobe/PATH:FUNC)");
+    if (t.target.empty())
+      return refuse(spec, fmt::format("'{}' names no target (write {}/PATH:{}, or give one with --attach PROG=SPEC)",
+                                      form, form, kind == "usdt" ? "PROVIDER:NAME" : "FUNC"));
+    return user_probe(spec, form, t.target);
+  }
   return refuse(spec, "not a system-call hook (bpfvm trace attaches tracepoint/syscalls/*, tracepoint/raw_syscalls/*, "
                       "raw_tp/sys_enter|sys_exit, ksyscall/NAME, kretsyscall/NAME, kprobe/__x64_sys_NAME, "
                       "kretprobe/__x64_sys_NAME and kprobe/sys_NAME)");

@@ -1,6 +1,6 @@
 // The current-task helpers for programs that run for a traced task (trace.hpp: TracedTask): the
 // task's ids, name and memory instead of bpfvm's own, bpf_send_signal to the task, and
-// bpf_override_return at a syscall entry.
+// bpf_override_return at a syscall entry, bpf_get_func_ip / bpf_get_attach_cookie at a probe.
 #include <linux/bpf.h>
 
 #include <sys/prctl.h>
@@ -92,6 +92,18 @@ uint64_t override_return(uint64_t, uint64_t rc, uint64_t, uint64_t, uint64_t) {
   return static_cast<uint64_t>(t->override_return(rc));
 }
 
+// bpf_get_func_ip / bpf_get_attach_cookie: what the probe the program runs at says (the probed
+// address; the cookie of the attachment). 0 where no probe is running, as the kernel's answer for
+// programs without a cookie.
+uint64_t get_func_ip(uint64_t, uint64_t, uint64_t, uint64_t, uint64_t) {
+  TracedTask* t = t_task;
+  return t ? t->func_ip() : 0;
+}
+uint64_t get_attach_cookie(uint64_t, uint64_t, uint64_t, uint64_t, uint64_t) {
+  TracedTask* t = t_task;
+  return t ? t->attach_cookie() : 0;
+}
+
 }  // namespace
 
 // Outside a traced event the current task is bpfvm's own thread (as for the other current-task
@@ -151,6 +163,8 @@ void task_helper_rows(void (*add)(int32_t, HelperFn)) {
   add(BPF_FUNC_override_return, &override_return);
   add(BPF_FUNC_send_signal, &send_signal);
   add(BPF_FUNC_send_signal_thread, &send_signal_thread);
+  add(BPF_FUNC_get_func_ip, &get_func_ip);
+  add(BPF_FUNC_get_attach_cookie, &get_attach_cookie);
 }
 
 }  // namespace helpers

@@ -20,6 +20,7 @@
 #include "bpfvm/trace.hpp"
 #include "cli.hpp"
 #include "input.hpp"
+#include "trace_agent.hpp"
 
 namespace bpfvm::cli {
 namespace {
@@ -33,7 +34,7 @@ struct TraceOpts {
   std::vector<std::string> event_types;  // TYPE (every record) or MAP=TYPE
   bool json = false;
   double duration = 0;
-  std::string mode = "ptrace";
+  std::string mode = "auto";
   bool no_seccomp = false;
   int pid = 0;
   std::vector<std::string> command;
@@ -148,6 +149,21 @@ void print_printk(std::string_view msg, bool json) {
   std::fflush(stdout);
 }
 
+// A printk line reported by the agent: the same form, for the thread that printed it.
+void print_agent_printk(const AgentMessage& m, bool json) {
+  std::string msg = m.text;
+  while (!msg.empty() && msg.back() == '\n') msg.pop_back();
+  if (json) {
+    nlohmann::ordered_json j;
+    j["printk"] = msg;
+    j["pid"] = m.pid;
+    std::printf("%s\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+  } else {
+    std::printf("%s-%d bpf_trace_printk: %s\n", m.comm.c_str(), m.tid, msg.c_str());
+  }
+  std::fflush(stdout);
+}
+
 // The object's maps at the end (global data aside): as `bpfvm xdp` prints them, or one JSON object
 // per map with its entries (keys and values as byte arrays; per-CPU values: every CPU's slot).
 void print_maps(const LoadedObject& live, bool json) {
@@ -187,6 +203,96 @@ void print_maps(const LoadedObject& live, bool json) {
   std::fflush(stdout);
 }
 
+// Which event source runs the requests: the agent for probes in user code, ptrace for system calls.
+// Returns "agent" or "ptrace", or an error when the object mixes both or asks what the mode cannot do.
+Result<std::string> choose_mode(const TraceOpts& o, const Object& obj, const std::vector<AttachRequest>& requests) {
+  std::vector<AttachRequest> reqs = requests;
+  if (reqs.empty())
+    for (const auto& p : obj.programs) reqs.push_back(AttachRequest{p.name, ""});
+  std::string user, sys;
+  for (const auto& r : reqs) {
+    const ObjectProgram* prog = obj.find_program(r.program);
+    if (!prog) continue;  // SyscallHooks::create names it
+    auto pt = r.spec.empty() ? program_attach_point(*prog) : parse_attach_spec(r.spec);
+    if (!pt) continue;  // likewise
+    (pt->in_user_code() ? user : sys) = prog->name;
+  }
+  // A request that names nothing or no program is refused by SyscallHooks::create with the reason,
+  // whichever mode runs it.
+  if (user.empty() && sys.empty()) return std::string(o.mode == "agent" ? "agent" : "ptrace");
+  if (!user.empty() && !sys.empty())
+    return make_error(ErrorCode::InvalidArgument,
+                      fmt::format("program {} probes user code (agent mode) and program {} system calls (ptrace "
+                                  "mode): one run uses one mode; attach them in two runs (--section, --attach)",
+                                  user, sys));
+  if (o.mode == "ptrace") {
+    if (!user.empty())
+      return make_error(ErrorCode::InvalidArgument,
+                        fmt::format("program {}: probes in user code run in the agent (--mode agent or auto), not in "
+                                    "ptrace mode", user));
+    return std::string("ptrace");
+  }
+  if (o.mode == "agent") {
+    if (user.empty())
+      return make_error(ErrorCode::InvalidArgument,
+                        "agent mode runs probes in user code (uprobe, uretprobe, usdt); the object's system-call "
+                        "programs run in ptrace mode (--mode ptrace or auto)");
+    if (o.pid != 0)
+      return make_error(ErrorCode::InvalidArgument, "agent mode starts a command: -p PID is not provided there");
+    return std::string("agent");
+  }
+  if (!user.empty()) {
+    if (o.pid != 0)
+      return make_error(ErrorCode::InvalidArgument,
+                        fmt::format("program {} probes user code, which needs the agent, and the agent cannot be "
+                                    "loaded into a running process (-p) yet", user));
+    return std::string("agent");
+  }
+  return std::string("ptrace");
+}
+
+int trace_agent_mode(const TraceOpts& o, const Object& obj, SyscallHooksOptions& ho, const LoadOptions& lo,
+                     const EventTypes* et) {
+  if (!o.pinmaps.empty())
+    return fail(kUsage, "--pinmaps: agent mode shares the maps through a private directory of its own; pinning "
+                        "them elsewhere is not provided there yet");
+  const bool json = o.json;
+  AgentTraceOptions ao;
+  ao.spec.object = o.object;
+  ao.spec.name = lo.name;
+  ao.spec.prog_type = lo.prog_type;
+  for (const auto& [s, t] : lo.section_types) ao.spec.section_types[s] = t;
+  ao.spec.target_btf = lo.target_btf;
+  for (const auto& s : o.input.sets) {
+    auto eq = s.find('=');
+    ao.spec.sets.emplace_back(s.substr(0, eq), s.substr(eq + 1));
+  }
+  ao.spec.attach = ho.attach;
+  ao.spec.engine = ho.prepare.engine;
+  ao.spec.verify = ho.prepare.verify;
+  ao.spec.rules = ho.prepare.rules;
+  ao.command = o.command;
+  ao.duration = o.duration;
+  ao.note = [](const std::string& m) { std::fprintf(stderr, "bpfvm: %s\n", m.c_str()); };
+  ao.printk = [json](const AgentMessage& m) { print_agent_printk(m, json); };
+  ao.record = [json, et](const TraceRecord& r) { print_record(r, json, et); };
+  std::unique_ptr<SyscallHooks> hooks;
+  std::string rejection;
+  ho.prepare.rejection = &rejection;
+  auto res = run_agent_trace(obj, ho, ao, hooks);
+  if (!res) {
+    if (res.error().code == ErrorCode::Verify && !rejection.empty()) return fail_rejection(rejection);
+    return fail(res.error().code == ErrorCode::Io ? kUsage : kFailed, res.error(), o.object);
+  }
+  if (hooks) hooks->set_record_sink(nullptr);
+  if (!res->started) {
+    std::fprintf(stderr, "bpfvm: %s\n", res->start_error.c_str());
+    return 127;
+  }
+  print_maps(hooks->loaded(), json);
+  return res->exit_code;
+}
+
 int trace_command(const TraceOpts& o) {
   if (o.pid == 0 && o.command.empty()) return fail(kUsage, "trace: give a command after -- or a process with -p PID");
   if (o.pid != 0 && !o.command.empty()) return fail(kUsage, "trace: give either -p PID or a command, not both");
@@ -211,6 +317,14 @@ int trace_command(const TraceOpts& o) {
   ho.prepare = prepare_options(o.engine, o.verify);
   ho.btf = o.input.btf;
   ho.pin_maps_dir = o.pinmaps;
+  auto mode = choose_mode(o, *obj, ho.attach);
+  if (!mode) return fail(kFailed, mode.error(), o.object);
+  if (*mode == "agent") {
+    if (o.mode == "auto")
+      std::fprintf(stderr, "bpfvm: mode: agent (the object probes user code; the programs run inside %s)\n",
+                   o.command.empty() ? "the process" : o.command[0].c_str());
+    return trace_agent_mode(o, *obj, ho, *lo, &*types);
+  }
   std::string rejection;
   ho.prepare.rejection = &rejection;
   auto hooks = SyscallHooks::create(*obj, ho);
@@ -254,8 +368,11 @@ RegisterCommand reg_trace("trace", [](CLI::App& app, std::function<int()>& run) 
   auto* cmd = app.add_subcommand("trace", "Run tracing programs on the system calls of a command or a process "
                                           "(tracepoints, raw tracepoints, syscall kprobes; ptrace)");
   cmd->add_option("object", o->object, "BPF ELF object")->required();
-  cmd->add_option("--section", o->sections, "Attach only this program (function or section name); repeatable");
-  cmd->add_option("--attach", o->attach, "Attach program PROG to SPEC (libbpf section syntax); repeatable");
+  // One value per occurrence: a repeatable option must not swallow the `--` before the command.
+  cmd->add_option("--section", o->sections, "Attach only this program (function or section name); repeatable")
+      ->allow_extra_args(false);
+  cmd->add_option("--attach", o->attach, "Attach program PROG to SPEC (libbpf section syntax); repeatable")
+      ->allow_extra_args(false);
   cmd->add_option("--pinmaps", o->pinmaps,
                   "Pin the object's maps at DIR/NAME (on tmpfs) so that they outlive the trace (bpfvm map dump "
                   "pinned DIR/NAME)")
@@ -266,7 +383,9 @@ RegisterCommand reg_trace("trace", [](CLI::App& app, std::function<int()>& run) 
       ->type_name("[MAP=]TYPE");
   cmd->add_flag("-j,--json", o->json, "JSON lines: records as bpftool's event_pipe -j, printk, maps");
   cmd->add_option("--duration", o->duration, "Stop tracing after SEC seconds and detach (the command keeps running)");
-  add_choice_option(cmd, "--mode", o->mode, {"ptrace"}, "Event source (ptrace)");
+  add_choice_option(cmd, "--mode", o->mode, {"auto", "agent", "ptrace"},
+                    "Event source: agent (in the process: uprobes, USDT), ptrace (system calls), auto (default: "
+                    "by the object's programs)");
   cmd->add_flag("--no-seccomp", o->no_seccomp, "Stop at every system call (no seccomp filter in the command)");
   auto* p = cmd->add_option("-p,--pid", o->pid, "Trace a running process (every thread); detaching leaves it running");
   auto* c = cmd->add_option("command", o->command, "The command to run, after --");

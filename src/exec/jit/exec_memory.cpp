@@ -346,6 +346,11 @@ CodeWriteMode exec_memory_mode() {
   return writer_fd(true) >= 0 ? CodeWriteMode::KernelWrite : CodeWriteMode::Mprotect;
 }
 
+bool write_code_bytes(void* at, const void* data, size_t n) {
+  const int fd = writer_fd(false);
+  return fd >= 0 && pwrite_all(fd, data, n, at);
+}
+
 ExecPoolStats exec_pool_stats() {
   ExecPoolStats s = pool().stats();
   s.own_mappings = g_own_mappings.load(std::memory_order_relaxed);

@@ -49,6 +49,11 @@ enum class CodeWriteMode { KernelWrite, Mprotect };
 CodeWriteMode exec_memory_set_mode(CodeWriteMode mode);
 CodeWriteMode exec_memory_mode();
 
+// Writes `n` bytes into this process's code at `at` (any read+execute mapping, e.g. a function's
+// text being patched) the KernelWrite way, through /proc/self/mem: no mapping becomes writable.
+// False where that does not work here (the caller then needs mprotect).
+bool write_code_bytes(void* at, const void* data, size_t n);
+
 // Pool facts (tests and diagnostics).
 struct ExecPoolStats {
   size_t arenas = 0;               // pre-populated read-write regions the pool holds

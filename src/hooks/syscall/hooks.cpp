@@ -225,6 +225,7 @@ Result<std::unique_ptr<SyscallHooks>> SyscallHooks::create(const Object& object,
   h->exit_.resize(static_cast<size_t>(hi_nr) + 1);
   for (int pass = 0; pass < 2; ++pass) {
     for (auto& p : h->progs_) {
+      if (p->point.in_user_code()) continue;  // probes in user code: the agent attaches them
       bool kprobe = p->point.prog_type == kProgKprobe;
       bool enter = p->point.event == TraceEvent::SyscallEnter;
       // entry: pass 0 tracepoints, pass 1 kprobes; exit: pass 0 kretprobes, pass 1 tracepoints.

@@ -1,0 +1,426 @@
+// The agent's work inside the traced process: the object loaded, verified and prepared here, its
+// maps opened pinned (shared with bpfvm trace), probes in user code attached to the modules loaded
+// now and to libraries loaded later, programs run on the thread that hits a probe.
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <link.h>
+#include <sched.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+#include <atomic>
+#include <csignal>
+#include <cstring>
+#include <fstream>
+#include <mutex>
+#include <sstream>
+
+#include "agent/usdt.hpp"
+#include "bpfvm/agent.hpp"
+#include "bpfvm/helpers.hpp"
+#include "bpfvm/map.hpp"
+#include "bpfvm/probe_target.hpp"
+#include "hooks/uprobe/patch.hpp"
+
+namespace bpfvm {
+
+namespace {
+
+// ---- reports ------------------------------------------------------------------------------------
+
+std::string g_socket;  // the report socket's path ("" = none)
+
+// One datagram per message; a socket of its own each time, so the agent keeps no descriptor the
+// application could close or reuse.
+void report(AgentMessage m) {
+  if (g_socket.empty()) return;
+  if (m.pid == 0) m.pid = getpid();
+  std::string text = agent_message_to_json(m);
+  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return;
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, g_socket.c_str(), sizeof addr.sun_path - 1);
+  (void)sendto(fd, text.data(), text.size(), MSG_NOSIGNAL, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  close(fd);
+}
+
+void report_text(AgentMessage::Kind k, std::string text) {
+  AgentMessage m;
+  m.kind = k;
+  m.text = std::move(text);
+  report(std::move(m));
+}
+
+// ---- the task programs run for: this thread ------------------------------------------------------
+
+class ProbeTask final : public TracedTask {
+ public:
+  ProbeTask(uint64_t ip, uint64_t cookie) : ip_(ip), cookie_(cookie) {}
+  uint32_t tid() const override { return static_cast<uint32_t>(gettid()); }
+  uint32_t tgid() const override { return static_cast<uint32_t>(getpid()); }
+  uint64_t uid_gid() override { return (static_cast<uint64_t>(getgid()) << 32) | getuid(); }
+  void comm(char out[16]) override {
+    std::memset(out, 0, 16);
+    char name[17] = {};
+    if (prctl(PR_GET_NAME, name) == 0) std::memcpy(out, name, 15);
+  }
+  // The thread's own memory, read so that a bad pointer gives -EFAULT instead of a fault.
+  long read_user(void* dst, uint64_t addr, size_t len) override {
+    return safe_read(dst, reinterpret_cast<const void*>(addr), len);
+  }
+  long read_user_str(char* dst, uint64_t addr, size_t size) override {
+    return safe_read_str(dst, reinterpret_cast<const void*>(addr), size);
+  }
+  long send_signal(int sig, bool thread_only) override {
+    int r = thread_only ? static_cast<int>(syscall(SYS_tgkill, getpid(), gettid(), sig)) : kill(getpid(), sig);
+    return r == 0 ? 0 : -errno;
+  }
+  uint64_t func_ip() const override { return ip_; }
+  uint64_t attach_cookie() const override { return cookie_; }
+
+ private:
+  uint64_t ip_, cookie_;
+};
+
+// ---- probes --------------------------------------------------------------------------------------
+
+// One attached hook. Never freed: a thread may still be in its handler or return through it.
+struct Probe {
+  AttachedProgram* prog = nullptr;
+  uint64_t ip = 0;      // the probed address in this process
+  uint64_t cookie = 0;  // bpf_get_attach_cookie
+  uprobe::HookId hook;
+  std::atomic<bool> fault_reported{false};
+};
+
+// The control word (AgentSpec::control): nonzero while bpfvm trace wants events.
+const std::atomic<uint32_t>* g_enabled = nullptr;
+
+void on_hit(void* cookie, uprobe::PtRegs* regs) {
+  if (g_enabled && g_enabled->load(std::memory_order_relaxed) == 0) return;
+  auto* p = static_cast<Probe*>(cookie);
+  ProbeTask task(p->ip, p->cookie);
+  TracedTask* prev = current_traced_task();
+  set_current_traced_task(&task);
+  int cpu = sched_getcpu();
+  int n = possible_cpus();
+  set_current_cpu(cpu >= 0 && n > 0 ? cpu % n : 0);
+  {
+    MapReadSection section;
+    RunArgs args;
+    args.r1 = reinterpret_cast<uint64_t>(regs);
+    const PreparedProgram& pp = p->prog->prog;
+    if (pp.exe->options().checked) {
+      args.regions.push_back(MemRegion{args.r1, sizeof(PtRegsNative), false, "ctx"});
+      args.regions.insert(args.regions.end(), pp.regions.begin(), pp.regions.end());
+    }
+    // A fault left by an earlier run on this thread was taken by that run (below).
+    auto r = pp.exe->run(args);
+    std::optional<Diagnostic> fault = take_helper_fault();
+    if (!r && !fault) fault = r.error();
+    if (fault && !p->fault_reported.exchange(true))
+      report_text(AgentMessage::Kind::Fault, fmt::format("program {}: {}", p->prog->name, fault->message));
+  }
+  set_current_traced_task(prev);
+}
+
+// A loaded module: its file and load bias.
+struct Module {
+  std::string path;
+  uint64_t bias = 0;
+  dev_t dev = 0;
+  ino_t ino = 0;
+};
+
+std::vector<Module> loaded_modules() {
+  std::vector<Module> out;
+  dl_iterate_phdr(
+      [](dl_phdr_info* info, size_t, void* data) {
+        auto& v = *static_cast<std::vector<Module>*>(data);
+        Module m;
+        m.bias = info->dlpi_addr;
+        if (info->dlpi_name && info->dlpi_name[0]) {
+          m.path = info->dlpi_name;
+        } else if (v.empty()) {
+          char buf[4096];
+          ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+          if (n <= 0) return 0;
+          m.path.assign(buf, static_cast<size_t>(n));
+        } else {
+          return 0;
+        }
+        struct stat st;
+        if (stat(m.path.c_str(), &st) != 0) return 0;  // the vDSO and the like
+        m.dev = st.st_dev;
+        m.ino = st.st_ino;
+        v.push_back(std::move(m));
+        return 0;
+      },
+      &out);
+  return out;
+}
+
+// A program in user code and where it stands.
+struct Target {
+  AttachedProgram* prog = nullptr;
+  bool by_path = false;  // PATH has a '/': matched by file identity, else by file name
+  dev_t dev = 0;
+  ino_t ino = 0;
+  bool done = false;     // attached (or failed) in this process
+};
+
+struct Agent {
+  AgentSpec spec;
+  std::unique_ptr<Object> object;
+  std::unique_ptr<SyscallHooks> hooks;
+  std::vector<Target> targets;
+  std::vector<Probe*> probes;  // attached in this process
+  std::unique_ptr<usdt::Specs> usdt;
+  std::mutex mu;
+  std::atomic<bool> waiting{false};  // targets not attached yet
+};
+
+Agent* g_agent = nullptr;  // kept for the process's lifetime (hooks point into it)
+
+bool matches(const Target& t, const Module& m) {
+  if (t.by_path) return t.dev == m.dev && t.ino == m.ino;
+  std::string_view p = m.path;
+  auto s = p.rfind('/');
+  return (s == std::string_view::npos ? p : p.substr(s + 1)) == t.prog->point.binary;
+}
+
+// `start`/`size`: the function holding `addr` (0 when unknown): the patcher then checks that `addr`
+// starts an instruction and that the bytes it displaces are no jump target.
+Result<uprobe::HookId> hook_at(uint64_t addr, uint64_t start, size_t size, uprobe::HookKind kind, Probe* p) {
+  uprobe::AttachOptions o;
+  o.func_size = size;
+  o.func_start = start != addr ? start : 0;
+  return uprobe::attach(addr, kind, &on_hit, p, o);
+}
+
+// Attaches one program to a module it matched: every hook or none. Returns the hooks made.
+Result<std::vector<Probe*>> attach_target(Agent& a, Target& t, const Module& m) {
+  const AttachPoint& pt = t.prog->point;
+  std::vector<Probe*> made;
+  auto undo = [&] {
+    for (Probe* p : made) (void)uprobe::detach(p->hook);
+  };
+  auto where = [&] { return fmt::format("program {} ({})", t.prog->name, pt.canonical); };
+  if (pt.event == TraceEvent::UsdtProbe) {
+    auto notes = find_usdt_notes(m.path, pt.provider, pt.function);
+    if (!notes) return make_error(notes.error().code, fmt::format("{}: {}", where(), notes.error().message));
+    for (const UsdtNote& n : *notes) {
+      auto id = a.usdt->add(n, m.bias);
+      if (!id) {
+        undo();
+        return make_error(id.error().code, fmt::format("{}: {}", where(), id.error().message));
+      }
+      auto* p = new Probe();
+      p->prog = t.prog;
+      p->ip = n.pc + (n.relocatable ? m.bias : 0);
+      p->cookie = *id;
+      // A USDT site is a 1-byte nop, often right before another probe's: no function bounds are
+      // given, so the patcher places an int3 there and displaces no neighbouring site.
+      auto h = hook_at(p->ip, 0, 0, uprobe::HookKind::Entry, p);
+      if (!h) {
+        undo();
+        return make_error(h.error().code, fmt::format("{}: {}", where(), h.error().message));
+      }
+      p->hook = *h;
+      made.push_back(p);
+    }
+    // Semaphores: incremented while attached (the program's code tests them before the probe).
+    for (const UsdtNote& n : *notes)
+      if (n.semaphore)
+        __atomic_add_fetch(reinterpret_cast<uint16_t*>(n.semaphore + (n.relocatable ? m.bias : 0)), 1,
+                           __ATOMIC_SEQ_CST);
+    return made;
+  }
+  auto fn = find_elf_function(m.path, pt.function, pt.offset);
+  if (!fn) return make_error(fn.error().code, fmt::format("{}: {}", where(), fn.error().message));
+  auto* p = new Probe();
+  p->prog = t.prog;
+  p->ip = fn->vaddr + (fn->relocatable ? m.bias : 0);
+  const uint64_t entry = p->ip - (pt.function.empty() ? 0 : pt.offset);
+  auto h = hook_at(p->ip, entry, pt.function.empty() ? 0 : fn->size,
+                   pt.event == TraceEvent::FunctionReturn ? uprobe::HookKind::Return : uprobe::HookKind::Entry, p);
+  if (!h) {
+    delete p;
+    return make_error(h.error().code, fmt::format("{}: {}", where(), h.error().message));
+  }
+  p->hook = *h;
+  made.push_back(p);
+  return made;
+}
+
+// Attaches every waiting target that a loaded module now matches. At start (`all_or_nothing`) a
+// failure detaches everything; later (a dlopen) a failing target is reported and left out.
+Status attach_loaded(Agent& a, bool all_or_nothing, uint32_t* attached) {
+  std::vector<Module> mods = loaded_modules();
+  *attached = 0;
+  bool waiting = false;
+  for (Target& t : a.targets) {
+    if (t.done) continue;
+    const Module* mod = nullptr;
+    for (const Module& m : mods)
+      if (matches(t, m)) {
+        mod = &m;
+        break;
+      }
+    if (!mod) {
+      waiting = true;
+      continue;
+    }
+    t.done = true;
+    auto r = attach_target(a, t, *mod);
+    if (!r) {
+      if (all_or_nothing) {
+        for (Probe* p : a.probes) (void)uprobe::detach(p->hook);
+        a.probes.clear();
+        return r.error();
+      }
+      report_text(AgentMessage::Kind::Error, r.error().message);
+      continue;
+    }
+    a.probes.insert(a.probes.end(), r->begin(), r->end());
+    *attached += static_cast<uint32_t>(r->size());
+  }
+  a.waiting = waiting;
+  return {};
+}
+
+uint32_t count_waiting(const Agent& a) {
+  uint32_t n = 0;
+  for (const Target& t : a.targets) n += t.done ? 0 : 1;
+  return n;
+}
+
+Status start(const std::string& spec_path) {
+  std::ifstream in(spec_path);
+  if (!in) return make_error(ErrorCode::Io, fmt::format("cannot read the agent spec {}: {}", spec_path, std::strerror(errno)));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  auto spec = agent_spec_from_json(ss.str());
+  if (!spec) return spec.error();
+  g_socket = spec->socket;
+  if (!spec->control.empty()) {
+    int fd = open(spec->control.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+      return make_error(ErrorCode::Io, fmt::format("cannot open the control page {}: {}", spec->control, std::strerror(errno)));
+    void* page = mmap(nullptr, 4096, PROT_READ, MAP_SHARED, fd, 0);
+    close(fd);
+    if (page == MAP_FAILED)
+      return make_error(ErrorCode::Io, fmt::format("cannot map the control page {}: {}", spec->control, std::strerror(errno)));
+    g_enabled = static_cast<const std::atomic<uint32_t>*>(page);
+  }
+  auto a = std::make_unique<Agent>();
+  a->spec = std::move(*spec);
+  LoadOptions lo;
+  lo.name = a->spec.name;
+  lo.prog_type = a->spec.prog_type;
+  for (const auto& [s, t] : a->spec.section_types) lo.section_types[s] = t;
+  lo.target_btf = a->spec.target_btf;
+  auto obj = load_object_file(a->spec.object, lo);
+  if (!obj) return make_error(obj.error().code, fmt::format("{}: {}", a->spec.object, obj.error().message));
+  for (const auto& [n, v] : a->spec.sets)
+    if (Status st = obj->set_global_text(n, v); !st)
+      return make_error(st.error().code, fmt::format("--set {}={}: {}", n, v, st.error().message));
+  a->object = std::make_unique<Object>(std::move(*obj));
+  SyscallHooksOptions ho;
+  ho.attach = a->spec.attach;
+  ho.prepare.engine = a->spec.engine;
+  ho.prepare.verify = a->spec.verify;
+  ho.prepare.rules = a->spec.rules;
+  ho.pin_maps_dir = a->spec.pin_dir;
+  auto hooks = SyscallHooks::create(*a->object, ho);
+  if (!hooks) return hooks.error();
+  a->hooks = std::move(*hooks);
+  for (const auto& p : a->hooks->programs()) {
+    if (!p->point.in_user_code())
+      return make_error(ErrorCode::InvalidArgument,
+                        fmt::format("program {} ({}): the agent runs probes in user code only (uprobe, uretprobe, "
+                                    "usdt); system-call programs run in ptrace mode", p->name, p->point.canonical));
+    Target t;
+    t.prog = p.get();
+    const std::string& bin = p->point.binary;
+    if (bin.find('/') != std::string::npos) {
+      struct stat st;
+      if (stat(bin.c_str(), &st) != 0)
+        return make_error(ErrorCode::InvalidArgument,
+                          fmt::format("program {} ({}): {}: {}", p->name, p->point.canonical, bin, std::strerror(errno)));
+      t.by_path = true;
+      t.dev = st.st_dev;
+      t.ino = st.st_ino;
+    }
+    a->targets.push_back(t);
+  }
+  a->usdt = std::make_unique<usdt::Specs>(a->hooks->loaded());
+  if (Status st = a->usdt->check(); !st) return st;
+  // Everything below runs with the lock: a dlopen on another thread waits for the first attach.
+  Agent& ag = *a;
+  std::lock_guard<std::mutex> lock(ag.mu);
+  uint32_t attached = 0;
+  if (Status st = attach_loaded(ag, true, &attached); !st) return st;
+  // bpf_trace_printk lines go to bpfvm trace, with the thread that printed them.
+  set_printk_sink([](std::string_view msg) {
+    AgentMessage m;
+    m.kind = AgentMessage::Kind::Printk;
+    m.text = std::string(msg);
+    if (TracedTask* t = current_traced_task()) {
+      m.tid = static_cast<int32_t>(t->tid());
+      char comm[16];
+      t->comm(comm);
+      m.comm = comm;
+    }
+    report(std::move(m));
+  });
+  g_agent = a.release();
+  AgentMessage ready;
+  ready.kind = AgentMessage::Kind::Ready;
+  ready.attached = attached;
+  ready.pending = count_waiting(ag);
+  if (ready.pending) {
+    std::string names;
+    for (const Target& t : ag.targets)
+      if (!t.done) names += fmt::format("{}{}", names.empty() ? "" : ", ", t.prog->point.binary);
+    ready.text = fmt::format("waiting for {} to be loaded", names);
+  }
+  report(std::move(ready));
+  return {};
+}
+
+}  // namespace
+
+Status agent_start(const std::string& spec_path) {
+  if (g_agent) return make_error(ErrorCode::InvalidArgument, "the agent is already running in this process");
+  Status st = start(spec_path);
+  if (!st) report_text(AgentMessage::Kind::Error, st.error().message);
+  return st;
+}
+
+void agent_rescan_modules() {
+  Agent* a = g_agent;
+  if (!a || !a->waiting.load(std::memory_order_acquire)) return;
+  std::lock_guard<std::mutex> lock(a->mu);
+  uint32_t attached = 0;
+  (void)attach_loaded(*a, false, &attached);
+  if (attached) {
+    AgentMessage m;
+    m.kind = AgentMessage::Kind::Attach;
+    m.attached = attached;
+    m.pending = count_waiting(*a);
+    report(std::move(m));
+  }
+}
+
+bool agent_active() { return g_agent != nullptr; }
+
+}  // namespace bpfvm
