@@ -73,17 +73,21 @@ class PinnedMapOfMaps final : public Map {
   PinnedMapOfMaps(const MapSpec& s, std::shared_ptr<Map> refs, std::shared_ptr<store::Region> region)
       : Map(s), refs_(std::move(refs)), is_array_(s.type == kMapArrayOfMaps) {
     region_ = std::move(region);
+    refs_lookup_ = refs_->lookup_fn();
   }
 
   // Program side: the inner Map*, opened once per process and kept for the outer map's life.
   void* lookup(const void* key) override {
-    void* v = refs_->lookup(key);
+    void* v = refs_lookup_(refs_.get(), key);
     if (!v) return nullptr;
     uint64_t tag = __atomic_load_n(&static_cast<Ref*>(v)->tag, __ATOMIC_ACQUIRE);
     if (tag == 0) return nullptr;
-    // Fast path: a direct-mapped table of resolved tags (lock-free; entries live as long as this).
-    const Resolved* f = fast_[tag % kFast].load(std::memory_order_acquire);
-    if (f && f->tag == tag) return f->map.get();
+    // Fast path: a small set-associative table of resolved tags (lock-free; entries live as long
+    // as this object).
+    for (size_t w = 0; w < kWays; ++w) {
+      const Resolved* f = fast_[(tag + w) % kFast].load(std::memory_order_acquire);
+      if (f && f->tag == tag) return f->map.get();
+    }
     return resolve(key).get();
   }
   long update(const void*, const void*, uint64_t) override { return -EINVAL; }
@@ -143,7 +147,7 @@ class PinnedMapOfMaps final : public Map {
       std::lock_guard<std::mutex> lk(mu_);
       auto it = cache_.find(r.tag);
       if (it != cache_.end()) {
-        fast_[r.tag % kFast].store(it->second.get(), std::memory_order_release);
+        publish(it->second.get());
         return it->second->map;
       }
     }
@@ -167,11 +171,24 @@ class PinnedMapOfMaps final : public Map {
     std::lock_guard<std::mutex> lk(mu_);
     auto [it, fresh] = cache_.try_emplace(tag, nullptr);
     if (fresh) it->second = std::make_unique<Resolved>(Resolved{tag, std::move(m)});
-    fast_[tag % kFast].store(it->second.get(), std::memory_order_release);
+    publish(it->second.get());
     return it->second->map;
   }
+  // Puts r in the fast table: in a free or matching way of its set, else in its first way.
+  void publish(const Resolved* r) {
+    for (size_t w = 0; w < kWays; ++w) {
+      auto& e = fast_[(r->tag + w) % kFast];
+      const Resolved* cur = e.load(std::memory_order_relaxed);
+      if (!cur || cur == r) {
+        e.store(r, std::memory_order_release);
+        return;
+      }
+    }
+    fast_[r->tag % kFast].store(r, std::memory_order_release);
+  }
 
-  static constexpr size_t kFast = 256;
+  static constexpr size_t kFast = 1024, kWays = 4;
+  Map::LookupFn refs_lookup_ = nullptr;
   std::shared_ptr<Map> refs_;
   bool is_array_;
   std::mutex mu_;

@@ -83,3 +83,6 @@ Not found
 $ bpfvm map create $SCRATCH/noinner type array_of_maps key 4 value 4 entries 4 name noinner
 bpfvm: pinned map $SCRATCH/noinner: map-in-map needs an inner map definition (-9)
 [exit 1]
+# The maps made here are removed (the pin root is shared with the other cases).
+$ bpfvm map show pinned $SCRATCH/outer > /dev/null; rm -f $SCRATCH/in_a $SCRATCH/in_b $SCRATCH/wrong $SCRATCH/outer $SCRATCH/houter
+[exit 0]
