@@ -74,12 +74,20 @@ class PinnedMapOfMaps final : public Map {
       : Map(s), refs_(std::move(refs)), is_array_(s.type == kMapArrayOfMaps) {
     region_ = std::move(region);
     refs_lookup_ = refs_->lookup_fn();
+    if (is_array_ && !refs_->inline_array(&arr_)) arr_ = {};
   }
 
   // Program side: the inner Map*, opened once per process and kept for the outer map's life.
   void* lookup(const void* key) override {
-    void* v = refs_lookup_(refs_.get(), key);
-    if (!v) return nullptr;
+    void* v;
+    if (is_array_) {  // the array of references, indexed in place
+      uint32_t idx = *static_cast<const uint32_t*>(key);
+      if (idx >= arr_.max_entries) return nullptr;
+      v = arr_.base + size_t(idx) * arr_.stride;
+    } else {
+      v = refs_lookup_(refs_.get(), key);
+      if (!v) return nullptr;
+    }
     uint64_t tag = __atomic_load_n(&static_cast<Ref*>(v)->tag, __ATOMIC_ACQUIRE);
     if (tag == 0) return nullptr;
     // Fast path: a small set-associative table of resolved tags (lock-free; entries live as long
@@ -189,6 +197,7 @@ class PinnedMapOfMaps final : public Map {
 
   static constexpr size_t kFast = 1024, kWays = 4;
   Map::LookupFn refs_lookup_ = nullptr;
+  Map::InlineArray arr_;  // array_of_maps: where the references are (max_entries 0: none)
   std::shared_ptr<Map> refs_;
   bool is_array_;
   std::mutex mu_;
