@@ -222,6 +222,67 @@ TEST_F(MimStoreTest, HashOfMapsSharedBetweenProcesses) {
   EXPECT_EQ(rc, 0);
 }
 
+// Writers in several processes replace one slot over and over while readers in others look it up:
+// a reader always finds one of the two inner maps (never half a reference); writers killed at
+// random points (possibly holding the slot's lock) leave a slot the others keep using.
+TEST_F(MimStoreTest, ConcurrentReplacementsAndKilledWriters) {
+  const MapSpec in = spec(kMapArray, 4, 8, 4, "in");
+  auto a = must(create_pinned_map(in, path("in_a")));
+  auto b = must(create_pinned_map(in, path("in_b")));
+  for (uint32_t t : {uint32_t(kMapArrayOfMaps), uint32_t(kMapHashOfMaps)}) {
+    const std::string op = path(std::string("o_") + map_type_name(t));
+    auto outer = must(create_pinned_map(outer_spec(t, 4, in), op));
+    ASSERT_TRUE(a && b && outer);
+    uint32_t k0 = 0, ia = a->id();
+    ASSERT_EQ(outer->update_user(&k0, &ia, 0), 0);
+    auto writer = [&](bool forever) {
+      auto o = open_pinned_map(op);
+      auto ma = open_pinned_map(path("in_a"));
+      auto mb = open_pinned_map(path("in_b"));
+      if (!o || !ma || !mb) return false;
+      uint32_t ids[2] = {(*ma)->id(), (*mb)->id()};
+      for (int i = 0; forever || i < 3000; ++i)
+        if ((*o)->update_user(&k0, &ids[i & 1], 0) != 0) return false;
+      return true;
+    };
+    auto reader = [&] {
+      auto o = open_pinned_map(op);
+      if (!o) return false;
+      for (int i = 0; i < 20000; ++i) {
+        MapReadSection rs;
+        Map* m = static_cast<Map*>((*o)->lookup(&k0));
+        if (!m || (m->store_id() != a->store_id() && m->store_id() != b->store_id())) return false;
+      }
+      return true;
+    };
+    std::vector<pid_t> kids;
+    for (int w = 0; w < 2; ++w) {
+      pid_t p = fork();
+      if (p == 0) _exit(writer(false) ? 0 : 1);
+      kids.push_back(p);
+    }
+    pid_t r = fork();
+    if (r == 0) _exit(reader() ? 0 : 1);
+    kids.push_back(r);
+    for (pid_t p : kids) {
+      int st = 0;
+      waitpid(p, &st, 0);
+      EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << map_type_name(t);
+    }
+    // Writers killed at random points.
+    std::mt19937 rng(t);
+    for (int round = 0; round < 8; ++round) {
+      pid_t p = fork();
+      if (p == 0) _exit(writer(true) ? 0 : 1);
+      std::this_thread::sleep_for(std::chrono::microseconds(500 + rng() % 3000));
+      kill(p, SIGKILL);
+      waitpid(p, nullptr, 0);
+    }
+    int rc = in_child([&] { return writer(false) && reader(); }, 20);
+    EXPECT_EQ(rc, 0) << map_type_name(t) << ": the slot is not usable after writers were killed";
+  }
+}
+
 // A slot whose inner file was removed, or replaced by another map at the same path, reads as
 // empty in a process that opens the outer map afterwards.
 TEST_F(MimStoreTest, MissingOrReplacedInnerFileReadsAsEmpty) {
