@@ -3,6 +3,7 @@
 // Iteration order of hash maps is compared as sets, LRU victims and bloom false positives loosely.
 // Skips cleanly when bpf() is unavailable (not root, no CAP_BPF).
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cstring>
 #include <filesystem>
@@ -229,6 +230,60 @@ TEST(MapsKernel, MapInMapRules) {
     int kr = kernel::map_update(outer.get(), &key, &kv, c.flags);
     long vr = vouter->update_user(&key, &c.vid, c.flags);
     EXPECT_EQ(vr, kr) << "insert case key " << c.key << " flags " << c.flags;
+  }
+}
+
+// Pinned maps of maps answer insertions as the kernel does (pinned inner maps of the same and of
+// other shapes, flags, keys out of range), for both outer types.
+TEST(MapsKernel, PinnedMapInMapInsertionMatchesKernel) {
+  REQUIRE_KERNEL();
+  CpuScope cpus;
+  std::error_code ec;
+  if (std::filesystem::space("/dev/shm", ec).capacity == 0 || ec) GTEST_SKIP() << "/dev/shm unavailable";
+  const std::string dir = "/dev/shm/bpfvm-kernel-mim-" + std::to_string(getpid());
+  std::filesystem::create_directories(dir);
+  struct Cleanup {
+    std::string d;
+    ~Cleanup() { std::filesystem::remove_all(d); }
+  } cleanup{dir};
+  int kerr = 0;
+  kernel::Fd kin = kernel::create_map(kMapArray, 4, 8, 4, 0, &kerr);
+  kernel::Fd kother = kernel::create_map(kMapArray, 4, 8, 5, 0, &kerr);
+  kernel::Fd khash = kernel::create_map(kMapHash, 4, 8, 4, 0, &kerr);
+  ASSERT_TRUE(kin && kother && khash);
+  const MapSpec in = to_spec({kMapArray, 4, 8, 4});
+  auto vin = create_pinned_map(in, dir + "/in");
+  auto vother = create_pinned_map(to_spec({kMapArray, 4, 8, 5}), dir + "/other");
+  auto vhash = create_pinned_map(to_spec({kMapHash, 4, 8, 4}), dir + "/hash");
+  ASSERT_TRUE(vin.ok() && vother.ok() && vhash.ok());
+  for (uint32_t t : {uint32_t(kMapArrayOfMaps), uint32_t(kMapHashOfMaps)}) {
+    kernel::Fd kouter = kernel::create_map(t, 4, 4, 3, 0, &kerr, 0, kin.get());
+    ASSERT_TRUE(bool(kouter));
+    MapSpec os = to_spec({t, 4, 4, 3});
+    os.inner = std::make_shared<MapSpec>(in);
+    auto vouter = create_pinned_map(os, dir + "/outer_" + map_type_name(t));
+    ASSERT_TRUE(vouter.ok()) << vouter.error().to_string();
+    struct Case {
+      int kfd;
+      Map* v;
+      uint64_t flags;
+      uint32_t key;
+    } cases[] = {{kin.get(), vin->get(), 0, 0},           {kother.get(), vother->get(), 0, 1},
+                 {khash.get(), vhash->get(), 0, 1},       {kin.get(), vin->get(), kBpfNoexist, 0},
+                 {kin.get(), vin->get(), kBpfExist, 2},   {kin.get(), vin->get(), kBpfExist, 0},
+                 {kin.get(), vin->get(), 0, 7},           {kin.get(), vin->get(), 3, 1}};
+    for (const Case& c : cases) {
+      uint32_t kv = uint32_t(c.kfd), vid = c.v->id(), key = c.key;
+      int kr = kernel::map_update(kouter.get(), &key, &kv, c.flags);
+      long vr = (*vouter)->update_user(&key, &vid, c.flags);
+      EXPECT_EQ(vr, kr) << map_type_name(t) << " key " << c.key << " flags " << c.flags;
+    }
+    // Deleting: a filled slot, then an empty one.
+    for (uint32_t key : {0u, 0u}) {
+      int kr = kernel::map_delete(kouter.get(), &key);
+      long vr = (*vouter)->delete_user(&key);
+      EXPECT_EQ(vr, kr) << map_type_name(t) << " delete";
+    }
   }
 }
 

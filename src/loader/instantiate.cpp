@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <vector>
 
 #include "bpfvm/object.hpp"
 
@@ -87,6 +88,26 @@ Result<LoadedObject> instantiate_with(const Object& object, const InstantiateOpt
     uint32_t size = 0;
     if (const void* d = btf__raw_data(b, &size)) raw_btf.assign(static_cast<const uint8_t*>(d), static_cast<const uint8_t*>(d) + size);
   }
+  // Pin paths first: a map put in a slot of a pinned map-in-map by the object's initialiser must be
+  // pinned too (another process resolves the slot by the inner map's file). Unless it is pinned
+  // itself, it goes next to the outer map as OUTER.INNER (a map name has no '.', so this never
+  // collides with a map pinned by name).
+  std::vector<std::string> paths(object.maps.size());
+  for (size_t i = 0; i < object.maps.size(); ++i) {
+    auto path = pin_path_of(object, object.maps[i], options);
+    if (!path) return path.error();
+    paths[i] = std::move(*path);
+  }
+  for (size_t i = 0; i < object.maps.size(); ++i) {
+    if (paths[i].empty()) continue;
+    for (const MapSlotInit& s : object.maps[i].slots) {
+      if (s.map < 0 || static_cast<size_t>(s.map) >= object.maps.size() || !paths[s.map].empty()) continue;
+      paths[s.map] = paths[i] + "." + object.maps[s.map].spec.name;
+    }
+  }
+  // Slots are initialised only in maps created here: a pinned map that already existed keeps the
+  // slots it has (libbpf's rule).
+  std::vector<bool> reused(object.maps.size(), false);
   for (size_t i = 0; i < object.maps.size(); ++i) {
     const ObjectMap& om = object.maps[i];
     std::shared_ptr<MapBtf> map_btf;
@@ -96,8 +117,7 @@ Result<LoadedObject> instantiate_with(const Object& object, const InstantiateOpt
       map_btf->key_type_id = om.btf_key_type_id;
       map_btf->value_type_id = om.btf_value_type_id;
     }
-    auto path = pin_path_of(object, om, options);
-    if (!path) return path.error();
+    const std::string* path = &paths[i];
     if (!path->empty()) {
       if (!map_type_pinnable(om.spec.type))
         return make_error(ErrorCode::Load, fmt::format("map '{}': maps of type {} cannot be pinned yet", om.spec.name,
@@ -105,6 +125,8 @@ Result<LoadedObject> instantiate_with(const Object& object, const InstantiateOpt
       std::string dir = path->substr(0, path->rfind('/'));
       if (std::string e = make_dirs(dir); !e.empty())
         return make_error(ErrorCode::Load, fmt::format("map '{}': {}", om.spec.name, e));
+      struct stat st;
+      reused[i] = stat(path->c_str(), &st) == 0;
       auto m = open_or_create_pinned_map(om.spec, *path, map_btf);
       if (!m) return make_error(ErrorCode::Load, fmt::format("map '{}': {}", om.spec.name, m.error().message));
       live.maps[i] = std::move(*m);
@@ -131,6 +153,7 @@ Result<LoadedObject> instantiate_with(const Object& object, const InstantiateOpt
     }
     for (const MapSlotInit& s : om.slots) {
       if (s.map < 0) continue;  // prog_array slots: the caller creates programs
+      if (reused[i]) break;
       if (static_cast<size_t>(s.map) >= live.maps.size())
         return make_error(ErrorCode::Load, fmt::format("map '{}': slot {} names map #{}, which does not exist", om.spec.name,
                                                        s.index, s.map));

@@ -229,7 +229,11 @@ extern const store::RegionFamily kQueueStackRegion;
 extern const store::RegionFamily kBloomRegion;
 extern const store::RegionFamily kPerfRegion;  // perf_region.cpp (pinned perf_event_array)
 extern const store::RegionFamily kProgArrayRegion;
+extern const store::RegionFamily kMapInMapRegion;  // map_in_map_region.cpp (pinned array/hash of maps)
 extern const store::RegionFamily kLpmRegion;  // lpm_region.cpp (pinned lpm_trie)  // array.cpp (the shape only: slots are per process)
+
+// A pinned map-in-map's inner map at `key`, opened in this process (nullptr otherwise).
+std::shared_ptr<Map> pinned_map_in_map_inner(Map& outer, const void* key);
 
 // Hash-table storage shared by hash maps and the typed hash-like maps (hash.cpp).
 std::shared_ptr<Map> make_plain_hash_storage(const MapSpec& spec);

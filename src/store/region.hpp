@@ -39,9 +39,17 @@ struct StoreHeader {
   // have zeros here (no BTF).
   uint64_t btf_size;
   uint32_t btf_key_type_id, btf_value_type_id;
+  // array_of_maps / hash_of_maps: the inner map template (inner_type 0: none), as checked by
+  // the kernel's map_meta_equal when a map is put in a slot.
+  uint32_t inner_type, inner_key_size, inner_value_size, inner_max_entries, inner_flags;
+  int32_t inner_spin_lock_off;
 };
 inline constexpr uint64_t kMaxBtfSize = uint64_t(16) << 20;
 static_assert(sizeof(StoreHeader) <= 256);
+
+// The creation time kept in a pinned map's header (0 for private maps): with the inode number,
+// it tells a map from a later one created at the same path.
+uint64_t created_ns_of(const Map& m);
 
 // The per-CPU slot a program run uses in a pinned map: leased exclusively across processes for the
 // run (lease.cpp); released when the thread leaves its outermost read-side section.

@@ -123,6 +123,16 @@ MapSpec spec_of(const StoreHeader& h) {
   s.spin_lock_off = h.spin_lock_off;
   s.map_extra = h.map_extra;
   s.name.assign(h.name, strnlen(h.name, sizeof h.name));
+  if ((h.type == kMapArrayOfMaps || h.type == kMapHashOfMaps) && h.inner_type != 0) {
+    auto in = std::make_shared<MapSpec>();
+    in->type = h.inner_type;
+    in->key_size = h.inner_key_size;
+    in->value_size = h.inner_value_size;
+    in->max_entries = h.inner_max_entries;
+    in->flags = h.inner_flags;
+    in->spin_lock_off = h.inner_spin_lock_off;
+    s.inner = std::move(in);
+  }
   return s;
 }
 
@@ -183,6 +193,17 @@ std::string pinned_map_mismatch(const MapSpec& want, const MapSpec& have) {
   if (want.max_entries != have.max_entries) return diff("max_entries", want.max_entries, have.max_entries);
   if (want.flags != have.flags) return diff("map_flags", want.flags, have.flags);
   if (want.map_extra != have.map_extra) return diff("map_extra", want.map_extra, have.map_extra);
+  if (want.inner && have.inner) {
+    const MapSpec& w = *want.inner;
+    const MapSpec& h = *have.inner;
+    if (w.type != h.type)
+      return fmt::format("the pinned map's inner maps are {} maps, the definition asks for {}", map_type_name(h.type),
+                         map_type_name(w.type));
+    if (w.key_size != h.key_size) return diff("inner key_size", w.key_size, h.key_size);
+    if (w.value_size != h.value_size) return diff("inner value_size", w.value_size, h.value_size);
+    if (w.max_entries != h.max_entries) return diff("inner max_entries", w.max_entries, h.max_entries);
+    if (w.flags != h.flags) return diff("inner map_flags", w.flags, h.flags);
+  }
   return "";
 }
 
@@ -240,6 +261,14 @@ Result<std::shared_ptr<Map>> create_pinned_map(const MapSpec& spec, const std::s
     h.spin_lock_off = spec.spin_lock_off;
     h.map_extra = spec.map_extra;
     h.ncpus = uint32_t(ncpus);
+    if (spec.inner) {
+      h.inner_type = spec.inner->type;
+      h.inner_key_size = spec.inner->key_size;
+      h.inner_value_size = spec.inner->value_size;
+      h.inner_max_entries = spec.inner->max_entries;
+      h.inner_flags = spec.inner->flags;
+      h.inner_spin_lock_off = spec.inner->spin_lock_off;
+    }
     h.creator_pid = self_pid();
     std::snprintf(h.name, sizeof h.name, "%s", spec.name.c_str());
     h.created_unix_ns = uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -358,6 +387,10 @@ Status pin_map(const Map& map, const std::string& path) {
   return {};
 }
 
+uint64_t store::created_ns_of(const Map& m) {
+  store::Region* r = StoreAccess::region(const_cast<Map&>(m));
+  return r && r->header() ? r->header()->created_unix_ns : 0;
+}
 bool Map::shared() const { return region_ && region_->shared(); }
 bool Map::frozen() const {
   if (region_ && region_->header()) return region_->header()->frozen.load(std::memory_order_acquire) != 0;

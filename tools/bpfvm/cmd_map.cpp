@@ -53,11 +53,29 @@ bool is_percpu(uint32_t t) {
   return t == kMapPercpuArray || t == kMapPercpuHash || t == kMapLruPercpuHash || t == kMapPercpuCgroupStorage;
 }
 
+bool is_map_of_maps(uint32_t t) { return t == kMapArrayOfMaps || t == kMapHashOfMaps; }
+
+// A map-in-map's value as user space reads it is an inner map id of this process: printed as
+// the inner map's store id (its `id N`, as bpftool prints inner map ids) and its pin path.
+std::shared_ptr<Map> inner_of(const uint8_t* val) {
+  uint32_t id;
+  std::memcpy(&id, val, 4);
+  return map_by_id(id);
+}
+
 // One key/value as bpftool's print_entry_json / print_entry_plain print it.
 json entry_json(const Map& m, const uint8_t* key, const uint8_t* val) {
   const MapSpec& s = m.spec();
   json j;
   j["key"] = hex_array(key, s.key_size);
+  if (is_map_of_maps(s.type)) {
+    auto in = inner_of(val);
+    uint32_t sid = in ? uint32_t(in->store_id()) : 0;
+    j["value"] = hex_array(reinterpret_cast<const uint8_t*>(&sid), 4);
+    j["inner_map_id"] = in ? in->store_id() : 0;
+    j["inner_map_pinned"] = in ? in->pin_path() : "";
+    return j;
+  }
   if (is_percpu(s.type)) {
     size_t stride = (s.value_size + 7) & ~size_t(7);
     json vs = json::array();
@@ -70,6 +88,11 @@ json entry_json(const Map& m, const uint8_t* key, const uint8_t* val) {
 }
 void entry_text(const Map& m, const uint8_t* key, const uint8_t* val) {
   const MapSpec& s = m.spec();
+  if (is_map_of_maps(s.type)) {
+    auto in = inner_of(val);
+    std::printf("key: %s  inner_map: pinned %s\n", hex_text(key, s.key_size).c_str(), in ? in->pin_path().c_str() : "?");
+    return;
+  }
   if (is_percpu(s.type)) {
     size_t stride = (s.value_size + 7) & ~size_t(7);
     std::printf("key:\n%s\n", hex_text(key, s.key_size).c_str());
@@ -89,6 +112,7 @@ void entry_text(const Map& m, const uint8_t* key, const uint8_t* val) {
 std::shared_ptr<const ParsedBtf> map_btf(const Map& m) {
   auto b = m.btf();
   if (!b || (!b->key_type_id && !b->value_type_id)) return nullptr;
+  if (is_map_of_maps(m.spec().type)) return nullptr;  // values are inner maps, printed as such
   auto p = ParsedBtf::parse(b->data);
   if (!p) {
     std::fprintf(stderr, "bpfvm: warning: map '%s': its BTF cannot be read (%s); printing bytes\n", m.spec().name.c_str(),
@@ -152,7 +176,7 @@ using Ctx = VerbCtx;
 // ---- map create -------------------------------------------------------------------------------------
 int cmd_create(Ctx& c) {
   auto& a = c.args;
-  if (a.empty()) return c.error(kUsage, "map create FILE type TYPE key K value V entries N name NAME [flags F]");
+  if (a.empty()) return c.error(kUsage, "map create FILE type TYPE key K value V entries N name NAME [flags F] [inner_map MAP]");
   std::string file = a[0];
   MapSpec s;
   bool have_type = false, have_key = false, have_value = false, have_entries = false, have_name = false;
@@ -190,7 +214,12 @@ int cmd_create(Ctx& c) {
     } else if (k == "flags") {
       e = num(i + 1, &s.flags);
     } else if (k == "inner_map") {
-      return c.error(kFailed, "maps of maps cannot be pinned yet (inner_map)");
+      // The inner map template: the shape of an existing pinned map (bpftool's inner_map MAP).
+      size_t j = i + 1;
+      auto inner = open_map_ref(a, &j);
+      if (!inner) return c.error(kFailed, "inner_map: " + inner.error().message);
+      s.inner = std::make_shared<MapSpec>((*inner)->spec());
+      i = j - 2;
     } else {
       return c.error(kUsage, "unknown argument '" + k + "' to map create");
     }
@@ -350,8 +379,18 @@ int cmd_update(Ctx& c) {
   if (std::string e = parse_bytes(c.args, &i, "key", m.spec().key_size, kKeyStop, &key); !e.empty()) return c.error(kUsage, e);
   if (i >= c.args.size() || c.args[i] != "value") return c.error(kUsage, "map update: value missing");
   ++i;
-  if (std::string e = parse_bytes(c.args, &i, "value", m.user_value_size(), kKeyStop, &val); !e.empty())
+  std::shared_ptr<Map> inner;  // kept open until the update is done
+  if (is_map_of_maps(m.spec().type)) {
+    // bpftool's `value [id|pinned] MAP`: the map to put in the slot.
+    auto in = open_map_ref(c.args, &i);
+    if (!in) return c.error(kFailed, "value: " + in.error().message);
+    inner = *in;
+    uint32_t id = inner->id();
+    val.resize(4);
+    std::memcpy(val.data(), &id, 4);
+  } else if (std::string e = parse_bytes(c.args, &i, "value", m.user_value_size(), kKeyStop, &val); !e.empty()) {
     return c.error(kUsage, e);
+  }
   uint64_t flags = kBpfAny;
   if (i < c.args.size()) {
     if (c.args[i] == "any") flags = kBpfAny;
