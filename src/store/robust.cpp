@@ -92,6 +92,14 @@ bool robust_lock_slow(std::atomic<uint32_t>& word) {
 }
 
 
+std::atomic<uint64_t> g_kill_countdown{0};
+
+void kill_point_hit() {
+  if (g_kill_countdown.fetch_sub(1, std::memory_order_relaxed) == 1) raise(SIGKILL);
+}
+
+void kill_after(uint64_t n) { g_kill_countdown.store(n, std::memory_order_relaxed); }
+
 void futex_wait(std::atomic<uint32_t>& word, uint32_t expected, int timeout_ms) {
   struct timespec ts;
   struct timespec* tp = nullptr;
