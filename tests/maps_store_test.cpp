@@ -535,8 +535,9 @@ void kill_at_every_step(const std::string& p, Map& m, const KillCase& c, const s
 
 // A writer killed after each step of each hash map operation in turn (not only at random points as
 // above): inserting, replacing, deleting, lookup-and-delete, reusing the element a delete kept
-// back, an insert into a full map (which repairs it), an LRU insert that evicts, and a repair that
-// drops a key linked twice and reclaims elements of dead processes.
+// back, an insert into a full map (which repairs it), an LRU insert that evicts, and an update of
+// a bucket whose lock a dead writer holds (a repair that takes it over, drops a key linked twice
+// and reclaims elements of dead processes).
 TEST_F(StoreTest, HashWritersKilledAfterEveryStepLoseNothing) {
   const std::string p = path("h");
   auto m = create_pinned_map(spec(kMapHash, 4, 8, 8), p);
@@ -608,7 +609,9 @@ TEST_F(StoreTest, HashWritersKilledAfterEveryStepLoseNothing) {
     twice = maps::region_hash_check(m->get()).find("linked twice") != std::string::npos;
   }
   ASSERT_TRUE(twice) << "no step of a replacing update leaves a key linked twice";
-  kill_at_every_step(p, **m, {"repair", [](Map& o) { maps::region_hash_repair(&o); }, {3, 5}}, keys);
+  // The next writer of that bucket finds its holder dead: a repair takes the lock over (no other
+  // process can lock the bucket before the key is there once again), then the update proceeds.
+  kill_at_every_step(p, **m, {"replace a key left twice (repair, then update)", put(3), {3, 5}}, keys);
 }
 
 TEST_F(StoreTest, LruHashWritersKilledAfterEveryStepLoseNothing) {

@@ -13,13 +13,14 @@
 // Surviving SIGKILL: every change to a chain or the free list is one store that leaves it valid.
 // What a killed process can leave behind is an element it owned (allocated, not yet linked; or
 // unlinked, not yet freed), a count off by one, or for a moment a key twice in a chain (the new
-// element is linked before the old is unlinked; lookups find the new one first). Whoever takes
-// over a dead process's lock repairs the map: with every lock held, it walks every chain (cutting
+// element is linked before the old is unlinked; lookups find the new one first). Whoever finds a
+// lock's holder dead repairs the map, and the repair is what takes that lock over (so nobody
+// locks the bucket before it is repaired): with every lock held, it walks every chain (cutting
 // anything invalid, dropping older duplicates), recounts, and rebuilds the free list from every
 // element that is neither linked nor owned by a live process. A free list that runs dry, and a
 // "map full" answer (at most once a second), also trigger a repair, which recovers elements of a
-// process that died while holding no lock. A repair killed midway holds every lock (so the next
-// taker repairs again) and has recorded as its own every element it took out of a chain or is
+// process that died while holding no lock. A repair killed midway holds the locks it took (so the
+// next writer repairs again) and has recorded as its own every element it took out of a chain or is
 // putting on the free list, so it loses none either. store::kill_point() marks each step (tests
 // kill a writer after every one in turn).
 //
@@ -30,6 +31,7 @@
 // The sample is the next 32 linked elements from a hand shared by every process (the whole map when
 // it is smaller), as Redis approximates LRU; the kernel's LRU lists approximate the same order.
 // Eviction is a delete under the victim's bucket lock, taken while the inserter holds no other lock.
+#include <algorithm>
 #include <chrono>
 #include <unordered_map>
 #include <vector>
@@ -215,13 +217,12 @@ class RegionHash final : public Map {
     return e ? h->val(e) : nullptr;
   }
 
-  // ---- locks (a takeover from a dead holder repairs the map first) ----
+  // ---- locks (a lock whose holder died is taken over by a repair, which repairs the map first) ----
+  // The lock stays with the dead holder until the repair takes it over in its lock order: were it
+  // taken and released first, another process could lock the bucket in between and find what the
+  // dead holder left (a key linked twice: deleting the newer element would bring back the older).
   void lock_bucket(uint32_t b) {
-    if (buckets_[b].lock.lock()) {
-      buckets_[b].lock.unlock();
-      repair();
-      buckets_[b].lock.lock();
-    }
+    while (!buckets_[b].lock.lock_live()) repair();
     store::kill_point();
   }
   void unlock_bucket(uint32_t b) {
@@ -229,11 +230,7 @@ class RegionHash final : public Map {
     store::kill_point();
   }
   void lock_free() {
-    if (ctl_->free_lock.lock()) {
-      ctl_->free_lock.unlock();
-      repair();
-      ctl_->free_lock.lock();
-    }
+    while (!ctl_->free_lock.lock_live()) repair();
     store::kill_point();
   }
 
@@ -371,7 +368,11 @@ class RegionHash final : public Map {
   void repair() {
     store::RobustLock& rl = ctl_->repair_lock;
     rl.lock();
-    for (uint32_t b = 0; b < nb_; ++b) buckets_[b].lock.lock();
+    store::kill_point();
+    for (uint32_t b = 0; b < nb_; ++b) {
+      buckets_[b].lock.lock();
+      store::kill_point();
+    }
     ctl_->free_lock.lock();
     store::kill_point();
     const uint32_t me = store::self_pid();
@@ -731,15 +732,14 @@ class RegionHash final : public Map {
   // by a dead process may hold until its takeover).
   std::string check(bool allow_dead_owned) const {
     std::vector<uint8_t> st(nelems_, 0);
-    uint32_t linked = 0;
-    bool any_dead_lock = false;
+    uint32_t linked = 0, dead_locks = 0;
     for (uint32_t b = 0; b < nb_; ++b) {
-      // A bucket whose lock names a dead process is awaiting the takeover that repairs it: a key
+      // A bucket whose lock names a dead process is awaiting the repair that takes it over: a key
       // linked twice there (killed between linking the new element and unlinking the old one) and
-      // a count off by one are the documented transient states.
+      // the count off by one (for each such bucket) are the documented transient states.
       const uint32_t holder = buckets_[b].lock.word.load();
       const bool dead_locked = allow_dead_owned && holder && !store::pid_alive(holder);
-      any_dead_lock = any_dead_lock || dead_locked;
+      dead_locks += dead_locked;
       uint32_t v = buckets_[b].head.load(std::memory_order_acquire), steps = 0;
       std::vector<HElem*> seen;
       while (!(v & kNulls)) {
@@ -758,7 +758,7 @@ class RegionHash final : public Map {
       if (v != (kNulls | b)) return fmt::format("bucket {}: chain ends in the marker of bucket {}", b, v & ~kNulls);
     }
     const uint32_t count = ctl_->count.load();
-    if (linked != count && !(any_dead_lock && (count == linked + 1 || count + 1 == linked)))
+    if (std::max(linked, count) - std::min(linked, count) > dead_locks)  // off by one per bucket
       return fmt::format("count is {}, the chains hold {}", count, linked);
     uint32_t v = ctl_->free_head.load(), steps = 0;
     while (v != kFreeEnd) {

@@ -32,11 +32,24 @@ inline bool robust_lock(std::atomic<uint32_t>& word) {
     return false;
   return robust_lock_slow(word);
 }
+// Acquires the lock word and returns true; or, when its holder is dead (or the word abandoned),
+// returns false and leaves the word naming that holder. For structures a dead holder may leave in
+// a state others must not see: the caller repairs them (taking the lock over there, in its lock
+// order) and tries again, so no other process can take the lock in between.
+bool robust_lock_live_slow(std::atomic<uint32_t>& word);
+inline bool robust_lock_live(std::atomic<uint32_t>& word) {
+  uint32_t cur = 0;
+  if (__builtin_expect(word.compare_exchange_strong(cur, self_pid(), std::memory_order_acquire,
+                                                    std::memory_order_relaxed), 1))
+    return true;
+  return robust_lock_live_slow(word);
+}
 inline void robust_unlock(std::atomic<uint32_t>& word) { word.store(0, std::memory_order_release); }
 
 struct RobustLock {
   std::atomic<uint32_t> word{0};
   bool lock() { return robust_lock(word); }
+  bool lock_live() { return robust_lock_live(word); }
   void unlock() { robust_unlock(word); }
 };
 static_assert(sizeof(RobustLock) == 4);
