@@ -100,7 +100,6 @@ LockResult lock_slow(std::atomic<uint32_t>& word, bool take_dead) {
 bool robust_lock_slow(std::atomic<uint32_t>& word) { return lock_slow(word, true) == kTakenOver; }
 bool robust_lock_live_slow(std::atomic<uint32_t>& word) { return lock_slow(word, false) == kAcquired; }
 
-
 std::atomic<uint64_t> g_kill_countdown{0};
 
 void kill_point_hit() {
