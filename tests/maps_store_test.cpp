@@ -11,11 +11,13 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <random>
 #include <thread>
 #include <vector>
@@ -25,6 +27,7 @@
 #include "bpfvm/progtype.hpp"
 #include "bpfvm/runtime.hpp"
 #include "maps/map_internal.hpp"
+#include "store/robust.hpp"
 
 namespace bpfvm {
 namespace {
@@ -427,6 +430,224 @@ TEST_F(StoreTest, LruHashSurvivesWritersKilledAtRandomPoints) {
   }
   EXPECT_EQ(n, 32u);
   EXPECT_EQ(maps::region_hash_check(m->get()), "");
+}
+
+// The file's bytes, to run each kill point from the same state.
+std::vector<char> read_file_bytes(const std::string& p) {
+  std::vector<char> b(fs::file_size(p));
+  int fd = open(p.c_str(), O_RDONLY);
+  EXPECT_GE(fd, 0);
+  EXPECT_EQ(pread(fd, b.data(), b.size(), 0), ssize_t(b.size()));
+  close(fd);
+  return b;
+}
+void write_file_bytes(const std::string& p, const std::vector<char>& b) {
+  int fd = open(p.c_str(), O_WRONLY);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(pwrite(fd, b.data(), b.size(), 0), ssize_t(b.size()));
+  close(fd);
+}
+
+// Runs op in a child process that raises SIGKILL at its nth kill point (store::kill_point).
+// Returns 0 when op finished before that point, 9 when the child was killed there, else a failure.
+template <class F>
+int killed_at(const std::string& p, uint64_t n, F op) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    auto o = open_pinned_map(p);
+    if (!o) _exit(3);
+    store::kill_after(n);
+    op(**o);
+    store::kill_after(0);
+    _exit(0);
+  }
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  int st = 0;
+  while (waitpid(pid, &st, WNOHANG) != pid) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &st, 0);
+      return -1;
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(100));
+  }
+  if (WIFEXITED(st)) return WEXITSTATUS(st) == 0 ? 0 : -2;
+  return WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL ? 9 : -3;
+}
+
+// Value k * 10 + 1 before an operation, k * 10 + 2 when the operation writes it.
+uint64_t old_value(uint32_t k) { return k * 10 + 1; }
+uint64_t new_value(uint32_t k) { return k * 10 + 2; }
+
+struct KillCase {
+  const char* what;
+  std::function<void(Map&)> op;
+  std::vector<uint32_t> touched;  // keys the operation writes or deletes
+};
+
+// Kills op's process after each of its steps in turn, every time from the state the file holds
+// now (keys `present`, each with its old value). Right after each kill the table holds only what a
+// dead writer may leave (region_hash_check with allow_dead_owned); after a repair nothing is
+// lost: keys op does not touch keep their values (unless an LRU insert evicted them), touched keys
+// hold their old or new value or are gone, and exactly max_entries keys fit again.
+void kill_at_every_step(const std::string& p, Map& m, const KillCase& c, const std::vector<uint32_t>& present) {
+  const bool lru = m.spec().type == kMapLruHash;
+  const uint32_t max = m.spec().max_entries;
+  const std::vector<char> start = read_file_bytes(p);
+  uint64_t n = 1;
+  for (;; ++n) {
+    write_file_bytes(p, start);
+    int r = killed_at(p, n, c.op);
+    if (r == 0) break;
+    ASSERT_EQ(r, 9) << c.what << ": the child failed after " << n << " steps";
+    std::string why = maps::region_hash_check(&m, true);
+    ASSERT_EQ(why, "") << c.what << ", killed after step " << n;
+    // Recovery, by a map object of its own (its kept-back element is freed before the next restore).
+    auto o = open_pinned_map(p);
+    ASSERT_TRUE(o.ok());
+    maps::region_hash_repair(o->get());
+    ASSERT_EQ(maps::region_hash_check(o->get()), "") << c.what << ", killed after step " << n << ", repaired";
+    for (uint32_t k : present) {
+      const bool touched = std::find(c.touched.begin(), c.touched.end(), k) != c.touched.end();
+      uint64_t v = 0;
+      long e = (*o)->lookup_copy(&k, &v, 0);
+      if (e == -ENOENT && (touched || lru)) continue;
+      ASSERT_EQ(e, 0) << c.what << ", killed after step " << n << ": key " << k << " lost";
+      if (touched)
+        EXPECT_TRUE(v == old_value(k) || v == new_value(k)) << c.what << ", step " << n << ", key " << k << ": " << v;
+      else
+        EXPECT_EQ(v, old_value(k)) << c.what << ", step " << n << ", key " << k;
+    }
+    // Capacity: empty the map, then exactly max_entries keys fit (LRU: the map holds max_entries).
+    for (uint32_t k = 0; k < 1000; ++k) (*o)->delete_user(&k);
+    for (uint32_t k = 5000; k < 5000 + max; ++k) {
+      uint64_t v = k;
+      ASSERT_EQ((*o)->update_user(&k, &v, kBpfNoexist), 0) << c.what << ", step " << n << ": key " << k - 5000 << " of " << max;
+    }
+    uint32_t k = 9999;
+    uint64_t v = 0;
+    EXPECT_EQ((*o)->update_user(&k, &v, kBpfNoexist), lru ? 0 : -E2BIG) << c.what << ", step " << n;
+    ASSERT_EQ(maps::region_hash_check(o->get()), "") << c.what << ", step " << n << ", refilled";
+  }
+  write_file_bytes(p, start);
+  EXPECT_GT(n, 5u) << c.what << ": too few kill points";
+}
+
+// A writer killed after each step of each hash map operation in turn (not only at random points as
+// above): inserting, replacing, deleting, lookup-and-delete, reusing the element a delete kept
+// back, an insert into a full map (which repairs it), an LRU insert that evicts, and an update of
+// a bucket whose lock a dead writer holds (a repair that takes it over, drops a key linked twice
+// and reclaims elements of dead processes).
+TEST_F(StoreTest, HashWritersKilledAfterEveryStepLoseNothing) {
+  const std::string p = path("h");
+  auto m = create_pinned_map(spec(kMapHash, 4, 8, 8), p);
+  ASSERT_TRUE(m.ok()) << m.error().to_string();
+  auto fill = [&](uint32_t n) {
+    std::vector<uint32_t> keys;
+    auto o = open_pinned_map(p);
+    for (uint32_t k = 0; k < n; ++k) {
+      uint64_t v = old_value(k);
+      EXPECT_EQ((*o)->update_user(&k, &v, 0), 0);
+      keys.push_back(k);
+    }
+    return keys;
+  };
+  auto put = [](uint32_t k) {
+    return [k](Map& o) {
+      uint64_t v = new_value(k);
+      o.update_user(&k, &v, 0);
+    };
+  };
+  std::vector<uint32_t> keys = fill(6);
+  const std::vector<KillCase> cases = {
+      {"insert", put(6), {6}},
+      {"replace", put(3), {3}},
+      {"delete, then an insert that reuses the element",
+       [](Map& o) {
+         uint32_t k = 2;
+         o.delete_user(&k);
+         uint64_t v = new_value(7);
+         k = 7;
+         o.update_user(&k, &v, 0);
+       },
+       {2, 7}},
+      {"two deletes (the second frees its element to the list)",
+       [](Map& o) {
+         for (uint32_t k : {1u, 5u}) o.delete_user(&k);
+       },
+       {1, 5}},
+      {"lookup and delete",
+       [](Map& o) {
+         uint32_t k = 4;
+         uint64_t v;
+         o.lookup_and_delete(&k, &v, 0);
+       },
+       {4}},
+  };
+  for (const KillCase& c : cases) kill_at_every_step(p, **m, c, keys);
+  if (HasFatalFailure()) return;
+
+  // A full map: the insert that finds no room repairs the map once (a "map full" answer).
+  keys = fill(8);
+  kill_at_every_step(p, **m, {"insert into a full map", put(100), {100}}, keys);
+  if (HasFatalFailure()) return;
+
+  // A repair with work to do: an element a dead process kept back (a replacing update, then _exit),
+  // and a key linked twice in a bucket whose lock a dead process holds (killed between linking the
+  // new element and unlinking the old one, found by trying each step).
+  {
+    auto o = open_pinned_map(p);
+    for (uint32_t k = 0; k < 1000; ++k) (*o)->delete_user(&k);
+  }
+  keys = fill(6);
+  ASSERT_EQ(killed_at(p, 0, put(5)), 0);
+  const std::vector<char> before = read_file_bytes(p);
+  bool twice = false;
+  for (uint64_t n = 1; n < 100 && !twice; ++n) {
+    write_file_bytes(p, before);
+    ASSERT_EQ(killed_at(p, n, put(3)), 9);
+    twice = maps::region_hash_check(m->get()).find("linked twice") != std::string::npos;
+  }
+  ASSERT_TRUE(twice) << "no step of a replacing update leaves a key linked twice";
+  // The next writer of that bucket finds its holder dead: a repair takes the lock over (no other
+  // process can lock the bucket before the key is there once again), then the update proceeds.
+  kill_at_every_step(p, **m, {"replace a key left twice (repair, then update)", put(3), {3, 5}}, keys);
+}
+
+TEST_F(StoreTest, LruHashWritersKilledAfterEveryStepLoseNothing) {
+  const std::string p = path("l");
+  auto m = create_pinned_map(spec(kMapLruHash, 4, 8, 8), p);
+  ASSERT_TRUE(m.ok()) << m.error().to_string();
+  std::vector<uint32_t> keys;
+  {
+    auto o = open_pinned_map(p);
+    for (uint32_t k = 0; k < 8; ++k) {
+      uint64_t v = old_value(k);
+      ASSERT_EQ((*o)->update_user(&k, &v, kBpfNoexist), 0);
+      keys.push_back(k);
+    }
+  }
+  auto put = [](uint32_t k) {
+    return [k](Map& o) {
+      uint64_t v = new_value(k);
+      o.update_user(&k, &v, 0);
+    };
+  };
+  kill_at_every_step(p, **m, {"insert into a full LRU map (evicts)", put(100), {100}}, keys);
+  if (HasFatalFailure()) return;
+  kill_at_every_step(p, **m, {"replace in a full LRU map", put(2), {2}}, keys);
+  if (HasFatalFailure()) return;
+  kill_at_every_step(p, **m,
+                     {"delete, then an insert that reuses the element",
+                      [](Map& o) {
+                        uint32_t k = 1;
+                        o.delete_user(&k);
+                        k = 101;
+                        uint64_t v = new_value(k);
+                        o.update_user(&k, &v, 0);
+                      },
+                      {1, 101}},
+                     keys);
 }
 
 TEST_F(StoreTest, SpinLockOfADeadProcessIsTakenOver) {

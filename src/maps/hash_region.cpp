@@ -13,12 +13,16 @@
 // Surviving SIGKILL: every change to a chain or the free list is one store that leaves it valid.
 // What a killed process can leave behind is an element it owned (allocated, not yet linked; or
 // unlinked, not yet freed), a count off by one, or for a moment a key twice in a chain (the new
-// element is linked before the old is unlinked; lookups find the new one first). Whoever takes
-// over a dead process's lock repairs the map: with every lock held, it walks every chain (cutting
+// element is linked before the old is unlinked; lookups find the new one first). Whoever finds a
+// lock's holder dead repairs the map, and the repair is what takes that lock over (so nobody
+// locks the bucket before it is repaired): with every lock held, it walks every chain (cutting
 // anything invalid, dropping older duplicates), recounts, and rebuilds the free list from every
 // element that is neither linked nor owned by a live process. A free list that runs dry, and a
 // "map full" answer (at most once a second), also trigger a repair, which recovers elements of a
-// process that died while holding no lock.
+// process that died while holding no lock. A repair killed midway holds the locks it took (so the
+// next writer repairs again) and has recorded as its own every element it took out of a chain or is
+// putting on the free list, so it loses none either. store::kill_point() marks each step (tests
+// kill a writer after every one in turn).
 //
 // LRU maps hold at most max_entries elements and never answer "full": an insert into a full map
 // first evicts the least recently used of a sample of elements. Every insert advances a tick in
@@ -27,6 +31,7 @@
 // The sample is the next 32 linked elements from a hand shared by every process (the whole map when
 // it is smaller), as Redis approximates LRU; the kernel's LRU lists approximate the same order.
 // Eviction is a delete under the victim's bucket lock, taken while the inserter holds no other lock.
+#include <algorithm>
 #include <chrono>
 #include <unordered_map>
 #include <vector>
@@ -212,21 +217,21 @@ class RegionHash final : public Map {
     return e ? h->val(e) : nullptr;
   }
 
-  // ---- locks (a takeover from a dead holder repairs the map first) ----
+  // ---- locks (a lock whose holder died is taken over by a repair, which repairs the map first) ----
+  // The lock stays with the dead holder until the repair takes it over in its lock order: were it
+  // taken and released first, another process could lock the bucket in between and find what the
+  // dead holder left (a key linked twice: deleting the newer element would bring back the older).
   void lock_bucket(uint32_t b) {
-    if (buckets_[b].lock.lock()) {
-      buckets_[b].lock.unlock();
-      repair();
-      buckets_[b].lock.lock();
-    }
+    while (!buckets_[b].lock.lock_live()) repair();
+    store::kill_point();
   }
-  void unlock_bucket(uint32_t b) { buckets_[b].lock.unlock(); }
+  void unlock_bucket(uint32_t b) {
+    buckets_[b].lock.unlock();
+    store::kill_point();
+  }
   void lock_free() {
-    if (ctl_->free_lock.lock()) {
-      ctl_->free_lock.unlock();
-      repair();
-      ctl_->free_lock.lock();
-    }
+    while (!ctl_->free_lock.lock_live()) repair();
+    store::kill_point();
   }
 
   HElem* alloc_once() {
@@ -236,15 +241,21 @@ class RegionHash final : public Map {
     bool damaged = false;
     if (v != kFreeEnd) {
       if (v >= 1 && v <= nelems_) {
+        // Owned first: a process killed at any step leaves the element on the list or recorded
+        // as its own (reclaimed by a repair), never neither.
         e = elem(v - 1);
         e->owner.store(store::self_pid(), std::memory_order_relaxed);
+        store::kill_point();
         e->linked.store(0, std::memory_order_relaxed);
+        store::kill_point();
         ctl_->free_head.store(e->next.load(std::memory_order_relaxed), std::memory_order_relaxed);
+        store::kill_point();
       } else {
         damaged = true;
       }
     }
     ctl_->free_lock.unlock();
+    store::kill_point();
     if (damaged) repair();
     return e;
   }
@@ -303,21 +314,31 @@ class RegionHash final : public Map {
     if (stash_put(e)) return;
     release_to_list(e);
   }
+  // The element stays owned until it is on the list.
   void release_to_list(HElem* e) {
     lock_free();
     e->linked.store(0, std::memory_order_relaxed);
+    store::kill_point();
     e->next.store(ctl_->free_head.load(std::memory_order_relaxed), std::memory_order_relaxed);
+    store::kill_point();
     ctl_->free_head.store(index_of(e) + 1, std::memory_order_release);
+    store::kill_point();
     e->owner.store(0, std::memory_order_relaxed);
+    store::kill_point();
     ctl_->free_lock.unlock();
+    store::kill_point();
   }
-  // Under the bucket lock.
+  // Under the bucket lock. The element stays owned until it is in the chain.
   void link(HElem* n, uint32_t b) {
     n->next.store(buckets_[b].head.load(std::memory_order_relaxed), std::memory_order_relaxed);
+    store::kill_point();
     n->linked.store(lru_ ? 1 | (ctl_->lru_tick.fetch_add(1, std::memory_order_relaxed) + 1) << 1 : 1,
                     std::memory_order_relaxed);
+    store::kill_point();
     buckets_[b].head.store(index_of(n) + 1, std::memory_order_release);
+    store::kill_point();
     n->owner.store(0, std::memory_order_relaxed);
+    store::kill_point();
   }
   bool unlink(HElem* e, uint32_t b) {
     std::atomic<uint32_t>* pp = &buckets_[b].head;
@@ -325,10 +346,13 @@ class RegionHash final : public Map {
     uint32_t steps = 0;
     for (uint32_t v = pp->load(std::memory_order_relaxed); !(v & kNulls); v = pp->load(std::memory_order_relaxed)) {
       if (v == 0 || v > nelems_ || ++steps > nelems_) return false;
-      if (v == target) {
+      if (v == target) {  // owned before it leaves the chain
         e->owner.store(store::self_pid(), std::memory_order_relaxed);
+        store::kill_point();
         pp->store(e->next.load(std::memory_order_relaxed), std::memory_order_release);
+        store::kill_point();
         e->linked.store(0, std::memory_order_relaxed);
+        store::kill_point();
         return true;
       }
       pp = &elem(v - 1)->next;
@@ -337,12 +361,22 @@ class RegionHash final : public Map {
   }
 
   // ---- repair: see the file comment ----
+  // A repair may be killed too (it holds every lock, so whoever takes one over repairs again): at
+  // every step each element is in a chain, on the free list, or owned by the repairing process.
+  // An element it takes out of a chain, and every element it puts on the rebuilt free list, is
+  // recorded as its own first; the old list stays whole until the new one replaces it.
   void repair() {
     store::RobustLock& rl = ctl_->repair_lock;
     rl.lock();
-    for (uint32_t b = 0; b < nb_; ++b) buckets_[b].lock.lock();
+    store::kill_point();
+    for (uint32_t b = 0; b < nb_; ++b) {
+      buckets_[b].lock.lock();
+      store::kill_point();
+    }
     ctl_->free_lock.lock();
-    std::vector<uint8_t> in_chain(nelems_, 0);
+    store::kill_point();
+    const uint32_t me = store::self_pid();
+    std::vector<uint8_t> in_chain(nelems_, 0), dropped(nelems_, 0);
     uint32_t count = 0;
     for (uint32_t b = 0; b < nb_; ++b) {
       std::atomic<uint32_t>* pp = &buckets_[b].head;
@@ -351,54 +385,79 @@ class RegionHash final : public Map {
         uint32_t v = pp->load(std::memory_order_relaxed);
         if (v & kNulls) {
           if (v != (kNulls | b)) pp->store(kNulls | b, std::memory_order_release);
+          store::kill_point();
           break;
         }
-        bool bad = v == 0 || v > nelems_ || in_chain[v - 1];
+        bool bad = v == 0 || v > nelems_ || in_chain[v - 1] || dropped[v - 1];
         HElem* e = bad ? nullptr : elem(v - 1);
         if (e && (e->hash & mask_) != b) bad = true;
-        if (bad) {  // cut the chain here
+        if (bad) {  // damage (no kill leaves this): cut the chain here
           pp->store(kNulls | b, std::memory_order_release);
+          store::kill_point();
           break;
         }
         bool dup = false;
         for (HElem* s : seen)
           if (s->hash == e->hash && std::memcmp(s->key(), e->key(), spec_.key_size) == 0) dup = true;
-        if (dup) {  // an older element of a key linked again: drop it
+        if (dup) {  // an older element of a key linked again: drop it (owned first, as unlink())
+          e->owner.store(me, std::memory_order_relaxed);
+          store::kill_point();
           pp->store(e->next.load(std::memory_order_relaxed), std::memory_order_release);
+          store::kill_point();
           e->linked.store(0, std::memory_order_relaxed);
-          e->owner.store(0, std::memory_order_relaxed);
+          store::kill_point();
+          dropped[v - 1] = 1;
           continue;
         }
         in_chain[v - 1] = 1;
         seen.push_back(e);
-        e->linked.store(1, std::memory_order_relaxed);
+        const uint32_t l = e->linked.load(std::memory_order_relaxed);
+        if (!(l & kLinked)) e->linked.store(l | kLinked, std::memory_order_relaxed);  // keeps an LRU tick
         e->owner.store(0, std::memory_order_relaxed);
+        store::kill_point();
         ++count;
         pp = &e->next;
       }
     }
     ctl_->count.store(count, std::memory_order_relaxed);
+    store::kill_point();
+    // The free list: every element neither linked nor owned by a live process (this one's own are
+    // in flight in another thread, or kept back for its next insert), and those dropped above.
     std::unordered_map<uint32_t, bool> alive;
-    uint32_t head = kFreeEnd;
-    for (uint32_t i = nelems_; i-- > 0;) {
+    std::vector<uint32_t> take;
+    for (uint32_t i = 0; i < nelems_; ++i) {
       if (in_chain[i]) continue;
-      HElem* e = elem(i);
-      uint32_t o = e->owner.load(std::memory_order_relaxed);
-      if (o) {
+      uint32_t o = elem(i)->owner.load(std::memory_order_relaxed);
+      if (o && !dropped[i]) {
         auto it = alive.find(o);
         bool a = it != alive.end() ? it->second : (alive[o] = store::pid_alive(o));
         if (a) continue;  // in flight in a live process: it links or frees it itself
       }
+      take.push_back(i);
+    }
+    for (uint32_t i : take) {  // ours while the list is rebuilt
+      elem(i)->owner.store(me, std::memory_order_relaxed);
+      store::kill_point();
+    }
+    uint32_t head = kFreeEnd;
+    for (size_t j = take.size(); j-- > 0;) {
+      HElem* e = elem(take[j]);
       e->linked.store(0, std::memory_order_relaxed);
-      e->owner.store(0, std::memory_order_relaxed);
       e->next.store(head, std::memory_order_relaxed);
-      head = i + 1;
+      store::kill_point();
+      head = take[j] + 1;
     }
     ctl_->free_head.store(head, std::memory_order_release);
+    store::kill_point();
+    for (uint32_t i : take) {
+      elem(i)->owner.store(0, std::memory_order_relaxed);
+      store::kill_point();
+    }
     ctl_->repairs.fetch_add(1, std::memory_order_relaxed);
     ctl_->free_lock.unlock();
     for (uint32_t b = nb_; b-- > 0;) buckets_[b].lock.unlock();
     rl.unlock();
+    store::kill_point();
   }
   // "Map full": a count left high by a dead process is corrected at most once a second.
   bool maybe_repair_full() {
@@ -440,6 +499,7 @@ class RegionHash final : public Map {
       // Still linked in that bucket (unlink() walks the chain): else another process took it.
       bool gone = (victim->linked.load(std::memory_order_relaxed) & kLinked) && unlink(victim, b);
       if (gone) ctl_->count.fetch_sub(1, std::memory_order_relaxed);
+      store::kill_point();
       unlock_bucket(b);
       if (gone) {
         release(victim);
@@ -535,6 +595,7 @@ class RegionHash final : public Map {
           err = -E2BIG;
         else
           ctl_->count.fetch_add(1, std::memory_order_relaxed);
+        store::kill_point();
       }
       if (err) {
         unlock_bucket(b);
@@ -576,6 +637,7 @@ class RegionHash final : public Map {
       return -ENOENT;
     }
     ctl_->count.fetch_sub(1, std::memory_order_relaxed);
+    store::kill_point();
     unlock_bucket(b);
     release(e);
     return 0;
@@ -657,6 +719,7 @@ class RegionHash final : public Map {
     copy_out(e, out, flags);
     unlink(e, b);
     ctl_->count.fetch_sub(1, std::memory_order_relaxed);
+    store::kill_point();
     unlock_bucket(b);
     release(e);
     return 0;
@@ -669,15 +732,14 @@ class RegionHash final : public Map {
   // by a dead process may hold until its takeover).
   std::string check(bool allow_dead_owned) const {
     std::vector<uint8_t> st(nelems_, 0);
-    uint32_t linked = 0;
-    bool any_dead_lock = false;
+    uint32_t linked = 0, dead_locks = 0;
     for (uint32_t b = 0; b < nb_; ++b) {
-      // A bucket whose lock names a dead process is awaiting the takeover that repairs it: a key
+      // A bucket whose lock names a dead process is awaiting the repair that takes it over: a key
       // linked twice there (killed between linking the new element and unlinking the old one) and
-      // a count off by one are the documented transient states.
+      // the count off by one (for each such bucket) are the documented transient states.
       const uint32_t holder = buckets_[b].lock.word.load();
       const bool dead_locked = allow_dead_owned && holder && !store::pid_alive(holder);
-      any_dead_lock = any_dead_lock || dead_locked;
+      dead_locks += dead_locked;
       uint32_t v = buckets_[b].head.load(std::memory_order_acquire), steps = 0;
       std::vector<HElem*> seen;
       while (!(v & kNulls)) {
@@ -696,7 +758,7 @@ class RegionHash final : public Map {
       if (v != (kNulls | b)) return fmt::format("bucket {}: chain ends in the marker of bucket {}", b, v & ~kNulls);
     }
     const uint32_t count = ctl_->count.load();
-    if (linked != count && !(any_dead_lock && (count == linked + 1 || count + 1 == linked)))
+    if (std::max(linked, count) - std::min(linked, count) > dead_locks)  // off by one per bucket
       return fmt::format("count is {}, the chains hold {}", count, linked);
     uint32_t v = ctl_->free_head.load(), steps = 0;
     while (v != kFreeEnd) {

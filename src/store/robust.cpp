@@ -53,7 +53,11 @@ bool pid_alive(uint32_t pid) {
   return !(st == 'Z' || st == 'X' || st == 'x');
 }
 
-bool robust_lock_slow(std::atomic<uint32_t>& word) {
+namespace {
+enum LockResult { kAcquired, kTakenOver, kHolderDead };
+// Spins until the word is free (acquires it) or its holder is dead or the word abandoned (takes it
+// over when `take`, else leaves it as it is).
+LockResult lock_slow(std::atomic<uint32_t>& word, bool take_dead) {
   const uint32_t me = self_pid();
   uint32_t cur = 0;
   unsigned spins = 0, rounds = 0;
@@ -62,7 +66,7 @@ bool robust_lock_slow(std::atomic<uint32_t>& word) {
   for (;;) {
     cur = word.load(std::memory_order_relaxed);
     if (cur == 0) {
-      if (word.compare_exchange_weak(cur, me, std::memory_order_acquire, std::memory_order_relaxed)) return false;
+      if (word.compare_exchange_weak(cur, me, std::memory_order_acquire, std::memory_order_relaxed)) return kAcquired;
       continue;
     }
     if (++spins < 128) {
@@ -83,14 +87,26 @@ bool robust_lock_slow(std::atomic<uint32_t>& word) {
         take = true;
       }
       if (take) {
-        if (word.compare_exchange_strong(cur, me, std::memory_order_acquire, std::memory_order_relaxed)) return true;
+        if (!take_dead) return kHolderDead;
+        if (word.compare_exchange_strong(cur, me, std::memory_order_acquire, std::memory_order_relaxed)) return kTakenOver;
         continue;
       }
     }
     std::this_thread::yield();
   }
 }
+}  // namespace
 
+bool robust_lock_slow(std::atomic<uint32_t>& word) { return lock_slow(word, true) == kTakenOver; }
+bool robust_lock_live_slow(std::atomic<uint32_t>& word) { return lock_slow(word, false) == kAcquired; }
+
+std::atomic<uint64_t> g_kill_countdown{0};
+
+void kill_point_hit() {
+  if (g_kill_countdown.fetch_sub(1, std::memory_order_relaxed) == 1) raise(SIGKILL);
+}
+
+void kill_after(uint64_t n) { g_kill_countdown.store(n, std::memory_order_relaxed); }
 
 void futex_wait(std::atomic<uint32_t>& word, uint32_t expected, int timeout_ms) {
   struct timespec ts;
