@@ -285,7 +285,8 @@ class PerfEventArrayMap : public Map {
   using LostFn = std::function<void(int cpu, uint64_t lost)>;
   // Reads every ring; returns the number of records (samples + lost records) handled.
   virtual long consume(const SampleFn& sample, const LostFn& lost) = 0;
-  virtual long poll(const SampleFn& sample, const LostFn& lost, int timeout_ms) = 0;
+  // consume(), waiting up to timeout_ms (-1: forever; checked every 200 µs) while there is nothing.
+  long poll(const SampleFn& sample, const LostFn& lost, int timeout_ms);
 };
 
 // The family interface of a map, or nullptr (a tag test, no dynamic_cast).

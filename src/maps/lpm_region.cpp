@@ -112,14 +112,7 @@ class StoreLpmTrie final : public Map {
     return uint32_t(hash_bytes(m, sh_.ds, seed_ ^ (uint64_t(plen) * 0x9E3779B97F4A7C15ull)));
   }
   bool matches(LSlot* e, uint32_t plen, const uint8_t* d) const {
-    if (e->prefixlen != plen) return false;
-    uint32_t full = plen / 8;
-    if (std::memcmp(e->data(), d, full) != 0) return false;
-    if (plen % 8) {
-      uint8_t m = uint8_t(0xFF00u >> (plen % 8));
-      if ((e->data()[full] & m) != (d[full] & m)) return false;
-    }
-    return true;
+    return e->prefixlen == plen && prefix_bits_equal(e->data(), d, plen);
   }
   // Under the lock. *free_slot (when asked): the first empty or deleted slot on the way.
   LSlot* find(uint32_t plen, const uint8_t* d, uint32_t h, LSlot** free_slot = nullptr) const {

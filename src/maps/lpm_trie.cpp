@@ -85,14 +85,7 @@ class LpmTrie final : public Map {
     return uint32_t(hash_bytes(m, ds_, seed_ ^ (uint64_t(plen) * 0x9E3779B97F4A7C15ull)));
   }
   bool matches(Node* n, uint32_t plen, const uint8_t* d) const {
-    if (n->prefixlen != plen) return false;
-    uint32_t full = plen / 8;
-    if (std::memcmp(n->data(), d, full) != 0) return false;
-    if (plen % 8) {
-      uint8_t m = uint8_t(0xFF00u >> (plen % 8));
-      if ((n->data()[full] & m) != (d[full] & m)) return false;
-    }
-    return true;
+    return n->prefixlen == plen && prefix_bits_equal(n->data(), d, plen);
   }
   Node* find_exact(uint32_t plen, const uint8_t* d, uint32_t h) const {
     for (Node* n = buckets_[h & (nb_ - 1)].load(std::memory_order_acquire); n; n = n->next.load(std::memory_order_acquire))

@@ -47,6 +47,17 @@ inline uint64_t hash_mix(uint64_t x) {
   x ^= x >> 32;
   return x;
 }
+// Whether two LPM keys' data agree on their first `plen` bits.
+inline bool prefix_bits_equal(const uint8_t* a, const uint8_t* b, uint32_t plen) {
+  uint32_t full = plen / 8;
+  if (std::memcmp(a, b, full) != 0) return false;
+  if (plen % 8) {
+    uint8_t m = uint8_t(0xFF00u >> (plen % 8));
+    if ((a[full] & m) != (b[full] & m)) return false;
+  }
+  return true;
+}
+
 inline uint64_t hash_bytes(const void* p, size_t n, uint64_t seed) {
   if (n == 4) {  // the common key sizes: one load, one multiply, one mix
     uint32_t w;

@@ -141,15 +141,6 @@ class PerfEventArray final : public PerfEventArrayMap {
     }
     return cnt;
   }
-  long poll(const SampleFn& sample, const LostFn& lost, int timeout_ms) override {
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-    for (;;) {
-      long n = consume(sample, lost);
-      if (n != 0 || timeout_ms == 0) return n;
-      if (timeout_ms > 0 && std::chrono::steady_clock::now() >= deadline) return 0;
-      std::this_thread::sleep_for(std::chrono::microseconds(200));
-    }
-  }
 
   void* lookup(const void*) override { return nullptr; }
   long update(const void*, const void*, uint64_t) override { return -EINVAL; }
@@ -191,3 +182,17 @@ class PerfEventArray final : public PerfEventArrayMap {
 std::shared_ptr<Map> make_perf_event_array(const MapSpec& s) { return std::make_shared<PerfEventArray>(s); }
 
 }  // namespace bpfvm::maps
+
+namespace bpfvm {
+
+long PerfEventArrayMap::poll(const SampleFn& sample, const LostFn& lost, int timeout_ms) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  for (;;) {
+    long n = consume(sample, lost);
+    if (n != 0 || timeout_ms == 0) return n;
+    if (timeout_ms > 0 && std::chrono::steady_clock::now() >= deadline) return 0;
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+}
+
+}  // namespace bpfvm

@@ -199,15 +199,6 @@ class StorePerfEventArray final : public PerfEventArrayMap {
     }
     return cnt;
   }
-  long poll(const SampleFn& sample, const LostFn& lost, int timeout_ms) override {
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-    for (;;) {
-      long n = consume(sample, lost);
-      if (n != 0 || timeout_ms == 0) return n;
-      if (timeout_ms > 0 && std::chrono::steady_clock::now() >= deadline) return 0;
-      std::this_thread::sleep_for(std::chrono::microseconds(200));
-    }
-  }
 
   void* lookup(const void*) override { return nullptr; }
   long update(const void*, const void*, uint64_t) override { return -EINVAL; }
