@@ -79,12 +79,20 @@ Result<EventTypes> event_types(const Object& obj, const std::vector<std::string>
 }
 
 // A record decoded by its BTF type (compact JSON, or bpftool's plain text laid out as its dumps);
-// nullopt when no type is given for its map or the record is shorter than the type.
+// nullopt when no type is given for its map. A record shorter than the type (a variable-length
+// record, as execsnoop's, sent without its unused tail) is decoded as if the rest were zeros.
 std::optional<std::string> decode_record(const TraceRecord& r, const EventTypes* et, bool plain) {
   const NamedBtfType* t = et ? et->for_map(r.map) : nullptr;
-  if (!t || r.lost || r.data.size() < t->size) return std::nullopt;
+  if (!t || r.lost) return std::nullopt;
+  std::vector<uint8_t> padded;
+  std::span<const uint8_t> data = r.data;
+  if (data.size() < t->size) {
+    padded.assign(data.begin(), data.end());
+    padded.resize(t->size, 0);
+    data = padded;
+  }
   BtfJsonWriter w(plain);
-  if (!format_btf_value(w, et->btf, t->id, r.data, plain)) return std::nullopt;
+  if (!format_btf_value(w, et->btf, t->id, data, plain)) return std::nullopt;
   return w.str();
 }
 
@@ -380,7 +388,8 @@ RegisterCommand reg_trace("trace", [](CLI::App& app, std::function<int()>& run) 
   cmd->add_option("--event-type", o->event_types,
                   "Decode ring-buffer/perf records with this BTF type of the object (struct name), for every map "
                   "or as MAP=TYPE for one; repeatable")
-      ->type_name("[MAP=]TYPE");
+      ->type_name("[MAP=]TYPE")
+      ->allow_extra_args(false);
   cmd->add_flag("-j,--json", o->json, "JSON lines: records as bpftool's event_pipe -j, printk, maps");
   cmd->add_option("--duration", o->duration, "Stop tracing after SEC seconds and detach (the command keeps running)");
   add_choice_option(cmd, "--mode", o->mode, {"auto", "agent", "ptrace"},
