@@ -1,11 +1,13 @@
 // bpfvm prog VERB ...: bpftool's program verbs over pinned programs (docs/cli.md "bpfvm prog").
 #include <dirent.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -67,6 +69,7 @@ int cmd_loadall(Ctx& c) {
       base.type = *t;
     } else if (a[i] == "btf") {
       base.btf = a[i + 1];
+      if (access(base.btf.c_str(), R_OK) != 0) return c.error(kUsage, "btf " + base.btf + ": " + std::strerror(errno));
     } else if (a[i] == "set") {
       auto eq = a[i + 1].find('=');
       if (eq == std::string::npos || eq == 0) return c.error(kUsage, "set " + a[i + 1] + ": expected NAME=VALUE");

@@ -1,4 +1,7 @@
 #include <CLI/CLI.hpp>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstring>
 
 #include "bpfvm/asm.hpp"
@@ -74,6 +77,10 @@ Result<LoadOptions> load_options(const InputSpec& spec) {
     if (!t) return make_error(ErrorCode::InvalidArgument, unknown_type_message("--type " + sec + "=" + type, type));
     lo.section_types[sec] = *t;
   }
+  // A BTF file that cannot be read is an error even when the object has no CO-RE relocation to use
+  // it for (the loader reads it only then): a mistyped path never goes unnoticed.
+  if (!spec.btf.empty() && access(spec.btf.c_str(), R_OK) != 0)
+    return make_error(ErrorCode::Io, "--btf " + spec.btf + ": " + std::strerror(errno));
   lo.target_btf = spec.btf;
   return lo;
 }

@@ -171,3 +171,10 @@ $ bpfvm filter 'icmp' -r "$BPFVM_SHARED/pcaps/icmp_ttl.pcap" | head -3
 $ bpfvm filter 'icmp' -r "$BPFVM_SHARED/pcaps/icmp_ttl.pcap" --count
 3635 packets
 [exit 0]
+# A --btf file that cannot be read is refused even when the object has nothing for CO-RE to relocate.
+$ bpfvm verify $PROGS/tr_count.bpf.o --btf /nonexistent/vmlinux
+bpfvm: --btf /nonexistent/vmlinux: No such file or directory
+[exit 2]
+$ bpfvm prog loadall $PROGS/tr_count.bpf.o $SCRATCH/progs btf /nonexistent/vmlinux
+bpfvm: btf /nonexistent/vmlinux: No such file or directory
+[exit 2]
