@@ -884,6 +884,31 @@ TEST(HelperObjects, MapsLoopForEachRingbuf) {
   }
 }
 
+// LD_ABS reads the packet the run started with; a program that also moves it with
+// bpf_skb_change_head/_tail stops with a clear fault instead of reading stale bytes (both engines).
+TEST(Helpers, LegacyPacketLoadsWithChangeTailFailClearly) {
+  auto idf = [](std::string_view n) { return kernel_helper_id(n); };
+  auto insns = assemble("r6 = r1\nr0 = *(u8 *)skb[12]\nr1 = r6\nr2 = 100\nr3 = 0\ncall bpf_skb_change_tail\n"
+                        "r0 = 0\nexit\n",
+                        Syntax::Kernel, idf);
+  ASSERT_TRUE(insns.ok()) << insns.error().to_string();
+  std::vector<uint8_t> frame(64, 0);
+  frame[12] = 0x08;
+  for (EngineKind e : {EngineKind::Interpreter, EngineKind::Jit}) {
+    SCOPED_TRACE(engine_name(e));
+    PrepareOptions o;
+    o.engine = engine_choice(e);
+    auto prep = prepare_program(Program{"ldabs_tail", *insns}, *find_prog_type(kProgSchedCls), o);
+    if (!prep && prep.error().code == ErrorCode::Unsupported) continue;
+    ASSERT_TRUE(prep.ok()) << prep.error().to_string();
+    auto r = test_run(*prep, frame);
+    ASSERT_FALSE(r.ok());
+    EXPECT_NE(r.error().message.find("bpf_skb_change_tail: the program also reads the packet with LD_ABS/LD_IND"),
+              std::string::npos)
+        << r.error().message;
+  }
+}
+
 // bpf_skb_change_head / _tail move the packet into a larger buffer when the 64 bytes of headroom
 // (and the frame's end) are not enough; the program then sees and writes the new bytes, under the
 // checked interpreter and the JIT, and the kernel's test run gives the same packet.

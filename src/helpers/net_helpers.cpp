@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <cstring>
 
+#include <fmt/format.h>
+
+#include "bpfvm/helpers.hpp"
 #include "bpfvm/map.hpp"
 #include "bpfvm/progtype.hpp"
 #include "helpers/impl.hpp"
@@ -198,6 +201,24 @@ int64_t skb_make_room(SkbNative* s, uint64_t head, uint64_t tail) {
   return s->bounds.grow(s->bounds.grow_owner, s, head, tail);
 }
 
+// LD_ABS / LD_IND read the packet the run started with (RunArgs::packet), not one that
+// bpf_skb_change_head/_tail moved or resized: a program that has both cannot get the kernel's
+// results, so its run stops with this fault instead of reading stale bytes.
+bool refuse_with_legacy_packet_loads(const char* helper) {
+  RunContext* rc = current_run();
+  if (!rc || !rc->exe) return false;
+  for (const Insn& i : rc->exe->program().insns) {
+    if (i.info().kind != OpKind::LoadPacket) continue;
+    set_helper_fault(make_error(ErrorCode::Unsupported,
+                                fmt::format("{}: the program also reads the packet with LD_ABS/LD_IND, which bpfvm "
+                                            "does not move with the packet; use direct packet access or "
+                                            "bpf_skb_load_bytes",
+                                            helper)));
+    return true;
+  }
+  return false;
+}
+
 // bpf_skb_change_head: pushes `head_room` zeroed bytes before the packet, which then starts with a
 // new link-layer header there (mac header reset), as __bpf_skb_change_head.
 uint64_t skb_change_head(uint64_t ctx, uint64_t head_room_u, uint64_t flags, uint64_t, uint64_t) {
@@ -205,6 +226,7 @@ uint64_t skb_change_head(uint64_t ctx, uint64_t head_room_u, uint64_t flags, uin
   const uint32_t head_room = static_cast<uint32_t>(head_room_u);
   const uint32_t new_len = s->len + head_room;
   if (flags || new_len > detail::kBpfSkbMaxLen || new_len < s->len) return neg(kEINVAL);
+  if (refuse_with_legacy_packet_loads("bpf_skb_change_head")) return neg(kENOTSUPP);
   if (int64_t e = skb_make_room(s, head_room, 0)) return static_cast<uint64_t>(e);
   s->data -= head_room;
   std::memset(ptr<void>(s->data), 0, head_room);
@@ -226,6 +248,7 @@ uint64_t skb_change_tail(uint64_t ctx, uint64_t new_len_u, uint64_t flags, uint6
   auto* s = ptr<SkbNative>(ctx);
   const uint32_t new_len = static_cast<uint32_t>(new_len_u);
   if (flags || new_len > detail::kBpfSkbMaxLen || new_len < skb_min_len(s)) return neg(kEINVAL);
+  if (refuse_with_legacy_packet_loads("bpf_skb_change_tail")) return neg(kENOTSUPP);
   // s->len may exceed the linear bytes (a packet hook's truncated capture): the change applies to both.
   const uint64_t linear = skb_len(s);
   const int64_t delta = static_cast<int64_t>(new_len) - static_cast<int64_t>(s->len);
