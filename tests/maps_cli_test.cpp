@@ -281,11 +281,11 @@ TEST_F(MapCliTest, ProgLoadallSetsGlobalsBeforeLoad) {
   EXPECT_NE(o.text.find("no global variable 'nosuch'"), std::string::npos) << o.text;
   o = run("prog loadall " + obj + " " + root_ + "/bad set verdict", true);
   EXPECT_EQ(o.rc, 2);
-  // The target BTF is read when the object has CO-RE relocations.
+  // A target BTF that cannot be read is a usage error, whether or not the object has CO-RE relocations.
   const std::string core = std::string(BPFVM_PROGS_DIR) + "/core_access.bpf.o";
   o = run("prog loadall " + core + " " + root_ + "/bad btf /nonexistent/vmlinux", true);
-  EXPECT_NE(o.rc, 0);
-  EXPECT_NE(o.text.find("target BTF /nonexistent/vmlinux"), std::string::npos) << o.text;
+  EXPECT_EQ(o.rc, 2);
+  EXPECT_NE(o.text.find("btf /nonexistent/vmlinux: No such file or directory"), std::string::npos) << o.text;
 }
 
 // bpfvm prog: loadall pins an object's programs and maps; show, run, dump and pin work on the
