@@ -1,7 +1,7 @@
 // Cost of a probe on a function call: a loop of calls to a small function, timed inside the looping
 // process, natively and probed, in one run:
 //   native                     no probe
-//   kernel uprobe / uretprobe  the counting program (bench/progs/up_count.bpf.c) attached with libbpf
+//   kernel uprobe / uretprobe  the counting program (bench/progs/uprobe_count.bpf.c) attached with libbpf
 //                              (root; a trap per hit)
 //   bpfvm uprobe / uretprobe   the same program in bpfvm's agent (bpfvm trace --mode agent): a jump
 //                              into the process's own trampoline, the JIT-compiled program
@@ -90,7 +90,7 @@ std::optional<double> best(int reps, const std::function<std::optional<double>()
   return b;
 }
 
-std::string objpath() { return std::string(BPFVM_PROGS_DIR) + "/up_count.bpf.o"; }
+std::string objpath() { return std::string(BPFVM_PROGS_DIR) + "/uprobe_count.bpf.o"; }
 
 std::optional<double> kernel_probe(long n, bool ret, std::string* why) {
   libbpf_set_print(nullptr);
@@ -104,7 +104,7 @@ std::optional<double> kernel_probe(long n, bool ret, std::string* why) {
   if (bpf_object__load(o) != 0) {
     *why = "the kernel does not load the program";
   } else {
-    bpf_program* p = bpf_object__find_program_by_name(o, "count_hit");
+    bpf_program* p = bpf_object__find_program_by_name(o, "count_hits");
     LIBBPF_OPTS(bpf_uprobe_opts, uo);
     uo.func_name = "bench_probed";
     uo.retprobe = ret;
@@ -124,7 +124,7 @@ std::optional<double> kernel_probe(long n, bool ret, std::string* why) {
 std::optional<double> bpfvm_probe(long n, bool ret) {
   std::string bpfvm = std::filesystem::path(BPFVM_PROGS_DIR).parent_path() / "bpfvm";
   std::string spec = std::string(ret ? "uretprobe/" : "uprobe/") + g_self + ":bench_probed";
-  return best(3, [&] { return run_cmd({bpfvm, "trace", "--mode", "agent", objpath(), "--attach", "count_hit=" + spec, "--"}, n); });
+  return best(3, [&] { return run_cmd({bpfvm, "trace", "--mode", "agent", objpath(), "--attach", "count_hits=" + spec, "--"}, n); });
 }
 
 }  // namespace

@@ -1,5 +1,5 @@
-// bench_uprobe_hooks: counts the hits of a function (one array update per hit), for the kernel's uprobes
-// and for bpfvm's in-process hooks.
+// The uprobe benchmarks (bench_uprobes: the agent; bench_uprobe_hooks: the in-process hooks): one array
+// update per hit of the probed function, for the kernel's uprobes and for bpfvm.
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 
