@@ -307,6 +307,14 @@ TEST(AgentTrace, UprobesCountArgumentsAndReturnValues) {
   EXPECT_NE(r.out.find("sum "), std::string::npos) << "the command's own output";
 }
 
+// The agent's own work in the process (reports, attaching) calls getpid as well; only the
+// command's calls reach the program. Records go through a pinned perf event array.
+TEST(AgentTrace, TheAgentsOwnCallsHitNoProbe) {
+  CliRun none = run_trace("--mode agent " + progs("ag_getpid.bpf.o") + " -- /bin/true");
+  ASSERT_EQ(none.code, 0) << none.err << none.out;
+  EXPECT_EQ(none.records.size(), 0u) << "true itself never calls getpid\n" << none.out;
+}
+
 TEST(AgentTrace, ProbeReadUserAndPrintk) {
   CliRun r = run_trace(progs("ag_probes.bpf.o") + " --attach on_bad_read=uprobe/" + BPFVM_AGENT_TARGET +
                        ":local_mul -- " + BPFVM_AGENT_TARGET + " 7");

@@ -41,6 +41,7 @@ std::string g_socket;  // the report socket's path ("" = none)
 // application could close or reuse.
 void report(AgentMessage m) {
   if (g_socket.empty()) return;
+  uprobe::QuietScope quiet;
   if (m.pid == 0) m.pid = getpid();
   std::string text = agent_message_to_json(m);
   int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
@@ -400,6 +401,7 @@ Status start(const std::string& spec_path) {
 }  // namespace
 
 Status agent_start(const std::string& spec_path) {
+  uprobe::QuietScope quiet;  // the agent's own calls (getpid for a report, ...) hit no probe
   if (g_agent) return make_error(ErrorCode::InvalidArgument, "the agent is already running in this process");
   Status st = start(spec_path);
   if (!st) report_text(AgentMessage::Kind::Error, st.error().message);
@@ -409,6 +411,7 @@ Status agent_start(const std::string& spec_path) {
 void agent_rescan_modules() {
   Agent* a = g_agent;
   if (!a || !a->waiting.load(std::memory_order_acquire)) return;
+  uprobe::QuietScope quiet;
   std::lock_guard<std::mutex> lock(a->mu);
   uint32_t attached = 0;
   (void)attach_loaded(*a, false, &attached);

@@ -168,12 +168,13 @@ struct ReaderSlot {
 
 struct ThreadState {
   uint32_t depth;  // > 0: a handler runs on this thread (the recursion guard)
+  uint32_t quiet;  // > 0: the agent's own work runs on this thread (QuietScope): hooks call nothing
   ShadowBlock* block;
   ReaderSlot* slot;
 };
 // initial-exec: no allocation or lazy TLS resolution on the hit path (this also works where the code
 // is in a preloaded library).
-__attribute__((tls_model("initial-exec"))) thread_local ThreadState t_state{0, nullptr, nullptr};
+__attribute__((tls_model("initial-exec"))) thread_local ThreadState t_state{0, 0, nullptr, nullptr};
 
 }  // namespace
 }  // namespace bpfvm::uprobe
@@ -496,7 +497,7 @@ using bpfvm::uprobe::Site;
 extern "C" __attribute__((visibility("hidden"))) void bpfvm_uprobe_on_entry(Site* s, PtRegs* r) noexcept {
   using namespace bpfvm::uprobe;
   ThreadState& t = t_state;
-  if (t.depth) return;  // a hook hit inside a handler: the code runs unprobed
+  if (t.depth || t.quiet) return;  // a hook hit inside a handler or the agent's work: runs unprobed
   ++t.depth;
   const uint64_t flags = r->flags;
   {
@@ -524,7 +525,7 @@ extern "C" __attribute__((visibility("hidden"))) uint64_t bpfvm_uprobe_on_return
   const ShadowEntry e = b->e[k];
   b->top = static_cast<uint32_t>(k);  // calls entered after this one have all ended
   r->ip = e.site->func;
-  if (!t.depth) {
+  if (!t.depth && !t.quiet) {
     ++t.depth;
     const uint64_t flags = r->flags;
     {
@@ -1163,6 +1164,9 @@ Result<PatchMethod> patch_method(HookId id) {
 }
 
 bool in_hook() { return t_state.depth != 0; }
+
+QuietScope::QuietScope() { ++t_state.quiet; }
+QuietScope::~QuietScope() { --t_state.quiet; }
 
 Stats stats() {
   Stats st;

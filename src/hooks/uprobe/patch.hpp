@@ -90,6 +90,17 @@ Result<PatchMethod> patch_method(HookId id);
 // the agent's syscall hooks) can check it to avoid running programs recursively.
 bool in_hook();
 
+// While an object of this class lives, hooks this thread hits call no handler and arm no return hook,
+// as inside a handler: the agent's own work (attaching, reports, rescans after dlopen) never runs the
+// programs it installs, whatever functions it calls. Unlike in_hook(), detach still waits.
+class QuietScope {
+ public:
+  QuietScope();
+  ~QuietScope();
+  QuietScope(const QuietScope&) = delete;
+  QuietScope& operator=(const QuietScope&) = delete;
+};
+
 // What the hooks do, process-wide (tests, diagnostics).
 struct Stats {
   uint64_t trap_hits = 0;        // breakpoint hits handled (SIGTRAP)
