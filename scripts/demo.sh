@@ -41,6 +41,11 @@ echo "== System calls of an unmodified command traced (ptrace + seccomp): openat
 echo "   a program whose filter is a const volatile global set before load"
 show trace build/progs/tr_setnr.bpf.o --set only_nr=257 -- ls /
 echo
+echo "== A function of an unmodified program probed from inside it: the agent (LD_PRELOAD) patches a jump"
+echo "   at local_mul's entry and its return (uprobe, uretprobe); ring-buffer records and counts as they happen"
+show trace build/progs/ag_probes.bpf.o --attach on_local_mul=uprobe/build/agent_target:local_mul \
+  --attach on_local_mul_ret=uretprobe/build/agent_target:local_mul -- build/agent_target 5
+echo
 echo "== Assembly on given memory (r1 = memory, r2 = length): verified (a loop bounded by r2), run in the"
 echo "   JIT and the interpreter; unverified code runs only with --no-verify, in the checked interpreter"
 cat > build/demo-sum.s <<'ASM'
