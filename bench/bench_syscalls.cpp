@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "bpfvm/trace.hpp"
+#include "child_loop.hpp"
 
 namespace {
 
@@ -61,25 +62,12 @@ int loop_main(long n, const char* out, bool filter) {
   auto t0 = std::chrono::steady_clock::now();
   for (long i = 0; i < n; ++i) syscall(SYS_getppid);
   double ns = std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0).count() / n;
-  FILE* f = std::fopen(out, "w");
-  if (!f) return 1;
-  std::fprintf(f, "%.2f\n", ns);
-  std::fclose(f);
-  return 0;
+  return child_loop::write_result(out, ns) ? 0 : 1;
 }
 
-std::string tmp_file() {
-  static int k = 0;
-  return "/tmp/bench_syscalls." + std::to_string(getpid()) + "." + std::to_string(k++);
-}
-
-std::optional<double> read_result(const std::string& path) {
-  std::ifstream in(path);
-  double v;
-  if (!(in >> v)) return std::nullopt;
-  std::filesystem::remove(path);
-  return v;
-}
+using child_loop::best;
+using child_loop::read_result;
+std::string tmp_file() { return child_loop::tmp_file("bench_syscalls"); }
 
 std::vector<std::string> loop_argv(long n, const std::string& out, bool filter = false) {
   return {g_self, filter ? "--loop-filtered" : "--loop", std::to_string(n), out};
@@ -90,28 +78,7 @@ std::optional<double> run_cmd(std::vector<std::string> prefix, long n, bool filt
   std::string out = tmp_file();
   auto argv = prefix;
   for (auto& a : loop_argv(n, out, filter)) argv.push_back(a);
-  pid_t pid = fork();
-  if (pid == 0) {
-    std::vector<char*> av;
-    for (auto& a : argv) av.push_back(a.data());
-    av.push_back(nullptr);
-    execvp(av[0], av.data());
-    _exit(127);
-  }
-  int st = 0;
-  waitpid(pid, &st, 0);
-  if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) return std::nullopt;
-  return read_result(out);
-}
-
-std::optional<double> best(int reps, const std::function<std::optional<double>()>& f) {
-  std::optional<double> b;
-  for (int i = 0; i < reps; ++i) {
-    auto v = f();
-    if (!v) return std::nullopt;
-    if (!b || *v < *b) b = v;
-  }
-  return b;
+  return child_loop::run_and_read(std::move(argv), out, false);
 }
 
 std::string objpath() { return std::string(BPFVM_PROGS_DIR) + "/sys_count.bpf.o"; }

@@ -23,6 +23,8 @@
 #include <string>
 #include <vector>
 
+#include "child_loop.hpp"
+
 extern "C" __attribute__((noinline)) long bench_probed(long x) {
   __asm__ volatile("" ::: "memory");
   return x + 1;
@@ -38,25 +40,12 @@ int loop_main(long n, const char* out) {
   auto t0 = std::chrono::steady_clock::now();
   for (long i = 0; i < n; ++i) s += bench_probed(i);
   double ns = std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0).count() / n;
-  FILE* f = std::fopen(out, "w");
-  if (!f) return 1;
-  std::fprintf(f, "%.2f\n", ns);
-  std::fclose(f);
+  if (!child_loop::write_result(out, ns)) return 1;
   return s == 42 ? 2 : 0;  // keeps the calls
 }
 
-std::string tmp_file() {
-  static int k = 0;
-  return "/tmp/bench_uprobes." + std::to_string(getpid()) + "." + std::to_string(k++);
-}
-
-std::optional<double> read_result(const std::string& path) {
-  std::ifstream in(path);
-  double v;
-  if (!(in >> v)) return std::nullopt;
-  std::filesystem::remove(path);
-  return v;
-}
+using child_loop::best;
+std::string tmp_file() { return child_loop::tmp_file("bench_uprobes"); }
 
 std::optional<double> run_cmd(std::vector<std::string> argv, long n) {
   std::string out = tmp_file();
@@ -64,30 +53,8 @@ std::optional<double> run_cmd(std::vector<std::string> argv, long n) {
   argv.push_back("--loop");
   argv.push_back(std::to_string(n));
   argv.push_back(out);
-  pid_t pid = fork();
-  if (pid == 0) {
-    std::vector<char*> av;
-    for (auto& a : argv) av.push_back(a.data());
-    av.push_back(nullptr);
-    // bpfvm trace's notes and map dump are not the bench's output.
-    if (!freopen("/dev/null", "w", stdout) || !freopen("/dev/null", "w", stderr)) _exit(126);
-    execvp(av[0], av.data());
-    _exit(127);
-  }
-  int st = 0;
-  waitpid(pid, &st, 0);
-  if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) return std::nullopt;
-  return read_result(out);
-}
-
-std::optional<double> best(int reps, const std::function<std::optional<double>()>& f) {
-  std::optional<double> b;
-  for (int i = 0; i < reps; ++i) {
-    auto v = f();
-    if (!v) return std::nullopt;
-    if (!b || *v < *b) b = v;
-  }
-  return b;
+  // bpfvm trace's notes and map dump are not the bench's output.
+  return child_loop::run_and_read(std::move(argv), out, true);
 }
 
 std::string objpath() { return std::string(BPFVM_PROGS_DIR) + "/uprobe_count.bpf.o"; }
