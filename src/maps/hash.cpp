@@ -177,25 +177,10 @@ class HashMap : public Map {
   }
   // Sets an element's value: all CPUs from a user-space array, or one CPU (others zero).
   void fill_value(Elem* e, const void* value, bool onallcpus) {
-    if (!percpu_) {
-      if (!has_lock() && value) {  // the common case: one copy, zero only the padding
-        std::memcpy(e->val(), value, spec_.value_size);
-        if (stride_ > spec_.value_size) std::memset(e->val() + spec_.value_size, 0, stride_ - spec_.value_size);
-        return;
-      }
-      std::memset(e->val(), 0, stride_);
-      copy_value(e->val(), value);
-      return;
-    }
-    int me = cpu();
-    for (int c = 0; c < ncpus_; ++c) {
-      uint8_t* d = cpu_val(e, c);
-      std::memset(d, 0, stride_);
-      if (onallcpus)
-        copy_value(d, static_cast<const uint8_t*>(value) + size_t(c) * stride_);
-      else if (c == me)
-        copy_value(d, value);
-    }
+    fill_hash_value(
+        HashValueLayout{percpu_, has_lock(), spec_.value_size, stride_, ncpus_}, e->val(),
+        [&](int c) { return cpu_val(e, c); }, cpu(), [this](void* d, const void* v) { copy_value(d, v); }, value,
+        onallcpus);
   }
   void set_percpu_in_place(Elem* e, const void* value, bool onallcpus) {
     if (onallcpus) {
@@ -205,12 +190,7 @@ class HashMap : public Map {
       copy_value(cpu_val(e, cpu()), value);
     }
   }
-  static long check_flags(Elem* old, uint64_t flags) {
-    uint64_t f = flags & ~kBpfFLock;
-    if (old && f == kBpfNoexist) return -EEXIST;
-    if (!old && f == kBpfExist) return -ENOENT;
-    return 0;
-  }
+  static long check_flags(Elem* old, uint64_t flags) { return check_update_flags(old != nullptr, flags); }
   // Unlinks e (under its bucket lock).
   void unlink_locked(Elem* e) {
     std::atomic<Elem*>* pp = &bucket(e->hash);

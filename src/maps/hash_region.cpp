@@ -511,25 +511,10 @@ class RegionHash final : public Map {
 
   // ---- values ----
   void fill(HElem* e, const void* value, bool onallcpus) {
-    if (!percpu_) {
-      if (!has_lock()) {  // the common case: one copy, zero only the padding
-        std::memcpy(val(e), value, spec_.value_size);
-        if (stride_ > spec_.value_size) std::memset(val(e) + spec_.value_size, 0, stride_ - spec_.value_size);
-        return;
-      }
-      std::memset(val(e), 0, stride_);
-      copy_value(val(e), value);
-      return;
-    }
-    int me = cpu();
-    for (int c = 0; c < ncpus_; ++c) {
-      uint8_t* d = cpu_val(e, c);
-      std::memset(d, 0, stride_);
-      if (onallcpus)
-        copy_value(d, static_cast<const uint8_t*>(value) + size_t(c) * stride_);
-      else if (c == me)
-        copy_value(d, value);
-    }
+    fill_hash_value(
+        HashValueLayout{percpu_, has_lock(), spec_.value_size, stride_, ncpus_}, val(e),
+        [&](int c) { return cpu_val(e, c); }, cpu(), [this](void* d, const void* v) { copy_value(d, v); }, value,
+        onallcpus);
   }
   void set_in_place(HElem* e, const void* value, bool onallcpus) {
     if (!percpu_) {
@@ -540,12 +525,7 @@ class RegionHash final : public Map {
       copy_value(cpu_val(e, cpu()), value);
     }
   }
-  static long check_flags(HElem* old, uint64_t flags) {
-    uint64_t f = flags & ~kBpfFLock;
-    if (old && f == kBpfNoexist) return -EEXIST;
-    if (!old && f == kBpfExist) return -ENOENT;
-    return 0;
-  }
+  static long check_flags(HElem* old, uint64_t flags) { return check_update_flags(old != nullptr, flags); }
 
   long do_update(const void* key, const void* value, uint64_t flags, bool onallcpus) {
     if (percpu_ ? flags > kBpfExist : (flags & ~kBpfFLock) > kBpfExist) return -EINVAL;

@@ -47,6 +47,49 @@ inline uint64_t hash_mix(uint64_t x) {
   x ^= x >> 32;
   return x;
 }
+// BPF_NOEXIST / BPF_EXIST (BPF_F_LOCK aside) against whether the key is there: 0 or -errno.
+inline long check_update_flags(bool exists, uint64_t flags) {
+  uint64_t f = flags & ~kBpfFLock;
+  if (exists && f == kBpfNoexist) return -EEXIST;
+  if (!exists && f == kBpfExist) return -ENOENT;
+  return 0;
+}
+
+// The value layout of a hash element, for writing a whole value (private and pinned hashes alike).
+struct HashValueLayout {
+  bool percpu;
+  bool has_lock;        // a bpf_spin_lock in the value: copies go around it
+  uint32_t value_size;
+  size_t stride;        // bytes per value slot (value_size rounded up to 8)
+  int ncpus;
+};
+
+// Sets an element's value: a plain value (`val`), or every per-CPU slot (`cpu_val(c)`) from a
+// user-space array (onallcpus) or only slot `me` with the others zeroed. `copy(dst, src)` copies
+// a value as the map does (Map::copy_value: the lock word kept).
+template <class CpuVal, class Copy>
+void fill_hash_value(const HashValueLayout& l, uint8_t* val, CpuVal cpu_val, int me, Copy copy, const void* value,
+                     bool onallcpus) {
+  if (!l.percpu) {
+    if (!l.has_lock && value) {  // the common case: one copy, zero only the padding
+      std::memcpy(val, value, l.value_size);
+      if (l.stride > l.value_size) std::memset(val + l.value_size, 0, l.stride - l.value_size);
+      return;
+    }
+    std::memset(val, 0, l.stride);
+    copy(val, value);
+    return;
+  }
+  for (int c = 0; c < l.ncpus; ++c) {
+    uint8_t* d = cpu_val(c);
+    std::memset(d, 0, l.stride);
+    if (onallcpus)
+      copy(d, static_cast<const uint8_t*>(value) + size_t(c) * l.stride);
+    else if (c == me)
+      copy(d, value);
+  }
+}
+
 // Whether two LPM keys' data agree on their first `plen` bits.
 inline bool prefix_bits_equal(const uint8_t* a, const uint8_t* b, uint32_t plen) {
   uint32_t full = plen / 8;
