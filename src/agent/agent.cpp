@@ -185,6 +185,7 @@ struct Agent {
   std::vector<Target> targets;
   std::vector<Probe*> probes;  // attached in this process
   std::unique_ptr<usdt::Specs> usdt;
+  std::vector<uint16_t*> semaphores;  // USDT semaphores incremented while attached
   std::mutex mu;
   std::atomic<bool> waiting{false};  // targets not attached yet
 };
@@ -240,9 +241,11 @@ Result<std::vector<Probe*>> attach_target(Agent& a, Target& t, const Module& m) 
     }
     // Semaphores: incremented while attached (the program's code tests them before the probe).
     for (const UsdtNote& n : *notes)
-      if (n.semaphore)
-        __atomic_add_fetch(reinterpret_cast<uint16_t*>(n.semaphore + (n.relocatable ? m.bias : 0)), 1,
-                           __ATOMIC_SEQ_CST);
+      if (n.semaphore) {
+        auto* sem = reinterpret_cast<uint16_t*>(n.semaphore + (n.relocatable ? m.bias : 0));
+        __atomic_add_fetch(sem, 1, __ATOMIC_SEQ_CST);
+        a.semaphores.push_back(sem);
+      }
     return made;
   }
   auto fn = find_elf_function(m.path, pt.function, pt.offset);
@@ -425,5 +428,38 @@ void agent_rescan_modules() {
 }
 
 bool agent_active() { return g_agent != nullptr; }
+
+// Detaching from a process the agent was loaded into (bpfvm trace -p): every probe removed (the
+// original bytes back), semaphores decremented, the session's object and maps released; the library
+// stays loaded and idle, and agent_start may run again.
+Result<bool> agent_stop() {
+  Agent* a = g_agent;
+  if (!a) return false;
+  // A thread inside a handler cannot wait for the others to leave theirs, and one inside the
+  // agent's own work holds its lock: the caller tries again at another moment.
+  if (uprobe::in_hook()) return make_error(ErrorCode::Unsupported, "the thread runs a probe handler");
+  uprobe::QuietScope quiet;
+  std::unique_lock<std::mutex> lock(a->mu, std::try_to_lock);
+  if (!lock.owns_lock()) return make_error(ErrorCode::Unsupported, "the agent is attaching probes");
+  bool all = true;
+  for (Probe* p : a->probes)
+    if (Status st = uprobe::detach(p->hook); !st) {
+      all = false;
+      report_text(AgentMessage::Kind::Error, fmt::format("program {}: detach: {}", p->prog->name, st.error().message));
+    }
+  for (uint16_t* sem : a->semaphores) __atomic_sub_fetch(sem, 1, __ATOMIC_SEQ_CST);
+  a->semaphores.clear();
+  g_agent = nullptr;
+  set_printk_sink(nullptr);
+  g_socket.clear();
+  lock.unlock();
+  // Detached hooks run no handler any more: the probes and the session can go. When a hook stayed
+  // (its bytes could not be restored) everything it points to stays too.
+  if (all) {
+    for (Probe* p : a->probes) delete p;
+    delete a;
+  }
+  return true;
+}
 
 }  // namespace bpfvm

@@ -1,0 +1,99 @@
+// The target of the `bpfvm trace -p PID` tests: a process that runs until told to quit, so that the
+// agent is loaded into it while it runs. It prints "ready" and then obeys one command per line of
+// stdin (so it waits blocked in read() between commands), answering one line each:
+//   run N        sum of lib_add(i, 2i) + local_mul(i, 3) for i < N      -> "sum S"
+//   sleep MS     one nanosleep of MS ms                                  -> "slept rc R ms E" (E: elapsed)
+//   threads T N  T threads call local_mul(i, 1) for i < N, all at once   -> "threads sum S"
+//   hammer T     T threads call local_mul in a loop until `stop`          -> (nothing)
+//   stop         ends the hammering threads                              -> "hammer calls C bad B" (B: wrong results)
+//   quit         exits 0
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+int lib_add(int a, int b);
+
+__attribute__((noinline)) long local_mul(long a, long b) {
+  __asm__ volatile("" ::: "memory");
+  return a * b;
+}
+
+static int g_n;
+static void* worker(void* arg) {
+  long s = 0;
+  for (int i = 0; i < g_n; ++i) s += local_mul(i, 1);
+  *(long*)arg = s;
+  return NULL;
+}
+
+static atomic_int g_hammer;
+static atomic_long g_calls, g_bad;
+static void* hammer(void* arg) {
+  (void)arg;
+  long calls = 0, bad = 0;
+  for (long i = 0; atomic_load_explicit(&g_hammer, memory_order_relaxed); ++i) {
+    if (local_mul(i, 3) != i * 3) ++bad;
+    ++calls;
+  }
+  atomic_fetch_add(&g_calls, calls);
+  atomic_fetch_add(&g_bad, bad);
+  return NULL;
+}
+
+static double now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+int main(void) {
+  char line[256];
+  pthread_t hammers[16];
+  int nhammers = 0;
+  setvbuf(stdout, NULL, _IOLBF, 0);
+  printf("ready\n");
+  while (fgets(line, sizeof line, stdin)) {
+    long a = 0, b = 0;
+    if (sscanf(line, "run %ld", &a) == 1) {
+      long sum = 0;
+      for (int i = 0; i < a; ++i) {
+        sum += lib_add(i, 2 * i);
+        sum += local_mul(i, 3);
+      }
+      printf("sum %ld\n", sum);
+    } else if (sscanf(line, "sleep %ld", &a) == 1) {
+      struct timespec ts = {a / 1000, (a % 1000) * 1000000L};
+      double t0 = now_ms();
+      int rc = nanosleep(&ts, NULL);
+      printf("slept rc %d ms %.0f\n", rc, now_ms() - t0);
+    } else if (sscanf(line, "threads %ld %ld", &a, &b) == 2) {
+      pthread_t th[64];
+      long res[64], sum = 0;
+      if (a > 64) a = 64;
+      g_n = (int)b;
+      for (int i = 0; i < a; ++i) pthread_create(&th[i], NULL, worker, &res[i]);
+      for (int i = 0; i < a; ++i) {
+        pthread_join(th[i], NULL);
+        sum += res[i];
+      }
+      printf("threads sum %ld\n", sum);
+    } else if (sscanf(line, "hammer %ld", &a) == 1) {
+      atomic_store(&g_hammer, 1);
+      for (; nhammers < a && nhammers < 16; ++nhammers) pthread_create(&hammers[nhammers], NULL, hammer, NULL);
+    } else if (strncmp(line, "stop", 4) == 0) {
+      atomic_store(&g_hammer, 0);
+      for (int i = 0; i < nhammers; ++i) pthread_join(hammers[i], NULL);
+      nhammers = 0;
+      printf("hammer calls %ld bad %ld\n", atomic_load(&g_calls), atomic_load(&g_bad));
+    } else if (strncmp(line, "quit", 4) == 0) {
+      return 0;
+    } else {
+      printf("unknown command\n");
+    }
+  }
+  return 0;
+}

@@ -1,0 +1,472 @@
+// `bpfvm trace --mode agent -p PID`: the agent loaded into a running process by ptrace (the C
+// library's dlopen called on one of its threads), probes counted exactly, detaching that removes the
+// probes (the code bytes equal the file's again) and leaves the process running, re-attaching, a
+// multithreaded target hammering the probed function, threads blocked in read() and nanosleep()
+// during the injection (their calls resume with correct results), a process that ends during the
+// attach, refusals (no such process, a statically linked program), and --pinmaps in agent mode.
+// The target is tests/agent_inject_target.c (commands on stdin).
+#include <gtest/gtest.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "bpfvm/probe_target.hpp"
+
+namespace bpfvm {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string progs(const char* name) { return std::string(BPFVM_PROGS_DIR) + "/" + name; }
+
+std::string bpfvm_bin() {
+  const char* b = std::getenv("BPFVM_BIN");
+  return b ? b : std::string(BPFVM_BINARY_DIR) + "/bpfvm";
+}
+
+double now_s() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+}
+
+void sleep_ms(int ms) {
+  timespec ts{ms / 1000, (ms % 1000) * 1'000'000L};
+  nanosleep(&ts, nullptr);
+}
+
+// The running target: commands on its stdin, one answer line each on its stdout.
+class Target {
+ public:
+  Target() {
+    int in[2], out[2];
+    if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0) return;
+    pid_ = fork();
+    if (pid_ == 0) {
+      dup2(in[0], 0);
+      dup2(out[1], 1);
+      execl(BPFVM_AGENT_INJECT_TARGET, BPFVM_AGENT_INJECT_TARGET, static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    close(in[0]);
+    close(out[1]);
+    to_ = in[1];
+    from_ = out[0];
+    ready_ = line() == "ready";
+  }
+  ~Target() {
+    if (pid_ > 0) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+    if (to_ >= 0) close(to_);
+    if (from_ >= 0) close(from_);
+  }
+  bool ready() const { return ready_; }
+  pid_t pid() const { return pid_; }
+  void send(const std::string& cmd) {
+    std::string l = cmd + "\n";
+    (void)!write(to_, l.data(), l.size());
+  }
+  // The next answer line ("" after 30 s or at the end of its output).
+  std::string line() {
+    const double deadline = now_s() + 30;
+    for (;;) {
+      auto nl = buf_.find('\n');
+      if (nl != std::string::npos) {
+        std::string l = buf_.substr(0, nl);
+        buf_.erase(0, nl + 1);
+        return l;
+      }
+      pollfd p{from_, POLLIN, 0};
+      int left = static_cast<int>((deadline - now_s()) * 1000);
+      if (left <= 0 || poll(&p, 1, left) <= 0) return "";
+      char b[4096];
+      ssize_t n = read(from_, b, sizeof b);
+      if (n <= 0) return "";
+      buf_.append(b, static_cast<size_t>(n));
+    }
+  }
+  std::string ask(const std::string& cmd) {
+    send(cmd);
+    return line();
+  }
+  // Ends it with `quit`: its exit status (-1 when it did not end).
+  int quit() {
+    send("quit");
+    for (int i = 0; i < 3000; ++i) {
+      int st = 0;
+      if (waitpid(pid_, &st, WNOHANG) == pid_) {
+        pid_ = -1;
+        return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+      }
+      sleep_ms(10);
+    }
+    return -1;
+  }
+
+ private:
+  pid_t pid_ = -1;
+  int to_ = -1, from_ = -1;
+  bool ready_ = false;
+  std::string buf_;
+};
+
+// `bpfvm trace -j ARGS` in the background: stdout and stderr to files.
+class Trace {
+ public:
+  explicit Trace(const std::string& args) {
+    char d[] = "/tmp/bpfvm-inject-test-XXXXXX";
+    dir_ = mkdtemp(d);
+    pid_ = fork();
+    if (pid_ == 0) {
+      std::string cmd = "exec " + bpfvm_bin() + " trace -j " + args + " >" + dir_ + "/out 2>" + dir_ + "/err";
+      execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
+      _exit(127);
+    }
+  }
+  ~Trace() {
+    if (pid_ > 0) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+  }
+  std::string err() const { return slurp(dir_ + "/err"); }
+  std::string out() const { return slurp(dir_ + "/out"); }
+  // Waits until stderr holds `what` (false after 30 s or when bpfvm ended first).
+  bool wait_err(const std::string& what) {
+    const double deadline = now_s() + 30;
+    while (now_s() < deadline) {
+      if (err().find(what) != std::string::npos) return true;
+      int st = 0;
+      if (pid_ > 0 && waitpid(pid_, &st, WNOHANG) == pid_) {
+        pid_ = -1;
+        code_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        return err().find(what) != std::string::npos;
+      }
+      sleep_ms(10);
+    }
+    return false;
+  }
+  // Sends `sig` (0: none) and waits for the end: the exit status (-1 after 30 s).
+  int finish(int sig = SIGINT) {
+    if (pid_ > 0 && sig) kill(pid_, sig);
+    const double deadline = now_s() + 30;
+    while (pid_ > 0 && now_s() < deadline) {
+      int st = 0;
+      if (waitpid(pid_, &st, WNOHANG) == pid_) {
+        pid_ = -1;
+        code_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        break;
+      }
+      sleep_ms(10);
+    }
+    return pid_ > 0 ? -1 : code_;
+  }
+  // The array map `name` (u32 -> u64) of the final output.
+  std::map<uint64_t, uint64_t> map(const std::string& name) const {
+    std::map<uint64_t, uint64_t> m;
+    std::istringstream in(out());
+    std::string line;
+    while (std::getline(in, line)) {
+      auto j = nlohmann::json::parse(line, nullptr, false);
+      if (j.is_discarded() || !j.contains("entries") || j["map"] != name) continue;
+      for (const auto& en : j["entries"]) {
+        auto k = en["key"].get<std::vector<uint8_t>>(), v = en["value"].get<std::vector<uint8_t>>();
+        uint32_t key = 0;
+        uint64_t val = 0;
+        std::memcpy(&key, k.data(), std::min<size_t>(4, k.size()));
+        std::memcpy(&val, v.data(), std::min<size_t>(8, v.size()));
+        m[key] = val;
+      }
+    }
+    return m;
+  }
+  size_t records() const {
+    size_t n = 0;
+    std::istringstream in(out());
+    std::string line;
+    while (std::getline(in, line)) n += line.find("\"data\":") != std::string::npos;
+    return n;
+  }
+
+ private:
+  static std::string slurp(const std::string& f) {
+    std::ifstream in(f);
+    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  std::string dir_;
+  pid_t pid_ = -1;
+  int code_ = -1;
+};
+
+std::string probes_args(pid_t pid) {
+  return "--mode agent " + progs("ag_probes.bpf.o") + " --attach on_lib_add=uprobe/" + BPFVM_AGENT_LIB +
+         ":lib_add --attach on_lib_add_ret=uretprobe/libagent_lib.so:lib_add --attach on_local_mul=uprobe/" +
+         BPFVM_AGENT_INJECT_TARGET + ":local_mul --attach on_local_mul_ret=uretprobe/" + BPFVM_AGENT_INJECT_TARGET +
+         ":local_mul -p " + std::to_string(pid);
+}
+
+const char* kAttached = "probes attached";
+
+// `run N` of the target: sum of (i + 2i) + 3i.
+uint64_t run_sum(int n) {
+  uint64_t s = 0;
+  for (int i = 0; i < n; ++i) s += static_cast<uint64_t>(6 * i);
+  return s;
+}
+
+// The code of FUNC in the process equals the file's bytes (no patch left behind).
+void expect_code_as_in_file(pid_t pid, const std::string& file, const char* func) {
+  auto fn = find_elf_function(file, func);
+  ASSERT_TRUE(fn.ok()) << fn.error().message;
+  ASSERT_GT(fn->size, 0u);
+  std::vector<uint8_t> want(fn->size), got(fn->size);
+  {
+    std::ifstream in(file, std::ios::binary);
+    in.seekg(static_cast<std::streamoff>(fn->file_offset));
+    in.read(reinterpret_cast<char*>(want.data()), static_cast<std::streamsize>(want.size()));
+  }
+  // The mapping of that file offset in the process.
+  struct stat st;
+  ASSERT_EQ(stat(file.c_str(), &st), 0);
+  std::ifstream maps("/proc/" + std::to_string(pid) + "/maps");
+  std::string line;
+  uint64_t addr = 0;
+  while (std::getline(maps, line)) {
+    unsigned long long s, e, off, ino;
+    char perms[8];
+    unsigned maj, min;
+    if (std::sscanf(line.c_str(), "%llx-%llx %7s %llx %x:%x %llu", &s, &e, perms, &off, &maj, &min, &ino) != 7) continue;
+    if (ino != st.st_ino || perms[2] != 'x') continue;
+    if (fn->file_offset >= off && fn->file_offset < off + (e - s)) addr = s + (fn->file_offset - off);
+  }
+  ASSERT_NE(addr, 0u) << func << " is not mapped in " << pid;
+  int mem = open(("/proc/" + std::to_string(pid) + "/mem").c_str(), O_RDONLY);
+  ASSERT_GE(mem, 0);
+  ASSERT_EQ(pread(mem, got.data(), got.size(), static_cast<off_t>(addr)), static_cast<ssize_t>(got.size()));
+  close(mem);
+  EXPECT_EQ(got, want) << func << " in process " << pid << " differs from " << file;
+}
+
+TEST(AgentInject, CountsExactlyDetachesAndReattaches) {
+  Target t;
+  ASSERT_TRUE(t.ready());
+  for (int round = 0; round < 2; ++round) {
+    const int n = round == 0 ? 500 : 200;
+    Trace tr(probes_args(t.pid()));
+    ASSERT_TRUE(tr.wait_err(kAttached)) << tr.err();
+    // The target was blocked in read() during the injection: the command reaches it intact.
+    EXPECT_EQ(t.ask("run " + std::to_string(n)), "sum " + std::to_string(run_sum(n)));
+    ASSERT_EQ(tr.finish(SIGINT), 0) << tr.err();
+    auto c = tr.map("counts");
+    EXPECT_EQ(c[0], static_cast<uint64_t>(n)) << "round " << round << "\n" << tr.err();
+    uint64_t args = 0;
+    for (int i = 0; i < n; ++i) args += static_cast<uint64_t>(3 * i);
+    EXPECT_EQ(c[1], args);
+    EXPECT_EQ(c[2], static_cast<uint64_t>(n)) << "uretprobe on lib_add";
+    EXPECT_EQ(c[3], args);
+    EXPECT_EQ(c[4], static_cast<uint64_t>(n));
+    EXPECT_EQ(c[5], args);
+    EXPECT_EQ(c[6], static_cast<uint64_t>(n));
+    EXPECT_EQ(c[7], args);
+    EXPECT_EQ(tr.records(), 2u * n);
+    if (round == 0) EXPECT_NE(tr.err().find("loaded the agent"), std::string::npos) << tr.err();
+    else EXPECT_NE(tr.err().find("already loaded"), std::string::npos) << tr.err();
+    // Detached: the process runs on unprobed, its code as in the files.
+    expect_code_as_in_file(t.pid(), BPFVM_AGENT_INJECT_TARGET, "local_mul");
+    expect_code_as_in_file(t.pid(), BPFVM_AGENT_LIB, "lib_add");
+    EXPECT_EQ(t.ask("run 100"), "sum " + std::to_string(run_sum(100)));
+  }
+  EXPECT_EQ(t.quit(), 0);
+}
+
+TEST(AgentInject, SleepingThreadsResumeTheirCalls) {
+  Target t;
+  ASSERT_TRUE(t.ready());
+  // Attached while the only thread sleeps in nanosleep: the sleep goes on to its full length (the
+  // kernel restarts it with the time left) and returns 0.
+  t.send("sleep 2500");
+  sleep_ms(100);
+  Trace tr(probes_args(t.pid()));
+  ASSERT_TRUE(tr.wait_err(kAttached)) << tr.err();
+  std::string slept = t.line();
+  int rc = -9;
+  double ms = 0;
+  ASSERT_EQ(std::sscanf(slept.c_str(), "slept rc %d ms %lf", &rc, &ms), 2) << slept;
+  EXPECT_EQ(rc, 0);
+  EXPECT_GE(ms, 2500);
+  EXPECT_LT(ms, 2500 + 2000) << "the sleep was restarted from the start, not resumed";
+  EXPECT_EQ(t.ask("run 50"), "sum " + std::to_string(run_sum(50)));
+  // Detached while it sleeps again.
+  t.send("sleep 1500");
+  sleep_ms(100);
+  ASSERT_EQ(tr.finish(SIGTERM), 0) << tr.err();
+  slept = t.line();
+  ASSERT_EQ(std::sscanf(slept.c_str(), "slept rc %d ms %lf", &rc, &ms), 2) << slept;
+  EXPECT_EQ(rc, 0);
+  EXPECT_GE(ms, 1500);
+  EXPECT_EQ(tr.map("counts")[4], 50u) << tr.err();
+  expect_code_as_in_file(t.pid(), BPFVM_AGENT_INJECT_TARGET, "local_mul");
+  EXPECT_EQ(t.quit(), 0);
+}
+
+TEST(AgentInject, MultithreadedTargetHammeringTheProbedFunction) {
+  Target t;
+  ASSERT_TRUE(t.ready());
+  // Four threads call local_mul without pause while the probes are placed and removed: every result
+  // stays right, and the probes saw calls.
+  t.send("hammer 4");
+  sleep_ms(50);
+  {
+    Trace tr(probes_args(t.pid()));
+    ASSERT_TRUE(tr.wait_err(kAttached)) << tr.err();
+    sleep_ms(300);
+    ASSERT_EQ(tr.finish(SIGINT), 0) << tr.err();
+    EXPECT_GT(tr.map("counts")[4], 0u) << tr.err();
+  }
+  std::string h = t.ask("stop");
+  long calls = 0, bad = -1;
+  ASSERT_EQ(std::sscanf(h.c_str(), "hammer calls %ld bad %ld", &calls, &bad), 2) << h;
+  EXPECT_GT(calls, 0);
+  EXPECT_EQ(bad, 0);
+  expect_code_as_in_file(t.pid(), BPFVM_AGENT_INJECT_TARGET, "local_mul");
+  // Re-attached: eight threads at once, every call counted.
+  Trace tr(probes_args(t.pid()));
+  ASSERT_TRUE(tr.wait_err(kAttached)) << tr.err();
+  uint64_t sum = 0;
+  for (int i = 0; i < 500; ++i) sum += static_cast<uint64_t>(8 * i);
+  EXPECT_EQ(t.ask("threads 8 500"), "threads sum " + std::to_string(sum));
+  ASSERT_EQ(tr.finish(SIGINT), 0) << tr.err();
+  EXPECT_EQ(tr.map("counts")[4], 4000u) << tr.err();
+  EXPECT_EQ(tr.map("counts")[5], sum);
+  EXPECT_EQ(tr.map("counts")[6], 4000u);
+  EXPECT_EQ(t.quit(), 0);
+}
+
+TEST(AgentInject, DurationDetachesAndTheProcessGoesOn) {
+  Target t;
+  ASSERT_TRUE(t.ready());
+  Trace tr("--duration 1 " + probes_args(t.pid()));
+  ASSERT_TRUE(tr.wait_err(kAttached)) << tr.err();
+  EXPECT_EQ(t.ask("run 20"), "sum " + std::to_string(run_sum(20)));
+  EXPECT_EQ(tr.finish(0), 0) << tr.err();
+  EXPECT_EQ(tr.map("counts")[4], 20u) << tr.err();
+  EXPECT_EQ(t.ask("run 30"), "sum " + std::to_string(run_sum(30)));
+  expect_code_as_in_file(t.pid(), BPFVM_AGENT_INJECT_TARGET, "local_mul");
+  EXPECT_EQ(t.quit(), 0);
+}
+
+TEST(AgentInject, ProcessEndingDuringTheAttach) {
+  // The target quits at some moment of bpfvm's attach (before, during the injection or after):
+  // bpfvm ends promptly with a clear message, never hangs.
+  for (int delay : {0, 40, 120}) {
+    Target t;
+    ASSERT_TRUE(t.ready());
+    Trace tr(probes_args(t.pid()));
+    sleep_ms(delay);
+    kill(t.pid(), SIGKILL);
+    int code = tr.finish(0);
+    std::string err = tr.err();
+    ASSERT_NE(code, -1) << "bpfvm hung (delay " << delay << " ms): " << err;
+    EXPECT_TRUE(err.find("ended") != std::string::npos || err.find("no process") != std::string::npos) << err;
+    if (code == 0) EXPECT_NE(err.find("ended"), std::string::npos) << err;
+    else EXPECT_TRUE(code == 1 || code == 2) << code << ": " << err;
+  }
+}
+
+TEST(AgentInject, Refusals) {
+  // No such process: a usage error (exit 2), as in ptrace mode.
+  pid_t gone = fork();
+  if (gone == 0) _exit(0);
+  waitpid(gone, nullptr, 0);
+  Trace tr(probes_args(gone));
+  EXPECT_EQ(tr.finish(0), 2) << tr.err();
+  EXPECT_NE(tr.err().find("no process " + std::to_string(gone)), std::string::npos) << tr.err();
+
+  // A statically linked program has no dlopen: refused with that reason (exit 1), left untouched.
+  std::string src = "/tmp/bpfvm-inject-static.c", bin = "/tmp/bpfvm-inject-static";
+  {
+    std::ofstream f(src);
+    f << "#include <unistd.h>\nint main(void){for(;;)pause();}\n";
+  }
+  std::string cc = "cc -static -o " + bin + " " + src + " >/dev/null 2>&1";
+  if (std::system(cc.c_str()) != 0) GTEST_SKIP() << "no static C library to build a static program with";
+  pid_t p = fork();
+  if (p == 0) {
+    execl(bin.c_str(), bin.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  sleep_ms(100);
+  Trace st("--mode agent " + progs("ag_probes.bpf.o") + " --attach on_local_mul=uprobe/" + bin + ":main -p " +
+           std::to_string(p));
+  EXPECT_EQ(st.finish(0), 1) << st.err();
+  EXPECT_NE(st.err().find("statically linked"), std::string::npos) << st.err();
+  int status = 0;
+  EXPECT_EQ(waitpid(p, &status, WNOHANG), 0) << "the static program still runs";
+  kill(p, SIGKILL);
+  waitpid(p, nullptr, 0);
+}
+
+// --pinmaps DIR in agent mode: the maps are pinned there, read by other processes while the trace
+// runs (bpfvm map dump pinned) and after it.
+TEST(AgentInject, PinmapsAreSharedWithOtherProcesses) {
+  char d[] = "/dev/shm/bpfvm-inject-pin-XXXXXX";
+  ASSERT_NE(mkdtemp(d), nullptr);
+  std::string dir = d;
+  auto dump_count = [&](uint32_t key) -> int64_t {
+    std::string cmd = bpfvm_bin() + " map lookup pinned " + dir + "/counts key " + std::to_string(key) +
+                      " 0 0 0 -j 2>&1";
+    FILE* p = popen(cmd.c_str(), "r");
+    std::string out;
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+    pclose(p);
+    auto j = nlohmann::json::parse(out, nullptr, false);
+    if (j.is_discarded() || !j.contains("value")) return -1;
+    auto v = j["value"].get<std::vector<std::string>>();
+    uint64_t val = 0;
+    for (size_t i = 0; i < v.size() && i < 8; ++i) val |= std::stoull(v[i], nullptr, 16) << (8 * i);
+    return static_cast<int64_t>(val);
+  };
+  Target t;
+  ASSERT_TRUE(t.ready());
+  {
+    Trace tr("--pinmaps " + dir + " " + probes_args(t.pid()));
+    ASSERT_TRUE(tr.wait_err(kAttached)) << tr.err();
+    EXPECT_EQ(t.ask("run 40"), "sum " + std::to_string(run_sum(40)));
+    EXPECT_EQ(dump_count(4), 40) << "seen by another process while the trace runs";
+    ASSERT_EQ(tr.finish(SIGINT), 0) << tr.err();
+    EXPECT_EQ(tr.map("counts")[4], 40u);
+  }
+  EXPECT_EQ(dump_count(4), 40) << "the pinned maps outlive the trace";
+  // A command run in agent mode uses the same pinned maps (reused: the counts go on).
+  Trace cmd("--mode agent --pinmaps " + dir + " " + progs("ag_probes.bpf.o") + " --attach on_local_mul=uprobe/" +
+            BPFVM_AGENT_TARGET + ":local_mul -- " + BPFVM_AGENT_TARGET + " 10");
+  ASSERT_EQ(cmd.finish(0), 0) << cmd.err();
+  EXPECT_EQ(cmd.map("counts")[4], 50u) << cmd.err();
+  EXPECT_EQ(dump_count(4), 50);
+  EXPECT_EQ(t.quit(), 0);
+  std::error_code ec;
+  fs::remove_all(dir, ec);
+}
+
+}  // namespace
+}  // namespace bpfvm
