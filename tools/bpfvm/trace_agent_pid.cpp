@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -24,8 +25,14 @@ namespace {
 
 namespace fs = std::filesystem;
 
-volatile sig_atomic_t g_stop = 0;  // SIGINT, SIGTERM, SIGHUP: detach
-void on_stop(int sig) { g_stop = sig; }
+volatile sig_atomic_t g_stop = 0;  // SIGINT, SIGTERM, SIGHUP, the duration's SIGALRM: detach
+std::atomic<uint32_t>* g_control = nullptr;
+// The programs stop at once (the control word), even while bpfvm is busy draining a ring buffer
+// that the probes fill as fast as it is read.
+void on_stop(int sig) {
+  g_stop = sig;
+  if (g_control) g_control->store(0);
+}
 
 double now_s() {
   timespec ts;
@@ -125,16 +132,22 @@ Result<AgentTraceResult> serve_process_agent(const AgentChannel& ch, const Agent
     hooks.drain();
   };
 
-  struct sigaction act{}, old_int{}, old_term{}, old_hup{};
+  struct sigaction act{}, old_int{}, old_term{}, old_hup{}, old_alrm{};
   act.sa_handler = on_stop;
   g_stop = 0;
+  g_control = ch.enabled;
   sigaction(SIGINT, &act, &old_int);
   sigaction(SIGTERM, &act, &old_term);
   sigaction(SIGHUP, &act, &old_hup);
+  sigaction(SIGALRM, &act, &old_alrm);
   auto restore = [&] {
+    itimerval off{};
+    setitimer(ITIMER_REAL, &off, nullptr);
     sigaction(SIGINT, &old_int, nullptr);
     sigaction(SIGTERM, &old_term, nullptr);
     sigaction(SIGHUP, &old_hup, nullptr);
+    sigaction(SIGALRM, &old_alrm, nullptr);
+    g_control = nullptr;
     if (pidfd >= 0) close(pidfd);
   };
 
@@ -156,6 +169,13 @@ Result<AgentTraceResult> serve_process_agent(const AgentChannel& ch, const Agent
   res.started = true;
 
   const double deadline = o.duration > 0 ? now_s() + o.duration : 0;
+  if (o.duration > 0) {
+    itimerval at{};
+    at.it_value.tv_sec = static_cast<time_t>(o.duration);
+    at.it_value.tv_usec = static_cast<suseconds_t>((o.duration - static_cast<double>(at.it_value.tv_sec)) * 1e6);
+    if (at.it_value.tv_sec == 0 && at.it_value.tv_usec == 0) at.it_value.tv_usec = 1;
+    setitimer(ITIMER_REAL, &at, nullptr);
+  }
   bool gone = false;
   while (!g_stop) {
     if (deadline > 0 && now_s() >= deadline) break;
