@@ -6,9 +6,13 @@
 //   threads T N  T threads call local_mul(i, 1) for i < N, all at once   -> "threads sum S"
 //   hammer T     T threads call local_mul in a loop until `stop`          -> (nothing)
 //   stop         ends the hammering threads                              -> "hammer calls C bad B" (B: wrong results)
+//   dl PATH N    dlopen(PATH), then its lib_add(i, 1) for i < N             -> "dl sum S"
+//   mdwe         forbids writable+executable memory from now on (PR_SET_MDWE) -> "mdwe rc R"
 //   quit         exits 0
+#include <dlfcn.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <sys/prctl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,6 +93,17 @@ int main(void) {
       for (int i = 0; i < nhammers; ++i) pthread_join(hammers[i], NULL);
       nhammers = 0;
       printf("hammer calls %ld bad %ld\n", atomic_load(&g_calls), atomic_load(&g_bad));
+    } else if (strncmp(line, "dl ", 3) == 0) {
+      char path[200];
+      if (sscanf(line, "dl %199s %ld", path, &a) != 2) continue;
+      void* h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+      int (*add)(int, int) = h ? (int (*)(int, int))dlsym(h, "lib_add") : NULL;
+      long sum = 0;
+      for (int i = 0; add && i < a; ++i) sum += add(i, 1);
+      if (add) printf("dl sum %ld\n", sum);
+      else printf("dl error %s\n", dlerror());
+    } else if (strncmp(line, "mdwe", 4) == 0) {
+      printf("mdwe rc %d\n", prctl(65 /* PR_SET_MDWE */, 1 /* PR_MDWE_REFUSE_EXEC_GAIN */, 0L, 0L, 0L));
     } else if (strncmp(line, "quit", 4) == 0) {
       return 0;
     } else {

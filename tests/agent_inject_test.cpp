@@ -449,6 +449,40 @@ TEST(AgentInject, Refusals) {
   waitpid(p, nullptr, 0);
 }
 
+// A library the process loads after the attach (dlopen): its probe waits and is attached when the
+// library is loaded (a return hook on the C library's dlopen, the agent's own not being the
+// process's), before the caller reaches its functions.
+TEST(AgentInject, LibrariesLoadedLater) {
+  Target t;
+  ASSERT_TRUE(t.ready());
+  Trace tr("--mode agent " + progs("ag_probes.bpf.o") + " --attach on_lib_add=uprobe/libagent_dl.so:lib_add -p " +
+           std::to_string(t.pid()));
+  ASSERT_TRUE(tr.wait_err(kAttached)) << tr.err();
+  uint64_t sum = 0;
+  for (int i = 0; i < 30; ++i) sum += static_cast<uint64_t>(i + 1);
+  EXPECT_EQ(t.ask(std::string("dl ") + BPFVM_AGENT_DL + " 30"), "dl sum " + std::to_string(sum));
+  ASSERT_EQ(tr.finish(SIGINT), 0) << tr.err();
+  EXPECT_EQ(tr.map("counts")[0], 30u) << tr.err();
+  EXPECT_EQ(tr.map("counts")[1], sum);
+  expect_code_as_in_file(t.pid(), BPFVM_AGENT_DL, "lib_add");
+  EXPECT_EQ(t.quit(), 0);
+}
+
+// A process that forbids writable+executable memory (PR_SET_MDWE, asked inside it): refused with
+// that reason, and it runs on untouched.
+TEST(AgentInject, MdweProcessIsRefused) {
+  Target t;
+  ASSERT_TRUE(t.ready());
+  std::string rc = t.ask("mdwe");
+  if (rc != "mdwe rc 0") GTEST_SKIP() << "PR_SET_MDWE is not available here: " << rc;
+  Trace md(probes_args(t.pid()));
+  EXPECT_EQ(md.finish(0), 1) << md.err();
+  EXPECT_NE(md.err().find("PR_SET_MDWE"), std::string::npos) << md.err();
+  EXPECT_EQ(t.ask("run 20"), "sum " + std::to_string(run_sum(20)));
+  expect_code_as_in_file(t.pid(), BPFVM_AGENT_INJECT_TARGET, "local_mul");
+  EXPECT_EQ(t.quit(), 0);
+}
+
 // --pinmaps DIR in agent mode: the maps are pinned there, read by other processes while the trace
 // runs (bpfvm map dump pinned) and after it.
 TEST(AgentInject, PinmapsAreSharedWithOtherProcesses) {

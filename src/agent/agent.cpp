@@ -186,6 +186,7 @@ struct Agent {
   std::vector<Probe*> probes;  // attached in this process
   std::unique_ptr<usdt::Specs> usdt;
   std::vector<uint16_t*> semaphores;  // USDT semaphores incremented while attached
+  std::optional<uprobe::HookId> dlopen_hook;  // on the C library's dlopen when ours does not interpose it
   std::mutex mu;
   std::atomic<bool> waiting{false};  // targets not attached yet
 };
@@ -301,6 +302,27 @@ Status attach_loaded(Agent& a, bool all_or_nothing, uint32_t* attached) {
   return {};
 }
 
+void rescan_after_dlopen(void*, uprobe::PtRegs* regs) {
+  if (regs->ax) agent_rescan_modules();
+}
+
+// Probes waiting for a library are attached when dlopen loads it: the agent's own dlopen does it when
+// it interposes (LD_PRELOAD); loaded by dlopen into a running process (bpfvm trace -p) it does not,
+// and a return hook on the dlopen every other module calls does it instead.
+void watch_dlopen(Agent& a) {
+  void* global = dlsym(RTLD_DEFAULT, "dlopen");
+  Dl_info mine{}, theirs{};
+  if (!global || !dladdr(reinterpret_cast<void*>(&agent_rescan_modules), &mine) || !dladdr(global, &theirs)) return;
+  if (mine.dli_fbase == theirs.dli_fbase) return;  // our dlopen is the process's
+  auto h = uprobe::attach(reinterpret_cast<uintptr_t>(global), uprobe::HookKind::Return, &rescan_after_dlopen, nullptr);
+  if (!h) {
+    report_text(AgentMessage::Kind::Note,
+                fmt::format("libraries loaded later are not watched (dlopen cannot be hooked: {})", h.error().message));
+    return;
+  }
+  a.dlopen_hook = *h;
+}
+
 uint32_t count_waiting(const Agent& a) {
   uint32_t n = 0;
   for (const Target& t : a.targets) n += t.done ? 0 : 1;
@@ -387,6 +409,7 @@ Status start(const std::string& spec_path) {
     report(std::move(m));
   });
   g_agent = a.release();
+  if (count_waiting(ag)) watch_dlopen(ag);
   AgentMessage ready;
   ready.kind = AgentMessage::Kind::Ready;
   ready.attached = attached;
@@ -447,6 +470,7 @@ Result<bool> agent_stop() {
       all = false;
       report_text(AgentMessage::Kind::Error, fmt::format("program {}: detach: {}", p->prog->name, st.error().message));
     }
+  if (a->dlopen_hook) (void)uprobe::detach(*a->dlopen_hook);
   for (uint16_t* sem : a->semaphores) __atomic_sub_fetch(sem, 1, __ATOMIC_SEQ_CST);
   a->semaphores.clear();
   g_agent = nullptr;
