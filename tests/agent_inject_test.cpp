@@ -5,6 +5,8 @@
 // during the injection (their calls resume with correct results), a process that ends during the
 // attach, refusals (no such process, a statically linked program), and --pinmaps in agent mode.
 // The target is tests/agent_inject_target.c (commands on stdin).
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
 #include <gtest/gtest.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -52,14 +54,20 @@ void sleep_ms(int ms) {
 // The running target: commands on its stdin, one answer line each on its stdout.
 class Target {
  public:
-  Target() {
+  // as_user: run as that user (setpriv), a process bpfvm (root) traces across users.
+  explicit Target(const char* as_user = nullptr) {
     int in[2], out[2];
     if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0) return;
     pid_ = fork();
     if (pid_ == 0) {
       dup2(in[0], 0);
       dup2(out[1], 1);
-      execl(BPFVM_AGENT_INJECT_TARGET, BPFVM_AGENT_INJECT_TARGET, static_cast<char*>(nullptr));
+      if (as_user)
+        execlp("setpriv", "setpriv", (std::string("--reuid=") + as_user).c_str(),
+               (std::string("--regid=") + as_user).c_str(), "--clear-groups", BPFVM_AGENT_INJECT_TARGET,
+               static_cast<char*>(nullptr));
+      else
+        execl(BPFVM_AGENT_INJECT_TARGET, BPFVM_AGENT_INJECT_TARGET, static_cast<char*>(nullptr));
       _exit(127);
     }
     close(in[0]);
@@ -216,8 +224,8 @@ class Trace {
   int code_ = -1;
 };
 
-std::string probes_args(pid_t pid) {
-  return "--mode agent " + progs("ag_probes.bpf.o") + " --attach on_lib_add=uprobe/" + BPFVM_AGENT_LIB +
+std::string probes_args(pid_t pid, const std::string& mode = "agent") {
+  return "--mode " + mode + " " + progs("ag_probes.bpf.o") + " --attach on_lib_add=uprobe/" + BPFVM_AGENT_LIB +
          ":lib_add --attach on_lib_add_ret=uretprobe/libagent_lib.so:lib_add --attach on_local_mul=uprobe/" +
          BPFVM_AGENT_INJECT_TARGET + ":local_mul --attach on_local_mul_ret=uretprobe/" + BPFVM_AGENT_INJECT_TARGET +
          ":local_mul -p " + std::to_string(pid);
@@ -270,7 +278,8 @@ TEST(AgentInject, CountsExactlyDetachesAndReattaches) {
   ASSERT_TRUE(t.ready());
   for (int round = 0; round < 2; ++round) {
     const int n = round == 0 ? 500 : 200;
-    Trace tr(probes_args(t.pid()));
+    // The second time in auto mode: the agent is picked for probes in user code.
+    Trace tr(probes_args(t.pid(), round == 0 ? "agent" : "auto"));
     ASSERT_TRUE(tr.wait_err(kAttached)) << tr.err();
     // The target was blocked in read() during the injection: the command reaches it intact.
     EXPECT_EQ(t.ask("run " + std::to_string(n)), "sum " + std::to_string(run_sum(n)));
@@ -289,11 +298,87 @@ TEST(AgentInject, CountsExactlyDetachesAndReattaches) {
     EXPECT_EQ(tr.records(), 2u * n);
     if (round == 0) EXPECT_NE(tr.err().find("loaded the agent"), std::string::npos) << tr.err();
     else EXPECT_NE(tr.err().find("already loaded"), std::string::npos) << tr.err();
+    if (round == 1) EXPECT_NE(tr.err().find("mode: agent"), std::string::npos) << tr.err();
     // Detached: the process runs on unprobed, its code as in the files.
     expect_code_as_in_file(t.pid(), BPFVM_AGENT_INJECT_TARGET, "local_mul");
     expect_code_as_in_file(t.pid(), BPFVM_AGENT_LIB, "lib_add");
     EXPECT_EQ(t.ask("run 100"), "sum " + std::to_string(run_sum(100)));
   }
+  EXPECT_EQ(t.quit(), 0);
+}
+
+// The kernel as the oracle: its uprobes (libbpf, attached to this very process) and the agent
+// loaded into it count the same calls, arguments and return values.
+TEST(AgentInject, CountsMatchTheKernelsUprobes) {
+  if (!fs::exists("/sys/bus/event_source/devices/uprobe")) GTEST_SKIP() << "the kernel has no uprobe PMU";
+  Target t;
+  ASSERT_TRUE(t.ready());
+  const int n = 300;
+  std::map<uint64_t, uint64_t> kernel;
+  {
+    libbpf_set_print(nullptr);
+    bpf_object* o = bpf_object__open_file(progs("ag_probes.bpf.o").c_str(), nullptr);
+    if (!o || libbpf_get_error(o)) GTEST_SKIP() << "libbpf cannot open ag_probes.bpf.o";
+    if (int err = bpf_object__load(o); err) {
+      bpf_object__close(o);
+      GTEST_SKIP() << "the kernel does not load ag_probes.bpf.o: " << std::strerror(-err);
+    }
+    std::vector<bpf_link*> links;
+    struct A {
+      const char* prog;
+      std::string binary;
+      const char* func;
+      bool ret;
+    };
+    for (const A& a : {A{"on_lib_add", BPFVM_AGENT_LIB, "lib_add", false}, A{"on_lib_add_ret", BPFVM_AGENT_LIB, "lib_add", true},
+                       A{"on_local_mul", BPFVM_AGENT_INJECT_TARGET, "local_mul", false},
+                       A{"on_local_mul_ret", BPFVM_AGENT_INJECT_TARGET, "local_mul", true}}) {
+      LIBBPF_OPTS(bpf_uprobe_opts, uo);
+      uo.func_name = a.func;
+      uo.retprobe = a.ret;
+      bpf_link* l = bpf_program__attach_uprobe_opts(bpf_object__find_program_by_name(o, a.prog), t.pid(),
+                                                    a.binary.c_str(), 0, &uo);
+      if (!l || libbpf_get_error(l)) {
+        for (auto* x : links) bpf_link__destroy(x);
+        bpf_object__close(o);
+        GTEST_SKIP() << "the kernel cannot attach " << a.prog;
+      }
+      links.push_back(l);
+    }
+    EXPECT_EQ(t.ask("run " + std::to_string(n)), "sum " + std::to_string(run_sum(n)));
+    for (auto* l : links) bpf_link__destroy(l);
+    int fd = bpf_object__find_map_fd_by_name(o, "counts");
+    for (uint32_t k = 0; k < 8; ++k) {
+      uint64_t v = 0;
+      ASSERT_EQ(bpf_map_lookup_elem(fd, &k, &v), 0);
+      kernel[k] = v;
+    }
+    bpf_object__close(o);
+  }
+  Trace tr(probes_args(t.pid()));
+  ASSERT_TRUE(tr.wait_err(kAttached)) << tr.err();
+  EXPECT_EQ(t.ask("run " + std::to_string(n)), "sum " + std::to_string(run_sum(n)));
+  ASSERT_EQ(tr.finish(SIGINT), 0) << tr.err();
+  auto agent = tr.map("counts");
+  EXPECT_EQ(kernel[0], static_cast<uint64_t>(n)) << "the kernel counted every call";
+  for (uint32_t k = 0; k < 8; ++k) EXPECT_EQ(agent[k], kernel[k]) << "counts[" << k << "]";
+  EXPECT_EQ(t.quit(), 0);
+}
+
+// A process of another user: bpfvm (root) hands it the files the agent opens (the private
+// directory's spec, control page, socket and maps), which stay closed to everyone else.
+TEST(AgentInject, ProcessOfAnotherUser) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to trace another user's process";
+  if (std::system("setpriv --reuid=65534 --regid=65534 --clear-groups " BPFVM_AGENT_INJECT_TARGET " </dev/null >/dev/null 2>&1") != 0)
+    GTEST_SKIP() << "the target cannot run as user 65534 here (setpriv missing or the build tree is not readable)";
+  Target t("65534");
+  ASSERT_TRUE(t.ready());
+  Trace tr(probes_args(t.pid()));
+  ASSERT_TRUE(tr.wait_err(kAttached)) << tr.err();
+  EXPECT_EQ(t.ask("run 25"), "sum " + std::to_string(run_sum(25)));
+  ASSERT_EQ(tr.finish(SIGINT), 0) << tr.err();
+  EXPECT_EQ(tr.map("counts")[4], 25u) << tr.err();
+  EXPECT_EQ(tr.map("counts")[7], run_sum(25) / 2);
   EXPECT_EQ(t.quit(), 0);
 }
 
