@@ -238,6 +238,7 @@ class RemoteThread {
 
   // Calls fn(args...) on the borrowed thread; rax when it returns.
   Result<uint64_t> call(uint64_t fn, std::initializer_list<uint64_t> args) {
+    if (running_) return make_error(ErrorCode::Io, fmt::format("thread {} of process {} is still in a call", tid_, pid_));
     user_regs_struct r = regs_;
     uint64_t sp = stack_top_ ? stack_top_ : regs_.rsp - 256;  // below the red zone
     sp &= ~uint64_t{15};
@@ -256,9 +257,11 @@ class RemoteThread {
     int sig = 0;
     for (;;) {
       if (ptrace(PTRACE_CONT, tid_, nullptr, reinterpret_cast<void*>(static_cast<long>(sig))) != 0) return ended(pid_);
+      running_ = true;
       sig = 0;
       int st = 0;
       if (Status s = wait(&st); !s) return s.error();
+      running_ = false;
       if ((st >> 16) == PTRACE_EVENT_STOP) continue;  // a group stop: the call goes on
       int got = WSTOPSIG(st);
       if (got == SIGSEGV) {
@@ -294,6 +297,17 @@ class RemoteThread {
     if (mem_ >= 0) close(mem_);
     mem_ = -1;
     bool ok = true;
+    if (running_) {
+      // A call that did not return in time (it waits, say, for a lock the thread itself held when it
+      // was borrowed): it is abandoned, and the thread goes back to where it was, lock and all.
+      int st = 0;
+      const double t = timeout_;
+      timeout_ = 2;
+      ok = ptrace(PTRACE_INTERRUPT, tid_, nullptr, nullptr) == 0 && wait(&st).ok();
+      timeout_ = t;
+      if (!ok) return ended(pid_);
+      running_ = false;
+    }
     if (saved_) {
       ok &= ptrace(PTRACE_SETREGS, tid_, nullptr, &regs_) == 0;
       if (!xstate_.empty()) {
@@ -346,7 +360,7 @@ class RemoteThread {
 
   pid_t pid_, tid_ = 0;
   double timeout_;
-  bool seized_ = false, saved_ = false;
+  bool seized_ = false, saved_ = false, running_ = false;
   user_regs_struct regs_{};
   std::vector<uint8_t> xstate_;
   std::optional<user_fpregs_struct> fpregs_;
