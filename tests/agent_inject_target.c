@@ -7,12 +7,16 @@
 //   hammer T     T threads call local_mul in a loop until `stop`          -> (nothing)
 //   stop         ends the hammering threads                              -> "hammer calls C bad B" (B: wrong results)
 //   dl PATH N    dlopen(PATH), then its lib_add(i, 1) for i < N             -> "dl sum S"
+//   usdt N       USDT probe agt:tick(i, sum, -i) and lib_mark(7i) for i < N  -> "usdt enabled E sum S"
+//                (E: how often the probe's semaphore was set)
 //   mdwe         forbids writable+executable memory from now on (PR_SET_MDWE) -> "mdwe rc R"
 //   quit         exits 0
+#define _SDT_HAS_SEMAPHORES 1
 #include <dlfcn.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <sys/prctl.h>
+#include <sys/sdt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +24,21 @@
 #include <unistd.h>
 
 int lib_add(int a, int b);
+long lib_mark(long v);
+
+__extension__ unsigned short agt_tick_semaphore __attribute__((unused)) __attribute__((section(".probes")));
+
+__attribute__((noinline)) void usdt_loop(long n) {
+  long sum = 0, enabled = 0;
+  for (long i = 0; i < n; ++i) {
+    sum += i;
+    if (agt_tick_semaphore) ++enabled;
+    long neg = -i;
+    STAP_PROBE3(agt, tick, i, sum, neg);
+    lib_mark(i * 7);
+  }
+  printf("usdt enabled %ld sum %ld\n", enabled, sum);
+}
 
 __attribute__((noinline)) long local_mul(long a, long b) {
   __asm__ volatile("" ::: "memory");
@@ -102,6 +121,8 @@ int main(void) {
       for (int i = 0; add && i < a; ++i) sum += add(i, 1);
       if (add) printf("dl sum %ld\n", sum);
       else printf("dl error %s\n", dlerror());
+    } else if (sscanf(line, "usdt %ld", &a) == 1) {
+      usdt_loop(a);
     } else if (strncmp(line, "mdwe", 4) == 0) {
       printf("mdwe rc %d\n", prctl(65 /* PR_SET_MDWE */, 1 /* PR_MDWE_REFUSE_EXEC_GAIN */, 0L, 0L, 0L));
     } else if (strncmp(line, "quit", 4) == 0) {

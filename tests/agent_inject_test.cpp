@@ -5,6 +5,7 @@
 // during the injection (their calls resume with correct results), a process that ends during the
 // attach, refusals (no such process, a statically linked program), and --pinmaps in agent mode.
 // The target is tests/agent_inject_target.c (commands on stdin).
+#include <elf.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <gtest/gtest.h>
@@ -551,6 +552,60 @@ TEST(AgentInject, LibrariesLoadedLater) {
   EXPECT_EQ(tr.map("counts")[1], sum);
   expect_code_as_in_file(t.pid(), BPFVM_AGENT_DL, "lib_add");
   EXPECT_EQ(t.quit(), 0);
+}
+
+// USDT in a running process: arguments read as libbpf's usdt.bpf.h reads them, the semaphore set
+// while attached and cleared again at the detach, the probe sites' bytes restored.
+TEST(AgentInject, UsdtProbesAndTheirSemaphores) {
+  Target t;
+  ASSERT_TRUE(t.ready());
+  EXPECT_EQ(t.ask("usdt 5"), "usdt enabled 0 sum 10");
+  Trace tr("--mode agent " + progs("ag_usdt.bpf.o") + " --attach on_tick=usdt/" + BPFVM_AGENT_INJECT_TARGET +
+           ":agt:tick --attach on_mark=usdt/" + BPFVM_AGENT_LIB + ":agt_lib:mark -p " + std::to_string(t.pid()));
+  ASSERT_TRUE(tr.wait_err(kAttached)) << tr.err();
+  const int n = 50;
+  uint64_t sum = 0, sums = 0, running = 0;
+  for (int i = 0; i < n; ++i) {
+    running += static_cast<uint64_t>(i);
+    sum += static_cast<uint64_t>(i);
+    sums += running;
+  }
+  EXPECT_EQ(t.ask("usdt " + std::to_string(n)), "usdt enabled " + std::to_string(n) + " sum " + std::to_string(sum));
+  ASSERT_EQ(tr.finish(SIGINT), 0) << tr.err();
+  auto c = tr.map("counts");
+  EXPECT_EQ(c[0], static_cast<uint64_t>(n)) << tr.err();
+  EXPECT_EQ(c[1], sum);
+  EXPECT_EQ(c[2], sums);
+  EXPECT_EQ(c[3], static_cast<uint64_t>(-static_cast<int64_t>(sum)));
+  EXPECT_EQ(c[6], static_cast<uint64_t>(n));
+  EXPECT_EQ(c[7], 7 * sum);
+  EXPECT_EQ(tr.records(), static_cast<size_t>(n));
+  // Detached: the semaphore is back to 0 and the sites are as in the files.
+  EXPECT_EQ(t.ask("usdt 5"), "usdt enabled 0 sum 10");
+  expect_code_as_in_file(t.pid(), BPFVM_AGENT_INJECT_TARGET, "usdt_loop");
+  expect_code_as_in_file(t.pid(), BPFVM_AGENT_LIB, "lib_mark");
+  EXPECT_EQ(t.quit(), 0);
+}
+
+// A library dlopen'ed into a running process gets the static TLS its initial-exec thread-locals need
+// from the small surplus the C library reserved at startup (about 1.5 KiB in a small glibc 2.36
+// process; "cannot allocate memory in static TLS block" beyond): the agent's whole thread-local
+// block must stay well under that (large per-thread state goes on the heap, behind a pointer).
+TEST(AgentInject, TheAgentsThreadLocalBlockFitsTheStaticTlsSurplus) {
+  std::ifstream in(BPFVM_AGENT_SO, std::ios::binary);
+  std::vector<char> f((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  ASSERT_GE(f.size(), sizeof(Elf64_Ehdr));
+  Elf64_Ehdr eh;
+  std::memcpy(&eh, f.data(), sizeof eh);
+  uint64_t tls = 0;
+  for (unsigned i = 0; i < eh.e_phnum; ++i) {
+    Elf64_Phdr ph;
+    ASSERT_LE(eh.e_phoff + (i + 1) * sizeof ph, f.size());
+    std::memcpy(&ph, f.data() + eh.e_phoff + i * sizeof ph, sizeof ph);
+    if (ph.p_type == PT_TLS) tls = ph.p_memsz + ph.p_align;
+  }
+  EXPECT_LE(tls, 1024u) << "libbpfvm-agent.so's thread-local block (with its alignment) is " << tls
+                        << " bytes: too large to be dlopen'ed into a running process (bpfvm trace -p)";
 }
 
 // A process that forbids writable+executable memory (PR_SET_MDWE, asked inside it): refused with
