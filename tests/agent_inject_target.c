@@ -1,6 +1,6 @@
 // The target of the `bpfvm trace -p PID` tests: a process that runs until told to quit, so that the
 // agent is loaded into it while it runs. It prints "ready" and then obeys one command per line of
-// stdin (so it waits blocked in read() between commands), answering one line each:
+// stdin (so it waits blocked in read() between commands), answering one line each ("ready PID" first):
 //   run N        sum of lib_add(i, 2i) + local_mul(i, 3) for i < N      -> "sum S"
 //   sleep MS     one nanosleep of MS ms                                  -> "slept rc R ms E" (E: elapsed)
 //   threads T N  T threads call local_mul(i, 1) for i < N, all at once   -> "threads sum S"
@@ -78,7 +78,7 @@ int main(void) {
   pthread_t hammers[16];
   int nhammers = 0;
   setvbuf(stdout, NULL, _IOLBF, 0);
-  printf("ready\n");
+  printf("ready %d\n", (int)getpid());
   while (fgets(line, sizeof line, stdin)) {
     long a = 0, b = 0;
     if (sscanf(line, "run %ld", &a) == 1) {

@@ -75,9 +75,37 @@ class Target {
     close(out[1]);
     to_ = in[1];
     from_ = out[0];
-    ready_ = line() == "ready";
+    std::string r = line();
+    int p = 0;
+    ready_ = std::sscanf(r.c_str(), "ready %d", &p) == 1;
+    target_ = p;
+  }
+  // The command after `prefix`: bpfvm ... -- TARGET (the target then is not our child).
+  explicit Target(const std::vector<std::string>& prefix) {
+    int in[2], out[2];
+    if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0) return;
+    pid_ = fork();
+    if (pid_ == 0) {
+      dup2(in[0], 0);
+      dup2(out[1], 1);
+      std::vector<char*> argv;
+      for (const auto& a : prefix) argv.push_back(const_cast<char*>(a.c_str()));
+      argv.push_back(const_cast<char*>(BPFVM_AGENT_INJECT_TARGET));
+      argv.push_back(nullptr);
+      execv(argv[0], argv.data());
+      _exit(127);
+    }
+    close(in[0]);
+    close(out[1]);
+    to_ = in[1];
+    from_ = out[0];
+    std::string r = line();
+    int p = 0;
+    ready_ = std::sscanf(r.c_str(), "ready %d", &p) == 1;
+    target_ = p;
   }
   ~Target() {
+    if (target_ > 0 && target_ != pid_) kill(target_, SIGKILL);
     if (pid_ > 0) {
       kill(pid_, SIGKILL);
       waitpid(pid_, nullptr, 0);
@@ -86,7 +114,7 @@ class Target {
     if (from_ >= 0) close(from_);
   }
   bool ready() const { return ready_; }
-  pid_t pid() const { return pid_; }
+  pid_t pid() const { return target_; }
   void send(const std::string& cmd) {
     std::string l = cmd + "\n";
     (void)!write(to_, l.data(), l.size());
@@ -129,7 +157,7 @@ class Target {
   }
 
  private:
-  pid_t pid_ = -1;
+  pid_t pid_ = -1, target_ = -1;  // the child; the target process (the child itself, or its child)
   int to_ = -1, from_ = -1;
   bool ready_ = false;
   std::string buf_;
@@ -606,6 +634,41 @@ TEST(AgentInject, TheAgentsThreadLocalBlockFitsTheStaticTlsSurplus) {
   }
   EXPECT_LE(tls, 1024u) << "libbpfvm-agent.so's thread-local block (with its alignment) is " << tls
                         << " bytes: too large to be dlopen'ed into a running process (bpfvm trace -p)";
+}
+
+// A command started in agent mode and left running after --duration (its agent idle, its probes
+// still patched): a later `-p` ends that finished session and starts its own.
+TEST(AgentInject, AfterACommandsDurationEnded) {
+  Target t({bpfvm_bin(), "trace", "-j", "--duration", "0.5", "--mode", "agent", progs("ag_probes.bpf.o"),
+            "--attach", std::string("on_local_mul=uprobe/") + BPFVM_AGENT_INJECT_TARGET + ":local_mul", "--"});
+  ASSERT_TRUE(t.ready());
+  ASSERT_NE(t.pid(), 0);
+  sleep_ms(1500);  // bpfvm trace has detached and ended (its maps went to the same pipe: skipped)
+  Trace tr(probes_args(t.pid()));
+  ASSERT_TRUE(tr.wait_err(kAttached)) << tr.err();
+  EXPECT_NE(tr.err().find("already loaded"), std::string::npos) << tr.err();
+  t.send("run 30");
+  std::string sum;
+  for (int i = 0; i < 50 && sum.rfind("sum ", 0) != 0; ++i) sum = t.line();
+  EXPECT_EQ(sum, "sum " + std::to_string(run_sum(30)));
+  ASSERT_EQ(tr.finish(SIGINT), 0) << tr.err();
+  EXPECT_EQ(tr.map("counts")[4], 30u) << tr.err();
+  expect_code_as_in_file(t.pid(), BPFVM_AGENT_INJECT_TARGET, "local_mul");
+}
+
+// A second bpfvm trace -p while one serves the process: refused with the reason; the first goes on.
+TEST(AgentInject, OneSessionAtATime) {
+  Target t;
+  ASSERT_TRUE(t.ready());
+  Trace first(probes_args(t.pid()));
+  ASSERT_TRUE(first.wait_err(kAttached)) << first.err();
+  Trace second(probes_args(t.pid()));
+  EXPECT_EQ(second.finish(0), 1) << second.err();
+  EXPECT_NE(second.err().find("already running in this process"), std::string::npos) << second.err();
+  EXPECT_EQ(t.ask("run 15"), "sum " + std::to_string(run_sum(15)));
+  ASSERT_EQ(first.finish(SIGINT), 0) << first.err();
+  EXPECT_EQ(first.map("counts")[4], 15u) << first.err();
+  EXPECT_EQ(t.quit(), 0);
 }
 
 // A process that forbids writable+executable memory (PR_SET_MDWE, asked inside it): refused with

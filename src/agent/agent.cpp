@@ -39,8 +39,8 @@ std::string g_socket;  // the report socket's path ("" = none)
 
 // One datagram per message; a socket of its own each time, so the agent keeps no descriptor the
 // application could close or reuse.
-void report(AgentMessage m) {
-  if (g_socket.empty()) return;
+void report_to(const std::string& sock, AgentMessage m) {
+  if (sock.empty()) return;
   uprobe::QuietScope quiet;
   if (m.pid == 0) m.pid = getpid();
   std::string text = agent_message_to_json(m);
@@ -48,10 +48,12 @@ void report(AgentMessage m) {
   if (fd < 0) return;
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
-  std::strncpy(addr.sun_path, g_socket.c_str(), sizeof addr.sun_path - 1);
+  std::strncpy(addr.sun_path, sock.c_str(), sizeof addr.sun_path - 1);
   (void)sendto(fd, text.data(), text.size(), MSG_NOSIGNAL, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
   close(fd);
 }
+
+void report(AgentMessage m) { report_to(g_socket, std::move(m)); }
 
 void report_text(AgentMessage::Kind k, std::string text) {
   AgentMessage m;
@@ -428,7 +430,21 @@ Status start(const std::string& spec_path) {
 
 Status agent_start(const std::string& spec_path) {
   uprobe::QuietScope quiet;  // the agent's own calls (getpid for a report, ...) hit no probe
-  if (g_agent) return make_error(ErrorCode::InvalidArgument, "the agent is already running in this process");
+  // A session whose bpfvm trace has detached (it cleared the control word: --duration of a command)
+  // is over: it ends before a new one starts here (bpfvm trace -p).
+  if (g_agent && g_enabled && g_enabled->load() == 0) (void)agent_stop();
+  if (g_agent) {
+    Status busy = make_error(ErrorCode::InvalidArgument,
+                             "the agent is already running in this process (another bpfvm trace serves it)");
+    std::ifstream in(spec_path);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    AgentMessage m;
+    m.kind = AgentMessage::Kind::Error;
+    m.text = busy.error().message;
+    if (auto spec = agent_spec_from_json(ss.str())) report_to(spec->socket, std::move(m));
+    return busy;
+  }
   Status st = start(spec_path);
   if (!st) report_text(AgentMessage::Kind::Error, st.error().message);
   return st;
@@ -482,6 +498,7 @@ Result<bool> agent_stop() {
   if (all) {
     for (Probe* p : a->probes) delete p;
     delete a;
+    g_enabled = nullptr;  // the session's control page (left mapped: one page)
   }
   return true;
 }
