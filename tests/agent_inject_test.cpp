@@ -539,6 +539,26 @@ TEST(AgentInject, Refusals) {
   EXPECT_EQ(tr.finish(0), 2) << tr.err();
   EXPECT_NE(tr.err().find("no process " + std::to_string(gone)), std::string::npos) << tr.err();
 
+  // A stopped process: refused (continue it first); it is left as it was.
+  {
+    Target t;
+    ASSERT_TRUE(t.ready());
+    kill(t.pid(), SIGSTOP);
+    for (int i = 0; i < 200; ++i) {
+      std::ifstream in("/proc/" + std::to_string(t.pid()) + "/stat");
+      std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      auto p = text.rfind(')');
+      if (p != std::string::npos && p + 2 < text.size() && text[p + 2] == 'T') break;
+      sleep_ms(5);
+    }
+    Trace stopped(probes_args(t.pid()));
+    EXPECT_EQ(stopped.finish(0), 1) << stopped.err();
+    EXPECT_NE(stopped.err().find("is stopped"), std::string::npos) << stopped.err();
+    kill(t.pid(), SIGCONT);
+    EXPECT_EQ(t.ask("run 3"), "sum " + std::to_string(run_sum(3)));
+    EXPECT_EQ(t.quit(), 0);
+  }
+
   // A statically linked program has no dlopen: refused with that reason (exit 1), left untouched.
   std::string src = "/tmp/bpfvm-inject-static.c", bin = "/tmp/bpfvm-inject-static";
   {

@@ -416,6 +416,14 @@ std::string loaded_agent(const std::vector<Mapping>& maps, const std::string& li
 
 }  // namespace
 
+std::vector<std::string> process_files(pid_t pid) {
+  std::vector<std::string> out;
+  for (const Mapping& m : read_maps(pid))
+    if (!m.path.empty() && m.path[0] == '/' && std::find(out.begin(), out.end(), m.path) == out.end())
+      out.push_back(m.path);
+  return out;
+}
+
 Status agent_injectable(pid_t pid) {
   if (pid <= 0) return make_error(ErrorCode::Io, fmt::format("no process {}", pid));
   if (pid == getpid()) return make_error(ErrorCode::Io, "bpfvm cannot trace itself");

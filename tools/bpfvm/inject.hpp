@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "bpfvm/result.hpp"
 
@@ -18,6 +19,9 @@ namespace bpfvm::cli {
 // a stopped or ending process, a statically linked program or one without dlopen, shadow stacks. An
 // error of kind Io means the process cannot be reached at all (no such process, no permission).
 Status agent_injectable(pid_t pid);
+
+// The files mapped in `pid` (its program and libraries), as its /proc/PID/maps names them.
+std::vector<std::string> process_files(pid_t pid);
 
 struct InjectOutcome {
   bool loaded_now = false;  // dlopen ran (else the agent library was already in the process)

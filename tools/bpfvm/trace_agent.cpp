@@ -191,7 +191,9 @@ Result<AgentTraceResult> run_agent_trace(const Object& object, SyscallHooksOptio
   hooks = std::move(*h);
   hooks->set_record_sink(o.record);
 
-  // Every probe's binary and function are checked now: an error before the command starts.
+  // Every probe's binary and function are checked now: an error before the command starts. A bare
+  // library name is looked up first among the libraries a running process (-p) has loaded.
+  const std::vector<std::string> loaded = o.pid ? process_files(o.pid) : std::vector<std::string>{};
   for (const auto& p : hooks->programs()) {
     const AttachPoint& pt = p->point;
     std::string who = fmt::format("program {} ({})", p->name, pt.canonical);
@@ -200,12 +202,12 @@ Result<AgentTraceResult> run_agent_trace(const Object& object, SyscallHooksOptio
                         fmt::format("{}: agent mode runs probes in user code (uprobe, uretprobe, usdt); system-call "
                                     "programs run in ptrace mode (--mode ptrace), so attach them in another run",
                                     who));
-    auto file = resolve_probe_binary(pt.binary);
+    auto file = resolve_probe_binary(pt.binary, loaded);
     if (!file) {
       if (pt.binary.find('/') != std::string::npos)
         return make_error(ErrorCode::InvalidArgument, fmt::format("{}: {}", who, file.error().message));
-      note(fmt::format("{}: {} is not installed in the library path; the probe is attached when the command "
-                       "loads a library of that name", who, pt.binary));
+      note(fmt::format("{}: {} is not installed in the library path; the probe is attached when the {} "
+                       "loads a library of that name", who, pt.binary, o.pid ? "process" : "command"));
       continue;
     }
     if (pt.event == TraceEvent::UsdtProbe) {
