@@ -58,23 +58,6 @@ std::string command_path(const std::string& argv0) {
   return "";
 }
 
-Diagnostic io_error(const std::string& what) {
-  return make_error(ErrorCode::Io, fmt::format("{}: {}", what, std::strerror(errno)));
-}
-
-// The private directory: the maps, the spec, the control page, the report socket.
-struct PrivateDir {
-  std::string path;
-  ~PrivateDir() {
-    if (path.empty()) return;
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
-
-volatile sig_atomic_t g_forward = 0;  // a SIGTERM/SIGHUP for the command
-void on_forward(int sig) { g_forward = sig; }
-
 }  // namespace
 
 // Whether an ELF program has an interpreter (PT_INTERP): the dynamic loader that reads LD_PRELOAD.
@@ -114,6 +97,27 @@ std::string interp_check(const std::string& file, int depth) {
   close(fd);
   return why;
 }
+
+namespace {
+
+Diagnostic io_error(const std::string& what) {
+  return make_error(ErrorCode::Io, fmt::format("{}: {}", what, std::strerror(errno)));
+}
+
+// The private directory: the maps, the spec, the control page, the report socket.
+struct PrivateDir {
+  std::string path;
+  ~PrivateDir() {
+    if (path.empty()) return;
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+};
+
+volatile sig_atomic_t g_forward = 0;  // a SIGTERM/SIGHUP for the command
+void on_forward(int sig) { g_forward = sig; }
+
+}  // namespace
 
 std::string find_agent_library(std::string& why) {
   if (const char* e = std::getenv("BPFVM_AGENT_LIB"); e && *e) {
@@ -161,11 +165,11 @@ Result<AgentTraceResult> run_agent_trace(const Object& object, SyscallHooksOptio
   std::string why;
   std::string lib = find_agent_library(why);
   if (lib.empty()) return make_error(ErrorCode::Io, why);
-  if (o.pid == 0)
-    if (std::string r = agent_unusable_reason(o.command.at(0)); !r.empty())
-      return make_error(ErrorCode::InvalidArgument, fmt::format("the agent cannot run in {}: {}", o.command[0], r));
-  if (o.pid != 0)
+  if (o.pid != 0) {
     if (Status st = agent_injectable(o.pid); !st) return st.error();
+  } else if (std::string r = agent_unusable_reason(o.command.at(0)); !r.empty()) {
+    return make_error(ErrorCode::InvalidArgument, fmt::format("the agent cannot run in {}: {}", o.command[0], r));
+  }
 
   // Pinned maps live on tmpfs; the directory is private to this run.
   PrivateDir dir;
