@@ -6,6 +6,7 @@
 // attach, refusals (no such process, a statically linked program), and --pinmaps in agent mode.
 // The target is tests/agent_inject_target.c (commands on stdin).
 #include <elf.h>
+#include <gelf.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <gtest/gtest.h>
@@ -253,6 +254,44 @@ class Trace {
   int code_ = -1;
 };
 
+// A sanitizer build instruments libbpfvm-agent.so, which then needs its sanitizer runtime: that
+// runtime must be the first library of a process (LD_PRELOAD works with verify_asan_link_order=0)
+// and cannot be dlopen'ed into a running one (its static TLS alone is larger than any surplus).
+// The name of such a runtime the agent needs, "" when none.
+std::string agent_sanitizer_runtime() {
+  int fd = open(BPFVM_AGENT_SO, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return "";
+  elf_version(EV_CURRENT);
+  Elf* e = elf_begin(fd, ELF_C_READ, nullptr);
+  std::string found;
+  Elf_Scn* scn = nullptr;
+  while (e && found.empty() && (scn = elf_nextscn(e, scn)) != nullptr) {
+    GElf_Shdr sh;
+    if (!gelf_getshdr(scn, &sh) || sh.sh_type != SHT_DYNAMIC) continue;
+    Elf_Data* d = elf_getdata(scn, nullptr);
+    for (size_t i = 0; d && i < sh.sh_size / sh.sh_entsize; ++i) {
+      GElf_Dyn dyn;
+      if (!gelf_getdyn(d, static_cast<int>(i), &dyn) || dyn.d_tag != DT_NEEDED) continue;
+      std::string name = elf_strptr(e, sh.sh_link, dyn.d_un.d_val);
+      for (const char* rt : {"libasan", "libtsan", "libubsan", "liblsan"})
+        if (name.rfind(rt, 0) == 0) found = name;
+    }
+  }
+  if (e) elf_end(e);
+  close(fd);
+  return found;
+}
+
+class AgentInject : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    static const std::string rt = agent_sanitizer_runtime();
+    if (!rt.empty())
+      GTEST_SKIP() << "libbpfvm-agent.so needs " << rt << " (a sanitizer build): a sanitizer runtime cannot be "
+                   << "dlopen'ed into a running process";
+  }
+};
+
 std::string probes_args(pid_t pid, const std::string& mode = "agent") {
   return "--mode " + mode + " " + progs("ag_probes.bpf.o") + " --attach on_lib_add=uprobe/" + BPFVM_AGENT_LIB +
          ":lib_add --attach on_lib_add_ret=uretprobe/libagent_lib.so:lib_add --attach on_local_mul=uprobe/" +
@@ -302,7 +341,7 @@ void expect_code_as_in_file(pid_t pid, const std::string& file, const char* func
   EXPECT_EQ(got, want) << func << " in process " << pid << " differs from " << file;
 }
 
-TEST(AgentInject, CountsExactlyDetachesAndReattaches) {
+TEST_F(AgentInject, CountsExactlyDetachesAndReattaches) {
   Target t;
   ASSERT_TRUE(t.ready());
   for (int round = 0; round < 2; ++round) {
@@ -338,7 +377,7 @@ TEST(AgentInject, CountsExactlyDetachesAndReattaches) {
 
 // The kernel as the oracle: its uprobes (libbpf, attached to this very process) and the agent
 // loaded into it count the same calls, arguments and return values.
-TEST(AgentInject, CountsMatchTheKernelsUprobes) {
+TEST_F(AgentInject, CountsMatchTheKernelsUprobes) {
   if (!fs::exists("/sys/bus/event_source/devices/uprobe")) GTEST_SKIP() << "the kernel has no uprobe PMU";
   Target t;
   ASSERT_TRUE(t.ready());
@@ -396,7 +435,7 @@ TEST(AgentInject, CountsMatchTheKernelsUprobes) {
 
 // A process of another user: bpfvm (root) hands it the files the agent opens (the private
 // directory's spec, control page, socket and maps), which stay closed to everyone else.
-TEST(AgentInject, ProcessOfAnotherUser) {
+TEST_F(AgentInject, ProcessOfAnotherUser) {
   if (geteuid() != 0) GTEST_SKIP() << "needs root to trace another user's process";
   if (std::system("setpriv --reuid=65534 --regid=65534 --clear-groups " BPFVM_AGENT_INJECT_TARGET " </dev/null >/dev/null 2>&1") != 0)
     GTEST_SKIP() << "the target cannot run as user 65534 here (setpriv missing or the build tree is not readable)";
@@ -411,7 +450,7 @@ TEST(AgentInject, ProcessOfAnotherUser) {
   EXPECT_EQ(t.quit(), 0);
 }
 
-TEST(AgentInject, SleepingThreadsResumeTheirCalls) {
+TEST_F(AgentInject, SleepingThreadsResumeTheirCalls) {
   Target t;
   ASSERT_TRUE(t.ready());
   // Attached while the only thread sleeps in nanosleep: the sleep goes on to its full length (the
@@ -441,7 +480,7 @@ TEST(AgentInject, SleepingThreadsResumeTheirCalls) {
   EXPECT_EQ(t.quit(), 0);
 }
 
-TEST(AgentInject, MultithreadedTargetHammeringTheProbedFunction) {
+TEST_F(AgentInject, MultithreadedTargetHammeringTheProbedFunction) {
   Target t;
   ASSERT_TRUE(t.ready());
   // Four threads call local_mul without pause while the probes are placed and removed: every result
@@ -476,7 +515,7 @@ TEST(AgentInject, MultithreadedTargetHammeringTheProbedFunction) {
   EXPECT_EQ(t.quit(), 0);
 }
 
-TEST(AgentInject, DurationDetachesAndTheProcessGoesOn) {
+TEST_F(AgentInject, DurationDetachesAndTheProcessGoesOn) {
   Target t;
   ASSERT_TRUE(t.ready());
   Trace tr("--duration 1 " + probes_args(t.pid()));
@@ -497,7 +536,7 @@ int tracer_of(pid_t pid) {
   return 0;
 }
 
-TEST(AgentInject, ProcessEndingDuringTheAttach) {
+TEST_F(AgentInject, ProcessEndingDuringTheAttach) {
   {
     // Killed while bpfvm holds one of its threads (the injection: dlopen, the agent's start): bpfvm
     // says so and ends promptly, never hangs.
@@ -530,7 +569,7 @@ TEST(AgentInject, ProcessEndingDuringTheAttach) {
   }
 }
 
-TEST(AgentInject, Refusals) {
+TEST_F(AgentInject, Refusals) {
   // No such process: a usage error (exit 2), as in ptrace mode.
   pid_t gone = fork();
   if (gone == 0) _exit(0);
@@ -586,7 +625,7 @@ TEST(AgentInject, Refusals) {
 // A library the process loads after the attach (dlopen): its probe waits and is attached when the
 // library is loaded (a return hook on the C library's dlopen, the agent's own not being the
 // process's), before the caller reaches its functions.
-TEST(AgentInject, LibrariesLoadedLater) {
+TEST_F(AgentInject, LibrariesLoadedLater) {
   Target t;
   ASSERT_TRUE(t.ready());
   Trace tr("--mode agent " + progs("ag_probes.bpf.o") + " --attach on_lib_add=uprobe/libagent_dl.so:lib_add -p " +
@@ -604,7 +643,7 @@ TEST(AgentInject, LibrariesLoadedLater) {
 
 // USDT in a running process: arguments read as libbpf's usdt.bpf.h reads them, the semaphore set
 // while attached and cleared again at the detach, the probe sites' bytes restored.
-TEST(AgentInject, UsdtProbesAndTheirSemaphores) {
+TEST_F(AgentInject, UsdtProbesAndTheirSemaphores) {
   Target t;
   ASSERT_TRUE(t.ready());
   EXPECT_EQ(t.ask("usdt 5"), "usdt enabled 0 sum 10");
@@ -639,7 +678,7 @@ TEST(AgentInject, UsdtProbesAndTheirSemaphores) {
 // from the small surplus the C library reserved at startup (about 1.5 KiB in a small glibc 2.36
 // process; "cannot allocate memory in static TLS block" beyond): the agent's whole thread-local
 // block must stay well under that (large per-thread state goes on the heap, behind a pointer).
-TEST(AgentInject, TheAgentsThreadLocalBlockFitsTheStaticTlsSurplus) {
+TEST_F(AgentInject, TheAgentsThreadLocalBlockFitsTheStaticTlsSurplus) {
   std::ifstream in(BPFVM_AGENT_SO, std::ios::binary);
   std::vector<char> f((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   ASSERT_GE(f.size(), sizeof(Elf64_Ehdr));
@@ -658,7 +697,7 @@ TEST(AgentInject, TheAgentsThreadLocalBlockFitsTheStaticTlsSurplus) {
 
 // A command started in agent mode and left running after --duration (its agent idle, its probes
 // still patched): a later `-p` ends that finished session and starts its own.
-TEST(AgentInject, AfterACommandsDurationEnded) {
+TEST_F(AgentInject, AfterACommandsDurationEnded) {
   Target t({bpfvm_bin(), "trace", "-j", "--duration", "0.5", "--mode", "agent", progs("ag_probes.bpf.o"),
             "--attach", std::string("on_local_mul=uprobe/") + BPFVM_AGENT_INJECT_TARGET + ":local_mul", "--"});
   ASSERT_TRUE(t.ready());
@@ -677,7 +716,7 @@ TEST(AgentInject, AfterACommandsDurationEnded) {
 }
 
 // A second bpfvm trace -p while one serves the process: refused with the reason; the first goes on.
-TEST(AgentInject, OneSessionAtATime) {
+TEST_F(AgentInject, OneSessionAtATime) {
   Target t;
   ASSERT_TRUE(t.ready());
   Trace first(probes_args(t.pid()));
@@ -693,7 +732,7 @@ TEST(AgentInject, OneSessionAtATime) {
 
 // A process that forbids writable+executable memory (PR_SET_MDWE, asked inside it): refused with
 // that reason, and it runs on untouched.
-TEST(AgentInject, MdweProcessIsRefused) {
+TEST_F(AgentInject, MdweProcessIsRefused) {
   Target t;
   ASSERT_TRUE(t.ready());
   std::string rc = t.ask("mdwe");
@@ -708,7 +747,7 @@ TEST(AgentInject, MdweProcessIsRefused) {
 
 // --pinmaps DIR in agent mode: the maps are pinned there, read by other processes while the trace
 // runs (bpfvm map dump pinned) and after it.
-TEST(AgentInject, PinmapsAreSharedWithOtherProcesses) {
+TEST_F(AgentInject, PinmapsAreSharedWithOtherProcesses) {
   char d[] = "/dev/shm/bpfvm-inject-pin-XXXXXX";
   ASSERT_NE(mkdtemp(d), nullptr);
   std::string dir = d;
