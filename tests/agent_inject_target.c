@@ -10,6 +10,7 @@
 //   usdt N       USDT probe agt:tick(i, sum, -i) and lib_mark(7i) for i < N  -> "usdt enabled E sum S"
 //                (E: how often the probe's semaphore was set)
 //   mdwe         forbids writable+executable memory from now on (PR_SET_MDWE) -> "mdwe rc R"
+//   leader-exit  the main thread ends (pthread_exit), a new thread serves  -> "leader exits"
 //   quit         exits 0
 #define _SDT_HAS_SEMAPHORES 1
 #include <dlfcn.h>
@@ -73,12 +74,12 @@ static double now_ms(void) {
   return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
-int main(void) {
+static pthread_t hammers[16];
+static int nhammers = 0;
+
+static void* serve(void* arg) {
   char line[256];
-  pthread_t hammers[16];
-  int nhammers = 0;
-  setvbuf(stdout, NULL, _IOLBF, 0);
-  printf("ready %d\n", (int)getpid());
+  (void)arg;
   while (fgets(line, sizeof line, stdin)) {
     long a = 0, b = 0;
     if (sscanf(line, "run %ld", &a) == 1) {
@@ -125,11 +126,24 @@ int main(void) {
       usdt_loop(a);
     } else if (strncmp(line, "mdwe", 4) == 0) {
       printf("mdwe rc %d\n", prctl(65 /* PR_SET_MDWE */, 1 /* PR_MDWE_REFUSE_EXEC_GAIN */, 0L, 0L, 0L));
+    } else if (strncmp(line, "leader-exit", 11) == 0) {
+      // The main thread ends alone (pthread_exit): a new thread goes on reading the commands.
+      pthread_t t;
+      pthread_create(&t, NULL, serve, NULL);
+      printf("leader exits\n");
+      pthread_exit(NULL);
     } else if (strncmp(line, "quit", 4) == 0) {
-      return 0;
+      exit(0);
     } else {
       printf("unknown command\n");
     }
   }
+  exit(0);
+}
+
+int main(void) {
+  setvbuf(stdout, NULL, _IOLBF, 0);
+  printf("ready %d\n", (int)getpid());
+  serve(NULL);
   return 0;
 }

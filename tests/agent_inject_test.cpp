@@ -730,6 +730,20 @@ TEST_F(AgentInject, OneSessionAtATime) {
   EXPECT_EQ(t.quit(), 0);
 }
 
+// A process whose main thread has ended alone (pthread_exit): another thread is borrowed.
+TEST_F(AgentInject, ProcessWhoseMainThreadEnded) {
+  Target t;
+  ASSERT_TRUE(t.ready());
+  EXPECT_EQ(t.ask("leader-exit"), "leader exits");
+  sleep_ms(50);
+  Trace tr(probes_args(t.pid()));
+  ASSERT_TRUE(tr.wait_err(kAttached)) << tr.err();
+  EXPECT_EQ(t.ask("run 12"), "sum " + std::to_string(run_sum(12)));
+  ASSERT_EQ(tr.finish(SIGINT), 0) << tr.err();
+  EXPECT_EQ(tr.map("counts")[4], 12u) << tr.err();
+  EXPECT_EQ(t.quit(), 0);
+}
+
 // A process that forbids writable+executable memory (PR_SET_MDWE, asked inside it): refused with
 // that reason, and it runs on untouched.
 TEST_F(AgentInject, MdweProcessIsRefused) {

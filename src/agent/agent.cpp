@@ -154,7 +154,7 @@ std::vector<Module> loaded_modules() {
           m.path = info->dlpi_name;
         } else if (v.empty()) {
           char buf[4096];
-          ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+          ssize_t n = readlink("/proc/thread-self/exe", buf, sizeof buf - 1);  // the main thread may have ended
           if (n <= 0) return 0;
           m.path.assign(buf, static_cast<size_t>(n));
         } else {

@@ -58,6 +58,10 @@ Diagnostic ended(pid_t pid) {
 
 // ---- the process's mappings ---------------------------------------------------------------------
 
+// The /proc directory that shows the process's memory: /proc/PID, or a living thread's when the
+// main thread has ended alone (its own entry then shows no mappings).
+std::string proc_of(pid_t pid);
+
 struct Mapping {
   uint64_t start = 0, end = 0, offset = 0;
   std::string perms, path;
@@ -67,7 +71,7 @@ struct Mapping {
 
 std::vector<Mapping> read_maps(pid_t pid) {
   std::vector<Mapping> out;
-  std::ifstream in(fmt::format("/proc/{}/maps", pid));
+  std::ifstream in(proc_of(pid) + "/maps");
   std::string line;
   while (std::getline(in, line)) {
     Mapping m;
@@ -99,7 +103,7 @@ std::string base_name(const std::string& p) {
 // holds it.
 Result<uint64_t> remote_function(pid_t pid, const std::vector<Mapping>& maps, const std::string& path,
                                  const std::string& name) {
-  auto fn = find_elf_function(fmt::format("/proc/{}/root{}", pid, path), name);
+  auto fn = find_elf_function(proc_of(pid) + "/root" + path, name);
   if (!fn) return fn.error();
   for (const Mapping& m : maps)
     if (m.path == path && m.perms.size() > 2 && m.perms[2] == 'x' && fn->file_offset >= m.offset &&
@@ -126,7 +130,7 @@ std::optional<Dlopen> find_dlopen(pid_t pid, const std::vector<Mapping>& maps) {
   }
   if (libc.empty()) return std::nullopt;
   auto has = [&](const std::string& f, const char* n) {
-    return find_elf_function(fmt::format("/proc/{}/root{}", pid, f), n).ok();
+    return find_elf_function(proc_of(pid) + "/root" + f, n).ok();
   };
   if (has(libc, "dlopen")) return Dlopen{libc, libc, "dlopen"};
   if (!libdl.empty() && has(libdl, "dlopen")) return Dlopen{libc, libdl, "dlopen"};
@@ -184,6 +188,14 @@ pid_t pick_thread(pid_t pid) {
   return any;
 }
 
+std::string proc_of(pid_t pid) {
+  char st = proc_state(pid, pid);
+  if (st != 'Z' && st != 'X')
+    return fmt::format("/proc/{}", pid);
+  pid_t t = pick_thread(pid);
+  return t ? fmt::format("/proc/{}/task/{}", pid, t) : fmt::format("/proc/{}", pid);
+}
+
 // ---- one borrowed thread ------------------------------------------------------------------------
 
 constexpr uint64_t kScratch = 1 << 20;  // the calls' stack and strings (dlopen and the agent's start)
@@ -229,8 +241,9 @@ class RemoteThread {
     for (int s : {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP, SIGSYS}) block &= ~(1ull << (s - 1));
     if (ptrace(PTRACE_SETSIGMASK, tid_, reinterpret_cast<void*>(sizeof block), &block) != 0) return ended(pid_);
     saved_ = true;
-    mem_ = open(fmt::format("/proc/{}/mem", pid_).c_str(), O_RDWR | O_CLOEXEC);
-    if (mem_ < 0) return make_error(ErrorCode::Io, fmt::format("cannot open /proc/{}/mem: {}", pid_, std::strerror(errno)));
+    std::string mem = fmt::format("/proc/{}/task/{}/mem", pid_, tid_);
+    mem_ = open(mem.c_str(), O_RDWR | O_CLOEXEC);
+    if (mem_ < 0) return make_error(ErrorCode::Io, fmt::format("cannot open {}: {}", mem, std::strerror(errno)));
     return {};
   }
 
@@ -431,7 +444,8 @@ Status agent_injectable(pid_t pid) {
   if (stat(fmt::format("/proc/{}", pid).c_str(), &st) != 0)
     return make_error(ErrorCode::Io, fmt::format("no process {}", pid));
   char state = proc_state(pid, pid);
-  if (state == 'Z' || state == 'X') return make_error(ErrorCode::Io, fmt::format("process {} has ended", pid));
+  if ((state == 'Z' || state == 'X') && !pick_thread(pid))  // a leader that exited alone leaves the others
+    return make_error(ErrorCode::Io, fmt::format("process {} has ended", pid));
   if (state == 'T' || state == 't')
     return make_error(ErrorCode::InvalidArgument,
                       fmt::format("process {} is stopped (or traced by another program): continue it first", pid));
