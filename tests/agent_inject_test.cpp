@@ -552,8 +552,13 @@ TEST_F(AgentInject, ProcessEndingDuringTheAttach) {
     kill(t.pid(), SIGKILL);
     int code = tr.finish(0);
     ASSERT_NE(code, -1) << "bpfvm hung: " << tr.err();
-    EXPECT_EQ(code, 1) << tr.err();
-    EXPECT_NE(tr.err().find("ended while bpfvm was loading the agent"), std::string::npos) << tr.err();
+    // The kill may land just after the thread was put back: then it ended while traced (exit 0).
+    if (code == 0) {
+      EXPECT_NE(tr.err().find("process " + std::to_string(t.pid()) + " ended"), std::string::npos) << tr.err();
+    } else {
+      EXPECT_EQ(code, 1) << tr.err();
+      EXPECT_NE(tr.err().find("ended while bpfvm was loading the agent"), std::string::npos) << tr.err();
+    }
   }
   {
     // Killed while traced: bpfvm notices, prints the maps and exits 0, as after a detach.

@@ -243,7 +243,12 @@ class RemoteThread {
     saved_ = true;
     std::string mem = fmt::format("/proc/{}/task/{}/mem", pid_, tid_);
     mem_ = open(mem.c_str(), O_RDWR | O_CLOEXEC);
-    if (mem_ < 0) return make_error(ErrorCode::Io, fmt::format("cannot open {}: {}", mem, std::strerror(errno)));
+    if (mem_ < 0) {
+      const int e = errno;
+      const char st = proc_state(pid_, tid_);
+      if (st == 'Z' || st == 'X' || st == '?') return ended(pid_);
+      return make_error(ErrorCode::Io, fmt::format("cannot open {}: {}", mem, std::strerror(e)));
+    }
     return {};
   }
 
@@ -287,9 +292,14 @@ class RemoteThread {
   }
 
   Status write(uint64_t addr, const void* data, size_t n) {
-    if (pwrite(mem_, data, n, static_cast<off_t>(addr)) != static_cast<ssize_t>(n))
+    errno = 0;
+    if (pwrite(mem_, data, n, static_cast<off_t>(addr)) != static_cast<ssize_t>(n)) {
+      const int e = errno;
+      const char st = proc_state(pid_, tid_);
+      if (st == 'Z' || st == 'X' || st == '?') return ended(pid_);  // killed meanwhile: its memory is gone
       return make_error(ErrorCode::Io, fmt::format("cannot write the memory of process {} at {:#x}: {}", pid_, addr,
-                                                   std::strerror(errno)));
+                                                   e ? std::strerror(e) : "short write"));
+    }
     return {};
   }
 
