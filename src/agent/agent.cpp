@@ -22,6 +22,7 @@
 #include <mutex>
 #include <sstream>
 
+#include "agent/syscalls.hpp"
 #include "agent/usdt.hpp"
 #include "bpfvm/agent.hpp"
 #include "bpfvm/helpers.hpp"
@@ -344,11 +345,12 @@ Status start(const std::string& spec_path) {
   auto hooks = SyscallHooks::create(*a->object, ho);
   if (!hooks) return hooks.error();
   a->hooks = std::move(*hooks);
+  bool syscall_programs = false;
   for (const auto& p : a->hooks->programs()) {
-    if (!p->point.in_user_code())
-      return make_error(ErrorCode::InvalidArgument,
-                        fmt::format("program {} ({}): the agent runs probes in user code only (uprobe, uretprobe, "
-                                    "usdt); system-call programs run in ptrace mode", p->name, p->point.canonical));
+    if (!p->point.in_user_code()) {
+      syscall_programs = true;  // agent_syscalls runs them (below)
+      continue;
+    }
     Target t;
     t.prog = p.get();
     const std::string& bin = p->point.binary;
@@ -383,6 +385,15 @@ Status start(const std::string& spec_path) {
     }
     report(std::move(m));
   });
+  if (syscall_programs)
+    if (Status st = agent_syscalls::start(*ag.hooks, ag.spec.syscalls, g_enabled,
+                                          [](const std::string& m) { report_text(AgentMessage::Kind::Note, m); });
+        !st) {
+      for (Probe* p : ag.probes) (void)uprobe::detach(p->hook);
+      ag.probes.clear();
+      return make_error(st.error().code, fmt::format("system-call programs ({}): {}",
+                                                     syscall_mechanism_name(ag.spec.syscalls), st.error().message));
+    }
   g_agent = a.release();
   AgentMessage ready;
   ready.kind = AgentMessage::Kind::Ready;
@@ -422,6 +433,16 @@ void agent_rescan_modules() {
     m.pending = count_waiting(*a);
     report(std::move(m));
   }
+}
+
+Status agent_start_syscalls(SyscallMechanism m) {
+  Agent* a = g_agent;
+  if (!a) return make_error(ErrorCode::InvalidArgument, "the agent does not run in this process");
+  uprobe::QuietScope quiet;
+  bool any = false;
+  for (const auto& p : a->hooks->programs()) any |= !p->point.in_user_code();
+  if (!any) return make_error(ErrorCode::InvalidArgument, "the agent's object has no programs at system-call events");
+  return agent_syscalls::start(*a->hooks, m, g_enabled, [](const std::string& t) { report_text(AgentMessage::Kind::Note, t); });
 }
 
 bool agent_active() { return g_agent != nullptr; }

@@ -35,6 +35,7 @@ struct TraceOpts {
   bool json = false;
   double duration = 0;
   std::string mode = "auto";
+  std::string agent_syscalls = "sud";
   bool no_seccomp = false;
   int pid = 0;
   std::vector<std::string> command;
@@ -228,7 +229,7 @@ Result<std::string> choose_mode(const TraceOpts& o, const Object& obj, const std
   // A request that names nothing or no program is refused by SyscallHooks::create with the reason,
   // whichever mode runs it.
   if (user.empty() && sys.empty()) return std::string(o.mode == "agent" ? "agent" : "ptrace");
-  if (!user.empty() && !sys.empty())
+  if (!user.empty() && !sys.empty() && o.mode != "agent")
     return make_error(ErrorCode::InvalidArgument,
                       fmt::format("program {} probes user code (agent mode) and program {} system calls (ptrace "
                                   "mode): one run uses one mode; attach them in two runs (--section, --attach)",
@@ -241,10 +242,6 @@ Result<std::string> choose_mode(const TraceOpts& o, const Object& obj, const std
     return std::string("ptrace");
   }
   if (o.mode == "agent") {
-    if (user.empty())
-      return make_error(ErrorCode::InvalidArgument,
-                        "agent mode runs probes in user code (uprobe, uretprobe, usdt); the object's system-call "
-                        "programs run in ptrace mode (--mode ptrace or auto)");
     if (o.pid != 0)
       return make_error(ErrorCode::InvalidArgument, "agent mode starts a command: -p PID is not provided there");
     return std::string("agent");
@@ -279,6 +276,7 @@ int trace_agent_mode(const TraceOpts& o, const Object& obj, SyscallHooksOptions&
   ao.spec.engine = ho.prepare.engine;
   ao.spec.verify = ho.prepare.verify;
   ao.spec.rules = ho.prepare.rules;
+  ao.spec.syscalls = *syscall_mechanism_from_name(o.agent_syscalls);
   ao.command = o.command;
   ao.duration = o.duration;
   ao.note = [](const std::string& m) { std::fprintf(stderr, "bpfvm: %s\n", m.c_str()); };
@@ -395,6 +393,9 @@ RegisterCommand reg_trace("trace", [](CLI::App& app, std::function<int()>& run) 
   add_choice_option(cmd, "--mode", o->mode, {"auto", "agent", "ptrace"},
                     "Event source: agent (in the process: uprobes, USDT), ptrace (system calls), auto (default: "
                     "by the object's programs)");
+  add_choice_option(cmd, "--agent-syscalls", o->agent_syscalls, {"sud", "seccomp"},
+                    "Agent mode: how system calls reach the programs: sud (Syscall User Dispatch, default) or "
+                    "seccomp (a filter trapping the traced syscalls; it outlives exec)");
   cmd->add_flag("--no-seccomp", o->no_seccomp, "Stop at every system call (no seccomp filter in the command)");
   auto* p = cmd->add_option("-p,--pid", o->pid, "Trace a running process (every thread); detaching leaves it running");
   auto* c = cmd->add_option("command", o->command, "The command to run, after --");

@@ -189,11 +189,7 @@ Result<AgentTraceResult> run_agent_trace(const Object& object, SyscallHooksOptio
   for (const auto& p : hooks->programs()) {
     const AttachPoint& pt = p->point;
     std::string who = fmt::format("program {} ({})", p->name, pt.canonical);
-    if (!pt.in_user_code())
-      return make_error(ErrorCode::InvalidArgument,
-                        fmt::format("{}: agent mode runs probes in user code (uprobe, uretprobe, usdt); system-call "
-                                    "programs run in ptrace mode (--mode ptrace), so attach them in another run",
-                                    who));
+    if (!pt.in_user_code()) continue;  // system-call programs: the agent's SIGSYS handler runs them
     auto file = resolve_probe_binary(pt.binary);
     if (!file) {
       if (pt.binary.find('/') != std::string::npos)
