@@ -9,6 +9,11 @@
 //   bpfvm trace (traced)          the counting program at sys_enter_getppid (seccomp filter + ptrace)
 //   bpfvm trace (untraced)        the same program attached to openat: getppid passes the filter
 //   bpfvm trace, no filter        the program at sys_enter_openat with --no-seccomp: every syscall stops
+//   bpfvm agent, SUD (traced)     bpfvm trace --mode agent: the program runs in the process, entered by
+//                                 the SIGSYS of Syscall User Dispatch (--agent-syscalls sud)
+//   bpfvm agent, SUD (untraced)   the program on openat: getppid still traps (SUD stops every syscall)
+//   bpfvm agent, seccomp (traced) the same, entered by the SIGSYS of a seccomp filter's SECCOMP_RET_TRAP
+//   bpfvm agent, seccomp (untr.)  the program on openat: getppid passes the agent's filter
 // Each row: the best of 3 runs of N calls (N smaller for the traced rows), ns per call.
 //   build/bench_syscalls [--calls N]
 #include <bpf/bpf.h>
@@ -130,6 +135,16 @@ std::optional<double> kernel_traced(long n, std::string* why) {
   return r;
 }
 
+// bpfvm trace --mode agent (the CLI beside the benchmark) with the program at `spec`.
+std::optional<double> agent_traced(long n, const std::string& spec, const char* mechanism) {
+  std::string bpfvm = std::filesystem::path(BPFVM_PROGS_DIR).parent_path() / "bpfvm";
+  return best(3, [&] {
+    return run_cmd({bpfvm, "trace", "--mode", "agent", "--agent-syscalls", mechanism, objpath(), "--attach",
+                    "count_getppid=" + spec, "--"},
+                   n);
+  });
+}
+
 bool have(const char* prog) {
   std::string cmd = std::string("command -v ") + prog + " >/dev/null 2>&1";
   return std::system(cmd.c_str()) == 0;
@@ -178,6 +193,13 @@ int main(int argc, char** argv) {
       best(3, [&] { return bpfvm_traced(n, "tracepoint/syscalls/sys_enter_openat", true); }));
   add("bpfvm trace --no-seccomp (every call stops)", traced_n,
       best(3, [&] { return bpfvm_traced(traced_n, "tracepoint/syscalls/sys_enter_openat", false); }));
+
+  for (const char* mech : {"sud", "seccomp"}) {
+    add(std::string("bpfvm agent, ") + mech + " SIGSYS (traced)", n,
+        agent_traced(n, "tracepoint/syscalls/sys_enter_getppid", mech));
+    add(std::string("bpfvm agent, ") + mech + " SIGSYS (untraced: openat)", n,
+        agent_traced(n, "tracepoint/syscalls/sys_enter_openat", mech));
+  }
 
   double native = rows[0].ns.value_or(0);
   std::printf("getppid() per call, ns (best of 3 runs, measured inside the looping process)\n");
