@@ -212,8 +212,10 @@ void print_maps(const LoadedObject& live, bool json) {
   std::fflush(stdout);
 }
 
-// Which event source runs the requests: the agent for probes in user code, ptrace for system calls.
-// Returns "agent" or "ptrace", or an error when the object mixes both or asks what the mode cannot do.
+// Which event source runs the requests: the agent for probes in user code (and for system calls with
+// --mode agent), ptrace for system calls by default (docs/tracing.md, "System calls in the agent":
+// why auto keeps ptrace for them). Returns "agent" or "ptrace", or an error when the mode cannot do
+// what is asked.
 Result<std::string> choose_mode(const TraceOpts& o, const Object& obj, const std::vector<AttachRequest>& requests) {
   std::vector<AttachRequest> reqs = requests;
   if (reqs.empty())
@@ -226,14 +228,10 @@ Result<std::string> choose_mode(const TraceOpts& o, const Object& obj, const std
     if (!pt) continue;  // likewise
     (pt->in_user_code() ? user : sys) = prog->name;
   }
+  (void)sys;
   // A request that names nothing or no program is refused by SyscallHooks::create with the reason,
   // whichever mode runs it.
   if (user.empty() && sys.empty()) return std::string(o.mode == "agent" ? "agent" : "ptrace");
-  if (!user.empty() && !sys.empty() && o.mode != "agent")
-    return make_error(ErrorCode::InvalidArgument,
-                      fmt::format("program {} probes user code (agent mode) and program {} system calls (ptrace "
-                                  "mode): one run uses one mode; attach them in two runs (--section, --attach)",
-                                  user, sys));
   if (o.mode == "ptrace") {
     if (!user.empty())
       return make_error(ErrorCode::InvalidArgument,

@@ -3,8 +3,12 @@ $ bpfvm trace --mode ptrace $PROGS/ag_probes.bpf.o --attach on_lib_add=uprobe/li
 bpfvm: $PROGS/ag_probes.bpf.o: program on_lib_add: probes in user code run in the agent (--mode agent or auto), not in ptrace mode
 [exit 1]
 $ bpfvm trace --mode agent $PROGS/tr_count.bpf.o -- true
-bpfvm: $PROGS/tr_count.bpf.o: agent mode runs probes in user code (uprobe, uretprobe, usdt); the object's system-call programs run in ptrace mode (--mode ptrace or auto)
-[exit 1]
+maps:
+  counts (hash, key 4 B, value 8 B, max_entries 512)
+    (empty)
+  errors (hash, key 4 B, value 8 B, max_entries 512)
+    (empty)
+[exit 0]
 $ bpfvm trace $PROGS/ag_probes.bpf.o --attach on_lib_add=uretprobe/libc.so.6:malloc+4 -- true
 bpfvm: $PROGS/ag_probes.bpf.o: program on_lib_add (section uprobe): cannot attach to 'uretprobe/libc.so.6:malloc+4': uretprobes do not support offset specification
 [exit 1]
@@ -12,9 +16,10 @@ $ bpfvm trace $PROGS/ag_probes.bpf.o --attach on_lib_add=uprobe/libc.so.6:no_suc
 bpfvm: mode: agent (the object probes user code; the programs run inside true)
 bpfvm: $PROGS/ag_probes.bpf.o: program on_lib_add (uprobe/libc.so.6:no_such_function_here): /lib/x86_64-linux-gnu/libc.so.6: no function 'no_such_function_here' in its symbol tables (.symtab, .dynsym)
 [exit 1]
-# one run uses one mode
+# probes in user code and system-call programs run together in the agent
 $ bpfvm trace $PROGS/ag_probes.bpf.o --attach on_lib_add=uprobe/libc.so.6:malloc --attach on_bad_read=tracepoint/syscalls/sys_enter_getppid -- true
-bpfvm: $PROGS/ag_probes.bpf.o: program on_lib_add probes user code (agent mode) and program on_bad_read system calls (ptrace mode): one run uses one mode; attach them in two runs (--section, --attach)
+bpfvm: mode: agent (the object probes user code; the programs run inside true)
+bpfvm: $PROGS/ag_probes.bpf.o: program on_bad_read (section uprobe): a kprobe program cannot attach to tracepoint/syscalls/sys_enter_getppid, which runs tracepoint programs
 [exit 1]
 $ bpfvm trace $PROGS/ag_probes.bpf.o --attach on_lib_add=uprobe/no/such/file:main -- true
 bpfvm: mode: agent (the object probes user code; the programs run inside true)
