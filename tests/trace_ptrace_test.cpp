@@ -1008,9 +1008,10 @@ Bytes json_bytes(const nlohmann::json& a) {
   return b;
 }
 
-AgentRun agent_run(const std::string& object, const std::string& mechanism, const std::vector<std::string>& argv) {
+AgentRun agent_run(const std::string& object, const std::string& mechanism, const std::vector<std::string>& argv,
+                   const std::string& flags = "") {
   AgentRun r;
-  std::string cmd = "trace -j --mode agent --agent-syscalls " + mechanism + " " + object + " --";
+  std::string cmd = "trace -j --mode agent " + flags + " --agent-syscalls " + mechanism + " " + object + " --";
   for (const auto& a : argv) cmd += " '" + a + "'";
   r.rc = run_cli(cmd, &r.out);
   std::istringstream lines(r.out);
@@ -1090,6 +1091,21 @@ TEST_P(AgentSyscalls, ExitStatusesSignalsAndTheTargetsOwnSigsys) {
   auto vf = agent_run(obj, GetParam(), {workload(), "-", "vfork"});
   EXPECT_EQ(vf.rc, 0) << vf.out;
   EXPECT_GE(u64_at(vf.maps["counts"], SYS_getppid), 1u) << vf.out;
+}
+
+// getppid through the C library's wrapper: its `mov $110,%eax; syscall` is rewritten into a jump
+// (threads and a forked child run it too); the trap path (--trap-only) counts the same.
+TEST_P(AgentSyscalls, RewrittenSitesCountAsTheTrapPath) {
+  auto obj = progs("tr_count.bpf.o");
+  std::vector<std::string> argv = {workload(), "-", "wrappers"};
+  auto p = bpfvm_run(obj, argv);
+  EXPECT_EQ(u64_at(p.maps["counts"], SYS_getppid), 5u + 4 * 3 + 2);
+  auto a = agent_run(obj, GetParam(), argv);
+  EXPECT_EQ(a.rc, 0) << a.out;
+  EXPECT_EQ(u64_at(a.maps["counts"], SYS_getppid), u64_at(p.maps["counts"], SYS_getppid)) << a.out;
+  auto t = agent_run(obj, GetParam(), argv, "--trap-only");
+  EXPECT_EQ(t.rc, 0) << t.out;
+  EXPECT_EQ(u64_at(t.maps["counts"], SYS_getppid), u64_at(p.maps["counts"], SYS_getppid)) << t.out;
 }
 
 INSTANTIATE_TEST_SUITE_P(Mechanisms, AgentSyscalls, ::testing::Values("sud", "seccomp"),

@@ -16,6 +16,8 @@
 //   tr_workload - ownsigsys      its own SIGSYS handler and seccomp filter (getppid traps and returns
 //                                4242 from the handler), getppid x4 with every signal blocked; exit 0
 //                                if the handler ran once per trapped call and is still installed
+//   tr_workload - wrappers       the C library's getppid() (not syscall()): x5 in main, x3 in each of 4
+//                                threads, x2 in a forked child
 //   tr_workload - exec           execve of a missing file (ENOENT), then a child that execs this
 //                                program again with arguments ("- exit 0 ..."), waited for
 #define _GNU_SOURCE
@@ -96,6 +98,28 @@ static int own_sigsys(void) {
   if (syscall(SYS_getppid, 0, 0, 0, 0, 0, 77) != 4242 || sigsys_seen != 2) return 7;
   if (sigaction(SIGSYS, NULL, &cur) != 0 || cur.sa_sigaction != on_sigsys) return 8;
   return 0;
+}
+
+static void *wrapper_thread(void *arg) {
+  (void)arg;
+  for (int i = 0; i < 3; i++) (void)getppid();
+  return NULL;
+}
+
+static int wrappers(void) {
+  pthread_t t[4];
+  for (int i = 0; i < 4; i++) pthread_create(&t[i], NULL, wrapper_thread, NULL);
+  for (int i = 0; i < 5; i++) (void)getppid();
+  for (int i = 0; i < 4; i++) pthread_join(t[i], NULL);
+  pid_t c = fork();
+  if (c == 0) {
+    (void)getppid();
+    (void)getppid();
+    _exit(0);
+  }
+  int st = 0;
+  waitpid(c, &st, 0);
+  return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : 1;
 }
 
 int main(int argc, char **argv) {
@@ -229,6 +253,7 @@ int main(int argc, char **argv) {
     return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : 1;
   }
   if (!strcmp(mode, "ownsigsys")) return own_sigsys();
+  if (!strcmp(mode, "wrappers")) return wrappers();
   if (!strcmp(mode, "loop") && argc > 3) {
     ppid(atoi(argv[3]));
     return 0;

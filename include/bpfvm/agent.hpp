@@ -54,6 +54,9 @@ struct AgentSpec {
   std::string control;
   // How programs at system-call events (tracepoints, raw tracepoints, syscall kprobes) run here.
   SyscallMechanism syscalls = SyscallMechanism::Sud;
+  // Also rewrite the `mov $NR,%eax; syscall` sites of traced syscalls in the main program and the C
+  // library into jumps to the programs (no trap there); false: every traced syscall traps.
+  bool rewrite_sites = true;
 };
 
 std::string agent_spec_to_json(const AgentSpec& spec);

@@ -386,7 +386,7 @@ Status start(const std::string& spec_path) {
     report(std::move(m));
   });
   if (syscall_programs)
-    if (Status st = agent_syscalls::start(*ag.hooks, ag.spec.syscalls, g_enabled,
+    if (Status st = agent_syscalls::start(*ag.hooks, ag.spec.syscalls, ag.spec.rewrite_sites, g_enabled,
                                           [](const std::string& m) { report_text(AgentMessage::Kind::Note, m); });
         !st) {
       for (Probe* p : ag.probes) (void)uprobe::detach(p->hook);
@@ -442,7 +442,7 @@ Status agent_start_syscalls(SyscallMechanism m) {
   bool any = false;
   for (const auto& p : a->hooks->programs()) any |= !p->point.in_user_code();
   if (!any) return make_error(ErrorCode::InvalidArgument, "the agent's object has no programs at system-call events");
-  return agent_syscalls::start(*a->hooks, m, g_enabled, [](const std::string& t) { report_text(AgentMessage::Kind::Note, t); });
+  return agent_syscalls::start(*a->hooks, m, a->spec.rewrite_sites, g_enabled, [](const std::string& t) { report_text(AgentMessage::Kind::Note, t); });
 }
 
 bool agent_active() { return g_agent != nullptr; }

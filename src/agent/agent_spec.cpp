@@ -41,6 +41,7 @@ std::string agent_spec_to_json(const AgentSpec& s) {
   j["socket"] = s.socket;
   j["control"] = s.control;
   j["syscalls"] = std::string(syscall_mechanism_name(s.syscalls));
+  j["rewrite_sites"] = s.rewrite_sites;
   return j.dump();
 }
 
@@ -70,6 +71,7 @@ Result<AgentSpec> agent_spec_from_json(std::string_view text) {
     auto m = syscall_mechanism_from_name(mech);
     if (!m) return bad("agent spec", "unknown syscall mechanism '" + mech + "' (sud or seccomp)");
     s.syscalls = *m;
+    s.rewrite_sites = j.value("rewrite_sites", true);
     return s;
   } catch (const std::exception& e) {
     return bad("agent spec", e.what());

@@ -20,6 +20,8 @@
 //                  SIGSYS that are not the agent's (its own seccomp filter's traps, kill -SYS).
 #include "agent/syscalls.hpp"
 
+#include "agent/syscall_sites.hpp"
+
 #include <dirent.h>
 #include <errno.h>
 #include <linux/audit.h>
@@ -461,6 +463,69 @@ void on_sigsys(int sig, siginfo_t* si, void* ucv) {
   errno = saved_errno;
 }
 
+// Syscalls the handler redirects or emulates (never rewritten: they need the trap path).
+bool special(int64_t nr) {
+  switch (nr) {
+    case SYS_rt_sigreturn:
+    case SYS_execve:
+    case SYS_execveat:
+    case SYS_exit:
+    case SYS_exit_group:
+    case SYS_vfork:
+    case SYS_fork:
+    case SYS_clone:
+    case SYS_clone3:
+    case SYS_rt_sigprocmask:
+    case SYS_rt_sigaction:
+      return true;
+    default:
+      return false;
+  }
+}
+
+}  // namespace
+
+void syscall_site_run(uint64_t* frame) noexcept {
+  const int saved_errno = errno;
+  const char selector = t_sys.selector;
+  t_sys.selector = SYSCALL_DISPATCH_FILTER_ALLOW;
+  const int64_t nr = static_cast<int64_t>(frame[15]);
+  const uint8_t busy = t_sys.busy;
+  const bool quiet = busy || uprobe::in_hook() || uprobe::in_quiet() ||
+                     (g->enabled && g->enabled->load(std::memory_order_relaxed) == 0);
+  t_sys.busy = 1;
+  SyscallHooks& hooks = *g->hooks;
+  ThreadTask task;
+  SyscallRegs regs;
+  std::memcpy(regs.words, frame, sizeof regs.words);
+  std::optional<int64_t> override;
+  if (!quiet && hooks.wants_enter(nr)) {
+    g->events.fetch_add(1, std::memory_order_relaxed);
+    override = hooks.enter(task, regs);
+  }
+  long ret;
+  if (override) {
+    ret = *override;
+  } else {
+    t_sys.selector = selector;
+    t_sys.busy = busy;
+    ret = gate(nr, static_cast<long>(frame[14]), static_cast<long>(frame[13]), static_cast<long>(frame[12]),
+               static_cast<long>(frame[7]), static_cast<long>(frame[9]), static_cast<long>(frame[8]));
+    t_sys.busy = 1;
+    t_sys.selector = SYSCALL_DISPATCH_FILTER_ALLOW;
+  }
+  if (!quiet && hooks.wants_exit(nr)) {
+    regs.words[10] = static_cast<uint64_t>(ret);
+    hooks.exit(task, nr, regs);
+  }
+  frame[10] = static_cast<uint64_t>(ret);
+  t_sys.busy = busy;
+  t_sys.selector = selector;
+  errno = saved_errno;
+}
+
+namespace {
+
 // ---- installation ------------------------------------------------------------------------------------
 
 Status map_dispatch_page() {
@@ -600,9 +665,18 @@ int signal_threads(int magic) {
   return missing;
 }
 
+void rewrite_sites(bool rewrite, const std::function<void(const std::string&)>& note) {
+  if (!rewrite) return;
+  SyscallHooks& hooks = *g->hooks;
+  auto r = rewrite_syscall_sites([&](uint32_t nr) {
+    return !special(nr) && (hooks.wants_enter(nr) || hooks.wants_exit(nr));
+  });
+  if (!r && note) note(r.error().message);
+}
+
 }  // namespace
 
-Status start(SyscallHooks& hooks, SyscallMechanism mechanism, const std::atomic<uint32_t>* enabled,
+Status start(SyscallHooks& hooks, SyscallMechanism mechanism, bool rewrite, const std::atomic<uint32_t>* enabled,
              std::function<void(const std::string&)> note) {
   if (g) return make_error(ErrorCode::InvalidArgument, "system-call hooks already run in this process");
   auto* s = new State();  // kept for the process's lifetime: the handler and stubs use it
@@ -618,7 +692,9 @@ Status start(SyscallHooks& hooks, SyscallMechanism mechanism, const std::atomic<
   (void)possible_cpus();  // computed now, not in a handler
   if (Status st = install_handler(); !st) return st;
   if (mechanism == SyscallMechanism::Seccomp) {
-    return install_filter(hooks.traced_syscalls(), hooks.all_enter() || hooks.all_exit());
+    if (Status st = install_filter(hooks.traced_syscalls(), hooks.all_enter() || hooks.all_exit()); !st) return st;
+    rewrite_sites(rewrite, note);
+    return {};
   }
   long r = sud_switch(true);
   if (r != 0) {
@@ -627,6 +703,7 @@ Status start(SyscallHooks& hooks, SyscallMechanism mechanism, const std::atomic<
                                                  std::strerror(static_cast<int>(-r))));
   }
   s->sud_on = true;
+  rewrite_sites(rewrite, note);
   int missing = signal_threads(kEnableMagic);
   if (missing > 0 && note)
     note(fmt::format("{} threads did not switch on Syscall User Dispatch in time (they block SIGSYS): their "

@@ -19,8 +19,10 @@ namespace bpfvm::agent_syscalls {
 // Starts the syscall hooks of `hooks` (its programs at syscall events) in this process with the
 // mechanism. `note` receives messages for the user (threads that could not be switched, ...). Once
 // started, the hooks stay for the process's lifetime (SUD: until stop()).
-// `enabled`: a word that is 0 while no program may run (the agent's control page; nullptr = always).
-Status start(SyscallHooks& hooks, SyscallMechanism mechanism, const std::atomic<uint32_t>* enabled,
+// `rewrite`: also rewrite the `mov $NR,%eax; syscall` sites of watched syscalls in the main program
+// and the C library into jumps (syscall_sites.hpp), keeping the trap for every other site. `enabled`:
+// a word that is 0 while no program may run (the agent's control page; nullptr = always).
+Status start(SyscallHooks& hooks, SyscallMechanism mechanism, bool rewrite, const std::atomic<uint32_t>* enabled,
              std::function<void(const std::string&)> note);
 // Syscall User Dispatch only: switches dispatch off on every thread (the handler stays installed and
 // idle). An error for a seccomp filter, which cannot be removed.

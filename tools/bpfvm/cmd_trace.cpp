@@ -36,6 +36,7 @@ struct TraceOpts {
   double duration = 0;
   std::string mode = "auto";
   std::string agent_syscalls = "sud";
+  bool trap_only = false;
   bool no_seccomp = false;
   int pid = 0;
   std::vector<std::string> command;
@@ -275,6 +276,7 @@ int trace_agent_mode(const TraceOpts& o, const Object& obj, SyscallHooksOptions&
   ao.spec.verify = ho.prepare.verify;
   ao.spec.rules = ho.prepare.rules;
   ao.spec.syscalls = *syscall_mechanism_from_name(o.agent_syscalls);
+  ao.spec.rewrite_sites = !o.trap_only;
   ao.command = o.command;
   ao.duration = o.duration;
   ao.note = [](const std::string& m) { std::fprintf(stderr, "bpfvm: %s\n", m.c_str()); };
@@ -394,6 +396,8 @@ RegisterCommand reg_trace("trace", [](CLI::App& app, std::function<int()>& run) 
   add_choice_option(cmd, "--agent-syscalls", o->agent_syscalls, {"sud", "seccomp"},
                     "Agent mode: how system calls reach the programs: sud (Syscall User Dispatch, default) or "
                     "seccomp (a filter trapping the traced syscalls; it outlives exec)");
+  cmd->add_flag("--trap-only", o->trap_only,
+                "Agent mode: rewrite no syscall site into a jump; every traced syscall traps (SIGSYS)");
   cmd->add_flag("--no-seccomp", o->no_seccomp, "Stop at every system call (no seccomp filter in the command)");
   auto* p = cmd->add_option("-p,--pid", o->pid, "Trace a running process (every thread); detaching leaves it running");
   auto* c = cmd->add_option("command", o->command, "The command to run, after --");
