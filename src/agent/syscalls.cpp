@@ -23,6 +23,7 @@
 #include "agent/syscall_sites.hpp"
 
 #include <dirent.h>
+#include <pthread.h>
 #include <errno.h>
 #include <linux/audit.h>
 #include <linux/filter.h>
@@ -690,6 +691,9 @@ Status start(SyscallHooks& hooks, SyscallMechanism mechanism, bool rewrite, cons
     return st;
   }
   (void)possible_cpus();  // computed now, not in a handler
+  // A child forked through the C library resets the ids it caches (a fork that traps -- every one
+  // under SUD, a traced clone under seccomp -- leaves through a stub that does the same).
+  pthread_atfork(nullptr, nullptr, [] { bpfvm_sys_child_init(); });
   if (Status st = install_handler(); !st) return st;
   if (mechanism == SyscallMechanism::Seccomp) {
     if (Status st = install_filter(hooks.traced_syscalls(), hooks.all_enter() || hooks.all_exit()); !st) return st;
