@@ -38,6 +38,7 @@
 extern "C" void bpfvm_sys_site_entry();
 extern "C" {
 __attribute__((visibility("hidden"))) uint64_t bpfvm_sys_xsave_mask = 0;  // XCR0: the state xsave keeps
+__attribute__((visibility("hidden"))) uint8_t bpfvm_sys_xsaveopt = 0;      // the processor has xsaveopt
 }
 asm(".pushsection .text\n"
     ".globl bpfvm_sys_site_entry\n.hidden bpfvm_sys_site_entry\n"
@@ -63,7 +64,13 @@ asm(".pushsection .text\n"
     "  mov %rax, 704(%rsp)\n  mov %rax, 712(%rsp)\n  mov %rax, 720(%rsp)\n  mov %rax, 728(%rsp)\n"
     "  mov %rax, 736(%rsp)\n  mov %rax, 744(%rsp)\n  mov %rax, 752(%rsp)\n  mov %rax, 760(%rsp)\n"
     "  mov bpfvm_sys_xsave_mask(%rip), %eax\n  mov bpfvm_sys_xsave_mask+4(%rip), %edx\n"
+    "  testb $1, bpfvm_sys_xsaveopt(%rip)\n"
+    "  jz 1f\n"
+    "  xsaveopt64 192(%rsp)\n"  // components in their initial state (the AVX-512 registers of most
+    "  jmp 2f\n"                 // code) are not written
+    "1:\n"
     "  xsave64 192(%rsp)\n"
+    "2:\n"
     "  mov %rsp, %rdi\n"
     "  call bpfvm_sys_site_run\n"
     "  mov bpfvm_sys_xsave_mask(%rip), %eax\n  mov bpfvm_sys_xsave_mask+4(%rip), %edx\n"
@@ -210,6 +217,8 @@ Result<size_t> rewrite_syscall_sites(const std::function<bool(uint32_t)>& wanted
   if (size > 4096)
     return make_error(ErrorCode::InvalidArgument, "the extended state is larger than 4 KiB: syscall sites are not rewritten");
   bpfvm_sys_xsave_mask = (static_cast<uint64_t>(xhi) << 32) | xlo;
+  __cpuid_count(0xd, 1, a, b, c, d);
+  bpfvm_sys_xsaveopt = a & 1;
 
   // The main program and the C library.
   std::vector<Module> mods;

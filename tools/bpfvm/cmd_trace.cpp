@@ -391,8 +391,8 @@ RegisterCommand reg_trace("trace", [](CLI::App& app, std::function<int()>& run) 
   cmd->add_flag("-j,--json", o->json, "JSON lines: records as bpftool's event_pipe -j, printk, maps");
   cmd->add_option("--duration", o->duration, "Stop tracing after SEC seconds and detach (the command keeps running)");
   add_choice_option(cmd, "--mode", o->mode, {"auto", "agent", "ptrace"},
-                    "Event source: agent (in the process: uprobes, USDT, system calls), ptrace (system calls), auto (default: "
-                    "by the object's programs)");
+                    "Event source: agent (in the process: uprobes, USDT, system calls), ptrace (system calls), "
+                    "auto (default: by the object's programs)");
   add_choice_option(cmd, "--agent-syscalls", o->agent_syscalls, {"sud", "seccomp"},
                     "Agent mode: how system calls reach the programs: sud (Syscall User Dispatch, default) or "
                     "seccomp (a filter trapping the traced syscalls; it outlives exec)");
