@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdio>
+#include <filesystem>
 #include <cstring>
 #include <map>
 #include <optional>
@@ -262,11 +263,12 @@ int trace_agent_mode(const TraceOpts& o, const Object& obj, SyscallHooksOptions&
                         "them elsewhere is not provided there yet");
   const bool json = o.json;
   AgentTraceOptions ao;
-  ao.spec.object = o.object;
+  // Absolute: a process the command starts in another directory loads the agent too.
+  ao.spec.object = std::filesystem::absolute(o.object).string();
   ao.spec.name = lo.name;
   ao.spec.prog_type = lo.prog_type;
   for (const auto& [s, t] : lo.section_types) ao.spec.section_types[s] = t;
-  ao.spec.target_btf = lo.target_btf;
+  ao.spec.target_btf = lo.target_btf.empty() ? "" : std::filesystem::absolute(lo.target_btf).string();
   for (const auto& s : o.input.sets) {
     auto eq = s.find('=');
     ao.spec.sets.emplace_back(s.substr(0, eq), s.substr(eq + 1));
