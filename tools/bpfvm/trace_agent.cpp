@@ -326,7 +326,7 @@ Result<AgentTraceResult> run_agent_trace(const Object& object, SyscallHooksOptio
         if (!ready_seen && m->pid == child) {
           ready_seen = true;
           if (!m->text.empty()) note(fmt::format("agent in {}: {}", m->pid, m->text));
-        } else if (m->pid != child) {
+        } else if (m->pid != child && m->attached > 0) {  // (system-call programs alone: nothing to say)
           note(fmt::format("agent in {} (started by the command): {} probes attached", m->pid, m->attached));
         }
         break;
