@@ -11,6 +11,7 @@
 #include <linux/magic.h>
 #include <sys/mount.h>
 #include <sys/statfs.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -19,6 +20,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
@@ -28,6 +30,7 @@
 #include <thread>
 
 #include "bpfvm/helpers.hpp"
+#include "agent/syscalls.hpp"
 #include "bpfvm/trace.hpp"
 #include "test_util.hpp"
 
@@ -1123,6 +1126,49 @@ TEST(AgentSyscallsSud, ExecAndI386Calls) {
   auto i = agent_run(obj, "sud", {workload(), "-", "int80"});
   EXPECT_EQ(i.rc, 0) << i.out;
   EXPECT_EQ(u64_at(i.maps["counts"], SYS_getppid), 1u) << i.out;
+}
+
+// Syscall User Dispatch started in a process whose threads already run (as when the agent is loaded
+// into a running process): each thread is signalled to switch it on, and off again with stop().
+TEST(AgentSyscallsSud, ThreadsThatAlreadyRunAreSwitchedOnAndOff) {
+  auto obj = load_object_file(progs("tr_count.bpf.o"));
+  ASSERT_TRUE(obj) << obj.error().message;
+  pid_t pid = fork();
+  if (pid == 0) {
+    prctl(PR_SET_NAME, "tr_workload");  // the programs count that command's calls; threads inherit it
+    auto hooks = SyscallHooks::create(*obj);
+    if (!hooks) _exit(10);
+    Map* counts = nullptr;
+    for (size_t i = 0; i < (*hooks)->loaded().maps.size(); ++i)
+      if ((*hooks)->loaded().maps[i]->spec().name == "counts") counts = (*hooks)->loaded().maps[i].get();
+    if (!counts) _exit(11);
+    std::atomic<int> phase{0}, ready{0};
+    std::vector<std::thread> threads;
+    for (int i = 0; i < 3; ++i)
+      threads.emplace_back([&] {
+        ready++;
+        while (phase.load() == 0) sched_yield();
+        for (int k = 0; k < 10; ++k) (void)getppid();
+        ready++;
+        while (phase.load() == 1) sched_yield();
+        for (int k = 0; k < 10; ++k) (void)getppid();  // after stop(): not hooked
+      });
+    while (ready.load() < 3) sched_yield();
+    if (!agent_syscalls::start(**hooks, SyscallMechanism::Sud, false, nullptr, nullptr)) _exit(12);
+    phase = 1;
+    while (ready.load() < 6) sched_yield();
+    const uint64_t during = u64_at(dump_map(*counts), SYS_getppid);
+    if (!agent_syscalls::stop()) _exit(13);
+    phase = 2;
+    for (auto& t : threads) t.join();
+    (void)getppid();
+    const uint64_t after = u64_at(dump_map(*counts), SYS_getppid);
+    _exit(during == 30 && after == 30 ? 0 : 20 + static_cast<int>(during % 16));
+  }
+  int st = 0;
+  ASSERT_EQ(waitpid(pid, &st, 0), pid);
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0)
+      << (WIFEXITED(st) ? "exit " + std::to_string(WEXITSTATUS(st)) : "signal " + std::to_string(WTERMSIG(st)));
 }
 
 TEST(AgentSyscallsVsKernel, OpenSnoopRecordsAndCountsMatch) {
