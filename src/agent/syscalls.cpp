@@ -149,7 +149,9 @@ struct State {
   std::atomic<size_t> next_stub{kStubsAt};
   KSigaction app_sigsys;  // the application's SIGSYS action (set through the emulated rt_sigaction)
   std::atomic<bool> sud_on{false};
-  std::atomic<int> acks{0};
+  static constexpr int kAcks = 4096;
+  std::atomic<int> n_acked{0};
+  std::atomic<int> acked[kAcks] = {};  // threads that switched (signal_threads)
   std::atomic<uint64_t> events{0};
   int32_t pid = 0;
 };
@@ -375,7 +377,8 @@ void on_sigsys(int sig, siginfo_t* si, void* ucv) {
   if (si->si_code == SI_QUEUE && si->si_pid == g->pid &&
       (si->si_value.sival_int == kEnableMagic || si->si_value.sival_int == kDisableMagic)) {
     sud_switch(si->si_value.sival_int == kEnableMagic);
-    g->acks.fetch_add(1);
+    int i = g->n_acked.fetch_add(1);
+    if (i < State::kAcks) g->acked[i].store(my_tid());
     errno = saved_errno;
     return;
   }
@@ -629,8 +632,10 @@ Status install_filter(const std::vector<int32_t>& nrs, bool all) {
   return {};
 }
 
-// Sends `magic` to every other thread of the process and waits for each to answer; a few rounds
-// catch threads created meanwhile. Returns the threads that did not answer in time.
+// Sends `magic` to every other thread of the process and waits for each to answer (its tid in
+// g->acked). SIGSYS is not a queued signal: one sent while a thread has a trap's SIGSYS pending is
+// dropped, so unanswered threads are sent it again every 10 ms, for up to 2 s; a few rounds catch
+// threads created meanwhile. Returns the threads that did not answer.
 int signal_threads(int magic) {
   std::vector<int> done{my_tid()};
   int missing = 0;
@@ -647,21 +652,34 @@ int signal_threads(int magic) {
       closedir(d);
     }
     if (todo.empty()) break;
-    g->acks.store(0);
-    int sent = 0;
-    for (int tid : todo) {
-      siginfo_t si{};
-      si.si_signo = SIGSYS;
-      si.si_code = SI_QUEUE;
-      si.si_pid = g->pid;
-      si.si_uid = getuid();
-      si.si_value.sival_int = magic;
-      if (gate(SYS_rt_tgsigqueueinfo, g->pid, tid, SIGSYS, reinterpret_cast<long>(&si)) == 0) ++sent;
-      done.push_back(tid);
+    g->n_acked.store(0);
+    for (int tries = 0; tries < 200 && !todo.empty(); ++tries) {
+      for (int tid : todo) {
+        siginfo_t si{};
+        si.si_signo = SIGSYS;
+        si.si_code = SI_QUEUE;
+        si.si_pid = g->pid;
+        si.si_uid = getuid();
+        si.si_value.sival_int = magic;
+        gate(SYS_rt_tgsigqueueinfo, g->pid, tid, SIGSYS, reinterpret_cast<long>(&si));
+      }
+      timespec ts{0, 10'000'000};
+      nanosleep(&ts, nullptr);
+      const int n = std::min<int>(g->n_acked.load(), State::kAcks);
+      std::vector<int> left;
+      for (int tid : todo) {
+        bool acked = false;
+        for (int i = 0; i < n && !acked; ++i) acked = g->acked[i].load() == tid;
+        // A thread that ended needs nothing.
+        if (!acked && gate(SYS_tgkill, g->pid, tid, 0) == 0) left.push_back(tid);
+      }
+      todo = std::move(left);
     }
-    timespec ts{0, 1'000'000};
-    for (int i = 0; i < 2000 && g->acks.load() < sent; ++i) nanosleep(&ts, nullptr);
-    missing = sent - g->acks.load();
+    for (int tid : todo) done.push_back(tid);
+    missing = static_cast<int>(todo.size());
+    // Answered threads are done too.
+    const int n = std::min<int>(g->n_acked.load(), State::kAcks);
+    for (int i = 0; i < n; ++i) done.push_back(g->acked[i].load());
   }
   return missing;
 }
