@@ -279,6 +279,19 @@ int trace_agent_mode(const TraceOpts& o, const Object& obj, SyscallHooksOptions&
   ao.spec.rules = ho.prepare.rules;
   ao.spec.syscalls = *syscall_mechanism_from_name(o.agent_syscalls);
   ao.spec.rewrite_sites = !o.trap_only;
+  bool syscall_programs = false;
+  std::vector<AttachRequest> reqs = ho.attach;
+  if (reqs.empty())
+    for (const auto& p : obj.programs) reqs.push_back(AttachRequest{p.name, ""});
+  for (const auto& r : reqs)
+    if (const ObjectProgram* prog = obj.find_program(r.program)) {
+      auto pt = r.spec.empty() ? program_attach_point(*prog) : parse_attach_spec(r.spec);
+      syscall_programs |= pt && !pt->in_user_code();
+    }
+  if (syscall_programs && ao.spec.syscalls == SyscallMechanism::Seccomp)
+    std::fprintf(stderr, "bpfvm: note: --agent-syscalls seccomp: the filter stays across exec; a program the command "
+                         "executes is killed (SIGSYS) if its dynamic loader makes a traced system call before the "
+                         "agent is loaded there (sud has no such limit)\n");
   ao.command = o.command;
   ao.duration = o.duration;
   ao.note = [](const std::string& m) { std::fprintf(stderr, "bpfvm: %s\n", m.c_str()); };
