@@ -1091,6 +1091,9 @@ TEST_P(AgentSyscalls, ExitStatusesSignalsAndTheTargetsOwnSigsys) {
   auto own = agent_run(obj, GetParam(), {workload(), "-", "ownsigsys"});
   EXPECT_EQ(own.rc, 0) << own.out;
   EXPECT_GE(u64_at(own.maps["counts"], SYS_getppid), 5u) << own.out;
+  // The same with a program on openat only (the seccomp filter then traps few syscalls).
+  auto own2 = agent_run(progs("tr_opensnoop.bpf.o"), GetParam(), {workload(), "-", "ownsigsys"});
+  EXPECT_EQ(own2.rc, 0) << own2.out;
   auto vf = agent_run(obj, GetParam(), {workload(), "-", "vfork"});
   EXPECT_EQ(vf.rc, 0) << vf.out;
   EXPECT_GE(u64_at(vf.maps["counts"], SYS_getppid), 1u) << vf.out;

@@ -580,7 +580,8 @@ Status install_handler() {
 }
 
 // The filter: the syscalls of other ABIs, and those issued from the dispatch page, pass; the watched
-// ones (`all`: every one), rt_sigprocmask that set a mask and rt_sigaction that set an action trap.
+// ones (`all`: every one), rt_sigprocmask that set a mask, and rt_sigaction that set an action or
+// concern SIGSYS trap.
 // Every jump is short (each test is followed by its own return).
 Status install_filter(const std::vector<int32_t>& nrs, bool all) {
   std::vector<sock_filter> f;
@@ -603,15 +604,24 @@ Status install_filter(const std::vector<int32_t>& nrs, bool all) {
   if (all) {
     stmt(BPF_RET | BPF_K, trap);
   } else {
-    for (int32_t nr : {SYS_rt_sigprocmask, SYS_rt_sigaction}) {
-      jump(BPF_JMP | BPF_JEQ | BPF_K, static_cast<uint32_t>(nr), 0, 6);
-      stmt(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, args[1]));
-      jump(BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 2);
-      stmt(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, args[1]) + 4);
-      jump(BPF_JMP | BPF_JEQ | BPF_K, 0, 1, 0);
-      stmt(BPF_RET | BPF_K, trap);  // a mask or an action is set
-      stmt(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
-    }
+    jump(BPF_JMP | BPF_JEQ | BPF_K, SYS_rt_sigprocmask, 0, 6);
+    stmt(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, args[1]));
+    jump(BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 2);
+    stmt(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, args[1]) + 4);
+    jump(BPF_JMP | BPF_JEQ | BPF_K, 0, 1, 0);
+    stmt(BPF_RET | BPF_K, trap);  // a mask is set
+    stmt(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+    // rt_sigaction: any call on SIGSYS (its action is the application's kept aside), or one that sets
+    // an action (SIGSYS leaves its mask).
+    jump(BPF_JMP | BPF_JEQ | BPF_K, SYS_rt_sigaction, 0, 8);
+    stmt(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, args[0]));
+    jump(BPF_JMP | BPF_JEQ | BPF_K, SIGSYS, 4, 0);
+    stmt(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, args[1]));
+    jump(BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 2);
+    stmt(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, args[1]) + 4);
+    jump(BPF_JMP | BPF_JEQ | BPF_K, 0, 1, 0);
+    stmt(BPF_RET | BPF_K, trap);
+    stmt(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
     for (int32_t nr : nrs) {
       jump(BPF_JMP | BPF_JEQ | BPF_K, static_cast<uint32_t>(nr), 0, 1);
       stmt(BPF_RET | BPF_K, trap);
