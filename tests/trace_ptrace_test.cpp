@@ -1136,6 +1136,7 @@ TEST(AgentSyscallsSud, ExecAndI386Calls) {
 TEST(AgentSyscallsSud, ThreadsThatAlreadyRunAreSwitchedOnAndOff) {
   auto obj = load_object_file(progs("tr_count.bpf.o"));
   ASSERT_TRUE(obj) << obj.error().message;
+  (void)workload();  // a process named as the workload: the kernel comparisons wait for it (the lock)
   pid_t pid = fork();
   if (pid == 0) {
     prctl(PR_SET_NAME, "tr_workload");  // the programs count that command's calls; threads inherit it
