@@ -1114,6 +1114,15 @@ TEST_P(AgentSyscalls, RewrittenSitesCountAsTheTrapPath) {
   EXPECT_EQ(u64_at(t.maps["counts"], SYS_getppid), u64_at(p.maps["counts"], SYS_getppid)) << t.out;
 }
 
+// A program's failing run (unverified: the checked interpreter) is reported on stderr, as ptrace mode
+// reports it, and the command goes on.
+TEST_P(AgentSyscalls, RunFailuresAreReported) {
+  auto a = agent_run(progs("tr_fault.bpf.o"), GetParam(), {workload(), "-", "loop", "3"}, "--no-verify");
+  EXPECT_EQ(a.rc, 0) << a.out;
+  EXPECT_NE(a.out.find("bpfvm: agent in "), std::string::npos) << a.out;
+  EXPECT_NE(a.out.find("program fault_getppid: memory fault"), std::string::npos) << a.out;
+}
+
 INSTANTIATE_TEST_SUITE_P(Mechanisms, AgentSyscalls, ::testing::Values("sud", "seccomp"),
                          [](const auto& info) { return info.param; });
 

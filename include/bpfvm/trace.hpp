@@ -293,6 +293,9 @@ class SyscallHooks {
   void drain();
   // The first run errors (fault, budget), for the report: "program NAME: message".
   const std::vector<std::string>& run_errors() const { return run_errors_; }
+  // Called with a program's first run error when it happens (a source inside the traced process
+  // reports it at once; ptrace mode prints run_errors() at the end).
+  void set_fault_sink(std::function<void(const std::string&)> sink) { fault_sink_ = std::move(sink); }
 
  private:
   SyscallHooks() = default;
@@ -305,6 +308,7 @@ class SyscallHooks {
   bool all_enter_ = false, all_exit_ = false;
   RecordSink sink_;
   std::vector<std::string> run_errors_;
+  std::function<void(const std::string&)> fault_sink_;
   struct Buffers;
   std::unique_ptr<Buffers> buffers_;
   // Synthetic tasks for bpf_get_current_task (when a program calls it).

@@ -385,6 +385,8 @@ Status start(const std::string& spec_path) {
     }
     report(std::move(m));
   });
+  // A syscall program's first failing run is reported at once (as a probe's is).
+  ag.hooks->set_fault_sink([](const std::string& m) { report_text(AgentMessage::Kind::Fault, m); });
   if (syscall_programs)
     if (Status st = agent_syscalls::start(*ag.hooks, ag.spec.syscalls, ag.spec.rewrite_sites, g_enabled,
                                           [](const std::string& m) { report_text(AgentMessage::Kind::Note, m); });
