@@ -8,8 +8,9 @@
 //                  reports each system call of a task (entry and exit) and SyscallHooks builds the
 //                  contexts, runs the programs and drains ring buffers / perf buffers to a sink.
 //   event sources  ptrace (run_ptrace: a command and everything it starts, or a running process), and
-//                  later an agent inside the process: both call the same SyscallHooks::enter/exit with
-//                  a TracedTask that answers the current-task helpers for the task.
+//                  the agent inside the process (src/agent/syscalls.cpp: SIGSYS or rewritten syscall
+//                  sites): both call the same SyscallHooks::enter/exit with a TracedTask that answers
+//                  the current-task helpers for the task.
 //
 // Everything is x86-64: the syscall numbers, the tracepoint records and struct pt_regs.
 #pragma once
