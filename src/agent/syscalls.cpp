@@ -140,7 +140,7 @@ struct KSigaction {
 };
 
 struct State {
-  SyscallHooks* hooks = nullptr;
+  std::atomic<SyscallHooks*> hooks{nullptr};  // nullptr after detach(): syscalls pass through
   const std::atomic<uint32_t>* enabled = nullptr;
   SyscallMechanism mech = SyscallMechanism::Sud;
   uint8_t* code = nullptr;  // executable view
@@ -401,18 +401,18 @@ void on_sigsys(int sig, siginfo_t* si, void* ucv) {
     return;
   }
   const uint8_t busy = t_sys.busy;
-  const bool quiet = busy || uprobe::in_hook() || uprobe::in_quiet() ||
+  SyscallHooks* const h = g->hooks.load(std::memory_order_acquire);
+  const bool quiet = !h || busy || uprobe::in_hook() || uprobe::in_quiet() ||
                      (g->enabled && g->enabled->load(std::memory_order_relaxed) == 0);
   t_sys.busy = 1;  // the handler's own syscalls (that trap again) run no program
-  SyscallHooks& hooks = *g->hooks;
   ThreadTask task;
   SyscallRegs regs;
   std::optional<int64_t> override;
-  const bool enter = !quiet && hooks.wants_enter(nr);
+  const bool enter = !quiet && h->wants_enter(nr);
   if (enter) {
     regs_from_uc(uc, nr, regs);
     g->events.fetch_add(1, std::memory_order_relaxed);
-    override = hooks.enter(task, regs);
+    override = h->enter(task, regs);
   }
   bool redirected = false;
   long ret = 0;
@@ -455,10 +455,10 @@ void on_sigsys(int sig, siginfo_t* si, void* ucv) {
       t_sys.busy = 1;
       t_sys.selector = SYSCALL_DISPATCH_FILTER_ALLOW;
     }
-    if (!quiet && hooks.wants_exit(nr)) {
+    if (!quiet && h->wants_exit(nr)) {
       if (!enter) regs_from_uc(uc, nr, regs);
       regs.words[10] = static_cast<uint64_t>(ret);
-      hooks.exit(task, nr, regs);
+      h->exit(task, nr, regs);
     }
     set_greg(uc, REG_RAX, static_cast<uint64_t>(ret));
   }
@@ -495,17 +495,17 @@ void syscall_site_run(uint64_t* frame) noexcept {
   t_sys.selector = SYSCALL_DISPATCH_FILTER_ALLOW;
   const int64_t nr = static_cast<int64_t>(frame[15]);
   const uint8_t busy = t_sys.busy;
-  const bool quiet = busy || uprobe::in_hook() || uprobe::in_quiet() ||
+  SyscallHooks* const h = g->hooks.load(std::memory_order_acquire);
+  const bool quiet = !h || busy || uprobe::in_hook() || uprobe::in_quiet() ||
                      (g->enabled && g->enabled->load(std::memory_order_relaxed) == 0);
   t_sys.busy = 1;
-  SyscallHooks& hooks = *g->hooks;
   ThreadTask task;
   SyscallRegs regs;
   std::memcpy(regs.words, frame, sizeof regs.words);
   std::optional<int64_t> override;
-  if (!quiet && hooks.wants_enter(nr)) {
+  if (!quiet && h->wants_enter(nr)) {
     g->events.fetch_add(1, std::memory_order_relaxed);
-    override = hooks.enter(task, regs);
+    override = h->enter(task, regs);
   }
   long ret;
   if (override) {
@@ -518,9 +518,9 @@ void syscall_site_run(uint64_t* frame) noexcept {
     t_sys.busy = 1;
     t_sys.selector = SYSCALL_DISPATCH_FILTER_ALLOW;
   }
-  if (!quiet && hooks.wants_exit(nr)) {
+  if (!quiet && h->wants_exit(nr)) {
     regs.words[10] = static_cast<uint64_t>(ret);
-    hooks.exit(task, nr, regs);
+    h->exit(task, nr, regs);
   }
   frame[10] = static_cast<uint64_t>(ret);
   t_sys.busy = busy;
@@ -696,7 +696,7 @@ int signal_threads(int magic) {
 
 void rewrite_sites(bool rewrite, const std::function<void(const std::string&)>& note) {
   if (!rewrite) return;
-  SyscallHooks& hooks = *g->hooks;
+  SyscallHooks& hooks = *g->hooks.load();
   auto r = rewrite_syscall_sites([&](uint32_t nr) {
     return !special(nr) && (hooks.wants_enter(nr) || hooks.wants_exit(nr));
   });
@@ -751,6 +751,12 @@ Status stop() {
   sud_switch(false);
   signal_threads(kDisableMagic);
   return {};
+}
+
+void detach() {
+  if (!g) return;
+  g->hooks.store(nullptr, std::memory_order_release);
+  if (g->mech == SyscallMechanism::Sud && g->sud_on.load()) (void)stop();
 }
 
 bool running() { return g != nullptr; }

@@ -27,6 +27,10 @@ Status start(SyscallHooks& hooks, SyscallMechanism mechanism, bool rewrite, cons
 // Syscall User Dispatch only: switches dispatch off on every thread (the handler stays installed and
 // idle). An error for a seccomp filter, which cannot be removed.
 Status stop();
+// The hooks' programs are about to go (the agent's session ends): from now on every syscall passes
+// through unhooked (SUD switched off; a seccomp filter's traps are issued as they are). Call it after
+// the control word is cleared (no program starts then).
+void detach();
 bool running();
 // The number of syscall events handled in this process (entry events run), for tests.
 uint64_t events();

@@ -230,7 +230,6 @@ Result<std::string> choose_mode(const TraceOpts& o, const Object& obj, const std
     if (!pt) continue;  // likewise
     (pt->in_user_code() ? user : sys) = prog->name;
   }
-  (void)sys;
   // A request that names nothing or no program is refused by SyscallHooks::create with the reason,
   // whichever mode runs it.
   if (user.empty() && sys.empty()) return std::string(o.mode == "agent" ? "agent" : "ptrace");
@@ -242,27 +241,22 @@ Result<std::string> choose_mode(const TraceOpts& o, const Object& obj, const std
     return std::string("ptrace");
   }
   if (o.mode == "agent") {
-    if (o.pid != 0)
-      return make_error(ErrorCode::InvalidArgument, "agent mode starts a command: -p PID is not provided there");
-    return std::string("agent");
-  }
-  if (!user.empty()) {
-    if (o.pid != 0)
+    if (o.pid != 0 && !sys.empty())
       return make_error(ErrorCode::InvalidArgument,
-                        fmt::format("program {} probes user code, which needs the agent, and the agent cannot be "
-                                    "loaded into a running process (-p) yet", user));
+                        fmt::format("program {}: system-call programs in a running process (-p) run in ptrace mode "
+                                    "(--mode ptrace or auto); the agent's system-call hooks are for commands it starts",
+                                    sys));
     return std::string("agent");
   }
+  if (!user.empty()) return std::string("agent");
   return std::string("ptrace");
 }
 
 int trace_agent_mode(const TraceOpts& o, const Object& obj, SyscallHooksOptions& ho, const LoadOptions& lo,
                      const EventTypes* et) {
-  if (!o.pinmaps.empty())
-    return fail(kUsage, "--pinmaps: agent mode shares the maps through a private directory of its own; pinning "
-                        "them elsewhere is not provided there yet");
   const bool json = o.json;
   AgentTraceOptions ao;
+  ao.spec.pin_dir = o.pinmaps;  // "": a private directory
   // Absolute: a process the command starts in another directory loads the agent too.
   ao.spec.object = std::filesystem::absolute(o.object).string();
   ao.spec.name = lo.name;
@@ -288,11 +282,15 @@ int trace_agent_mode(const TraceOpts& o, const Object& obj, SyscallHooksOptions&
       auto pt = r.spec.empty() ? program_attach_point(*prog) : parse_attach_spec(r.spec);
       syscall_programs |= pt && !pt->in_user_code();
     }
+  if (syscall_programs && ao.spec.syscalls == SyscallMechanism::Seccomp && o.pid != 0)
+    return fail(kUsage, "--agent-syscalls seccomp: a filter installed in a running process covers only the thread "
+                        "that installs it and never leaves; use sud with -p");
   if (syscall_programs && ao.spec.syscalls == SyscallMechanism::Seccomp)
     std::fprintf(stderr, "bpfvm: note: --agent-syscalls seccomp: the filter stays across exec; a program the command "
                          "executes is killed (SIGSYS) if its dynamic loader makes a traced system call before the "
                          "agent is loaded there (sud has no such limit)\n");
   ao.command = o.command;
+  ao.pid = o.pid;
   ao.duration = o.duration;
   ao.note = [](const std::string& m) { std::fprintf(stderr, "bpfvm: %s\n", m.c_str()); };
   ao.printk = [json](const AgentMessage& m) { print_agent_printk(m, json); };
