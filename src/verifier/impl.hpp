@@ -1,6 +1,7 @@
 // The verifier's engine (internal): one object per verify() call.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <memory>
 #include <unordered_map>
@@ -46,32 +47,60 @@ class Verifier {
   void live_for(const State& st, int64_t pc, std::vector<LiveSet>& out) const;
   void precise_for(const State& st, int64_t pc, std::vector<LiveSet>& out) const;
   std::vector<LiveSet> live_buf_, precise_buf_;  // reused by is_state_visited (no allocation per visit)
+  // Registers and stack slots needed precisely, per frame (0: the main function), while backtracking.
+  struct Need {
+    std::array<LiveSet, kMaxFrames> regs{};
+    std::array<uint64_t, kMaxFrames> slots{};
+    bool none() const {
+      for (int f = 0; f < kMaxFrames; ++f)
+        if (regs[f] || slots[f]) return false;
+      return true;
+    }
+  };
+  int depth() const { return static_cast<int>(cur_.frames.size()) - 1; }
   void seed(int regno) {
     seeds_.regs[pc_] |= static_cast<LiveSet>(1u << regno);
-    if (prec_.path && !cur_.hist.empty()) backtrack(static_cast<LiveSet>(1u << regno), 0, cur_.hist.size() - 1);
+    if (prec_.path && !cur_.hist.empty()) {
+      Need n;
+      n.regs[depth()] = static_cast<LiveSet>(1u << regno);
+      backtrack(n, cur_.hist.size() - 1);
+    }
   }
-  // Path precision: registers `need` and main-frame stack slots `sneed` are needed precisely before
-  // cur_.hist[end] (or at the current instruction when end == hist.size()); marks them, as their
-  // sources, in the stored states of the current path.
-  void backtrack(LiveSet need, uint64_t sneed, size_t end);
-  // Stack liveness (single-function programs): main-frame slots `mask` are read here; marks them read
-  // in the stored states above, up to where the path wrote them whole.
+  // Path precision: what `need` names is needed precisely before cur_.hist[end] (or at the current
+  // instruction when end == hist.size()); marks it, as its sources, in the stored states of the
+  // current path, across calls and returns (the kernel's mark_chain_precision).
+  void backtrack(Need need, size_t end);
+  // Everything the current state's pruning compares (live scalars, stack contents) is needed: a
+  // state pruned against one whose precision is not final yet (a callback invocation in progress).
+  void backtrack_all_live(const std::vector<LiveSet>& live);
+  // Stack liveness: main-frame slots `mask` are read here; marks them read in the stored states
+  // above, up to where the path wrote them whole.
   void mark_stack_read(uint64_t mask);
-  // A main-frame stack access at a constant offset by the current instruction (for backtracking).
-  void note_stack_slot(int slot, uint8_t flags) {
+  // A stack access at a constant offset by the current instruction (for backtracking): the slot of
+  // the stack of frame `frame`.
+  void note_stack_slot(int slot, uint8_t flags, int frame) {
     if (prec_.path && !cur_.hist.empty() && cur_.hist.back().pc == pc_ && slot >= 0 && slot < 64) {
       cur_.hist.back().slot = static_cast<int8_t>(slot);
       cur_.hist.back().sflags = flags;
+      cur_.hist.back().sframe = static_cast<uint8_t>(frame);
     }
   }
   bool track_stack_liveness() const { return prec_.path; }
   void free_node(Node* n);
-  // Backtracks one instruction: registers `need` and main-frame stack slots `sneed` needed after it
-  // become those needed before it. False: a needed value came from the stack in a way not tracked per
-  // slot (an atomic operation on the stack): everything above is then needed.
-  bool back_insn(const HistEntry& h, LiveSet& need, uint64_t& sneed) const {
+  // Crosses from the position after `h` (call depth `bf`, instruction `next_pc`) to `h` when they
+  // are in different frames: a call (r1-r5 needed in the callee were the caller's; a callback's are
+  // set by the helper), a return (the caller's r0 is the callee's; a callback's is the helper's), a
+  // callback invoked again (a fresh frame). False: the history is not understood (then everything
+  // above is needed).
+  bool cross_frames(const HistEntry& h, int64_t next_pc, int& bf, Need& need) const;
+  // Backtracks one instruction (executed in frame h.frame): what `need` names after it becomes what
+  // is needed before it. False: a needed value came from the stack in a way not tracked per slot
+  // (an atomic operation on the stack): everything above is then needed.
+  bool back_insn(const HistEntry& h, Need& n) const {
     const int32_t pc = h.pc;
     const BackXfer& x = xfer_[pc];
+    LiveSet& need = n.regs[h.frame];
+    uint64_t& sneed = n.slots[h.sframe];
     // A comparison of two registers refines each by the other, and every copy (shared id) with them.
     if (x.join && (need & (x.join | h.linked))) need |= x.join;
     const bool slot_needed = h.slot >= 0 && ((sneed >> h.slot) & 1);
@@ -134,6 +163,7 @@ class Verifier {
   bool stack_const(const Reg& ptr, int size, uint64_t* out);
   // The same from what pruning compares (zero bytes, spilled constant scalars) in the main frame of
   // a single-function program; `slots`: the stack slots it read (to be made precise).
+  // (slots of the stack of frame ptr.frame)
   bool stack_key_const(const Reg& ptr, int size, uint64_t* out, uint64_t* slots);
 
   // ---- helpers for state updates ----

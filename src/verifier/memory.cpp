@@ -211,14 +211,12 @@ bool Verifier::stack_access(int regno, const Reg& base, int32_t off, int size, A
     const int b = static_cast<int>(abs + 8 * (slot + 1));
     if (acc == Access::Write) {
       const bool whole = size == 8 && b == 0;
-      if (base.frame == 0) {
-        note_stack_slot(slot, whole ? HistEntry::kFullWrite : 0);
-        if (whole && track_stack_liveness()) cur_.swritten |= uint64_t{1} << slot;
-      }
+      note_stack_slot(slot, whole ? HistEntry::kFullWrite : 0, base.frame);
+      if (base.frame == 0 && whole && track_stack_liveness()) cur_.swritten |= uint64_t{1} << slot;
       stack_write(fr, static_cast<int32_t>(abs), size, value);
       return true;
     }
-    if (base.frame == 0) {
+    {
       // Does the value come from what the slot holds (a spilled register, zero bytes)?
       uint8_t from = 0;
       if (const Slot* sl = fr.slot(slot)) {
@@ -226,8 +224,8 @@ bool Verifier::stack_access(int regno, const Reg& base, int32_t off, int size, A
         for (int k = b; k < b + size && k < 8; ++k)
           if (sl->bytes[k] == kStackSpill || sl->bytes[k] == kStackZero) from = HistEntry::kValueFromSlot;
       }
-      note_stack_slot(slot, from);
-      if (track_stack_liveness()) mark_stack_read(uint64_t{1} << slot);
+      note_stack_slot(slot, from, base.frame);
+      if (base.frame == 0 && track_stack_liveness()) mark_stack_read(uint64_t{1} << slot);
     }
     bool ok;
     Reg r = stack_read(fr, static_cast<int32_t>(abs), size, &ok, regno);
@@ -277,10 +275,11 @@ bool Verifier::stack_access(int regno, const Reg& base, int32_t off, int size, A
 
 bool Verifier::stack_key_const(const Reg& ptr, int size, uint64_t* out, uint64_t* slots) {
   *slots = 0;
-  // Only where stack slots are tracked precisely one by one (single-function programs).
-  if (!prec_.path || ptr.kind != Kind::Stack || ptr.frame != 0 || !ptr.v.is_const() || size <= 0 || size > 8)
+  // Only where stack slots are tracked precisely one by one (path precision).
+  if (!prec_.path || ptr.kind != Kind::Stack || ptr.frame >= cur_.frames.size() || !ptr.v.is_const() || size <= 0 ||
+      size > 8)
     return false;
-  const Frame& fr = cur_.frames[0];
+  const Frame& fr = cur_.frames[ptr.frame];
   const int64_t abs = static_cast<int64_t>(ptr.off) + static_cast<int64_t>(ptr.v.value());
   uint64_t v = 0;
   for (int j = 0; j < size; ++j) {

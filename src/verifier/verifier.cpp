@@ -142,19 +142,42 @@ bool Verifier::is_state_visited(bool& pruned) {
     // Another invocation of a callback (bpf_loop...): the helper bounds the iterations, so coming back
     // in a state covered by an invocation being explored adds nothing: the states converged.
     live_for(cur_, pc_, live_buf_);
-    precise_for(cur_, pc_, precise_buf_);
-    const bool stack_precise = prec_.all || prec_.stack;
-    auto covers = [&](Node* ip) {
-      if (ip->branches == 0 || !state_covered(ip->st, cur_, live_buf_, precise_buf_, stack_precise)) return false;
-      if (!prec_.all) note_imprecise_prune(ip->st, live_buf_, precise_buf_, stack_precise);
-      ip->hits++;
-      pruned = true;
-      return true;
-    };
-    for (Node* ip : in_progress_unhashed_[pc_])
-      if (covers(ip)) return true;
-    for (auto& [h, ip] : in_progress_[pc_])
-      if (covers(ip)) return true;
+    if (prec_.path) {
+      // The invocation in progress has not finished marking what its descendants need, so the
+      // comparison is exact (every live scalar's range, the whole stack; the kernel's RANGE_WITHIN),
+      // and everything it compared is needed on this path.
+      precise_buf_.assign(cur_.frames.size(), LiveSet{0x7ff});
+      auto covers = [&](Node* ip) {
+        return ip->branches > 0 && state_covered(ip->st, cur_, live_buf_, precise_buf_, true);
+      };
+      Node* hit = nullptr;
+      for (Node* ip : in_progress_unhashed_[pc_])
+        if (!hit && covers(ip)) hit = ip;
+      for (auto& [h, ip] : in_progress_[pc_])
+        if (!hit && covers(ip)) hit = ip;
+      if (hit) {
+        const std::vector<LiveSet> live = live_buf_;
+        backtrack_all_live(live);
+        mark_stack_read(~uint64_t{0});
+        hit->hits++;
+        pruned = true;
+        return true;
+      }
+    } else {
+      precise_for(cur_, pc_, precise_buf_);
+      const bool stack_precise = prec_.all || prec_.stack;
+      auto covers = [&](Node* ip) {
+        if (ip->branches == 0 || !state_covered(ip->st, cur_, live_buf_, precise_buf_, stack_precise)) return false;
+        if (!prec_.all) note_imprecise_prune(ip->st, live_buf_, precise_buf_, stack_precise);
+        ip->hits++;
+        pruned = true;
+        return true;
+      };
+      for (Node* ip : in_progress_unhashed_[pc_])
+        if (covers(ip)) return true;
+      for (auto& [h, ip] : in_progress_[pc_])
+        if (covers(ip)) return true;
+    }
   } else if (looping) {
     cur_hash = state_hash(cur_);
     hashed = true;
@@ -192,21 +215,30 @@ bool Verifier::is_state_visited(bool& pruned) {
     for (size_t idx = 0; idx < list.size(); ++idx) {
       Node* n = list[idx];
       list[keep++] = n;
-      uint64_t slots_live = ~uint64_t{0}, slots_precise = 0;
-      if (prec_.path) {  // the node's own precision and stack liveness (single frame)
-        precise.assign(1, n->pall ? LiveSet{0x7ff} : n->pprec);
+      uint64_t slots_live = ~uint64_t{0};
+      const uint64_t* slots_precise = nullptr;
+      if (prec_.path) {  // the node's own precision and stack liveness
+        precise.resize(cur_.frames.size());
+        for (size_t f = 0; f < precise.size(); ++f) precise[f] = n->pall ? LiveSet{0x7ff} : n->pprec[f];
         stack_precise = n->pall;
         slots_live = n->sread;
-        slots_precise = n->pstack;
+        slots_precise = n->pstack.data();
       }
       if (state_covered(n->st, cur_, live, precise, stack_precise, slots_live, slots_precise, uninit_ok)) {
         if (prec_.path) {
           // This path continues as the node's did: what the node's descendants read and needed
           // precisely is read and needed on this path too.
           mark_stack_read(n->sread);
-          if (n->pall) mark_all_from(cur_.parent);
-          else if ((n->pprec & live[0]) || n->pstack)
-            backtrack(static_cast<LiveSet>(n->pprec & live[0]), n->pstack, cur_.hist.size());
+          if (n->pall) {
+            mark_all_from(cur_.parent);
+          } else {
+            Need need;
+            for (size_t f = 0; f < cur_.frames.size() && f < live.size(); ++f) {
+              need.regs[f] = static_cast<LiveSet>(n->pprec[f] & live[f]);
+              need.slots[f] = n->pstack[f];
+            }
+            if (!need.none()) backtrack(need, cur_.hist.size());
+          }
         } else if (!prec_.all) {
           note_imprecise_prune(n->st, live, precise, stack_precise);
         }
@@ -330,6 +362,10 @@ void Verifier::init_xfer() {
         if (info.uses_reg_src) x.join = static_cast<LiveSet>(bit(in.dst) | bit(in.src));
         break;
       case OpKind::Call:
+        // A bpf-to-bpf call passes r1-r5 on (crossing into the callee's frame is cross_frames').
+        if (in.op == Op::CALL_LOCAL) break;
+        x.def = 0x3f;  // r0 is the helper's result; r1-r5 are cleared
+        break;
       case OpKind::LoadPacket:
         x.def = 0x3f;  // r0 is the helper's (or the load's) result; r1-r5 are cleared
         break;
@@ -359,37 +395,101 @@ void Verifier::init_xfer() {
   }
 }
 
-void Verifier::backtrack(LiveSet need, uint64_t sneed, size_t end) {
+bool Verifier::cross_frames(const HistEntry& h, int64_t next_pc, int& bf, Need& need) const {
+  const int d = h.frame;
+  if (d == bf) {
+    // An exit followed by an instruction of the same depth: the helper invoked the callback again,
+    // in a fresh frame whose r1-r5 it set; nothing of the finished invocation's frame flows into it.
+    if (insns_[h.pc].op == Op::EXIT) {
+      need.regs[bf] = 0;
+      need.slots[bf] = 0;
+    }
+    return true;
+  }
+  if (d == bf - 1) {
+    // `h` called the function whose first instruction follows: its r1-r5 were the caller's (a
+    // bpf-to-bpf call) or set by the helper (a callback); its other registers and its stack were
+    // empty.
+    const Op op = insns_[h.pc].op;
+    if (op != Op::CALL_LOCAL && op != Op::CALL_HELPER) return false;
+    if (op == Op::CALL_LOCAL) need.regs[d] |= static_cast<LiveSet>(need.regs[bf] & 0x3e);
+    need.regs[bf] = 0;
+    need.slots[bf] = 0;
+    bf = d;
+    return true;
+  }
+  if (d == bf + 1 && d < kMaxFrames && insns_[h.pc].op == Op::EXIT) {
+    // `h` returned to next_pc: from a bpf-to-bpf call the caller's r0 is the callee's; after a
+    // callback the helper sets r0. r1-r5 are cleared by the return.
+    const bool r0 = (need.regs[bf] & 1) && next_pc >= 1 && insns_[next_pc - 1].op == Op::CALL_LOCAL;
+    need.regs[bf] = static_cast<LiveSet>(need.regs[bf] & ~0x3f);
+    bf = d;
+    need.regs[bf] = r0 ? 1 : 0;
+    need.slots[bf] = 0;
+    return true;
+  }
+  return false;
+}
+
+void Verifier::backtrack(Need need, size_t end) {
   std::vector<HistEntry>* seg = &cur_.hist;
   Node* node = cur_.parent;
+  // The call depth and instruction of the position after the entries still to walk back.
+  int bf = end < seg->size() ? (*seg)[end].frame : depth();
+  int64_t next_pc = end < seg->size() ? (*seg)[end].pc : pc_;
   for (;;) {
     for (size_t i = std::min(end, seg->size()); i-- > 0;) {
       HistEntry& h = (*seg)[i];
-      if (!back_insn(h, need, sneed)) {
+      if (!cross_frames(h, next_pc, bf, need) || !back_insn(h, need)) {
         mark_all_from(node);
         return;
       }
-      // What was already backtracked from here on was marked above (the marks distribute over
-      // unions), so only the rest goes on.
-      need = static_cast<LiveSet>(need & ~h.marked & 0x3ff);
-      sneed &= ~h.smarked;
-      if (!need && !sneed) return;
-      h.marked |= need;
-      h.smarked |= sneed;
+      next_pc = h.pc;
+      // What was already backtracked from here on (in this frame) was marked above (the marks
+      // distribute over unions), so only the rest goes on.
+      LiveSet& r = need.regs[bf];
+      uint64_t& sl = need.slots[bf];
+      r = static_cast<LiveSet>(r & ~h.marked & 0x3ff);
+      sl &= ~h.smarked;
+      if (need.none()) return;
+      h.marked |= r;
+      h.smarked |= sl;
     }
-    need = static_cast<LiveSet>(need & 0x3ff);
-    if ((!need && !sneed) || !node || node->pall) return;
-    LiveSet fresh = static_cast<LiveSet>(need & ~node->pprec);
-    uint64_t sfresh = sneed & ~node->pstack;
-    if (!fresh && !sfresh) return;  // already marked there, and (so) above
-    node->pprec |= fresh;
-    node->pstack |= sfresh;
-    need = fresh;
-    sneed = sfresh;
+    if (need.none() || !node || node->pall) return;
+    if (static_cast<int>(node->st.frames.size()) - 1 != bf) {  // not expected: be conservative
+      mark_all_from(node);
+      return;
+    }
+    bool fresh = false;
+    for (int f = 0; f <= bf; ++f) {
+      need.regs[f] = static_cast<LiveSet>(need.regs[f] & 0x3ff & ~node->pprec[f]);
+      need.slots[f] &= ~node->pstack[f];
+      node->pprec[f] |= need.regs[f];
+      node->pstack[f] |= need.slots[f];
+      fresh |= need.regs[f] || need.slots[f];
+    }
+    if (!fresh) return;  // already marked there, and (so) above
     seg = &node->seg;
     end = seg->size();
     node = node->st.parent;
   }
+}
+
+void Verifier::backtrack_all_live(const std::vector<LiveSet>& live) {
+  Need need;
+  for (size_t f = 0; f < cur_.frames.size() && f < static_cast<size_t>(kMaxFrames); ++f) {
+    const Frame& fr = cur_.frames[f];
+    for (int r = 0; r < 10; ++r)
+      if (f < live.size() && ((live[f] >> r) & 1) && fr.regs[r].kind == Kind::Scalar)
+        need.regs[f] |= static_cast<LiveSet>(1u << r);
+    for (size_t i = 0; i < fr.stack.size() && i < 64; ++i) {
+      const Slot& sl = fr.stack[i];
+      bool exact = sl.bytes[0] == kStackSpill && sl.spill.kind == Kind::Scalar;
+      for (uint8_t b : sl.bytes) exact |= b == kStackZero;
+      if (exact) need.slots[f] |= uint64_t{1} << i;
+    }
+  }
+  if (!need.none()) backtrack(need, cur_.hist.size());
 }
 
 void Verifier::mark_stack_read(uint64_t mask) {
@@ -534,7 +634,11 @@ bool Verifier::run() {
       }
     }
     rep_.facts[pc_].visited = true;
-    if (prec_.path) cur_.hist.push_back(HistEntry{static_cast<int32_t>(pc_), 0});
+    if (prec_.path) {
+      HistEntry h{static_cast<int32_t>(pc_), 0};
+      h.frame = static_cast<uint8_t>(depth());
+      cur_.hist.push_back(h);
+    }
     if (Frame& cf = cur_.cur(); cf.callback && cf.cb_args.empty() && pc_ == cf.subprog)
       cf.cb_args.assign(cf.regs.begin() + 1, cf.regs.begin() + 6);
     if (opts_.log_level >= 1) log_insn(opts_.log_level >= 2);
@@ -1078,7 +1182,7 @@ bool Verifier::do_exit(const Insn&) {
     }
     int32_t callsite = fr.callsite;
     bool cb = fr.callback;
-    if (cb && !fr.cb_args.empty()) {
+    if (cb && !fr.cb_args.empty() && fr.cb_iters < fr.cb_max) {
       // The helper may invoke the callback again, with the caller's state as this invocation left it.
       State again = cur_;
       const size_t idx = again.frames.size() - 1;
@@ -1089,6 +1193,8 @@ bool Verifier::do_exit(const Insn&) {
       fresh.callback = true;
       fresh.cb_ret_max = old.cb_ret_max;
       fresh.cb_args = old.cb_args;
+      fresh.cb_iters = old.cb_iters + 1;
+      fresh.cb_max = old.cb_max;
       fresh.regs[10] = old.regs[10];
       for (int r = 1; r <= 5; ++r) fresh.regs[r] = old.cb_args[r - 1];
       const int32_t target = old.subprog;
@@ -1179,7 +1285,7 @@ Result<VerifyReport> verify(std::span<const Insn> insns, const VerifyOptions& op
     seeds.init(insns.size());
     verifier::Precision prec;
     prec.need.assign(insns.size(), 0);
-    prec.path = cfg->func_starts.size() == 1;
+    prec.path = true;
     uint64_t total_processed = 0;
     for (int round = 0;; ++round) {
       VerifyReport r;
