@@ -69,7 +69,17 @@ class Verifier {
   // Path precision: what `need` names is needed precisely before cur_.hist[end] (or at the current
   // instruction when end == hist.size()); marks it, as its sources, in the stored states of the
   // current path, across calls and returns (the kernel's mark_chain_precision).
-  void backtrack(Need need, size_t end);
+  void backtrack(Need need, size_t end) { backtrack_path(need, cur_.hist, end, cur_.parent, depth(), pc_); }
+  // The same along any path: `hist` executed since `parent` was stored, at call depth `depth` and
+  // instruction `pc` after it.
+  void backtrack_path(Need need, std::vector<HistEntry>& hist, size_t end, Node* parent, int depth, int64_t pc);
+  uint64_t marks_added_ = 0;  // precision marks added to stored states (backedge resolution)
+  // The current state is pruned against `target`, a callback invocation in progress: keeps the path
+  // for its final marks (see Backedge).
+  void add_backedge(Node* target, const std::vector<LiveSet>& live);
+  // `a` completed: backtracks its backedges' targets' marks until nothing changes (or hands them to
+  // the invocation around it).
+  void resolve_backedges(Node* a);
   // Everything the current state's pruning compares (live scalars, stack contents) is needed: a
   // state pruned against one whose precision is not final yet (a callback invocation in progress).
   void backtrack_all_live(const std::vector<LiveSet>& live);
@@ -130,7 +140,7 @@ class Verifier {
   };
   std::vector<BackXfer> xfer_;
   void init_xfer();
-  static void mark_all_from(Node* n);
+  void mark_all_from(Node* n);
 
   // ---- instruction kinds ----
   bool do_alu(const Insn& in);

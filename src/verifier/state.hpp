@@ -5,6 +5,7 @@
 #include <array>
 #include <bitset>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -122,6 +123,9 @@ struct RefState {
   bool operator==(const RefState&) const = default;
 };
 
+// Register liveness per instruction (live-in set, bit i = r_i).
+using LiveSet = uint16_t;
+
 struct Node;
 struct State;
 constexpr int kMaxFrames = 8;  // call depth (kMaxCallDepth)
@@ -165,6 +169,22 @@ struct State {
 
 constexpr uint32_t kMemLenId = 1;  // scalar id linking r2 to the memory length (kProgMem)
 
+// A state pruned against one whose precision was not final yet (a callback invocation in progress):
+// that state's final marks are backtracked along the pruned path when they are final (the kernel's
+// backedges, propagate_backedges).
+struct Backedge {
+  Node* target = nullptr;
+  Node* parent = nullptr;        // the pruned path's last stored state
+  std::vector<HistEntry> hist;   // the pruned path's instructions since then
+  std::vector<LiveSet> live;     // per frame, at the pruned point
+  int depth = 0;                 // its call depth
+  int64_t pc = 0;
+};
+struct LoopInfo {
+  std::vector<Backedge> edges;
+  std::vector<Node*> members;    // states kept (pin_owner) until the edges are resolved
+};
+
 // A stored state for pruning: complete when branches == 0.
 struct Node {
   State st;
@@ -184,6 +204,14 @@ struct Node {
   // zero bytes) some decision below used (compared precisely).
   uint64_t sread = 0;
   std::array<uint64_t, kMaxFrames> pstack{};  // per frame
+  uint32_t level = 0;  // depth in the tree of stored states
+  // On the path of a state pruned against a callback invocation in progress (between the two): its
+  // precision depends on that invocation's final marks, so it is always compared exactly (and
+  // what a state pruned against it compared is all needed), and it is kept, with its path segment,
+  // until `pin_owner` (the outermost such invocation) completes and its backedges are resolved.
+  bool exact = false;
+  Node* pin_owner = nullptr;
+  std::unique_ptr<LoopInfo> loop;  // a callback invocation: the states pruned against it in progress
   uint64_t get_hash() {
     if (!hashed) {
       hash = state_hash(st);
@@ -193,8 +221,6 @@ struct Node {
   }
 };
 
-// Register liveness per instruction (live-in set, bit i = r_i).
-using LiveSet = uint16_t;
 
 // Is every concrete state of `cur` covered by `old`? Registers outside `live` (per frame, innermost
 // last) are ignored.

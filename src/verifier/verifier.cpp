@@ -144,8 +144,8 @@ bool Verifier::is_state_visited(bool& pruned) {
     live_for(cur_, pc_, live_buf_);
     if (prec_.path) {
       // The invocation in progress has not finished marking what its descendants need, so the
-      // comparison is exact (every live scalar's range, the whole stack; the kernel's RANGE_WITHIN),
-      // and everything it compared is needed on this path.
+      // comparison is exact (every live scalar's range, the whole stack; the kernel's RANGE_WITHIN);
+      // its marks are backtracked along this path now and again when they are final (add_backedge).
       precise_buf_.assign(cur_.frames.size(), LiveSet{0x7ff});
       auto covers = [&](Node* ip) {
         return ip->branches > 0 && state_covered(ip->st, cur_, live_buf_, precise_buf_, true);
@@ -157,8 +157,7 @@ bool Verifier::is_state_visited(bool& pruned) {
         if (!hit && covers(ip)) hit = ip;
       if (hit) {
         const std::vector<LiveSet> live = live_buf_;
-        backtrack_all_live(live);
-        mark_stack_read(~uint64_t{0});
+        add_backedge(hit, live);
         hit->hits++;
         pruned = true;
         return true;
@@ -219,13 +218,18 @@ bool Verifier::is_state_visited(bool& pruned) {
       const uint64_t* slots_precise = nullptr;
       if (prec_.path) {  // the node's own precision and stack liveness
         precise.resize(cur_.frames.size());
-        for (size_t f = 0; f < precise.size(); ++f) precise[f] = n->pall ? LiveSet{0x7ff} : n->pprec[f];
-        stack_precise = n->pall;
-        slots_live = n->sread;
+        const bool all = n->pall || n->exact;
+        for (size_t f = 0; f < precise.size(); ++f) precise[f] = all ? LiveSet{0x7ff} : n->pprec[f];
+        stack_precise = all;
+        slots_live = n->exact ? ~uint64_t{0} : n->sread;
         slots_precise = n->pstack.data();
       }
       if (state_covered(n->st, cur_, live, precise, stack_precise, slots_live, slots_precise, uninit_ok)) {
-        if (prec_.path) {
+        if (prec_.path && n->exact) {
+          // Its marks may still grow: everything compared is needed here.
+          mark_stack_read(~uint64_t{0});
+          backtrack_all_live(live);
+        } else if (prec_.path) {
           // This path continues as the node's did: what the node's descendants read and needed
           // precisely is read and needed on this path too.
           mark_stack_read(n->sread);
@@ -253,7 +257,7 @@ bool Verifier::is_state_visited(bool& pruned) {
       if (add_new || !prec_.path) n->misses++;
       // Evict states that keep failing to prune (the kernel's heuristic). A complete state is no
       // one's ancestor on a path still being explored, so it is freed.
-      if (n->misses > n->hits * 3 + 3) {
+      if (n->misses > n->hits * 3 + 3 && !n->pin_owner) {
         keep--;
         free_node(n);
       }
@@ -269,6 +273,7 @@ bool Verifier::is_state_visited(bool& pruned) {
   node->st = cur_;
   node->st.parent = cur_.parent;
   node->pc = static_cast<int32_t>(pc_);
+  node->level = cur_.parent ? cur_.parent->level + 1 : 0;
   node->branches = 1;
   node->hash = cur_hash;
   node->hashed = hashed;
@@ -337,7 +342,85 @@ void Verifier::note_imprecise_prune(const State& old, const std::vector<LiveSet>
 // ---- path precision ------------------------------------------------------------------------------
 
 void Verifier::mark_all_from(Node* n) {
-  for (; n && !n->pall; n = n->st.parent) n->pall = true;
+  for (; n && !n->pall; n = n->st.parent) {
+    n->pall = true;
+    marks_added_++;
+  }
+}
+
+void Verifier::add_backedge(Node* target, const std::vector<LiveSet>& live) {
+  // The states between the target and here: their precision waits for the target's.
+  for (Node* n = cur_.parent; n && n != target; n = n->st.parent) {
+    n->exact = true;
+    if (!n->pin_owner || target->level < n->pin_owner->level) {
+      n->pin_owner = target;
+      if (!target->loop) target->loop = std::make_unique<LoopInfo>();
+      target->loop->members.push_back(n);
+    }
+  }
+  mark_stack_read(~uint64_t{0});
+  if (target->pall) {
+    mark_all_from(cur_.parent);
+    return;
+  }
+  Need need;
+  for (size_t f = 0; f < cur_.frames.size() && f < live.size(); ++f) {
+    need.regs[f] = static_cast<LiveSet>(target->pprec[f] & live[f]);
+    need.slots[f] = target->pstack[f];
+  }
+  if (!need.none()) backtrack(need, cur_.hist.size());
+  if (!target->loop) target->loop = std::make_unique<LoopInfo>();
+  Backedge e;
+  e.target = target;
+  e.parent = cur_.parent;
+  e.hist = cur_.hist;
+  e.live = live;
+  e.depth = depth();
+  e.pc = pc_;
+  target->loop->edges.push_back(std::move(e));
+}
+
+void Verifier::resolve_backedges(Node* a) {
+  LoopInfo& li = *a->loop;
+  if (a->pin_owner) {
+    // Inside another invocation in progress: a's marks may grow until that one completes.
+    Node* outer = a->pin_owner;
+    if (!outer->loop) outer->loop = std::make_unique<LoopInfo>();
+    for (auto& e : li.edges) outer->loop->edges.push_back(std::move(e));
+    for (Node* m : li.members)
+      if (m->pin_owner == a) {
+        m->pin_owner = outer;
+        outer->loop->members.push_back(m);
+      }
+    a->loop.reset();
+    return;
+  }
+  for (int round = 0;; ++round) {
+    const uint64_t before = marks_added_;
+    for (Backedge& e : li.edges) {
+      Node* t = e.target;
+      if (t->pall || round >= 64) {  // (64 rounds: not expected; be conservative)
+        mark_all_from(e.parent);
+        continue;
+      }
+      Need need;
+      for (size_t f = 0; f < e.live.size() && f < static_cast<size_t>(kMaxFrames); ++f) {
+        need.regs[f] = static_cast<LiveSet>(t->pprec[f] & e.live[f]);
+        need.slots[f] = t->pstack[f];
+      }
+      if (!need.none()) backtrack_path(need, e.hist, e.hist.size(), e.parent, e.depth, e.pc);
+    }
+    if (marks_added_ == before) break;
+  }
+  for (Node* m : li.members) {
+    if (m->pin_owner != a) continue;
+    m->pin_owner = nullptr;
+    if (m->branches == 0) {
+      mem_bytes_ -= std::min<uint64_t>(mem_bytes_, m->seg.capacity() * sizeof(HistEntry));
+      std::vector<HistEntry>().swap(m->seg);
+    }
+  }
+  a->loop.reset();
 }
 
 // Before each instruction: which registers the needed ones (after it) were computed from.
@@ -431,12 +514,13 @@ bool Verifier::cross_frames(const HistEntry& h, int64_t next_pc, int& bf, Need& 
   return false;
 }
 
-void Verifier::backtrack(Need need, size_t end) {
-  std::vector<HistEntry>* seg = &cur_.hist;
-  Node* node = cur_.parent;
+void Verifier::backtrack_path(Need need, std::vector<HistEntry>& hist, size_t end, Node* parent, int depth,
+                              int64_t pc) {
+  std::vector<HistEntry>* seg = &hist;
+  Node* node = parent;
   // The call depth and instruction of the position after the entries still to walk back.
-  int bf = end < seg->size() ? (*seg)[end].frame : depth();
-  int64_t next_pc = end < seg->size() ? (*seg)[end].pc : pc_;
+  int bf = end < seg->size() ? (*seg)[end].frame : depth;
+  int64_t next_pc = end < seg->size() ? (*seg)[end].pc : pc;
   for (;;) {
     for (size_t i = std::min(end, seg->size()); i-- > 0;) {
       HistEntry& h = (*seg)[i];
@@ -468,6 +552,7 @@ void Verifier::backtrack(Need need, size_t end) {
       node->pstack[f] |= need.slots[f];
       fresh |= need.regs[f] || need.slots[f];
     }
+    if (fresh) marks_added_++;
     if (!fresh) return;  // already marked there, and (so) above
     seg = &node->seg;
     end = seg->size();
@@ -531,9 +616,13 @@ void Verifier::finish_path() {
         }
     }
     in_progress_count_[n->pc]--;
-    // Only paths below a state in progress backtrack through its path segment.
-    mem_bytes_ -= std::min<uint64_t>(mem_bytes_, n->seg.capacity() * sizeof(HistEntry));
-    std::vector<HistEntry>().swap(n->seg);
+    if (n->loop) resolve_backedges(n);
+    // Only paths below a state in progress backtrack through its path segment (and backedges not
+    // resolved yet through their pinned states').
+    if (!n->pin_owner) {
+      mem_bytes_ -= std::min<uint64_t>(mem_bytes_, n->seg.capacity() * sizeof(HistEntry));
+      std::vector<HistEntry>().swap(n->seg);
+    }
     visited_[n->pc].push_back(n);
   }
 }
