@@ -156,8 +156,8 @@ int main(int argc, char** argv) {
   // The Cilium objects have their own table (their programs' types come from how they are loaded).
   std::erase_if(corpus, [](const vtest::CorpusProgram& cp) { return cp.file.find("cilium/") != std::string::npos; });
   bool kernel_ok = kernel::available();
-  std::printf("%-60s %8s %10s %10s %8s %9s %9s %9s %7s %7s %3s %6s %s\n", "program", "verdict", "bpfvm_us",
-              "kernel_us", "ratio", "mem_KiB", "insns", "k_insns", "states", "k_st", "fn", "rounds", "kernel");
+  std::printf("%-60s %8s %10s %10s %8s %9s %9s %9s %7s %7s %3s %s\n", "program", "verdict", "bpfvm_us",
+              "kernel_us", "ratio", "mem_KiB", "insns", "k_insns", "states", "k_st", "fn", "kernel");
   int faster = 0, compared = 0, over2x = 0;
   // Programs with bpf-to-bpf calls or callbacks (more than one function), where both accept.
   int multi = 0;
@@ -201,7 +201,7 @@ int main(int argc, char** argv) {
           kstates = std::to_string(std::strtoull(k.log.c_str() + sp + 13, nullptr, 10));
         if (k.accepted && rep.accepted && funcs > 1) {
           ++multi;
-          multi_insns += rep.insns_total;
+          multi_insns += rep.insns_processed;
           multi_kinsns += std::strtoull(kinsns.c_str(), nullptr, 10);
           multi_states += rep.states;
           multi_kstates += std::strtoull(kstates.c_str(), nullptr, 10);
@@ -227,11 +227,11 @@ int main(int argc, char** argv) {
       max_mem = rep.peak_memory;
       max_mem_name = name;
     }
-    std::printf("%-60s %8s %10llu %10s %8s %9llu %9llu %9s %7llu %7s %3d %6d %s\n", name.c_str(),
+    std::printf("%-60s %8s %10llu %10s %8s %9llu %9llu %9s %7llu %7s %3d %s\n", name.c_str(),
                 rep.accepted ? "accepted" : "rejected", static_cast<unsigned long long>(best), kus.c_str(),
                 ratio.c_str(), static_cast<unsigned long long>(rep.peak_memory / 1024),
-                static_cast<unsigned long long>(rep.insns_total), kinsns.c_str(),
-                static_cast<unsigned long long>(rep.states), kstates.c_str(), funcs, rep.rounds, kv.c_str());
+                static_cast<unsigned long long>(rep.insns_processed), kinsns.c_str(),
+                static_cast<unsigned long long>(rep.states), kstates.c_str(), funcs, kv.c_str());
   }
   if (compared) {
     std::printf("\nbpfvm faster than the kernel on %d of %d programs both accept (%.0f%%); more than 2x slower on %d\n",

@@ -22,20 +22,11 @@ enum class Access : uint8_t { Read, Write, HelperRead, HelperWrite, HelperReadWr
 
 class Verifier {
  public:
-  Verifier(std::span<const Insn> insns, const VerifyOptions& opts, const Cfg& cfg, VerifyReport& report,
-           const Precision& prec, PrecisionSeeds& seeds);
+  Verifier(std::span<const Insn> insns, const VerifyOptions& opts, const Cfg& cfg, VerifyReport& report);
   ~Verifier();
   Verifier(const Verifier&) = delete;
   Verifier& operator=(const Verifier&) = delete;
   bool run();
-  // A state was pruned thanks to an imprecise comparison (the run must be confirmed).
-  bool used_imprecision() const { return used_imprecision_; }
-  // Per instruction: registers some pruning decision relied on comparing imprecisely (their exact
-  // values differed); whether one relied on spilled scalars being imprecise. The run is sound when
-  // the precision it turns out to need excludes all of them.
-  const std::vector<LiveSet>& relied_imprecise() const { return relied_; }
-  bool relied_stack_imprecise() const { return relied_stack_; }
-
  private:
   friend struct CallChecker;
   // ---- exploration ----
@@ -45,7 +36,6 @@ class Verifier {
   void push_branch(State st, int64_t pc);
   void finish_path();
   void live_for(const State& st, int64_t pc, std::vector<LiveSet>& out) const;
-  void precise_for(const State& st, int64_t pc, std::vector<LiveSet>& out) const;
   std::vector<LiveSet> live_buf_, precise_buf_;  // reused by is_state_visited (no allocation per visit)
   // Registers and stack slots needed precisely, per frame (0: the main function), while backtracking.
   struct Need {
@@ -59,8 +49,7 @@ class Verifier {
   };
   int depth() const { return static_cast<int>(cur_.frames.size()) - 1; }
   void seed(int regno) {
-    seeds_.regs[pc_] |= static_cast<LiveSet>(1u << regno);
-    if (prec_.path && !cur_.hist.empty()) {
+    if (!cur_.hist.empty()) {
       Need n;
       n.regs[depth()] = static_cast<LiveSet>(1u << regno);
       backtrack(n, cur_.hist.size() - 1);
@@ -89,13 +78,12 @@ class Verifier {
   // A stack access at a constant offset by the current instruction (for backtracking): the slot of
   // the stack of frame `frame`.
   void note_stack_slot(int slot, uint8_t flags, int frame) {
-    if (prec_.path && !cur_.hist.empty() && cur_.hist.back().pc == pc_ && slot >= 0 && slot < 64) {
+    if (!cur_.hist.empty() && cur_.hist.back().pc == pc_ && slot >= 0 && slot < 64) {
       cur_.hist.back().slot = static_cast<int8_t>(slot);
       cur_.hist.back().sflags = flags;
       cur_.hist.back().sframe = static_cast<uint8_t>(frame);
     }
   }
-  bool track_stack_liveness() const { return prec_.path; }
   void free_node(Node* n);
   // Crosses from the position after `h` (call depth `bf`, instruction `next_pc`) to `h` when they
   // are in different frames: a call (r1-r5 needed in the callee were the caller's; a callback's are
@@ -115,7 +103,7 @@ class Verifier {
     if (x.join && (need & (x.join | h.linked))) need |= x.join;
     const bool slot_needed = h.slot >= 0 && ((sneed >> h.slot) & 1);
     if (x.atomic) {
-      if (slot_needed || ((need & x.def) && seeds_.stack_load[pc])) return false;
+      if (slot_needed || ((need & x.def) && stack_load_[pc])) return false;
     } else if (x.store && slot_needed) {
       // The needed slot holds what this store wrote (a spill of src, or an immediate); a store of
       // part of the slot leaves the rest as it was.
@@ -230,13 +218,7 @@ class Verifier {
   bool mem_unknown_ = false;          // kProgMem with unknown size
   int in_value_reg_ = -1;             // register holding the value of the store being checked
   std::chrono::steady_clock::time_point t0_;
-  const Precision& prec_;
-  PrecisionSeeds& seeds_;
-  bool used_imprecision_ = false;
-  std::vector<LiveSet> relied_;
-  bool relied_stack_ = false;
-  void note_imprecise_prune(const State& old, const std::vector<LiveSet>& live, const std::vector<LiveSet>& precise,
-                            bool stack_precise);
+  std::vector<uint8_t> stack_load_;  // per instruction: a load that read the stack (atomics: see back_insn)
 };
 
 // Plain-words explanation of a rejection message: what would go wrong and how such code is fixed.

@@ -221,22 +221,6 @@ bool state_covered(const State& old, const State& cur, const std::vector<LiveSet
   return true;
 }
 
-std::vector<LiveSet> imprecise_regs(const State& old, const State& cur, const std::vector<LiveSet>& live,
-                                    const std::vector<LiveSet>& precise) {
-  std::vector<LiveSet> out(old.frames.size(), 0);
-  for (size_t f = 0; f < old.frames.size() && f < cur.frames.size(); ++f) {
-    LiveSet l = f < live.size() ? live[f] : 0x7ff;
-    LiveSet p = f < precise.size() ? precise[f] : 0x7ff;
-    LiveSet cand = static_cast<LiveSet>(l & ~p);
-    for (int r = 0; r < 10; ++r) {
-      if (!(cand & (1u << r))) continue;
-      IdMap ids;
-      if (!reg_covered(old.frames[f].regs[r], cur.frames[f].regs[r], ids, true)) out[f] |= static_cast<LiveSet>(1u << r);
-    }
-  }
-  return out;
-}
-
 bool state_same(const State& a, const State& b) {
   if (a.frames.size() != b.frames.size() || a.refs != b.refs || a.lock_map != b.lock_map || !(a.mem_len == b.mem_len))
     return false;

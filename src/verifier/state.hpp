@@ -159,7 +159,7 @@ struct State {
   // Stack liveness (single-function programs): main-frame slots written whole since `parent` was
   // stored (reads of them below do not reach `parent`).
   uint64_t swritten = 0;
-  // Path precision (Precision::path): the instructions executed since `parent` was stored, in order.
+  // Path precision: the instructions executed since `parent` was stored, in order.
   std::vector<HistEntry> hist;
 
   Frame& cur() { return frames.back(); }
@@ -233,10 +233,6 @@ bool state_covered(const State& old, const State& cur, const std::vector<LiveSet
                    const std::vector<LiveSet>& precise_per_frame, bool stack_precise,
                    uint64_t slots_live = ~uint64_t{0}, const uint64_t* slots_precise = nullptr,
                    bool uninit_ok = false);
-// Per frame: the registers outside `precise` (and inside `live`) whose precise comparison, taken
-// alone, fails: what a pruning decision made with `precise` relied on being imprecise.
-std::vector<LiveSet> imprecise_regs(const State& old, const State& cur, const std::vector<LiveSet>& live,
-                                    const std::vector<LiveSet>& precise);
 // Exactly the same (for the infinite-loop check).
 bool state_same(const State& a, const State& b);
 uint64_t state_hash(const State& s);  // equal states hash equal

@@ -19,9 +19,8 @@ CtxBaseFacts VerifyReport::ctx_base_facts() const {
 
 namespace verifier {
 
-Verifier::Verifier(std::span<const Insn> insns, const VerifyOptions& opts, const Cfg& cfg, VerifyReport& report,
-                   const Precision& prec, PrecisionSeeds& seeds)
-    : insns_(insns), opts_(opts), type_(*opts.type), cfg_(cfg), rep_(report), prec_(prec), seeds_(seeds) {
+Verifier::Verifier(std::span<const Insn> insns, const VerifyOptions& opts, const Cfg& cfg, VerifyReport& report)
+    : insns_(insns), opts_(opts), type_(*opts.type), cfg_(cfg), rep_(report) {
   maps_ = opts.maps;
   if (opts.attach_btf && opts.attach_btf->impl) attach_ = static_cast<const AttachProto*>(opts.attach_btf->impl.get());
   map_rdonly_.assign(maps_.size(), false);
@@ -42,11 +41,11 @@ Verifier::Verifier(std::span<const Insn> insns, const VerifyOptions& opts, const
   in_progress_.resize(insns.size());
   in_progress_unhashed_.resize(insns.size());
   in_progress_count_.assign(insns.size(), 0);
-  relied_.assign(insns.size(), 0);
+  stack_load_.assign(insns.size(), 0);
   stack_depth_.assign(cfg.func_starts.size(), 0);
   rep_.facts.assign(insns.size(), InsnFacts{});
   mem_unknown_ = type_.type == kProgMem && opts.mem_size < 0;
-  if (prec_.path) init_xfer();
+  init_xfer();
 }
 
 void Verifier::init_state() {
@@ -117,19 +116,6 @@ void Verifier::live_for(const State& st, int64_t pc, std::vector<LiveSet>& live)
   live.back() = cfg_.live_in[pc];
 }
 
-void Verifier::precise_for(const State& st, int64_t pc, std::vector<LiveSet>& p) const {
-  p.assign(st.frames.size(), 0);
-  if (prec_.all) {
-    for (auto& x : p) x = 0x7ff;
-    return;
-  }
-  for (size_t f = 0; f + 1 < st.frames.size(); ++f) {
-    int64_t ret = st.frames[f + 1].callsite + 1;
-    p[f] = ret < static_cast<int64_t>(prec_.need.size()) ? prec_.need[ret] : 0x7ff;
-  }
-  p.back() = prec_.need[pc];
-}
-
 bool Verifier::is_state_visited(bool& pruned) {
   pruned = false;
   auto& list = visited_[pc_];
@@ -142,40 +128,24 @@ bool Verifier::is_state_visited(bool& pruned) {
     // Another invocation of a callback (bpf_loop...): the helper bounds the iterations, so coming back
     // in a state covered by an invocation being explored adds nothing: the states converged.
     live_for(cur_, pc_, live_buf_);
-    if (prec_.path) {
-      // The invocation in progress has not finished marking what its descendants need, so the
-      // comparison is exact (every live scalar's range, the whole stack; the kernel's RANGE_WITHIN);
-      // its marks are backtracked along this path now and again when they are final (add_backedge).
-      precise_buf_.assign(cur_.frames.size(), LiveSet{0x7ff});
-      auto covers = [&](Node* ip) {
-        return ip->branches > 0 && state_covered(ip->st, cur_, live_buf_, precise_buf_, true);
-      };
-      Node* hit = nullptr;
-      for (Node* ip : in_progress_unhashed_[pc_])
-        if (!hit && covers(ip)) hit = ip;
-      for (auto& [h, ip] : in_progress_[pc_])
-        if (!hit && covers(ip)) hit = ip;
-      if (hit) {
-        const std::vector<LiveSet> live = live_buf_;
-        add_backedge(hit, live);
-        hit->hits++;
-        pruned = true;
-        return true;
-      }
-    } else {
-      precise_for(cur_, pc_, precise_buf_);
-      const bool stack_precise = prec_.all || prec_.stack;
-      auto covers = [&](Node* ip) {
-        if (ip->branches == 0 || !state_covered(ip->st, cur_, live_buf_, precise_buf_, stack_precise)) return false;
-        if (!prec_.all) note_imprecise_prune(ip->st, live_buf_, precise_buf_, stack_precise);
-        ip->hits++;
-        pruned = true;
-        return true;
-      };
-      for (Node* ip : in_progress_unhashed_[pc_])
-        if (covers(ip)) return true;
-      for (auto& [h, ip] : in_progress_[pc_])
-        if (covers(ip)) return true;
+    // The invocation in progress has not finished marking what its descendants need, so the
+    // comparison is exact (every live scalar's range, the whole stack; the kernel's RANGE_WITHIN);
+    // its marks are backtracked along this path now and again when they are final (add_backedge).
+    precise_buf_.assign(cur_.frames.size(), LiveSet{0x7ff});
+    auto covers = [&](Node* ip) {
+      return ip->branches > 0 && state_covered(ip->st, cur_, live_buf_, precise_buf_, true);
+    };
+    Node* hit = nullptr;
+    for (Node* ip : in_progress_unhashed_[pc_])
+      if (!hit && covers(ip)) hit = ip;
+    for (auto& [h, ip] : in_progress_[pc_])
+      if (!hit && covers(ip)) hit = ip;
+    if (hit) {
+      const std::vector<LiveSet> live = live_buf_;
+      add_backedge(hit, live);
+      hit->hits++;
+      pruned = true;
+      return true;
     }
   } else if (looping) {
     cur_hash = state_hash(cur_);
@@ -198,38 +168,31 @@ bool Verifier::is_state_visited(bool& pruned) {
   // instruction is in progress) only after 20 jumps or 100 instructions, as different iterations
   // rarely prune each other. A callback's entry gets one whatever the distance (its invocations
   // converge there), under the loop rule too.
-  // (Programs with subprograms or callbacks store a state at every prune point: the convergence of
-  // callback invocations relies on the states stored between them.)
-  bool add_new = !prec_.path || cb_entry ||
+  bool add_new = cb_entry ||
                  (jmps_processed_ - last_ckpt_jmps_ >= 2 && processed_ - last_ckpt_processed_ >= 8);
   if (looping && processed_ - last_ckpt_processed_ < 100 && jmps_processed_ - last_ckpt_jmps_ < 20) add_new = false;
   if (!list.empty()) {
     std::vector<LiveSet>& live = live_buf_;
     std::vector<LiveSet>& precise = precise_buf_;
     live_for(cur_, pc_, live);
-    if (!prec_.path) precise_for(cur_, pc_, precise);
-    bool stack_precise = prec_.all || prec_.stack;
     const bool uninit_ok = !strict();
     size_t keep = 0;
     for (size_t idx = 0; idx < list.size(); ++idx) {
       Node* n = list[idx];
       list[keep++] = n;
-      uint64_t slots_live = ~uint64_t{0};
-      const uint64_t* slots_precise = nullptr;
-      if (prec_.path) {  // the node's own precision and stack liveness
-        precise.resize(cur_.frames.size());
-        const bool all = n->pall || n->exact;
-        for (size_t f = 0; f < precise.size(); ++f) precise[f] = all ? LiveSet{0x7ff} : n->pprec[f];
-        stack_precise = all;
-        slots_live = n->exact ? ~uint64_t{0} : n->sread;
-        slots_precise = n->pstack.data();
-      }
+      // The node's own precision and stack liveness.
+      precise.resize(cur_.frames.size());
+      const bool all = n->pall || n->exact;
+      for (size_t f = 0; f < precise.size(); ++f) precise[f] = all ? LiveSet{0x7ff} : n->pprec[f];
+      const bool stack_precise = all;
+      const uint64_t slots_live = n->exact ? ~uint64_t{0} : n->sread;
+      const uint64_t* slots_precise = n->pstack.data();
       if (state_covered(n->st, cur_, live, precise, stack_precise, slots_live, slots_precise, uninit_ok)) {
-        if (prec_.path && n->exact) {
+        if (n->exact) {
           // Its marks may still grow: everything compared is needed here.
           mark_stack_read(~uint64_t{0});
           backtrack_all_live(live);
-        } else if (prec_.path) {
+        } else {
           // This path continues as the node's did: what the node's descendants read and needed
           // precisely is read and needed on this path too.
           mark_stack_read(n->sread);
@@ -243,8 +206,6 @@ bool Verifier::is_state_visited(bool& pruned) {
             }
             if (!need.none()) backtrack(need, cur_.hist.size());
           }
-        } else if (!prec_.all) {
-          note_imprecise_prune(n->st, live, precise, stack_precise);
         }
         n->hits++;
         pruned = true;
@@ -254,7 +215,7 @@ bool Verifier::is_state_visited(bool& pruned) {
       }
       // Misses count only where a new state is stored (otherwise the iterations of a loop would
       // evict the states stored at its start).
-      if (add_new || !prec_.path) n->misses++;
+      if (add_new) n->misses++;
       // Evict states that keep failing to prune (the kernel's heuristic). A complete state is no
       // one's ancestor on a path still being explored, so it is freed.
       if (n->misses > n->hits * 3 + 3 && !n->pin_owner) {
@@ -314,29 +275,6 @@ Verifier::~Verifier() {
     for (Node* n : l) delete n;
   for (auto& m : in_progress_)
     for (auto& [h, n] : m) delete n;
-}
-
-void Verifier::note_imprecise_prune(const State& old, const std::vector<LiveSet>& live,
-                                    const std::vector<LiveSet>& precise, bool stack_precise) {
-  if (state_covered(old, cur_, live, live, true)) return;  // a fully precise comparison agrees
-  used_imprecision_ = true;
-  std::vector<LiveSet> relied = imprecise_regs(old, cur_, live, precise);
-  std::vector<LiveSet> prec2(live.size());
-  for (size_t f = 0; f < live.size(); ++f) prec2[f] = static_cast<LiveSet>(precise[f] | (live[f] & ~relied[f]));
-  bool relied_stack = false;
-  if (state_covered(old, cur_, live, prec2, true)) {
-  } else if (!stack_precise && state_covered(old, cur_, live, prec2, false)) {
-    relied_stack = true;
-  } else {  // the registers interact (shared ids): everything compared imprecisely was relied on
-    for (size_t f = 0; f < live.size(); ++f) relied[f] = static_cast<LiveSet>(live[f] & ~precise[f]);
-    relied_stack = !stack_precise;
-  }
-  const size_t nf = cur_.frames.size();
-  for (size_t f = 0; f < nf && f < relied.size(); ++f) {
-    int64_t at = f + 1 < nf ? cur_.frames[f + 1].callsite + 1 : pc_;
-    if (at >= 0 && at < static_cast<int64_t>(relied_.size())) relied_[at] |= relied[f];
-  }
-  relied_stack_ |= relied_stack;
 }
 
 // ---- path precision ------------------------------------------------------------------------------
@@ -723,7 +661,7 @@ bool Verifier::run() {
       }
     }
     rep_.facts[pc_].visited = true;
-    if (prec_.path) {
+    {
       HistEntry h{static_cast<int32_t>(pc_), 0};
       h.frame = static_cast<uint8_t>(depth());
       cur_.hist.push_back(h);
@@ -1063,8 +1001,7 @@ bool Verifier::do_cond_jump(const Insn& in) {
         if (x.kind == Kind::Scalar && x.id != 0 && ((a.id != 0 && x.id == a.id) || (b.id != 0 && x.id == b.id)))
           linked |= static_cast<LiveSet>(1u << r);
       }
-      seeds_.jmp_linked[pc_] |= linked;
-      if (prec_.path && !cur_.hist.empty()) cur_.hist.back().linked = linked;
+      if (!cur_.hist.empty()) cur_.hist.back().linked = linked;
       // Plain memory of unknown size: the comparison bounds the length (a state fact pruning compares
       // exactly, not a register), so the other operand's value is a decision.
       if (a.id == kMemLenId || b.id == kMemLenId) {
@@ -1367,51 +1304,8 @@ Result<VerifyReport> verify(std::span<const Insn> insns, const VerifyOptions& op
     rep.facts.assign(insns.size(), InsnFacts{});
     if (options.log_level >= 1) rep.log = rep.error.message + "\n";
   } else {
-    // Runs with pruning that ignores scalars whose values no decision used, until the precision
-    // the run itself needed is covered by what it assumed (then the run is sound); fall back to
-    // full precision after a few rounds.
-    verifier::PrecisionSeeds seeds;
-    seeds.init(insns.size());
-    verifier::Precision prec;
-    prec.need.assign(insns.size(), 0);
-    prec.path = true;
-    uint64_t total_processed = 0;
-    for (int round = 0;; ++round) {
-      VerifyReport r;
-      verifier::Verifier v(insns, options, *cfg, r, prec, seeds);
-      r.accepted = v.run();
-      total_processed += r.insns_processed;
-      bool done = !r.accepted || prec.all || prec.path || !v.used_imprecision();
-      verifier::Precision next;
-      if (!done) {
-        next = verifier::compute_precision(insns, *cfg, seeds);
-        bool covered = !next.stack || prec.stack;
-        for (size_t i = 0; covered && i < insns.size(); ++i)
-          if (next.need[i] & ~prec.need[i]) covered = false;
-        // Or, weaker and enough: no pruning decision of this run relied on a register (or the
-        // spilled scalars) the run turns out to need precisely.
-        if (!covered) {
-          covered = !(next.stack && v.relied_stack_imprecise());
-          const auto& relied = v.relied_imprecise();
-          for (size_t i = 0; covered && i < insns.size(); ++i)
-            if (next.need[i] & relied[i]) covered = false;
-        }
-        done = covered;
-      }
-      if (done || round >= 6) {
-        if (done) {
-          rep = std::move(r);
-          rep.rounds = round + 1;
-          rep.insns_total = total_processed;
-          break;
-        }
-        prec.all = true;
-        continue;
-      }
-      for (size_t i = 0; i < insns.size(); ++i) next.need[i] |= prec.need[i];
-      next.stack |= prec.stack;
-      prec = std::move(next);
-    }
+    verifier::Verifier v(insns, options, *cfg, rep);
+    rep.accepted = v.run();
   }
   // Instructions built as IR (not decoded) get decode()'s field checks (reserved fields 0, registers
   // that exist) where a path reaches them, as the kernel checks them when it visits an instruction
