@@ -69,8 +69,8 @@ class Verifier {
   // `a` completed: backtracks its backedges' targets' marks until nothing changes (or hands them to
   // the invocation around it).
   void resolve_backedges(Node* a);
-  // Everything the current state's pruning compares (live scalars, stack contents) is needed: a
-  // state pruned against one whose precision is not final yet (a callback invocation in progress).
+  // Everything the current state's pruning compares (live scalars, exact stack contents) is needed:
+  // the state was pruned against one whose marks may still grow (Node::exact).
   void backtrack_all_live(const std::vector<LiveSet>& live);
   // Stack liveness: main-frame slots `mask` are read here; marks them read in the stored states
   // above, up to where the path wrote them whole.
@@ -159,9 +159,8 @@ class Verifier {
   // The constant stored in `size` stack bytes at `ptr` (a stack pointer with a constant offset), when
   // every byte is known.
   bool stack_const(const Reg& ptr, int size, uint64_t* out);
-  // The same from what pruning compares (zero bytes, spilled constant scalars) in the main frame of
-  // a single-function program; `slots`: the stack slots it read (to be made precise).
-  // (slots of the stack of frame ptr.frame)
+  // The same from what pruning compares (zero bytes, spilled constant scalars); `slots`: the slots of
+  // frame ptr.frame's stack it read (to be made precise).
   bool stack_key_const(const Reg& ptr, int size, uint64_t* out, uint64_t* slots);
 
   // ---- helpers for state updates ----
