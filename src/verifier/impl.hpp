@@ -41,8 +41,8 @@ class Verifier {
   struct Need {
     std::array<LiveSet, kMaxFrames> regs{};
     std::array<uint64_t, kMaxFrames> slots{};
-    bool none() const {
-      for (int f = 0; f < kMaxFrames; ++f)
+    bool none(int upto = kMaxFrames - 1) const {  // frames 0..upto (the deeper ones are empty)
+      for (int f = 0; f <= upto; ++f)
         if (regs[f] || slots[f]) return false;
       return true;
     }

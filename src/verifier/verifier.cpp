@@ -473,11 +473,11 @@ void Verifier::backtrack_path(Need need, std::vector<HistEntry>& hist, size_t en
       uint64_t& sl = need.slots[bf];
       r = static_cast<LiveSet>(r & ~h.marked & 0x3ff);
       sl &= ~h.smarked;
-      if (need.none()) return;
+      if (need.none(bf)) return;
       h.marked |= r;
       h.smarked |= sl;
     }
-    if (need.none() || !node || node->pall) return;
+    if (need.none(bf) || !node || node->pall) return;
     if (static_cast<int>(node->st.frames.size()) - 1 != bf) {  // not expected: be conservative
       mark_all_from(node);
       return;
