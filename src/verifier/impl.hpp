@@ -140,6 +140,11 @@ class Verifier {
   bool do_atomic(const Insn& in);
   bool do_ld_abs(const Insn& in);
   bool do_exit(const Insn& in);
+  // Before a callback's next invocation (starting at `entry`): the callers' scalars (registers and
+  // spilled) that differ from the state the finished invocation started in and that are not precise
+  // there (so far) become unknown, as the kernel's widen_imprecise_scalars does, so that a counter no
+  // decision needs converges.
+  void widen_imprecise(State& next, int32_t entry);
   bool do_call_local(const Insn& in);
   bool do_call_helper(const Insn& in);
 

@@ -166,11 +166,13 @@ bool Verifier::is_state_visited(bool& pruned) {
   // The kernel's heuristic: store a new state only after at least 2 jumps and 8 instructions since
   // the last one (pruning is still tried at every prune point); inside a loop (a state at this
   // instruction is in progress) only after 20 jumps or 100 instructions, as different iterations
-  // rarely prune each other. A callback's entry gets one whatever the distance (its invocations
-  // converge there), under the loop rule too.
+  // rarely prune each other. A callback's entry gets one at every invocation, whatever the distance
+  // (its invocations converge there, each against the ones before; the kernel forces a checkpoint at
+  // the helper call for the same reason).
   bool add_new = cb_entry ||
                  (jmps_processed_ - last_ckpt_jmps_ >= 2 && processed_ - last_ckpt_processed_ >= 8);
-  if (looping && processed_ - last_ckpt_processed_ < 100 && jmps_processed_ - last_ckpt_jmps_ < 20) add_new = false;
+  if (looping && !cb_entry && processed_ - last_ckpt_processed_ < 100 && jmps_processed_ - last_ckpt_jmps_ < 20)
+    add_new = false;
   if (!list.empty()) {
     std::vector<LiveSet>& live = live_buf_;
     std::vector<LiveSet>& precise = precise_buf_;
@@ -1185,6 +1187,37 @@ bool Verifier::do_load_imm64(const Insn& in) {
 
 // ---- exit ---------------------------------------------------------------------------------------
 
+void Verifier::widen_imprecise(State& next, int32_t entry) {
+  // The state this invocation started in: the latest one stored at the callback's entry, in progress,
+  // with the same call chain.
+  const size_t idx = next.frames.size() - 1;
+  Node* prev = nullptr;
+  auto consider = [&](Node* n) {
+    if (n->branches == 0 || n->st.frames.size() != next.frames.size()) return;
+    for (size_t f = 0; f <= idx; ++f)
+      if (n->st.frames[f].callsite != next.frames[f].callsite) return;
+    if (!prev || n->level > prev->level) prev = n;
+  };
+  for (Node* n : in_progress_unhashed_[entry]) consider(n);
+  for (auto& [h, n] : in_progress_[entry]) consider(n);
+  if (!prev || prev->pall) return;
+  auto widen = [](const Reg& old, Reg& cur, bool precise) {
+    if (precise || old.kind != Kind::Scalar || cur.kind != Kind::Scalar || old.v == cur.v) return;
+    cur = Reg::unknown();
+  };
+  for (size_t f = 0; f < idx; ++f) {  // the callers' frames (the callback's is fresh)
+    const Frame& of = prev->st.frames[f];
+    Frame& cf = next.frames[f];
+    for (int r = 0; r < 10; ++r) widen(of.regs[r], cf.regs[r], (prev->pprec[f] >> r) & 1);
+    for (size_t i = 0; i < of.stack.size() && i < cf.stack.size() && i < 64; ++i) {
+      const Slot& os = of.stack[i];
+      Slot& cs = cf.stack[i];
+      if (os.bytes[0] != kStackSpill || cs.bytes[0] != kStackSpill) continue;
+      widen(os.spill, cs.spill, (prev->pstack[f] >> i) & 1);
+    }
+  }
+}
+
 bool Verifier::do_exit(const Insn&) {
   Frame& fr = cur_.cur();
   // A bpf-to-bpf function may return without setting r0 (as in the kernel): the caller's r0 is then
@@ -1234,6 +1267,7 @@ bool Verifier::do_exit(const Insn&) {
           if (sl.bytes[0] == kStackSpill && sl.spill.kind == Kind::Stack && sl.spill.frame >= idx)
             sl.spill = Reg::unknown();
       }
+      widen_imprecise(again, target);
       push_branch(std::move(again), target);
     }
     cur_.frames.pop_back();
