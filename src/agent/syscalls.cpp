@@ -148,7 +148,12 @@ struct State {
   Gate gate = nullptr;
   std::atomic<size_t> next_stub{kStubsAt};
   KSigaction app_sigsys;  // the application's SIGSYS action (set through the emulated rt_sigaction)
+  bool handler_in = false;  // the agent's SIGSYS handler is the installed action
+  // Signals whose action the application set with SIGSYS in its mask (the agent removed it there):
+  // put back when the hooks are switched off.
+  std::atomic<uint64_t> sigsys_masked_actions{0};
   std::atomic<bool> sud_on{false};
+  bool stragglers = false;  // a thread missed a switch signal: it may still have one pending
   static constexpr int kAcks = 4096;
   std::atomic<int> n_acked{0};
   std::atomic<int> acked[kAcks] = {};  // threads that switched (signal_threads)
@@ -161,8 +166,9 @@ struct ThreadSys {
   int32_t tid;
   uint8_t busy;  // programs run on this thread: its syscalls are issued unhooked
   volatile char selector;
+  uint8_t wants_sigsys_blocked;  // the application's mask has SIGSYS (kept out of the real one)
 };
-__attribute__((tls_model("initial-exec"))) thread_local ThreadSys t_sys{0, 0, SYSCALL_DISPATCH_FILTER_ALLOW};
+__attribute__((tls_model("initial-exec"))) thread_local ThreadSys t_sys{0, 0, SYSCALL_DISPATCH_FILTER_ALLOW, 0};
 
 long gate(long nr, long a0 = 0, long a1 = 0, long a2 = 0, long a3 = 0, long a4 = 0, long a5 = 0) {
   return g->gate(nr, a0, a1, a2, a3, a4, a5);
@@ -305,7 +311,7 @@ long emulate_sigprocmask(ucontext_t* uc) {
   long how = static_cast<long>(greg(uc, REG_RDI));
   uint64_t set = greg(uc, REG_RSI), oldset = greg(uc, REG_RDX);
   if (greg(uc, REG_R10) != 8) return -EINVAL;
-  uint64_t old = uc_mask(uc), want = 0;
+  uint64_t old = uc_mask(uc) | (t_sys.wants_sigsys_blocked ? kSigsysBit : 0), want = 0;
   if (set) {
     if (safe_read(&want, reinterpret_cast<const void*>(set), 8) != 0) return -EFAULT;
     if (how != SIG_BLOCK && how != SIG_UNBLOCK && how != SIG_SETMASK) return -EINVAL;
@@ -319,6 +325,7 @@ long emulate_sigprocmask(ucontext_t* uc) {
   if (set) {
     uint64_t m = how == SIG_BLOCK ? (old | want) : how == SIG_UNBLOCK ? (old & ~want) : want;
     uc_mask(uc) = m & ~(kSigsysBit | kUnblockable);
+    t_sys.wants_sigsys_blocked = (m & kSigsysBit) != 0;
   }
   return 0;
 }
@@ -333,8 +340,15 @@ long emulate_sigaction(ucontext_t* uc) {
   if (act && safe_read(&a, reinterpret_cast<const void*>(act), sizeof a) != 0) return -EFAULT;
   if (sig != SIGSYS) {
     if (!act) return args_gate(uc, SYS_rt_sigaction);
+    const bool had = a.mask & kSigsysBit;
     a.mask &= ~kSigsysBit;
-    return gate(SYS_rt_sigaction, sig, reinterpret_cast<long>(&a), static_cast<long>(oact), 8);
+    long r = gate(SYS_rt_sigaction, sig, reinterpret_cast<long>(&a), static_cast<long>(oact), 8);
+    if (r == 0 && sig >= 1 && sig <= 64) {
+      const uint64_t bit = 1ull << (sig - 1);
+      if (had) g->sigsys_masked_actions.fetch_or(bit);
+      else g->sigsys_masked_actions.fetch_and(~bit);
+    }
+    return r;
   }
   if (oact) {
     KSigaction old = g->app_sigsys;
@@ -376,7 +390,12 @@ void on_sigsys(int sig, siginfo_t* si, void* ucv) {
   auto* uc = static_cast<ucontext_t*>(ucv);
   if (si->si_code == SI_QUEUE && si->si_pid == g->pid &&
       (si->si_value.sival_int == kEnableMagic || si->si_value.sival_int == kDisableMagic)) {
-    sud_switch(si->si_value.sival_int == kEnableMagic);
+    // A late one (the thread had SIGSYS blocked when it was sent) switches to the current state.
+    const bool on = g->sud_on.load();
+    sud_switch(on);
+    if (on) t_sys.wants_sigsys_blocked = 0;  // delivered: SIGSYS was not blocked
+    // Switched off: the mask the application asked for comes back (SIGSYS in it when it said so).
+    if (!on && t_sys.wants_sigsys_blocked) uc_mask(uc) |= kSigsysBit;
     int i = g->n_acked.fetch_add(1);
     if (i < State::kAcks) g->acked[i].store(my_tid());
     errno = saved_errno;
@@ -573,9 +592,7 @@ Status install_handler() {
   long r = gate(SYS_rt_sigaction, SIGSYS, reinterpret_cast<long>(&a), reinterpret_cast<long>(&old), 8);
   if (r != 0) return make_error(ErrorCode::Io, fmt::format("installing the SIGSYS handler: {}", std::strerror(static_cast<int>(-r))));
   g->app_sigsys = old;
-  // SIGSYS must never be blocked on this thread (a trap with SIGSYS blocked kills the process).
-  uint64_t unblock = kSigsysBit;
-  gate(SYS_rt_sigprocmask, SIG_UNBLOCK, reinterpret_cast<long>(&unblock), 0, 8);
+  g->handler_in = true;
   return {};
 }
 
@@ -703,11 +720,91 @@ void rewrite_sites(bool rewrite, const std::function<void(const std::string&)>& 
   if (!r && note) note(r.error().message);
 }
 
+// Syscall User Dispatch on in this thread, then in every other (signal_threads).
+Status switch_on_sud(const std::function<void(const std::string&)>& note) {
+  // SIGSYS must never be blocked on this thread (a trap with SIGSYS blocked kills the process); the
+  // application's wish is kept (its emulated mask).
+  uint64_t unblock = kSigsysBit, old = 0;
+  gate(SYS_rt_sigprocmask, SIG_UNBLOCK, reinterpret_cast<long>(&unblock), reinterpret_cast<long>(&old), 8);
+  t_sys.wants_sigsys_blocked = (old & kSigsysBit) != 0;
+  g->sud_on = true;
+  long r = sud_switch(true);
+  if (r != 0) {
+    g->sud_on = false;
+    t_sys.selector = SYSCALL_DISPATCH_FILTER_ALLOW;
+    g->hooks.store(nullptr);
+    return make_error(ErrorCode::Io, fmt::format("Syscall User Dispatch (PR_SET_SYSCALL_USER_DISPATCH): {}",
+                                                 std::strerror(static_cast<int>(-r))));
+  }
+  int missing = signal_threads(kEnableMagic);
+  if (missing > 0) {
+    g->stragglers = true;
+    if (note)
+      note(fmt::format("{} threads did not switch on Syscall User Dispatch in time (they block SIGSYS): their "
+                       "system calls are not hooked until they unblock it", missing));
+  }
+  return {};
+}
+
+// The SIGSYS bits of /proc/self/task/*/status's pending sets (SigPnd, ShdPnd).
+bool sigsys_pending() {
+  bool pending = false;
+  if (DIR* d = opendir("/proc/self/task")) {
+    while (dirent* e = readdir(d)) {
+      if (e->d_name[0] == '.') continue;
+      char path[64];
+      std::snprintf(path, sizeof path, "/proc/self/task/%s/status", e->d_name);
+      if (FILE* f = std::fopen(path, "re")) {
+        char line[256];
+        while (std::fgets(line, sizeof line, f))
+          if (!std::strncmp(line, "SigPnd:", 7) || !std::strncmp(line, "ShdPnd:", 7))
+            pending |= (std::strtoull(line + 7, nullptr, 16) & kSigsysBit) != 0;
+        std::fclose(f);
+      }
+    }
+    closedir(d);
+  }
+  return pending;
+}
+
+// Syscall User Dispatch is off in every thread: the signal state the application set goes back --
+// its own SIGSYS action, SIGSYS in the masks of the actions it gave one. Not while a thread may still
+// receive a switch signal (it missed one, or one is pending): the agent's handler stays installed,
+// idle (every SIGSYS goes to the application's action through it).
+void restore_signals() {
+  if (g->stragglers || sigsys_pending()) return;
+  KSigaction app = g->app_sigsys;
+  if (gate(SYS_rt_sigaction, SIGSYS, reinterpret_cast<long>(&app), 0, 8) != 0) return;
+  g->handler_in = false;
+  uint64_t bits = g->sigsys_masked_actions.exchange(0);
+  for (int sig = 1; sig <= 64; ++sig) {
+    if (!(bits & (1ull << (sig - 1))) || sig == SIGSYS) continue;
+    KSigaction cur;
+    if (gate(SYS_rt_sigaction, sig, 0, reinterpret_cast<long>(&cur), 8) != 0) continue;
+    cur.mask |= kSigsysBit;
+    gate(SYS_rt_sigaction, sig, reinterpret_cast<long>(&cur), 0, 8);
+  }
+}
+
 }  // namespace
 
 Status start(SyscallHooks& hooks, SyscallMechanism mechanism, bool rewrite, const std::atomic<uint32_t>* enabled,
              std::function<void(const std::string&)> note) {
-  if (g) return make_error(ErrorCode::InvalidArgument, "system-call hooks already run in this process");
+  if (g) {
+    // Syscall User Dispatch switched off by an earlier session: switched on again with these hooks
+    // (the dispatch page and stubs are kept; sites are not rewritten again).
+    if (g->mech != SyscallMechanism::Sud || mechanism != SyscallMechanism::Sud || g->sud_on.load() ||
+        g->hooks.load() != nullptr)
+      return make_error(ErrorCode::InvalidArgument, "system-call hooks already run in this process");
+    g->enabled = enabled;
+    g->hooks.store(&hooks, std::memory_order_release);
+    if (!g->handler_in)
+      if (Status st = install_handler(); !st) {
+        g->hooks.store(nullptr);
+        return st;
+      }
+    return switch_on_sud(note);
+  }
   auto* s = new State();  // kept for the process's lifetime: the handler and stubs use it
   g = s;
   s->hooks = &hooks;
@@ -724,22 +821,15 @@ Status start(SyscallHooks& hooks, SyscallMechanism mechanism, bool rewrite, cons
   pthread_atfork(nullptr, nullptr, [] { bpfvm_sys_child_init(); });
   if (Status st = install_handler(); !st) return st;
   if (mechanism == SyscallMechanism::Seccomp) {
+    // SIGSYS must never be blocked on this thread (a trap with SIGSYS blocked kills the process).
+    uint64_t unblock = kSigsysBit;
+    gate(SYS_rt_sigprocmask, SIG_UNBLOCK, reinterpret_cast<long>(&unblock), 0, 8);
     if (Status st = install_filter(hooks.traced_syscalls(), hooks.all_enter() || hooks.all_exit()); !st) return st;
     rewrite_sites(rewrite, note);
     return {};
   }
-  long r = sud_switch(true);
-  if (r != 0) {
-    t_sys.selector = SYSCALL_DISPATCH_FILTER_ALLOW;
-    return make_error(ErrorCode::Io, fmt::format("Syscall User Dispatch (PR_SET_SYSCALL_USER_DISPATCH): {}",
-                                                 std::strerror(static_cast<int>(-r))));
-  }
-  s->sud_on = true;
+  if (Status st = switch_on_sud(note); !st) return st;
   rewrite_sites(rewrite, note);
-  int missing = signal_threads(kEnableMagic);
-  if (missing > 0 && note)
-    note(fmt::format("{} threads did not switch on Syscall User Dispatch in time (they block SIGSYS): their "
-                     "system calls are not hooked until they unblock it", missing));
   return {};
 }
 
@@ -749,14 +839,21 @@ Status stop() {
     return make_error(ErrorCode::InvalidArgument, "a seccomp filter cannot be removed");
   g->sud_on = false;
   sud_switch(false);
-  signal_threads(kDisableMagic);
+  if (t_sys.wants_sigsys_blocked) {
+    uint64_t block = kSigsysBit;
+    gate(SYS_rt_sigprocmask, SIG_BLOCK, reinterpret_cast<long>(&block), 0, 8);
+  }
+  if (signal_threads(kDisableMagic) > 0) g->stragglers = true;
   return {};
 }
 
 void detach() {
   if (!g) return;
   g->hooks.store(nullptr, std::memory_order_release);
-  if (g->mech == SyscallMechanism::Sud && g->sud_on.load()) (void)stop();
+  if (g->mech == SyscallMechanism::Sud && g->sud_on.load()) {
+    (void)stop();
+    restore_signals();
+  }
 }
 
 bool running() { return g != nullptr; }
