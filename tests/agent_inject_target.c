@@ -5,6 +5,7 @@
 //   sleep MS     one nanosleep of MS ms                                  -> "slept rc R ms E" (E: elapsed)
 //   threads T N  T threads call local_mul(i, 1) for i < N, all at once   -> "threads sum S"
 //   hammer T     T threads call local_mul in a loop until `stop`          -> (nothing)
+//   hammer-masked T  as hammer, the threads blocking every signal         -> (nothing)
 //   stop         ends the hammering threads                              -> "hammer calls C bad B" (B: wrong results)
 //   dl PATH N    dlopen(PATH), then its lib_add(i, 1) for i < N             -> "dl sum S"
 //   usdt N       USDT probe agt:tick(i, sum, -i) and lib_mark(7i) for i < N  -> "usdt enabled E sum S"
@@ -89,6 +90,13 @@ static void* sys_worker(void* arg) {
 }
 static void on_usr1(int sig) { (void)sig; }
 
+static void* hammer_masked(void* arg) {
+  sigset_t all;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, NULL);
+  return hammer(arg);
+}
+
 static double now_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -126,6 +134,9 @@ static void* serve(void* arg) {
         sum += res[i];
       }
       printf("threads sum %ld\n", sum);
+    } else if (sscanf(line, "hammer-masked %ld", &a) == 1) {
+      atomic_store(&g_hammer, 1);
+      for (; nhammers < a && nhammers < 16; ++nhammers) pthread_create(&hammers[nhammers], NULL, hammer_masked, NULL);
     } else if (sscanf(line, "hammer %ld", &a) == 1) {
       atomic_store(&g_hammer, 1);
       for (; nhammers < a && nhammers < 16; ++nhammers) pthread_create(&hammers[nhammers], NULL, hammer, NULL);

@@ -410,6 +410,27 @@ TEST_F(AgentInject, SyscallProgramsCountExactlyDetachAndReattach) {
   EXPECT_EQ(t.quit(), 0);
 }
 
+// Threads that block every signal never answer the switch signal: the attach goes on without them
+// after a bounded wait (with a note), the other threads are hooked, and the detach leaves the
+// process working (the agent's handler stays while such a thread may still get a switch signal).
+TEST_F(AgentInject, SyscallProgramsWithThreadsBlockingSigsys) {
+  Target t;
+  ASSERT_TRUE(t.ready());
+  t.send("hammer-masked 2");
+  Trace tr("--mode agent " + progs("tr_count.bpf.o") + " -p " + std::to_string(t.pid()));
+  ASSERT_TRUE(tr.wait_err(kAttached)) << tr.err();
+  EXPECT_NE(tr.err().find("2 threads did not switch on Syscall User Dispatch"), std::string::npos) << tr.err();
+  EXPECT_EQ(t.ask("sys 0 50"), "sys ok 50");
+  EXPECT_EQ(t.ask("sys 3 50"), "sys ok 150");
+  ASSERT_EQ(tr.finish(SIGINT), 0) << tr.err();
+  EXPECT_EQ(tr.map("counts")[SYS_getppid], 200u) << tr.err();
+  EXPECT_EQ(t.ask("sys 2 100"), "sys ok 200");
+  const std::string h = t.ask("stop");
+  EXPECT_NE(h.find(" bad 0"), std::string::npos) << h;
+  EXPECT_EQ(t.ask("sys 1 10"), "sys ok 10");
+  EXPECT_EQ(t.quit(), 0);
+}
+
 // The kernel as the oracle: its uprobes (libbpf, attached to this very process) and the agent
 // loaded into it count the same calls, arguments and return values.
 TEST_F(AgentInject, CountsMatchTheKernelsUprobes) {

@@ -158,9 +158,22 @@ struct State {
   std::atomic<int> n_acked{0};
   std::atomic<int> acked[kAcks] = {};  // threads that switched (signal_threads)
   std::atomic<uint64_t> events{0};
+  std::atomic<int> in_programs{0};  // threads running the hooks' programs (detach waits for them)
   int32_t pid = 0;
 };
 State* g = nullptr;
+
+// The hooks when programs may run now (counted in in_programs until programs_done()), else nullptr.
+SyscallHooks* programs_begin() {
+  g->in_programs.fetch_add(1);
+  SyscallHooks* h = g->hooks.load();
+  if (!h || (g->enabled && g->enabled->load(std::memory_order_relaxed) == 0)) {
+    g->in_programs.fetch_sub(1);
+    return nullptr;
+  }
+  return h;
+}
+void programs_done() { g->in_programs.fetch_sub(1); }
 
 struct ThreadSys {
   int32_t tid;
@@ -420,9 +433,10 @@ void on_sigsys(int sig, siginfo_t* si, void* ucv) {
     return;
   }
   const uint8_t busy = t_sys.busy;
-  SyscallHooks* const h = g->hooks.load(std::memory_order_acquire);
-  const bool quiet = !h || busy || uprobe::in_hook() || uprobe::in_quiet() ||
-                     (g->enabled && g->enabled->load(std::memory_order_relaxed) == 0);
+  // The hooks are taken twice, around the entry programs and around the exit programs, never across
+  // the syscall (which may block): a detach waits only for programs that run.
+  SyscallHooks* h = busy || uprobe::in_hook() || uprobe::in_quiet() ? nullptr : programs_begin();
+  const bool quiet = !h;
   t_sys.busy = 1;  // the handler's own syscalls (that trap again) run no program
   ThreadTask task;
   SyscallRegs regs;
@@ -433,6 +447,8 @@ void on_sigsys(int sig, siginfo_t* si, void* ucv) {
     g->events.fetch_add(1, std::memory_order_relaxed);
     override = h->enter(task, regs);
   }
+  const bool exit_programs = h && h->wants_exit(nr);
+  if (h) programs_done();
   bool redirected = false;
   long ret = 0;
   switch (nr) {
@@ -474,10 +490,13 @@ void on_sigsys(int sig, siginfo_t* si, void* ucv) {
       t_sys.busy = 1;
       t_sys.selector = SYSCALL_DISPATCH_FILTER_ALLOW;
     }
-    if (!quiet && h->wants_exit(nr)) {
-      if (!enter) regs_from_uc(uc, nr, regs);
-      regs.words[10] = static_cast<uint64_t>(ret);
-      h->exit(task, nr, regs);
+    if (exit_programs && (h = programs_begin()) != nullptr) {
+      if (h->wants_exit(nr)) {
+        if (!enter) regs_from_uc(uc, nr, regs);
+        regs.words[10] = static_cast<uint64_t>(ret);
+        h->exit(task, nr, regs);
+      }
+      programs_done();
     }
     set_greg(uc, REG_RAX, static_cast<uint64_t>(ret));
   }
@@ -514,9 +533,10 @@ void syscall_site_run(uint64_t* frame) noexcept {
   t_sys.selector = SYSCALL_DISPATCH_FILTER_ALLOW;
   const int64_t nr = static_cast<int64_t>(frame[15]);
   const uint8_t busy = t_sys.busy;
-  SyscallHooks* const h = g->hooks.load(std::memory_order_acquire);
-  const bool quiet = !h || busy || uprobe::in_hook() || uprobe::in_quiet() ||
-                     (g->enabled && g->enabled->load(std::memory_order_relaxed) == 0);
+  // The hooks are taken twice, around the entry programs and around the exit programs, never across
+  // the syscall (which may block): a detach waits only for programs that run.
+  SyscallHooks* h = busy || uprobe::in_hook() || uprobe::in_quiet() ? nullptr : programs_begin();
+  const bool quiet = !h;
   t_sys.busy = 1;
   ThreadTask task;
   SyscallRegs regs;
@@ -526,6 +546,8 @@ void syscall_site_run(uint64_t* frame) noexcept {
     g->events.fetch_add(1, std::memory_order_relaxed);
     override = h->enter(task, regs);
   }
+  const bool exit_programs = h && h->wants_exit(nr);
+  if (h) programs_done();
   long ret;
   if (override) {
     ret = *override;
@@ -537,9 +559,12 @@ void syscall_site_run(uint64_t* frame) noexcept {
     t_sys.busy = 1;
     t_sys.selector = SYSCALL_DISPATCH_FILTER_ALLOW;
   }
-  if (!quiet && h->wants_exit(nr)) {
-    regs.words[10] = static_cast<uint64_t>(ret);
-    h->exit(task, nr, regs);
+  if (exit_programs && (h = programs_begin()) != nullptr) {
+    if (h->wants_exit(nr)) {
+      regs.words[10] = static_cast<uint64_t>(ret);
+      h->exit(task, nr, regs);
+    }
+    programs_done();
   }
   frame[10] = static_cast<uint64_t>(ret);
   t_sys.busy = busy;
@@ -752,8 +777,8 @@ bool sigsys_pending() {
   if (DIR* d = opendir("/proc/self/task")) {
     while (dirent* e = readdir(d)) {
       if (e->d_name[0] == '.') continue;
-      char path[64];
-      std::snprintf(path, sizeof path, "/proc/self/task/%s/status", e->d_name);
+      char path[300];
+      std::snprintf(path, sizeof path, "/proc/self/task/%.255s/status", e->d_name);
       if (FILE* f = std::fopen(path, "re")) {
         char line[256];
         while (std::fgets(line, sizeof line, f))
@@ -847,13 +872,20 @@ Status stop() {
   return {};
 }
 
-void detach() {
-  if (!g) return;
-  g->hooks.store(nullptr, std::memory_order_release);
+bool detach() {
+  if (!g) return true;
+  g->hooks.store(nullptr);
+  // Programs already running finish (they are bounded; 2 s covers a thread stopped meanwhile).
+  for (int i = 0; i < 2000 && g->in_programs.load() > 0; ++i) {
+    timespec ts{0, 1'000'000};
+    nanosleep(&ts, nullptr);
+  }
+  const bool idle = g->in_programs.load() == 0;
   if (g->mech == SyscallMechanism::Sud && g->sud_on.load()) {
     (void)stop();
     restore_signals();
   }
+  return idle;
 }
 
 bool running() { return g != nullptr; }

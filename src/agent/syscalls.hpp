@@ -33,7 +33,9 @@ Status stop();
 // the control word is cleared (no program starts then). With SUD, once every thread has switched
 // off, the signal state the application set comes back: its SIGSYS action, SIGSYS in the masks it
 // asked for (the agent keeps SIGSYS out of them while it runs).
-void detach();
+// False when a program run had not ended after 2 s (a thread stopped inside it): the hooks must
+// then stay allocated.
+bool detach();
 bool running();
 // The number of syscall events handled in this process (entry events run), for tests.
 uint64_t events();
