@@ -686,8 +686,23 @@ Status install_filter(const std::vector<int32_t>& nrs, bool all) {
 
 // Sends `magic` to every other thread of the process and waits for each to answer (its tid in
 // g->acked). SIGSYS is not a queued signal: one sent while a thread has a trap's SIGSYS pending is
-// dropped, so unanswered threads are sent it again every 10 ms, for up to 2 s; a few rounds catch
-// threads created meanwhile. Returns the threads that did not answer.
+// dropped, so unanswered threads are sent it again every 10 ms, for up to 2 s (threads that block
+// SIGSYS are not waited for: it stays pending for them); a few rounds catch threads created
+// meanwhile. Returns the threads that did not answer.
+// SIGSYS in the thread's blocked set (/proc/self/task/TID/status, SigBlk).
+bool blocks_sigsys(int tid) {
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/self/task/%d/status", tid);
+  bool blocked = false;
+  if (FILE* f = std::fopen(path, "re")) {
+    char line[256];
+    while (std::fgets(line, sizeof line, f))
+      if (!std::strncmp(line, "SigBlk:", 7)) blocked = (std::strtoull(line + 7, nullptr, 16) & kSigsysBit) != 0;
+    std::fclose(f);
+  }
+  return blocked;
+}
+
 int signal_threads(int magic) {
   std::vector<int> done{my_tid()};
   int missing = 0;
@@ -704,6 +719,7 @@ int signal_threads(int magic) {
       closedir(d);
     }
     if (todo.empty()) break;
+    std::vector<int> blocked;
     g->n_acked.store(0);
     for (int tries = 0; tries < 200 && !todo.empty(); ++tries) {
       for (int tid : todo) {
@@ -722,13 +738,17 @@ int signal_threads(int magic) {
       for (int tid : todo) {
         bool acked = false;
         for (int i = 0; i < n && !acked; ++i) acked = g->acked[i].load() == tid;
-        // A thread that ended needs nothing.
-        if (!acked && gate(SYS_tgkill, g->pid, tid, 0) == 0) left.push_back(tid);
+        // A thread that ended needs nothing; one that blocks SIGSYS cannot answer now (the signal
+        // stays pending for it): it is not waited for.
+        if (acked || gate(SYS_tgkill, g->pid, tid, 0) != 0) continue;
+        if (blocks_sigsys(tid)) blocked.push_back(tid);
+        else left.push_back(tid);
       }
       todo = std::move(left);
     }
     for (int tid : todo) done.push_back(tid);
-    missing = static_cast<int>(todo.size());
+    for (int tid : blocked) done.push_back(tid);
+    missing += static_cast<int>(todo.size() + blocked.size());
     // Answered threads are done too.
     const int n = std::min<int>(g->n_acked.load(), State::kAcks);
     for (int i = 0; i < n; ++i) done.push_back(g->acked[i].load());
