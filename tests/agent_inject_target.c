@@ -5,16 +5,22 @@
 //   sleep MS     one nanosleep of MS ms                                  -> "slept rc R ms E" (E: elapsed)
 //   threads T N  T threads call local_mul(i, 1) for i < N, all at once   -> "threads sum S"
 //   hammer T     T threads call local_mul in a loop until `stop`          -> (nothing)
+//   hammer-masked T  as hammer, the threads blocking every signal         -> (nothing)
 //   stop         ends the hammering threads                              -> "hammer calls C bad B" (B: wrong results)
 //   dl PATH N    dlopen(PATH), then its lib_add(i, 1) for i < N             -> "dl sum S"
 //   usdt N       USDT probe agt:tick(i, sum, -i) and lib_mark(7i) for i < N  -> "usdt enabled E sum S"
 //                (E: how often the probe's semaphore was set)
 //   mdwe         forbids writable+executable memory from now on (PR_SET_MDWE) -> "mdwe rc R"
 //   leader-exit  the main thread ends (pthread_exit), a new thread serves  -> "leader exits"
+//   sys T N      T threads (T=0: this one) named tr_workload make N getppid calls each
+//                                                                        -> "sys ok K" (K: right answers)
+//   sigusr1 M    SIGUSR1 gets a handler, SIGSYS in its mask when M      -> "sigusr1 rc R"
+//   sigstate     SIGSYS's action and SIGUSR1's mask                     -> "sigstate sys dfl|other usr1mask M"
 //   quit         exits 0
 #define _SDT_HAS_SEMAPHORES 1
 #include <dlfcn.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <sys/prctl.h>
 #include <sys/sdt.h>
@@ -68,6 +74,29 @@ static void* hammer(void* arg) {
   return NULL;
 }
 
+static long g_sys_n;
+static atomic_long g_sys_ok;
+static void* sys_worker(void* arg) {
+  (void)arg;
+  const pid_t want = getppid();
+  char old[17] = {0};
+  prctl(PR_GET_NAME, old);
+  prctl(PR_SET_NAME, "tr_workload");
+  long ok = 0;
+  for (long i = 0; i < g_sys_n; ++i) ok += getppid() == want;
+  prctl(PR_SET_NAME, old);
+  atomic_fetch_add(&g_sys_ok, ok);
+  return NULL;
+}
+static void on_usr1(int sig) { (void)sig; }
+
+static void* hammer_masked(void* arg) {
+  sigset_t all;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, NULL);
+  return hammer(arg);
+}
+
 static double now_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -105,6 +134,9 @@ static void* serve(void* arg) {
         sum += res[i];
       }
       printf("threads sum %ld\n", sum);
+    } else if (sscanf(line, "hammer-masked %ld", &a) == 1) {
+      atomic_store(&g_hammer, 1);
+      for (; nhammers < a && nhammers < 16; ++nhammers) pthread_create(&hammers[nhammers], NULL, hammer_masked, NULL);
     } else if (sscanf(line, "hammer %ld", &a) == 1) {
       atomic_store(&g_hammer, 1);
       for (; nhammers < a && nhammers < 16; ++nhammers) pthread_create(&hammers[nhammers], NULL, hammer, NULL);
@@ -132,6 +164,28 @@ static void* serve(void* arg) {
       pthread_create(&t, NULL, serve, NULL);
       printf("leader exits\n");
       pthread_exit(NULL);
+    } else if (sscanf(line, "sys %ld %ld", &a, &b) == 2) {
+      pthread_t th[64];
+      if (a > 64) a = 64;
+      g_sys_n = b;
+      atomic_store(&g_sys_ok, 0);
+      if (a == 0) sys_worker(NULL);
+      for (int i = 0; i < a; ++i) pthread_create(&th[i], NULL, sys_worker, NULL);
+      for (int i = 0; i < a; ++i) pthread_join(th[i], NULL);
+      printf("sys ok %ld\n", atomic_load(&g_sys_ok));
+    } else if (sscanf(line, "sigusr1 %ld", &a) == 1) {
+      struct sigaction sa;
+      memset(&sa, 0, sizeof sa);
+      sa.sa_handler = on_usr1;
+      sigemptyset(&sa.sa_mask);
+      if (a) sigaddset(&sa.sa_mask, SIGSYS);
+      printf("sigusr1 rc %d\n", sigaction(SIGUSR1, &sa, NULL));
+    } else if (strncmp(line, "sigstate", 8) == 0) {
+      struct sigaction sys, usr1;
+      sigaction(SIGSYS, NULL, &sys);
+      sigaction(SIGUSR1, NULL, &usr1);
+      printf("sigstate sys %s usr1mask %d\n", sys.sa_handler == SIG_DFL ? "dfl" : "other",
+             sigismember(&usr1.sa_mask, SIGSYS));
     } else if (strncmp(line, "quit", 4) == 0) {
       exit(0);
     } else {

@@ -15,6 +15,7 @@
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -372,6 +373,61 @@ TEST_F(AgentInject, CountsExactlyDetachesAndReattaches) {
     expect_code_as_in_file(t.pid(), BPFVM_AGENT_LIB, "lib_add");
     EXPECT_EQ(t.ask("run 100"), "sum " + std::to_string(run_sum(100)));
   }
+  EXPECT_EQ(t.quit(), 0);
+}
+
+// System-call programs in a running process: Syscall User Dispatch switched on in every thread (the
+// threads there at the attach and those created later), off again at the detach, with the signal
+// state the process set back; a second session attaches the same way.
+TEST_F(AgentInject, SyscallProgramsCountExactlyDetachAndReattach) {
+  Target t;
+  ASSERT_TRUE(t.ready());
+  EXPECT_EQ(t.ask("sigstate"), "sigstate sys dfl usr1mask 0");
+  for (int round = 0; round < 2; ++round) {
+    const int n = round == 0 ? 300 : 120;
+    // The second time with threads running (no syscalls of theirs) while the agent switches them.
+    if (round == 1) t.send("hammer 3");
+    Trace tr("--mode agent " + progs("tr_count.bpf.o") + " -p " + std::to_string(t.pid()));
+    ASSERT_TRUE(tr.wait_err(kAttached)) << tr.err();
+    // The process gives SIGUSR1 an action that blocks SIGSYS while the agent keeps SIGSYS out of it.
+    if (round == 0) EXPECT_EQ(t.ask("sigusr1 1"), "sigusr1 rc 0");
+    EXPECT_EQ(t.ask("sys 0 " + std::to_string(n)), "sys ok " + std::to_string(n));
+    EXPECT_EQ(t.ask("sys 4 " + std::to_string(n)), "sys ok " + std::to_string(4 * n));
+    ASSERT_EQ(tr.finish(SIGINT), 0) << tr.err();
+    auto c = tr.map("counts");
+    EXPECT_EQ(c[SYS_getppid], static_cast<uint64_t>(5 * n)) << "round " << round << "\n" << tr.err();
+    EXPECT_NE(tr.err().find(round == 0 ? "loaded the agent" : "already loaded"), std::string::npos) << tr.err();
+    // Detached: SIGSYS's action and SIGUSR1's mask are the process's own again, and its syscalls run
+    // untrapped (a trap with the default SIGSYS action would kill it).
+    EXPECT_EQ(t.ask("sigstate"), "sigstate sys dfl usr1mask 1") << "round " << round;
+    EXPECT_EQ(t.ask("sys 2 100"), "sys ok 200");
+    if (round == 1) {
+      const std::string h = t.ask("stop");
+      EXPECT_EQ(h.rfind("hammer calls ", 0), 0u) << h;
+      EXPECT_NE(h.find(" bad 0"), std::string::npos) << h;
+    }
+  }
+  EXPECT_EQ(t.quit(), 0);
+}
+
+// Threads that block every signal never answer the switch signal: the attach goes on without them
+// after a bounded wait (with a note), the other threads are hooked, and the detach leaves the
+// process working (the agent's handler stays while such a thread may still get a switch signal).
+TEST_F(AgentInject, SyscallProgramsWithThreadsBlockingSigsys) {
+  Target t;
+  ASSERT_TRUE(t.ready());
+  t.send("hammer-masked 2");
+  Trace tr("--mode agent " + progs("tr_count.bpf.o") + " -p " + std::to_string(t.pid()));
+  ASSERT_TRUE(tr.wait_err(kAttached)) << tr.err();
+  EXPECT_NE(tr.err().find("2 threads did not switch on Syscall User Dispatch"), std::string::npos) << tr.err();
+  EXPECT_EQ(t.ask("sys 0 50"), "sys ok 50");
+  EXPECT_EQ(t.ask("sys 3 50"), "sys ok 150");
+  ASSERT_EQ(tr.finish(SIGINT), 0) << tr.err();
+  EXPECT_EQ(tr.map("counts")[SYS_getppid], 200u) << tr.err();
+  EXPECT_EQ(t.ask("sys 2 100"), "sys ok 200");
+  const std::string h = t.ask("stop");
+  EXPECT_NE(h.find(" bad 0"), std::string::npos) << h;
+  EXPECT_EQ(t.ask("sys 1 10"), "sys ok 10");
   EXPECT_EQ(t.quit(), 0);
 }
 

@@ -512,7 +512,7 @@ Result<bool> agent_stop() {
   if (a->dlopen_hook) (void)uprobe::detach(*a->dlopen_hook);
   for (uint16_t* sem : a->semaphores) __atomic_sub_fetch(sem, 1, __ATOMIC_SEQ_CST);
   a->semaphores.clear();
-  agent_syscalls::detach();  // the hooks' programs go with the session
+  all &= agent_syscalls::detach();  // the hooks' programs go with the session
   g_agent = nullptr;
   set_printk_sink(nullptr);
   g_socket.clear();

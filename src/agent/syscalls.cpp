@@ -148,21 +148,40 @@ struct State {
   Gate gate = nullptr;
   std::atomic<size_t> next_stub{kStubsAt};
   KSigaction app_sigsys;  // the application's SIGSYS action (set through the emulated rt_sigaction)
+  bool handler_in = false;  // the agent's SIGSYS handler is the installed action
+  // Signals whose action the application set with SIGSYS in its mask (the agent removed it there):
+  // put back when the hooks are switched off.
+  std::atomic<uint64_t> sigsys_masked_actions{0};
   std::atomic<bool> sud_on{false};
+  bool stragglers = false;  // a thread missed a switch signal: it may still have one pending
   static constexpr int kAcks = 4096;
   std::atomic<int> n_acked{0};
   std::atomic<int> acked[kAcks] = {};  // threads that switched (signal_threads)
   std::atomic<uint64_t> events{0};
+  std::atomic<int> in_programs{0};  // threads running the hooks' programs (detach waits for them)
   int32_t pid = 0;
 };
 State* g = nullptr;
+
+// The hooks when programs may run now (counted in in_programs until programs_done()), else nullptr.
+SyscallHooks* programs_begin() {
+  g->in_programs.fetch_add(1);
+  SyscallHooks* h = g->hooks.load();
+  if (!h || (g->enabled && g->enabled->load(std::memory_order_relaxed) == 0)) {
+    g->in_programs.fetch_sub(1);
+    return nullptr;
+  }
+  return h;
+}
+void programs_done() { g->in_programs.fetch_sub(1); }
 
 struct ThreadSys {
   int32_t tid;
   uint8_t busy;  // programs run on this thread: its syscalls are issued unhooked
   volatile char selector;
+  uint8_t wants_sigsys_blocked;  // the application's mask has SIGSYS (kept out of the real one)
 };
-__attribute__((tls_model("initial-exec"))) thread_local ThreadSys t_sys{0, 0, SYSCALL_DISPATCH_FILTER_ALLOW};
+__attribute__((tls_model("initial-exec"))) thread_local ThreadSys t_sys{0, 0, SYSCALL_DISPATCH_FILTER_ALLOW, 0};
 
 long gate(long nr, long a0 = 0, long a1 = 0, long a2 = 0, long a3 = 0, long a4 = 0, long a5 = 0) {
   return g->gate(nr, a0, a1, a2, a3, a4, a5);
@@ -305,7 +324,7 @@ long emulate_sigprocmask(ucontext_t* uc) {
   long how = static_cast<long>(greg(uc, REG_RDI));
   uint64_t set = greg(uc, REG_RSI), oldset = greg(uc, REG_RDX);
   if (greg(uc, REG_R10) != 8) return -EINVAL;
-  uint64_t old = uc_mask(uc), want = 0;
+  uint64_t old = uc_mask(uc) | (t_sys.wants_sigsys_blocked ? kSigsysBit : 0), want = 0;
   if (set) {
     if (safe_read(&want, reinterpret_cast<const void*>(set), 8) != 0) return -EFAULT;
     if (how != SIG_BLOCK && how != SIG_UNBLOCK && how != SIG_SETMASK) return -EINVAL;
@@ -319,6 +338,7 @@ long emulate_sigprocmask(ucontext_t* uc) {
   if (set) {
     uint64_t m = how == SIG_BLOCK ? (old | want) : how == SIG_UNBLOCK ? (old & ~want) : want;
     uc_mask(uc) = m & ~(kSigsysBit | kUnblockable);
+    t_sys.wants_sigsys_blocked = (m & kSigsysBit) != 0;
   }
   return 0;
 }
@@ -333,8 +353,15 @@ long emulate_sigaction(ucontext_t* uc) {
   if (act && safe_read(&a, reinterpret_cast<const void*>(act), sizeof a) != 0) return -EFAULT;
   if (sig != SIGSYS) {
     if (!act) return args_gate(uc, SYS_rt_sigaction);
+    const bool had = a.mask & kSigsysBit;
     a.mask &= ~kSigsysBit;
-    return gate(SYS_rt_sigaction, sig, reinterpret_cast<long>(&a), static_cast<long>(oact), 8);
+    long r = gate(SYS_rt_sigaction, sig, reinterpret_cast<long>(&a), static_cast<long>(oact), 8);
+    if (r == 0 && sig >= 1 && sig <= 64) {
+      const uint64_t bit = 1ull << (sig - 1);
+      if (had) g->sigsys_masked_actions.fetch_or(bit);
+      else g->sigsys_masked_actions.fetch_and(~bit);
+    }
+    return r;
   }
   if (oact) {
     KSigaction old = g->app_sigsys;
@@ -376,7 +403,12 @@ void on_sigsys(int sig, siginfo_t* si, void* ucv) {
   auto* uc = static_cast<ucontext_t*>(ucv);
   if (si->si_code == SI_QUEUE && si->si_pid == g->pid &&
       (si->si_value.sival_int == kEnableMagic || si->si_value.sival_int == kDisableMagic)) {
-    sud_switch(si->si_value.sival_int == kEnableMagic);
+    // A late one (the thread had SIGSYS blocked when it was sent) switches to the current state.
+    const bool on = g->sud_on.load();
+    sud_switch(on);
+    if (on) t_sys.wants_sigsys_blocked = 0;  // delivered: SIGSYS was not blocked
+    // Switched off: the mask the application asked for comes back (SIGSYS in it when it said so).
+    if (!on && t_sys.wants_sigsys_blocked) uc_mask(uc) |= kSigsysBit;
     int i = g->n_acked.fetch_add(1);
     if (i < State::kAcks) g->acked[i].store(my_tid());
     errno = saved_errno;
@@ -401,9 +433,10 @@ void on_sigsys(int sig, siginfo_t* si, void* ucv) {
     return;
   }
   const uint8_t busy = t_sys.busy;
-  SyscallHooks* const h = g->hooks.load(std::memory_order_acquire);
-  const bool quiet = !h || busy || uprobe::in_hook() || uprobe::in_quiet() ||
-                     (g->enabled && g->enabled->load(std::memory_order_relaxed) == 0);
+  // The hooks are taken twice, around the entry programs and around the exit programs, never across
+  // the syscall (which may block): a detach waits only for programs that run.
+  SyscallHooks* h = busy || uprobe::in_hook() || uprobe::in_quiet() ? nullptr : programs_begin();
+  const bool quiet = !h;
   t_sys.busy = 1;  // the handler's own syscalls (that trap again) run no program
   ThreadTask task;
   SyscallRegs regs;
@@ -414,6 +447,8 @@ void on_sigsys(int sig, siginfo_t* si, void* ucv) {
     g->events.fetch_add(1, std::memory_order_relaxed);
     override = h->enter(task, regs);
   }
+  const bool exit_programs = h && h->wants_exit(nr);
+  if (h) programs_done();
   bool redirected = false;
   long ret = 0;
   switch (nr) {
@@ -455,10 +490,13 @@ void on_sigsys(int sig, siginfo_t* si, void* ucv) {
       t_sys.busy = 1;
       t_sys.selector = SYSCALL_DISPATCH_FILTER_ALLOW;
     }
-    if (!quiet && h->wants_exit(nr)) {
-      if (!enter) regs_from_uc(uc, nr, regs);
-      regs.words[10] = static_cast<uint64_t>(ret);
-      h->exit(task, nr, regs);
+    if (exit_programs && (h = programs_begin()) != nullptr) {
+      if (h->wants_exit(nr)) {
+        if (!enter) regs_from_uc(uc, nr, regs);
+        regs.words[10] = static_cast<uint64_t>(ret);
+        h->exit(task, nr, regs);
+      }
+      programs_done();
     }
     set_greg(uc, REG_RAX, static_cast<uint64_t>(ret));
   }
@@ -495,9 +533,10 @@ void syscall_site_run(uint64_t* frame) noexcept {
   t_sys.selector = SYSCALL_DISPATCH_FILTER_ALLOW;
   const int64_t nr = static_cast<int64_t>(frame[15]);
   const uint8_t busy = t_sys.busy;
-  SyscallHooks* const h = g->hooks.load(std::memory_order_acquire);
-  const bool quiet = !h || busy || uprobe::in_hook() || uprobe::in_quiet() ||
-                     (g->enabled && g->enabled->load(std::memory_order_relaxed) == 0);
+  // The hooks are taken twice, around the entry programs and around the exit programs, never across
+  // the syscall (which may block): a detach waits only for programs that run.
+  SyscallHooks* h = busy || uprobe::in_hook() || uprobe::in_quiet() ? nullptr : programs_begin();
+  const bool quiet = !h;
   t_sys.busy = 1;
   ThreadTask task;
   SyscallRegs regs;
@@ -507,6 +546,8 @@ void syscall_site_run(uint64_t* frame) noexcept {
     g->events.fetch_add(1, std::memory_order_relaxed);
     override = h->enter(task, regs);
   }
+  const bool exit_programs = h && h->wants_exit(nr);
+  if (h) programs_done();
   long ret;
   if (override) {
     ret = *override;
@@ -518,9 +559,12 @@ void syscall_site_run(uint64_t* frame) noexcept {
     t_sys.busy = 1;
     t_sys.selector = SYSCALL_DISPATCH_FILTER_ALLOW;
   }
-  if (!quiet && h->wants_exit(nr)) {
-    regs.words[10] = static_cast<uint64_t>(ret);
-    h->exit(task, nr, regs);
+  if (exit_programs && (h = programs_begin()) != nullptr) {
+    if (h->wants_exit(nr)) {
+      regs.words[10] = static_cast<uint64_t>(ret);
+      h->exit(task, nr, regs);
+    }
+    programs_done();
   }
   frame[10] = static_cast<uint64_t>(ret);
   t_sys.busy = busy;
@@ -573,9 +617,7 @@ Status install_handler() {
   long r = gate(SYS_rt_sigaction, SIGSYS, reinterpret_cast<long>(&a), reinterpret_cast<long>(&old), 8);
   if (r != 0) return make_error(ErrorCode::Io, fmt::format("installing the SIGSYS handler: {}", std::strerror(static_cast<int>(-r))));
   g->app_sigsys = old;
-  // SIGSYS must never be blocked on this thread (a trap with SIGSYS blocked kills the process).
-  uint64_t unblock = kSigsysBit;
-  gate(SYS_rt_sigprocmask, SIG_UNBLOCK, reinterpret_cast<long>(&unblock), 0, 8);
+  g->handler_in = true;
   return {};
 }
 
@@ -644,8 +686,23 @@ Status install_filter(const std::vector<int32_t>& nrs, bool all) {
 
 // Sends `magic` to every other thread of the process and waits for each to answer (its tid in
 // g->acked). SIGSYS is not a queued signal: one sent while a thread has a trap's SIGSYS pending is
-// dropped, so unanswered threads are sent it again every 10 ms, for up to 2 s; a few rounds catch
-// threads created meanwhile. Returns the threads that did not answer.
+// dropped, so unanswered threads are sent it again every 10 ms, for up to 2 s (threads that block
+// SIGSYS are not waited for: it stays pending for them); a few rounds catch threads created
+// meanwhile. Returns the threads that did not answer.
+// SIGSYS in the thread's blocked set (/proc/self/task/TID/status, SigBlk).
+bool blocks_sigsys(int tid) {
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/self/task/%d/status", tid);
+  bool blocked = false;
+  if (FILE* f = std::fopen(path, "re")) {
+    char line[256];
+    while (std::fgets(line, sizeof line, f))
+      if (!std::strncmp(line, "SigBlk:", 7)) blocked = (std::strtoull(line + 7, nullptr, 16) & kSigsysBit) != 0;
+    std::fclose(f);
+  }
+  return blocked;
+}
+
 int signal_threads(int magic) {
   std::vector<int> done{my_tid()};
   int missing = 0;
@@ -662,6 +719,7 @@ int signal_threads(int magic) {
       closedir(d);
     }
     if (todo.empty()) break;
+    std::vector<int> blocked;
     g->n_acked.store(0);
     for (int tries = 0; tries < 200 && !todo.empty(); ++tries) {
       for (int tid : todo) {
@@ -680,13 +738,17 @@ int signal_threads(int magic) {
       for (int tid : todo) {
         bool acked = false;
         for (int i = 0; i < n && !acked; ++i) acked = g->acked[i].load() == tid;
-        // A thread that ended needs nothing.
-        if (!acked && gate(SYS_tgkill, g->pid, tid, 0) == 0) left.push_back(tid);
+        // A thread that ended needs nothing; one that blocks SIGSYS cannot answer now (the signal
+        // stays pending for it): it is not waited for.
+        if (acked || gate(SYS_tgkill, g->pid, tid, 0) != 0) continue;
+        if (blocks_sigsys(tid)) blocked.push_back(tid);
+        else left.push_back(tid);
       }
       todo = std::move(left);
     }
     for (int tid : todo) done.push_back(tid);
-    missing = static_cast<int>(todo.size());
+    for (int tid : blocked) done.push_back(tid);
+    missing += static_cast<int>(todo.size() + blocked.size());
     // Answered threads are done too.
     const int n = std::min<int>(g->n_acked.load(), State::kAcks);
     for (int i = 0; i < n; ++i) done.push_back(g->acked[i].load());
@@ -703,11 +765,91 @@ void rewrite_sites(bool rewrite, const std::function<void(const std::string&)>& 
   if (!r && note) note(r.error().message);
 }
 
+// Syscall User Dispatch on in this thread, then in every other (signal_threads).
+Status switch_on_sud(const std::function<void(const std::string&)>& note) {
+  // SIGSYS must never be blocked on this thread (a trap with SIGSYS blocked kills the process); the
+  // application's wish is kept (its emulated mask).
+  uint64_t unblock = kSigsysBit, old = 0;
+  gate(SYS_rt_sigprocmask, SIG_UNBLOCK, reinterpret_cast<long>(&unblock), reinterpret_cast<long>(&old), 8);
+  t_sys.wants_sigsys_blocked = (old & kSigsysBit) != 0;
+  g->sud_on = true;
+  long r = sud_switch(true);
+  if (r != 0) {
+    g->sud_on = false;
+    t_sys.selector = SYSCALL_DISPATCH_FILTER_ALLOW;
+    g->hooks.store(nullptr);
+    return make_error(ErrorCode::Io, fmt::format("Syscall User Dispatch (PR_SET_SYSCALL_USER_DISPATCH): {}",
+                                                 std::strerror(static_cast<int>(-r))));
+  }
+  int missing = signal_threads(kEnableMagic);
+  if (missing > 0) {
+    g->stragglers = true;
+    if (note)
+      note(fmt::format("{} threads did not switch on Syscall User Dispatch in time (they block SIGSYS): their "
+                       "system calls are not hooked until they unblock it", missing));
+  }
+  return {};
+}
+
+// The SIGSYS bits of /proc/self/task/*/status's pending sets (SigPnd, ShdPnd).
+bool sigsys_pending() {
+  bool pending = false;
+  if (DIR* d = opendir("/proc/self/task")) {
+    while (dirent* e = readdir(d)) {
+      if (e->d_name[0] == '.') continue;
+      char path[300];
+      std::snprintf(path, sizeof path, "/proc/self/task/%.255s/status", e->d_name);
+      if (FILE* f = std::fopen(path, "re")) {
+        char line[256];
+        while (std::fgets(line, sizeof line, f))
+          if (!std::strncmp(line, "SigPnd:", 7) || !std::strncmp(line, "ShdPnd:", 7))
+            pending |= (std::strtoull(line + 7, nullptr, 16) & kSigsysBit) != 0;
+        std::fclose(f);
+      }
+    }
+    closedir(d);
+  }
+  return pending;
+}
+
+// Syscall User Dispatch is off in every thread: the signal state the application set goes back --
+// its own SIGSYS action, SIGSYS in the masks of the actions it gave one. Not while a thread may still
+// receive a switch signal (it missed one, or one is pending): the agent's handler stays installed,
+// idle (every SIGSYS goes to the application's action through it).
+void restore_signals() {
+  if (g->stragglers || sigsys_pending()) return;
+  KSigaction app = g->app_sigsys;
+  if (gate(SYS_rt_sigaction, SIGSYS, reinterpret_cast<long>(&app), 0, 8) != 0) return;
+  g->handler_in = false;
+  uint64_t bits = g->sigsys_masked_actions.exchange(0);
+  for (int sig = 1; sig <= 64; ++sig) {
+    if (!(bits & (1ull << (sig - 1))) || sig == SIGSYS) continue;
+    KSigaction cur;
+    if (gate(SYS_rt_sigaction, sig, 0, reinterpret_cast<long>(&cur), 8) != 0) continue;
+    cur.mask |= kSigsysBit;
+    gate(SYS_rt_sigaction, sig, reinterpret_cast<long>(&cur), 0, 8);
+  }
+}
+
 }  // namespace
 
 Status start(SyscallHooks& hooks, SyscallMechanism mechanism, bool rewrite, const std::atomic<uint32_t>* enabled,
              std::function<void(const std::string&)> note) {
-  if (g) return make_error(ErrorCode::InvalidArgument, "system-call hooks already run in this process");
+  if (g) {
+    // Syscall User Dispatch switched off by an earlier session: switched on again with these hooks
+    // (the dispatch page and stubs are kept; sites are not rewritten again).
+    if (g->mech != SyscallMechanism::Sud || mechanism != SyscallMechanism::Sud || g->sud_on.load() ||
+        g->hooks.load() != nullptr)
+      return make_error(ErrorCode::InvalidArgument, "system-call hooks already run in this process");
+    g->enabled = enabled;
+    g->hooks.store(&hooks, std::memory_order_release);
+    if (!g->handler_in)
+      if (Status st = install_handler(); !st) {
+        g->hooks.store(nullptr);
+        return st;
+      }
+    return switch_on_sud(note);
+  }
   auto* s = new State();  // kept for the process's lifetime: the handler and stubs use it
   g = s;
   s->hooks = &hooks;
@@ -724,22 +866,15 @@ Status start(SyscallHooks& hooks, SyscallMechanism mechanism, bool rewrite, cons
   pthread_atfork(nullptr, nullptr, [] { bpfvm_sys_child_init(); });
   if (Status st = install_handler(); !st) return st;
   if (mechanism == SyscallMechanism::Seccomp) {
+    // SIGSYS must never be blocked on this thread (a trap with SIGSYS blocked kills the process).
+    uint64_t unblock = kSigsysBit;
+    gate(SYS_rt_sigprocmask, SIG_UNBLOCK, reinterpret_cast<long>(&unblock), 0, 8);
     if (Status st = install_filter(hooks.traced_syscalls(), hooks.all_enter() || hooks.all_exit()); !st) return st;
     rewrite_sites(rewrite, note);
     return {};
   }
-  long r = sud_switch(true);
-  if (r != 0) {
-    t_sys.selector = SYSCALL_DISPATCH_FILTER_ALLOW;
-    return make_error(ErrorCode::Io, fmt::format("Syscall User Dispatch (PR_SET_SYSCALL_USER_DISPATCH): {}",
-                                                 std::strerror(static_cast<int>(-r))));
-  }
-  s->sud_on = true;
+  if (Status st = switch_on_sud(note); !st) return st;
   rewrite_sites(rewrite, note);
-  int missing = signal_threads(kEnableMagic);
-  if (missing > 0 && note)
-    note(fmt::format("{} threads did not switch on Syscall User Dispatch in time (they block SIGSYS): their "
-                     "system calls are not hooked until they unblock it", missing));
   return {};
 }
 
@@ -749,14 +884,28 @@ Status stop() {
     return make_error(ErrorCode::InvalidArgument, "a seccomp filter cannot be removed");
   g->sud_on = false;
   sud_switch(false);
-  signal_threads(kDisableMagic);
+  if (t_sys.wants_sigsys_blocked) {
+    uint64_t block = kSigsysBit;
+    gate(SYS_rt_sigprocmask, SIG_BLOCK, reinterpret_cast<long>(&block), 0, 8);
+  }
+  if (signal_threads(kDisableMagic) > 0) g->stragglers = true;
   return {};
 }
 
-void detach() {
-  if (!g) return;
-  g->hooks.store(nullptr, std::memory_order_release);
-  if (g->mech == SyscallMechanism::Sud && g->sud_on.load()) (void)stop();
+bool detach() {
+  if (!g) return true;
+  g->hooks.store(nullptr);
+  // Programs already running finish (they are bounded; 2 s covers a thread stopped meanwhile).
+  for (int i = 0; i < 2000 && g->in_programs.load() > 0; ++i) {
+    timespec ts{0, 1'000'000};
+    nanosleep(&ts, nullptr);
+  }
+  const bool idle = g->in_programs.load() == 0;
+  if (g->mech == SyscallMechanism::Sud && g->sud_on.load()) {
+    (void)stop();
+    restore_signals();
+  }
+  return idle;
 }
 
 bool running() { return g != nullptr; }

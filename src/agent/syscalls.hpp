@@ -17,8 +17,9 @@
 namespace bpfvm::agent_syscalls {
 
 // Starts the syscall hooks of `hooks` (its programs at syscall events) in this process with the
-// mechanism. `note` receives messages for the user (threads that could not be switched, ...). Once
-// started, the hooks stay for the process's lifetime (SUD: until stop()).
+// mechanism. `note` receives messages for the user (threads that could not be switched, ...). A
+// seccomp filter stays for the process's lifetime; Syscall User Dispatch until detach(), after which
+// start() may run again (SUD only: the dispatch page is kept, sites are not rewritten again).
 // `rewrite`: also rewrite the `mov $NR,%eax; syscall` sites of watched syscalls in the main program
 // and the C library into jumps (syscall_sites.hpp), keeping the trap for every other site. `enabled`:
 // a word that is 0 while no program may run (the agent's control page; nullptr = always).
@@ -29,8 +30,12 @@ Status start(SyscallHooks& hooks, SyscallMechanism mechanism, bool rewrite, cons
 Status stop();
 // The hooks' programs are about to go (the agent's session ends): from now on every syscall passes
 // through unhooked (SUD switched off; a seccomp filter's traps are issued as they are). Call it after
-// the control word is cleared (no program starts then).
-void detach();
+// the control word is cleared (no program starts then). With SUD, once every thread has switched
+// off, the signal state the application set comes back: its SIGSYS action, SIGSYS in the masks it
+// asked for (the agent keeps SIGSYS out of them while it runs).
+// False when a program run had not ended after 2 s (a thread stopped inside it): the hooks must
+// then stay allocated.
+bool detach();
 bool running();
 // The number of syscall events handled in this process (entry events run), for tests.
 uint64_t events();

@@ -241,11 +241,6 @@ Result<std::string> choose_mode(const TraceOpts& o, const Object& obj, const std
     return std::string("ptrace");
   }
   if (o.mode == "agent") {
-    if (o.pid != 0 && !sys.empty())
-      return make_error(ErrorCode::InvalidArgument,
-                        fmt::format("program {}: system-call programs in a running process (-p) run in ptrace mode "
-                                    "(--mode ptrace or auto); the agent's system-call hooks are for commands it starts",
-                                    sys));
     return std::string("agent");
   }
   if (!user.empty()) return std::string("agent");
@@ -272,7 +267,9 @@ int trace_agent_mode(const TraceOpts& o, const Object& obj, SyscallHooksOptions&
   ao.spec.verify = ho.prepare.verify;
   ao.spec.rules = ho.prepare.rules;
   ao.spec.syscalls = *syscall_mechanism_from_name(o.agent_syscalls);
-  ao.spec.rewrite_sites = !o.trap_only;
+  // In a running process (-p) syscalls only trap: a detach must leave the code as it was, and the
+  // process has threads that may run any site.
+  ao.spec.rewrite_sites = !o.trap_only && o.pid == 0;
   bool syscall_programs = false;
   std::vector<AttachRequest> reqs = ho.attach;
   if (reqs.empty())

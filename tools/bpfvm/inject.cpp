@@ -339,6 +339,18 @@ class RemoteThread {
       } else if (fpregs_) {
         ok &= ptrace(PTRACE_SETFPREGS, tid_, nullptr, &*fpregs_) == 0;
       }
+      // A thread the agent switched Syscall User Dispatch on in must not block SIGSYS (a trap
+      // with SIGSYS blocked kills the process): the agent keeps the application's wish aside.
+      constexpr uint64_t kSigsys = 1ull << (SIGSYS - 1);
+      if (mask_ & kSigsys) {
+        struct {
+          uint64_t mode, selector, offset, len;
+        } sud{};
+        constexpr long kGetSudConfig = 0x4211;  // PTRACE_GET_SYSCALL_USER_DISPATCH_CONFIG (Linux 6.11)
+        if (ptrace(static_cast<__ptrace_request>(kGetSudConfig), tid_, reinterpret_cast<void*>(sizeof sud), &sud) == 0 &&
+            sud.mode != 0)
+          mask_ &= ~kSigsys;
+      }
       ok &= ptrace(PTRACE_SETSIGMASK, tid_, reinterpret_cast<void*>(sizeof mask_), &mask_) == 0;
     }
     ok &= ptrace(PTRACE_DETACH, tid_, nullptr, nullptr) == 0;

@@ -42,6 +42,6 @@ $ bpfvm trace --mode agent --agent-syscalls ptrace $PROGS/tr_count.bpf.o -- true
 bpfvm: --agent-syscalls: 'ptrace' is not one of sud, seccomp
 Run 'bpfvm --help' for usage.
 [exit 2]
-$ bpfvm trace --mode agent -p 1 $PROGS/tr_count.bpf.o
-bpfvm: $PROGS/tr_count.bpf.o: program count_exit: system-call programs in a running process (-p) run in ptrace mode (--mode ptrace or auto); the agent's system-call hooks are for commands it starts
-[exit 1]
+$ bpfvm trace --mode agent --agent-syscalls seccomp -p 1 $PROGS/tr_count.bpf.o
+bpfvm: --agent-syscalls seccomp: a filter installed in a running process covers only the thread that installs it and never leaves; use sud with -p
+[exit 2]
