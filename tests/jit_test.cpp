@@ -4,12 +4,15 @@
 #include <gtest/gtest.h>
 
 #include <csignal>
+#include <filesystem>
 #include <cstring>
 #include <fstream>
 #include <random>
 #include <sstream>
 #include <cstdio>
 #include <unistd.h>
+#include <sys/statfs.h>
+#include <linux/magic.h>
 
 #include "asm_test_util.hpp"
 #include "exec/jit/exec_memory.hpp"
@@ -584,4 +587,107 @@ TEST(Jit, MapLookupsOfKnownMapsAreInlinedOrDirect) {
   auto l2 = jit_disassemble(**via_jump);
   ASSERT_TRUE(l2.ok());
   EXPECT_NE(l2->find(":  call"), std::string::npos) << *l2;
+}
+
+namespace {
+// Outer key = *(u32 *)mem, inner key = *(u32 *)(mem + 4); r0 = the inner value's first u64, or
+// 0xe1 when the outer slot is empty, 0xe2 when the inner lookup finds nothing. The inner lookup's
+// map is the outer lookup's result: known only when the program runs.
+constexpr uint64_t kOuterEmpty = 0xe1, kInnerMiss = 0xe2;
+Program map_in_map_program(Map* outer) {
+  Program p{"mim", {}};
+  p.insns = {I(Op::LDXW, 3, 1, 0), I(Op::LDXW, 4, 1, 4), I(Op::STXW, 10, 3, -4), I(Op::STXW, 10, 4, -8),
+             I(Op::MOV64_REG, 2, 10), I(Op::ADD64_IMM, 2, 0, 0, -4)};
+  p.map_refs.push_back(static_cast<uint32_t>(p.insns.size()));
+  p.insns.push_back(I(Op::LDDW, 1, 0, 0, static_cast<int64_t>(reinterpret_cast<uintptr_t>(outer))));
+  p.insns.push_back(I(Op::LDDW_HI));
+  for (Insn in : {I(Op::CALL_HELPER, 0, 0, 0, 1), I(Op::JNE_IMM, 0, 0, 2, 0), I(Op::MOV64_IMM, 0, 0, 0, kOuterEmpty),
+                  I(Op::EXIT), I(Op::MOV64_REG, 1, 0), I(Op::MOV64_REG, 2, 10), I(Op::ADD64_IMM, 2, 0, 0, -8),
+                  I(Op::CALL_HELPER, 0, 0, 0, 1), I(Op::JNE_IMM, 0, 0, 2, 0), I(Op::MOV64_IMM, 0, 0, 0, kInnerMiss),
+                  I(Op::EXIT), I(Op::LDXDW, 0, 0, 0), I(Op::EXIT)})
+    p.insns.push_back(in);
+  return p;
+}
+
+MapSpec mim_spec(uint32_t type, uint32_t max, const MapSpec& inner) {
+  MapSpec s{"outer", type, 4, 4, max};
+  s.inner = std::make_shared<MapSpec>(inner);
+  return s;
+}
+}  // namespace
+
+// A lookup on an inner map from a map-in-map lookup: plain arrays inline with the inner map's own
+// size (BPF_F_INNER_MAP arrays of different max_entries in one outer map), other inner types
+// (per-CPU array, hash) through the helper. Private and pinned maps, out-of-range keys on both
+// levels and empty slots give the interpreter's results.
+TEST(Jit, LookupsOnInnerMapsOfMapsMatchTheInterpreter) {
+  struct statfs st;
+  const bool can_pin = statfs("/dev/shm", &st) == 0 && static_cast<unsigned long>(st.f_type) == TMPFS_MAGIC;
+  const std::string dir = "/dev/shm/bpfvm-jit-mim-" + std::to_string(getpid());
+  if (can_pin) std::filesystem::create_directories(dir);
+  const HelperTable& table = HelperSet::kernel().table_for(kProgMem);
+  struct Inner {
+    uint32_t type, value_size, flags;
+    std::vector<uint32_t> sizes;  // max_entries of the inner maps put in slots 0, 1, ... (slot 3 stays empty)
+  };
+  const Inner inners[] = {{kMapArray, 8, kMapFInnerMap, {3, 7, 1}},
+                          {kMapArray, 12, 0, {5, 5, 5}},  // stride 16
+                          {kMapPercpuArray, 8, 0, {4, 4}},
+                          {kMapHash, 8, 0, {8, 8}}};
+  int cases = 0;
+  for (const Inner& in : inners) {
+    for (uint32_t outer_type : {uint32_t(kMapArrayOfMaps), uint32_t(kMapHashOfMaps)}) {
+      for (bool pinned : {false, true}) {
+        if (pinned && (!can_pin || !map_type_pinnable(in.type))) continue;
+        SCOPED_TRACE(std::string(map_type_name(in.type)) + " in " + map_type_name(outer_type) +
+                     (pinned ? " pinned" : " private") + " value_size " + std::to_string(in.value_size));
+        MapSpec tmpl{"in", in.type, 4, in.value_size, in.sizes[0]};
+        tmpl.flags = in.flags;
+        const std::string tag = std::to_string(cases);
+        auto make = [&](const MapSpec& s, const std::string& name) -> std::shared_ptr<Map> {
+          if (!pinned) return test::make_map(s);
+          auto r = create_pinned_map(s, dir + "/" + name + tag);
+          EXPECT_TRUE(r.ok()) << (r.ok() ? "" : r.error().to_string());
+          return r.ok() ? *r : nullptr;
+        };
+        auto outer = make(mim_spec(outer_type, 4, tmpl), "outer");
+        ASSERT_TRUE(outer);
+        std::vector<std::shared_ptr<Map>> held;
+        for (uint32_t slot = 0; slot < in.sizes.size(); ++slot) {
+          MapSpec s = tmpl;
+          s.max_entries = in.sizes[slot];
+          auto m = make(s, "in" + std::to_string(slot));
+          ASSERT_TRUE(m);
+          for (uint32_t k = 0; k < s.max_entries; ++k) {
+            std::vector<uint64_t> v(m->user_value_size() / 8 + 1, 1000 * (slot + 1) + k);
+            ASSERT_EQ(m->update_user(&k, v.data(), 0), 0);
+          }
+          uint32_t id = m->id();
+          ASSERT_EQ(outer->update_user(&slot, &id, 0), 0);
+          held.push_back(std::move(m));
+        }
+        auto jit = Executable::create(map_in_map_program(outer.get()), table, jit_opts());
+        ASSERT_TRUE(jit.ok()) << jit.error().to_string();
+        ExecOptions io;
+        auto interp = Executable::create(map_in_map_program(outer.get()), table, io);
+        ASSERT_TRUE(interp.ok()) << interp.error().to_string();
+        for (uint32_t ok : {0u, 1u, 2u, 3u, 4u, 0xffffffffu}) {
+          for (uint32_t ik : {0u, 1u, 2u, 3u, 4u, 5u, 6u, 7u, 8u, 0x80000000u, 0xffffffffu}) {
+            uint32_t mem[2] = {ok, ik};
+            MapReadSection rs;
+            auto a = (*jit)->run_on_memory(reinterpret_cast<uint8_t*>(mem), sizeof mem);
+            auto b = (*interp)->run_on_memory(reinterpret_cast<uint8_t*>(mem), sizeof mem);
+            ASSERT_TRUE(a.ok() && b.ok());
+            EXPECT_EQ(*a, *b) << "outer key " << ok << " inner key " << ik;
+            uint64_t want = kOuterEmpty;
+            if (ok < in.sizes.size()) want = ik < in.sizes[ok] ? 1000 * (ok + 1) + ik : kInnerMiss;
+            EXPECT_EQ(*a, want) << "outer key " << ok << " inner key " << ik;
+          }
+        }
+        ++cases;
+      }
+    }
+  }
+  if (can_pin) std::filesystem::remove_all(dir);
+  EXPECT_GE(cases, 8);
 }

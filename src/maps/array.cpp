@@ -4,6 +4,7 @@
 #include <mutex>
 #include <vector>
 
+#include "maps/array_layout.hpp"
 #include "maps/map_internal.hpp"
 
 namespace bpfvm::maps {
@@ -69,6 +70,7 @@ class ArrayMap final : public Map {
     if (!percpu_) lookup_fn_ = &plain_lookup;
   }
 
+  static ArrayLayout layout_offsets();
   // The engines' fast path of a plain array (no per-CPU slot choice).
   static void* plain_lookup(Map* m, const void* key) {
     auto* a = static_cast<ArrayMap*>(m);
@@ -244,6 +246,23 @@ class ProgArray final : public ProgArrayMap {
 
 }  // namespace
 
+// ArrayMap is not standard-layout (virtual functions), where offsetof is only conditionally
+// supported; GCC and Clang give the members' fixed offsets, which is what JIT code reads.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Winvalid-offsetof"
+ArrayLayout ArrayMap::layout_offsets() {
+  static_assert(sizeof(stride_) == 8 && sizeof(MapSpec::max_entries) == 4);
+  return {int32_t(offsetof(ArrayMap, lookup_fn_)), reinterpret_cast<const void*>(&plain_lookup),
+          int32_t(offsetof(ArrayMap, data_)), int32_t(offsetof(ArrayMap, stride_)),
+          int32_t(offsetof(ArrayMap, spec_) + offsetof(MapSpec, max_entries))};
+}
+#pragma GCC diagnostic pop
+
+const ArrayLayout& array_layout() {
+  static const ArrayLayout l = ArrayMap::layout_offsets();
+  return l;
+}
+
 // ---- map-in-map: inner spec rules (bpf_map_meta_alloc / map_meta_equal) -------------------------
 long map_in_map_check(const MapSpec& s, std::string* why) {
   if (s.type == kMapArrayOfMaps) {
@@ -287,7 +306,9 @@ bool meta_equal(const MapSpec& inner, const MapSpec& m) {
 
 class ArrayOfMaps final : public Map {
  public:
-  explicit ArrayOfMaps(const MapSpec& s) : Map(s), slots_(s.max_entries) {}
+  explicit ArrayOfMaps(const MapSpec& s) : Map(s), slots_(s.max_entries) { lookup_fn_ = &direct_lookup; }
+  // The engines' fast path: lookup() without the virtual call (the class is final).
+  static void* direct_lookup(Map* m, const void* key) { return static_cast<ArrayOfMaps*>(m)->lookup(key); }
   ~ArrayOfMaps() override {
     for (auto& s : slots_) delete s.load();
   }

@@ -32,6 +32,7 @@
 #include "bpfvm/map.hpp"
 #include "exec/engine.hpp"
 #include "exec/jit/exec_memory.hpp"
+#include "maps/array_layout.hpp"
 
 namespace bpfvm {
 namespace detail {
@@ -714,6 +715,7 @@ class Compiler {
   bool emit_insn(int64_t pc, bool main_mode);
   Map* constant_map_arg(int64_t pc) const;
   bool emit_map_lookup(Map& m);
+  void emit_runtime_map_lookup(const void* helper);
   // Instructions after body[k] folded into one x86 instruction emitted for body[k] (0: none).
   size_t zero_extend_idiom(const std::vector<int64_t>& body, size_t k);
   Diagnostic error_;
@@ -1903,6 +1905,33 @@ bool Compiler::emit_map_lookup(Map& m) {
   return true;
 }
 
+// bpf_map_lookup_elem(map, key) for a map known only at run time (an inner map from a map-in-map
+// lookup, or a map pointer the analysis did not follow): when the map is a plain array (its lookup
+// function is the plain array's: maps::array_layout(), private and pinned arrays alike), the lookup
+// inline with the map's own max_entries and stride read from the map (inner arrays of one outer map
+// may differ in size: BPF_F_INNER_MAP); any other map (per-CPU arrays too) goes through the helper.
+// Same registers and clobbers as emit_map_lookup.
+void Compiler::emit_runtime_map_lookup(const void* helper) {
+  const maps::ArrayLayout& l = maps::array_layout();
+  put(enc_mov_imm(kR11, reinterpret_cast<uint64_t>(l.plain_lookup)));
+  put(enc_op_mem(0x3b, true, kR11, MemOp{kHost[1], l.lookup_fn_off}));  // cmp r11, [rdi + lookup_fn]
+  const uint32_t slow = jcc8(0x5);                                       // jne: not a plain array
+  put(enc_op_mem(0x8b, false, kR11, MemOp{kHost[2]}));                   // mov r11d, [rsi]
+  put(enc_op_mem(0x3b, false, kR11, MemOp{kHost[1], l.max_entries_off}));  // cmp r11d, [rdi + max_entries]
+  const uint32_t null = jcc8(0x3);                                       // jae
+  put(enc_op_mem(0x0faf, true, kR11, MemOp{kHost[1], l.stride_off}));   // imul r11, [rdi + stride]
+  put(enc_op_mem(0x8b, true, kRax, MemOp{kHost[1], l.data_off}));        // mov rax, [rdi + data]
+  put(enc_rr(0x01, true, kRax, kR11));                                   // add rax, r11
+  const uint32_t done = jcc8(-1);
+  bind8(null);
+  put(enc_rr(0x31, false, kRax, kRax));
+  const uint32_t done2 = jcc8(-1);
+  bind8(slow);
+  emit_call_abs(helper, gp(kR11));
+  bind8(done);
+  bind8(done2);
+}
+
 size_t Compiler::zero_extend_idiom(const std::vector<int64_t>& body, size_t k) {
   auto plain = [&](size_t at) {  // body[at] is the next instruction, no jump lands on it, not dropped
     if (at >= body.size() || body[at] != body[at - 1] + 1) return false;
@@ -1988,7 +2017,12 @@ bool Compiler::emit_insn(int64_t pc, bool main_mode) {
       return false;
     }
     if (in.imm == kHelperMapLookupElem && h->fn == HelperSet::kernel().find(kHelperMapLookupElem)->fn) {
-      if (Map* m = constant_map_arg(pc); m && emit_map_lookup(*m)) return true;
+      Map* m = constant_map_arg(pc);
+      if (m && emit_map_lookup(*m)) return true;
+      if (!m) {
+        emit_runtime_map_lookup(reinterpret_cast<const void*>(h->fn));
+        return true;
+      }
     }
     if (h->tail_call) put(enc_op_mem(0x89, true, kRdi, MemOp{kR12, offsetof(JitHot, saved_r1)}));
     emit_call_abs(reinterpret_cast<const void*>(h->fn), gp(kR11));
