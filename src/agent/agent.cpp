@@ -105,31 +105,28 @@ struct Probe {
 // The control word (AgentSpec::control): nonzero while bpfvm trace wants events.
 const std::atomic<uint32_t>* g_enabled = nullptr;
 
+// The hit path: what a program run needs and nothing more. The engine's run brackets the program
+// with the map read section and takes a helper's fault itself (Executable::run), so neither is
+// repeated here; programs with no call at all go straight into their native code.
 void on_hit(void* cookie, uprobe::PtRegs* regs) {
   if (g_enabled && g_enabled->load(std::memory_order_relaxed) == 0) return;
   auto* p = static_cast<Probe*>(cookie);
   ProbeTask task(p->ip, p->cookie);
   TracedTask* prev = current_traced_task();
   set_current_traced_task(&task);
-  int cpu = sched_getcpu();
-  int n = possible_cpus();
+  const int cpu = sched_getcpu();  // glibc reads it from the thread's rseq area (no system call)
+  const int n = possible_cpus();
   set_current_cpu(cpu >= 0 && n > 0 ? cpu % n : 0);
-  {
-    MapReadSection section;
-    RunArgs args;
-    args.r1 = reinterpret_cast<uint64_t>(regs);
-    const PreparedProgram& pp = p->prog->prog;
-    if (pp.exe->options().checked) {
-      args.regions.push_back(MemRegion{args.r1, sizeof(PtRegsNative), false, "ctx"});
-      args.regions.insert(args.regions.end(), pp.regions.begin(), pp.regions.end());
-    }
-    // A fault left by an earlier run on this thread was taken by that run (below).
-    auto r = pp.exe->run(args);
-    std::optional<Diagnostic> fault = take_helper_fault();
-    if (!r && !fault) fault = r.error();
-    if (fault && !p->fault_reported.exchange(true))
-      report_text(AgentMessage::Kind::Fault, fmt::format("program {}: {}", p->prog->name, fault->message));
+  RunArgs args;
+  args.r1 = reinterpret_cast<uint64_t>(regs);
+  const PreparedProgram& pp = p->prog->prog;
+  if (__builtin_expect(pp.exe->options().checked, 0)) {
+    args.regions.push_back(MemRegion{args.r1, sizeof(PtRegsNative), false, "ctx"});
+    args.regions.insert(args.regions.end(), pp.regions.begin(), pp.regions.end());
   }
+  auto r = pp.exe->run(args);
+  if (__builtin_expect(!r, 0) && !p->fault_reported.exchange(true))
+    report_text(AgentMessage::Kind::Fault, fmt::format("program {}: {}", p->prog->name, r.error().message));
   set_current_traced_task(prev);
 }
 
