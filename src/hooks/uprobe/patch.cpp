@@ -936,6 +936,10 @@ Status plan(Site& s) {
     insns.push_back(d);
     len += d.insn.length;
     if (len >= kJmpLen) break;
+    if (d.insn.meta.category == ZYDIS_CATEGORY_CALL) {  // a thread in the callee returns into the patch
+      jump = false;
+      break;
+    }
     if (ends_flow(d.insn)) {  // what follows may be another function
       jump = false;
       break;
@@ -943,7 +947,11 @@ Status plan(Site& s) {
   }
   if (jump && !size && insns.size() > 1) jump = false;  // unknown size: only one long instruction is safe
   // Jumps into the displaced bytes (behind the first instruction) anywhere in the function; the sweep
-  // also checks that the point is an instruction boundary.
+  // also checks that the point is an instruction boundary. Inside the body (FUNC+OFFSET, a USDT
+  // site) an indirect jump (a switch's jump table, a computed goto) may land anywhere: then no jump
+  // patch. (At the entry, a function's own indirect jumps are tail calls or go to labels behind the
+  // prologue.)
+  const bool inside = s.func != func;
   if (size) {
     bool boundary = false, whole = true;
     for (uintptr_t a = func; a < end;) {
@@ -955,6 +963,8 @@ Status plan(Site& s) {
       boundary |= a == s.point;
       uint64_t t = 0;
       if (relative_target(d, a, t) && t > s.point && t < s.point + len) jump = false;
+      if (inside && d.insn.meta.category == ZYDIS_CATEGORY_UNCOND_BR && !(d.insn.attributes & ZYDIS_ATTRIB_IS_RELATIVE))
+        jump = false;
       a += d.insn.length;
     }
     if (whole && !boundary)
