@@ -316,7 +316,8 @@ struct ReadLock {
     if (r) r->seq.store(r->seq.load(std::memory_order_relaxed) + 1, std::memory_order_release);
   }
   // Without a slot (no memory for one) the thread runs no handler: nothing could wait for it.
-  const HookList* list() const { return r ? s->list.load(std::memory_order_relaxed) : nullptr; }
+  // (acquire: the list's contents were written before it was published; a plain load on x86-64.)
+  const HookList* list() const { return r ? s->list.load(std::memory_order_acquire) : nullptr; }
 };
 
 void barrier_all_threads();
