@@ -5,6 +5,9 @@
 //                              (root; a trap per hit)
 //   bpfvm uprobe / uretprobe   the same program in bpfvm's agent (bpfvm trace --mode agent): a jump
 //                              into the process's own trampoline, the JIT-compiled program
+//   ... + helper call          the same with a bpf_get_current_pid_tgid call first
+//                              (bench/progs/uprobe_count_pid.bpf.c): the engine's full run path, where
+//                              the array update alone runs as direct JIT code
 //   ... at a USDT site         the same on a function holding a USDT probe point (sys/sdt.h): the
 //                              kernel's is a uprobe at the site (what libbpf's USDT attach makes);
 //                              bpfvm's takes a jump patch where the function's body allows it
@@ -82,7 +85,9 @@ std::optional<double> run_cmd(std::vector<std::string> argv, long n, bool usdt =
   return child_loop::run_and_read(std::move(argv), out, true);
 }
 
-std::string objpath() { return std::string(BPFVM_PROGS_DIR) + "/uprobe_count.bpf.o"; }
+std::string objpath(bool helper = false) {
+  return std::string(BPFVM_PROGS_DIR) + (helper ? "/uprobe_count_pid.bpf.o" : "/uprobe_count.bpf.o");
+}
 
 // The USDT site's file offset (the kernel's uprobe at it), 0 when not found.
 uint64_t usdt_site_offset(std::string* why) {
@@ -99,9 +104,9 @@ uint64_t usdt_site_offset(std::string* why) {
   return *off;
 }
 
-std::optional<double> kernel_probe(long n, bool ret, bool usdt, std::string* why) {
+std::optional<double> kernel_probe(long n, bool ret, bool usdt, std::string* why, bool helper = false) {
   libbpf_set_print(nullptr);
-  bpf_object* o = bpf_object__open_file(objpath().c_str(), nullptr);
+  bpf_object* o = bpf_object__open_file(objpath(helper).c_str(), nullptr);
   if (!o || libbpf_get_error(o)) {
     *why = "libbpf cannot open the object";
     return std::nullopt;
@@ -130,12 +135,12 @@ std::optional<double> kernel_probe(long n, bool ret, bool usdt, std::string* why
   return r;
 }
 
-std::optional<double> bpfvm_probe(long n, bool ret, bool usdt) {
+std::optional<double> bpfvm_probe(long n, bool ret, bool usdt, bool helper = false) {
   std::string bpfvm = std::filesystem::path(BPFVM_PROGS_DIR).parent_path() / "bpfvm";
   std::string spec = usdt ? "usdt/" + g_self + ":bpfvm_bench:hit"
                           : std::string(ret ? "uretprobe/" : "uprobe/") + g_self + ":bench_probed";
   return best([&] {
-    return run_cmd({bpfvm, "trace", "--mode", "agent", objpath(), "--attach", "count_hits=" + spec, "--"}, n, usdt);
+    return run_cmd({bpfvm, "trace", "--mode", "agent", objpath(helper), "--attach", "count_hits=" + spec, "--"}, n, usdt);
   });
 }
 
@@ -174,6 +179,11 @@ int main(int argc, char** argv) {
   rows.push_back({"bpfvm agent uprobe + counting program", n, bu, bu ? "" : "failed"});
   auto br = bpfvm_probe(n, true, false);
   rows.push_back({"bpfvm agent uretprobe + counting program", n, br, br ? "" : "failed"});
+  auto kh = kernel_probe(kn, false, false, &why, true);
+  rows.push_back({"kernel uprobe + helper call + counting", kn, kh, kh ? "" : why});
+  auto bh = bpfvm_probe(n, false, false, true);
+  rows.push_back({"bpfvm agent uprobe + helper call + counting", n, bh, bh ? "" : "failed"});
+  const size_t usdt_rows = rows.size();
   auto native_usdt = best([&] { return run_cmd({}, n, true); });
   rows.push_back({"native call (function with a USDT site)", n, native_usdt, ""});
   auto kusdt = kernel_probe(kn, false, true, &why);
@@ -185,7 +195,7 @@ int main(int argc, char** argv) {
   std::printf("%-42s %10s %10s %12s\n", "", "calls", "ns/call", "vs native");
   for (size_t i = 0; i < rows.size(); ++i) {
     const Row& r = rows[i];
-    const double base = (i >= 5 ? native_usdt : native).value_or(0);
+    const double base = (i >= usdt_rows ? native_usdt : native).value_or(0);
     if (r.ns)
       std::printf("%-42s %10ld %10.1f %+11.1f\n", r.name.c_str(), r.calls, *r.ns, *r.ns - base);
     else
@@ -198,6 +208,7 @@ int main(int argc, char** argv) {
   };
   ratio(ku, bu, native, "uprobe");
   ratio(kr, br, native, "uretprobe");
+  ratio(kh, bh, native, "uprobe (helper call)");
   ratio(kusdt, busdt, native_usdt, "USDT");
   return 0;
 }

@@ -29,6 +29,7 @@
 #include "bpfvm/map.hpp"
 #include "bpfvm/probe_target.hpp"
 #include "hooks/uprobe/patch.hpp"
+#include "store/robust.hpp"
 
 namespace bpfvm {
 
@@ -63,11 +64,24 @@ void report_text(AgentMessage::Kind k, std::string text) {
 
 // ---- the task programs run for: this thread ------------------------------------------------------
 
+// This thread's id and its process's, without a system call per hit (glibc caches neither): the
+// process id is the store's (refreshed after fork), the thread id is cached per thread for that pid.
+struct ThreadIds {
+  uint32_t tid;
+  uint32_t pid;
+};
+thread_local constinit ThreadIds t_ids __attribute__((tls_model("initial-exec"))) = {0, 0};
+inline ThreadIds thread_ids() {
+  const uint32_t pid = store::self_pid();
+  if (__builtin_expect(t_ids.pid != pid, 0)) t_ids = {static_cast<uint32_t>(gettid()), pid};
+  return t_ids;
+}
+
 class ProbeTask final : public TracedTask {
  public:
   ProbeTask(uint64_t ip, uint64_t cookie) : ip_(ip), cookie_(cookie) {}
-  uint32_t tid() const override { return static_cast<uint32_t>(gettid()); }
-  uint32_t tgid() const override { return static_cast<uint32_t>(getpid()); }
+  uint32_t tid() const override { return thread_ids().tid; }
+  uint32_t tgid() const override { return thread_ids().pid; }
   uint64_t uid_gid() override { return (static_cast<uint64_t>(getgid()) << 32) | getuid(); }
   void comm(char out[16]) override {
     std::memset(out, 0, 16);
