@@ -37,16 +37,19 @@ struct Seen {
   double xmm_result = 0;
 };
 
+// Several threads may run it at once (the thread tests): the fields are stored atomically (relaxed),
+// and read by the test once the threads are joined or the hook detached.
 void record(void* c, PtRegs* r) {
   auto* s = static_cast<Seen*>(c);
-  s->di = r->di;
-  s->si = r->si;
-  s->ax = r->ax;
-  s->ip = r->ip;
-  s->sp = r->sp;
+  __atomic_store_n(&s->di, r->di, __ATOMIC_RELAXED);
+  __atomic_store_n(&s->si, r->si, __ATOMIC_RELAXED);
+  __atomic_store_n(&s->ax, r->ax, __ATOMIC_RELAXED);
+  __atomic_store_n(&s->ip, r->ip, __ATOMIC_RELAXED);
+  __atomic_store_n(&s->sp, r->sp, __ATOMIC_RELAXED);
   // Floating-point work in the handler uses xmm registers the probed code may hold.
   volatile double x = 1.25;
-  s->xmm_result = x * 3.5 + static_cast<double>(r->di);
+  const double v = x * 3.5 + static_cast<double>(r->di);
+  __atomic_store(&s->xmm_result, &v, __ATOMIC_RELAXED);
   s->n.fetch_add(1, std::memory_order_relaxed);
 }
 
