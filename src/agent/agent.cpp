@@ -279,6 +279,9 @@ Result<std::vector<Probe*>> attach_target(Agent& a, Target& t, const Module& m) 
       // A jump where the function's body allows it (usdt_placement), else an int3.
       const UsdtPlacement place = every ? usdt_placement(m, n, *every) : UsdtPlacement{};
       auto h = hook_at(p->ip, place.start, place.size, uprobe::HookKind::Entry, p, place.breakpoint);
+      // The function's bounds are the symbol's: where they mislead the patcher (the sweep of its body
+      // does not meet the site), the site still takes the int3 it takes without them.
+      if (!h && place.start) h = hook_at(p->ip, 0, 0, uprobe::HookKind::Entry, p, true);
       if (!h) {
         undo();
         return make_error(h.error().code, fmt::format("{}: {}", where(), h.error().message));
