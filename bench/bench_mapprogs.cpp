@@ -17,7 +17,7 @@
 // timing). ns/op = (average ns per run) / (operations per run): both the kernel's and bpfvm's
 // per-run harness cost is included, spread over the run's operations. Each trial is one test_run
 // with `repeat` calibrated to last about --ms milliseconds; the interpreter, JIT and kernel trials
-// are interleaved (one of each per round) so that load changes hit all columns alike; the table
+// are interleaved (one of each per round, in alternating order) so that load changes hit all columns alike; the table
 // shows the minimum over --trials trials during which the thread was not preempted (bpfvm's
 // test_run measures wall time, which preemption inflates; the kernel's timer stops while it
 // reschedules).
@@ -476,8 +476,12 @@ int main(int argc, char** argv) {
       for (auto& col : cols)
         if (col && !col->failed && int(col->clean.size()) < g_trials) done = false;
       if (done) break;
-      for (auto& col : cols)
+      // Alternate the order of the columns from round to round (forward, then backward), so that
+      // no column always runs right after the same other one.
+      for (size_t j = 0; j < cols.size(); ++j) {
+        auto& col = cols[(t & 1) ? cols.size() - 1 - j : j];
         if (col && int(col->clean.size()) < g_trials) col->trial();
+      }
     }
     double col[2] = {-1, -1}, kcol = -1, pcol = -1;
     for (int e = 0; e < 4; ++e) {

@@ -214,7 +214,9 @@ int main(int argc, char** argv) {
     }
   }
   // Maps of maps: a program's lookup through the outer map (outer lookup, then the inner map's),
-  // private next to pinned (slots referring to pinned inner maps, opened in a second process).
+  // private next to pinned (slots referring to pinned inner maps). Both are measured in a second
+  // process (it opens the pinned outer map and makes its own private one), in alternating order,
+  // best of 15 rounds each, so that both columns see the same machine load.
   // Target as for every shared map inside a program: at most 1.2x the private one.
   {
     std::printf("\n%-44s %10s %14s %8s  %s\n", "map in map, program side (outer + inner)", "private", "pinned (2nd)",
@@ -233,8 +235,8 @@ int main(int argc, char** argv) {
       os.value_size = 4;
       os.max_entries = 16;
       os.inner = std::make_shared<MapSpec>(in);
-      auto priv = *create_map(os);
-      auto pin_outer = create_pinned_map(os, dir + "/outer_" + map_type_name(type));
+      const std::string opath = dir + "/outer_" + map_type_name(type);
+      auto pin_outer = create_pinned_map(os, opath);
       if (!pin_outer) {
         std::printf("%s: %s\n", map_type_name(type), pin_outer.error().to_string().c_str());
         continue;
@@ -242,41 +244,57 @@ int main(int argc, char** argv) {
       std::vector<std::shared_ptr<Map>> inners;
       for (uint32_t k = 0; k < 16; ++k) {
         auto pi = create_pinned_map(in, dir + "/inner" + std::to_string(k) + map_type_name(type));
-        auto vi = create_map(in);
-        if (!pi || !vi) continue;
-        uint32_t pid_ = (*pi)->id(), vid = (*vi)->id();
+        if (!pi) continue;
+        uint32_t pid_ = (*pi)->id();
         (*pin_outer)->update_user(&k, &pid_, 0);
-        priv->update_user(&k, &vid, 0);
         inners.push_back(*pi);
-        inners.push_back(*vi);
       }
       auto measure = [&](Map& m) {
-        return ns_per_op(ops, [&](uint64_t i) {
+        return ns_per_op(ops / 4, [&](uint64_t i) {
           uint32_t k = uint32_t(i & 15), ik = uint32_t(i & 63);
           Map* inner = static_cast<Map*>(m.lookup(&k));
           sink = inner ? uint64_t(inner->lookup(&ik)) : 0;
         });
       };
-      double second = -1;
+      double r[2] = {-1, -1};  // private, pinned
       int fds[2];
-      const std::string opath = dir + "/outer_" + map_type_name(type);
       if (pipe(fds) == 0) {
         pid_t pid = fork();
         if (pid == 0) {
           close(fds[0]);
           auto o = open_pinned_map(opath);
-          double r = o ? measure(**o) : -1;
-          (void)!write(fds[1], &r, sizeof r);
+          auto priv = create_map(os);
+          std::vector<std::shared_ptr<Map>> pinners;
+          for (uint32_t k = 0; priv && k < 16; ++k) {
+            auto vi = create_map(in);
+            if (!vi) continue;
+            uint32_t vid = (*vi)->id();
+            (*priv)->update_user(&k, &vid, 0);
+            pinners.push_back(*vi);
+          }
+          double out[2] = {-1, -1};
+          if (o && priv) {
+            out[0] = out[1] = 1e30;
+            for (int round = 0; round < 15; ++round) {
+              const bool pinned_first = round & 1;
+              for (int side = 0; side < 2; ++side) {
+                const bool pinned = (side == 0) == pinned_first;
+                double ns = measure(pinned ? **o : **priv);
+                out[pinned] = std::min(out[pinned], ns);
+              }
+            }
+          }
+          (void)!write(fds[1], out, sizeof out);
           _exit(0);
         }
         close(fds[1]);
-        if (read(fds[0], &second, sizeof second) != ssize_t(sizeof second)) second = -1;
+        if (read(fds[0], r, sizeof r) != ssize_t(sizeof r)) r[0] = r[1] = -1;
         close(fds[0]);
         waitpid(pid, nullptr, 0);
       }
-      double p = measure(*priv);
+      const double p = r[0], second = r[1];
       std::printf("%-44s %10.1f %14.1f %7.2fx  %s\n", (std::string(map_type_name(type)) + ": lookup outer + inner").c_str(),
-                  p, second, second / p, second > 0 && second <= 1.2 * p ? "met" : "NOT met");
+                  p, second, second / p, second > 0 && p > 0 && second <= 1.2 * p ? "met" : "NOT met");
     }
   }
   std::filesystem::remove_all(dir);

@@ -1,6 +1,7 @@
 // bpfvm map VERB: bpftool's verbs over pinned maps, run as a separate process (the CLI binary),
 // sharing the maps with this process.
 #include <signal.h>
+#include <time.h>
 #include <sys/statfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -10,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include <array>
+#include <chrono>
 #include <cstring>
 #include <map>
 #include <random>
@@ -209,6 +211,48 @@ TEST_F(MapCliTest, EventPipePrintsRecordsAsTheyArrive) {
     EXPECT_EQ(recs[i]["map"], "events");
     for (const char* key : {"type", "cpu", "index", "timestamp"}) EXPECT_TRUE(recs[i].contains(key));
   }
+}
+
+// event_pipe prints the time a perf sample was written (CLOCK_MONOTONIC ns, as bpftool prints the
+// kernel's PERF_SAMPLE_TIME), not the time it read it: written, then read after a pause.
+TEST_F(MapCliTest, EventPipePrintsTheTimePerfSamplesWereWritten) {
+  const std::string f = root_ + "/perft";
+  ASSERT_EQ(run("map create " + f + " type perf_event_array key 4 value 4 entries 1 name perft").rc, 0);
+  auto m = open_pinned_map(f);
+  ASSERT_TRUE(m.ok());
+  auto mono_ns = [] {
+    timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec);
+  };
+  set_current_cpu(0);
+  uint32_t v = 5;
+  const uint64_t t0 = mono_ns();
+  ASSERT_EQ(as_perf_event_array(m->get())->output(0xffffffffull, &v, 4), 0);
+  const uint64_t t1 = mono_ns();
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  ASSERT_EQ(as_perf_event_array(m->get())->output(0xffffffffull, &v, 4), 0);
+  Out o = run("-j map event_pipe pinned " + f + " count 2 timeout 5000");
+  ASSERT_EQ(o.rc, 0) << o.text;
+  size_t nl = o.text.find('\n');
+  ASSERT_NE(nl, std::string::npos) << o.text;
+  auto j = nlohmann::json::parse(o.text.substr(0, nl));
+  ASSERT_TRUE(j["timestamp"].is_number_unsigned()) << o.text;
+  const uint64_t ts = j["timestamp"].get<uint64_t>();
+  EXPECT_GE(ts, t0);
+  EXPECT_LE(ts, t1);
+  auto j2 = nlohmann::json::parse(o.text.substr(nl + 1, o.text.find('\n', nl + 1) - nl - 1));
+  EXPECT_GE(j2["timestamp"].get<uint64_t>(), ts + 100'000'000);
+  // The text form prints the same time as bpftool does: == @SECONDS.NANOSECONDS CPU: ...
+  ASSERT_EQ(as_perf_event_array(m->get())->output(0xffffffffull, &v, 4), 0);
+  const uint64_t t2 = mono_ns();
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  o = run("map event_pipe pinned " + f + " count 1 timeout 5000");
+  ASSERT_EQ(o.text.rfind("== @", 0), 0u) << o.text;
+  unsigned long long sec = 0, nsec = 0;
+  ASSERT_EQ(std::sscanf(o.text.c_str(), "== @%llu.%llu", &sec, &nsec), 2) << o.text;
+  EXPECT_LE(sec * 1000000000ull + nsec, t2);
+  EXPECT_GT(sec * 1000000000ull + nsec, t1);
 }
 
 // A pinned perf event array: records written in this process (the ring of CPU slot 1), and a full

@@ -10,6 +10,8 @@
 
 #include <gtest/gtest.h>
 
+#include <functional>
+
 #include <atomic>
 #include <chrono>
 #include <cstring>
@@ -220,6 +222,55 @@ TEST_F(MimStoreTest, HashOfMapsSharedBetweenProcesses) {
     return o && (*o)->lookup_copy(&key, &x, 0) == -ENOENT && (*o)->get_next_key(nullptr, &x) == -ENOENT;
   });
   EXPECT_EQ(rc, 0);
+}
+
+// A process whose lookups have resolved its slots (its table of resolved references is warm)
+// sees every change another process makes at once: a slot pointed at another inner map, deleted,
+// inserted again; with more keys than fit in one set of that table, each finds its own map.
+TEST_F(MimStoreTest, HashOfMapsLookupsFollowOtherProcessesChanges) {
+  const MapSpec in = spec(kMapArray, 4, 8, 4, "in");
+  auto a = must(create_pinned_map(in, path("in_a")));
+  auto b = must(create_pinned_map(in, path("in_b")));
+  auto outer = must(create_pinned_map(outer_spec(kMapHashOfMaps, 64, in), path("houter")));
+  ASSERT_TRUE(a && b && outer);
+  auto reader = must(open_pinned_map(path("houter")));
+  ASSERT_TRUE(reader);
+  // The inner map objects this process resolves: found through their file's identity.
+  auto is = [&](void* inner, const std::shared_ptr<Map>& m) {
+    return inner && static_cast<Map*>(inner)->store_id() == m->store_id();
+  };
+  // fn(outer, id of in_a, id of in_b) in another process.
+  auto write = [&](std::function<bool(Map&, uint32_t, uint32_t)> fn) {
+    return in_child([&] {
+      auto o = open_pinned_map(path("houter"));
+      auto ia = open_pinned_map(path("in_a")), ib = open_pinned_map(path("in_b"));
+      return o && ia && ib && fn(**o, (*ia)->id(), (*ib)->id());
+    });
+  };
+  MapReadSection rs;
+  uint32_t key = 7;
+  ASSERT_EQ(write([&](Map& o, uint32_t ida, uint32_t) { return o.update_user(&key, &ida, 0) == 0; }), 0);
+  EXPECT_TRUE(is(reader->lookup(&key), a));
+  EXPECT_TRUE(is(reader->lookup(&key), a));  // from the table
+  ASSERT_EQ(write([&](Map& o, uint32_t, uint32_t idb) { return o.update_user(&key, &idb, kBpfExist) == 0; }), 0);
+  EXPECT_TRUE(is(reader->lookup(&key), b));
+  ASSERT_EQ(write([&](Map& o, uint32_t, uint32_t) { return o.delete_user(&key) == 0; }), 0);
+  EXPECT_EQ(reader->lookup(&key), nullptr);
+  ASSERT_EQ(write([&](Map& o, uint32_t ida, uint32_t) { return o.update_user(&key, &ida, kBpfNoexist) == 0; }), 0);
+  EXPECT_TRUE(is(reader->lookup(&key), a));
+  // 64 keys, alternating inner maps, written by another process; looked up twice each.
+  ASSERT_EQ(write([&](Map& o, uint32_t ida, uint32_t idb) {
+    uint32_t ids[2] = {ida, idb};
+    for (uint32_t k = 100; k < 163; ++k)
+      if (o.update_user(&k, &ids[k & 1], 0) != 0) return false;
+    return true;
+  }), 0);
+  for (int round = 0; round < 2; ++round)
+    for (uint32_t k = 100; k < 163; ++k) EXPECT_TRUE(is(reader->lookup(&k), (k & 1) ? b : a)) << k;
+  uint32_t absent = 99;
+  EXPECT_EQ(reader->lookup(&absent), nullptr);
+  // The engines' entry point answers the same.
+  EXPECT_TRUE(is(reader->lookup_fn()(reader.get(), &key), a));
 }
 
 // Writers in several processes replace one slot over and over while readers in others look it up:

@@ -1369,6 +1369,60 @@ TEST_F(StoreTest, PerfEventArraySurvivesProducersKilledAtRandomPoints) {
   EXPECT_EQ(bad, 0u);
 }
 
+// A sample carries the time bpf_perf_event_output wrote it (CLOCK_MONOTONIC ns, the kernel's
+// PERF_SAMPLE_TIME), not the time it is read: written in another process, read after a pause.
+TEST_F(StoreTest, PerfEventArraySamplesCarryTheTimeTheyWereWritten) {
+  auto m = create_pinned_map(spec(kMapPerfEventArray, 4, 4, 1, "pt"), path("pt"));
+  ASSERT_TRUE(m.ok()) << m.error().to_string();
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  pid_t pid = fork();
+  if (pid == 0) {
+    auto o = open_pinned_map(path("pt"));
+    if (!o) _exit(1);
+    set_current_cpu(0);
+    uint64_t t[2];
+    uint32_t v = 42;
+    t[0] = maps::monotonic_ns();
+    long r = as_perf_event_array(o->get())->output(0xffffffffull, &v, 4);
+    t[1] = maps::monotonic_ns();
+    _exit(r == 0 && write(fds[1], t, sizeof t) == ssize_t(sizeof t) ? 0 : 2);
+  }
+  close(fds[1]);
+  int st = 0;
+  waitpid(pid, &st, 0);
+  ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  uint64_t t[2] = {};
+  ASSERT_EQ(read(fds[0], t, sizeof t), ssize_t(sizeof t));
+  close(fds[0]);
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  const uint64_t read_at = maps::monotonic_ns();
+  std::vector<uint64_t> times;
+  auto* perf = as_perf_event_array(m->get());
+  perf->consume_records([&](int, uint64_t time, const void*, uint32_t) { times.push_back(time); }, nullptr);
+  ASSERT_EQ(times.size(), 1u);
+  EXPECT_GE(times[0], t[0]);
+  EXPECT_LE(times[0], t[1]);
+  EXPECT_LT(times[0] + 50'000'000, read_at);
+}
+
+// A perf event array file of the format whose samples had no time is refused, saying so.
+TEST_F(StoreTest, PerfEventArrayOfTheFormatWithoutTimesIsRefused) {
+  {
+    auto m = create_pinned_map(spec(kMapPerfEventArray, 4, 4, 1, "pold"), path("pold"));
+    ASSERT_TRUE(m.ok()) << m.error().to_string();
+  }
+  int fd = open(path("pold").c_str(), O_RDWR);
+  ASSERT_GE(fd, 0);
+  const uint32_t old_magic = 0x50455246;  // "PERF": the control block's magic of that format
+  ASSERT_EQ(pwrite(fd, &old_magic, 4, 4096), 4);
+  close(fd);
+  auto o = open_pinned_map(path("pold"));
+  ASSERT_FALSE(o.ok());
+  EXPECT_NE(o.error().to_string().find("older format (records without timestamps)"), std::string::npos)
+      << o.error().to_string();
+}
+
 // A pinned prog_array: programs are code of the process that put them there, so each process that
 // opens the map has its own slots (another process's programs are not visible, its tail calls
 // through an empty slot fall through); the file holds the shape and the frozen flag.

@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include <time.h>
 #include <unistd.h>
 
 #include "bpfvm/map.hpp"
@@ -413,6 +414,37 @@ TEST(Maps, RingbufRecordsAndConsumer) {
   EXPECT_EQ(m->lookup_copy(nullptr, nullptr, 0), -kENOTSUPP);
   rb->output("x", 1, 0);
   EXPECT_EQ(rb->consume([](const void*, uint32_t) { return -7; }), -7);
+}
+
+// A sample carries the time the helper wrote it (CLOCK_MONOTONIC ns), not the time it is read.
+TEST(Maps, PerfEventArraySamplesCarryTheTimeTheyWereWritten) {
+  auto mono_ns = [] {
+    timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec);
+  };
+  auto m = mk(kMapPerfEventArray, 4, 4, 1);
+  auto* pe = as_perf_event_array(m.get());
+  ASSERT_NE(pe, nullptr);
+  ASSERT_EQ(pe->open_ring(0, 0, 1), 0);
+  set_current_cpu(0);
+  uint32_t v = 7;
+  const uint64_t t0 = mono_ns();
+  ASSERT_EQ(pe->output(0xffffffffull, &v, 4), 0);
+  const uint64_t t1 = mono_ns();
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  const uint64_t read_at = mono_ns();
+  std::vector<uint64_t> times;
+  uint32_t got = 0;
+  pe->consume_records([&](int, uint64_t time, const void* d, uint32_t n) {
+    times.push_back(time);
+    if (n >= 4) std::memcpy(&got, d, 4);
+  }, nullptr);
+  ASSERT_EQ(times.size(), 1u);
+  EXPECT_EQ(got, 7u);
+  EXPECT_GE(times[0], t0);
+  EXPECT_LE(times[0], t1);
+  EXPECT_LT(times[0] + 20'000'000, read_at);
 }
 
 TEST(Maps, PerfEventArray) {

@@ -74,5 +74,11 @@ Status agent_start(const std::string& spec_path);
 void agent_rescan_modules();
 // Whether the agent runs in this process (programs attached or waiting).
 bool agent_active();
+// Ends the agent's session in this process (bpfvm trace -p detaching): every probe is removed with
+// its original bytes restored, USDT semaphores are decremented, the object and its maps released;
+// the library stays loaded, idle, and agent_start may be called again. True when a session ended,
+// false when none ran; an error (ErrorCode::Unsupported) when this thread cannot do it now (it is
+// inside a probe handler or the agent's own attach): the caller tries again later.
+Result<bool> agent_stop();
 
 }  // namespace bpfvm

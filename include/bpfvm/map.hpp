@@ -281,11 +281,17 @@ class PerfEventArrayMap : public Map {
   virtual long open_all(uint32_t pages) = 0;
   // bpf_perf_event_output: flags low 32 bits = index or BPF_F_CURRENT_CPU.
   virtual long output(uint64_t flags, const void* data, uint64_t size) = 0;
-  using SampleFn = std::function<void(int cpu, const void* data, uint32_t size)>;
+  // A sample: the CPU of its ring, the time bpf_perf_event_output wrote it (CLOCK_MONOTONIC ns,
+  // the kernel's PERF_SAMPLE_TIME), its raw data.
+  using RecordFn = std::function<void(int cpu, uint64_t time_ns, const void* data, uint32_t size)>;
+  using SampleFn = std::function<void(int cpu, const void* data, uint32_t size)>;  // without the time
   using LostFn = std::function<void(int cpu, uint64_t lost)>;
   // Reads every ring; returns the number of records (samples + lost records) handled.
-  virtual long consume(const SampleFn& sample, const LostFn& lost) = 0;
-  // consume(), waiting up to timeout_ms (-1: forever; checked every 200 µs) while there is nothing.
+  virtual long consume_records(const RecordFn& sample, const LostFn& lost) = 0;
+  long consume(const SampleFn& sample, const LostFn& lost);
+  // consume_records(), waiting up to timeout_ms (-1: forever; checked every 200 µs) while there is
+  // nothing.
+  long poll_records(const RecordFn& sample, const LostFn& lost, int timeout_ms);
   long poll(const SampleFn& sample, const LostFn& lost, int timeout_ms);
 };
 

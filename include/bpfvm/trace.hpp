@@ -216,7 +216,7 @@ struct TraceRecord {
   bool perf = false;        // perf event array (else ring buffer)
   int cpu = 0;
   uint32_t index = 0;       // perf array index (ring buffer: 0)
-  uint64_t timestamp = 0;   // CLOCK_MONOTONIC ns when consumed (right after the event)
+  uint64_t timestamp = 0;   // CLOCK_MONOTONIC ns: perf, when written; ring buffer, when consumed
   std::span<const uint8_t> data;
   uint64_t lost = 0;        // perf: a lost-records notice (data empty)
 };

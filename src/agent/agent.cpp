@@ -41,8 +41,8 @@ std::string g_socket;  // the report socket's path ("" = none)
 
 // One datagram per message; a socket of its own each time, so the agent keeps no descriptor the
 // application could close or reuse.
-void report(AgentMessage m) {
-  if (g_socket.empty()) return;
+void report_to(const std::string& sock, AgentMessage m) {
+  if (sock.empty()) return;
   uprobe::QuietScope quiet;
   if (m.pid == 0) m.pid = getpid();
   std::string text = agent_message_to_json(m);
@@ -50,10 +50,12 @@ void report(AgentMessage m) {
   if (fd < 0) return;
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
-  std::strncpy(addr.sun_path, g_socket.c_str(), sizeof addr.sun_path - 1);
+  std::strncpy(addr.sun_path, sock.c_str(), sizeof addr.sun_path - 1);
   (void)sendto(fd, text.data(), text.size(), MSG_NOSIGNAL, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
   close(fd);
 }
+
+void report(AgentMessage m) { report_to(g_socket, std::move(m)); }
 
 void report_text(AgentMessage::Kind k, std::string text) {
   AgentMessage m;
@@ -175,7 +177,7 @@ std::vector<Module> loaded_modules() {
           m.path = info->dlpi_name;
         } else if (v.empty()) {
           char buf[4096];
-          ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+          ssize_t n = readlink("/proc/thread-self/exe", buf, sizeof buf - 1);  // the main thread may have ended
           if (n <= 0) return 0;
           m.path.assign(buf, static_cast<size_t>(n));
         } else {
@@ -208,6 +210,8 @@ struct Agent {
   std::vector<Target> targets;
   std::vector<Probe*> probes;  // attached in this process
   std::unique_ptr<usdt::Specs> usdt;
+  std::vector<uint16_t*> semaphores;  // USDT semaphores incremented while attached
+  std::optional<uprobe::HookId> dlopen_hook;  // on the C library's dlopen when ours does not interpose it
   std::mutex mu;
   std::atomic<bool> waiting{false};  // targets not attached yet
 };
@@ -291,9 +295,11 @@ Result<std::vector<Probe*>> attach_target(Agent& a, Target& t, const Module& m) 
     }
     // Semaphores: incremented while attached (the program's code tests them before the probe).
     for (const UsdtNote& n : *notes)
-      if (n.semaphore)
-        __atomic_add_fetch(reinterpret_cast<uint16_t*>(n.semaphore + (n.relocatable ? m.bias : 0)), 1,
-                           __ATOMIC_SEQ_CST);
+      if (n.semaphore) {
+        auto* sem = reinterpret_cast<uint16_t*>(n.semaphore + (n.relocatable ? m.bias : 0));
+        __atomic_add_fetch(sem, 1, __ATOMIC_SEQ_CST);
+        a.semaphores.push_back(sem);
+      }
     return made;
   }
   auto fn = find_elf_function(m.path, pt.function, pt.offset);
@@ -347,6 +353,27 @@ Status attach_loaded(Agent& a, bool all_or_nothing, uint32_t* attached) {
   }
   a.waiting = waiting;
   return {};
+}
+
+void rescan_after_dlopen(void*, uprobe::PtRegs* regs) {
+  if (regs->ax) agent_rescan_modules();
+}
+
+// Probes waiting for a library are attached when dlopen loads it: the agent's own dlopen does it when
+// it interposes (LD_PRELOAD); loaded by dlopen into a running process (bpfvm trace -p) it does not,
+// and a return hook on the dlopen every other module calls does it instead.
+void watch_dlopen(Agent& a) {
+  void* global = dlsym(RTLD_DEFAULT, "dlopen");
+  Dl_info mine{}, theirs{};
+  if (!global || !dladdr(reinterpret_cast<void*>(&agent_rescan_modules), &mine) || !dladdr(global, &theirs)) return;
+  if (mine.dli_fbase == theirs.dli_fbase) return;  // our dlopen is the process's
+  auto h = uprobe::attach(reinterpret_cast<uintptr_t>(global), uprobe::HookKind::Return, &rescan_after_dlopen, nullptr);
+  if (!h) {
+    report_text(AgentMessage::Kind::Note,
+                fmt::format("libraries loaded later are not watched (dlopen cannot be hooked: {})", h.error().message));
+    return;
+  }
+  a.dlopen_hook = *h;
 }
 
 uint32_t count_waiting(const Agent& a) {
@@ -435,6 +462,7 @@ Status start(const std::string& spec_path) {
     report(std::move(m));
   });
   g_agent = a.release();
+  if (count_waiting(ag)) watch_dlopen(ag);
   AgentMessage ready;
   ready.kind = AgentMessage::Kind::Ready;
   ready.attached = attached;
@@ -453,7 +481,21 @@ Status start(const std::string& spec_path) {
 
 Status agent_start(const std::string& spec_path) {
   uprobe::QuietScope quiet;  // the agent's own calls (getpid for a report, ...) hit no probe
-  if (g_agent) return make_error(ErrorCode::InvalidArgument, "the agent is already running in this process");
+  // A session whose bpfvm trace has detached (it cleared the control word: --duration of a command)
+  // is over: it ends before a new one starts here (bpfvm trace -p).
+  if (g_agent && g_enabled && g_enabled->load() == 0) (void)agent_stop();
+  if (g_agent) {
+    Status busy = make_error(ErrorCode::InvalidArgument,
+                             "the agent is already running in this process (another bpfvm trace serves it)");
+    std::ifstream in(spec_path);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    AgentMessage m;
+    m.kind = AgentMessage::Kind::Error;
+    m.text = busy.error().message;
+    if (auto spec = agent_spec_from_json(ss.str())) report_to(spec->socket, std::move(m));
+    return busy;
+  }
   Status st = start(spec_path);
   if (!st) report_text(AgentMessage::Kind::Error, st.error().message);
   return st;
@@ -476,5 +518,40 @@ void agent_rescan_modules() {
 }
 
 bool agent_active() { return g_agent != nullptr; }
+
+// Detaching from a process the agent was loaded into (bpfvm trace -p): every probe removed (the
+// original bytes back), semaphores decremented, the session's object and maps released; the library
+// stays loaded and idle, and agent_start may run again.
+Result<bool> agent_stop() {
+  Agent* a = g_agent;
+  if (!a) return false;
+  // A thread inside a handler cannot wait for the others to leave theirs, and one inside the
+  // agent's own work holds its lock: the caller tries again at another moment.
+  if (uprobe::in_hook()) return make_error(ErrorCode::Unsupported, "the thread runs a probe handler");
+  uprobe::QuietScope quiet;
+  std::unique_lock<std::mutex> lock(a->mu, std::try_to_lock);
+  if (!lock.owns_lock()) return make_error(ErrorCode::Unsupported, "the agent is attaching probes");
+  bool all = true;
+  for (Probe* p : a->probes)
+    if (Status st = uprobe::detach(p->hook); !st) {
+      all = false;
+      report_text(AgentMessage::Kind::Error, fmt::format("program {}: detach: {}", p->prog->name, st.error().message));
+    }
+  if (a->dlopen_hook) (void)uprobe::detach(*a->dlopen_hook);
+  for (uint16_t* sem : a->semaphores) __atomic_sub_fetch(sem, 1, __ATOMIC_SEQ_CST);
+  a->semaphores.clear();
+  g_agent = nullptr;
+  set_printk_sink(nullptr);
+  g_socket.clear();
+  lock.unlock();
+  // Detached hooks run no handler any more: the probes and the session can go. When a hook stayed
+  // (its bytes could not be restored) everything it points to stays too.
+  if (all) {
+    for (Probe* p : a->probes) delete p;
+    delete a;
+    g_enabled = nullptr;  // the session's control page (left mapped: one page)
+  }
+  return true;
+}
 
 }  // namespace bpfvm

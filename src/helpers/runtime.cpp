@@ -104,7 +104,7 @@ long safe_read(void* dst, const void* src, size_t len) {
   if (!src) return -helpers::kEFAULT;
   struct iovec local{dst, len};
   struct iovec remote{const_cast<void*>(src), len};
-  ssize_t n = process_vm_readv(getpid(), &local, 1, &remote, 1, 0);
+  ssize_t n = process_vm_readv(gettid(), &local, 1, &remote, 1, 0);  // this thread: the main one may have ended
   if (n == static_cast<ssize_t>(len)) return 0;
   return -helpers::kEFAULT;
 }

@@ -191,32 +191,32 @@ constexpr uint32_t kCacheClasses = 128;    // 16-byte classes up to 2032 bytes
 constexpr uint32_t kCachePerClass = 512;   // at most this many free elements kept per class
 constexpr size_t kCacheMaxBytes = 1 << 20; // and at most this much memory per thread
 
-// Trivially destructible (constinit), so that frees during thread exit (the epoch records'
-// destructor frees pending elements) never touch a destroyed object: once `dead`, frees go to
-// std::free.
+// Each thread's cache lives on the heap, reached through a thread-local pointer: the agent library's
+// thread-local block stays small enough for the static TLS that dlopen can still give a running
+// process (bpfvm trace -p). The pointer is trivially destructible (constinit), so that frees during
+// thread exit (the epoch records' destructor frees pending elements) never touch a destroyed object:
+// once the drain has run, the pointer is kDeadCache and frees go to std::free.
 struct ElemCache {
   void* head[kCacheClasses];
   uint32_t count[kCacheClasses];
   size_t bytes;
-  bool registered;
-  bool dead;
 };
-thread_local constinit ElemCache t_cache __attribute__((tls_model("initial-exec"))) = {};
+ElemCache* const kDeadCache = reinterpret_cast<ElemCache*>(uintptr_t{1});
+thread_local constinit ElemCache* t_cache __attribute__((tls_model("initial-exec"))) = nullptr;
 
 struct ElemCacheDrain {
-  ElemCacheDrain() { t_cache.registered = true; }
   void touch() {}
   ~ElemCacheDrain() {
-    ElemCache& c = t_cache;
-    c.dead = true;
+    ElemCache* c = t_cache;
+    t_cache = kDeadCache;
+    if (!c || c == kDeadCache) return;
     for (uint32_t k = 0; k < kCacheClasses; ++k) {
-      while (void* p = c.head[k]) {
-        c.head[k] = *static_cast<void**>(p);
+      while (void* p = c->head[k]) {
+        c->head[k] = *static_cast<void**>(p);
         std::free(p);
       }
-      c.count[k] = 0;
     }
-    c.bytes = 0;
+    std::free(c);
   }
 };
 thread_local ElemCacheDrain t_cache_drain;
@@ -228,30 +228,43 @@ uint8_t elem_class(size_t size) {
 }
 
 void* elem_alloc(size_t size, uint8_t cls) {
-  ElemCache& c = t_cache;
+  ElemCache* c = t_cache;
   if (cls) {
-    if (void* p = c.head[cls]) {
-      c.head[cls] = *static_cast<void**>(p);
-      --c.count[cls];
-      c.bytes -= size_t(cls) * 16;
-      return p;
-    }
+    if (c && c != kDeadCache)
+      if (void* p = c->head[cls]) {
+        c->head[cls] = *static_cast<void**>(p);
+        --c->count[cls];
+        c->bytes -= size_t(cls) * 16;
+        return p;
+      }
     return std::malloc(size_t(cls) * 16);
   }
   return std::malloc(size);
 }
 
 void elem_free(void* p, uint8_t cls) {
-  ElemCache& c = t_cache;
-  if (!cls || c.dead || c.count[cls] >= kCachePerClass || c.bytes + size_t(cls) * 16 > kCacheMaxBytes) {
+  ElemCache* c = t_cache;
+  if (!cls || c == kDeadCache) {
     std::free(p);
     return;
   }
-  if (!c.registered) t_cache_drain.touch();  // constructs it: its destructor empties the cache at thread exit
-  *static_cast<void**>(p) = c.head[cls];
-  c.head[cls] = p;
-  ++c.count[cls];
-  c.bytes += size_t(cls) * 16;
+  if (!c) {
+    c = static_cast<ElemCache*>(std::calloc(1, sizeof(ElemCache)));
+    if (!c) {
+      std::free(p);
+      return;
+    }
+    t_cache = c;
+    t_cache_drain.touch();  // constructs it: its destructor empties the cache at thread exit
+  }
+  if (c->count[cls] >= kCachePerClass || c->bytes + size_t(cls) * 16 > kCacheMaxBytes) {
+    std::free(p);
+    return;
+  }
+  *static_cast<void**>(p) = c->head[cls];
+  c->head[cls] = p;
+  ++c->count[cls];
+  c->bytes += size_t(cls) * 16;
 }
 
 uint64_t random_seed() {

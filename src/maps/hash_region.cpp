@@ -71,14 +71,7 @@ struct HBucket {
   std::atomic<uint32_t> head;  // element index + 1, or kNulls | bucket
 };
 
-struct HElem {
-  std::atomic<uint32_t> next;
-  uint32_t hash;
-  std::atomic<uint32_t> owner;   // pid holding it outside a chain and the free list, else 0
-  std::atomic<uint32_t> linked;  // bit 0: in a chain; bits 1-31 (LRU maps): the tick of its last use
-  uint8_t* key() { return reinterpret_cast<uint8_t*>(this + 1); }
-};
-static_assert(sizeof(HElem) == 16);
+using HElem = StoreHashElem;  // map_internal.hpp
 
 struct Shape {
   uint32_t nbuckets, nelems, elem_size;

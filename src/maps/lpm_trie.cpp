@@ -5,10 +5,14 @@
 // the prefix lengths present, longest first. Writers serialise on a mutex; elements are replaced
 // RCU-style (new linked before old unlinked) and reclaimed by epochs, so readers need no lock.
 // get_next_key follows the kernel's order: a post-order walk of the trie, i.e. a key comes before
-// its shorter prefixes, and at the first differing bit the 0 side comes first.
+// its shorter prefixes, and at the first differing bit the 0 side comes first. That order is kept
+// in a tree of key records (writers' and get_next_key's, under the mutex), one per key, which a
+// key's nodes point to: replacing a key's value hands the record to the new node (no tree work),
+// and delete and get_next_key start from the record's place in the tree.
 #include <cstdlib>
 #include <mutex>
 #include <set>
+#include <type_traits>
 #include <vector>
 
 #include "maps/map_internal.hpp"
@@ -29,21 +33,53 @@ long lpm_trie_check(const MapSpec& s, std::string* why) {
 
 namespace {
 
+struct KeyRec;
+// The post-order comparison of two keys (before()), for the order tree.
+struct KeyLess {
+  bool operator()(const KeyRec* a, const KeyRec* b) const;
+};
+using Order = std::set<KeyRec*, KeyLess>;
+
+// A key in the order tree (malloc'd with its data after it; touched under the mutex only).
+struct KeyRec {
+  Order::iterator pos;  // its place in the tree
+  uint32_t prefixlen;
+  uint8_t* data() { return reinterpret_cast<uint8_t*>(this + 1); }
+};
+static_assert(std::is_trivially_destructible_v<Order::iterator>);
+
 struct Node {
   std::atomic<Node*> next;
   uint32_t hash;
   uint32_t prefixlen;
+  KeyRec* key;  // the key's record (writers only)
   uint8_t* data() { return reinterpret_cast<uint8_t*>(this + 1); }
 };
 
-void free_node(void* p) { std::free(p); }
+// Post-order position: does (pa, a) come before (pb, b)? At the first bit where the two differ
+// within the shorter prefix, the 0 side comes first (that bit is the highest set bit of the first
+// differing byte, so comparing the bytes decides); when one is a prefix of the other, the longer
+// one comes first.
+bool before(uint32_t pa, const uint8_t* a, uint32_t pb, const uint8_t* b) {
+  uint32_t common = std::min(pa, pb), full = common / 8;
+  if (int c = std::memcmp(a, b, full)) return c < 0;
+  if (common % 8) {
+    uint8_t m = uint8_t(0xFF00u >> (common % 8));
+    uint8_t x = a[full] & m, y = b[full] & m;
+    if (x != y) return x < y;
+  }
+  return pa > pb;
+}
+bool KeyLess::operator()(const KeyRec* a, const KeyRec* b) const {
+  return before(a->prefixlen, const_cast<KeyRec*>(a)->data(), b->prefixlen, const_cast<KeyRec*>(b)->data());
+}
 
-inline int bit_at(const uint8_t* d, uint32_t i) { return (d[i / 8] >> (7 - i % 8)) & 1; }
+void free_node(void* p) { std::free(p); }
 
 class LpmTrie final : public Map {
  public:
   explicit LpmTrie(const MapSpec& s)
-      : Map(s), ds_(s.key_size - 4), max_prefix_(ds_ * 8), order_(Less{this}) {
+      : Map(s), ds_(s.key_size - 4), max_prefix_(ds_ * 8), order_(KeyLess{}) {
     nb_ = roundup_pow2(std::min<uint32_t>(std::max<uint32_t>(s.max_entries, 1), 1u << 20));
     buckets_ = ZeroArray<std::atomic<Node*>>(nb_);
     len_count_ = std::vector<std::atomic<uint32_t>>(max_prefix_ + 1);
@@ -51,6 +87,7 @@ class LpmTrie final : public Map {
     seed_ = random_seed();
   }
   ~LpmTrie() override {
+    for (KeyRec* k : order_) std::free(k);
     for (auto& b : buckets_) {
       Node* n = b.load();
       while (n) {
@@ -59,20 +96,6 @@ class LpmTrie final : public Map {
         n = x;
       }
     }
-  }
-
-  struct Less {
-    const LpmTrie* t;
-    bool operator()(Node* a, Node* b) const { return t->before(a->prefixlen, a->data(), b->prefixlen, b->data()); }
-  };
-  // Post-order position: does (pa, a) come before (pb, b)?
-  bool before(uint32_t pa, const uint8_t* a, uint32_t pb, const uint8_t* b) const {
-    uint32_t common = std::min(pa, pb);
-    for (uint32_t i = 0; i < common; ++i) {
-      int x = bit_at(a, i), y = bit_at(b, i);
-      if (x != y) return x < y;
-    }
-    return pa > pb;
   }
 
   void masked(const uint8_t* d, uint32_t plen, uint8_t* out) const {
@@ -133,6 +156,7 @@ class LpmTrie final : public Map {
     Node* n = static_cast<Node*>(std::malloc(sizeof(Node) + data_round_ + spec_.value_size));
     if (!n) return -ENOMEM;
     new (&n->next) std::atomic<Node*>(nullptr);
+    n->key = nullptr;
     n->hash = h;
     n->prefixlen = plen;
     std::memset(n->data(), 0, data_round_);
@@ -146,12 +170,23 @@ class LpmTrie final : public Map {
         std::free(n);
         return -EEXIST;
       }
+      // Same key, same place in the order. The data past the prefix is the latest update's (the
+      // kernel's new node copies it, and get_next_key reports it); it does not change the order.
+      n->key = old->key;
+      std::memcpy(n->key->data(), d, ds_);
     } else {
       long err = flags == kBpfExist ? -ENOENT : count_ == spec_.max_entries ? -ENOSPC : 0;
+      auto* k = err ? nullptr : static_cast<KeyRec*>(std::malloc(sizeof(KeyRec) + ds_));
+      if (!err && !k) err = -ENOMEM;
       if (err) {
         std::free(n);
         return err;
       }
+      new (&k->pos) Order::iterator();
+      k->prefixlen = plen;
+      std::memcpy(k->data(), d, ds_);
+      k->pos = order_.insert(k).first;
+      n->key = k;
       ++count_;
       len_count_[plen].fetch_add(1, std::memory_order_release);
     }
@@ -160,10 +195,8 @@ class LpmTrie final : public Map {
     b.store(n, std::memory_order_release);
     if (old) {
       unlink_locked(old);
-      order_.erase(old);
       retire(old, free_node);
     }
-    order_.insert(n);
     return 0;
   }
 
@@ -178,7 +211,8 @@ class LpmTrie final : public Map {
     Node* old = find_exact(plen, d, hash_of(plen, m));
     if (!old) return -ENOENT;
     unlink_locked(old);
-    order_.erase(old);
+    order_.erase(old->key->pos);
+    std::free(old->key);
     --count_;
     len_count_[plen].fetch_sub(1, std::memory_order_release);
     retire(old, free_node);
@@ -188,7 +222,7 @@ class LpmTrie final : public Map {
   long get_next_key(const void* key, void* next) override {
     std::lock_guard<std::mutex> lk(mu_);
     if (order_.empty()) return -ENOENT;
-    Node* from = nullptr;
+    Node* from = nullptr;  // its record: where the walk starts
     if (key) {
       uint32_t plen;
       std::memcpy(&plen, key, 4);
@@ -199,12 +233,11 @@ class LpmTrie final : public Map {
         from = find_exact(plen, d, hash_of(plen, m));
       }
     }
-    Node* out;
+    KeyRec* out;
     if (!from) {
       out = *order_.begin();
     } else {
-      auto it = order_.find(from);
-      ++it;
+      auto it = std::next(from->key->pos);
       if (it == order_.end()) return -ENOENT;
       out = *it;
     }
@@ -221,7 +254,7 @@ class LpmTrie final : public Map {
   std::vector<std::atomic<uint32_t>> len_count_;
   std::mutex mu_;
   uint32_t count_ = 0;
-  std::set<Node*, Less> order_;
+  Order order_;
 };
 
 }  // namespace

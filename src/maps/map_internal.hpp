@@ -12,6 +12,8 @@
 #include <string>
 #include <thread>
 
+#include <time.h>
+
 #include "bpfvm/map.hpp"
 #include "store/region.hpp"
 
@@ -23,6 +25,12 @@ inline constexpr uint32_t kPcpuMinUnitSize = 32768;      // PCPU_MIN_UNIT_SIZE
 inline constexpr uint32_t kPageSize = 4096;
 
 inline uint64_t round_up8(uint64_t v) { return (v + 7) & ~7ull; }
+// CLOCK_MONOTONIC in ns (the clock of perf records' PERF_SAMPLE_TIME here).
+inline uint64_t monotonic_ns() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec);
+}
 inline bool is_pow2(uint64_t v) { return v && !(v & (v - 1)); }
 inline uint64_t roundup_pow2(uint64_t v) {
   uint64_t r = 1;
@@ -89,6 +97,20 @@ void fill_hash_value(const HashValueLayout& l, uint8_t* val, CpuVal cpu_val, int
       copy(d, value);
   }
 }
+
+// An element of the store's hash family (hash_region.cpp): this header, the key (rounded up to 8
+// bytes), the value(s). Declared here for readers that check that an element they found earlier
+// still holds a key (map_in_map_region.cpp): it does while owner == 0 and bit 0 of linked is set
+// (linking sets linked, then links, then clears owner; unlinking sets owner, then unlinks, then
+// clears linked).
+struct StoreHashElem {
+  std::atomic<uint32_t> next;
+  uint32_t hash;
+  std::atomic<uint32_t> owner;   // pid holding it outside a chain and the free list, else 0
+  std::atomic<uint32_t> linked;  // bit 0: in a chain; bits 1-31 (LRU maps): the tick of its last use
+  uint8_t* key() { return reinterpret_cast<uint8_t*>(this + 1); }
+};
+static_assert(sizeof(StoreHashElem) == 16);
 
 // Whether two LPM keys' data agree on their first `plen` bits.
 inline bool prefix_bits_equal(const uint8_t* a, const uint8_t* b, uint32_t plen) {

@@ -1,6 +1,8 @@
 // perf_event_array: each index holds a ring of perf records bound to one CPU, as the kernel's
 // BPF_PERF_EVENT_ARRAY holds a perf event (PERF_COUNT_SW_BPF_OUTPUT) per CPU. bpf_perf_event_output
-// appends PERF_RECORD_SAMPLE {header; u32 size; data padded so the record is 8-byte aligned}; when a
+// appends PERF_RECORD_SAMPLE as the kernel writes it for PERF_SAMPLE_TIME | PERF_SAMPLE_RAW (what
+// bpftool's event_pipe asks for): {header; u64 time; u32 size; data padded so the record is 8-byte
+// aligned}, the time being CLOCK_MONOTONIC ns when the helper ran; when a
 // ring is full the sample is dropped (-ENOSPC) and counted, and the next record that fits is
 // preceded by PERF_RECORD_LOST {header; u64 id; u64 lost}. The consumer follows libbpf's perf_buffer.
 #include <chrono>
@@ -77,8 +79,9 @@ class PerfEventArray final : public PerfEventArrayMap {
     if (!r) return -ENOENT;
     if (r->cpu != cpu) return -EOPNOTSUPP;
     uint64_t raw = round_up8(size + 4);
-    uint64_t rec = 8 + raw;
+    uint64_t rec = 16 + raw;
     if (rec > 0xffff) return -E2BIG;
+    const uint64_t now = monotonic_ns();
     std::lock_guard<std::mutex> lk(r->mu);
     uint64_t lost_rec = r->lost ? 24 : 0;
     if (r->head - r->tail + rec + lost_rec > r->size) {
@@ -102,6 +105,7 @@ class PerfEventArray final : public PerfEventArrayMap {
     r->put(&t, 4);
     r->put(&misc, 2);
     r->put(&sz, 2);
+    r->put(&now, 8);
     r->put(&rs, 4);
     r->put(data, size);
     static const uint8_t zeros[8] = {};
@@ -109,7 +113,7 @@ class PerfEventArray final : public PerfEventArrayMap {
     return 0;
   }
 
-  long consume(const SampleFn& sample, const LostFn& lost) override {
+  long consume_records(const RecordFn& sample, const LostFn& lost) override {
     ReadGuard rg;
     long cnt = 0;
     std::vector<uint8_t> buf;
@@ -127,9 +131,11 @@ class PerfEventArray final : public PerfEventArrayMap {
         buf.resize(sz);
         r->get(r->tail, buf.data(), sz);
         if (type == kRecordSample && sample) {
+          uint64_t time;
           uint32_t rs;
-          std::memcpy(&rs, buf.data() + 8, 4);
-          sample(r->cpu, buf.data() + 12, rs);
+          std::memcpy(&time, buf.data() + 8, 8);
+          std::memcpy(&rs, buf.data() + 16, 4);
+          sample(r->cpu, time, buf.data() + 20, rs);
         } else if (type == kRecordLost && lost) {
           uint64_t n;
           std::memcpy(&n, buf.data() + 16, 8);
@@ -185,10 +191,20 @@ std::shared_ptr<Map> make_perf_event_array(const MapSpec& s) { return std::make_
 
 namespace bpfvm {
 
+long PerfEventArrayMap::consume(const SampleFn& sample, const LostFn& lost) {
+  if (!sample) return consume_records(nullptr, lost);
+  return consume_records([&](int cpu, uint64_t, const void* d, uint32_t n) { sample(cpu, d, n); }, lost);
+}
+
 long PerfEventArrayMap::poll(const SampleFn& sample, const LostFn& lost, int timeout_ms) {
+  if (!sample) return poll_records(nullptr, lost, timeout_ms);
+  return poll_records([&](int cpu, uint64_t, const void* d, uint32_t n) { sample(cpu, d, n); }, lost, timeout_ms);
+}
+
+long PerfEventArrayMap::poll_records(const RecordFn& sample, const LostFn& lost, int timeout_ms) {
   auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
   for (;;) {
-    long n = consume(sample, lost);
+    long n = consume_records(sample, lost);
     if (n != 0 || timeout_ms == 0) return n;
     if (timeout_ms > 0 && std::chrono::steady_clock::now() >= deadline) return 0;
     std::this_thread::sleep_for(std::chrono::microseconds(200));

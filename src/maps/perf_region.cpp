@@ -1,8 +1,10 @@
 // perf_event_array in the store (pinned): every index has its ring in the map file, so a program in
 // one process writes records (bpf_perf_event_output) that another process reads (`bpfvm map
 // event_pipe`, PerfEventArrayMap::consume / poll). Records are those of the private map
-// (perf_event_array.cpp): PERF_RECORD_SAMPLE {header; u32 size; data, 8-byte aligned}, and
-// PERF_RECORD_LOST {header; u64 id; u64 lost} before the next sample after drops.
+// (perf_event_array.cpp): PERF_RECORD_SAMPLE {header; u64 time; u32 size; data, 8-byte aligned}
+// (time: CLOCK_MONOTONIC ns when bpf_perf_event_output ran), and PERF_RECORD_LOST {header; u64 id;
+// u64 lost} before the next sample after drops. The control block's magic names the record format:
+// files of the format without the time ("PERF") are refused with that reason.
 //
 // Layout: a control block, then per index a 64-byte ring header {robust lock, cpu, head, tail,
 // lost} and kStoreRingBytes of data. Ring i is bound to CPU slot i (i < the map's CPU slots) when
@@ -24,7 +26,8 @@ namespace bpfvm::maps {
 namespace {
 
 constexpr uint32_t kRecordLost = 2, kRecordSample = 9;
-constexpr uint32_t kPerfMagic = 0x50455246;  // "PERF"
+constexpr uint32_t kPerfMagic = 0x54465250;    // "PRFT": samples carry their time
+constexpr uint32_t kPerfMagicV0 = 0x50455246;  // "PERF": the format before, samples without time
 constexpr uint64_t kStoreRingBytes = 64 * 1024;
 
 struct PCtl {
@@ -63,6 +66,11 @@ class StorePerfEventArray final : public PerfEventArrayMap {
     region_ = std::move(region);
   }
   static bool validate(const PCtl& c, const MapSpec& s, std::string* why) {
+    if (c.magic == kPerfMagicV0) {
+      if (why)
+        *why = "perf event array of an older format (records without timestamps); remove the file and create the map again";
+      return false;
+    }
     if (c.magic != kPerfMagic || c.nrings != s.max_entries || c.ring_bytes != kStoreRingBytes) {
       if (why) *why = "damaged perf event array header (ring count or size does not match the map)";
       return false;
@@ -121,8 +129,9 @@ class StorePerfEventArray final : public PerfEventArrayMap {
     PRing* r = ring(uint32_t(index));
     if (r->cpu.load(std::memory_order_relaxed) < 0) return -ENOENT;
     if (r->cpu.load(std::memory_order_relaxed) != cpu) return -EOPNOTSUPP;
-    uint64_t raw = round_up8(size + 4), rec = 8 + raw;
+    uint64_t raw = round_up8(size + 4), rec = 16 + raw;
     if (rec > 0xffff) return -E2BIG;
+    const uint64_t now = monotonic_ns();
     lock(r);
     uint64_t h = r->head.load(std::memory_order_relaxed), t = r->tail.load(std::memory_order_relaxed);
     uint64_t lost = r->lost.load(std::memory_order_relaxed);
@@ -143,16 +152,17 @@ class StorePerfEventArray final : public PerfEventArrayMap {
       put(uint32_t(index), pos, lr, 24);
       pos += 24;
     }
-    uint8_t hdr[12] = {};
+    uint8_t hdr[20] = {};
     uint32_t type = kRecordSample, rs = uint32_t(raw - 4);
     uint16_t sz = uint16_t(rec);
     std::memcpy(hdr, &type, 4);
     std::memcpy(hdr + 6, &sz, 2);
-    std::memcpy(hdr + 8, &rs, 4);
-    put(uint32_t(index), pos, hdr, 12);
-    put(uint32_t(index), pos + 12, src, size);
+    std::memcpy(hdr + 8, &now, 8);
+    std::memcpy(hdr + 16, &rs, 4);
+    put(uint32_t(index), pos, hdr, 20);
+    put(uint32_t(index), pos + 20, src, size);
     static const uint8_t zeros[8] = {};
-    put(uint32_t(index), pos + 12 + size, zeros, raw - 4 - size);
+    put(uint32_t(index), pos + 20 + size, zeros, raw - 4 - size);
     // The records are complete before head moves past them (the order a killed producer relies on).
     r->head.store(pos + rec, std::memory_order_release);
     if (lost) r->lost.store(0, std::memory_order_relaxed);
@@ -160,7 +170,7 @@ class StorePerfEventArray final : public PerfEventArrayMap {
     return 0;
   }
 
-  long consume(const SampleFn& sample, const LostFn& lost) override {
+  long consume_records(const RecordFn& sample, const LostFn& lost) override {
     long cnt = 0;
     std::vector<uint8_t> buf;
     for (uint32_t i = 0; i < n_; ++i) {
@@ -182,10 +192,12 @@ class StorePerfEventArray final : public PerfEventArrayMap {
         }
         buf.resize(sz);
         get(i, t, buf.data(), sz);
-        if (type == kRecordSample && sz >= 12 && sample) {
+        if (type == kRecordSample && sz >= 20 && sample) {
+          uint64_t time;
           uint32_t rs;
-          std::memcpy(&rs, buf.data() + 8, 4);
-          if (rs <= uint32_t(sz) - 12) sample(cpu, buf.data() + 12, rs);
+          std::memcpy(&time, buf.data() + 8, 8);
+          std::memcpy(&rs, buf.data() + 16, 4);
+          if (rs <= uint32_t(sz) - 20) sample(cpu, time, buf.data() + 20, rs);
         } else if (type == kRecordLost && sz >= 24 && lost) {
           uint64_t n;
           std::memcpy(&n, buf.data() + 16, 8);

@@ -17,6 +17,15 @@ __attribute__((visibility("default"))) int bpfvm_agent_start(const char* spec_pa
   return bpfvm::agent_start(spec_path) ? 0 : -1;
 }
 
+// Ends the agent's session (probes removed, original bytes back; the library stays, idle): 1 when a
+// session ended, 0 when none ran, -2 when this thread cannot do it now (inside a probe handler or
+// the agent's own attach: call again later), -1 on an error (reported on the session's socket).
+__attribute__((visibility("default"))) int bpfvm_agent_stop(void) {
+  auto r = bpfvm::agent_stop();
+  if (!r) return r.error().code == bpfvm::ErrorCode::Unsupported ? -2 : -1;
+  return *r ? 1 : 0;
+}
+
 // 1 while the agent runs in this process.
 __attribute__((visibility("default"))) int bpfvm_agent_active(void) { return bpfvm::agent_active() ? 1 : 0; }
 

@@ -3,6 +3,7 @@
 // so the verb parses its own words; -j / -p (--json / --pretty) may appear anywhere.
 #include <dirent.h>
 #include <signal.h>
+#include <time.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -527,11 +528,12 @@ int cmd_event_pipe(Ctx& c) {
   uint64_t seen = 0;
   const std::string name = (*mr)->spec().name;
   auto start = std::chrono::steady_clock::now();
-  // One record as bpftool's event_pipe prints it. The time is when the record is read (bpfvm's
-  // records carry none). A ring buffer has no CPU: 0. A perf event array's ring of CPU c is index c.
-  auto sample = [&](int cpu, const void* d, uint32_t n) {
+  // One record as bpftool's event_pipe prints it. The time (CLOCK_MONOTONIC ns) is when
+  // bpf_perf_event_output wrote the record, as the kernel's PERF_SAMPLE_TIME; ring-buffer records
+  // carry none (as in the kernel): for them it is when the record is read. A ring buffer has no
+  // CPU: 0. A perf event array's ring of CPU c is index c.
+  auto sample = [&](int cpu, uint64_t ts, const void* d, uint32_t n) {
     if (limit && seen >= limit) return;
-    auto ts = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
     const uint8_t* p = static_cast<const uint8_t*>(d);
     if (c.as_json) {
       json j;
@@ -567,7 +569,9 @@ int cmd_event_pipe(Ctx& c) {
     std::fflush(stdout);
   };
   auto rb_cb = [&](const void* d, uint32_t n) {
-    sample(0, d, n);
+    timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    sample(0, uint64_t(now.tv_sec) * 1000000000ull + uint64_t(now.tv_nsec), d, n);
     return (limit && seen >= limit) ? -1 : 0;
   };
   while (!g_stop && !(limit && seen >= limit)) {
@@ -578,7 +582,7 @@ int cmd_event_pipe(Ctx& c) {
       slice = int(std::min<long long>(slice, left));
     }
     if (rb) rb->poll(rb_cb, slice);
-    else pa->poll(sample, lost, slice);
+    else pa->poll_records(sample, lost, slice);
   }
   return kOk;
 }

@@ -245,27 +245,17 @@ Result<std::string> choose_mode(const TraceOpts& o, const Object& obj, const std
       return make_error(ErrorCode::InvalidArgument,
                         "agent mode runs probes in user code (uprobe, uretprobe, usdt); the object's system-call "
                         "programs run in ptrace mode (--mode ptrace or auto)");
-    if (o.pid != 0)
-      return make_error(ErrorCode::InvalidArgument, "agent mode starts a command: -p PID is not provided there");
     return std::string("agent");
   }
-  if (!user.empty()) {
-    if (o.pid != 0)
-      return make_error(ErrorCode::InvalidArgument,
-                        fmt::format("program {} probes user code, which needs the agent, and the agent cannot be "
-                                    "loaded into a running process (-p) yet", user));
-    return std::string("agent");
-  }
+  if (!user.empty()) return std::string("agent");
   return std::string("ptrace");
 }
 
 int trace_agent_mode(const TraceOpts& o, const Object& obj, SyscallHooksOptions& ho, const LoadOptions& lo,
                      const EventTypes* et) {
-  if (!o.pinmaps.empty())
-    return fail(kUsage, "--pinmaps: agent mode shares the maps through a private directory of its own; pinning "
-                        "them elsewhere is not provided there yet");
   const bool json = o.json;
   AgentTraceOptions ao;
+  ao.spec.pin_dir = o.pinmaps;  // "": a private directory
   ao.spec.object = o.object;
   ao.spec.name = lo.name;
   ao.spec.prog_type = lo.prog_type;
@@ -280,6 +270,7 @@ int trace_agent_mode(const TraceOpts& o, const Object& obj, SyscallHooksOptions&
   ao.spec.verify = ho.prepare.verify;
   ao.spec.rules = ho.prepare.rules;
   ao.command = o.command;
+  ao.pid = o.pid;
   ao.duration = o.duration;
   ao.note = [](const std::string& m) { std::fprintf(stderr, "bpfvm: %s\n", m.c_str()); };
   ao.printk = [json](const AgentMessage& m) { print_agent_printk(m, json); };

@@ -24,6 +24,7 @@
 
 #include "bpfvm/map.hpp"
 #include "bpfvm/probe_target.hpp"
+#include "inject.hpp"
 
 #ifndef BPFVM_INSTALL_LIBDIR
 #define BPFVM_INSTALL_LIBDIR "lib"
@@ -57,9 +58,11 @@ std::string command_path(const std::string& argv0) {
   return "";
 }
 
+}  // namespace
+
 // Whether an ELF program has an interpreter (PT_INTERP): the dynamic loader that reads LD_PRELOAD.
 // A script (#!) runs its interpreter, which is judged instead.
-std::string interp_check(const std::string& file, int depth = 0) {
+std::string interp_check(const std::string& file, int depth) {
   int fd = open(file.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return "";  // exec will report it
   char head[256] = {};
@@ -94,6 +97,8 @@ std::string interp_check(const std::string& file, int depth = 0) {
   close(fd);
   return why;
 }
+
+namespace {
 
 Diagnostic io_error(const std::string& what) {
   return make_error(ErrorCode::Io, fmt::format("{}: {}", what, std::strerror(errno)));
@@ -160,8 +165,11 @@ Result<AgentTraceResult> run_agent_trace(const Object& object, SyscallHooksOptio
   std::string why;
   std::string lib = find_agent_library(why);
   if (lib.empty()) return make_error(ErrorCode::Io, why);
-  if (std::string r = agent_unusable_reason(o.command.at(0)); !r.empty())
+  if (o.pid != 0) {
+    if (Status st = agent_injectable(o.pid); !st) return st.error();
+  } else if (std::string r = agent_unusable_reason(o.command.at(0)); !r.empty()) {
     return make_error(ErrorCode::InvalidArgument, fmt::format("the agent cannot run in {}: {}", o.command[0], r));
+  }
 
   // Pinned maps live on tmpfs; the directory is private to this run.
   PrivateDir dir;
@@ -170,8 +178,10 @@ Result<AgentTraceResult> run_agent_trace(const Object& object, SyscallHooksOptio
   std::string tmpl = base + "/bpfvm-agent-XXXXXX";
   if (!mkdtemp(tmpl.data())) return io_error("cannot create a directory in " + base);
   dir.path = tmpl;
-  o.spec.pin_dir = dir.path + "/maps";
-  if (mkdir(o.spec.pin_dir.c_str(), 0700) != 0) return io_error("cannot create " + o.spec.pin_dir);
+  if (o.spec.pin_dir.empty()) {  // else --pinmaps DIR: the maps are pinned there, for everyone to see
+    o.spec.pin_dir = dir.path + "/maps";
+    if (mkdir(o.spec.pin_dir.c_str(), 0700) != 0) return io_error("cannot create " + o.spec.pin_dir);
+  }
   // The command and bpfvm trace share the maps through the store: every map must be pinnable.
   for (const ObjectMap& m : object.maps)
     if (!m.is_global_data() && !map_type_pinnable(m.spec.type))
@@ -185,7 +195,9 @@ Result<AgentTraceResult> run_agent_trace(const Object& object, SyscallHooksOptio
   hooks = std::move(*h);
   hooks->set_record_sink(o.record);
 
-  // Every probe's binary and function are checked now: an error before the command starts.
+  // Every probe's binary and function are checked now: an error before the command starts. A bare
+  // library name is looked up first among the libraries a running process (-p) has loaded.
+  const std::vector<std::string> loaded = o.pid ? process_files(o.pid) : std::vector<std::string>{};
   for (const auto& p : hooks->programs()) {
     const AttachPoint& pt = p->point;
     std::string who = fmt::format("program {} ({})", p->name, pt.canonical);
@@ -194,12 +206,12 @@ Result<AgentTraceResult> run_agent_trace(const Object& object, SyscallHooksOptio
                         fmt::format("{}: agent mode runs probes in user code (uprobe, uretprobe, usdt); system-call "
                                     "programs run in ptrace mode (--mode ptrace), so attach them in another run",
                                     who));
-    auto file = resolve_probe_binary(pt.binary);
+    auto file = resolve_probe_binary(pt.binary, loaded);
     if (!file) {
       if (pt.binary.find('/') != std::string::npos)
         return make_error(ErrorCode::InvalidArgument, fmt::format("{}: {}", who, file.error().message));
-      note(fmt::format("{}: {} is not installed in the library path; the probe is attached when the command "
-                       "loads a library of that name", who, pt.binary));
+      note(fmt::format("{}: {} is not installed in the library path; the probe is attached when the {} "
+                       "loads a library of that name", who, pt.binary, o.pid ? "process" : "command"));
       continue;
     }
     if (pt.event == TraceEvent::UsdtProbe) {
@@ -251,6 +263,14 @@ Result<AgentTraceResult> run_agent_trace(const Object& object, SyscallHooksOptio
       return io_error("cannot write " + spec_path);
     }
     close(fd);
+  }
+
+  if (o.pid != 0) {  // a running process: the agent is loaded into it (trace_agent_pid.cpp)
+    AgentChannel ch{sock, enabled, spec_path, lib, dir.path};
+    auto r = serve_process_agent(ch, o, *hooks);
+    close(sock);
+    munmap(page, 4096);
+    return r;
   }
 
   // The command: LD_PRELOAD (the agent first) and the spec; exec errors come back through a pipe.

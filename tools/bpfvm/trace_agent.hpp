@@ -3,6 +3,10 @@
 // errors, printk lines) and consumes the ring buffers while the command runs.
 #pragma once
 
+#include <sys/types.h>
+
+#include <atomic>
+#include <cstdint>
 #include <functional>
 #include <string>
 #include <vector>
@@ -22,9 +26,15 @@ std::string find_agent_library(std::string& why);
 // a process that forbids writable+executable memory (PR_SET_MDWE, inherited by the command).
 std::string agent_unusable_reason(const std::string& argv0);
 
+// Why the ELF program `file` cannot host the agent because it is statically linked ("" when it has
+// a dynamic loader); a script is judged by its interpreter.
+std::string interp_check(const std::string& file, int depth = 0);
+
 struct AgentTraceOptions {
-  AgentSpec spec;                    // object, load options, attach requests, engine (the rest is filled here)
+  AgentSpec spec;                    // object, load options, attach requests, engine (the rest is filled
+                                     // here; spec.pin_dir set: --pinmaps DIR, else a private directory)
   std::vector<std::string> command;  // CMD ARGS
+  pid_t pid = 0;                     // -p PID: the agent is loaded into that running process instead
   double duration = 0;               // > 0: stop after that many seconds; the command keeps running
   std::function<void(const std::string&)> note;          // messages for the user (stderr)
   std::function<void(const AgentMessage&)> printk;       // a bpf_trace_printk line
@@ -45,5 +55,19 @@ struct AgentTraceResult {
 // consumes the ring buffers.
 Result<AgentTraceResult> run_agent_trace(const Object& object, SyscallHooksOptions hook_options,
                                          AgentTraceOptions options, std::unique_ptr<SyscallHooks>& hooks);
+
+// What run_agent_trace prepared for the agent of a running process (-p): the report socket, the
+// control word, the spec file, the agent library and the private directory.
+struct AgentChannel {
+  int sock = -1;
+  std::atomic<uint32_t>* enabled = nullptr;
+  std::string spec_path, lib, dir;
+};
+
+// -p PID (trace_agent_pid.cpp): loads the agent into the process (ptrace, inject.hpp) and serves it
+// until SIGINT/SIGTERM/SIGHUP, the duration or the process's end; detaching removes the probes and
+// leaves the process running with the agent loaded and idle.
+Result<AgentTraceResult> serve_process_agent(const AgentChannel& channel, const AgentTraceOptions& options,
+                                             SyscallHooks& hooks);
 
 }  // namespace bpfvm::cli

@@ -93,7 +93,7 @@ int open_writer_locked(KernelWriter& w) {
     return pthread_atfork(nullptr, nullptr, [] { kw().child.store(true); }) == 0;
   }();
   if (!atfork) return -1;
-  int fd = open("/proc/self/mem", O_RDWR | O_CLOEXEC);
+  int fd = open("/proc/thread-self/mem", O_RDWR | O_CLOEXEC);  // /proc/self: nothing once the main thread ended
   if (fd < 0) return -1;
   const size_t page = ExecMemory::page_size();
   void* m = mmap(nullptr, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);

@@ -871,8 +871,12 @@ struct Compiler::Scratch {
   bool in_use = false;
 };
 
+// On the heap, reached through a pointer: the thread-local block of libbpfvm-agent.so stays small
+// enough for the static TLS that dlopen can still give a running process (bpfvm trace -p).
 Compiler::Scratch* Compiler::take_scratch() {
-  thread_local Scratch t;
+  thread_local std::unique_ptr<Scratch> p;
+  if (!p) p = std::make_unique<Scratch>();
+  Scratch& t = *p;
   if (t.in_use) return nullptr;
   t.in_use = true;
 #define BPFVM_X(m) m.swap(t.m);

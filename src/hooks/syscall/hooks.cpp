@@ -385,15 +385,15 @@ void SyscallHooks::drain() {
     });
   }
   for (auto& p : buffers_->perfs) {
-    p.map->consume(
-        [&](int cpu, const void* data, uint32_t size) {
+    p.map->consume_records(
+        [&](int cpu, uint64_t time_ns, const void* data, uint32_t size) {
           if (!sink_) return;
           TraceRecord rec;
           rec.map = p.name;
           rec.perf = true;
           rec.cpu = cpu;
           rec.index = static_cast<uint32_t>(cpu);
-          rec.timestamp = now();
+          rec.timestamp = time_ns;
           rec.data = std::span<const uint8_t>(static_cast<const uint8_t*>(data), size);
           sink_(rec);
         },

@@ -18,6 +18,7 @@
 
 #include <Zydis/Zydis.h>
 #include <dirent.h>
+#include <fcntl.h>
 #include <dlfcn.h>
 #include <fmt/format.h>
 #include <linux/membarrier.h>
@@ -655,6 +656,21 @@ Status install_signals_locked() {
   return {};
 }
 
+// A main thread that ended alone (pthread_exit) stays listed as a zombie: a signal to it is
+// accepted but never handled, so it is not waited for.
+bool thread_ended(pid_t tid) {
+  char path[64], buf[256];
+  std::snprintf(path, sizeof path, "/proc/self/task/%d/stat", static_cast<int>(tid));
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return true;
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0) return true;
+  buf[n] = 0;
+  const char* p = std::strrchr(buf, ')');
+  return p && (p[2] == 'Z' || p[2] == 'X');
+}
+
 // Interrupts every other thread of the process once (each runs on_evacuate, which also serializes
 // its core on the way back). False when some thread did not answer in time (it blocks the signal,
 // or the handler was replaced).
@@ -671,7 +687,7 @@ bool signal_all_threads(Site* s) {
   if (DIR* d = opendir("/proc/self/task")) {
     while (dirent* de = readdir(d)) {
       const pid_t tid = static_cast<pid_t>(std::atoi(de->d_name));
-      if (tid <= 0 || tid == self) continue;
+      if (tid <= 0 || tid == self || thread_ended(tid)) continue;
       if (syscall(SYS_tgkill, pid, tid, G.evac_sig) == 0) ++sent;
     }
     closedir(d);
@@ -759,7 +775,7 @@ void load_view(uintptr_t lo, uintptr_t hi, const Site* self) {
   g_view.lo = lo;
   g_view.b.assign(hi - lo, 0);
   iovec local{g_view.b.data(), hi - lo}, remote{reinterpret_cast<void*>(lo), hi - lo};
-  const ssize_t n = process_vm_readv(getpid(), &local, 1, &remote, 1, 0);
+  const ssize_t n = process_vm_readv(gettid(), &local, 1, &remote, 1, 0);  // the main thread may have ended
   g_view.b.resize(n > 0 ? static_cast<size_t>(n) : 0);
   for (const Site* x : g().sites) {
     if (x == self || !x->patched) continue;
