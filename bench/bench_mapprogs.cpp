@@ -1,20 +1,23 @@
-// Map programs benchmark (issue 4): BPF C programs that do map operations in a loop — hash map
+// Map programs benchmark: BPF C programs that do map operations in a loop — hash map
 // lookups, hash map updates of present keys, hash map inserts of new keys + deletes, array lookups,
-// ring buffer reserve+submit and ring buffer output — run in bpfvm (interpreter and JIT, through the
-// runtime API: load_object_file → instantiate → prepare_program → test_run with repeat) and in the
-// kernel (the same object's maps created with bpf(), the program loaded with BPF_PROG_LOAD, timed
-// by BPF_PROG_TEST_RUN with repeat). Prints ns per map operation side by side and the ratio to the
-// kernel; the target is bpfvm's JIT faster than the kernel (ratio < 1).
+// ring buffer reserve+submit, ring buffer output, lookups through maps of maps — run in bpfvm
+// (interpreter and JIT, through the runtime API: load_object_file → instantiate → prepare_program
+// → test_run with repeat) and in the kernel (the same object's maps created with bpf(), the
+// program loaded with BPF_PROG_LOAD, timed by BPF_PROG_TEST_RUN with repeat). Prints ns per map
+// operation side by side and the ratio to the kernel; the target is bpfvm's JIT faster than the kernel (ratio < 1).
 //
 //   ninja -C build bench_mapprogs && build/bench_mapprogs [--trials N] [--ms M] [--only NAME] [--no-verify]
 // (--no-verify: prepare without bpfvm's verifier — the interpreter column then is the checked
 // interpreter, under the default instruction budget; the JIT refuses unverified code, so its column
 // stays empty with a note.)
 //
-// Programs: bench/progs/map_{hash,array,ringbuf}.bpf.c (XDP, 256 operations per run, see
+// Programs: bench/progs/map_{hash,array,ringbuf,mim}.bpf.c (XDP, 256 operations per run, see
 // bench/progs/map_bench.h), compiled by the build into build/progs. Both sides start from the same
 // map contents (keys 0..1023, value key * 3 + 1) and must return the same value (checked before
-// timing). ns/op = (average ns per run) / (operations per run): both the kernel's and bpfvm's
+// timing; the programs that sum what they looked up are checked against the expected sum too).
+// Maps of maps (map_mim.bpf.c): the outer maps' slots come from the object's `values` initialiser,
+// filled by bpfvm's loader (private, and pinned: the inner maps pinned too) and here for the
+// kernel (its maps of maps created with an inner template fd, slots set to the inner maps' fds). ns/op = (average ns per run) / (operations per run): both the kernel's and bpfvm's
 // per-run harness cost is included, spread over the run's operations. Each trial is one test_run
 // with `repeat` calibrated to last about --ms milliseconds; the interpreter, JIT and kernel trials
 // are interleaved (one of each per round, in alternating order) so that load changes hit all columns alike; the table
@@ -63,17 +66,22 @@ struct Case {
   const char* function;
   uint32_t ops_per_run;
   const char* what;
+  bool sums_values = false;  // returns the sum of the values of keys MAP_BENCH_KEY(0..ops-1) (checked)
 };
 
 const Case kCases[] = {
-    {"hash_lookup", "map_hash.bpf.o", "map_hash_lookup", MAP_BENCH_OPS, "bpf_map_lookup_elem, hash, present keys"},
+    {"hash_lookup", "map_hash.bpf.o", "map_hash_lookup", MAP_BENCH_OPS, "bpf_map_lookup_elem, hash, present keys", true},
     {"hash_update", "map_hash.bpf.o", "map_hash_update", MAP_BENCH_OPS, "bpf_map_update_elem BPF_ANY, hash, present keys"},
     {"hash_insert_delete", "map_hash.bpf.o", "map_hash_insert_delete", 2 * MAP_BENCH_OPS,
      "update BPF_ANY of a new key + delete, hash (per op)"},
-    {"array_lookup", "map_array.bpf.o", "map_array_lookup", MAP_BENCH_OPS, "bpf_map_lookup_elem, array"},
+    {"array_lookup", "map_array.bpf.o", "map_array_lookup", MAP_BENCH_OPS, "bpf_map_lookup_elem, array", true},
     {"ringbuf_reserve_submit", "map_ringbuf.bpf.o", "map_ringbuf_reserve_submit", MAP_BENCH_OPS,
      "bpf_ringbuf_reserve + submit, 16-byte record"},
     {"ringbuf_output", "map_ringbuf.bpf.o", "map_ringbuf_output", MAP_BENCH_OPS, "bpf_ringbuf_output, 16-byte record"},
+    {"array_of_maps_lookup", "map_mim.bpf.o", "map_array_of_maps_lookup", MAP_BENCH_OPS,
+     "array_of_maps lookup (4 slots) + array lookup in the inner map (per op: both)", true},
+    {"hash_of_maps_lookup", "map_mim.bpf.o", "map_hash_of_maps_lookup", MAP_BENCH_OPS,
+     "hash_of_maps lookup (4 keys) + array lookup in the inner map (per op: both)", true},
 };
 
 constexpr uint64_t kRecordBytes = 24;  // 8-byte header + 16-byte event
@@ -144,36 +152,68 @@ struct KernelSide {
   std::string error;
 };
 
-// Creates the object's maps in the kernel with the same contents as bpfvm's.
+bool map_in_map(uint32_t type) { return type == BPF_MAP_TYPE_ARRAY_OF_MAPS || type == BPF_MAP_TYPE_HASH_OF_MAPS; }
+
+// Creates the object's maps in the kernel with the same contents as bpfvm's: fillable maps filled
+// as bpfvm's, maps of maps created last (BPF_MAP_CREATE takes an inner map template's fd: one made
+// from the definition's inner spec) with the slots of the object's `values` initialiser set to the
+// inner maps' fds, as libbpf does.
 KernelSide kernel_maps(const Object& obj) {
   KernelSide k;
-  for (const ObjectMap& m : obj.maps) {
-    int err = 0;
-    kernel::Fd fd = kernel::create_map(m.spec.type, m.spec.key_size, m.spec.value_size, m.spec.max_entries,
-                                       m.spec.flags, &err);
-    if (!fd) {
-      k.error = "bpf(BPF_MAP_CREATE) of " + m.spec.name + ": errno " + std::to_string(err);
-      return k;
-    }
-    std::unique_ptr<KernelRing> ring;
-    if (m.spec.type == BPF_MAP_TYPE_RINGBUF) {
-      ring = std::make_unique<KernelRing>();
-      if (!ring->map(fd.get(), m.spec.max_entries)) {
-        k.error = "mmap of ring buffer " + m.spec.name + " failed";
-        return k;
-      }
-    }
-    if (fillable(m.spec.type)) {
-      for (uint32_t key = 0; key < MAP_BENCH_ENTRIES; ++key) {
-        uint64_t v = uint64_t(key) * 3 + 1;
-        if (int e = kernel::map_update(fd.get(), &key, &v, 0); e) {
-          k.error = "bpf(BPF_MAP_UPDATE_ELEM): " + std::to_string(e);
+  k.maps.resize(obj.maps.size());
+  k.rings.resize(obj.maps.size());
+  for (int pass = 0; pass < 2; ++pass) {
+    for (size_t i = 0; i < obj.maps.size(); ++i) {
+      const ObjectMap& m = obj.maps[i];
+      if (map_in_map(m.spec.type) != (pass == 1)) continue;
+      int err = 0;
+      kernel::Fd inner_tmpl;
+      if (pass == 1) {
+        if (!m.spec.inner) {
+          k.error = "map-in-map " + m.spec.name + " has no inner map definition";
+          return k;
+        }
+        const MapSpec& in = *m.spec.inner;
+        inner_tmpl = kernel::create_map(in.type, in.key_size, in.value_size, in.max_entries, in.flags, &err);
+        if (!inner_tmpl) {
+          k.error = "bpf(BPF_MAP_CREATE) of " + m.spec.name + "'s inner map template: errno " + std::to_string(err);
           return k;
         }
       }
+      kernel::Fd fd = kernel::create_map(m.spec.type, m.spec.key_size, m.spec.value_size, m.spec.max_entries,
+                                         m.spec.flags, &err, 0, pass == 1 ? inner_tmpl.get() : -1);
+      if (!fd) {
+        k.error = "bpf(BPF_MAP_CREATE) of " + m.spec.name + ": errno " + std::to_string(err);
+        return k;
+      }
+      if (m.spec.type == BPF_MAP_TYPE_RINGBUF) {
+        k.rings[i] = std::make_unique<KernelRing>();
+        if (!k.rings[i]->map(fd.get(), m.spec.max_entries)) {
+          k.error = "mmap of ring buffer " + m.spec.name + " failed";
+          return k;
+        }
+      }
+      if (fillable(m.spec.type)) {
+        for (uint32_t key = 0; key < MAP_BENCH_ENTRIES; ++key) {
+          uint64_t v = uint64_t(key) * 3 + 1;
+          if (int e = kernel::map_update(fd.get(), &key, &v, 0); e) {
+            k.error = "bpf(BPF_MAP_UPDATE_ELEM): " + std::to_string(e);
+            return k;
+          }
+        }
+      }
+      for (const MapSlotInit& s : m.slots) {
+        if (s.map < 0) continue;  // prog_array slots: none in these objects
+        const kernel::Fd& inner = k.maps.at(static_cast<size_t>(s.map));
+        int inner_fd = inner.get();
+        if (int e = kernel::map_update(fd.get(), &s.index, &inner_fd, 0); e) {
+          k.error = "bpf(BPF_MAP_UPDATE_ELEM) of " + m.spec.name + " slot " + std::to_string(s.index) + ": " +
+                    std::to_string(e);
+          return k;
+        }
+      }
+      k.maps[i] = std::move(fd);
     }
-    k.maps.push_back(std::move(fd));
-    k.rings.push_back(std::move(ring));
   }
   return k;
 }
@@ -384,6 +424,16 @@ int main(int argc, char** argv) {
       col->between = vm_between;
       col->cap = cap;
       cols[static_cast<size_t>(e)] = std::move(col);
+    }
+
+    // Programs that sum the values they looked up must find every key (the maps, inner maps of
+    // maps of maps included, filled as above): else the columns could agree on an empty map.
+    if (c.sums_values && vm_ret >= 0) {
+      uint64_t want = 0;
+      for (uint32_t i = 0; i < c.ops_per_run; ++i) want += uint64_t(MAP_BENCH_KEY(i)) * 3 + 1;
+      if (uint32_t(vm_ret) != uint32_t(want))
+        notes.push_back(std::string(c.name) + ": bpfvm returned " + std::to_string(vm_ret) + ", the sum of the values is " +
+                        std::to_string(uint32_t(want)) + " (a map not filled?)");
     }
 
     // The JIT on the same object instantiated with every map pinned (shared memory).

@@ -9,6 +9,13 @@
 //   bpfvm trace (traced)          the counting program at sys_enter_getppid (seccomp filter + ptrace)
 //   bpfvm trace (untraced)        the same program attached to openat: getppid passes the filter
 //   bpfvm trace, no filter        the program at sys_enter_openat with --no-seccomp: every syscall stops
+//   bpfvm agent, rewritten site   bpfvm trace --mode agent: the program runs in the process, entered
+//                                 by a jump from the C library's getppid (its `mov $110,%eax; syscall`
+//                                 rewritten)
+//   bpfvm agent, SUD (traced)     --trap-only: entered by the SIGSYS of Syscall User Dispatch
+//   bpfvm agent, SUD (untraced)   the program on openat: getppid still traps (SUD stops every syscall)
+//   bpfvm agent, seccomp (traced) --trap-only: entered by the SIGSYS of a seccomp filter's SECCOMP_RET_TRAP
+//   bpfvm agent, seccomp (untr.)  the program on openat: getppid passes the agent's filter
 // Each row: the best of 3 runs of N calls (N smaller for the traced rows), ns per call.
 //   build/bench_syscalls [--calls N]
 #include <bpf/bpf.h>
@@ -58,9 +65,10 @@ int loop_main(long n, const char* out, bool filter) {
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 || syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &p) != 0)
       return 1;
   }
-  for (int i = 0; i < 1000; ++i) syscall(SYS_getppid);
+  // The C library's getppid (`mov $110,%eax; syscall`: the site shape the agent rewrites).
+  for (int i = 0; i < 1000; ++i) (void)getppid();
   auto t0 = std::chrono::steady_clock::now();
-  for (long i = 0; i < n; ++i) syscall(SYS_getppid);
+  for (long i = 0; i < n; ++i) (void)getppid();
   double ns = std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0).count() / n;
   return child_loop::write_result(out, ns) ? 0 : 1;
 }
@@ -130,6 +138,15 @@ std::optional<double> kernel_traced(long n, std::string* why) {
   return r;
 }
 
+// bpfvm trace --mode agent (the CLI beside the benchmark) with the program at `spec`.
+std::optional<double> agent_traced(long n, const std::string& spec, const char* mechanism, bool trap_only) {
+  std::string bpfvm = std::filesystem::path(BPFVM_PROGS_DIR).parent_path() / "bpfvm";
+  std::vector<std::string> argv = {bpfvm, "trace", "--mode", "agent", "--agent-syscalls", mechanism};
+  if (trap_only) argv.push_back("--trap-only");
+  for (std::string a : {objpath(), std::string("--attach"), "count_getppid=" + spec, std::string("--")}) argv.push_back(a);
+  return best(3, [&] { return run_cmd(argv, n); });
+}
+
 bool have(const char* prog) {
   std::string cmd = std::string("command -v ") + prog + " >/dev/null 2>&1";
   return std::system(cmd.c_str()) == 0;
@@ -178,6 +195,15 @@ int main(int argc, char** argv) {
       best(3, [&] { return bpfvm_traced(n, "tracepoint/syscalls/sys_enter_openat", true); }));
   add("bpfvm trace --no-seccomp (every call stops)", traced_n,
       best(3, [&] { return bpfvm_traced(traced_n, "tracepoint/syscalls/sys_enter_openat", false); }));
+
+  add("bpfvm agent, rewritten site (traced)", n,
+      agent_traced(n, "tracepoint/syscalls/sys_enter_getppid", "sud", false));
+  for (const char* mech : {"sud", "seccomp"}) {
+    add(std::string("bpfvm agent, ") + mech + " SIGSYS (traced)", n,
+        agent_traced(n, "tracepoint/syscalls/sys_enter_getppid", mech, true));
+    add(std::string("bpfvm agent, ") + mech + " SIGSYS (untraced: openat)", n,
+        agent_traced(n, "tracepoint/syscalls/sys_enter_openat", mech, true));
+  }
 
   double native = rows[0].ns.value_or(0);
   std::printf("getppid() per call, ns (best of 3 runs, measured inside the looping process)\n");

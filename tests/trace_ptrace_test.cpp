@@ -11,21 +11,26 @@
 #include <linux/magic.h>
 #include <sys/mount.h>
 #include <sys/statfs.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <map>
 #include <set>
+#include <sstream>
 #include <thread>
 
 #include "bpfvm/helpers.hpp"
+#include "agent/syscalls.hpp"
 #include "bpfvm/trace.hpp"
 #include "test_util.hpp"
 
@@ -983,6 +988,219 @@ TEST(TraceCli, PinmapsKeepTheMapsAfterTheTrace) {
     EXPECT_NE(out.find("tmpfs"), std::string::npos) << out;
   }
   fs::remove_all(pins);
+}
+
+
+// ---- system-call programs in the agent (bpfvm trace --mode agent) ----------------------------------
+// The same objects and workload as above, run inside the process: entered by the SIGSYS of Syscall
+// User Dispatch or of the agent's seccomp filter. The dynamic loader's syscalls before the agent
+// starts are not seen there (ptrace and the kernel see them): comparisons take the workload's own
+// events (getppid, the files it opens in main).
+
+struct AgentRun {
+  int rc = -1;
+  std::string out;
+  std::vector<Bytes> records;
+  std::map<std::string, MapDump> maps;
+  std::vector<std::string> printk;
+};
+
+Bytes json_bytes(const nlohmann::json& a) {
+  Bytes b;
+  for (const auto& v : a) b.push_back(v.get<uint8_t>());
+  return b;
+}
+
+AgentRun agent_run(const std::string& object, const std::string& mechanism, const std::vector<std::string>& argv,
+                   const std::string& flags = "") {
+  AgentRun r;
+  std::string cmd = "trace -j --mode agent " + flags + " --agent-syscalls " + mechanism + " " + object + " --";
+  for (const auto& a : argv) cmd += " '" + a + "'";
+  r.rc = run_cli(cmd, &r.out);
+  std::istringstream lines(r.out);
+  std::string line;
+  while (std::getline(lines, line)) {
+    if (line.empty() || line[0] != '{') continue;
+    auto j = nlohmann::json::parse(line, nullptr, false);
+    if (j.is_discarded()) continue;
+    if (j.contains("data")) r.records.push_back(json_bytes(j["data"]));
+    if (j.contains("printk")) r.printk.push_back(j["printk"].get<std::string>());
+    if (j.contains("map") && j.contains("entries")) {
+      MapDump d;
+      for (const auto& e : j["entries"]) d[json_bytes(e["key"])] = json_bytes(e["value"]);
+      r.maps[j["map"].get<std::string>()] = d;
+    }
+  }
+  return r;
+}
+
+// The files the workload opens itself (the loader's opens before main aside).
+std::vector<OpenEvent> workload_opens(const std::vector<Bytes>& recs, const fs::path& dir) {
+  std::vector<OpenEvent> out;
+  for (const OpenEvent& e : open_events(recs))
+    if (e.fname.rfind(dir.string(), 0) == 0 || e.fname.rfind("/dev/", 0) == 0 || e.fname.rfind("/nonexistent/", 0) == 0)
+      out.push_back(e);
+  return out;
+}
+
+class AgentSyscalls : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(AgentSyscalls, CountsAndRecordsMatchPtraceMode) {
+  TempDir dir;
+  std::vector<std::string> argv = {workload(), dir.path, "basic"};  // threads and a forked child
+  auto p = bpfvm_run(progs("tr_count.bpf.o"), argv);
+  auto a = agent_run(progs("tr_count.bpf.o"), GetParam(), argv);
+  ASSERT_EQ(a.rc, 0) << a.out;
+  EXPECT_EQ(u64_at(a.maps["counts"], SYS_getppid), 13u) << a.out;
+  EXPECT_EQ(u64_at(a.maps["counts"], SYS_getppid), u64_at(p.maps["counts"], SYS_getppid));
+  EXPECT_EQ(u64_at(a.maps["errors"], SYS_openat), u64_at(p.maps["errors"], SYS_openat));
+  EXPECT_EQ(u64_at(a.maps["counts"], SYS_clone3) + u64_at(a.maps["counts"], SYS_clone),
+            u64_at(p.maps["counts"], SYS_clone3) + u64_at(p.maps["counts"], SYS_clone));
+  TempDir dir2;
+  std::vector<std::string> argv2 = {workload(), dir2.path, "basic"};
+  auto po = bpfvm_run(progs("tr_opensnoop.bpf.o"), argv2);
+  auto ao = agent_run(progs("tr_opensnoop.bpf.o"), GetParam(), argv2);
+  ASSERT_EQ(ao.rc, 0) << ao.out;
+  auto pe = workload_opens(po.records, dir2.path), ae = workload_opens(ao.records, dir2.path);
+  EXPECT_GE(ae.size(), 6u) << ao.out;
+  EXPECT_EQ(ae, pe);
+}
+
+TEST_P(AgentSyscalls, OverrideReturnDeniesUnlinkat) {
+  TempDir dir;
+  auto a = agent_run(progs("tr_deny.bpf.o"), GetParam(), {workload(), dir.path, "unlink"});
+  ASSERT_EQ(a.rc, 0) << a.out;
+  EXPECT_NE(a.out.find("protected: 1\n"), std::string::npos) << a.out;  // EPERM
+  EXPECT_NE(a.out.find("scratch: 0\n"), std::string::npos) << a.out;
+  EXPECT_TRUE(fs::exists(dir.path / "protected.txt"));
+  EXPECT_FALSE(fs::exists(dir.path / "scratch.txt"));
+  EXPECT_EQ(u64_at(a.maps["stats"], 0), 2u);
+  EXPECT_EQ(u64_at(a.maps["stats"], 1), 1u);
+  ASSERT_EQ(a.printk.size(), 1u) << a.out;
+  EXPECT_NE(a.printk[0].find("denied unlinkat of protected.txt"), std::string::npos);
+}
+
+TEST_P(AgentSyscalls, ExitStatusesSignalsAndTheTargetsOwnSigsys) {
+  auto obj = progs("tr_count.bpf.o");
+  EXPECT_EQ(agent_run(obj, GetParam(), {workload(), "-", "exit", "3"}).rc, 3);
+  EXPECT_EQ(agent_run(obj, GetParam(), {workload(), "-", "signal", "15"}).rc, 128 + 15);
+  EXPECT_EQ(agent_run(obj, GetParam(), {workload(), "-", "signals"}).rc, 0) << "SIGUSR1 x3 reach the handler";
+  EXPECT_EQ(agent_run(obj, GetParam(), {workload(), "-", "stopcont"}).rc, 0);
+  // Its own SIGSYS handler and seccomp filter keep working (the agent keeps its handler and passes
+  // the SIGSYS of the target's filter on); getppid with every signal blocked does not kill it.
+  auto own = agent_run(obj, GetParam(), {workload(), "-", "ownsigsys"});
+  EXPECT_EQ(own.rc, 0) << own.out;
+  EXPECT_GE(u64_at(own.maps["counts"], SYS_getppid), 5u) << own.out;
+  // The same with a program on openat only (the seccomp filter then traps few syscalls).
+  auto own2 = agent_run(progs("tr_opensnoop.bpf.o"), GetParam(), {workload(), "-", "ownsigsys"});
+  EXPECT_EQ(own2.rc, 0) << own2.out;
+  auto vf = agent_run(obj, GetParam(), {workload(), "-", "vfork"});
+  EXPECT_EQ(vf.rc, 0) << vf.out;
+  EXPECT_GE(u64_at(vf.maps["counts"], SYS_getppid), 1u) << vf.out;
+}
+
+// getppid through the C library's wrapper: its `mov $110,%eax; syscall` is rewritten into a jump
+// (threads and a forked child run it too); the trap path (--trap-only) counts the same.
+TEST_P(AgentSyscalls, RewrittenSitesCountAsTheTrapPath) {
+  auto obj = progs("tr_count.bpf.o");
+  std::vector<std::string> argv = {workload(), "-", "wrappers"};
+  auto p = bpfvm_run(obj, argv);
+  EXPECT_EQ(u64_at(p.maps["counts"], SYS_getppid), 5u + 4 * 3 + 2);
+  auto a = agent_run(obj, GetParam(), argv);
+  EXPECT_EQ(a.rc, 0) << a.out;
+  EXPECT_EQ(u64_at(a.maps["counts"], SYS_getppid), u64_at(p.maps["counts"], SYS_getppid)) << a.out;
+  auto t = agent_run(obj, GetParam(), argv, "--trap-only");
+  EXPECT_EQ(t.rc, 0) << t.out;
+  EXPECT_EQ(u64_at(t.maps["counts"], SYS_getppid), u64_at(p.maps["counts"], SYS_getppid)) << t.out;
+}
+
+// A program's failing run (unverified: the checked interpreter) is reported on stderr, as ptrace mode
+// reports it, and the command goes on.
+TEST_P(AgentSyscalls, RunFailuresAreReported) {
+  auto a = agent_run(progs("tr_fault.bpf.o"), GetParam(), {workload(), "-", "loop", "3"}, "--no-verify");
+  EXPECT_EQ(a.rc, 0) << a.out;
+  EXPECT_NE(a.out.find("bpfvm: agent in "), std::string::npos) << a.out;
+  EXPECT_NE(a.out.find("program fault_getppid: memory fault"), std::string::npos) << a.out;
+}
+
+INSTANTIATE_TEST_SUITE_P(Mechanisms, AgentSyscalls, ::testing::Values("sud", "seccomp"),
+                         [](const auto& info) { return info.param; });
+
+// Syscall User Dispatch leaves nothing across exec: the new image loads the agent again.
+TEST(AgentSyscallsSud, ExecAndI386Calls) {
+  auto obj = progs("tr_count.bpf.o");
+  auto p = bpfvm_run(obj, {workload(), "-", "exec"});
+  auto a = agent_run(obj, "sud", {workload(), "-", "exec"});
+  EXPECT_EQ(a.rc, 0) << a.out;
+  EXPECT_EQ(u64_at(a.maps["counts"], SYS_execve), 2u) << a.out;
+  EXPECT_EQ(u64_at(a.maps["counts"], SYS_execve), u64_at(p.maps["counts"], SYS_execve));
+  // An i386 system call (int $0x80) traps too: it is issued as it was, not counted (as in ptrace mode).
+  auto i = agent_run(obj, "sud", {workload(), "-", "int80"});
+  EXPECT_EQ(i.rc, 0) << i.out;
+  EXPECT_EQ(u64_at(i.maps["counts"], SYS_getppid), 1u) << i.out;
+}
+
+// Syscall User Dispatch started in a process whose threads already run (as when the agent is loaded
+// into a running process): each thread is signalled to switch it on, and off again with stop().
+TEST(AgentSyscallsSud, ThreadsThatAlreadyRunAreSwitchedOnAndOff) {
+  auto obj = load_object_file(progs("tr_count.bpf.o"));
+  ASSERT_TRUE(obj) << obj.error().message;
+  (void)workload();  // a process named as the workload: the kernel comparisons wait for it (the lock)
+  pid_t pid = fork();
+  if (pid == 0) {
+    prctl(PR_SET_NAME, "tr_workload");  // the programs count that command's calls; threads inherit it
+    auto hooks = SyscallHooks::create(*obj);
+    if (!hooks) _exit(10);
+    Map* counts = nullptr;
+    for (size_t i = 0; i < (*hooks)->loaded().maps.size(); ++i)
+      if ((*hooks)->loaded().maps[i]->spec().name == "counts") counts = (*hooks)->loaded().maps[i].get();
+    if (!counts) _exit(11);
+    std::atomic<int> phase{0}, ready{0};
+    std::vector<std::thread> threads;
+    for (int i = 0; i < 3; ++i)
+      threads.emplace_back([&] {
+        ready++;
+        while (phase.load() == 0) sched_yield();
+        for (int k = 0; k < 10; ++k) (void)getppid();
+        ready++;
+        while (phase.load() == 1) sched_yield();
+        for (int k = 0; k < 10; ++k) (void)getppid();  // after stop(): not hooked
+      });
+    while (ready.load() < 3) sched_yield();
+    if (!agent_syscalls::start(**hooks, SyscallMechanism::Sud, false, nullptr, nullptr)) _exit(12);
+    phase = 1;
+    while (ready.load() < 6) sched_yield();
+    const uint64_t during = u64_at(dump_map(*counts), SYS_getppid);
+    if (!agent_syscalls::stop()) _exit(13);
+    phase = 2;
+    for (auto& t : threads) t.join();
+    (void)getppid();
+    const uint64_t after = u64_at(dump_map(*counts), SYS_getppid);
+    _exit(during == 30 && after == 30 ? 0 : static_cast<int>(std::min<uint64_t>(during, 99) + (after == during ? 100 : 0)));
+  }
+  int st = 0;
+  ASSERT_EQ(waitpid(pid, &st, 0), pid);
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0)
+      << (WIFEXITED(st) ? "exit " + std::to_string(WEXITSTATUS(st)) : "signal " + std::to_string(WTERMSIG(st)));
+}
+
+TEST(AgentSyscallsVsKernel, OpenSnoopRecordsAndCountsMatch) {
+  TempDir dir;
+  std::vector<std::string> argv = {workload(), dir.path, "basic"};
+  std::string why;
+  auto k = kernel_run(progs("tr_opensnoop.bpf.o"), argv, &why);
+  if (!k) GTEST_SKIP() << why;
+  auto kc = kernel_run(progs("tr_count.bpf.o"), argv, &why);
+  if (!kc) GTEST_SKIP() << why;
+  for (const char* mech : {"sud", "seccomp"}) {
+    auto a = agent_run(progs("tr_opensnoop.bpf.o"), mech, argv);
+    ASSERT_EQ(a.rc, 0) << a.out;
+    auto ke = workload_opens(k->records, dir.path), ae = workload_opens(a.records, dir.path);
+    EXPECT_GE(ke.size(), 6u);
+    EXPECT_EQ(ae, ke) << mech;
+    auto ac = agent_run(progs("tr_count.bpf.o"), mech, argv);
+    EXPECT_EQ(u64_at(ac.maps["counts"], SYS_getppid), u64_at(kc->maps["counts"], SYS_getppid)) << mech;
+  }
 }
 
 }  // namespace

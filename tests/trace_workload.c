@@ -13,6 +13,11 @@
 //   tr_workload - sendsig        getpid with a SIGUSR2 handler; exit 0 if it ran once
 //   tr_workload - sleep MS FILE  getppid every 10 ms for MS ms, then writes FILE
 //   tr_workload - loop N         N getppid calls
+//   tr_workload - ownsigsys      its own SIGSYS handler and seccomp filter (getppid traps and returns
+//                                4242 from the handler), getppid x4 with every signal blocked; exit 0
+//                                if the handler ran once per trapped call and is still installed
+//   tr_workload - wrappers       the C library's getppid() (not syscall()): x5 in main, x3 in each of 4
+//                                threads, x2 in a forked child
 //   tr_workload - exec           execve of a missing file (ENOENT), then a child that execs this
 //                                program again with arguments ("- exit 0 ..."), waited for
 #define _GNU_SOURCE
@@ -23,8 +28,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <ucontext.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -48,6 +59,67 @@ static volatile sig_atomic_t usr1;
 static void on_usr1(int sig) {
   (void)sig;
   usr1++;
+}
+
+static volatile sig_atomic_t sigsys_seen;
+static void on_sigsys(int sig, siginfo_t *si, void *ucv) {
+  (void)sig;
+  ucontext_t *uc = ucv;
+  if (si->si_code == 1 /* SYS_SECCOMP */ && si->si_syscall == SYS_getppid) {
+    uc->uc_mcontext.gregs[REG_RAX] = 4242;
+    sigsys_seen++;
+  }
+}
+
+// getppid with its own filter: SECCOMP_RET_TRAP for getppid's 6th argument == 77, else ALLOW.
+static int own_sigsys(void) {
+  struct sigaction sa = {0}, cur = {0};
+  sa.sa_sigaction = on_sigsys;
+  sa.sa_flags = SA_SIGINFO;
+  if (sigaction(SIGSYS, &sa, NULL) != 0) return 3;
+  struct sock_filter f[] = {
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_getppid, 0, 3),
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[5])),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 77, 0, 1),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_TRAP | 9),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+  };
+  struct sock_fprog prog = {sizeof f / sizeof f[0], f};
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 || syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) != 0)
+    return 4;
+  if (syscall(SYS_getppid, 0, 0, 0, 0, 0, 77) != 4242 || sigsys_seen != 1) return 5;
+  if (syscall(SYS_getppid) == 4242) return 6;
+  sigset_t all, old;
+  sigfillset(&all);
+  sigprocmask(SIG_BLOCK, &all, &old);
+  ppid(4);
+  sigprocmask(SIG_SETMASK, &old, NULL);
+  if (syscall(SYS_getppid, 0, 0, 0, 0, 0, 77) != 4242 || sigsys_seen != 2) return 7;
+  if (sigaction(SIGSYS, NULL, &cur) != 0 || cur.sa_sigaction != on_sigsys) return 8;
+  return 0;
+}
+
+static void *wrapper_thread(void *arg) {
+  (void)arg;
+  for (int i = 0; i < 3; i++) (void)getppid();
+  return NULL;
+}
+
+static int wrappers(void) {
+  pthread_t t[4];
+  for (int i = 0; i < 4; i++) pthread_create(&t[i], NULL, wrapper_thread, NULL);
+  for (int i = 0; i < 5; i++) (void)getppid();
+  for (int i = 0; i < 4; i++) pthread_join(t[i], NULL);
+  pid_t c = fork();
+  if (c == 0) {
+    (void)getppid();
+    (void)getppid();
+    _exit(0);
+  }
+  int st = 0;
+  waitpid(c, &st, 0);
+  return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : 1;
 }
 
 int main(int argc, char **argv) {
@@ -180,6 +252,8 @@ int main(int argc, char **argv) {
     waitpid(child, &st, 0);
     return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : 1;
   }
+  if (!strcmp(mode, "ownsigsys")) return own_sigsys();
+  if (!strcmp(mode, "wrappers")) return wrappers();
   if (!strcmp(mode, "loop") && argc > 3) {
     ppid(atoi(argv[3]));
     return 0;

@@ -27,6 +27,15 @@ namespace bpfvm {
 // The environment variable that names the spec file; the agent does nothing without it.
 inline constexpr const char* kAgentSpecEnv = "BPFVM_AGENT_SPEC";
 
+// How system-call programs run inside the process (docs/tracing.md, "System calls in the agent").
+enum class SyscallMechanism : uint8_t {
+  Sud,      // Syscall User Dispatch (per thread; not inherited across exec; can be switched off)
+  Seccomp,  // a seccomp filter trapping the watched syscalls (stays for the process's lifetime and
+            // its children's, across exec)
+};
+std::string_view syscall_mechanism_name(SyscallMechanism m);
+std::optional<SyscallMechanism> syscall_mechanism_from_name(std::string_view name);
+
 struct AgentSpec {
   std::string object;                                // the BPF object file
   std::string name;                                  // LoadOptions::name ("" = from the file name)
@@ -43,6 +52,11 @@ struct AgentSpec {
   // A shared page whose first word bpfvm trace clears to detach: probes then run no program (the
   // agent stays loaded, idle; trampolines stay mapped). "" = always enabled.
   std::string control;
+  // How programs at system-call events (tracepoints, raw tracepoints, syscall kprobes) run here.
+  SyscallMechanism syscalls = SyscallMechanism::Sud;
+  // Also rewrite the `mov $NR,%eax; syscall` sites of traced syscalls in the main program and the C
+  // library into jumps to the programs (no trap there); false: every traced syscall traps.
+  bool rewrite_sites = true;
 };
 
 std::string agent_spec_to_json(const AgentSpec& spec);
@@ -70,6 +84,10 @@ Result<AgentMessage> agent_message_from_json(std::string_view json);
 // is set): load the spec, prepare the programs, attach. Errors are reported on the spec's socket and
 // returned; nothing stays attached after an error.
 Status agent_start(const std::string& spec_path);
+// Starts the programs at system-call events of the running agent with `m` (agent_start does it with
+// the spec's mechanism; this is for a caller that starts them later or in another mode). An error
+// when the agent does not run, has no such programs, or they already run.
+Status agent_start_syscalls(SyscallMechanism m);
 // Attaches probes waiting for libraries that are now loaded (after dlopen). Cheap when none wait.
 void agent_rescan_modules();
 // Whether the agent runs in this process (programs attached or waiting).

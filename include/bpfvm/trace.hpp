@@ -8,8 +8,9 @@
 //                  reports each system call of a task (entry and exit) and SyscallHooks builds the
 //                  contexts, runs the programs and drains ring buffers / perf buffers to a sink.
 //   event sources  ptrace (run_ptrace: a command and everything it starts, or a running process), and
-//                  later an agent inside the process: both call the same SyscallHooks::enter/exit with
-//                  a TracedTask that answers the current-task helpers for the task.
+//                  the agent inside the process (src/agent/syscalls.cpp: SIGSYS or rewritten syscall
+//                  sites): both call the same SyscallHooks::enter/exit with a TracedTask that answers
+//                  the current-task helpers for the task.
 //
 // Everything is x86-64: the syscall numbers, the tracepoint records and struct pt_regs.
 #pragma once
@@ -293,6 +294,9 @@ class SyscallHooks {
   void drain();
   // The first run errors (fault, budget), for the report: "program NAME: message".
   const std::vector<std::string>& run_errors() const { return run_errors_; }
+  // Called with a program's first run error when it happens (a source inside the traced process
+  // reports it at once; ptrace mode prints run_errors() at the end).
+  void set_fault_sink(std::function<void(const std::string&)> sink) { fault_sink_ = std::move(sink); }
 
  private:
   SyscallHooks() = default;
@@ -305,6 +309,7 @@ class SyscallHooks {
   bool all_enter_ = false, all_exit_ = false;
   RecordSink sink_;
   std::vector<std::string> run_errors_;
+  std::function<void(const std::string&)> fault_sink_;
   struct Buffers;
   std::unique_ptr<Buffers> buffers_;
   // Synthetic tasks for bpf_get_current_task (when a program calls it).

@@ -23,6 +23,7 @@
 #include <mutex>
 #include <sstream>
 
+#include "agent/syscalls.hpp"
 #include "agent/usdt.hpp"
 #include "bpfvm/agent.hpp"
 #include "bpfvm/helpers.hpp"
@@ -422,11 +423,12 @@ Status start(const std::string& spec_path) {
   auto hooks = SyscallHooks::create(*a->object, ho);
   if (!hooks) return hooks.error();
   a->hooks = std::move(*hooks);
+  bool syscall_programs = false;
   for (const auto& p : a->hooks->programs()) {
-    if (!p->point.in_user_code())
-      return make_error(ErrorCode::InvalidArgument,
-                        fmt::format("program {} ({}): the agent runs probes in user code only (uprobe, uretprobe, "
-                                    "usdt); system-call programs run in ptrace mode", p->name, p->point.canonical));
+    if (!p->point.in_user_code()) {
+      syscall_programs = true;  // agent_syscalls runs them (below)
+      continue;
+    }
     Target t;
     t.prog = p.get();
     const std::string& bin = p->point.binary;
@@ -461,6 +463,17 @@ Status start(const std::string& spec_path) {
     }
     report(std::move(m));
   });
+  // A syscall program's first failing run is reported at once (as a probe's is).
+  ag.hooks->set_fault_sink([](const std::string& m) { report_text(AgentMessage::Kind::Fault, m); });
+  if (syscall_programs)
+    if (Status st = agent_syscalls::start(*ag.hooks, ag.spec.syscalls, ag.spec.rewrite_sites, g_enabled,
+                                          [](const std::string& m) { report_text(AgentMessage::Kind::Note, m); });
+        !st) {
+      for (Probe* p : ag.probes) (void)uprobe::detach(p->hook);
+      ag.probes.clear();
+      return make_error(st.error().code, fmt::format("system-call programs ({}): {}",
+                                                     syscall_mechanism_name(ag.spec.syscalls), st.error().message));
+    }
   g_agent = a.release();
   if (count_waiting(ag)) watch_dlopen(ag);
   AgentMessage ready;
@@ -517,6 +530,16 @@ void agent_rescan_modules() {
   }
 }
 
+Status agent_start_syscalls(SyscallMechanism m) {
+  Agent* a = g_agent;
+  if (!a) return make_error(ErrorCode::InvalidArgument, "the agent does not run in this process");
+  uprobe::QuietScope quiet;
+  bool any = false;
+  for (const auto& p : a->hooks->programs()) any |= !p->point.in_user_code();
+  if (!any) return make_error(ErrorCode::InvalidArgument, "the agent's object has no programs at system-call events");
+  return agent_syscalls::start(*a->hooks, m, a->spec.rewrite_sites, g_enabled, [](const std::string& t) { report_text(AgentMessage::Kind::Note, t); });
+}
+
 bool agent_active() { return g_agent != nullptr; }
 
 // Detaching from a process the agent was loaded into (bpfvm trace -p): every probe removed (the
@@ -540,6 +563,7 @@ Result<bool> agent_stop() {
   if (a->dlopen_hook) (void)uprobe::detach(*a->dlopen_hook);
   for (uint16_t* sem : a->semaphores) __atomic_sub_fetch(sem, 1, __ATOMIC_SEQ_CST);
   a->semaphores.clear();
+  agent_syscalls::detach();  // the hooks' programs go with the session
   g_agent = nullptr;
   set_printk_sink(nullptr);
   g_socket.clear();

@@ -13,6 +13,14 @@ Diagnostic bad(const std::string& what, const std::string& why) {
 
 }  // namespace
 
+std::string_view syscall_mechanism_name(SyscallMechanism m) { return m == SyscallMechanism::Seccomp ? "seccomp" : "sud"; }
+
+std::optional<SyscallMechanism> syscall_mechanism_from_name(std::string_view name) {
+  if (name == "sud") return SyscallMechanism::Sud;
+  if (name == "seccomp") return SyscallMechanism::Seccomp;
+  return std::nullopt;
+}
+
 std::string agent_spec_to_json(const AgentSpec& s) {
   nlohmann::ordered_json j;
   j["object"] = s.object;
@@ -32,6 +40,8 @@ std::string agent_spec_to_json(const AgentSpec& s) {
   j["pin_dir"] = s.pin_dir;
   j["socket"] = s.socket;
   j["control"] = s.control;
+  j["syscalls"] = std::string(syscall_mechanism_name(s.syscalls));
+  j["rewrite_sites"] = s.rewrite_sites;
   return j.dump();
 }
 
@@ -57,6 +67,11 @@ Result<AgentSpec> agent_spec_from_json(std::string_view text) {
     s.pin_dir = j.at("pin_dir").get<std::string>();
     s.socket = j.value("socket", "");
     s.control = j.value("control", "");
+    std::string mech = j.value("syscalls", std::string(syscall_mechanism_name(SyscallMechanism::Sud)));
+    auto m = syscall_mechanism_from_name(mech);
+    if (!m) return bad("agent spec", "unknown syscall mechanism '" + mech + "' (sud or seccomp)");
+    s.syscalls = *m;
+    s.rewrite_sites = j.value("rewrite_sites", true);
     return s;
   } catch (const std::exception& e) {
     return bad("agent spec", e.what());

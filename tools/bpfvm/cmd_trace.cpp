@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdio>
+#include <filesystem>
 #include <cstring>
 #include <map>
 #include <optional>
@@ -35,6 +36,8 @@ struct TraceOpts {
   bool json = false;
   double duration = 0;
   std::string mode = "auto";
+  std::string agent_syscalls = "sud";
+  bool trap_only = false;
   bool no_seccomp = false;
   int pid = 0;
   std::vector<std::string> command;
@@ -211,8 +214,10 @@ void print_maps(const LoadedObject& live, bool json) {
   std::fflush(stdout);
 }
 
-// Which event source runs the requests: the agent for probes in user code, ptrace for system calls.
-// Returns "agent" or "ptrace", or an error when the object mixes both or asks what the mode cannot do.
+// Which event source runs the requests: the agent for probes in user code (and for system calls with
+// --mode agent), ptrace for system calls by default (docs/tracing.md, "System calls in the agent":
+// why auto keeps ptrace for them). Returns "agent" or "ptrace", or an error when the mode cannot do
+// what is asked.
 Result<std::string> choose_mode(const TraceOpts& o, const Object& obj, const std::vector<AttachRequest>& requests) {
   std::vector<AttachRequest> reqs = requests;
   if (reqs.empty())
@@ -228,11 +233,6 @@ Result<std::string> choose_mode(const TraceOpts& o, const Object& obj, const std
   // A request that names nothing or no program is refused by SyscallHooks::create with the reason,
   // whichever mode runs it.
   if (user.empty() && sys.empty()) return std::string(o.mode == "agent" ? "agent" : "ptrace");
-  if (!user.empty() && !sys.empty())
-    return make_error(ErrorCode::InvalidArgument,
-                      fmt::format("program {} probes user code (agent mode) and program {} system calls (ptrace "
-                                  "mode): one run uses one mode; attach them in two runs (--section, --attach)",
-                                  user, sys));
   if (o.mode == "ptrace") {
     if (!user.empty())
       return make_error(ErrorCode::InvalidArgument,
@@ -241,10 +241,11 @@ Result<std::string> choose_mode(const TraceOpts& o, const Object& obj, const std
     return std::string("ptrace");
   }
   if (o.mode == "agent") {
-    if (user.empty())
+    if (o.pid != 0 && !sys.empty())
       return make_error(ErrorCode::InvalidArgument,
-                        "agent mode runs probes in user code (uprobe, uretprobe, usdt); the object's system-call "
-                        "programs run in ptrace mode (--mode ptrace or auto)");
+                        fmt::format("program {}: system-call programs in a running process (-p) run in ptrace mode "
+                                    "(--mode ptrace or auto); the agent's system-call hooks are for commands it starts",
+                                    sys));
     return std::string("agent");
   }
   if (!user.empty()) return std::string("agent");
@@ -256,11 +257,12 @@ int trace_agent_mode(const TraceOpts& o, const Object& obj, SyscallHooksOptions&
   const bool json = o.json;
   AgentTraceOptions ao;
   ao.spec.pin_dir = o.pinmaps;  // "": a private directory
-  ao.spec.object = o.object;
+  // Absolute: a process the command starts in another directory loads the agent too.
+  ao.spec.object = std::filesystem::absolute(o.object).string();
   ao.spec.name = lo.name;
   ao.spec.prog_type = lo.prog_type;
   for (const auto& [s, t] : lo.section_types) ao.spec.section_types[s] = t;
-  ao.spec.target_btf = lo.target_btf;
+  ao.spec.target_btf = lo.target_btf.empty() ? "" : std::filesystem::absolute(lo.target_btf).string();
   for (const auto& s : o.input.sets) {
     auto eq = s.find('=');
     ao.spec.sets.emplace_back(s.substr(0, eq), s.substr(eq + 1));
@@ -269,6 +271,24 @@ int trace_agent_mode(const TraceOpts& o, const Object& obj, SyscallHooksOptions&
   ao.spec.engine = ho.prepare.engine;
   ao.spec.verify = ho.prepare.verify;
   ao.spec.rules = ho.prepare.rules;
+  ao.spec.syscalls = *syscall_mechanism_from_name(o.agent_syscalls);
+  ao.spec.rewrite_sites = !o.trap_only;
+  bool syscall_programs = false;
+  std::vector<AttachRequest> reqs = ho.attach;
+  if (reqs.empty())
+    for (const auto& p : obj.programs) reqs.push_back(AttachRequest{p.name, ""});
+  for (const auto& r : reqs)
+    if (const ObjectProgram* prog = obj.find_program(r.program)) {
+      auto pt = r.spec.empty() ? program_attach_point(*prog) : parse_attach_spec(r.spec);
+      syscall_programs |= pt && !pt->in_user_code();
+    }
+  if (syscall_programs && ao.spec.syscalls == SyscallMechanism::Seccomp && o.pid != 0)
+    return fail(kUsage, "--agent-syscalls seccomp: a filter installed in a running process covers only the thread "
+                        "that installs it and never leaves; use sud with -p");
+  if (syscall_programs && ao.spec.syscalls == SyscallMechanism::Seccomp)
+    std::fprintf(stderr, "bpfvm: note: --agent-syscalls seccomp: the filter stays across exec; a program the command "
+                         "executes is killed (SIGSYS) if its dynamic loader makes a traced system call before the "
+                         "agent is loaded there (sud has no such limit)\n");
   ao.command = o.command;
   ao.pid = o.pid;
   ao.duration = o.duration;
@@ -384,8 +404,13 @@ RegisterCommand reg_trace("trace", [](CLI::App& app, std::function<int()>& run) 
   cmd->add_flag("-j,--json", o->json, "JSON lines: records as bpftool's event_pipe -j, printk, maps");
   cmd->add_option("--duration", o->duration, "Stop tracing after SEC seconds and detach (the command keeps running)");
   add_choice_option(cmd, "--mode", o->mode, {"auto", "agent", "ptrace"},
-                    "Event source: agent (in the process: uprobes, USDT), ptrace (system calls), auto (default: "
-                    "by the object's programs)");
+                    "Event source: agent (in the process: uprobes, USDT, system calls), ptrace (system calls), "
+                    "auto (default: by the object's programs)");
+  add_choice_option(cmd, "--agent-syscalls", o->agent_syscalls, {"sud", "seccomp"},
+                    "Agent mode: how system calls reach the programs: sud (Syscall User Dispatch, default) or "
+                    "seccomp (a filter trapping the traced syscalls; it outlives exec)");
+  cmd->add_flag("--trap-only", o->trap_only,
+                "Agent mode: rewrite no syscall site into a jump; every traced syscall traps (SIGSYS)");
   cmd->add_flag("--no-seccomp", o->no_seccomp, "Stop at every system call (no seccomp filter in the command)");
   auto* p = cmd->add_option("-p,--pid", o->pid, "Trace a running process (every thread); detaching leaves it running");
   auto* c = cmd->add_option("command", o->command, "The command to run, after --");

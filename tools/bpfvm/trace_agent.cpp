@@ -201,11 +201,7 @@ Result<AgentTraceResult> run_agent_trace(const Object& object, SyscallHooksOptio
   for (const auto& p : hooks->programs()) {
     const AttachPoint& pt = p->point;
     std::string who = fmt::format("program {} ({})", p->name, pt.canonical);
-    if (!pt.in_user_code())
-      return make_error(ErrorCode::InvalidArgument,
-                        fmt::format("{}: agent mode runs probes in user code (uprobe, uretprobe, usdt); system-call "
-                                    "programs run in ptrace mode (--mode ptrace), so attach them in another run",
-                                    who));
+    if (!pt.in_user_code()) continue;  // system-call programs: the agent's SIGSYS handler runs them
     auto file = resolve_probe_binary(pt.binary, loaded);
     if (!file) {
       if (pt.binary.find('/') != std::string::npos)
@@ -350,7 +346,7 @@ Result<AgentTraceResult> run_agent_trace(const Object& object, SyscallHooksOptio
         if (!ready_seen && m->pid == child) {
           ready_seen = true;
           if (!m->text.empty()) note(fmt::format("agent in {}: {}", m->pid, m->text));
-        } else if (m->pid != child) {
+        } else if (m->pid != child && m->attached > 0) {  // (system-call programs alone: nothing to say)
           note(fmt::format("agent in {} (started by the command): {} probes attached", m->pid, m->attached));
         }
         break;

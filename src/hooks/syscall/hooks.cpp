@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <mutex>
 
 #include "bpfvm/map.hpp"
 #include "bpfvm/trace.hpp"
@@ -296,8 +297,16 @@ void SyscallHooks::run(AttachedProgram& p, TracedTask& task, void* ctx, size_t c
   std::optional<Diagnostic> fault = take_helper_fault();
   if (!r && !fault) fault = r.error();
   if (fault) {
-    ++p.errors;
-    if (run_errors_.size() < 16) run_errors_.push_back(fmt::format("program {}: {}", p.name, fault->message));
+    std::string first;
+    {
+      // Sources in the traced process (the agent) run programs on several threads at once.
+      static std::mutex mu;
+      std::lock_guard<std::mutex> lock(mu);
+      std::string text = fmt::format("program {}: {}", p.name, fault->message);
+      if (++p.errors == 1) first = text;
+      if (run_errors_.size() < 16) run_errors_.push_back(std::move(text));
+    }
+    if (!first.empty() && fault_sink_) fault_sink_(first);
   }
 }
 

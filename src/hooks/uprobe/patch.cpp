@@ -1216,6 +1216,7 @@ Result<PatchMethod> patch_method(HookId id) {
 }
 
 bool in_hook() { return t_state.depth != 0; }
+bool in_quiet() { return t_state.quiet != 0; }
 
 QuietScope::QuietScope() { ++t_state.quiet; }
 QuietScope::~QuietScope() { --t_state.quiet; }

@@ -89,6 +89,8 @@ Result<PatchMethod> patch_method(HookId id);
 // True while this thread runs a hook handler (the recursion guard): code the handler calls (helpers,
 // the agent's syscall hooks) can check it to avoid running programs recursively.
 bool in_hook();
+// True while a QuietScope lives on this thread (the agent's own work).
+bool in_quiet();
 
 // While an object of this class lives, hooks this thread hits call no handler and arm no return hook,
 // as inside a handler: the agent's own work (attaching, reports, rescans after dlopen) never runs the

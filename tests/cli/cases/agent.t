@@ -3,8 +3,12 @@ $ bpfvm trace --mode ptrace $PROGS/ag_probes.bpf.o --attach on_lib_add=uprobe/li
 bpfvm: $PROGS/ag_probes.bpf.o: program on_lib_add: probes in user code run in the agent (--mode agent or auto), not in ptrace mode
 [exit 1]
 $ bpfvm trace --mode agent $PROGS/tr_count.bpf.o -- true
-bpfvm: $PROGS/tr_count.bpf.o: agent mode runs probes in user code (uprobe, uretprobe, usdt); the object's system-call programs run in ptrace mode (--mode ptrace or auto)
-[exit 1]
+maps:
+  counts (hash, key 4 B, value 8 B, max_entries 512)
+    (empty)
+  errors (hash, key 4 B, value 8 B, max_entries 512)
+    (empty)
+[exit 0]
 $ bpfvm trace $PROGS/ag_probes.bpf.o --attach on_lib_add=uretprobe/libc.so.6:malloc+4 -- true
 bpfvm: $PROGS/ag_probes.bpf.o: program on_lib_add (section uprobe): cannot attach to 'uretprobe/libc.so.6:malloc+4': uretprobes do not support offset specification
 [exit 1]
@@ -12,9 +16,10 @@ $ bpfvm trace $PROGS/ag_probes.bpf.o --attach on_lib_add=uprobe/libc.so.6:no_suc
 bpfvm: mode: agent (the object probes user code; the programs run inside true)
 bpfvm: $PROGS/ag_probes.bpf.o: program on_lib_add (uprobe/libc.so.6:no_such_function_here): /lib/x86_64-linux-gnu/libc.so.6: no function 'no_such_function_here' in its symbol tables (.symtab, .dynsym)
 [exit 1]
-# one run uses one mode
+# probes in user code and system-call programs run together in the agent
 $ bpfvm trace $PROGS/ag_probes.bpf.o --attach on_lib_add=uprobe/libc.so.6:malloc --attach on_bad_read=tracepoint/syscalls/sys_enter_getppid -- true
-bpfvm: $PROGS/ag_probes.bpf.o: program on_lib_add probes user code (agent mode) and program on_bad_read system calls (ptrace mode): one run uses one mode; attach them in two runs (--section, --attach)
+bpfvm: mode: agent (the object probes user code; the programs run inside true)
+bpfvm: $PROGS/ag_probes.bpf.o: program on_bad_read (section uprobe): a kprobe program cannot attach to tracepoint/syscalls/sys_enter_getppid, which runs tracepoint programs
 [exit 1]
 $ bpfvm trace $PROGS/ag_probes.bpf.o --attach on_lib_add=uprobe/no/such/file:main -- true
 bpfvm: mode: agent (the object probes user code; the programs run inside true)
@@ -23,4 +28,20 @@ bpfvm: $PROGS/ag_probes.bpf.o: program on_lib_add (uprobe/no/such/file:main): no
 $ bpfvm trace $PROGS/ag_usdt.bpf.o --attach on_tick=usdt/libc.so.6:agt:tick -- true
 bpfvm: mode: agent (the object probes user code; the programs run inside true)
 bpfvm: $PROGS/ag_usdt.bpf.o: program on_tick (usdt/libc.so.6:agt:tick): /lib/x86_64-linux-gnu/libc.so.6: no USDT probes (no .note.stapsdt section)
+[exit 1]
+# system-call programs in the agent: the seccomp mechanism says what it cannot do; an unknown mechanism is a usage error
+$ bpfvm trace --mode agent --agent-syscalls seccomp $PROGS/tr_count.bpf.o -- true
+bpfvm: note: --agent-syscalls seccomp: the filter stays across exec; a program the command executes is killed (SIGSYS) if its dynamic loader makes a traced system call before the agent is loaded there (sud has no such limit)
+maps:
+  counts (hash, key 4 B, value 8 B, max_entries 512)
+    (empty)
+  errors (hash, key 4 B, value 8 B, max_entries 512)
+    (empty)
+[exit 0]
+$ bpfvm trace --mode agent --agent-syscalls ptrace $PROGS/tr_count.bpf.o -- true
+bpfvm: --agent-syscalls: 'ptrace' is not one of sud, seccomp
+Run 'bpfvm --help' for usage.
+[exit 2]
+$ bpfvm trace --mode agent -p 1 $PROGS/tr_count.bpf.o
+bpfvm: $PROGS/tr_count.bpf.o: program count_exit: system-call programs in a running process (-p) run in ptrace mode (--mode ptrace or auto); the agent's system-call hooks are for commands it starts
 [exit 1]
