@@ -110,6 +110,9 @@ TEST(VerifierFuzz, AcceptedProgramsNeverFault) {
   if (const char* env = std::getenv("BPFVM_VERIFIER_FUZZ_SEED"); env && *env) seed = std::strtoull(env, nullptr, 10);
   std::mt19937_64 rng(seed);
   const ProgTypeInfo* mem = find_prog_type(static_cast<uint32_t>(kProgMem));
+  // The conformance helpers, and bpf_loop (the template generator's callbacks).
+  HelperTable helpers = HelperTable::conformance();
+  if (const HelperDef* loop = HelperSet::kernel().table_for(kProgMem).find(181)) helpers.add(*loop);
   ASSERT_NE(mem, nullptr);
   uint64_t accepted = 0, runs = 0;
   std::vector<uint8_t> buf(kMem);
@@ -141,7 +144,7 @@ TEST(VerifierFuzz, AcceptedProgramsNeverFault) {
       ExecOptions eo;
       eo.checked = true;
       eo.insn_budget = 10'000'000;
-      auto exe = Executable::create(Program{"fuzz", prog}, HelperTable::conformance(), eo);
+      auto exe = Executable::create(Program{"fuzz", prog}, helpers, eo);
       ASSERT_TRUE(exe.ok()) << exe.error().to_string();
       for (int k = 0; k < 4; ++k) {
         for (auto& b : buf) b = static_cast<uint8_t>(rng());

@@ -28,6 +28,7 @@ class Generator {
   std::vector<Insn> generate() {
     p_.clear();
     calls_.clear();
+    callbacks_.clear();
     // r6 = memory, r7 = length, r8 = end of memory (r1 + r2); scratch r0, r2..r5; r9 loop counter.
     mov_reg(6, 1);
     mov_reg(7, 2);
@@ -45,6 +46,12 @@ class Generator {
       subprogram();
       for (size_t c : calls_) p_[c].imm = static_cast<int32_t>(fn - c - 1);
     }
+    // The callback of bpf_loop calls.
+    if (!callbacks_.empty()) {
+      size_t fn = p_.size();
+      callback();
+      for (size_t c : callbacks_) p_[c].imm = static_cast<int32_t>(fn - c - 1);
+    }
     if (r(4) == 0) mutate();
     return p_;
   }
@@ -54,6 +61,7 @@ class Generator {
   bool known_;
   std::vector<Insn> p_;
   std::vector<size_t> calls_;
+  std::vector<size_t> callbacks_;  // lddw of the callback's address
 
   int64_t r(uint64_t n) { return static_cast<int64_t>(rng_() % n); }
   uint8_t scratch() {
@@ -322,6 +330,7 @@ class Generator {
   }
 
   void call() {
+    if (r(3) == 0) return loop_callback();
     // r1 = memory, r2 = scalar; call fn; r0 = result; scratch registers re-initialised.
     mov_reg(1, 6);
     if (r(2)) emit(Op::MOV64_IMM, 2, 0, 0, r(64));
@@ -342,6 +351,54 @@ class Generator {
       emit(Op::MOV64_IMM, 0, 0, 0, 0);
       emit(Op::ADD64_REG, 0, 2, 0, 0);
     }
+    emit(Op::EXIT, 0, 0, 0, 0);
+  }
+
+  // bpf_loop(1..4, cb, ctx, 0) with ctx = {memory, bound} in the stack (fp-16): the callback reads
+  // the memory at an offset bounded by ctx->bound and leaves a bound for the next invocation (the
+  // index, the bound plus one, or a constant): precision through invocations and the caller's stack.
+  void loop_callback() {
+    emit(Op::STXDW, 10, 6, -16, 0);
+    uint8_t b = scratch();
+    emit(Op::MOV64_IMM, b, 0, 0, r(kMemSize));
+    emit(Op::STXDW, 10, b, -8, 0);
+    emit(Op::MOV64_IMM, 1, 0, 0, 1 + r(4));
+    callbacks_.push_back(p_.size());
+    emit(Op::LDDW_CODE_ADDR, 2, 4, 0, 0);
+    emit(Op::LDDW_HI, 0, 0, 0, 0);
+    mov_reg(3, 10);
+    emit(Op::ADD64_IMM, 3, 0, 0, -16);
+    emit(Op::MOV64_IMM, 4, 0, 0, 0);
+    emit(Op::CALL_HELPER, 0, 0, 0, 181);
+    for (uint8_t reg : {2, 3, 4, 5}) emit(Op::MOV64_IMM, reg, 0, 0, r(100));
+  }
+
+  // cb(r1 = index, r2 = ctx), returns 0.
+  void callback() {
+    emit(Op::LDXDW, 3, 2, 0, 0);
+    emit(Op::LDXDW, 4, 2, 8, 0);
+    if (known_) {
+      if (r(2)) {
+        emit(Op::AND64_IMM, 4, 0, 0, edge(kMemSize - 1));
+      } else {
+        emit(Op::JGT_IMM, 4, 0, 3, edge(kMemSize - 1));
+      }
+      emit(Op::ADD64_REG, 3, 4, 0, 0);
+      emit(Op::LDXB, 5, 3, 0, 0);
+      emit(Op::LDXDW, 4, 2, 8, 0);
+    }
+    switch (r(3)) {
+      case 0: emit(Op::STXDW, 2, 1, 8, 0); break;
+      case 1:
+        emit(Op::ADD64_IMM, 4, 0, 0, 1);
+        emit(Op::STXDW, 2, 4, 8, 0);
+        break;
+      default:
+        emit(Op::MOV64_IMM, 5, 0, 0, r(kMemSize + 8));
+        emit(Op::STXDW, 2, 5, 8, 0);
+        break;
+    }
+    emit(Op::MOV64_IMM, 0, 0, 0, 0);
     emit(Op::EXIT, 0, 0, 0, 0);
   }
 

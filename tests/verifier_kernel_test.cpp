@@ -14,6 +14,7 @@
 
 #include "bpfvm/kernel_probe.hpp"
 #include "test_util.hpp"
+#include "verifier_cases.hpp"
 #include "verifier_util.hpp"
 
 namespace bpfvm {
@@ -108,6 +109,34 @@ TEST(VerifierKernel, AgreesOnCorpus) {
   auto r = agree_on_corpus();
   EXPECT_GT(r.judged, 0);
   EXPECT_TRUE(r.unexplained.empty()) << r.unexplained.size() << " undocumented disagreements";
+}
+
+// The data-driven cases (tests/verifier_cases) with a kernel program type: the kernel gives each the
+// verdict its privileged expectation says (cases marked `kernel: skip` say why they are not compared).
+TEST(VerifierKernel, AgreesOnCases) {
+  if (!kernel::available()) GTEST_SKIP() << "kernel verifier unavailable: " << kernel::unavailable_reason();
+  auto cases = vtest::load_cases(std::filesystem::path(BPFVM_SOURCE_DIR) / "tests" / "verifier_cases");
+  int judged = 0, agree = 0;
+  std::map<std::string, int> not_judged;
+  for (const auto& c : cases) {
+    const ProgTypeInfo* t = find_prog_type(c.type);
+    if (!c.kernel || !c.error.empty() || !t || t->type == kProgMem) continue;
+    auto k = vtest::kernel_verify(c.insns, t->type, c.maps, {}, {}, 1);
+    if (!k.ran) {
+      not_judged[k.skip]++;
+      continue;
+    }
+    ++judged;
+    if (k.accepted == c.privileged.accept) {
+      ++agree;
+      continue;
+    }
+    ADD_FAILURE() << c.where << ": " << c.name << ": expected " << (c.privileged.accept ? "accept" : "reject")
+                  << ", the kernel " << (k.accepted ? "accepts" : "rejects: " + vtest::kernel_error_line(k.log));
+  }
+  std::printf("verifier cases vs kernel: %d of %d agree\n", agree, judged);
+  for (const auto& [why, n] : not_judged) std::printf("  not judged (%d): %s\n", n, why.c_str());
+  EXPECT_GT(judged, 0);
 }
 
 // The probe decides what is compared: hiding a helper the kernel does offer (as a kernel built without

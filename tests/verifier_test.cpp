@@ -228,7 +228,7 @@ TEST(VerifierSamples, BuiltToBreakARuleAreRejectedUnderStrict) {
 
 // Path-sensitive precision: a register needed exactly on one path (in tracex3's log2 histogram, when
 // the delta is 0 a later branch is decided) is not needed on the others, so their states prune; a
-// path-insensitive slice processed 1,759 instructions here in two rounds, the kernel 397.
+// path-insensitive slice (since removed) processed 1,759 instructions here in two rounds, the kernel 397.
 TEST(VerifierSamples, PrecisionIsMarkedAlongThePathThatNeedsIt) {
   auto shared = test::shared_dir();
   if (shared.empty()) GTEST_SKIP() << "../shared not found";
@@ -241,8 +241,7 @@ TEST(VerifierSamples, PrecisionIsMarkedAlongThePathThatNeedsIt) {
   auto r = verify(prog->insns, verify_options_for(*obj, *prog));
   ASSERT_TRUE(r.ok());
   ASSERT_TRUE(r->accepted) << r->error.to_string();
-  EXPECT_EQ(r->rounds, 1);
-  EXPECT_LT(r->insns_total, 400u) << "processed " << r->insns_total;
+  EXPECT_LT(r->insns_processed, 400u) << "processed " << r->insns_processed;
 }
 
 TEST(VerifierSamples, RejectionShowsTheSourceLine) {
@@ -326,8 +325,7 @@ TEST(VerifierHostile, HugeLoopIsRejectedWithinBudget) {
   EXPECT_NE(r->error.message.find("too large"), std::string::npos) << r->error.message;
   // Within budget: the work done, not the wall time (which depends on the machine and the build,
   // e.g. 20 s under AddressSanitizer on a loaded machine), is what is bounded.
-  EXPECT_EQ(r->rounds, 1);
-  EXPECT_LE(r->insns_total, o.limits.insn_budget);
+  EXPECT_LE(r->insns_processed, o.limits.insn_budget);
 }
 
 TEST(VerifierHostile, ThousandsOfCallsAndDeepNesting) {

@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include <bpf/btf.h>
+
 #include "bpfvm/helpers.hpp"
 #include "bpfvm/kernel_probe.hpp"
 #include "bpfvm/object.hpp"
@@ -134,6 +136,49 @@ inline KernelVerdict kernel_verify(std::span<const Insn> insns, uint32_t type, c
     }
   }
   auto raw = encode(patched);
+  // With bpf-to-bpf calls or callbacks, the kernel wants BTF func_info for every function (callbacks
+  // are refused without it: "missing btf func_info"): one static `int f(void)` per function.
+  std::vector<int64_t> starts{0};
+  for (size_t i = 0; i < insns.size(); ++i)
+    if (insns[i].op == Op::CALL_LOCAL || insns[i].op == Op::LDDW_CODE_ADDR)
+      starts.push_back(static_cast<int64_t>(i) + 1 + insns[i].imm);
+  std::sort(starts.begin(), starts.end());
+  starts.erase(std::unique(starts.begin(), starts.end()), starts.end());
+  if (starts.size() > 1 && starts.front() == 0) {
+    if (std::string why = kernel::not_offered_reason(raw, type, expected_attach); !why.empty()) {
+      v.skip = why;
+      return v;
+    }
+    std::unique_ptr<struct btf, void (*)(struct btf*)> btf(btf__new_empty(), btf__free);
+    const int int_id = btf__add_int(btf.get(), "int", 4, BTF_INT_SIGNED);
+    const int proto = btf__add_func_proto(btf.get(), int_id);
+    kernel::LoadRequest req;
+    for (size_t f = 0; f < starts.size(); ++f) {
+      const int id = btf__add_func(btf.get(), ("f" + std::to_string(f)).c_str(), BTF_FUNC_STATIC, proto);
+      req.func_info.push_back(kernel::KFuncInfo{static_cast<uint32_t>(starts[f]), static_cast<uint32_t>(id)});
+    }
+    uint32_t size = 0;
+    const void* data = btf__raw_data(btf.get(), &size);
+    int err = 0;
+    kernel::Fd btf_fd = kernel::load_btf(data, size, &err);
+    if (!btf_fd) {
+      v.skip = "the kernel refused a minimal BTF: errno " + std::to_string(err);
+      return v;
+    }
+    req.insns = raw;
+    req.prog_type = type;
+    req.log_level = log_level;
+    req.license = license;
+    req.expected_attach_type = expected_attach;
+    req.btf_fd = btf_fd.get();
+    auto r = kernel::load(req);
+    v.ran = true;
+    v.accepted = static_cast<bool>(r.fd);
+    v.err = r.err;
+    v.log = std::move(r.log);
+    v.time_ns = r.verification_time_ns;
+    return v;
+  }
   auto r = kernel::load_program(raw, type, log_level, license, expected_attach);
   if (!r.not_offered.empty()) {
     v.skip = r.not_offered;

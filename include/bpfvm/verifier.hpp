@@ -98,9 +98,7 @@ struct InsnFacts {
 
 struct VerifyReport {
   bool accepted = false;
-  uint64_t insns_processed = 0;  // of the final (confirming) exploration, comparable to the kernel's
-  uint64_t insns_total = 0;      // over every exploration round
-  int rounds = 1;                // explorations needed to confirm the precision of pruning
+  uint64_t insns_processed = 0;  // instructions explored, comparable to the kernel's
   uint64_t states = 0;          // states stored for pruning
   uint64_t peak_states = 0;
   uint64_t time_us = 0;

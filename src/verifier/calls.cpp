@@ -184,7 +184,11 @@ bool Verifier::do_call_helper(const Insn& in) {
           uint64_t k = 0, slots = 0;
           if (stack_key_const(r, static_cast<int>(m->key_size), &k, &slots) && k < m->max_entries) {
             meta.const_key_in_range = true;
-            if (slots && !cur_.hist.empty()) backtrack(0, slots, cur_.hist.size() - 1);
+            if (slots && !cur_.hist.empty()) {
+              Need need;
+              need.slots[r.frame] = slots;
+              backtrack(need, cur_.hist.size() - 1);
+            }
           }
         }
         // Strict: an update (or any helper but a lookup) with a constant index outside an array map
@@ -413,9 +417,12 @@ bool Verifier::do_call_helper(const Insn& in) {
     cb.cb_ret_max = 1;
     cb.regs[10] = Reg::ptr(Kind::Stack, 0);
     cb.regs[10].frame = static_cast<uint8_t>(cur_.frames.size());
+    cb.cb_iters = 1;
     if (id == 181) {  // bpf_loop(nr, cb, ctx, flags): cb(u32 index, void *ctx)
       cb.regs[1] = Reg::scalar(Scalar::urange(0, UINT32_MAX));
       cb.regs[2] = f.regs[3];
+      // At most nr_loops invocations (r1 is precise: a scalar argument of a helper with a callback).
+      cb.cb_max = f.regs[1].kind == Kind::Scalar ? f.regs[1].v.umax : UINT64_MAX;
     } else if (id == 164) {  // for_each_map_elem(map, cb, ctx, flags): cb(map, key, value, ctx)
       const MapSpec& m = maps_[meta.map];
       cb.regs[1] = Reg::ptr(Kind::MapPtr);
@@ -433,6 +440,11 @@ bool Verifier::do_call_helper(const Insn& in) {
     State skip = cur_;
     for (int r = 1; r <= 5; ++r) skip.cur().regs[r] = Reg{};
     skip.cur().regs[0] = Reg::unknown();
+    if (cb.cb_max == 0) {  // bpf_loop with nr_loops 0: the only path
+      cur_ = std::move(skip);
+      pc_++;
+      return true;
+    }
     push_branch(std::move(skip), pc_ + 1);
     // Path 2: it is called (once; see docs/verifier-differences.md).
     cur_.frames.push_back(std::move(cb));

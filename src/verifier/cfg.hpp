@@ -24,32 +24,6 @@ struct Cfg {
   int func_index(int32_t start) const;
 };
 
-// Precision: which registers' exact values matter at each instruction. Computed from seeds (a
-// register whose value a verifier decision used at an instruction) by a backward slice over data
-// dependencies; stack contents count as one unit (`stack`).
-struct Precision {
-  std::vector<LiveSet> need;  // per slot
-  bool stack = false;
-  bool all = false;           // everything precise (fallback)
-  // Path-sensitive precision instead (programs without subprograms or callbacks): each stored state
-  // carries the registers its descendants needed precisely, marked by backtracking each decision
-  // along its own path, as the kernel's mark_chain_precision does; one exploration suffices.
-  bool path = false;
-};
-struct PrecisionSeeds {
-  std::vector<LiveSet> regs;        // per slot
-  std::vector<uint8_t> stack_load;  // per slot: a load that read the stack
-  std::vector<uint8_t> stack_store; // per slot: a store that wrote the stack
-  std::vector<LiveSet> jmp_linked;  // per slot: a comparison of two registers, registers sharing an id with them
-  void init(size_t n) {
-    regs.assign(n, 0);
-    jmp_linked.assign(n, 0);
-    stack_load.assign(n, 0);
-    stack_store.assign(n, 0);
-  }
-};
-Precision compute_precision(std::span<const Insn> insns, const Cfg& cfg, const PrecisionSeeds& seeds);
-
 // Builds the CFG facts and checks structure. Errors: ErrorCode::Verify with the pc.
 // privileged = false: the kernel's rules for a loader without CAP_BPF as well: no bpf-to-bpf or
 // kernel function calls and no function addresses (add_subprog_and_kfunc), no back-edges (check_cfg).

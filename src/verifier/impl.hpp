@@ -1,6 +1,7 @@
 // The verifier's engine (internal): one object per verify() call.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <memory>
 #include <unordered_map>
@@ -21,20 +22,11 @@ enum class Access : uint8_t { Read, Write, HelperRead, HelperWrite, HelperReadWr
 
 class Verifier {
  public:
-  Verifier(std::span<const Insn> insns, const VerifyOptions& opts, const Cfg& cfg, VerifyReport& report,
-           const Precision& prec, PrecisionSeeds& seeds);
+  Verifier(std::span<const Insn> insns, const VerifyOptions& opts, const Cfg& cfg, VerifyReport& report);
   ~Verifier();
   Verifier(const Verifier&) = delete;
   Verifier& operator=(const Verifier&) = delete;
   bool run();
-  // A state was pruned thanks to an imprecise comparison (the run must be confirmed).
-  bool used_imprecision() const { return used_imprecision_; }
-  // Per instruction: registers some pruning decision relied on comparing imprecisely (their exact
-  // values differed); whether one relied on spilled scalars being imprecise. The run is sound when
-  // the precision it turns out to need excludes all of them.
-  const std::vector<LiveSet>& relied_imprecise() const { return relied_; }
-  bool relied_stack_imprecise() const { return relied_stack_; }
-
  private:
   friend struct CallChecker;
   // ---- exploration ----
@@ -44,39 +36,74 @@ class Verifier {
   void push_branch(State st, int64_t pc);
   void finish_path();
   void live_for(const State& st, int64_t pc, std::vector<LiveSet>& out) const;
-  void precise_for(const State& st, int64_t pc, std::vector<LiveSet>& out) const;
   std::vector<LiveSet> live_buf_, precise_buf_;  // reused by is_state_visited (no allocation per visit)
+  // Registers and stack slots needed precisely, per frame (0: the main function), while backtracking.
+  struct Need {
+    std::array<LiveSet, kMaxFrames> regs{};
+    std::array<uint64_t, kMaxFrames> slots{};
+    bool none(int upto = kMaxFrames - 1) const {  // frames 0..upto (the deeper ones are empty)
+      for (int f = 0; f <= upto; ++f)
+        if (regs[f] || slots[f]) return false;
+      return true;
+    }
+  };
+  int depth() const { return static_cast<int>(cur_.frames.size()) - 1; }
   void seed(int regno) {
-    seeds_.regs[pc_] |= static_cast<LiveSet>(1u << regno);
-    if (prec_.path && !cur_.hist.empty()) backtrack(static_cast<LiveSet>(1u << regno), 0, cur_.hist.size() - 1);
-  }
-  // Path precision: registers `need` and main-frame stack slots `sneed` are needed precisely before
-  // cur_.hist[end] (or at the current instruction when end == hist.size()); marks them, as their
-  // sources, in the stored states of the current path.
-  void backtrack(LiveSet need, uint64_t sneed, size_t end);
-  // Stack liveness (single-function programs): main-frame slots `mask` are read here; marks them read
-  // in the stored states above, up to where the path wrote them whole.
-  void mark_stack_read(uint64_t mask);
-  // A main-frame stack access at a constant offset by the current instruction (for backtracking).
-  void note_stack_slot(int slot, uint8_t flags) {
-    if (prec_.path && !cur_.hist.empty() && cur_.hist.back().pc == pc_ && slot >= 0 && slot < 64) {
-      cur_.hist.back().slot = static_cast<int8_t>(slot);
-      cur_.hist.back().sflags = flags;
+    if (!cur_.hist.empty()) {
+      Need n;
+      n.regs[depth()] = static_cast<LiveSet>(1u << regno);
+      backtrack(n, cur_.hist.size() - 1);
     }
   }
-  bool track_stack_liveness() const { return prec_.path; }
+  // Path precision: what `need` names is needed precisely before cur_.hist[end] (or at the current
+  // instruction when end == hist.size()); marks it, as its sources, in the stored states of the
+  // current path, across calls and returns (the kernel's mark_chain_precision).
+  void backtrack(Need need, size_t end) { backtrack_path(need, cur_.hist, end, cur_.parent, depth(), pc_); }
+  // The same along any path: `hist` executed since `parent` was stored, at call depth `depth` and
+  // instruction `pc` after it.
+  void backtrack_path(Need need, std::vector<HistEntry>& hist, size_t end, Node* parent, int depth, int64_t pc);
+  uint64_t marks_added_ = 0;  // precision marks added to stored states (backedge resolution)
+  // The current state is pruned against `target`, a callback invocation in progress: keeps the path
+  // for its final marks (see Backedge).
+  void add_backedge(Node* target, const std::vector<LiveSet>& live);
+  // `a` completed: backtracks its backedges' targets' marks until nothing changes (or hands them to
+  // the invocation around it).
+  void resolve_backedges(Node* a);
+  // Everything the current state's pruning compares (live scalars, exact stack contents) is needed:
+  // the state was pruned against one whose marks may still grow (Node::exact).
+  void backtrack_all_live(const std::vector<LiveSet>& live);
+  // Stack liveness: main-frame slots `mask` are read here; marks them read in the stored states
+  // above, up to where the path wrote them whole.
+  void mark_stack_read(uint64_t mask);
+  // A stack access at a constant offset by the current instruction (for backtracking): the slot of
+  // the stack of frame `frame`.
+  void note_stack_slot(int slot, uint8_t flags, int frame) {
+    if (!cur_.hist.empty() && cur_.hist.back().pc == pc_ && slot >= 0 && slot < 64) {
+      cur_.hist.back().slot = static_cast<int8_t>(slot);
+      cur_.hist.back().sflags = flags;
+      cur_.hist.back().sframe = static_cast<uint8_t>(frame);
+    }
+  }
   void free_node(Node* n);
-  // Backtracks one instruction: registers `need` and main-frame stack slots `sneed` needed after it
-  // become those needed before it. False: a needed value came from the stack in a way not tracked per
-  // slot (an atomic operation on the stack): everything above is then needed.
-  bool back_insn(const HistEntry& h, LiveSet& need, uint64_t& sneed) const {
+  // Crosses from the position after `h` (call depth `bf`, instruction `next_pc`) to `h` when they
+  // are in different frames: a call (r1-r5 needed in the callee were the caller's; a callback's are
+  // set by the helper), a return (the caller's r0 is the callee's; a callback's is the helper's), a
+  // callback invoked again (a fresh frame). False: the history is not understood (then everything
+  // above is needed).
+  bool cross_frames(const HistEntry& h, int64_t next_pc, int& bf, Need& need) const;
+  // Backtracks one instruction (executed in frame h.frame): what `need` names after it becomes what
+  // is needed before it. False: a needed value came from the stack in a way not tracked per slot
+  // (an atomic operation on the stack): everything above is then needed.
+  bool back_insn(const HistEntry& h, Need& n) const {
     const int32_t pc = h.pc;
     const BackXfer& x = xfer_[pc];
+    LiveSet& need = n.regs[h.frame];
+    uint64_t& sneed = n.slots[h.sframe];
     // A comparison of two registers refines each by the other, and every copy (shared id) with them.
     if (x.join && (need & (x.join | h.linked))) need |= x.join;
     const bool slot_needed = h.slot >= 0 && ((sneed >> h.slot) & 1);
     if (x.atomic) {
-      if (slot_needed || ((need & x.def) && seeds_.stack_load[pc])) return false;
+      if (slot_needed || ((need & x.def) && stack_load_[pc])) return false;
     } else if (x.store && slot_needed) {
       // The needed slot holds what this store wrote (a spill of src, or an immediate); a store of
       // part of the slot leaves the rest as it was.
@@ -101,7 +128,7 @@ class Verifier {
   };
   std::vector<BackXfer> xfer_;
   void init_xfer();
-  static void mark_all_from(Node* n);
+  void mark_all_from(Node* n);
 
   // ---- instruction kinds ----
   bool do_alu(const Insn& in);
@@ -113,6 +140,11 @@ class Verifier {
   bool do_atomic(const Insn& in);
   bool do_ld_abs(const Insn& in);
   bool do_exit(const Insn& in);
+  // Before a callback's next invocation (starting at `entry`): the callers' scalars (registers and
+  // spilled) that differ from the state the finished invocation started in and that are not precise
+  // there (so far) become unknown, as the kernel's widen_imprecise_scalars does, so that a counter no
+  // decision needs converges.
+  void widen_imprecise(State& next, int32_t entry);
   bool do_call_local(const Insn& in);
   bool do_call_helper(const Insn& in);
 
@@ -132,8 +164,8 @@ class Verifier {
   // The constant stored in `size` stack bytes at `ptr` (a stack pointer with a constant offset), when
   // every byte is known.
   bool stack_const(const Reg& ptr, int size, uint64_t* out);
-  // The same from what pruning compares (zero bytes, spilled constant scalars) in the main frame of
-  // a single-function program; `slots`: the stack slots it read (to be made precise).
+  // The same from what pruning compares (zero bytes, spilled constant scalars); `slots`: the slots of
+  // frame ptr.frame's stack it read (to be made precise).
   bool stack_key_const(const Reg& ptr, int size, uint64_t* out, uint64_t* slots);
 
   // ---- helpers for state updates ----
@@ -190,13 +222,7 @@ class Verifier {
   bool mem_unknown_ = false;          // kProgMem with unknown size
   int in_value_reg_ = -1;             // register holding the value of the store being checked
   std::chrono::steady_clock::time_point t0_;
-  const Precision& prec_;
-  PrecisionSeeds& seeds_;
-  bool used_imprecision_ = false;
-  std::vector<LiveSet> relied_;
-  bool relied_stack_ = false;
-  void note_imprecise_prune(const State& old, const std::vector<LiveSet>& live, const std::vector<LiveSet>& precise,
-                            bool stack_precise);
+  std::vector<uint8_t> stack_load_;  // per instruction: a load that read the stack (atomics: see back_insn)
 };
 
 // Plain-words explanation of a rejection message: what would go wrong and how such code is fixed.

@@ -155,8 +155,7 @@ bool Verifier::stack_access(int regno, const Reg& base, int32_t off, int size, A
   if (!base.v.is_const()) {
     // Variable offset: every byte the range allows must be inside the frame; reads need initialised bytes.
     if (strict()) return reject(fmt::format("R{} variable stack access prohibited for !root", regno), regno);
-    if (acc == Access::Read) seeds_.stack_load[pc_] = 1;
-    if (acc == Access::Write) seeds_.stack_store[pc_] = 1;
+    if (acc == Access::Read) stack_load_[pc_] = 1;
     int64_t lo = base.off + off + base.v.smin;
     int64_t hi = base.off + off + static_cast<int64_t>(base.v.umax) + size;
     if (base.v.smin < -kStackSize || base.v.umax > kStackSize || lo < -kStackSize || hi > 0)
@@ -164,7 +163,7 @@ bool Verifier::stack_access(int regno, const Reg& base, int32_t off, int size, A
                                 base.v.str(), off, size),
                     regno);
     Frame& fr = cur_.frames[base.frame];
-    if (track_stack_liveness() && base.frame == 0 && is_read(acc)) {
+    if (base.frame == 0 && is_read(acc)) {
       uint64_t m = 0;
       for (int64_t a = lo; a < hi; ++a) m |= uint64_t{1} << ((-a - 1) / 8);
       mark_stack_read(m);
@@ -194,8 +193,7 @@ bool Verifier::stack_access(int regno, const Reg& base, int32_t off, int size, A
     if (out) *out = Reg::scalar(loaded_value(size, false));
     return true;
   }
-  if (acc == Access::Read) seeds_.stack_load[pc_] = 1;
-  if (acc == Access::Write) seeds_.stack_store[pc_] = 1;
+  if (acc == Access::Read) stack_load_[pc_] = 1;
   int64_t abs = static_cast<int64_t>(base.off) + off + static_cast<int64_t>(base.v.value());
   if (abs < -kStackSize || abs + size > 0 || size <= 0)
     return reject(fmt::format("invalid stack off={} size={}", abs, size), regno,
@@ -211,14 +209,12 @@ bool Verifier::stack_access(int regno, const Reg& base, int32_t off, int size, A
     const int b = static_cast<int>(abs + 8 * (slot + 1));
     if (acc == Access::Write) {
       const bool whole = size == 8 && b == 0;
-      if (base.frame == 0) {
-        note_stack_slot(slot, whole ? HistEntry::kFullWrite : 0);
-        if (whole && track_stack_liveness()) cur_.swritten |= uint64_t{1} << slot;
-      }
+      note_stack_slot(slot, whole ? HistEntry::kFullWrite : 0, base.frame);
+      if (base.frame == 0 && whole) cur_.swritten |= uint64_t{1} << slot;
       stack_write(fr, static_cast<int32_t>(abs), size, value);
       return true;
     }
-    if (base.frame == 0) {
+    {
       // Does the value come from what the slot holds (a spilled register, zero bytes)?
       uint8_t from = 0;
       if (const Slot* sl = fr.slot(slot)) {
@@ -226,8 +222,8 @@ bool Verifier::stack_access(int regno, const Reg& base, int32_t off, int size, A
         for (int k = b; k < b + size && k < 8; ++k)
           if (sl->bytes[k] == kStackSpill || sl->bytes[k] == kStackZero) from = HistEntry::kValueFromSlot;
       }
-      note_stack_slot(slot, from);
-      if (track_stack_liveness()) mark_stack_read(uint64_t{1} << slot);
+      note_stack_slot(slot, from, base.frame);
+      if (base.frame == 0) mark_stack_read(uint64_t{1} << slot);
     }
     bool ok;
     Reg r = stack_read(fr, static_cast<int32_t>(abs), size, &ok, regno);
@@ -235,7 +231,7 @@ bool Verifier::stack_access(int regno, const Reg& base, int32_t off, int size, A
     if (out) *out = r;
     return true;
   }
-  if (track_stack_liveness() && base.frame == 0 && is_read(acc)) {
+  if (base.frame == 0 && is_read(acc)) {
     uint64_t m = 0;
     for (int64_t a = abs; a < abs + size; ++a) m |= uint64_t{1} << ((-a - 1) / 8);
     mark_stack_read(m);
@@ -277,10 +273,10 @@ bool Verifier::stack_access(int regno, const Reg& base, int32_t off, int size, A
 
 bool Verifier::stack_key_const(const Reg& ptr, int size, uint64_t* out, uint64_t* slots) {
   *slots = 0;
-  // Only where stack slots are tracked precisely one by one (single-function programs).
-  if (!prec_.path || ptr.kind != Kind::Stack || ptr.frame != 0 || !ptr.v.is_const() || size <= 0 || size > 8)
+  if (ptr.kind != Kind::Stack || ptr.frame >= cur_.frames.size() || !ptr.v.is_const() || size <= 0 ||
+      size > 8)
     return false;
-  const Frame& fr = cur_.frames[0];
+  const Frame& fr = cur_.frames[ptr.frame];
   const int64_t abs = static_cast<int64_t>(ptr.off) + static_cast<int64_t>(ptr.v.value());
   uint64_t v = 0;
   for (int j = 0; j < size; ++j) {

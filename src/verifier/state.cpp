@@ -123,7 +123,7 @@ bool slot_covered(const Slot& o, const Slot& c, IdMap& ids, bool precise, bool u
 
 bool state_covered(const State& old, const State& cur, const std::vector<LiveSet>& live,
                    const std::vector<LiveSet>& precise, bool stack_precise, uint64_t slots_live,
-                   uint64_t slots_precise, bool uninit_ok) {
+                   const uint64_t* slots_precise, bool uninit_ok) {
   if (old.frames.size() != cur.frames.size()) return false;
   if (old.lock_map != cur.lock_map) return false;
   if (old.refs.size() != cur.refs.size()) return false;
@@ -165,16 +165,12 @@ bool state_covered(const State& old, const State& cur, const std::vector<LiveSet
       if ((l & p) & (1u << r)) add_linked(old.frames[f].regs[r]);
     // Precise spilled scalars too: a branch on an imprecise copy refines them.
     const auto& st = old.frames[f].stack;
-    if (f == 0) {
-      uint64_t m = slots_live & (stack_precise ? ~uint64_t{0} : slots_precise);
-      for (; m; m &= m - 1) {
-        const size_t i = static_cast<size_t>(__builtin_ctzll(m));
-        if (i >= st.size()) break;
-        if (st[i].bytes[0] == kStackSpill) add_linked(st[i].spill);
-      }
-    } else if (stack_precise) {
-      for (const Slot& sl : st)
-        if (sl.bytes[0] == kStackSpill) add_linked(sl.spill);
+    uint64_t m = (f == 0 ? slots_live : ~uint64_t{0}) &
+                 (stack_precise ? ~uint64_t{0} : (slots_precise ? slots_precise[f] : 0));
+    for (; m; m &= m - 1) {
+      const size_t i = static_cast<size_t>(__builtin_ctzll(m));
+      if (i >= st.size()) break;
+      if (st[i].bytes[0] == kStackSpill) add_linked(st[i].spill);
     }
   }
   auto must_link = [&](const Reg& o) {
@@ -189,6 +185,9 @@ bool state_covered(const State& old, const State& cur, const std::vector<LiveSet
     const Frame& of = old.frames[f];
     const Frame& cf = cur.frames[f];
     if (of.callsite != cf.callsite || of.subprog != cf.subprog || of.callback != cf.callback) return false;
+    // An invocation with more of the helper's invocations behind it has fewer ahead: it covers no
+    // earlier one (the kernel's callback_depth).
+    if (of.cb_iters > cf.cb_iters) return false;
     LiveSet l = f < live.size() ? live[f] : 0x7ff;
     LiveSet p = f < precise.size() ? precise[f] : 0x7ff;
     for (int r = 0; r < 10; ++r) {
@@ -201,7 +200,7 @@ bool state_covered(const State& old, const State& cur, const std::vector<LiveSet
     size_t n = std::max(of.stack.size(), cf.stack.size());
     for (size_t i = 0; i < n; ++i) {
       if (f == 0 && i < 64 && !((slots_live >> i) & 1)) continue;  // dead: no path below reads it
-      const bool sprec = stack_precise || (f == 0 && i < 64 && ((slots_precise >> i) & 1));
+      const bool sprec = stack_precise || (slots_precise && i < 64 && ((slots_precise[f] >> i) & 1));
       const Slot& os = i < of.stack.size() ? of.stack[i] : empty;
       const Slot& cs = i < cf.stack.size() ? cf.stack[i] : empty;
       // The same byte types without a spilled register cover each other.
@@ -222,29 +221,13 @@ bool state_covered(const State& old, const State& cur, const std::vector<LiveSet
   return true;
 }
 
-std::vector<LiveSet> imprecise_regs(const State& old, const State& cur, const std::vector<LiveSet>& live,
-                                    const std::vector<LiveSet>& precise) {
-  std::vector<LiveSet> out(old.frames.size(), 0);
-  for (size_t f = 0; f < old.frames.size() && f < cur.frames.size(); ++f) {
-    LiveSet l = f < live.size() ? live[f] : 0x7ff;
-    LiveSet p = f < precise.size() ? precise[f] : 0x7ff;
-    LiveSet cand = static_cast<LiveSet>(l & ~p);
-    for (int r = 0; r < 10; ++r) {
-      if (!(cand & (1u << r))) continue;
-      IdMap ids;
-      if (!reg_covered(old.frames[f].regs[r], cur.frames[f].regs[r], ids, true)) out[f] |= static_cast<LiveSet>(1u << r);
-    }
-  }
-  return out;
-}
-
 bool state_same(const State& a, const State& b) {
   if (a.frames.size() != b.frames.size() || a.refs != b.refs || a.lock_map != b.lock_map || !(a.mem_len == b.mem_len))
     return false;
   for (size_t f = 0; f < a.frames.size(); ++f) {
     const Frame& x = a.frames[f];
     const Frame& y = b.frames[f];
-    if (x.callsite != y.callsite || x.regs != y.regs) return false;
+    if (x.callsite != y.callsite || x.cb_iters != y.cb_iters || x.regs != y.regs) return false;
     size_t n = std::max(x.stack.size(), y.stack.size());
     static const Slot empty{};
     for (size_t i = 0; i < n; ++i) {

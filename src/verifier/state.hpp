@@ -5,6 +5,7 @@
 #include <array>
 #include <bitset>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -104,6 +105,10 @@ struct Frame {
   bool callback = false;    // a callback invoked by a helper (bpf_loop...)
   int32_t cb_ret_max = 1;   // callbacks: allowed r0 range [0, cb_ret_max]
   std::vector<Reg> cb_args; // callbacks: r1..r5 at entry (for the next invocation)
+  // Callbacks: this invocation's number (1 for the first) and how many the helper makes at most
+  // (bpf_loop: nr_loops' upper bound, as the kernel unrolls at most that many).
+  uint32_t cb_iters = 0;
+  uint64_t cb_max = UINT64_MAX;
 
   Slot* slot(int i) { return i < static_cast<int>(stack.size()) ? &stack[i] : nullptr; }
   Slot& slot_grow(int i) {
@@ -118,20 +123,26 @@ struct RefState {
   bool operator==(const RefState&) const = default;
 };
 
+// Register liveness per instruction (live-in set, bit i = r_i).
+using LiveSet = uint16_t;
+
 struct Node;
 struct State;
+constexpr int kMaxFrames = 8;  // call depth (kMaxCallDepth)
 // One executed instruction of a path segment (path precision), with the registers already
 // backtracked from just before it (a later backtrack needing no more stops there).
 struct HistEntry {
   int32_t pc;
-  uint16_t marked;
+  uint16_t marked;  // registers of the frame executing it
   uint16_t linked = 0;  // a comparison of scalars: registers sharing an id with an operand (refined with it)
-  // A load or store of the main frame's stack at a constant offset: the slot (fp-8*(slot+1)), and
+  // A load or store of a frame's stack at a constant offset: the slot (fp-8*(slot+1)), and
   // for a store whether it wrote the whole slot; for a load whether its value came from the slot's
   // contents (a spilled register or zero bytes) rather than unknown bytes. kNoSlot otherwise.
   int8_t slot = kNoSlot;
   uint8_t sflags = 0;
-  uint64_t smarked = 0;  // stack slots already backtracked from just before it
+  uint8_t frame = 0;   // the call depth executing it (0: the main function)
+  uint8_t sframe = 0;  // the frame whose stack `slot` is in
+  uint64_t smarked = 0;  // stack slots of `frame` already backtracked from just before it
   static constexpr int8_t kNoSlot = -1;
   static constexpr uint8_t kFullWrite = 1, kValueFromSlot = 2;
 };
@@ -148,7 +159,7 @@ struct State {
   // Stack liveness (single-function programs): main-frame slots written whole since `parent` was
   // stored (reads of them below do not reach `parent`).
   uint64_t swritten = 0;
-  // Path precision (Precision::path): the instructions executed since `parent` was stored, in order.
+  // Path precision: the instructions executed since `parent` was stored, in order.
   std::vector<HistEntry> hist;
 
   Frame& cur() { return frames.back(); }
@@ -157,6 +168,22 @@ struct State {
 };
 
 constexpr uint32_t kMemLenId = 1;  // scalar id linking r2 to the memory length (kProgMem)
+
+// A state pruned against one whose precision was not final yet (a callback invocation in progress):
+// that state's final marks are backtracked along the pruned path when they are final (the kernel's
+// backedges, propagate_backedges).
+struct Backedge {
+  Node* target = nullptr;
+  Node* parent = nullptr;        // the pruned path's last stored state
+  std::vector<HistEntry> hist;   // the pruned path's instructions since then
+  std::vector<LiveSet> live;     // per frame, at the pruned point
+  int depth = 0;                 // its call depth
+  int64_t pc = 0;
+};
+struct LoopInfo {
+  std::vector<Backedge> edges;
+  std::vector<Node*> members;    // states kept (pin_owner) until the edges are resolved
+};
 
 // A stored state for pruning: complete when branches == 0.
 struct Node {
@@ -170,13 +197,21 @@ struct Node {
   // the registers whose exact values some decision below this state used (backtracked along the
   // paths that made the decisions), and whether everything (registers and stack) is needed.
   std::vector<HistEntry> seg;
-  uint16_t pprec = 0;
+  std::array<uint16_t, kMaxFrames> pprec{};  // per frame (0: the main function)
   bool pall = false;
   // Single-function programs: main-frame stack slots some descendant read before writing them whole
   // (the others are dead here and not compared), and slots whose exact contents (a spilled scalar,
   // zero bytes) some decision below used (compared precisely).
   uint64_t sread = 0;
-  uint64_t pstack = 0;
+  std::array<uint64_t, kMaxFrames> pstack{};  // per frame
+  uint32_t level = 0;  // depth in the tree of stored states
+  // On the path of a state pruned against a callback invocation in progress (between the two): its
+  // precision depends on that invocation's final marks, so it is always compared exactly (and
+  // what a state pruned against it compared is all needed), and it is kept, with its path segment,
+  // until `pin_owner` (the outermost such invocation) completes and its backedges are resolved.
+  bool exact = false;
+  Node* pin_owner = nullptr;
+  std::unique_ptr<LoopInfo> loop;  // a callback invocation: the states pruned against it in progress
   uint64_t get_hash() {
     if (!hashed) {
       hash = state_hash(st);
@@ -186,23 +221,18 @@ struct Node {
   }
 };
 
-// Register liveness per instruction (live-in set, bit i = r_i).
-using LiveSet = uint16_t;
 
 // Is every concrete state of `cur` covered by `old`? Registers outside `live` (per frame, innermost
 // last) are ignored.
 // Scalars outside `precise` (per frame) only need to be scalars on both sides (their values do not
 // influence any decision the verifier made below this point); spilled scalars and zero bytes likewise
-// unless `stack_precise` (or, in the main frame, their slot is in `slots_precise`). Main-frame stack
+// unless `stack_precise` (or their slot is in `slots_precise[frame]`, when given). Main-frame stack
 // slots outside `slots_live` are ignored. `uninit_ok` (root rules): uninitialised bytes read as
 // unknown ones, so an unknown byte of `old` covers them.
 bool state_covered(const State& old, const State& cur, const std::vector<LiveSet>& live_per_frame,
                    const std::vector<LiveSet>& precise_per_frame, bool stack_precise,
-                   uint64_t slots_live = ~uint64_t{0}, uint64_t slots_precise = 0, bool uninit_ok = false);
-// Per frame: the registers outside `precise` (and inside `live`) whose precise comparison, taken
-// alone, fails: what a pruning decision made with `precise` relied on being imprecise.
-std::vector<LiveSet> imprecise_regs(const State& old, const State& cur, const std::vector<LiveSet>& live,
-                                    const std::vector<LiveSet>& precise);
+                   uint64_t slots_live = ~uint64_t{0}, const uint64_t* slots_precise = nullptr,
+                   bool uninit_ok = false);
 // Exactly the same (for the infinite-loop check).
 bool state_same(const State& a, const State& b);
 uint64_t state_hash(const State& s);  // equal states hash equal

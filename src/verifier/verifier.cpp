@@ -19,9 +19,8 @@ CtxBaseFacts VerifyReport::ctx_base_facts() const {
 
 namespace verifier {
 
-Verifier::Verifier(std::span<const Insn> insns, const VerifyOptions& opts, const Cfg& cfg, VerifyReport& report,
-                   const Precision& prec, PrecisionSeeds& seeds)
-    : insns_(insns), opts_(opts), type_(*opts.type), cfg_(cfg), rep_(report), prec_(prec), seeds_(seeds) {
+Verifier::Verifier(std::span<const Insn> insns, const VerifyOptions& opts, const Cfg& cfg, VerifyReport& report)
+    : insns_(insns), opts_(opts), type_(*opts.type), cfg_(cfg), rep_(report) {
   maps_ = opts.maps;
   if (opts.attach_btf && opts.attach_btf->impl) attach_ = static_cast<const AttachProto*>(opts.attach_btf->impl.get());
   map_rdonly_.assign(maps_.size(), false);
@@ -42,11 +41,11 @@ Verifier::Verifier(std::span<const Insn> insns, const VerifyOptions& opts, const
   in_progress_.resize(insns.size());
   in_progress_unhashed_.resize(insns.size());
   in_progress_count_.assign(insns.size(), 0);
-  relied_.assign(insns.size(), 0);
+  stack_load_.assign(insns.size(), 0);
   stack_depth_.assign(cfg.func_starts.size(), 0);
   rep_.facts.assign(insns.size(), InsnFacts{});
   mem_unknown_ = type_.type == kProgMem && opts.mem_size < 0;
-  if (prec_.path) init_xfer();
+  init_xfer();
 }
 
 void Verifier::init_state() {
@@ -117,19 +116,6 @@ void Verifier::live_for(const State& st, int64_t pc, std::vector<LiveSet>& live)
   live.back() = cfg_.live_in[pc];
 }
 
-void Verifier::precise_for(const State& st, int64_t pc, std::vector<LiveSet>& p) const {
-  p.assign(st.frames.size(), 0);
-  if (prec_.all) {
-    for (auto& x : p) x = 0x7ff;
-    return;
-  }
-  for (size_t f = 0; f + 1 < st.frames.size(); ++f) {
-    int64_t ret = st.frames[f + 1].callsite + 1;
-    p[f] = ret < static_cast<int64_t>(prec_.need.size()) ? prec_.need[ret] : 0x7ff;
-  }
-  p.back() = prec_.need[pc];
-}
-
 bool Verifier::is_state_visited(bool& pruned) {
   pruned = false;
   auto& list = visited_[pc_];
@@ -142,19 +128,25 @@ bool Verifier::is_state_visited(bool& pruned) {
     // Another invocation of a callback (bpf_loop...): the helper bounds the iterations, so coming back
     // in a state covered by an invocation being explored adds nothing: the states converged.
     live_for(cur_, pc_, live_buf_);
-    precise_for(cur_, pc_, precise_buf_);
-    const bool stack_precise = prec_.all || prec_.stack;
+    // The invocation in progress has not finished marking what its descendants need, so the
+    // comparison is exact (every live scalar's range, the whole stack; the kernel's RANGE_WITHIN);
+    // its marks are backtracked along this path now and again when they are final (add_backedge).
+    precise_buf_.assign(cur_.frames.size(), LiveSet{0x7ff});
     auto covers = [&](Node* ip) {
-      if (ip->branches == 0 || !state_covered(ip->st, cur_, live_buf_, precise_buf_, stack_precise)) return false;
-      if (!prec_.all) note_imprecise_prune(ip->st, live_buf_, precise_buf_, stack_precise);
-      ip->hits++;
+      return ip->branches > 0 && state_covered(ip->st, cur_, live_buf_, precise_buf_, true);
+    };
+    Node* hit = nullptr;
+    for (Node* ip : in_progress_unhashed_[pc_])
+      if (!hit && covers(ip)) hit = ip;
+    for (auto& [h, ip] : in_progress_[pc_])
+      if (!hit && covers(ip)) hit = ip;
+    if (hit) {
+      const std::vector<LiveSet> live = live_buf_;
+      add_backedge(hit, live);
+      hit->hits++;
       pruned = true;
       return true;
-    };
-    for (Node* ip : in_progress_unhashed_[pc_])
-      if (covers(ip)) return true;
-    for (auto& [h, ip] : in_progress_[pc_])
-      if (covers(ip)) return true;
+    }
   } else if (looping) {
     cur_hash = state_hash(cur_);
     hashed = true;
@@ -174,41 +166,48 @@ bool Verifier::is_state_visited(bool& pruned) {
   // The kernel's heuristic: store a new state only after at least 2 jumps and 8 instructions since
   // the last one (pruning is still tried at every prune point); inside a loop (a state at this
   // instruction is in progress) only after 20 jumps or 100 instructions, as different iterations
-  // rarely prune each other. A callback's entry gets one whatever the distance (its invocations
-  // converge there), under the loop rule too.
-  // (Programs with subprograms or callbacks store a state at every prune point: the convergence of
-  // callback invocations relies on the states stored between them.)
-  bool add_new = !prec_.path || cb_entry ||
+  // rarely prune each other. A callback's entry gets one at every invocation, whatever the distance
+  // (its invocations converge there, each against the ones before; the kernel forces a checkpoint at
+  // the helper call for the same reason).
+  bool add_new = cb_entry ||
                  (jmps_processed_ - last_ckpt_jmps_ >= 2 && processed_ - last_ckpt_processed_ >= 8);
-  if (looping && processed_ - last_ckpt_processed_ < 100 && jmps_processed_ - last_ckpt_jmps_ < 20) add_new = false;
+  if (looping && !cb_entry && processed_ - last_ckpt_processed_ < 100 && jmps_processed_ - last_ckpt_jmps_ < 20)
+    add_new = false;
   if (!list.empty()) {
     std::vector<LiveSet>& live = live_buf_;
     std::vector<LiveSet>& precise = precise_buf_;
     live_for(cur_, pc_, live);
-    if (!prec_.path) precise_for(cur_, pc_, precise);
-    bool stack_precise = prec_.all || prec_.stack;
     const bool uninit_ok = !strict();
     size_t keep = 0;
     for (size_t idx = 0; idx < list.size(); ++idx) {
       Node* n = list[idx];
       list[keep++] = n;
-      uint64_t slots_live = ~uint64_t{0}, slots_precise = 0;
-      if (prec_.path) {  // the node's own precision and stack liveness (single frame)
-        precise.assign(1, n->pall ? LiveSet{0x7ff} : n->pprec);
-        stack_precise = n->pall;
-        slots_live = n->sread;
-        slots_precise = n->pstack;
-      }
+      // The node's own precision and stack liveness.
+      precise.resize(cur_.frames.size());
+      const bool all = n->pall || n->exact;
+      for (size_t f = 0; f < precise.size(); ++f) precise[f] = all ? LiveSet{0x7ff} : n->pprec[f];
+      const bool stack_precise = all;
+      const uint64_t slots_live = n->exact ? ~uint64_t{0} : n->sread;
+      const uint64_t* slots_precise = n->pstack.data();
       if (state_covered(n->st, cur_, live, precise, stack_precise, slots_live, slots_precise, uninit_ok)) {
-        if (prec_.path) {
+        if (n->exact) {
+          // Its marks may still grow: everything compared is needed here.
+          mark_stack_read(~uint64_t{0});
+          backtrack_all_live(live);
+        } else {
           // This path continues as the node's did: what the node's descendants read and needed
           // precisely is read and needed on this path too.
           mark_stack_read(n->sread);
-          if (n->pall) mark_all_from(cur_.parent);
-          else if ((n->pprec & live[0]) || n->pstack)
-            backtrack(static_cast<LiveSet>(n->pprec & live[0]), n->pstack, cur_.hist.size());
-        } else if (!prec_.all) {
-          note_imprecise_prune(n->st, live, precise, stack_precise);
+          if (n->pall) {
+            mark_all_from(cur_.parent);
+          } else {
+            Need need;
+            for (size_t f = 0; f < cur_.frames.size() && f < live.size(); ++f) {
+              need.regs[f] = static_cast<LiveSet>(n->pprec[f] & live[f]);
+              need.slots[f] = n->pstack[f];
+            }
+            if (!need.none()) backtrack(need, cur_.hist.size());
+          }
         }
         n->hits++;
         pruned = true;
@@ -218,10 +217,10 @@ bool Verifier::is_state_visited(bool& pruned) {
       }
       // Misses count only where a new state is stored (otherwise the iterations of a loop would
       // evict the states stored at its start).
-      if (add_new || !prec_.path) n->misses++;
+      if (add_new) n->misses++;
       // Evict states that keep failing to prune (the kernel's heuristic). A complete state is no
       // one's ancestor on a path still being explored, so it is freed.
-      if (n->misses > n->hits * 3 + 3) {
+      if (n->misses > n->hits * 3 + 3 && !n->pin_owner) {
         keep--;
         free_node(n);
       }
@@ -237,6 +236,7 @@ bool Verifier::is_state_visited(bool& pruned) {
   node->st = cur_;
   node->st.parent = cur_.parent;
   node->pc = static_cast<int32_t>(pc_);
+  node->level = cur_.parent ? cur_.parent->level + 1 : 0;
   node->branches = 1;
   node->hash = cur_hash;
   node->hashed = hashed;
@@ -279,33 +279,88 @@ Verifier::~Verifier() {
     for (auto& [h, n] : m) delete n;
 }
 
-void Verifier::note_imprecise_prune(const State& old, const std::vector<LiveSet>& live,
-                                    const std::vector<LiveSet>& precise, bool stack_precise) {
-  if (state_covered(old, cur_, live, live, true)) return;  // a fully precise comparison agrees
-  used_imprecision_ = true;
-  std::vector<LiveSet> relied = imprecise_regs(old, cur_, live, precise);
-  std::vector<LiveSet> prec2(live.size());
-  for (size_t f = 0; f < live.size(); ++f) prec2[f] = static_cast<LiveSet>(precise[f] | (live[f] & ~relied[f]));
-  bool relied_stack = false;
-  if (state_covered(old, cur_, live, prec2, true)) {
-  } else if (!stack_precise && state_covered(old, cur_, live, prec2, false)) {
-    relied_stack = true;
-  } else {  // the registers interact (shared ids): everything compared imprecisely was relied on
-    for (size_t f = 0; f < live.size(); ++f) relied[f] = static_cast<LiveSet>(live[f] & ~precise[f]);
-    relied_stack = !stack_precise;
-  }
-  const size_t nf = cur_.frames.size();
-  for (size_t f = 0; f < nf && f < relied.size(); ++f) {
-    int64_t at = f + 1 < nf ? cur_.frames[f + 1].callsite + 1 : pc_;
-    if (at >= 0 && at < static_cast<int64_t>(relied_.size())) relied_[at] |= relied[f];
-  }
-  relied_stack_ |= relied_stack;
-}
-
 // ---- path precision ------------------------------------------------------------------------------
 
 void Verifier::mark_all_from(Node* n) {
-  for (; n && !n->pall; n = n->st.parent) n->pall = true;
+  for (; n && !n->pall; n = n->st.parent) {
+    n->pall = true;
+    marks_added_++;
+  }
+}
+
+void Verifier::add_backedge(Node* target, const std::vector<LiveSet>& live) {
+  // The states between the target and here: their precision waits for the target's.
+  for (Node* n = cur_.parent; n && n != target; n = n->st.parent) {
+    n->exact = true;
+    if (!n->pin_owner || target->level < n->pin_owner->level) {
+      n->pin_owner = target;
+      if (!target->loop) target->loop = std::make_unique<LoopInfo>();
+      target->loop->members.push_back(n);
+    }
+  }
+  mark_stack_read(~uint64_t{0});
+  if (target->pall) {
+    mark_all_from(cur_.parent);
+    return;
+  }
+  Need need;
+  for (size_t f = 0; f < cur_.frames.size() && f < live.size(); ++f) {
+    need.regs[f] = static_cast<LiveSet>(target->pprec[f] & live[f]);
+    need.slots[f] = target->pstack[f];
+  }
+  if (!need.none()) backtrack(need, cur_.hist.size());
+  if (!target->loop) target->loop = std::make_unique<LoopInfo>();
+  Backedge e;
+  e.target = target;
+  e.parent = cur_.parent;
+  e.hist = cur_.hist;
+  e.live = live;
+  e.depth = depth();
+  e.pc = pc_;
+  target->loop->edges.push_back(std::move(e));
+}
+
+void Verifier::resolve_backedges(Node* a) {
+  LoopInfo& li = *a->loop;
+  if (a->pin_owner) {
+    // Inside another invocation in progress: a's marks may grow until that one completes.
+    Node* outer = a->pin_owner;
+    if (!outer->loop) outer->loop = std::make_unique<LoopInfo>();
+    for (auto& e : li.edges) outer->loop->edges.push_back(std::move(e));
+    for (Node* m : li.members)
+      if (m->pin_owner == a) {
+        m->pin_owner = outer;
+        outer->loop->members.push_back(m);
+      }
+    a->loop.reset();
+    return;
+  }
+  for (int round = 0;; ++round) {
+    const uint64_t before = marks_added_;
+    for (Backedge& e : li.edges) {
+      Node* t = e.target;
+      if (t->pall || round >= 64) {  // (64 rounds: not expected; be conservative)
+        mark_all_from(e.parent);
+        continue;
+      }
+      Need need;
+      for (size_t f = 0; f < e.live.size() && f < static_cast<size_t>(kMaxFrames); ++f) {
+        need.regs[f] = static_cast<LiveSet>(t->pprec[f] & e.live[f]);
+        need.slots[f] = t->pstack[f];
+      }
+      if (!need.none()) backtrack_path(need, e.hist, e.hist.size(), e.parent, e.depth, e.pc);
+    }
+    if (marks_added_ == before) break;
+  }
+  for (Node* m : li.members) {
+    if (m->pin_owner != a) continue;
+    m->pin_owner = nullptr;
+    if (m->branches == 0) {
+      mem_bytes_ -= std::min<uint64_t>(mem_bytes_, m->seg.capacity() * sizeof(HistEntry));
+      std::vector<HistEntry>().swap(m->seg);
+    }
+  }
+  a->loop.reset();
 }
 
 // Before each instruction: which registers the needed ones (after it) were computed from.
@@ -330,6 +385,10 @@ void Verifier::init_xfer() {
         if (info.uses_reg_src) x.join = static_cast<LiveSet>(bit(in.dst) | bit(in.src));
         break;
       case OpKind::Call:
+        // A bpf-to-bpf call passes r1-r5 on (crossing into the callee's frame is cross_frames').
+        if (in.op == Op::CALL_LOCAL) break;
+        x.def = 0x3f;  // r0 is the helper's result; r1-r5 are cleared
+        break;
       case OpKind::LoadPacket:
         x.def = 0x3f;  // r0 is the helper's (or the load's) result; r1-r5 are cleared
         break;
@@ -359,37 +418,103 @@ void Verifier::init_xfer() {
   }
 }
 
-void Verifier::backtrack(LiveSet need, uint64_t sneed, size_t end) {
-  std::vector<HistEntry>* seg = &cur_.hist;
-  Node* node = cur_.parent;
+bool Verifier::cross_frames(const HistEntry& h, int64_t next_pc, int& bf, Need& need) const {
+  const int d = h.frame;
+  if (d == bf) {
+    // An exit followed by an instruction of the same depth: the helper invoked the callback again,
+    // in a fresh frame whose r1-r5 it set; nothing of the finished invocation's frame flows into it.
+    if (insns_[h.pc].op == Op::EXIT) {
+      need.regs[bf] = 0;
+      need.slots[bf] = 0;
+    }
+    return true;
+  }
+  if (d == bf - 1) {
+    // `h` called the function whose first instruction follows: its r1-r5 were the caller's (a
+    // bpf-to-bpf call) or set by the helper (a callback); its other registers and its stack were
+    // empty.
+    const Op op = insns_[h.pc].op;
+    if (op != Op::CALL_LOCAL && op != Op::CALL_HELPER) return false;
+    if (op == Op::CALL_LOCAL) need.regs[d] |= static_cast<LiveSet>(need.regs[bf] & 0x3e);
+    need.regs[bf] = 0;
+    need.slots[bf] = 0;
+    bf = d;
+    return true;
+  }
+  if (d == bf + 1 && d < kMaxFrames && insns_[h.pc].op == Op::EXIT) {
+    // `h` returned to next_pc: from a bpf-to-bpf call the caller's r0 is the callee's; after a
+    // callback the helper sets r0. r1-r5 are cleared by the return.
+    const bool r0 = (need.regs[bf] & 1) && next_pc >= 1 && insns_[next_pc - 1].op == Op::CALL_LOCAL;
+    need.regs[bf] = static_cast<LiveSet>(need.regs[bf] & ~0x3f);
+    bf = d;
+    need.regs[bf] = r0 ? 1 : 0;
+    need.slots[bf] = 0;
+    return true;
+  }
+  return false;
+}
+
+void Verifier::backtrack_path(Need need, std::vector<HistEntry>& hist, size_t end, Node* parent, int depth,
+                              int64_t pc) {
+  std::vector<HistEntry>* seg = &hist;
+  Node* node = parent;
+  // The call depth and instruction of the position after the entries still to walk back.
+  int bf = end < seg->size() ? (*seg)[end].frame : depth;
+  int64_t next_pc = end < seg->size() ? (*seg)[end].pc : pc;
   for (;;) {
     for (size_t i = std::min(end, seg->size()); i-- > 0;) {
       HistEntry& h = (*seg)[i];
-      if (!back_insn(h, need, sneed)) {
+      if (!cross_frames(h, next_pc, bf, need) || !back_insn(h, need)) {
         mark_all_from(node);
         return;
       }
-      // What was already backtracked from here on was marked above (the marks distribute over
-      // unions), so only the rest goes on.
-      need = static_cast<LiveSet>(need & ~h.marked & 0x3ff);
-      sneed &= ~h.smarked;
-      if (!need && !sneed) return;
-      h.marked |= need;
-      h.smarked |= sneed;
+      next_pc = h.pc;
+      // What was already backtracked from here on (in this frame) was marked above (the marks
+      // distribute over unions), so only the rest goes on.
+      LiveSet& r = need.regs[bf];
+      uint64_t& sl = need.slots[bf];
+      r = static_cast<LiveSet>(r & ~h.marked & 0x3ff);
+      sl &= ~h.smarked;
+      if (need.none(bf)) return;
+      h.marked |= r;
+      h.smarked |= sl;
     }
-    need = static_cast<LiveSet>(need & 0x3ff);
-    if ((!need && !sneed) || !node || node->pall) return;
-    LiveSet fresh = static_cast<LiveSet>(need & ~node->pprec);
-    uint64_t sfresh = sneed & ~node->pstack;
-    if (!fresh && !sfresh) return;  // already marked there, and (so) above
-    node->pprec |= fresh;
-    node->pstack |= sfresh;
-    need = fresh;
-    sneed = sfresh;
+    if (need.none(bf) || !node || node->pall) return;
+    if (static_cast<int>(node->st.frames.size()) - 1 != bf) {  // not expected: be conservative
+      mark_all_from(node);
+      return;
+    }
+    bool fresh = false;
+    for (int f = 0; f <= bf; ++f) {
+      need.regs[f] = static_cast<LiveSet>(need.regs[f] & 0x3ff & ~node->pprec[f]);
+      need.slots[f] &= ~node->pstack[f];
+      node->pprec[f] |= need.regs[f];
+      node->pstack[f] |= need.slots[f];
+      fresh |= need.regs[f] || need.slots[f];
+    }
+    if (fresh) marks_added_++;
+    if (!fresh) return;  // already marked there, and (so) above
     seg = &node->seg;
     end = seg->size();
     node = node->st.parent;
   }
+}
+
+void Verifier::backtrack_all_live(const std::vector<LiveSet>& live) {
+  Need need;
+  for (size_t f = 0; f < cur_.frames.size() && f < static_cast<size_t>(kMaxFrames); ++f) {
+    const Frame& fr = cur_.frames[f];
+    for (int r = 0; r < 10; ++r)
+      if (f < live.size() && ((live[f] >> r) & 1) && fr.regs[r].kind == Kind::Scalar)
+        need.regs[f] |= static_cast<LiveSet>(1u << r);
+    for (size_t i = 0; i < fr.stack.size() && i < 64; ++i) {
+      const Slot& sl = fr.stack[i];
+      bool exact = sl.bytes[0] == kStackSpill && sl.spill.kind == Kind::Scalar;
+      for (uint8_t b : sl.bytes) exact |= b == kStackZero;
+      if (exact) need.slots[f] |= uint64_t{1} << i;
+    }
+  }
+  if (!need.none()) backtrack(need, cur_.hist.size());
 }
 
 void Verifier::mark_stack_read(uint64_t mask) {
@@ -431,9 +556,13 @@ void Verifier::finish_path() {
         }
     }
     in_progress_count_[n->pc]--;
-    // Only paths below a state in progress backtrack through its path segment.
-    mem_bytes_ -= std::min<uint64_t>(mem_bytes_, n->seg.capacity() * sizeof(HistEntry));
-    std::vector<HistEntry>().swap(n->seg);
+    if (n->loop) resolve_backedges(n);
+    // Only paths below a state in progress backtrack through its path segment (and backedges not
+    // resolved yet through their pinned states').
+    if (!n->pin_owner) {
+      mem_bytes_ -= std::min<uint64_t>(mem_bytes_, n->seg.capacity() * sizeof(HistEntry));
+      std::vector<HistEntry>().swap(n->seg);
+    }
     visited_[n->pc].push_back(n);
   }
 }
@@ -534,7 +663,11 @@ bool Verifier::run() {
       }
     }
     rep_.facts[pc_].visited = true;
-    if (prec_.path) cur_.hist.push_back(HistEntry{static_cast<int32_t>(pc_), 0});
+    {
+      HistEntry h{static_cast<int32_t>(pc_), 0};
+      h.frame = static_cast<uint8_t>(depth());
+      cur_.hist.push_back(h);
+    }
     if (Frame& cf = cur_.cur(); cf.callback && cf.cb_args.empty() && pc_ == cf.subprog)
       cf.cb_args.assign(cf.regs.begin() + 1, cf.regs.begin() + 6);
     if (opts_.log_level >= 1) log_insn(opts_.log_level >= 2);
@@ -870,8 +1003,7 @@ bool Verifier::do_cond_jump(const Insn& in) {
         if (x.kind == Kind::Scalar && x.id != 0 && ((a.id != 0 && x.id == a.id) || (b.id != 0 && x.id == b.id)))
           linked |= static_cast<LiveSet>(1u << r);
       }
-      seeds_.jmp_linked[pc_] |= linked;
-      if (prec_.path && !cur_.hist.empty()) cur_.hist.back().linked = linked;
+      if (!cur_.hist.empty()) cur_.hist.back().linked = linked;
       // Plain memory of unknown size: the comparison bounds the length (a state fact pruning compares
       // exactly, not a register), so the other operand's value is a decision.
       if (a.id == kMemLenId || b.id == kMemLenId) {
@@ -1055,6 +1187,37 @@ bool Verifier::do_load_imm64(const Insn& in) {
 
 // ---- exit ---------------------------------------------------------------------------------------
 
+void Verifier::widen_imprecise(State& next, int32_t entry) {
+  // The state this invocation started in: the latest one stored at the callback's entry, in progress,
+  // with the same call chain.
+  const size_t idx = next.frames.size() - 1;
+  Node* prev = nullptr;
+  auto consider = [&](Node* n) {
+    if (n->branches == 0 || n->st.frames.size() != next.frames.size()) return;
+    for (size_t f = 0; f <= idx; ++f)
+      if (n->st.frames[f].callsite != next.frames[f].callsite) return;
+    if (!prev || n->level > prev->level) prev = n;
+  };
+  for (Node* n : in_progress_unhashed_[entry]) consider(n);
+  for (auto& [h, n] : in_progress_[entry]) consider(n);
+  if (!prev || prev->pall) return;
+  auto widen = [](const Reg& old, Reg& cur, bool precise) {
+    if (precise || old.kind != Kind::Scalar || cur.kind != Kind::Scalar || old.v == cur.v) return;
+    cur = Reg::unknown();
+  };
+  for (size_t f = 0; f < idx; ++f) {  // the callers' frames (the callback's is fresh)
+    const Frame& of = prev->st.frames[f];
+    Frame& cf = next.frames[f];
+    for (int r = 0; r < 10; ++r) widen(of.regs[r], cf.regs[r], (prev->pprec[f] >> r) & 1);
+    for (size_t i = 0; i < of.stack.size() && i < cf.stack.size() && i < 64; ++i) {
+      const Slot& os = of.stack[i];
+      Slot& cs = cf.stack[i];
+      if (os.bytes[0] != kStackSpill || cs.bytes[0] != kStackSpill) continue;
+      widen(os.spill, cs.spill, (prev->pstack[f] >> i) & 1);
+    }
+  }
+}
+
 bool Verifier::do_exit(const Insn&) {
   Frame& fr = cur_.cur();
   // A bpf-to-bpf function may return without setting r0 (as in the kernel): the caller's r0 is then
@@ -1078,7 +1241,7 @@ bool Verifier::do_exit(const Insn&) {
     }
     int32_t callsite = fr.callsite;
     bool cb = fr.callback;
-    if (cb && !fr.cb_args.empty()) {
+    if (cb && !fr.cb_args.empty() && fr.cb_iters < fr.cb_max) {
       // The helper may invoke the callback again, with the caller's state as this invocation left it.
       State again = cur_;
       const size_t idx = again.frames.size() - 1;
@@ -1089,6 +1252,8 @@ bool Verifier::do_exit(const Insn&) {
       fresh.callback = true;
       fresh.cb_ret_max = old.cb_ret_max;
       fresh.cb_args = old.cb_args;
+      fresh.cb_iters = old.cb_iters + 1;
+      fresh.cb_max = old.cb_max;
       fresh.regs[10] = old.regs[10];
       for (int r = 1; r <= 5; ++r) fresh.regs[r] = old.cb_args[r - 1];
       const int32_t target = old.subprog;
@@ -1102,6 +1267,7 @@ bool Verifier::do_exit(const Insn&) {
           if (sl.bytes[0] == kStackSpill && sl.spill.kind == Kind::Stack && sl.spill.frame >= idx)
             sl.spill = Reg::unknown();
       }
+      widen_imprecise(again, target);
       push_branch(std::move(again), target);
     }
     cur_.frames.pop_back();
@@ -1172,51 +1338,8 @@ Result<VerifyReport> verify(std::span<const Insn> insns, const VerifyOptions& op
     rep.facts.assign(insns.size(), InsnFacts{});
     if (options.log_level >= 1) rep.log = rep.error.message + "\n";
   } else {
-    // Runs with pruning that ignores scalars whose values no decision used, until the precision
-    // the run itself needed is covered by what it assumed (then the run is sound); fall back to
-    // full precision after a few rounds.
-    verifier::PrecisionSeeds seeds;
-    seeds.init(insns.size());
-    verifier::Precision prec;
-    prec.need.assign(insns.size(), 0);
-    prec.path = cfg->func_starts.size() == 1;
-    uint64_t total_processed = 0;
-    for (int round = 0;; ++round) {
-      VerifyReport r;
-      verifier::Verifier v(insns, options, *cfg, r, prec, seeds);
-      r.accepted = v.run();
-      total_processed += r.insns_processed;
-      bool done = !r.accepted || prec.all || prec.path || !v.used_imprecision();
-      verifier::Precision next;
-      if (!done) {
-        next = verifier::compute_precision(insns, *cfg, seeds);
-        bool covered = !next.stack || prec.stack;
-        for (size_t i = 0; covered && i < insns.size(); ++i)
-          if (next.need[i] & ~prec.need[i]) covered = false;
-        // Or, weaker and enough: no pruning decision of this run relied on a register (or the
-        // spilled scalars) the run turns out to need precisely.
-        if (!covered) {
-          covered = !(next.stack && v.relied_stack_imprecise());
-          const auto& relied = v.relied_imprecise();
-          for (size_t i = 0; covered && i < insns.size(); ++i)
-            if (next.need[i] & relied[i]) covered = false;
-        }
-        done = covered;
-      }
-      if (done || round >= 6) {
-        if (done) {
-          rep = std::move(r);
-          rep.rounds = round + 1;
-          rep.insns_total = total_processed;
-          break;
-        }
-        prec.all = true;
-        continue;
-      }
-      for (size_t i = 0; i < insns.size(); ++i) next.need[i] |= prec.need[i];
-      next.stack |= prec.stack;
-      prec = std::move(next);
-    }
+    verifier::Verifier v(insns, options, *cfg, rep);
+    rep.accepted = v.run();
   }
   // Instructions built as IR (not decoded) get decode()'s field checks (reserved fields 0, registers
   // that exist) where a path reaches them, as the kernel checks them when it visits an instruction

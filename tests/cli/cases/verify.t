@@ -9,7 +9,7 @@ xdp/read_write_packet_start: rejected at insn 4: invalid access to packet, off=0
   why: The packet is only known to be long enough after a comparison with data_end. Check `if (data + offset + size > data_end) return ...;` before the access, with the same pointer you then use.
 [exit 1]
 $ bpfvm verify verify-packet_overflow.o -j | sed -E 's/"time_us":[0-9]+/"time_us":T/'
-[{"section":"xdp","name":"read_write_packet_start","verdict":"rejected","insns_processed":5,"states":0,"peak_states":0,"peak_memory":1376,"time_us":T,"error":"insn 4: invalid access to packet, off=0 size=4, R2(id=0,off=0,r=0) (R2=pkt(r=0)) (source: packet_overflow.c:12:     int value = *(int*)data;)","source":"packet_overflow.c:12:     int value = *(int*)data;"}]
+[{"section":"xdp","name":"read_write_packet_start","verdict":"rejected","insns_processed":5,"states":0,"peak_states":0,"peak_memory":1392,"time_us":T,"error":"insn 4: invalid access to packet, off=0 size=4, R2(id=0,off=0,r=0) (R2=pkt(r=0)) (source: packet_overflow.c:12:     int value = *(int*)data;)","source":"packet_overflow.c:12:     int value = *(int*)data;"}]
 [exit 0]
 $ bpfvm verify verify-ret99.s --type xdp | sed -E 's/[0-9]+ µs/T µs/'
 accepted: 2 instructions processed, 0 states (peak 0), 0.0 MiB peak, T µs
