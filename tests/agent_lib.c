@@ -7,8 +7,11 @@ __attribute__((noinline, visibility("default"))) int lib_add(int a, int b) {
   return a + b;
 }
 
-// A probe point inside the library (USDT in a shared library: relocated by its load base).
+// A probe point inside the library (USDT in a shared library: relocated by its load base). The
+// counter's update behind it (a RIP-relative load first) leaves room for the agent's jump patch there.
+static volatile long lib_marks;
 __attribute__((noinline, visibility("default"))) long lib_mark(long v) {
   DTRACE_PROBE1(agt_lib, mark, v);
+  lib_marks = lib_marks + 1;
   return v;
 }

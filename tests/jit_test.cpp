@@ -582,11 +582,18 @@ TEST(Jit, MapLookupsOfKnownMapsAreInlinedOrDirect) {
   auto listing = jit_disassemble(**jit);
   ASSERT_TRUE(listing.ok());
   EXPECT_EQ(listing->find(":  call"), std::string::npos) << *listing;
+  // With no call left, the program is direct code (no RunContext, Executable::run enters it).
+  EXPECT_NE((*jit)->engine().direct_entry(), nullptr);
   auto via_jump = Executable::create(lookup_program(arr.get(), true), table, jit_opts());
   ASSERT_TRUE(via_jump.ok());
   auto l2 = jit_disassemble(**via_jump);
   ASSERT_TRUE(l2.ok());
   EXPECT_NE(l2->find(":  call"), std::string::npos) << *l2;
+  EXPECT_EQ((*via_jump)->engine().direct_entry(), nullptr);
+  // A hash map's lookup stays a call: the full path (its elements need the map read section).
+  auto h = Executable::create(lookup_program(hash.get(), false), table, jit_opts());
+  ASSERT_TRUE(h.ok());
+  EXPECT_EQ((*h)->engine().direct_entry(), nullptr);
 }
 
 namespace {

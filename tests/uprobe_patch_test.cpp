@@ -37,16 +37,19 @@ struct Seen {
   double xmm_result = 0;
 };
 
+// Several threads may run it at once (the thread tests): the fields are stored atomically (relaxed),
+// and read by the test once the threads are joined or the hook detached.
 void record(void* c, PtRegs* r) {
   auto* s = static_cast<Seen*>(c);
-  s->di = r->di;
-  s->si = r->si;
-  s->ax = r->ax;
-  s->ip = r->ip;
-  s->sp = r->sp;
+  __atomic_store_n(&s->di, r->di, __ATOMIC_RELAXED);
+  __atomic_store_n(&s->si, r->si, __ATOMIC_RELAXED);
+  __atomic_store_n(&s->ax, r->ax, __ATOMIC_RELAXED);
+  __atomic_store_n(&s->ip, r->ip, __ATOMIC_RELAXED);
+  __atomic_store_n(&s->sp, r->sp, __ATOMIC_RELAXED);
   // Floating-point work in the handler uses xmm registers the probed code may hold.
   volatile double x = 1.25;
-  s->xmm_result = x * 3.5 + static_cast<double>(r->di);
+  const double v = x * 3.5 + static_cast<double>(r->di);
+  __atomic_store(&s->xmm_result, &v, __ATOMIC_RELAXED);
   s->n.fetch_add(1, std::memory_order_relaxed);
 }
 
@@ -364,6 +367,47 @@ TEST(UprobePatch, InsideAFunctionWithItsBounds) {
   EXPECT_EQ(opaque(ut_target)(6, 7), 42u);
   EXPECT_EQ(in.n.load(), 1u + 7u) << "once per loop iteration";
   ASSERT_TRUE(detach(*bp).ok());
+}
+
+// A nop inside a function (a USDT site) takes a jump patch where the body shows no jump into the
+// displaced bytes; an int3 where an indirect jump could land there (unseen targets) or where a call
+// among them would return into the patch.
+TEST(UprobePatch, NopSiteInsideAFunction) {
+  struct Case {
+    const char* name;
+    const void* fn;
+    const uint8_t* point;
+    const uint8_t* end;
+    PatchMethod method;
+    std::function<uint64_t()> call;
+    uint64_t want;
+  };
+  const Case cases[] = {
+      {"room behind", reinterpret_cast<const void*>(&ut_nop_site), ut_nop_site_point, ut_nop_site_end,
+       PatchMethod::Jump, [] { return opaque(ut_nop_site)(41); }, 42},
+      {"indirect jump", reinterpret_cast<const void*>(&ut_nop_indirect), ut_nop_indirect_point, ut_nop_indirect_end,
+       PatchMethod::Breakpoint, [] { return opaque(ut_nop_indirect)(5); }, 9},
+      {"short call", reinterpret_cast<const void*>(&ut_nop_call), ut_nop_call_point, ut_nop_call_end,
+       PatchMethod::Breakpoint, [] { return opaque(ut_nop_call)(5, &ut_helper); }, 105},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    const uintptr_t f = ut_addr(c.fn), p = ut_addr(c.point);
+    const auto before = bytes_at(p, 16);
+    AttachOptions o;
+    o.func_start = f;
+    o.func_size = ut_size(c.fn, c.end);
+    Seen in;
+    auto e = attach(p, HookKind::Entry, record, &in, o);
+    ASSERT_TRUE(e.ok()) << e.error().message;
+    EXPECT_EQ(*patch_method(*e), c.method);
+    EXPECT_EQ(c.call(), c.want);
+    EXPECT_EQ(c.call(), c.want);
+    EXPECT_GE(in.n.load(), 2u);
+    EXPECT_EQ(in.ip, p);
+    ASSERT_TRUE(detach(*e).ok());
+    EXPECT_EQ(bytes_at(p, 16), before);
+  }
 }
 
 TEST(UprobePatch, BadInputIsRefused) {

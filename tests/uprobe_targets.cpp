@@ -24,6 +24,21 @@ asm(".pushsection .data\n .p2align 3\n"
     UT_BEGIN(ut_target) "xor eax, eax\n1:\n add rax, rdi\n dec rsi\n jnz 1b\n ret\n" UT_END(ut_target)
     UT_BEGIN(ut_jrcxz) "mov rcx, rdi\n jrcxz 1f\n lea rax, [rcx+5]\n ret\n1:\n mov eax, 7\n ret\n" UT_END(ut_jrcxz)
     UT_BEGIN(ut_fmul) "mulsd xmm0, xmm1\n ret\n" UT_END(ut_fmul)
+    // A 1-byte nop inside a function (a USDT site's shape) at ut_nop_site, with room behind it.
+    UT_BEGIN(ut_nop_site) "push rbx\n mov rbx, rdi\n"
+    ".globl ut_nop_site_point\n .hidden ut_nop_site_point\n ut_nop_site_point:\n nop\n"
+    "lea rax, [rbx+1]\n pop rbx\n ret\n" UT_END(ut_nop_site)
+    // The same nop where an indirect jump (a jump table's shape) lands right behind it.
+    // (The label's address is computed from another one: a RIP-relative operand naming it directly
+    // would already count as a jump target.)
+    UT_BEGIN(ut_nop_indirect) "lea rcx, [rip+.Lni_end]\n"
+    ".globl ut_nop_indirect_point\n .hidden ut_nop_indirect_point\n ut_nop_indirect_point:\n nop\n"
+    ".Lni_back:\n test rdi, rdi\n jz .Lni_end\n xor edi, edi\n sub rcx, .Lni_end - .Lni_back\n jmp rcx\n"
+    ".Lni_end:\n mov eax, 9\n ret\n" UT_END(ut_nop_indirect)
+    // The same nop followed by a short call: a thread in the callee would return into a jump patch.
+    UT_BEGIN(ut_nop_call) "push rbx\n mov rbx, rdi\n"
+    ".globl ut_nop_call_point\n .hidden ut_nop_call_point\n ut_nop_call_point:\n nop\n"
+    "call rsi\n add rax, rbx\n pop rbx\n ret\n" UT_END(ut_nop_call)
     UT_BEGIN(ut_jmp_first) "jmp 1f\n ud2\n1:\n lea rax, [rdi+3]\n ret\n" UT_END(ut_jmp_first)
     // A system call inside the bytes a jump patch displaces: a thread blocked in it has its ip there.
     UT_BEGIN(ut_syscall) "mov eax, ecx\n syscall\n mov rdi, rax\n mov rax, rdi\n ret\n" UT_END(ut_syscall)

@@ -32,6 +32,16 @@ uint64_t ut_target(uint64_t a, uint64_t b);
 uint64_t ut_jrcxz(uint64_t a);
 // mulsd xmm0,xmm1; ret — floating-point arguments and return value.
 double ut_fmul(double a, double b);
+// A 1-byte nop at ut_nop_site_point inside the function, instructions enough behind it. Returns a+1.
+uint64_t ut_nop_site(uint64_t a);
+extern const uint8_t ut_nop_site_point[], ut_nop_site_end[];
+// The nop at ut_nop_indirect_point followed by a label an indirect jmp reaches. Returns 9.
+uint64_t ut_nop_indirect(uint64_t a);
+extern const uint8_t ut_nop_indirect_point[], ut_nop_indirect_end[];
+// The nop at ut_nop_call_point followed by `call rsi` (2 bytes). Returns f() + a.
+uint64_t ut_nop_call(uint64_t a, uint64_t (*f)());
+extern const uint8_t ut_nop_call_point[], ut_nop_call_end[];
+uint64_t ut_helper();  // returns 100
 // jmp short +; ud2; lea rax,[rdi+3]; ret — a short jump first (a terminator: breakpoint).
 uint64_t ut_jmp_first(uint64_t a);
 // mov eax,ecx; syscall; mov rdi,rax; ... — system call `nr` with (a, b, c): a thread blocked in it

@@ -53,7 +53,8 @@ struct UsdtNote {
   std::string args;         // the argument string ("-4@%edi 8@-8(%rbp)")
   bool relocatable = false;
 };
-// Every probe point PROVIDER:NAME of the file (one probe may be inlined at several places).
+// Every probe point PROVIDER:NAME of the file (one probe may be inlined at several places); with both
+// empty, every probe point of the file.
 Result<std::vector<UsdtNote>> find_usdt_notes(const std::string& path, std::string_view provider,
                                               std::string_view name);
 

@@ -8,6 +8,7 @@
 #include <link.h>
 #include <sched.h>
 #include <sys/prctl.h>
+#include <sys/rseq.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -29,6 +30,7 @@
 #include "bpfvm/map.hpp"
 #include "bpfvm/probe_target.hpp"
 #include "hooks/uprobe/patch.hpp"
+#include "store/robust.hpp"
 
 namespace bpfvm {
 
@@ -65,11 +67,24 @@ void report_text(AgentMessage::Kind k, std::string text) {
 
 // ---- the task programs run for: this thread ------------------------------------------------------
 
+// This thread's id and its process's, without a system call per hit (glibc caches neither): the
+// process id is the store's (refreshed after fork), the thread id is cached per thread for that pid.
+struct ThreadIds {
+  uint32_t tid;
+  uint32_t pid;
+};
+thread_local constinit ThreadIds t_ids __attribute__((tls_model("initial-exec"))) = {0, 0};
+inline ThreadIds thread_ids() {
+  const uint32_t pid = store::self_pid();
+  if (__builtin_expect(t_ids.pid != pid, 0)) t_ids = {static_cast<uint32_t>(gettid()), pid};
+  return t_ids;
+}
+
 class ProbeTask final : public TracedTask {
  public:
   ProbeTask(uint64_t ip, uint64_t cookie) : ip_(ip), cookie_(cookie) {}
-  uint32_t tid() const override { return static_cast<uint32_t>(gettid()); }
-  uint32_t tgid() const override { return static_cast<uint32_t>(getpid()); }
+  uint32_t tid() const override { return thread_ids().tid; }
+  uint32_t tgid() const override { return thread_ids().pid; }
   uint64_t uid_gid() override { return (static_cast<uint64_t>(getgid()) << 32) | getuid(); }
   void comm(char out[16]) override {
     std::memset(out, 0, 16);
@@ -108,31 +123,39 @@ struct Probe {
 // The control word (AgentSpec::control): nonzero while bpfvm trace wants events.
 const std::atomic<uint32_t>* g_enabled = nullptr;
 
+// The CPU this thread runs on: the kernel keeps it in the thread's rseq area, which glibc registers
+// (what sched_getcpu reads, without its call); sched_getcpu where rseq is not registered.
+int this_cpu() {
+  if (__rseq_size >= 8) {
+    const auto* area = static_cast<const char*>(__builtin_thread_pointer()) + __rseq_offset;
+    const int cpu = *reinterpret_cast<const volatile int32_t*>(area + 4);  // struct rseq: cpu_id_start, cpu_id
+    if (cpu >= 0) return cpu;
+  }
+  return sched_getcpu();
+}
+
+// The hit path: what a program run needs and nothing more. The engine's run brackets the program
+// with the map read section and takes a helper's fault itself (Executable::run), so neither is
+// repeated here; programs with no call at all go straight into their native code.
 void on_hit(void* cookie, uprobe::PtRegs* regs) {
   if (g_enabled && g_enabled->load(std::memory_order_relaxed) == 0) return;
   auto* p = static_cast<Probe*>(cookie);
   ProbeTask task(p->ip, p->cookie);
   TracedTask* prev = current_traced_task();
   set_current_traced_task(&task);
-  int cpu = sched_getcpu();
-  int n = possible_cpus();
-  set_current_cpu(cpu >= 0 && n > 0 ? cpu % n : 0);
-  {
-    MapReadSection section;
-    RunArgs args;
-    args.r1 = reinterpret_cast<uint64_t>(regs);
-    const PreparedProgram& pp = p->prog->prog;
-    if (pp.exe->options().checked) {
-      args.regions.push_back(MemRegion{args.r1, sizeof(PtRegsNative), false, "ctx"});
-      args.regions.insert(args.regions.end(), pp.regions.begin(), pp.regions.end());
-    }
-    // A fault left by an earlier run on this thread was taken by that run (below).
-    auto r = pp.exe->run(args);
-    std::optional<Diagnostic> fault = take_helper_fault();
-    if (!r && !fault) fault = r.error();
-    if (fault && !p->fault_reported.exchange(true))
-      report_text(AgentMessage::Kind::Fault, fmt::format("program {}: {}", p->prog->name, fault->message));
+  const int cpu = this_cpu();
+  const int n = possible_cpus();
+  set_current_cpu(cpu >= 0 && cpu < n ? cpu : (cpu >= 0 && n > 0 ? cpu % n : 0));
+  RunArgs args;
+  args.r1 = reinterpret_cast<uint64_t>(regs);
+  const PreparedProgram& pp = p->prog->prog;
+  if (__builtin_expect(pp.exe->options().checked, 0)) {
+    args.regions.push_back(MemRegion{args.r1, sizeof(PtRegsNative), false, "ctx"});
+    args.regions.insert(args.regions.end(), pp.regions.begin(), pp.regions.end());
   }
+  auto r = pp.exe->run(args);
+  if (__builtin_expect(!r, 0) && !p->fault_reported.exchange(true))
+    report_text(AgentMessage::Kind::Fault, fmt::format("program {}: {}", p->prog->name, r.error().message));
   set_current_traced_task(prev);
 }
 
@@ -205,11 +228,35 @@ bool matches(const Target& t, const Module& m) {
 
 // `start`/`size`: the function holding `addr` (0 when unknown): the patcher then checks that `addr`
 // starts an instruction and that the bytes it displaces are no jump target.
-Result<uprobe::HookId> hook_at(uint64_t addr, uint64_t start, size_t size, uprobe::HookKind kind, Probe* p) {
+Result<uprobe::HookId> hook_at(uint64_t addr, uint64_t start, size_t size, uprobe::HookKind kind, Probe* p,
+                               bool breakpoint = false) {
   uprobe::AttachOptions o;
   o.func_size = size;
   o.func_start = start != addr ? start : 0;
+  o.force_breakpoint = breakpoint;
   return uprobe::attach(addr, kind, &on_hit, p, o);
+}
+
+// Where a USDT site may take a jump patch: the bounds of the function that holds it (the patcher
+// scans its body for jumps into the displaced bytes and refuses where it cannot tell), and whether
+// another probe point of the module lies within the bytes a jump would displace (then an int3, so
+// that both can be hooked). The sites are 1-byte nops, often one right behind another.
+struct UsdtPlacement {
+  uint64_t start = 0;  // 0: no function symbol covers the site
+  size_t size = 0;
+  bool breakpoint = true;
+};
+UsdtPlacement usdt_placement(const Module& m, const UsdtNote& n, const std::vector<UsdtNote>& all) {
+  UsdtPlacement out;
+  auto fn = find_enclosing_function(m.path, n.pc);
+  if (!fn) return out;
+  out.start = fn->vaddr + (fn->relocatable ? m.bias : 0);
+  out.size = fn->size;
+  // A jump displaces 5 bytes and at most one more instruction (up to 15 bytes).
+  out.breakpoint = false;
+  for (const UsdtNote& o : all)
+    if (o.pc > n.pc && o.pc < n.pc + 5 + 15) out.breakpoint = true;
+  return out;
 }
 
 // Attaches one program to a module it matched: every hook or none. Returns the hooks made.
@@ -223,6 +270,7 @@ Result<std::vector<Probe*>> attach_target(Agent& a, Target& t, const Module& m) 
   if (pt.event == TraceEvent::UsdtProbe) {
     auto notes = find_usdt_notes(m.path, pt.provider, pt.function);
     if (!notes) return make_error(notes.error().code, fmt::format("{}: {}", where(), notes.error().message));
+    auto every = find_usdt_notes(m.path, "", "");
     for (const UsdtNote& n : *notes) {
       auto id = a.usdt->add(n, m.bias);
       if (!id) {
@@ -233,9 +281,12 @@ Result<std::vector<Probe*>> attach_target(Agent& a, Target& t, const Module& m) 
       p->prog = t.prog;
       p->ip = n.pc + (n.relocatable ? m.bias : 0);
       p->cookie = *id;
-      // A USDT site is a 1-byte nop, often right before another probe's: no function bounds are
-      // given, so the patcher places an int3 there and displaces no neighbouring site.
-      auto h = hook_at(p->ip, 0, 0, uprobe::HookKind::Entry, p);
+      // A jump where the function's body allows it (usdt_placement), else an int3.
+      const UsdtPlacement place = every ? usdt_placement(m, n, *every) : UsdtPlacement{};
+      auto h = hook_at(p->ip, place.start, place.size, uprobe::HookKind::Entry, p, place.breakpoint);
+      // The function's bounds are the symbol's: where they mislead the patcher (the sweep of its body
+      // does not meet the site), the site still takes the int3 it takes without them.
+      if (!h && place.start) h = hook_at(p->ip, 0, 0, uprobe::HookKind::Entry, p, true);
       if (!h) {
         undo();
         return make_error(h.error().code, fmt::format("{}: {}", where(), h.error().message));

@@ -420,7 +420,7 @@ Result<std::vector<UsdtNote>> find_usdt_notes(const std::string& path, std::stri
       n.provider.assign(strs, p1);
       n.name.assign(p1 + 1, p2);
       n.args.assign(p2 + 1, p3 ? p3 : end);
-      if (n.provider != provider || n.name != name) continue;
+      if (!(provider.empty() && name.empty()) && (n.provider != provider || n.name != name)) continue;
       // Prelink adjustment, as libbpf and systemtap do: the note records .stapsdt.base's address
       // at link time; the section's address now tells how far the file was moved.
       if (have_base && n.base) {

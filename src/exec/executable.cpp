@@ -8,7 +8,8 @@
 namespace bpfvm {
 
 namespace {
-thread_local RunContext* t_current = nullptr;
+// initial-exec: set and restored by every run that calls helpers (see task_helpers.cpp's t_task).
+thread_local constinit RunContext* t_current __attribute__((tls_model("initial-exec"))) = nullptr;
 
 uint64_t conformance_helper_identity(uint64_t a, uint64_t, uint64_t, uint64_t, uint64_t) { return a; }
 }  // namespace

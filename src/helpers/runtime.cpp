@@ -48,6 +48,8 @@ std::mutex g_sink_mu;
 PrintkSink g_sink;
 
 thread_local std::optional<Diagnostic> t_fault;
+// Whether t_fault holds one: a plain flag read by every run (no TLS wrapper or descriptor call).
+thread_local constinit bool t_fault_set __attribute__((tls_model("initial-exec"))) = false;
 
 }  // namespace
 
@@ -84,12 +86,17 @@ void set_printk_sink(PrintkSink sink) {
 }
 
 std::optional<Diagnostic> take_helper_fault() {
+  if (!t_fault_set) return std::nullopt;
+  t_fault_set = false;
   auto f = std::move(t_fault);
   t_fault.reset();
   return f;
 }
 void set_helper_fault(Diagnostic d) {
-  if (!t_fault) t_fault = std::move(d);
+  if (!t_fault) {
+    t_fault = std::move(d);
+    t_fault_set = true;
+  }
 }
 
 long safe_read(void* dst, const void* src, size_t len) {

@@ -18,7 +18,9 @@
 namespace bpfvm {
 
 namespace {
-thread_local TracedTask* t_task = nullptr;
+// initial-exec: read and set on every probe hit; no TLS-descriptor call where this code is in a
+// shared object (the agent library, which is in the static TLS block: it is marked STATIC_TLS anyway).
+thread_local constinit TracedTask* t_task __attribute__((tls_model("initial-exec"))) = nullptr;
 }  // namespace
 
 TracedTask* current_traced_task() { return t_task; }

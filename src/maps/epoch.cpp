@@ -337,7 +337,7 @@ void map_synchronize() {
 
 // ---- per-CPU model -----------------------------------------------------------------------------
 namespace {
-thread_local int t_cpu = 0;
+thread_local constinit int t_cpu __attribute__((tls_model("initial-exec"))) = 0;  // set per probe hit
 std::atomic<int> g_possible{0};
 }  // namespace
 

@@ -62,7 +62,7 @@ struct Lease {
   int slot = -1;
   int saved_cpu = 0;
 };
-thread_local Lease t_lease;
+thread_local constinit Lease t_lease __attribute__((tls_model("initial-exec")));  // read at every run's end
 
 bool try_take(std::atomic<uint32_t>& w, uint32_t me) {
   uint32_t cur = 0;

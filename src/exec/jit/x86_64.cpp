@@ -714,6 +714,8 @@ class Compiler {
   // and destroying a Diagnostic per instruction is measurable in compile time.
   bool emit_insn(int64_t pc, bool main_mode);
   Map* constant_map_arg(int64_t pc) const;
+  // The array behind the bpf_map_lookup_elem call at `pc` when emit_map_lookup inlines it (no call).
+  bool inline_array_lookup(int64_t pc, Map::InlineArray* out) const;
   bool emit_map_lookup(Map& m);
   void emit_runtime_map_lookup(const void* helper);
   // Instructions after body[k] folded into one x86 instruction emitted for body[k] (0: none).
@@ -954,6 +956,17 @@ void Compiler::analyze() {
         break;
       default: break;
     }
+  }
+  // Calls that become inline code (array lookups, emit_map_lookup) are no calls: a program whose
+  // every call is one needs no RunContext and runs as direct code (the counting programs of probes).
+  if (has_any_call_ && !any_fn) {
+    bool all_inline = true;
+    for (size_t i = 0; i < n_ && all_inline; ++i) {
+      if (infos_[i]->kind != OpKind::Call) continue;
+      Map::InlineArray ia;
+      all_inline = insns_[i].op == Op::CALL_HELPER && inline_array_lookup(static_cast<int64_t>(i), &ia);
+    }
+    if (all_inline) has_any_call_ = calls_helpers_ = false;
   }
   fn_entries_.clear();
   if (any_fn)
@@ -1879,6 +1892,16 @@ Map* Compiler::constant_map_arg(int64_t pc) const {
 // arithmetic, as the kernel's array_map_gen_lookup), another map's own lookup called directly.
 // r1 (the map) and r2 (the key pointer) are in place; r0 gets the result; r1-r5 are clobbered as by
 // any call.
+bool Compiler::inline_array_lookup(int64_t pc, Map::InlineArray* out) const {
+  const Insn& in = insns_[static_cast<size_t>(pc)];
+  const HelperDef* h = linked_.helper_at[static_cast<size_t>(pc)];
+  if (in.op != Op::CALL_HELPER || in.imm != kHelperMapLookupElem || !h ||
+      h->fn != HelperSet::kernel().find(kHelperMapLookupElem)->fn)
+    return false;
+  Map* m = constant_map_arg(pc);
+  return m && m->inline_array(out) && out->base && out->stride && out->stride <= INT32_MAX;
+}
+
 bool Compiler::emit_map_lookup(Map& m) {
   Map::InlineArray ia;
   if (m.inline_array(&ia) && ia.base && ia.stride && ia.stride <= INT32_MAX) {

@@ -44,7 +44,9 @@
 
 #include "exec/jit/exec_memory.hpp"
 
-extern "C" void __register_frame(void* begin);  // libgcc: unwind info for generated code
+// libgcc: unwind info for generated code, with the caller's storage for libgcc's `struct object`
+// (at least 6 words; crtstuff reserves 8), so that registering allocates nothing.
+extern "C" void __register_frame_info(const void* begin, void* object);
 
 namespace bpfvm::uprobe {
 namespace {
@@ -132,6 +134,18 @@ Site* find_site(uintptr_t point) {
     if (s->point == point) return s;
   }
   return nullptr;
+}
+// Puts `now` where `old` is in the table (the same point).
+bool replace_site(Site* old, Site* now) {
+  for (size_t i = site_slot(old->point), n = 0; n < kSiteTable; i = (i + 1) & (kSiteTable - 1), ++n) {
+    Site* x = g_site_table[i].load(std::memory_order_relaxed);
+    if (!x) return false;
+    if (x == old) {
+      g_site_table[i].store(now, std::memory_order_release);
+      return true;
+    }
+  }
+  return false;
 }
 bool insert_site(Site* s) {
   for (size_t i = site_slot(s->point), n = 0; n < kSiteTable; i = (i + 1) & (kSiteTable - 1), ++n) {
@@ -317,7 +331,8 @@ struct ReadLock {
     if (r) r->seq.store(r->seq.load(std::memory_order_relaxed) + 1, std::memory_order_release);
   }
   // Without a slot (no memory for one) the thread runs no handler: nothing could wait for it.
-  const HookList* list() const { return r ? s->list.load(std::memory_order_relaxed) : nullptr; }
+  // (acquire: the list's contents were written before it was published; a plain load on x86-64.)
+  const HookList* list() const { return r ? s->list.load(std::memory_order_acquire) : nullptr; }
 };
 
 void barrier_all_threads();
@@ -341,6 +356,20 @@ void synchronize(Site* s) {
 std::mutex g_block_mu;
 ShadowBlock* g_free_blocks = nullptr;
 
+// The unwinder of the process (libgcc_s, which libstdc++ and glibc's cancellation use) must get the
+// stubs' frames, not a private copy of it linked into the code that holds this (an agent library).
+// Resolved when hooks are installed (dlsym may allocate): a thread's first return hook may run in the
+// SIGTRAP handler or inside a call of malloc's, where nothing may allocate.
+using RegisterFrameInfo = void (*)(const void*, void*);
+std::atomic<RegisterFrameInfo> g_register_frame_info{nullptr};
+void resolve_register_frame() {
+  if (g_register_frame_info.load(std::memory_order_acquire)) return;
+  RegisterFrameInfo f = &__register_frame_info;
+  if (void* p = dlsym(RTLD_DEFAULT, "__register_frame_info")) f = reinterpret_cast<RegisterFrameInfo>(p);
+  g_register_frame_info.store(f, std::memory_order_release);
+}
+constexpr size_t kFrameObject = 64;  // libgcc's struct object
+
 void put_le64(uint8_t* p, uint64_t v) { std::memcpy(p, &v, 8); }
 void put_le32(uint8_t* p, uint32_t v) { std::memcpy(p, &v, 4); }
 
@@ -361,7 +390,8 @@ bool new_chunk_locked() {
   }
   // CIE (24 bytes) + one FDE (48 bytes) per stub + a 0 terminator.
   constexpr size_t kCie = 24, kFde = 48;
-  const size_t eh_bytes = (kCie + nstub * kFde + 4 + kPage - 1) & ~(kPage - 1);
+  const size_t object_off = (kCie + nstub * kFde + 4 + 15) & ~size_t{15};
+  const size_t eh_bytes = (object_off + kFrameObject + kPage - 1) & ~(kPage - 1);
   void* ehm = mmap(nullptr, eh_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (ehm == MAP_FAILED) {
     munmap(code, code_bytes);
@@ -415,14 +445,9 @@ bool new_chunk_locked() {
   }
   put_le32(eh + kCie + nstub * kFde, 0);
   if (mprotect(code, code_bytes, PROT_READ | PROT_EXEC) != 0) return false;  // leaked, never used
-  // The unwinder of the process (libgcc_s, which libstdc++ and glibc's cancellation use) must get the
-  // frames, not a private copy of it linked into the code that holds this (an agent library).
-  using RegisterFrame = void (*)(void*);
-  static const auto reg = [] {
-    if (void* f = dlsym(RTLD_DEFAULT, "__register_frame")) return reinterpret_cast<RegisterFrame>(f);
-    return &__register_frame;
-  }();
-  reg(eh);
+  RegisterFrameInfo reg = g_register_frame_info.load(std::memory_order_acquire);
+  if (!reg) return false;  // (resolved by attach before any hook exists)
+  reg(eh, eh + object_off);
   return true;
 }
 
@@ -607,6 +632,7 @@ void on_evacuate(int, siginfo_t*, void* ucv) {
 
 Status install_signals_locked() {
   Global& G = g();
+  resolve_register_frame();
   if (G.traps_installed) return {};
   struct sigaction sa {};
   sa.sa_sigaction = on_trap;
@@ -952,6 +978,10 @@ Status plan(Site& s) {
     insns.push_back(d);
     len += d.insn.length;
     if (len >= kJmpLen) break;
+    if (d.insn.meta.category == ZYDIS_CATEGORY_CALL) {  // a thread in the callee returns into the patch
+      jump = false;
+      break;
+    }
     if (ends_flow(d.insn)) {  // what follows may be another function
       jump = false;
       break;
@@ -959,7 +989,11 @@ Status plan(Site& s) {
   }
   if (jump && !size && insns.size() > 1) jump = false;  // unknown size: only one long instruction is safe
   // Jumps into the displaced bytes (behind the first instruction) anywhere in the function; the sweep
-  // also checks that the point is an instruction boundary.
+  // also checks that the point is an instruction boundary. Inside the body (FUNC+OFFSET, a USDT
+  // site) an indirect jump (a switch's jump table, a computed goto) may land anywhere: then no jump
+  // patch. (At the entry, a function's own indirect jumps are tail calls or go to labels behind the
+  // prologue.)
+  const bool inside = s.func != func;
   if (size) {
     bool boundary = false, whole = true;
     for (uintptr_t a = func; a < end;) {
@@ -971,6 +1005,8 @@ Status plan(Site& s) {
       boundary |= a == s.point;
       uint64_t t = 0;
       if (relative_target(d, a, t) && t > s.point && t < s.point + len) jump = false;
+      if (inside && d.insn.meta.category == ZYDIS_CATEGORY_UNCOND_BR && !(d.insn.attributes & ZYDIS_ATTRIB_IS_RELATIVE))
+        jump = false;
       a += d.insn.length;
     }
     if (whole && !boundary)
@@ -1108,16 +1144,13 @@ Result<HookId> attach(uintptr_t addr, HookKind kind, Handler handler, void* cook
   Site* s = nullptr;
   for (Site* x : G.sites)
     if (x->func == addr) s = x;
-  if (s && s->hooks.empty() &&
-      (s->func_size != options.func_size || s->func_start != options.func_start ||
-       s->forced_bp != options.force_breakpoint)) {
-    // Unhooked with other options: planned again (the old trampoline stays mapped).
-    s->func_size = options.func_size;
-    s->func_start = options.func_start;
-    s->forced_bp = options.force_breakpoint;
-    if (Status st = plan(*s); !st.ok()) return st.error();
-  }
-  if (!s) {
+  // Unhooked with other options: planned again, as a new site that replaces the old one (whose
+  // trampoline stays mapped and whose fields stay as they were: a thread may still be reading them in
+  // the SIGTRAP handler of an int3 hit before the old hooks went).
+  const bool replan = s && s->hooks.empty() &&
+                      (s->func_size != options.func_size || s->func_start != options.func_start ||
+                       s->forced_bp != options.force_breakpoint);
+  if (!s || replan) {
     auto* n = new Site();
     n->func = addr;
     n->func_size = options.func_size;
@@ -1127,12 +1160,15 @@ Result<HookId> attach(uintptr_t addr, HookKind kind, Handler handler, void* cook
       delete n;
       return st.error();
     }
-    if (find_site(n->point) || !insert_site(n)) {
+    const Site* there = find_site(n->point);
+    const bool placed = there == s && s ? replace_site(s, n) : !there && insert_site(n);
+    if (!placed) {
       delete n;
       return make_error(ErrorCode::InvalidArgument,
                         fmt::format("uprobe: {:#x} is already patched from another address, or too many addresses are hooked", addr));
     }
-    G.sites.push_back(n);
+    if (s) std::replace(G.sites.begin(), G.sites.end(), s, n);
+    else G.sites.push_back(n);
     s = n;
   }
   if (s->hooks.empty())
