@@ -188,6 +188,7 @@ ObjectLoad load_object_program(const Object& obj, const ObjectProgram& prog, con
   req.license = license.c_str();
   req.expected_attach_type = prog.expected_attach;
   req.attach_btf_id = options.attach_btf_id;
+  if (prog.attach.sleepable) req.prog_flags = BPF_F_SLEEPABLE;  // ".s" sections, as libbpf loads them
   if (out.btf) {
     req.btf_fd = out.btf.get();
     for (const FuncInfo& f : prog.func_info) req.func_info.push_back(KFuncInfo{f.insn, f.btf_type_id});

@@ -297,6 +297,7 @@ struct WalkOut {
   std::string error;
   uint32_t next = 0;
   bool untrusted = false;
+  std::string field;  // WalkPtr: the member's name
 };
 
 WalkOut struct_walk(const struct btf* b, const struct btf_type* t, uint32_t off, uint32_t size, bool untrusted_in) {
@@ -388,6 +389,7 @@ WalkOut struct_walk(const struct btf* b, const struct btf_type* t, uint32_t off,
         if (is_struct(st)) {
           o.w = WalkPtr;
           o.next = sid;
+          o.field = mname;
           return o;
         }
         o.w = WalkPtrUntrusted;
@@ -425,6 +427,7 @@ BtfLoad btf_struct_access(const struct btf* b, uint32_t struct_id, int64_t off, 
         r.what = BtfLoad::Ptr;
         r.btf_id = w.next;
         r.untrusted = untrusted;
+        r.field = std::move(w.field);
         return r;
       case WalkPtrUntrusted: r.what = BtfLoad::UntrustedMem; return r;
       case WalkStruct:
@@ -435,6 +438,40 @@ BtfLoad btf_struct_access(const struct btf* b, uint32_t struct_id, int64_t off, 
   }
   r.error = "BTF struct nesting too deep";
   return r;
+}
+
+namespace {
+
+bool listed(const struct btf* b, const struct btf_type* parent, const std::string& field, uint32_t ptr_struct,
+            const char* suffix) {
+  const std::string list = btfu::name(b, parent->name_off) + suffix;
+  if (list.size() >= 64) return false;  // the kernel builds the name in a 64-byte buffer
+  int id = btf__find_by_name_kind(b, list.c_str(), btf_kind(parent));
+  if (id <= 0) return false;
+  const struct btf_type* lt = btfu::type(b, id);
+  if (!is_struct(lt)) return false;
+  const struct btf_member* m = btf_members(lt);
+  for (uint32_t i = 0; i < btf_vlen(lt); ++i) {
+    const struct btf_type* mt = btfu::type(b, m[i].type);
+    if (!mt || !btf_is_ptr(mt)) continue;
+    uint32_t pointee = 0;
+    skip_mods(b, mt->type, &pointee);
+    if (pointee == ptr_struct && btfu::name(b, m[i].name_off) == field) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+FieldTrust btf_field_trust(const struct btf* b, uint32_t parent_struct, const std::string& field, uint32_t ptr_struct) {
+  const struct btf_type* parent = btfu::type(b, parent_struct);
+  if (!is_struct(parent) || field.empty()) return FieldTrust::None;
+  // The kernel's order (check_ptr_to_btf_access): trusted, trusted or NULL, then the RCU lists.
+  if (listed(b, parent, field, ptr_struct, "__safe_trusted")) return FieldTrust::Trusted;
+  if (listed(b, parent, field, ptr_struct, "__safe_trusted_or_null")) return FieldTrust::TrustedOrNull;
+  if (listed(b, parent, field, ptr_struct, "__safe_rcu")) return FieldTrust::Rcu;
+  if (listed(b, parent, field, ptr_struct, "__safe_rcu_or_null")) return FieldTrust::RcuOrNull;
+  return FieldTrust::None;
 }
 
 std::string btf_struct_name(const struct btf* b, uint32_t id) {

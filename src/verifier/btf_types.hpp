@@ -26,6 +26,7 @@ struct AttachProto {
   uint32_t prog_type = 0;
   bool args_trusted = false;     // the kernel's prog_args_trusted: tp_btf, iter, lsm
   bool iter = false;             // iter: the arguments after `meta` may be NULL (end of iteration)
+  bool sleepable = false;        // BPF_F_SLEEPABLE (".s" sections): runs outside an RCU read section
   std::string name;              // the target ("do_unlinkat")
 };
 
@@ -46,8 +47,17 @@ struct BtfLoad {
   enum What : uint8_t { Scalar, Ptr, UntrustedMem } what = Scalar;
   uint32_t btf_id = 0;      // Ptr: the struct pointed to
   bool untrusted = false;   // Ptr: walked through a union of several members
+  std::string field;        // Ptr: the pointer member's name (through nested structs: the innermost)
 };
 BtfLoad btf_struct_access(const struct btf* b, uint32_t struct_id, int64_t off, int size);
+
+// How much of its parent's trust a pointer member keeps: the kernel declares, as BTF structs named
+// `<struct>__safe_trusted`, `__safe_trusted_or_null`, `__safe_rcu` and `__safe_rcu_or_null`, the
+// pointer members of <struct> that stay trusted (or RCU-protected), maybe NULL for the `_or_null`
+// lists. A member is listed when the list has a pointer member of the same name pointing to the same
+// struct (the kernel's btf_nested_type_is_trusted). A BTF without the lists lists nothing.
+enum class FieldTrust : uint8_t { None, Trusted, TrustedOrNull, Rcu, RcuOrNull };
+FieldTrust btf_field_trust(const struct btf* b, uint32_t parent_struct, const std::string& field, uint32_t ptr_struct);
 
 // "task_struct" (the struct's name, "(anon)" when it has none).
 std::string btf_struct_name(const struct btf* b, uint32_t id);

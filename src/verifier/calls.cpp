@@ -289,13 +289,30 @@ bool Verifier::do_call_helper(const Insn& in) {
       case ArgType::BtfIdSockCommon:
       case ArgType::BtfId:
       case ArgType::PercpuBtfId:
-        if (r.kind != Kind::Sock && r.kind != Kind::BtfId) return bad_type("sock");
-        // A pointer walked through a union may point to anything: helpers taking kernel objects refuse
-        // it (the kernel's untrusted_ptr_).
+        // A kernel object the helper may take: plain, trusted or (but for the socket casts) RCU-protected;
+        // not one walked through a union (untrusted), nor one maybe NULL the program has not checked
+        // (the kernel's btf_ptr_types and btf_id_sock_common_types).
+        if ((r.kind == Kind::BtfId || (r.kind == Kind::BtfIdOrNull && !maybe_null)) &&
+            (a.type == ArgType::BtfId || a.type == ArgType::BtfIdSockCommon)) {
+          const bool sock = a.type == ArgType::BtfIdSockCommon;
+          if (r.kind == Kind::BtfIdOrNull || (r.bflags & kBtfUntrusted) || (sock && (r.bflags & kBtfRcu)))
+            return reject(fmt::format("R{} type={} expected={}", regno, type_str(r),
+                                      sock ? "sock_common, sock, tcp_sock, xdp_sock, ptr_, trusted_ptr_"
+                                           : "ptr_, trusted_ptr_, rcu_ptr_"),
+                          regno,
+                          r.kind == Kind::BtfIdOrNull
+                              ? "This kernel object may be NULL: compare it with 0 before passing it."
+                              : "");
+        }
+        if (r.kind == Kind::BtfIdOrNull && maybe_null) {
+          // The helper takes NULL too (ARG_PTR_TO_BTF_ID_OR_NULL).
+        } else if (r.kind != Kind::Sock && r.kind != Kind::BtfId) {
+          return bad_type("sock");
+        }
         if (r.kind == Kind::BtfId && (r.bflags & kBtfUntrusted))
-          return reject(fmt::format("R{} type=untrusted_ptr_ expected=ptr_, trusted_ptr_, rcu_ptr_", regno), regno);
+          return reject(fmt::format("R{} type={} expected=ptr_, trusted_ptr_, rcu_ptr_", regno, type_str(r)), regno);
         // The struct the helper takes (a struct whose first member is it passes too).
-        if (a.btf_struct && attach_ && r.kind == Kind::BtfId && r.btf_id &&
+        if (a.btf_struct && attach_ && (r.kind == Kind::BtfId || r.kind == Kind::BtfIdOrNull) && r.btf_id &&
             !btf_struct_is(attach_->btf, r.btf_id, a.btf_struct))
           return reject(fmt::format("R{} is of type {} but {} is expected", regno, btf_struct_name(attach_->btf, r.btf_id),
                                     a.btf_struct),

@@ -157,6 +157,7 @@ class Verifier {
   // Context and kernel-object loads of BTF-typed programs.
   bool btf_ctx_load(int regno, int32_t off, int size, bool write, Reg* out);
   bool btf_ptr_access(int regno, const Reg& base, int32_t off, int size, bool write, bool direct, Reg* out);
+  uint8_t walked_ptr_flags(const Reg& base, const BtfLoad& l, Reg* out);
   void btf_note_unchecked() { unchecked_load_ = true; }
   bool unchecked_load_ = false;  // the access reads kernel memory through a faulting load (no in_bounds fact)
   Reg stack_read(Frame& fr, int32_t abs, int size, bool* ok, int regno);

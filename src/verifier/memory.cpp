@@ -457,7 +457,7 @@ bool Verifier::check_mem(int regno, const Reg& base, int32_t off, int size, Acce
     case Kind::Scalar:
       return reject(fmt::format("R{} invalid mem access 'scalar'", regno), regno);
     default:
-      return reject(fmt::format("R{} invalid mem access '{}'", regno, kind_name(base.kind)), regno);
+      return reject(fmt::format("R{} invalid mem access '{}'", regno, type_str(base)), regno);
   }
 }
 
@@ -594,6 +594,36 @@ bool Verifier::btf_ctx_load(int regno, int32_t off, int size, bool write, Reg* o
   return true;
 }
 
+// The trust of a pointer read from a kernel object (the kernel's check_ptr_to_btf_access, as Linux
+// 6.18 applies it). From an untrusted object: untrusted. From a trusted or RCU-protected one: what the
+// BTF's per-field lists (`task_struct__safe_trusted`...) say of the member: trusted, RCU-protected, or,
+// for the `_or_null` lists, the same but maybe NULL (the program must check it before using it); the
+// RCU lists only in an RCU read section, which a non-sleepable program always is in and a sleepable
+// one never is here (bpf_rcu_read_lock is a kfunc); any other member gives an untrusted object
+// (readable, refused by helpers). From a plain object (fentry arguments, the socket casts' results):
+// plain, untrusted when walked through a union.
+uint8_t Verifier::walked_ptr_flags(const Reg& base, const BtfLoad& l, Reg* out) {
+  if (base.bflags & kBtfUntrusted) return kBtfUntrusted;
+  const uint8_t plain = l.untrusted ? kBtfUntrusted : 0;
+  if (!(base.bflags & (kBtfTrusted | kBtfRcu)) && !base.ref) return plain;  // is_trusted_reg, is_rcu_reg
+  const FieldTrust t = btf_field_trust(attach_->btf, base.btf_id, l.field, l.btf_id);
+  if (attach_->sleepable && t != FieldTrust::Trusted && t != FieldTrust::TrustedOrNull) return kBtfUntrusted;
+  switch (t) {
+    case FieldTrust::Trusted: return l.untrusted ? kBtfUntrusted : kBtfTrusted;
+    case FieldTrust::TrustedOrNull:
+      out->kind = Kind::BtfIdOrNull;
+      out->id = new_id();
+      return l.untrusted ? kBtfUntrusted : kBtfTrusted;
+    case FieldTrust::Rcu: return l.untrusted ? kBtfUntrusted : kBtfRcu;
+    case FieldTrust::RcuOrNull:  // trusted even when walked through a union (the kernel's "always trust")
+      out->kind = Kind::BtfIdOrNull;
+      out->id = new_id();
+      return kBtfRcu;
+    case FieldTrust::None: break;
+  }
+  return kBtfUntrusted;
+}
+
 bool Verifier::btf_ptr_access(int regno, const Reg& base, int32_t off, int size, bool write, bool direct, Reg* out) {
   const struct btf* b = attach_->btf;
   const std::string tname = btf_struct_name(b, base.btf_id);
@@ -628,11 +658,9 @@ bool Verifier::btf_ptr_access(int regno, const Reg& base, int32_t off, int size,
   switch (l.what) {
     case BtfLoad::Scalar: *out = Reg::scalar(loaded_value(size, false)); break;
     case BtfLoad::Ptr:
-      // A pointer read from a kernel object may be NULL, but the kernel reads through it with faulting
-      // loads and does not make the program check it: no longer trusted, not nullable.
       *out = Reg::ptr(Kind::BtfId);
       out->btf_id = l.btf_id;
-      out->bflags = (l.untrusted || (base.bflags & kBtfUntrusted)) ? kBtfUntrusted : 0;
+      out->bflags = walked_ptr_flags(base, l, out);
       break;
     case BtfLoad::UntrustedMem:
       *out = Reg::ptr(Kind::Mem);

@@ -3,6 +3,7 @@
 
 #include "bpfvm/helpers.hpp"
 #include "bpfvm/verifier.hpp"
+#include "verifier/btf_types.hpp"
 
 namespace bpfvm {
 
@@ -23,8 +24,20 @@ VerifyOptions verify_options_for(const Object& object, const ObjectProgram& prog
       std::string file;
       if (!object.target_btf.empty() && access(object.target_btf.c_str(), R_OK) == 0) file = object.target_btf;
       auto a = resolve_attach_btf(program.type, program.expected_attach, target, file);
-      if (a) o.attach_btf = *a;
-      else o.attach_error = a.error().message;
+      if (a && program.attach.sleepable) {
+        // A sleepable program (".s" section, BPF_F_SLEEPABLE) runs outside an RCU read section,
+        // which changes the trust of the pointers it reads from kernel objects.
+        auto p = std::make_shared<verifier::AttachProto>(
+            *std::static_pointer_cast<const verifier::AttachProto>((*a)->impl));
+        p->sleepable = true;
+        auto s = std::make_shared<AttachBtf>(**a);
+        s->impl = std::move(p);
+        o.attach_btf = std::move(s);
+      } else if (a) {
+        o.attach_btf = *a;
+      } else {
+        o.attach_error = a.error().message;
+      }
     }
   }
   // Copy the lines so the options do not depend on the object's lifetime.

@@ -310,13 +310,18 @@ std::string reg_str(const Reg& r, const std::vector<MapSpec>* maps) {
     std::string v = r.v.str();
     if (!v.empty()) parts.push_back("var=" + v);
   }
+  std::string out = type_str(r) + "(";
+  for (size_t i = 0; i < parts.size(); ++i) out += (i ? "," : "") + parts[i];
+  return out + ")";
+}
+
+std::string type_str(const Reg& r) {
   std::string out = kind_name(r.kind);
+  if (r.bflags & kBtfRcu) out = "rcu_" + out;
   if (r.bflags & kBtfTrusted) out = "trusted_" + out;
   if (r.bflags & kBtfUntrusted) out = "untrusted_" + out;
   if (r.rdonly) out = "rdonly_" + out;
-  out += "(";
-  for (size_t i = 0; i < parts.size(); ++i) out += (i ? "," : "") + parts[i];
-  return out + ")";
+  return out;
 }
 
 std::string slot_str(const Slot& s) {

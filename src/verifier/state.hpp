@@ -48,7 +48,7 @@ struct Reg {
   Kind kind = Kind::NotInit;
   bool rdonly = false;     // Mem/MapValue: read-only memory
   uint8_t frame = 0;       // Stack: the frame it points into
-  uint8_t bflags = 0;      // BtfId: kBtfTrusted / kBtfUntrusted; Mem: kBtfUntrusted (read-only kernel memory of
+  uint8_t bflags = 0;      // BtfId: kBtfTrusted / kBtfUntrusted / kBtfRcu; Mem: kBtfUntrusted (read-only kernel memory of
                            // unknown size, read through faulting loads)
   int32_t off = 0;         // pointers: fixed offset
   Scalar v = Scalar::constant(0);  // scalars: the value; pointers: the variable part of the offset
@@ -80,8 +80,9 @@ struct Reg {
   bool operator==(const Reg&) const = default;
 };
 
-// Reg::bflags
-enum : uint8_t { kBtfTrusted = 1, kBtfUntrusted = 2 };
+// Reg::bflags: kBtfRcu is the kernel's MEM_RCU, a kernel object protected by the RCU read section
+// (every non-sleepable program runs inside one): usable as a plain kernel object, not known non-NULL.
+enum : uint8_t { kBtfTrusted = 1, kBtfUntrusted = 2, kBtfRcu = 4 };
 
 // Byte types of a stack slot.
 enum : uint8_t { kStackInvalid = 0, kStackMisc = 1, kStackZero = 2, kStackSpill = 3 };
@@ -239,6 +240,8 @@ uint64_t state_hash(const State& s);  // equal states hash equal
 
 // Kernel-style text of a register: "ctx()", "pkt(off=14,r=14)", "scalar(umax=255)", "fp-8".
 std::string reg_str(const Reg& r, const std::vector<MapSpec>* maps = nullptr);
+// The register's type as the kernel's logs name it: "trusted_ptr_or_null_", "rcu_ptr_", "map_value"...
+std::string type_str(const Reg& r);
 // "R1=ctx() R2=pkt(r=14) R10=fp0 fp-8=mmmmmmmm" for the innermost frame (callers prefixed).
 std::string state_str(const State& s, const std::vector<MapSpec>* maps = nullptr);
 // Stack bytes of one slot as the kernel prints them ("mmmmmmmm", "????mmmm", "0000", "r" for spills).

@@ -920,7 +920,7 @@ bool Verifier::do_ptr_arith(const Insn& in, Reg& dst, const Reg& src, int op) {
     case Kind::SockOrNull:
     case Kind::BtfIdOrNull:
       return reject(fmt::format("R{} pointer arithmetic on {} prohibited, null-check it first", ptrreg,
-                                kind_name(ptr.kind)),
+                                type_str(ptr)),
                     ptrreg);
     case Kind::PacketEnd:
     case Kind::MapPtr:

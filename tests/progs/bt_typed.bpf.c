@@ -190,9 +190,10 @@ int bad_tp_btf_current_task_beyond(unsigned long long *ctx) {
   return *(volatile int *)((char *)t + 100000);
 }
 
-// A helper taking a task gets one; a struct mm_struct is refused.
+// A helper taking a task gets one; a struct css_set (task->cgroups, which task_struct__safe_rcu lists,
+// so a pointer the helper would take were it a task) is refused.
 struct task_struct___mm {
-  struct mm_struct *mm;
+  struct css_set *cgroups;
 } __attribute__((preserve_access_index));
 
 SEC("tp_btf/sched_switch")
@@ -206,7 +207,7 @@ SEC("tp_btf/sched_switch")
 int bad_tp_btf_helper_wrong_struct(unsigned long long *ctx) {
   struct task_struct___mm *prev = (struct task_struct___mm *)ctx[1];
   unsigned long long buf[8];
-  return bpf_get_task_stack((struct task_struct *)prev->mm, buf, sizeof(buf), 0);
+  return bpf_get_task_stack((struct task_struct *)prev->cgroups, buf, sizeof(buf), 0);
 }
 
 // ---- lsm: hook arguments (struct file *file), the return value after them ----
@@ -237,4 +238,134 @@ SEC("iter/task")
 int bad_iter_task_nullable(unsigned long long *ctx) {
   struct task_struct *t = (struct task_struct *)ctx[1];
   return t->pid == 1;
+}
+
+// ---- per-field trust: a pointer read from a trusted object keeps (some of) its trust only where the
+// kernel's BTF lists the field (<struct>__safe_trusted, __safe_trusted_or_null, __safe_rcu,
+// __safe_rcu_or_null); other fields give plain kernel objects ----
+
+struct inode {
+  unsigned long i_ino;
+} __attribute__((preserve_access_index));
+
+struct file___inode {
+  struct inode *f_inode;
+} __attribute__((preserve_access_index));
+
+struct linux_binprm {
+  struct file___inode *file;
+} __attribute__((preserve_access_index));
+
+struct task_struct___walk {
+  struct task_struct *group_leader;
+  struct task_struct *parent;
+} __attribute__((preserve_access_index));
+
+struct sock_common {
+  unsigned short skc_family;
+} __attribute__((preserve_access_index));
+
+struct sock {
+  struct sock_common __sk_common;
+} __attribute__((preserve_access_index));
+
+struct sk_buff {
+  struct sock *sk;
+} __attribute__((preserve_access_index));
+
+// Reads below the stack's 512 bytes: refused wherever it is reached.
+#define UNREACHABLE_OR_REFUSED() asm volatile("r0 = *(u64 *)(r10 - 520)" ::: "r0")
+
+// linux_binprm__safe_trusted lists `file` and file__safe_trusted lists `f_inode`: both stay trusted,
+// known non-NULL, so the NULL branch is never explored.
+SEC("tp_btf/sched_process_exec")
+int ok_tp_btf_trusted_field_nonnull(unsigned long long *ctx) {
+  struct linux_binprm *bprm = (struct linux_binprm *)ctx[2];
+  struct file___inode *f = bprm->file;
+  if (!f) {
+    UNREACHABLE_OR_REFUSED();
+    return 0;
+  }
+  return f->f_inode->i_ino & 1;
+}
+
+// task_struct__safe_rcu lists `group_leader`: an RCU-protected task, which a helper taking a task
+// accepts, but which is not known non-NULL.
+SEC("tp_btf/sched_switch")
+int ok_tp_btf_rcu_field_helper(unsigned long long *ctx) {
+  struct task_struct___walk *prev = (struct task_struct___walk *)ctx[1];
+  unsigned long long buf[8];
+  return bpf_get_task_stack(prev->group_leader, buf, sizeof(buf), 0);
+}
+
+SEC("tp_btf/sched_switch")
+int bad_tp_btf_rcu_field_maybe_null(unsigned long long *ctx) {
+  struct task_struct___walk *prev = (struct task_struct___walk *)ctx[1];
+  struct task_struct *leader = prev->group_leader;
+  if (!leader) {
+    UNREACHABLE_OR_REFUSED();
+    return 0;
+  }
+  return leader->pid;
+}
+
+// `parent` is in no list: an untrusted task, readable, which no helper takes.
+SEC("tp_btf/sched_switch")
+int ok_tp_btf_unlisted_field_read(unsigned long long *ctx) {
+  struct task_struct___walk *prev = (struct task_struct___walk *)ctx[1];
+  return prev->parent->pid;
+}
+
+SEC("tp_btf/sched_switch")
+int bad_tp_btf_unlisted_field_helper(unsigned long long *ctx) {
+  struct task_struct___walk *prev = (struct task_struct___walk *)ctx[1];
+  unsigned long long buf[8];
+  return bpf_get_task_stack(prev->parent, buf, sizeof(buf), 0);
+}
+
+// sk_buff__safe_rcu_or_null lists `sk`: RCU-protected but maybe NULL, to be checked before use.
+SEC("tp_btf/kfree_skb")
+int bad_tp_btf_rcu_or_null_deref(unsigned long long *ctx) {
+  struct sk_buff *skb = (struct sk_buff *)ctx[0];
+  return skb->sk->__sk_common.skc_family;
+}
+
+SEC("tp_btf/kfree_skb")
+int ok_tp_btf_rcu_or_null_checked(unsigned long long *ctx) {
+  struct sk_buff *skb = (struct sk_buff *)ctx[0];
+  struct sock *sk = skb->sk;
+  if (!sk) return 0;
+  return sk->__sk_common.skc_family;
+}
+
+SEC("tp_btf/kfree_skb")
+int bad_tp_btf_rcu_or_null_helper(unsigned long long *ctx) {
+  struct sk_buff *skb = (struct sk_buff *)ctx[0];
+  return bpf_skc_to_tcp_sock(skb->sk) != 0;
+}
+
+// The socket casts take plain and trusted kernel objects, not RCU-protected ones.
+SEC("tp_btf/kfree_skb")
+int bad_tp_btf_rcu_sock_cast(unsigned long long *ctx) {
+  struct sk_buff *skb = (struct sk_buff *)ctx[0];
+  struct sock *sk = skb->sk;
+  if (!sk) return 0;
+  return bpf_skc_to_tcp_sock(sk) != 0;
+}
+
+// A sleepable program runs outside an RCU read section: a member the RCU lists name (group_leader)
+// gives an untrusted task there, still readable, but no helper takes it.
+SEC("iter.s/task")
+int ok_iter_sleepable_untrusted_read(unsigned long long *ctx) {
+  struct task_struct___walk *t = (struct task_struct___walk *)ctx[1];
+  if (!t) return 0;
+  return t->group_leader->pid == 1;
+}
+
+SEC("iter.s/task")
+int bad_iter_sleepable_untrusted_helper(unsigned long long *ctx) {
+  struct task_struct___walk *t = (struct task_struct___walk *)ctx[1];
+  unsigned long long buf[8];
+  if (!t) return 0;
+  return bpf_get_task_stack(t->group_leader, buf, sizeof(buf), 0);
 }
