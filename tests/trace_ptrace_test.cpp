@@ -1155,6 +1155,11 @@ TEST(AgentSyscallsSud, ThreadsThatAlreadyRunAreSwitchedOnAndOff) {
     for (size_t i = 0; i < (*hooks)->loaded().maps.size(); ++i)
       if ((*hooks)->loaded().maps[i]->spec().name == "counts") counts = (*hooks)->loaded().maps[i].get();
     if (!counts) _exit(11);
+    // The program adds atomically to an existing entry but creates a missing one with BPF_NOEXIST,
+    // which loses a count when threads race to create it: the entry exists before the threads run.
+    const uint32_t key = SYS_getppid;
+    const uint64_t zero = 0;
+    if (counts->update_user(&key, &zero, 0) != 0) _exit(14);
     std::atomic<int> phase{0}, ready{0};
     std::vector<std::thread> threads;
     for (int i = 0; i < 3; ++i)
