@@ -51,10 +51,8 @@ std::string kind_of(bool ours_accepts, const std::string& ours_error, const std:
   return std::string(ours_accepts ? "bpfvm accepts, kernel: " : "kernel accepts, bpfvm: ") + k;
 }
 
-// The kernel's log shows a division or modulo (64- or 32-bit, immediate or register divisor) whose
-// result it only knows as an unknown scalar: "24: (9f) r2 %= r0 ; R0=57 R2=scalar()".
-bool kernel_lost_a_quotient(const std::string& log) {
-  static const std::regex re(R"(^\d+: \((3f|37|9f|97|3c|34|9c|94)\) [^;]*; .*R\d=scalar\(\))");
+// Whether a line of the kernel's log matches `re` (each line searched on its own, so ^ is its start).
+bool log_has_line(const std::string& log, const std::regex& re) {
   size_t s = 0;
   while (s < log.size()) {
     size_t e = log.find('\n', s);
@@ -66,19 +64,18 @@ bool kernel_lost_a_quotient(const std::string& log) {
   return false;
 }
 
+// The kernel's log shows a division or modulo (64- or 32-bit, immediate or register divisor) whose
+// result it only knows as an unknown scalar: "24: (9f) r2 %= r0 ; R0=57 R2=scalar()".
+bool kernel_lost_a_quotient(const std::string& log) {
+  static const std::regex re(R"(^\d+: \((3f|37|9f|97|3c|34|9c|94)\) [^;]*; .*R\d=scalar\(\))");
+  return log_has_line(log, re);
+}
+
 // The kernel's log shows a sign-extending move whose result it knows only as a range: "29: (bf) r0 =
 // (s8)r3 ; R0=scalar(smin=smin32=-128,smax=smax32=127)" (r3's low byte known to be 0 there).
 bool kernel_lost_a_sign_extension(const std::string& log) {
   static const std::regex re(R"(^\d+: \(bf\) r\d = \(s(8|16|32)\)r\d +; .*R\d=scalar\()");
-  size_t s = 0;
-  while (s < log.size()) {
-    size_t e = log.find('\n', s);
-    if (e == std::string::npos) e = log.size();
-    if (std::regex_search(log.begin() + static_cast<std::ptrdiff_t>(s), log.begin() + static_cast<std::ptrdiff_t>(e), re))
-      return true;
-    s = e + 1;
-  }
-  return false;
+  return log_has_line(log, re);
 }
 
 // Kinds explained in docs/verifier-differences.md ("Generated programs").
