@@ -1189,6 +1189,46 @@ TEST(AgentSyscallsSud, ThreadsThatAlreadyRunAreSwitchedOnAndOff) {
       << (WIFEXITED(st) ? "exit " + std::to_string(WEXITSTATUS(st)) : "signal " + std::to_string(WTERMSIG(st)));
 }
 
+// Exit programs of the syscalls that make tasks (clone3 for the threads, clone for fork): they fire
+// in the parent and in the new thread or child (result 0), as the kernel's sys_exit does -- in the
+// agent (from the stub it issues them from; a vfork's in the parent only) and in ptrace mode (at the
+// new task's first stop).
+TEST(AgentSyscallsVsKernel, ExitsOfCloneAndForkFireInBothTasks) {
+  TempDir dir;
+  std::vector<std::string> argv = {workload(), dir.path, "basic"};
+  std::string why;
+  auto k = kernel_run(progs("tr_exits.bpf.o"), argv, &why);
+  for (const char* mech : {"sud", "seccomp"}) {
+    auto a = agent_run(progs("tr_exits.bpf.o"), mech, argv);
+    ASSERT_EQ(a.rc, 0) << a.out;
+    const MapDump& e = a.maps["exits"];
+    EXPECT_EQ(u64_at(e, SYS_clone3 * 2) + u64_at(e, SYS_clone * 2), 3u) << mech << ": two threads and a fork";
+    EXPECT_EQ(u64_at(e, SYS_clone3 * 2 + 1) + u64_at(e, SYS_clone * 2 + 1), 3u) << mech << ": in the new tasks";
+    if (k) {
+      for (uint32_t nr : {uint32_t(SYS_clone), uint32_t(SYS_clone3), uint32_t(SYS_fork)})
+        for (uint32_t side : {0u, 1u})
+          EXPECT_EQ(u64_at(e, nr * 2 + side), u64_at(k->maps["exits"], nr * 2 + side)) << mech << " nr " << nr << " side " << side;
+    }
+    auto v = agent_run(progs("tr_exits.bpf.o"), mech, {workload(), "-", "vfork"});
+    ASSERT_EQ(v.rc, 0) << v.out;
+    EXPECT_EQ(u64_at(v.maps["exits"], SYS_vfork * 2), 1u) << mech << ": the parent's vfork exit";
+  }
+  // ptrace mode sees the new task's exit at its first stop; a vfork child's too.
+  auto p = bpfvm_run(progs("tr_exits.bpf.o"), argv);
+  const MapDump& pe = p.maps["exits"];
+  EXPECT_EQ(u64_at(pe, SYS_clone3 * 2) + u64_at(pe, SYS_clone * 2), 3u);
+  EXPECT_EQ(u64_at(pe, SYS_clone3 * 2 + 1) + u64_at(pe, SYS_clone * 2 + 1), 3u);
+  auto pv = bpfvm_run(progs("tr_exits.bpf.o"), {workload(), "-", "vfork"});
+  EXPECT_EQ(u64_at(pv.maps["exits"], SYS_vfork * 2), 1u);
+  EXPECT_EQ(u64_at(pv.maps["exits"], SYS_vfork * 2 + 1), 1u);
+  if (!k) GTEST_SKIP() << "checked without the kernel's counts: " << why;
+  for (uint32_t nr : {uint32_t(SYS_clone), uint32_t(SYS_clone3), uint32_t(SYS_fork)})
+    for (uint32_t side : {0u, 1u}) EXPECT_EQ(u64_at(pe, nr * 2 + side), u64_at(k->maps["exits"], nr * 2 + side));
+  auto kv = kernel_run(progs("tr_exits.bpf.o"), {workload(), "-", "vfork"}, &why);
+  ASSERT_TRUE(kv) << why;
+  EXPECT_EQ(u64_at(kv->maps["exits"], SYS_vfork * 2 + 1), 1u) << "the kernel fires the vfork child's exit";
+}
+
 TEST(AgentSyscallsVsKernel, OpenSnoopRecordsAndCountsMatch) {
   TempDir dir;
   std::vector<std::string> argv = {workload(), dir.path, "basic"};

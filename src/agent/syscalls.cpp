@@ -11,9 +11,14 @@
 //   redirects      syscalls that cannot be issued from inside a signal handler -- rt_sigreturn, clone,
 //                  clone3, fork, vfork, execve, execveat, exit, exit_group -- run their entry programs,
 //                  then the thread leaves the handler into a stub "syscall; jmp back" on the dispatch
-//                  page: the syscall runs in the thread's own context, unhooked (no exit programs).
-//                  A new thread or forked child passes through the agent first (its SUD is switched
-//                  on, its cached ids reset).
+//                  page: the syscall runs in the thread's own context. When exit programs watch the
+//                  syscall, the stub runs them after it returns, as the kernel's sys_exit fires: in
+//                  the parent and in the new thread or forked child (result 0) of clone, clone3 and
+//                  fork, in the parent of vfork, for an execve that fails. (A successful execve's
+//                  exit fires in the new image before the agent is there, rt_sigreturn never
+//                  returns to the stub, exit and exit_group have no exit event.) A new thread or
+//                  forked child passes through the agent first (its SUD is switched on, its cached
+//                  ids reset).
 //   signals        rt_sigprocmask and rt_sigaction are emulated so that SIGSYS is never blocked (a
 //                  blocked SIGSYS from a trap kills the process): SIGSYS is removed from every mask
 //                  set, and the application's own SIGSYS action is kept aside and called for the
@@ -118,6 +123,44 @@ asm(".pushsection .text\n"
     ".size bpfvm_sys_child_entry, .-bpfvm_sys_child_entry\n"
     ".popsection\n");
 
+// A redirect stub's exit programs: called with r11 = the syscall number, rax = its result, rcx =
+// the address the syscall returns to (what the kernel leaves in rcx), the red zone already skipped.
+// Builds struct pt_regs on the stack (sp: the thread's stack pointer at the syscall), saves the SSE
+// state, runs bpfvm_sys_exit_run(regs) and restores every register.
+extern "C" void bpfvm_sys_exit_entry();
+extern "C" __attribute__((visibility("hidden"))) void bpfvm_sys_exit_run(uint64_t* regs) noexcept;
+asm(".pushsection .text\n"
+    ".globl bpfvm_sys_exit_entry\n.hidden bpfvm_sys_exit_entry\n"
+    ".type bpfvm_sys_exit_entry,@function\n"
+    "bpfvm_sys_exit_entry:\n"
+    "  sub $168, %rsp\n"
+    "  mov %r15, 0(%rsp)\n  mov %r14, 8(%rsp)\n  mov %r13, 16(%rsp)\n  mov %r12, 24(%rsp)\n"
+    "  mov %rbp, 32(%rsp)\n  mov %rbx, 40(%rsp)\n  mov %r11, 48(%rsp)\n  mov %r10, 56(%rsp)\n"
+    "  mov %r9, 64(%rsp)\n  mov %r8, 72(%rsp)\n  mov %rax, 80(%rsp)\n  mov %rcx, 88(%rsp)\n"
+    "  mov %rdx, 96(%rsp)\n  mov %rsi, 104(%rsp)\n  mov %rdi, 112(%rsp)\n  mov %r11, 120(%rsp)\n"
+    "  mov %rcx, 128(%rsp)\n  movq $0x33, 136(%rsp)\n"
+    "  pushfq\n  popq 144(%rsp)\n"
+    "  lea 304(%rsp), %rax\n  mov %rax, 152(%rsp)\n"  // 168 + the return address + the red zone
+    "  movq $0x2b, 160(%rsp)\n"
+    "  mov %rsp, %rbp\n"
+    "  and $-64, %rsp\n"
+    "  sub $512, %rsp\n"
+    "  fxsave64 (%rsp)\n"
+    "  cld\n"
+    "  mov %rbp, %rdi\n"
+    "  call bpfvm_sys_exit_run\n"
+    "  fxrstor64 (%rsp)\n"
+    "  mov %rbp, %rsp\n"
+    "  pushq 144(%rsp)\n  popfq\n"
+    "  mov 0(%rsp), %r15\n  mov 8(%rsp), %r14\n  mov 16(%rsp), %r13\n  mov 24(%rsp), %r12\n"
+    "  mov 32(%rsp), %rbp\n  mov 40(%rsp), %rbx\n  mov 48(%rsp), %r11\n  mov 56(%rsp), %r10\n"
+    "  mov 64(%rsp), %r9\n  mov 72(%rsp), %r8\n  mov 80(%rsp), %rax\n  mov 88(%rsp), %rcx\n"
+    "  mov 96(%rsp), %rdx\n  mov 104(%rsp), %rsi\n  mov 112(%rsp), %rdi\n"
+    "  add $168, %rsp\n"
+    "  ret\n"
+    ".size bpfvm_sys_exit_entry, .-bpfvm_sys_exit_entry\n"
+    ".popsection\n");
+
 namespace bpfvm::agent_syscalls {
 
 namespace {
@@ -125,7 +168,7 @@ namespace {
 constexpr size_t kPageBytes = 1 << 20;  // the dispatch page(s): 1 MiB, 1 MiB-aligned
 constexpr size_t kRestorerAt = 64;
 constexpr size_t kStubsAt = 128;
-constexpr size_t kStubBytes = 48;
+constexpr size_t kStubBytes = 96;
 constexpr uint32_t kTrapData = 0x4256;  // SECCOMP_RET_DATA of the agent's filter (si_errno)
 constexpr int kEnableMagic = 0x42565355, kDisableMagic = 0x42565344;
 
@@ -203,15 +246,19 @@ struct StubSlot {
 StubSlot g_stubs[kStubSlots];
 
 enum class Stub : uint8_t {
-  Plain,  // syscall; jmp ret
-  Child,  // syscall; call the agent when rax == 0 (the new thread or process); jmp ret
-  Int80,  // int $0x80; jmp ret (an i386 system call, which Syscall User Dispatch traps as well)
+  Plain,       // syscall; jmp ret
+  Child,       // syscall; call the agent when rax == 0 (the new thread or process); jmp ret
+  Int80,       // int $0x80; jmp ret (an i386 system call, which Syscall User Dispatch traps as well)
+  ChildExit,   // Child, then the exit programs (in the parent and in the child)
+  ParentExit,  // syscall; the exit programs unless rax == 0 (a vfork-like child); jmp ret
 };
 
-// The stub of `kind` returning to `ret`. 0 when the page is full.
-uint64_t stub_for(uint64_t ret, Stub kind) {
-  const bool child = kind == Stub::Child;
-  const uint64_t key = ret | (static_cast<uint64_t>(kind) + 1) << 61;
+// The stub of `kind` for syscall `nr` returning to `ret`. 0 when the page is full.
+uint64_t stub_for(uint64_t ret, Stub kind, int64_t nr = 0) {
+  const bool child = kind == Stub::Child || kind == Stub::ChildExit;
+  const bool exits = kind == Stub::ChildExit || kind == Stub::ParentExit;
+  if (!exits) nr = 0;
+  const uint64_t key = ret | static_cast<uint64_t>(nr & 0x7ff) << 48 | (static_cast<uint64_t>(kind) + 1) << 59;
   size_t i = (key * 0x9E3779B97F4A7C15ull >> 51) & (kStubSlots - 1);
   for (size_t n = 0; n < kStubSlots; ++n, i = (i + 1) & (kStubSlots - 1)) {
     uint64_t k = g_stubs[i].key.load(std::memory_order_acquire);
@@ -226,6 +273,16 @@ uint64_t stub_for(uint64_t ret, Stub kind) {
         }
         uint8_t* p = g->rw + at;
         size_t o = 0;
+        // rip-relative references to the data words after the code: (where the disp32 is, which word)
+        struct Ref {
+          size_t at;
+          int word;  // 0 = ret, 1 = the child entry, 2 = the exit entry
+        } refs[4];
+        int nrefs = 0;
+        auto ref = [&](int word) {
+          refs[nrefs++] = {o, word};
+          std::memset(p + o, 0, 4), o += 4;
+        };
         if (kind == Stub::Int80)
           p[o++] = 0xcd, p[o++] = 0x80;  // int $0x80
         else
@@ -233,16 +290,39 @@ uint64_t stub_for(uint64_t ret, Stub kind) {
         if (child) {
           p[o++] = 0x48, p[o++] = 0x85, p[o++] = 0xc0;  // test rax, rax
           p[o++] = 0x75, p[o++] = 0x06;                 // jnz +6
-          p[o++] = 0xff, p[o++] = 0x15;                 // call [rip + 14]
-          uint32_t disp = 14;
-          std::memcpy(p + o, &disp, 4), o += 4;
+          p[o++] = 0xff, p[o++] = 0x15;                 // call [rip + child entry]
+          ref(1);
         }
-        p[o++] = 0xff, p[o++] = 0x25;  // jmp [rip + 0]
-        std::memset(p + o, 0, 4), o += 4;
-        std::memcpy(p + o, &ret, 8), o += 8;
-        if (child) {
-          uint64_t fn = reinterpret_cast<uint64_t>(&bpfvm_sys_child_entry);
-          std::memcpy(p + o, &fn, 8), o += 8;
+        if (exits) {
+          constexpr uint8_t kExitBytes = 5 + 6 + 7 + 6 + 8;
+          if (!child) {
+            p[o++] = 0x48, p[o++] = 0x85, p[o++] = 0xc0;  // test rax, rax
+            p[o++] = 0x74, p[o++] = kExitBytes;           // jz over the exit programs
+          }
+          p[o++] = 0x48, p[o++] = 0x8d, p[o++] = 0x64, p[o++] = 0x24, p[o++] = 0x80;  // lea -128(rsp), rsp
+          const uint32_t nr32 = static_cast<uint32_t>(nr);
+          p[o++] = 0x41, p[o++] = 0xbb;  // mov $nr, r11d
+          std::memcpy(p + o, &nr32, 4), o += 4;
+          p[o++] = 0x48, p[o++] = 0x8b, p[o++] = 0x0d;  // mov rcx, [rip + ret]
+          ref(0);
+          p[o++] = 0xff, p[o++] = 0x15;  // call [rip + exit entry]
+          ref(2);
+          p[o++] = 0x48, p[o++] = 0x8d, p[o++] = 0xa4, p[o++] = 0x24;  // lea 128(rsp), rsp
+          const uint32_t d128 = 128;
+          std::memcpy(p + o, &d128, 4), o += 4;
+        }
+        p[o++] = 0xff, p[o++] = 0x25;  // jmp [rip + ret]
+        ref(0);
+        const uint64_t words[3] = {ret, reinterpret_cast<uint64_t>(&bpfvm_sys_child_entry),
+                                   reinterpret_cast<uint64_t>(&bpfvm_sys_exit_entry)};
+        size_t word_at[3];
+        for (int w = 0; w < 3; ++w) {
+          word_at[w] = o;
+          std::memcpy(p + o, &words[w], 8), o += 8;
+        }
+        for (int r = 0; r < nrefs; ++r) {
+          const int32_t disp = static_cast<int32_t>(word_at[refs[r].word]) - static_cast<int32_t>(refs[r].at + 4);
+          std::memcpy(p + refs[r].at, &disp, 4);
         }
         g_stubs[i].at.store(static_cast<uint32_t>(at), std::memory_order_release);
         return reinterpret_cast<uint64_t>(g->code + at);
@@ -391,8 +471,8 @@ void chain(int sig, siginfo_t* si, void* ucv) {
     reinterpret_cast<void (*)(int)>(a.handler)(sig);
 }
 
-bool redirect(ucontext_t* uc, Stub kind) {
-  uint64_t stub = stub_for(greg(uc, REG_RIP), kind);
+bool redirect(ucontext_t* uc, Stub kind, int64_t nr = 0) {
+  uint64_t stub = stub_for(greg(uc, REG_RIP), kind, nr);
   if (!stub) return false;
   set_greg(uc, REG_RIP, stub);
   return true;
@@ -451,17 +531,22 @@ void on_sigsys(int sig, siginfo_t* si, void* ucv) {
   if (h) programs_done();
   bool redirected = false;
   long ret = 0;
+  // Exit programs after a redirected syscall run from its stub (see the top of this file).
+  const Stub parent_only = exit_programs ? Stub::ParentExit : Stub::Plain;
+  const Stub with_child = exit_programs ? Stub::ChildExit : Stub::Child;
   switch (nr) {
     case SYS_rt_sigreturn:
-    case SYS_execve:
-    case SYS_execveat:
     case SYS_exit:
     case SYS_exit_group:
-    case SYS_vfork:
       redirected = redirect(uc, Stub::Plain);
       break;
+    case SYS_execve:
+    case SYS_execveat:
+    case SYS_vfork:
+      redirected = redirect(uc, parent_only, nr);
+      break;
     case SYS_fork:
-      redirected = redirect(uc, Stub::Child);
+      redirected = redirect(uc, with_child, nr);
       break;
     case SYS_clone:
     case SYS_clone3: {
@@ -469,7 +554,7 @@ void on_sigsys(int sig, siginfo_t* si, void* ucv) {
       if (nr == SYS_clone3 && safe_read(&flags, reinterpret_cast<const void*>(greg(uc, REG_RDI)), 8) != 0) flags = 0;
       // A child sharing the memory but not given TLS of its own (vfork-like) must not touch the
       // parent's thread variables: it leaves unhooked.
-      redirected = redirect(uc, (flags & CLONE_VM) && !(flags & CLONE_SETTLS) ? Stub::Plain : Stub::Child);
+      redirected = redirect(uc, (flags & CLONE_VM) && !(flags & CLONE_SETTLS) ? parent_only : with_child, nr);
       break;
     }
     default:
@@ -925,4 +1010,29 @@ extern "C" void bpfvm_sys_child_init() noexcept {
   bpfvm::agent_syscalls::t_sys.tid = static_cast<int32_t>(tid);
   if (pid == tid) g->pid = static_cast<int32_t>(pid);  // a process (fork), not a thread
   if (g->mech == bpfvm::SyscallMechanism::Sud && g->sud_on.load()) bpfvm::agent_syscalls::sud_switch(true);
+}
+
+// A redirect stub's exit programs (bpfvm_sys_exit_entry): regs is struct pt_regs after the syscall.
+extern "C" void bpfvm_sys_exit_run(uint64_t* regs) noexcept {
+  using namespace bpfvm::agent_syscalls;
+  if (!g) return;
+  const uint8_t busy = t_sys.busy;
+  if (busy || bpfvm::uprobe::in_hook() || bpfvm::uprobe::in_quiet()) return;
+  const int saved_errno = errno;
+  const char selector = t_sys.selector;
+  t_sys.selector = SYSCALL_DISPATCH_FILTER_ALLOW;  // the programs' own syscalls pass
+  t_sys.busy = 1;
+  if (bpfvm::SyscallHooks* h = programs_begin()) {
+    const int64_t nr = static_cast<int64_t>(regs[15]);
+    if (h->wants_exit(nr)) {
+      ThreadTask task;
+      bpfvm::SyscallRegs r;
+      std::memcpy(r.words, regs, sizeof r.words);
+      h->exit(task, nr, r);
+    }
+    programs_done();
+  }
+  t_sys.busy = busy;
+  t_sys.selector = selector;
+  errno = saved_errno;
 }

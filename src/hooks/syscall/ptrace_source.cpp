@@ -22,6 +22,7 @@
 #include <fmt/format.h>
 
 #include <cerrno>
+#include <utility>
 #include <cstdlib>
 #include <csignal>
 #include <cstring>
@@ -103,6 +104,8 @@ class Tracee final : public TracedTask {
 
   void set_tid(pid_t tid) { tid_ = tid; }
 
+  // A task the command made (clone, fork, vfork) whose first stop has not been seen yet.
+  bool new_task = true;
   // Syscall state.
   bool in_syscall = false;         // between entry and exit
   int64_t entered_nr = -1;         // the number it entered with
@@ -186,6 +189,7 @@ class Tracer {
   void handle(pid_t tid, int status);
   void syscall_stop(Tracee& t, bool seccomp_stop);
   void restart(Tracee& t, int sig);
+  void new_task_exit(Tracee& t);
   Tracee& task(pid_t tid) {
     auto it = tasks_.find(tid);
     if (it == tasks_.end()) it = tasks_.emplace(tid, std::make_unique<Tracee>(tid)).first;
@@ -256,7 +260,7 @@ Result<pid_t> Tracer::start_command() {
     close(sync[1]);
     return make_error(ErrorCode::Io, fmt::format("cannot trace the command (ptrace: {})", std::strerror(e)));
   }
-  task(pid);
+  task(pid).new_task = false;
   (void)!write(sync[1], "x", 1);
   close(sync[1]);
   return pid;
@@ -284,7 +288,7 @@ Status Tracer::attach_process() {
                           fmt::format("cannot attach to process {} (thread {}): {}", o_.pid, tid, std::strerror(err)));
       }
       ptrace(PTRACE_INTERRUPT, tid, nullptr, nullptr);
-      task(tid);
+      task(tid).new_task = false;
       added = true;
     }
     closedir(d);
@@ -418,6 +422,22 @@ void Tracer::syscall_stop(Tracee& t, bool seccomp_stop) {
   restart(t, 0);
 }
 
+// A new thread or child returns from its clone, clone3, fork or vfork with 0, and the kernel's
+// sys_exit fires there too: at its first stop (before it runs), its registers hold that syscall's
+// number and result.
+void Tracer::new_task_exit(Tracee& t) {
+  if (!started_) return;
+  struct user_regs_struct ur;
+  if (ptrace(PTRACE_GETREGS, static_cast<pid_t>(t.tid()), nullptr, &ur) != 0) return;
+  const auto nr = static_cast<int64_t>(ur.orig_rax);
+  if ((nr != SYS_clone && nr != SYS_clone3 && nr != SYS_fork && nr != SYS_vfork) || ur.rax != 0) return;
+  if (!hooks_.wants_exit(nr)) return;
+  SyscallRegs regs;
+  std::memcpy(regs.words, &ur, sizeof regs.words);
+  hooks_.exit(t, nr, regs);
+  hooks_.drain();
+}
+
 void Tracer::handle(pid_t tid, int status) {
   if (WIFEXITED(status) || WIFSIGNALED(status)) {
     if (tid == leader_) {
@@ -429,6 +449,7 @@ void Tracer::handle(pid_t tid, int status) {
   }
   if (!WIFSTOPPED(status)) return;
   Tracee& t = task(tid);
+  const bool first_stop = std::exchange(t.new_task, false);
   const int sig = WSTOPSIG(status);
   const int event = status >> 16;
   if (sig == (SIGTRAP | 0x80)) return syscall_stop(t, false);
@@ -466,6 +487,7 @@ void Tracer::handle(pid_t tid, int status) {
       return restart(*tasks_[tid], 0);
     }
     case PTRACE_EVENT_STOP:
+      if (first_stop && sig == SIGTRAP) new_task_exit(t);
       // A new tracee's first stop, an interrupt, or a group-stop (SIGSTOP, SIGTSTP, ...), which
       // must stay stopped until SIGCONT: PTRACE_LISTEN keeps it so while watching for events.
       if (sig == SIGSTOP || sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU) {
