@@ -112,7 +112,8 @@ TEST(VerifierFuzz, AcceptedProgramsNeverFault) {
   const ProgTypeInfo* mem = find_prog_type(static_cast<uint32_t>(kProgMem));
   // The conformance helpers, and bpf_loop (the template generator's callbacks).
   HelperTable helpers = HelperTable::conformance();
-  if (const HelperDef* loop = HelperSet::kernel().table_for(kProgMem).find(181)) helpers.add(*loop);
+  const auto kernel_helpers = HelperSet::kernel().table_for(kProgMem);  // find() points into it
+  if (const HelperDef* loop = kernel_helpers.find(181)) helpers.add(*loop);
   ASSERT_NE(mem, nullptr);
   uint64_t accepted = 0, runs = 0;
   std::vector<uint8_t> buf(kMem);

@@ -110,6 +110,7 @@ struct Site {
 struct Global {
   std::mutex mu;  // attach/detach
   std::vector<Site*> sites;
+  std::vector<Site*> replaced;  // sites planned again: kept (and reachable), never freed
   uint64_t next_id = 1;
   std::atomic<uint64_t> trap_hits{0}, missed_returns{0};
   bool traps_installed = false;
@@ -370,6 +371,11 @@ void resolve_register_frame() {
 }
 constexpr size_t kFrameObject = 64;  // libgcc's struct object
 
+// LeakSanitizer's root regions (present only in a sanitizer build): libgcc keeps the table it sorts
+// for a registered object behind a pointer in that object, which lives in mapped memory LSan does
+// not scan otherwise.
+extern "C" void __lsan_register_root_region(const void* p, size_t size) __attribute__((weak));
+
 void put_le64(uint8_t* p, uint64_t v) { std::memcpy(p, &v, 8); }
 void put_le32(uint8_t* p, uint32_t v) { std::memcpy(p, &v, 4); }
 
@@ -447,6 +453,7 @@ bool new_chunk_locked() {
   if (mprotect(code, code_bytes, PROT_READ | PROT_EXEC) != 0) return false;  // leaked, never used
   RegisterFrameInfo reg = g_register_frame_info.load(std::memory_order_acquire);
   if (!reg) return false;  // (resolved by attach before any hook exists)
+  if (__lsan_register_root_region) __lsan_register_root_region(eh + object_off, kFrameObject);
   reg(eh, eh + object_off);
   return true;
 }
@@ -1167,8 +1174,12 @@ Result<HookId> attach(uintptr_t addr, HookKind kind, Handler handler, void* cook
       return make_error(ErrorCode::InvalidArgument,
                         fmt::format("uprobe: {:#x} is already patched from another address, or too many addresses are hooked", addr));
     }
-    if (s) std::replace(G.sites.begin(), G.sites.end(), s, n);
-    else G.sites.push_back(n);
+    if (s) {
+      std::replace(G.sites.begin(), G.sites.end(), s, n);
+      G.replaced.push_back(s);
+    } else {
+      G.sites.push_back(n);
+    }
     s = n;
   }
   if (s->hooks.empty())

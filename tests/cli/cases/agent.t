@@ -2,13 +2,6 @@
 $ bpfvm trace --mode ptrace $PROGS/ag_probes.bpf.o --attach on_lib_add=uprobe/libc.so.6:malloc -- true
 bpfvm: $PROGS/ag_probes.bpf.o: program on_lib_add: probes in user code run in the agent (--mode agent or auto), not in ptrace mode
 [exit 1]
-$ bpfvm trace --mode agent $PROGS/tr_count.bpf.o -- true
-maps:
-  counts (hash, key 4 B, value 8 B, max_entries 512)
-    (empty)
-  errors (hash, key 4 B, value 8 B, max_entries 512)
-    (empty)
-[exit 0]
 $ bpfvm trace $PROGS/ag_probes.bpf.o --attach on_lib_add=uretprobe/libc.so.6:malloc+4 -- true
 bpfvm: $PROGS/ag_probes.bpf.o: program on_lib_add (section uprobe): cannot attach to 'uretprobe/libc.so.6:malloc+4': uretprobes do not support offset specification
 [exit 1]
@@ -29,15 +22,7 @@ $ bpfvm trace $PROGS/ag_usdt.bpf.o --attach on_tick=usdt/libc.so.6:agt:tick -- t
 bpfvm: mode: agent (the object probes user code; the programs run inside true)
 bpfvm: $PROGS/ag_usdt.bpf.o: program on_tick (usdt/libc.so.6:agt:tick): /lib/x86_64-linux-gnu/libc.so.6: no USDT probes (no .note.stapsdt section)
 [exit 1]
-# system-call programs in the agent: the seccomp mechanism says what it cannot do; an unknown mechanism is a usage error
-$ bpfvm trace --mode agent --agent-syscalls seccomp $PROGS/tr_count.bpf.o -- true
-bpfvm: note: --agent-syscalls seccomp: the filter stays across exec; a program the command executes is killed (SIGSYS) if its dynamic loader makes a traced system call before the agent is loaded there (sud has no such limit)
-maps:
-  counts (hash, key 4 B, value 8 B, max_entries 512)
-    (empty)
-  errors (hash, key 4 B, value 8 B, max_entries 512)
-    (empty)
-[exit 0]
+# system-call programs in the agent (runs: tests/trace_ptrace_test.cpp, AgentSyscalls): an unknown mechanism is a usage error
 $ bpfvm trace --mode agent --agent-syscalls ptrace $PROGS/tr_count.bpf.o -- true
 bpfvm: --agent-syscalls: 'ptrace' is not one of sud, seccomp
 Run 'bpfvm --help' for usage.
