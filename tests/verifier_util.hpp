@@ -74,6 +74,17 @@ struct KernelVerdict {
   uint64_t time_ns = 0;    // BPF_LOG_STATS verification time
 };
 
+// A kernel load's result (kernel::load or kernel::load_program) as the verdict v.
+template <class LoadResult>
+KernelVerdict verdict_of(KernelVerdict& v, LoadResult& r) {
+  v.ran = true;
+  v.accepted = static_cast<bool>(r.fd);
+  v.err = r.err;
+  v.log = std::move(r.log);
+  v.time_ns = r.verification_time_ns;
+  return v;
+}
+
 inline bool create_kernel_map(const MapSpec& s, kernel::Fd& out, std::string& why, std::vector<kernel::Fd>& keep) {
   int inner_fd = -1;
   if (s.inner) {
@@ -172,24 +183,14 @@ inline KernelVerdict kernel_verify(std::span<const Insn> insns, uint32_t type, c
     req.expected_attach_type = expected_attach;
     req.btf_fd = btf_fd.get();
     auto r = kernel::load(req);
-    v.ran = true;
-    v.accepted = static_cast<bool>(r.fd);
-    v.err = r.err;
-    v.log = std::move(r.log);
-    v.time_ns = r.verification_time_ns;
-    return v;
+    return verdict_of(v, r);
   }
   auto r = kernel::load_program(raw, type, log_level, license, expected_attach);
   if (!r.not_offered.empty()) {
     v.skip = r.not_offered;
     return v;
   }
-  v.ran = true;
-  v.accepted = static_cast<bool>(r.fd);
-  v.err = r.err;
-  v.log = std::move(r.log);
-  v.time_ns = r.verification_time_ns;
-  return v;
+  return verdict_of(v, r);
 }
 
 // Loads one program of an object into the kernel as libbpf would (maps, BTF, func_info, line_info).
